@@ -1,0 +1,186 @@
+"""``ddb-assets``: the command line. Each subcommand's --help says what it does."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="DynamoDB point-in-time exports turned into a typed, partitioned Parquet lake.\n\n"
+         "Runs against AWS through the ordinary AWS settings (credentials chain, AWS_REGION, "
+         "AWS_ENDPOINT_URL), or against the local world started by `ddb-assets emulator`.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one line, exit code 1."""
+
+
+def _region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+def _client(service: str):  # type: ignore[no-untyped-def]
+    import boto3
+
+    return boto3.client(service, region_name=_region())
+
+
+@app.command()
+def demo(
+    items: int = typer.Option(3000, help="How many sample reviews to load."),
+    seed: int = typer.Option(7, help="Seed of the sample data (same seed, same data)."),
+    export_format: str = typer.Option("DYNAMODB_JSON", "--format", help="DYNAMODB_JSON or ION."),
+) -> None:
+    """Start the local world, load sample reviews, export the table and show the export."""
+    from ddb_assets.local.demo import run_demo
+
+    started = time.monotonic()
+    run_demo(console, items=items, seed=seed, export_format=export_format.upper())
+    console.print(f"[green]demo finished in {time.monotonic() - started:.1f}s[/]")
+
+
+@app.command()
+def emulator(
+    port: int = typer.Option(4566, help="Port to listen on (127.0.0.1)."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind."),
+    sample_items: int = typer.Option(0, help="Create the `reviews` table with this many sample items."),
+) -> None:
+    """Serve the local AWS world (moto with faithful DynamoDB exports) until Ctrl-C."""
+    from ddb_assets.local.demo import EXPORT_BUCKET, load_sample_table
+    from ddb_assets.local.world import LocalWorld, PortInUseError
+
+    world = LocalWorld(port=port, host=host)
+    try:
+        world.start()
+    except PortInUseError as exc:
+        raise CliError(str(exc)) from None
+    console.print(f"local AWS world listening on [bold]{world.endpoint}[/]")
+    console.print("point the AWS SDK and ddb-assets at it with:")
+    for key, value in world.env().items():
+        console.print(f"  export {key}={value}", highlight=False)
+    if sample_items:
+        load_sample_table(world, sample_items, 7, console)
+        console.print(f"table [bold]reviews[/] loaded; export bucket [bold]{EXPORT_BUCKET}[/]")
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        world.stop()
+
+
+@app.command()
+def load(
+    table: str = typer.Option("reviews", help="Table to create (if missing) and fill."),
+    items: int = typer.Option(3000, help="How many sample reviews."),
+    seed: int = typer.Option(7, help="Seed of the sample data."),
+) -> None:
+    """Create the reviews-shaped table with PITR on (if missing) and load sample items."""
+    from rich.progress import Progress
+
+    from ddb_assets.local.loader import batch_write
+    from ddb_assets.local.sample_data import ReviewGenerator
+    from ddb_assets.local.tables import create_reviews_table
+
+    ddb = _client("dynamodb")
+    if table not in ddb.list_tables().get("TableNames", []):
+        create_reviews_table(ddb, table)
+    with Progress(console=console) as progress:
+        task = progress.add_task(f"loading {table}", total=items)
+        written = batch_write(ddb, table, ReviewGenerator(items, seed=seed), lambda n: progress.advance(task, n))
+    console.print(f"{written} items written to {table}")
+
+
+@app.command()
+def export(
+    table: str = typer.Argument(..., help="Table name or ARN."),
+    bucket: str = typer.Option("ddb-exports", help="S3 bucket the export is written to."),
+    prefix: Optional[str] = typer.Option(None, help="S3 prefix (default: exports/<table>)."),
+    export_format: str = typer.Option("DYNAMODB_JSON", "--format", help="DYNAMODB_JSON or ION."),
+    export_time: Optional[datetime] = typer.Option(None, help="Point in time to export (UTC); default now."),
+    client_token: Optional[str] = typer.Option(None, help="Idempotency token (8 hours)."),
+    wait: bool = typer.Option(True, help="Wait for the export to finish."),
+) -> None:
+    """Start a PITR export (ExportTableToPointInTime) of TABLE and, by default, wait for it."""
+    from botocore.exceptions import ClientError
+
+    from ddb_assets.aws.dynamodb_exports import start_export, table_arn_of, wait_for_export
+
+    ddb = _client("dynamodb")
+    try:
+        arn = table_arn_of(ddb, table)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+            raise CliError(f"table {table!r} does not exist (region {_region()})") from None
+        raise
+    try:
+        _client("s3").head_bucket(Bucket=bucket)
+    except ClientError:
+        raise CliError(f"bucket {bucket!r} does not exist or is not accessible") from None
+    name = arn.rsplit("/", 1)[-1]
+    when = export_time.replace(tzinfo=export_time.tzinfo or timezone.utc) if export_time else None
+    started = start_export(ddb, table_arn=arn, bucket=bucket, prefix=prefix or f"exports/{name}",
+                           export_format=export_format.upper(), export_time=when, client_token=client_token)
+    console.print(f"export started: {started['ExportArn']}")
+    if wait:
+        done = wait_for_export(ddb, started["ExportArn"],
+                               on_poll=lambda d, t: console.log(f"{d['ExportStatus']} after {t:.0f}s"))
+        console.print(f"[green]COMPLETED[/]: {done['ItemCount']} items, "
+                      f"manifest s3://{bucket}/{done['ExportManifest']}")
+
+
+@app.command("generate-export")
+def generate_export(
+    dest: Path = typer.Argument(..., help="Folder standing in for the bucket root."),
+    items: int = typer.Option(1_000_000, help="How many sample reviews."),
+    files: int = typer.Option(16, help="How many data files (hash ranges)."),
+    seed: int = typer.Option(7, help="Seed of the sample data."),
+    export_format: str = typer.Option("DYNAMODB_JSON", "--format", help="DYNAMODB_JSON or ION."),
+    prefix: str = typer.Option("bench", help="Export prefix inside DEST."),
+) -> None:
+    """Write a sample export straight to a folder, in the exact AWS layout (for benchmarks)."""
+    from ddb_assets.local.bulk_export import generate_folder_export
+
+    summary_path = generate_folder_export(dest, items=items, files=files, seed=seed,
+                                          export_format=export_format.upper(), prefix=prefix, console=console)
+    console.print(f"export written: {summary_path}")
+
+
+def main() -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from ddb_assets.aws.dynamodb_exports import ExportFailed, ExportTimeout
+    from ddb_assets.exports.errors import ExportFormatError
+
+    try:
+        app()
+    except (CliError, ExportFormatError, ExportFailed, ExportTimeout) as exc:
+        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        err_console.print(f"[red]error:[/] {error.get('Code')}: {error.get('Message')}", highlight=False)
+        sys.exit(1)
+    except BotoCoreError as exc:
+        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""Errors raised while reading an export. Each names the object (and line) at fault."""
+
+from __future__ import annotations
+
+
+class ExportFormatError(Exception):
+    """An export does not match the documented format.
+
+    ``obj`` is the object (S3 key or file path) at fault and ``line`` the 1-based line number
+    inside it, when there is one, so that every message says where to look.
+    """
+
+    def __init__(self, obj: str, problem: str, *, line: int | None = None):
+        self.obj = obj
+        self.line = line
+        self.problem = problem
+        where = f"{obj}:{line}" if line is not None else obj
+        super().__init__(f"{where}: {problem}")
+
+
+class ChecksumMismatch(ExportFormatError):
+    """An object's bytes do not hash to the checksum its manifest records."""
+
+
+class ItemCountMismatch(ExportFormatError):
+    """A data file (or the whole export) holds a different number of items than the manifest says."""
+
+
+class MissingObject(ExportFormatError):
+    """An object the manifests name does not exist."""

@@ -1,0 +1,37 @@
+"""DynamoDB numbers: exact decimal strings, never floats (EXPORT_FORMAT.md §6.6)."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+# DynamoDB numbers carry up to 38 significant digits, magnitude 1E-130 to 9.99...E+125.
+MAX_DIGITS = 38
+
+
+def parse_number(text: str) -> Decimal:
+    """Parse a DynamoDB number string exactly; raises ValueError on anything else."""
+    try:
+        value = Decimal(text)
+    except (InvalidOperation, TypeError):
+        raise ValueError(f"not a DynamoDB number: {text!r}") from None
+    if not value.is_finite():
+        raise ValueError(f"not a DynamoDB number: {text!r}")
+    return value
+
+
+def canonical_number(value: Decimal | str) -> str:
+    """One text form per value, whichever encoding (JSON string, Ion decimal) it came from.
+
+    Plain notation without trailing zeros while it stays short (what DynamoDB itself returns for
+    everyday numbers: ``"1200"``, ``"17.25"``), scientific notation beyond 38 digits either side
+    of the point (``"1E+125"``, ``"1E-130"``).
+    """
+    number = parse_number(value) if isinstance(value, str) else value
+    if number.is_zero():
+        return "0"
+    normalized = number.normalize()
+    _, digits, exponent = normalized.as_tuple()
+    assert isinstance(exponent, int)
+    if -MAX_DIGITS <= exponent and len(digits) + exponent <= MAX_DIGITS:
+        return format(normalized, "f")
+    return str(normalized).replace("e", "E")

@@ -1,0 +1,82 @@
+"""Shared fixtures: one local AWS world (moto server over HTTP) for the session."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Iterator
+
+import pytest
+
+from ddb_assets.local import emulator
+from ddb_assets.local.world import LocalWorld
+
+
+@pytest.fixture(autouse=True)
+def fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Never let a test reach a real account through a developer's credentials or profile.
+    for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(var, value)
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(scope="session")
+def world() -> Iterator[LocalWorld]:
+    emulator.settings["export_delay_seconds"] = 0.2
+    with LocalWorld() as started:
+        yield started
+
+
+@pytest.fixture
+def aws_env(world: LocalWorld, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Point every boto3 client made in the test at the local world, as a user's shell would."""
+    for key, value in world.env().items():
+        monkeypatch.setenv(key, value)
+    return world.env()
+
+
+@pytest.fixture
+def ddb(world: LocalWorld) -> Any:
+    return world.client("dynamodb")
+
+
+@pytest.fixture
+def s3(world: LocalWorld) -> Any:
+    return world.client("s3")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    name = unique("exports")
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def make_table(ddb: Any, *, pitr: bool = True, sort_key: bool = True) -> tuple[str, str]:
+    name = unique("tbl")
+    keys = [{"AttributeName": "pk", "KeyType": "HASH"}]
+    attrs = [{"AttributeName": "pk", "AttributeType": "S"}]
+    if sort_key:
+        keys.append({"AttributeName": "sk", "KeyType": "RANGE"})
+        attrs.append({"AttributeName": "sk", "AttributeType": "N"})
+    arn = ddb.create_table(TableName=name, KeySchema=keys, AttributeDefinitions=attrs,
+                           BillingMode="PAY_PER_REQUEST")["TableDescription"]["TableArn"]
+    if pitr:
+        ddb.update_continuous_backups(TableName=name,
+                                      PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+    return name, arn
+
+
+def wait_done(ddb: Any, export_arn: str, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        description = ddb.describe_export(ExportArn=export_arn)["ExportDescription"]
+        if description["ExportStatus"] != "IN_PROGRESS" or time.monotonic() > deadline:
+            return description
+        time.sleep(0.1)
