@@ -162,6 +162,112 @@ def generate_export(
     console.print(f"export written: {summary_path}")
 
 
+def _conversion_progress(total_files: int):  # type: ignore[no-untyped-def]
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=err_console)
+    tasks: dict[str, int] = {}
+
+    def on_event(kind: str, info: dict) -> None:  # type: ignore[type-arg]
+        if kind == "opened":
+            tasks["parse"] = progress.add_task("parse + verify", total=info["files"], detail="")
+        elif kind == "parsed":
+            progress.advance(tasks["parse"])
+            progress.update(tasks["parse"], detail=f"{info['rows']:,} items")
+        elif kind == "planned":
+            tasks["write"] = progress.add_task("write parquet", total=None, detail=f"{info['columns']} columns")
+        elif kind == "written":
+            progress.update(tasks["write"], detail=f"{info['rows']:,} rows")
+
+    return progress, on_event
+
+
+@app.command()
+def convert(
+    source: str = typer.Argument(..., help="Export folder (.../AWSDynamoDB/<export-id>/) or its "
+                                           "manifest-summary.json; local path or s3://."),
+    dest: str = typer.Argument(..., help="Table root to publish into (local path or s3://)."),
+    partition_by: Optional[str] = typer.Option("year", help="Attribute to partition by (hive style); "
+                                                            "'' for none. Items without it go to "
+                                                            "__HIVE_DEFAULT_PARTITION__."),
+    naming: str = typer.Option("snake", help="snake: review_text, reviewer__name; glue: AWS Glue "
+                                             "Relationalize names such as item.product_title.s"),
+    workers: int = typer.Option(0, help="Worker processes (0: one per core)."),
+    max_depth: int = typer.Option(3, help="Map levels flattened into columns; deeper maps become JSON text."),
+    dictionary_keys: int = typer.Option(64, help="A map with more distinct keys is kept as one JSON column."),
+    work_dir: Optional[str] = typer.Option(None, help="Local folder for intermediate files (default: TMPDIR)."),
+) -> None:
+    """Convert a DynamoDB export into typed, flattened Parquet, partitioned and published atomically."""
+    from rich.table import Table
+
+    from ddb_assets.lake.convert import ConvertOptions, convert_export
+
+    options = ConvertOptions(partition_by=partition_by or None, naming=naming, workers=workers,
+                             max_depth=max_depth, dictionary_keys=dictionary_keys, work_dir=work_dir)
+    progress, on_event = _conversion_progress(0)
+    with progress:
+        result = convert_export(source, dest, options, progress=on_event)
+    meta = result.metadata
+    summary = Table(title=f"published {meta.table} ({meta.version})", show_header=False)
+    mb = result.uncompressed_bytes / 1e6
+    rows = [("export", meta.source["export_arn"]), ("items", f"{meta.rows:,}"),
+            ("partitions", f"{len(meta.partitions):,}" + (f" by {meta.partition_column}" if meta.partition_column else "")),
+            ("files", f"{len(meta.files()):,}"), ("parquet bytes", f"{meta.bytes:,}"),
+            ("columns", str(len(meta.columns))),
+            ("input", f"{mb:,.1f} MB uncompressed, {result.compressed_bytes / 1e6:,.1f} MB gzip"),
+            ("time", f"{result.seconds:.2f}s, {mb / max(result.seconds, 1e-9):,.1f} MB/s"),
+            ("table", dest)]
+    if meta.variants:
+        rows.append(("mixed types", ", ".join(f"{k} {v}" for k, v in meta.variants.items())))
+    for key, value in rows:
+        summary.add_row(key, value)
+    console.print(summary)
+
+
+@app.command()
+def inspect(
+    source: str = typer.Argument(..., help="Export folder or manifest-summary.json (local path or s3://)."),
+    partition_by: Optional[str] = typer.Option("year", help="Partition attribute, as convert would use it."),
+    naming: str = typer.Option("snake", help="Column naming, as convert would use it."),
+    workers: int = typer.Option(0, help="Worker processes (0: one per core)."),
+) -> None:
+    """Show an export's summary manifest and the schema inferred from every item."""
+    from rich.table import Table
+
+    from ddb_assets.lake.convert import ConvertOptions, profile_export
+    from ddb_assets.lake.report import attribute_rows
+    from ddb_assets.lake.schema import plan_table
+
+    options = ConvertOptions(partition_by=partition_by or None, naming=naming, workers=workers)
+    progress, on_event = _conversion_progress(0)
+    with progress:
+        export, profile = profile_export(source, options, progress=on_event)
+    summary = Table(title="manifest-summary.json", show_header=False)
+    s = export.summary
+    for key, value in [("exportArn", s.export_arn), ("tableArn", s.table_arn), ("exportTime", s.export_time),
+                       ("startTime", s.start_time), ("endTime", s.end_time), ("outputFormat", s.output_format),
+                       ("itemCount", f"{s.item_count:,}"), ("data files", str(len(export.files))),
+                       ("s3", f"s3://{s.s3_bucket}/{s.s3_prefix or ''}"),
+                       ("checksums", "md5 of every data file verified; " +
+                        (", ".join(f"{c}.md5" for c in export.checksum_files_verified) or "no .md5 files") +
+                        " verified")]:
+        summary.add_row(key, str(value))
+    console.print(summary)
+    plan = plan_table(profile, options.schema_options)
+    schema = Table(title=f"schema inferred from all {profile.items:,} items")
+    for column in ("attribute", "types (count)", "null %", "mixed", "columns"):
+        schema.add_column(column)
+    for row in attribute_rows(profile, plan):
+        schema.add_row("  " * row.depth + row.attribute,
+                       ", ".join(f"{k} {v:,}" for k, v in row.types.items()),
+                       f"{100 * row.null_fraction:.1f}", "yes" if row.mixed else "",
+                       "\n".join(row.columns))
+    console.print(schema)
+    if plan.partition_column:
+        console.print(f"partitioned by [bold]{plan.partition_column}[/] ({plan.partition_type})")
+
+
 def main() -> None:
     from botocore.exceptions import BotoCoreError, ClientError
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from typing import Any, Iterator
 
 import pytest
+from hypothesis import settings
+
+# `HYPOTHESIS_PROFILE=thorough make test` for a long hunt; the default keeps CI quick.
+settings.register_profile("default", max_examples=25)
+settings.register_profile("thorough", max_examples=400)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 from ddb_assets.local import emulator
 from ddb_assets.local.world import LocalWorld

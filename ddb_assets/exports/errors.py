@@ -17,6 +17,14 @@ class ExportFormatError(Exception):
         where = f"{obj}:{line}" if line is not None else obj
         super().__init__(f"{where}: {problem}")
 
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        # Errors cross process boundaries (conversion workers); rebuild them with their fields.
+        return _rebuild, (type(self), self.obj, self.problem, self.line)
+
+
+def _rebuild(cls: type, obj: str, problem: str, line: int | None) -> ExportFormatError:
+    return cls(obj, problem, line=line)
+
 
 class ChecksumMismatch(ExportFormatError):
     """An object's bytes do not hash to the checksum its manifest records."""

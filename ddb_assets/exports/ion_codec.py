@@ -67,10 +67,16 @@ def ion_value_to_attribute(value: Any, *, path: str) -> dict[str, Any]:
 
 def parse_ion_line(line: bytes) -> dict[str, Any]:
     """Parse one ``$ion_1_0 {Item:{...}}`` line into a DynamoDB JSON item. Raises ValueError."""
+    text = line.decode("utf-8")
     try:
-        document = simpleion.loads(line.decode("utf-8"))
-    except Exception as exc:  # amazon-ion raises a mix of IonException, ValueError and others
-        raise ValueError(f"not valid Ion text ({exc})") from None
+        document = simpleion.loads(text)
+    except Exception:  # amazon-ion raises a mix of IonException, ValueError and others
+        # The C extension rejects some valid escapes (e.g. "\U0001d800" as "invalid UTF-8");
+        # the pure-Python parser is slower but right, so it has the last word.
+        try:
+            document = simpleion.load_python(io.StringIO(text))
+        except Exception as exc:
+            raise ValueError(f"not valid Ion text ({exc})") from None
     if not isinstance(document, Mapping) or "Item" not in document:
         raise ValueError("expected an Ion struct with an 'Item' field")
     item = document["Item"]

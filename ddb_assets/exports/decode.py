@@ -1,0 +1,347 @@
+"""Data files -> Arrow: gunzip, parse every line, and check that each is a well-formed item.
+
+DYNAMODB_JSON goes through pyarrow's C++ JSON reader with one block per file, so the whole file is
+typed by one inference pass and no Python runs per row. Type descriptors determine JSON types
+(``N`` is always a string, ``BOOL`` a bool, ...), so inference is exact: numbers stay strings here.
+The result is the raw wrapper shape, ``Item: struct<attr: struct<S, N, ...>>``, validated
+vectorially. When pyarrow rejects a file, a line-by-line Python check finds the first bad line and
+says what is wrong with it. ION lines are decoded with amazon-ion into the same JSON form first.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Iterator
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
+from isal import igzip
+
+from ddb_assets.exports.errors import ExportFormatError
+from ddb_assets.exports.ion_codec import parse_ion_line
+
+SCALAR_DESCRIPTORS = {"S": "string", "N": "string", "B": "string", "BOOL": "bool", "NULL": "bool"}
+SET_DESCRIPTORS = ("SS", "NS", "BS")
+DESCRIPTORS = ("S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS")
+# A top-level map used as a dictionary (many distinct keys) is carried as its DynamoDB JSON text
+# under this internal descriptor: pyarrow's reader would otherwise build one struct field per key
+# and append to every one of them for every row (an export with 4,000 such keys parses 40x slower).
+RAW_MAP = "_Mjson"
+
+
+def gunzip(data: bytes, *, obj: str) -> bytes:
+    try:
+        return bytes(igzip.decompress(data))
+    except EOFError:
+        raise ExportFormatError(obj, "truncated gzip: the file ends before the end-of-stream marker") from None
+    except (OSError, ValueError) as exc:
+        raise ExportFormatError(obj, f"not a valid gzip file ({exc})") from None
+
+
+def parse_items(raw: bytes, *, output_format: str, obj: str, known: pa.Schema | None = None,
+                dictionary_maps: frozenset[str] = frozenset()) -> tuple[pa.Table, pa.Schema | None]:
+    """Decompressed data file -> (table with one struct column ``Item``, schema to pass next time).
+
+    pyarrow's JSON reader infers ISO-8601-looking strings as timestamps, which would change text.
+    So every string position is pinned to ``string`` by an explicit schema: the one learned from
+    earlier files (``known``) covers most attributes at no extra cost; when this file brings new
+    attributes that were inferred as timestamps, it is parsed once more with them pinned.
+    """
+    if output_format == "ION":
+        raw = ion_to_json_lines(raw, obj=obj)
+    if not raw.strip():
+        return pa.table({"Item": pa.array([], pa.struct([]))}), known
+    if dictionary_maps:
+        raw = _carry_maps_as_text(raw, dictionary_maps)
+    table = _read_json(raw, obj, known)
+    pinned = pin_strings(table.schema)
+    if not pinned.equals(table.schema):
+        table = _read_json(raw, obj, pinned)
+    if table.column_names != ["Item"]:
+        extra = [name for name in table.column_names if name != "Item"]
+        _raise_at_first_row_with(raw, obj, lambda doc: any(k in doc for k in extra),
+                                 f"expected {{\"Item\": ...}} lines (a full export); found top-level key(s) "
+                                 f"{', '.join(repr(e) for e in extra)}")
+    item = table.column("Item").combine_chunks()
+    if not pa.types.is_struct(item.type):
+        raise ExportFormatError(obj, "'Item' must be an object of attributes", line=1)
+    if item.null_count:
+        _raise_at_first_row_with(raw, obj, lambda doc: not isinstance(doc.get("Item"), dict),
+                                 "every line needs an 'Item' object")
+    for index, field in enumerate(item.type):
+        _check_wrapper(item.field(index), field.name, raw, obj)
+    return pa.table({"Item": item}), without_nulls(merge_schemas(known, pinned))
+
+
+def _read_json(raw: bytes, obj: str, schema: pa.Schema | None) -> pa.Table:
+    try:
+        return pajson.read_json(
+            io.BytesIO(raw),
+            read_options=pajson.ReadOptions(use_threads=False, block_size=len(raw) + 1),
+            parse_options=pajson.ParseOptions(newlines_in_values=False, explicit_schema=schema,
+                                              unexpected_field_behavior="infer"),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        find_first_bad_line(raw, obj=obj)
+        raise ExportFormatError(obj, f"cannot parse DynamoDB JSON ({exc})") from None
+
+
+def without_nulls(schema: pa.Schema) -> pa.Schema:
+    """Drop what inference could not type (empty lists: ``list<null>``) from a schema to be reused.
+
+    Pinned as ``null`` it would reject the same attribute with elements in a later file; left
+    out, it is inferred afresh there.
+    """
+    fields = [(f.name, _drop_nulls(f.type)) for f in schema]
+    return pa.schema([pa.field(name, kind) for name, kind in fields if kind is not None])
+
+
+def _drop_nulls(kind: pa.DataType) -> pa.DataType | None:
+    if pa.types.is_null(kind):
+        return None
+    if pa.types.is_struct(kind):
+        children = [(f.name, _drop_nulls(f.type)) for f in kind]
+        return pa.struct([pa.field(n, t) for n, t in children if t is not None])
+    if pa.types.is_list(kind):
+        value = _drop_nulls(kind.value_type)
+        return pa.list_(value) if value is not None else None
+    return kind
+
+
+def pin_strings(schema: pa.Schema) -> pa.Schema:
+    """The schema with every timestamp/date that inference produced turned back into ``string``."""
+    return pa.schema([pa.field(f.name, _pin(f.type)) for f in schema])
+
+
+def _pin(kind: pa.DataType) -> pa.DataType:
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind) or pa.types.is_time(kind):
+        return pa.string()
+    if pa.types.is_struct(kind):
+        return pa.struct([pa.field(f.name, _pin(f.type)) for f in kind])
+    if pa.types.is_list(kind):
+        return pa.list_(_pin(kind.value_type))
+    return kind
+
+
+def merge_schemas(first: pa.Schema | None, second: pa.Schema) -> pa.Schema:
+    """Union of two learned schemas, recursively through structs (first one wins on conflicts)."""
+    if first is None:
+        return second
+    return pa.schema([pa.field(name, kind) for name, kind in
+                      _merge_fields(list(zip(first.names, first.types)), list(zip(second.names, second.types)))])
+
+
+def _merge_fields(first: list[tuple[str, pa.DataType]],
+                  second: list[tuple[str, pa.DataType]]) -> list[tuple[str, pa.DataType]]:
+    merged = dict(first)
+    for name, kind in second:
+        if name not in merged:
+            merged[name] = kind
+        else:
+            merged[name] = _merge_types(merged[name], kind)
+    return list(merged.items())
+
+
+def _merge_types(a: pa.DataType, b: pa.DataType) -> pa.DataType:
+    if pa.types.is_struct(a) and pa.types.is_struct(b):
+        return pa.struct([pa.field(n, t) for n, t in _merge_fields([(f.name, f.type) for f in a],
+                                                                   [(f.name, f.type) for f in b])])
+    if pa.types.is_list(a) and pa.types.is_list(b):
+        if pa.types.is_null(a.value_type):
+            return b
+        if pa.types.is_null(b.value_type):
+            return a
+        return pa.list_(_merge_types(a.value_type, b.value_type))
+    if pa.types.is_null(a):
+        return b
+    return a
+
+
+def detect_dictionary_maps(raw: bytes, threshold: int, sample_lines: int = 5000) -> frozenset[str]:
+    """Top-level attributes whose maps show more than ``threshold`` distinct keys in a sample."""
+    keys: dict[str, set[str]] = {}
+    for count, (_, line) in enumerate(_numbered_lines(raw)):
+        if count >= sample_lines:
+            break
+        try:
+            item = orjson.loads(line).get("Item")
+        except (orjson.JSONDecodeError, AttributeError):
+            continue  # the real parse reports it, with its line
+        if not isinstance(item, dict):
+            continue
+        for name, value in item.items():
+            if isinstance(value, dict) and isinstance(value.get("M"), dict):
+                keys.setdefault(name, set()).update(value["M"])
+    return frozenset(name for name, seen in keys.items() if len(seen) > threshold)
+
+
+def _carry_maps_as_text(raw: bytes, names: frozenset[str]) -> bytes:
+    needles = [orjson.dumps(name) + b':{"M":' for name in names]
+    if not any(needle in raw for needle in needles):
+        return raw
+    lines = raw.split(b"\n")
+    for index, line in enumerate(lines):
+        if not any(needle in line for needle in needles):
+            continue
+        try:
+            doc = orjson.loads(line)
+            item = doc["Item"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            continue  # left as is: the parse reports it with its line number
+        changed = False
+        for name in names:
+            value = item.get(name) if isinstance(item, dict) else None
+            if isinstance(value, dict) and len(value) == 1 and isinstance(value.get("M"), dict):
+                item[name] = {RAW_MAP: orjson.dumps(value["M"]).decode("utf-8")}
+                changed = True
+        if changed:
+            lines[index] = orjson.dumps(doc)
+    return b"\n".join(lines)
+
+
+def ion_to_json_lines(raw: bytes, *, obj: str) -> bytes:
+    out = []
+    for number, line in _numbered_lines(raw):
+        try:
+            item = parse_ion_line(line)
+        except ValueError as exc:
+            raise ExportFormatError(obj, str(exc), line=number) from None
+        out.append(orjson.dumps({"Item": item}))
+    return b"\n".join(out) + b"\n" if out else b""
+
+
+# -- vectorized validation -------------------------------------------------------------------
+
+
+def _check_wrapper(array: pa.Array, path: str, raw: bytes, obj: str) -> None:
+    """``array`` holds AttributeValues (``{"S": ...}`` structs) for ``path``; nulls mean absent."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if not pa.types.is_struct(array.type):
+        _fail_path(raw, obj, path, f"attribute {path!r} must be a type-descriptor object like {{\"S\": \"...\"}}")
+    names = [field.name for field in array.type]
+    unknown = [name for name in names if name not in DESCRIPTORS and name != RAW_MAP]
+    if unknown:
+        _fail_path(raw, obj, path, f"attribute {path!r} has unknown type descriptor {unknown[0]!r}; expected one "
+                                   f"of {', '.join(DESCRIPTORS)}")
+    children = array.flatten()
+    if names:
+        counts = _valid_counts(children)
+        wrong = pc.and_(pc.is_valid(array), pc.not_equal(counts, 1))
+        if pc.any(wrong).as_py():
+            _fail_path(raw, obj, path, f"attribute {path!r} must have exactly one type descriptor")
+    elif len(array) - array.null_count:
+        _fail_path(raw, obj, path, f"attribute {path!r} has no type descriptor")
+    for name, child in zip(names, children):
+        kind = child.type
+        if name in SCALAR_DESCRIPTORS:
+            expected = pa.string() if SCALAR_DESCRIPTORS[name] == "string" else pa.bool_()
+            if kind != expected and not pa.types.is_null(kind):
+                _fail_path(raw, obj, path, f"attribute {path!r}: {name} must be a JSON "
+                                           f"{'string' if expected == pa.string() else 'boolean'}")
+            if name == "NULL" and pc.any(pc.invert(child)).as_py():
+                _fail_path(raw, obj, path, f"attribute {path!r}: NULL must be true")
+        elif name in SET_DESCRIPTORS:
+            if not (pa.types.is_list(kind) and (pa.types.is_string(kind.value_type))):
+                _fail_path(raw, obj, path, f"attribute {path!r}: {name} must be a non-empty list of strings")
+            if pc.any(pc.equal(pc.list_value_length(child), 0)).as_py():
+                _fail_path(raw, obj, path, f"attribute {path!r}: {name} sets cannot be empty")
+        elif name == "M":
+            if not pa.types.is_struct(kind):
+                _fail_path(raw, obj, path, f"attribute {path!r}: M must be an object")
+            for index, field in enumerate(kind):
+                _check_wrapper(child.field(index), f"{path}.{field.name}", raw, obj)
+        elif name == "L":
+            if not pa.types.is_list(kind):
+                _fail_path(raw, obj, path, f"attribute {path!r}: L must be a list")
+            if not pa.types.is_null(kind.value_type):
+                _check_wrapper(pc.list_flatten(child), f"{path}[]", raw, obj)
+
+
+def _valid_counts(children: list[pa.Array]) -> pa.Array:
+    total = pc.cast(pc.is_valid(children[0]), pa.int8())
+    for child in children[1:]:
+        total = pc.add(total, pc.cast(pc.is_valid(child), pa.int8()))
+    return total
+
+
+# -- finding the line at fault (error path only) -----------------------------------------------
+
+
+def _numbered_lines(raw: bytes) -> Iterator[tuple[int, bytes]]:
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        if line.strip():
+            yield number, line
+
+
+def find_first_bad_line(raw: bytes, *, obj: str) -> None:
+    """Raise an ExportFormatError for the first line that is not a valid full-export item line."""
+    for number, line in _numbered_lines(raw):
+        try:
+            doc = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise ExportFormatError(obj, f"malformed JSON ({exc})", line=number) from None
+        problem = line_problem(doc)
+        if problem:
+            raise ExportFormatError(obj, problem, line=number)
+
+
+def line_problem(doc: Any) -> str | None:
+    if not isinstance(doc, dict) or set(doc) != {"Item"}:
+        keys = sorted(doc) if isinstance(doc, dict) else type(doc).__name__
+        return f"expected a {{\"Item\": ...}} line of a full export, found {keys}"
+    if not isinstance(doc["Item"], dict):
+        return "'Item' must be an object of attributes"
+    for name, value in doc["Item"].items():
+        problem = _attribute_problem(value, name)
+        if problem:
+            return problem
+    return None
+
+
+def _attribute_problem(value: Any, path: str) -> str | None:
+    if not isinstance(value, dict) or len(value) != 1:
+        return f"attribute {path!r} must be an object with exactly one type descriptor"
+    [(kind, inner)] = value.items()
+    if kind not in DESCRIPTORS:
+        return f"attribute {path!r} has unknown type descriptor {kind!r}; expected one of {', '.join(DESCRIPTORS)}"
+    if kind in ("S", "N", "B") and not isinstance(inner, str):
+        return f"attribute {path!r}: {kind} must be a JSON string"
+    if kind in ("BOOL", "NULL") and not isinstance(inner, bool):
+        return f"attribute {path!r}: {kind} must be a JSON boolean"
+    if kind in SET_DESCRIPTORS and (not isinstance(inner, list) or not inner
+                                    or not all(isinstance(v, str) for v in inner)):
+        return f"attribute {path!r}: {kind} must be a non-empty list of strings"
+    if kind == "M":
+        if not isinstance(inner, dict):
+            return f"attribute {path!r}: M must be an object"
+        for name, child in inner.items():
+            problem = _attribute_problem(child, f"{path}.{name}")
+            if problem:
+                return problem
+    if kind == "L":
+        if not isinstance(inner, list):
+            return f"attribute {path!r}: L must be a list"
+        for child in inner:
+            problem = _attribute_problem(child, f"{path}[]")
+            if problem:
+                return problem
+    return None
+
+
+def _raise_at_first_row_with(raw: bytes, obj: str, predicate: Any, message: str) -> None:
+    for number, line in _numbered_lines(raw):
+        try:
+            doc = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if predicate(doc if isinstance(doc, dict) else {}):
+            raise ExportFormatError(obj, message, line=number)
+    raise ExportFormatError(obj, message)
+
+
+def _fail_path(raw: bytes, obj: str, path: str, message: str) -> None:
+    find_first_bad_line(raw, obj=obj)  # usually pinpoints the line with the same finding
+    raise ExportFormatError(obj, message)

@@ -1,0 +1,305 @@
+"""Export -> partitioned Parquet table: the two-stage, parallel, bounded-memory conversion.
+
+Stage 1, one task per data file: read, verify the md5 and the item count, gunzip, parse into
+Arrow, validate, profile every item, and spill the parsed batch to a local Arrow IPC file.
+Between stages, the profiles of all files are merged and one schema is planned for the table.
+Stage 2, one task per worker over its share of the spilled files: flatten to the planned columns,
+split by partition, write Parquet. Then the new version is published atomically.
+
+Each stage runs on ``workers`` processes; a worker holds one file at a time, so peak memory is
+about workers x one file (plus the writer's buffer budget), independent of the export's size.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable
+
+import pyarrow as pa
+
+from ddb_assets.exports.decode import detect_dictionary_maps, gunzip, parse_items
+from ddb_assets.exports.errors import ExportFormatError, ItemCountMismatch
+from ddb_assets.exports.reader import DataFile, Export, open_export
+from ddb_assets.exports.storage import Location, resolve
+from ddb_assets.lake.flatten import flatten_items
+from ddb_assets.lake.paths import partition_folder
+from ddb_assets.lake.profile import Profile, profile_items
+from ddb_assets.lake.publish import (
+    PartitionEntry,
+    TableMetadata,
+    collect_garbage,
+    new_version,
+    publish,
+    read_metadata,
+    schema_to_b64,
+)
+from ddb_assets.lake.schema import SchemaOptions, TablePlan, plan_table
+from ddb_assets.lake.writer import PartitionedWriter, WrittenFile
+
+ProgressCallback = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    partition_by: str | None = "year"
+    naming: str = "snake"
+    workers: int = 0  # 0: one per core
+    max_depth: int = 3
+    dictionary_keys: int = 64
+    only_partitions: frozenset[str] | None = None  # rewrite just these; keep the others as published
+    work_dir: str | None = None  # where parsed files are spilled between the stages
+    buffer_bytes: int = 256 << 20  # per worker, for partition buffers
+    table_name: str | None = None
+
+    @property
+    def schema_options(self) -> SchemaOptions:
+        return SchemaOptions(naming=self.naming, max_depth=self.max_depth, dictionary_keys=self.dictionary_keys,
+                             partition_by=self.partition_by)
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+
+@dataclass
+class ConvertResult:
+    metadata: TableMetadata
+    profile: Profile
+    plan: TablePlan
+    export: Export
+    written: list[WrittenFile]
+    compressed_bytes: int
+    uncompressed_bytes: int
+    seconds: float
+    deleted: list[str] = field(default_factory=list)
+
+    @property
+    def partitions_written(self) -> list[str]:
+        return sorted({w.partition for w in self.written})
+
+
+# -- stage 1 -----------------------------------------------------------------------------------
+
+@dataclass
+class _Parsed:
+    index: int
+    spill: str
+    rows: int
+    profile: Profile
+    compressed: int
+    uncompressed: int
+
+
+# Per worker process and per conversion: the JSON schema learned so far and the dictionary maps
+# detected, so that later files of the same export parse with an explicit schema
+# (see exports.decode.parse_items).
+_learned: dict[str, Any] = {"conversion": None, "schema": None, "dictionary_maps": None}
+
+
+def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictionary_keys: int,
+                conversion: str) -> _Parsed:
+    if _learned["conversion"] != conversion:
+        _learned.update(conversion=conversion, schema=None, dictionary_maps=None)
+    compressed = data_file.read_verified()
+    raw = gunzip(compressed, obj=data_file.name)
+    if _learned["dictionary_maps"] is None and data_file.output_format != "ION":
+        _learned["dictionary_maps"] = detect_dictionary_maps(raw, dictionary_keys)
+    table, _learned["schema"] = parse_items(
+        raw, output_format=data_file.output_format, obj=data_file.name, known=_learned["schema"],
+        dictionary_maps=_learned["dictionary_maps"] or frozenset())
+    if table.num_rows != data_file.manifest.item_count:
+        raise ItemCountMismatch(data_file.name, f"holds {table.num_rows} items, manifest-files.json says "
+                                                f"{data_file.manifest.item_count}")
+    item = table.column("Item").combine_chunks()
+    profile = profile_items(item, index)
+    spill = ""
+    if spill_dir is not None:
+        spill = os.path.join(spill_dir, f"{index:06d}.arrow")
+        with pa.OSFile(spill, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+    return _Parsed(index, spill, table.num_rows, profile, len(compressed), len(raw))
+
+
+# -- stage 2 -----------------------------------------------------------------------------------
+
+def _write_group(worker: int, spills: list[str], plan: TablePlan, root_uri: str, version: str,
+                 only: frozenset[str] | None, buffer_bytes: int) -> tuple[list[WrittenFile], int]:
+    root = resolve(root_uri)
+    column = plan.partition_column
+    folder_of = (lambda value: partition_folder(column, value)) if column else (lambda value: "")
+    writer = PartitionedWriter(root, plan.arrow_schema, version, worker, folder_of, buffer_bytes,
+                               keep=(lambda value: value in only) if only is not None else (lambda value: True))
+    try:
+        for spill in spills:
+            with pa.memory_map(spill, "r") as source:
+                table = pa.ipc.open_file(source).read_all()
+            item = table.column("Item").combine_chunks()
+            flat, partitions = flatten_items(item, plan)
+            writer.write(flat, partitions)
+            del table, item, flat, partitions
+        return writer.close(), writer.skipped_rows
+    except BaseException:
+        writer.abort()
+        raise
+
+
+# -- orchestration -----------------------------------------------------------------------------
+
+class _InlineExecutor(Executor):
+    """Runs tasks in this process (workers=1): simple to debug, nothing to pickle."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:  # type: ignore[override]
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
+            future.set_exception(exc)
+        return future
+
+
+def _executor(workers: int) -> Executor:
+    if workers <= 1:
+        return _InlineExecutor()
+    # forkserver: no inherited threads or locks from the caller (Dagster, gRPC), cheap after the first.
+    context = multiprocessing.get_context("forkserver")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+
+
+def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathLike[str],
+                   options: ConvertOptions = ConvertOptions(), progress: ProgressCallback | None = None) -> ConvertResult:
+    """Convert an export into the table at ``dest`` and publish it atomically."""
+    notify = progress or (lambda kind, info: None)
+    started = time.monotonic()
+    export = source if isinstance(source, Export) else open_export(source)
+    root = resolve(dest)
+    table_name = options.table_name or export.summary.table_arn.rsplit("/", 1)[-1]
+    notify("opened", {"files": len(export.files), "items": export.summary.item_count,
+                      "export_id": export.export_id})
+    workers = min(options.worker_count, max(1, len(export.files)))
+    spill_dir = tempfile.mkdtemp(prefix="ddb-assets-", dir=options.work_dir)
+    version = new_version()
+    try:
+        with _executor(workers) as pool:
+            parsed = _run_stage_one(pool, export, spill_dir, options, notify)
+            profile = Profile.merged(p.profile for p in sorted(parsed, key=lambda p: p.index))
+            plan = plan_table(profile, options.schema_options)
+            notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
+            groups = _balance([p for p in parsed if p.rows], workers)
+            futures = [pool.submit(_write_group, worker, [p.spill for p in group], plan, root.uri, version,
+                                   options.only_partitions, options.buffer_bytes)
+                       for worker, group in enumerate(groups) if group]
+            written: list[WrittenFile] = []
+            for future in futures:
+                files, _ = future.result()
+                written.extend(files)
+                notify("written", {"files": len(files), "rows": sum(f.rows for f in files)})
+    except BaseException:
+        _discard_version(root, version)
+        raise
+    finally:
+        shutil.rmtree(spill_dir, ignore_errors=True)
+
+    previous = read_metadata(root)
+    metadata = _next_metadata(previous, table_name, version, plan, export, written, options)
+    deleted = publish(root, metadata)
+    notify("published", {"version": version, "rows": metadata.rows, "deleted": len(deleted)})
+    return ConvertResult(metadata, profile, plan, export, written, sum(p.compressed for p in parsed),
+                         sum(p.uncompressed for p in parsed), time.monotonic() - started, deleted)
+
+
+def profile_export(source: str | os.PathLike[str] | Export, options: ConvertOptions = ConvertOptions(),
+                   progress: ProgressCallback | None = None) -> tuple[Export, Profile]:
+    """Read and validate every item of an export and profile it, writing nothing."""
+    notify = progress or (lambda kind, info: None)
+    export = source if isinstance(source, Export) else open_export(source)
+    notify("opened", {"files": len(export.files), "items": export.summary.item_count,
+                      "export_id": export.export_id})
+    with _executor(min(options.worker_count, max(1, len(export.files)))) as pool:
+        parsed = _run_stage_one(pool, export, None, options, notify)
+    return export, Profile.merged(p.profile for p in sorted(parsed, key=lambda p: p.index))
+
+
+def _run_stage_one(pool: Executor, export: Export, spill_dir: str | None, options: ConvertOptions,
+                   notify: ProgressCallback) -> list[_Parsed]:
+    conversion = uuid.uuid4().hex
+    futures = [pool.submit(_parse_file, index, data_file, spill_dir, options.dictionary_keys, conversion)
+               for index, data_file in enumerate(export.files)]
+    parsed = []
+    try:
+        for future in futures:
+            result = future.result()
+            parsed.append(result)
+            notify("parsed", {"index": result.index, "rows": result.rows, "bytes": result.uncompressed,
+                              "compressed": result.compressed})
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+    return parsed
+
+
+def _balance(parsed: list[_Parsed], workers: int) -> list[list[_Parsed]]:
+    """Greedy: biggest files first, each to the least loaded worker."""
+    groups: list[list[_Parsed]] = [[] for _ in range(workers)]
+    loads = [0] * workers
+    for item in sorted(parsed, key=lambda p: -p.uncompressed):
+        target = loads.index(min(loads))
+        groups[target].append(item)
+        loads[target] += item.uncompressed
+    for group in groups:
+        group.sort(key=lambda p: p.index)
+    return groups
+
+
+def _next_metadata(previous: TableMetadata | None, table_name: str, version: str, plan: TablePlan,
+                   export: Export, written: Iterable[WrittenFile], options: ConvertOptions) -> TableMetadata:
+    by_partition: dict[str, list[WrittenFile]] = {}
+    for w in written:
+        by_partition.setdefault(w.partition, []).append(w)
+    partitions: dict[str, PartitionEntry] = {}
+    if options.only_partitions is not None and previous is not None:
+        partitions = {k: v for k, v in previous.partitions.items() if k not in options.only_partitions}
+    for value, files in sorted(by_partition.items()):
+        folder = partition_folder(plan.partition_column, value) if plan.partition_column else ""
+        partitions[value] = PartitionEntry(
+            value=value, folder=folder, version=version, export_id=export.export_id,
+            files=[{"path": f.path, "rows": f.rows, "bytes": f.bytes} for f in sorted(files, key=lambda f: f.path)])
+    summary = export.summary
+    return TableMetadata(
+        table=table_name,
+        version=version,
+        published_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        partition_column=plan.partition_column,
+        partition_attribute=plan.partition_attribute,
+        partition_type=str(plan.partition_type) if plan.partition_type is not None else None,
+        naming=plan.options.naming,
+        schema_b64=schema_to_b64(plan.arrow_schema),
+        columns=plan.mapping(),
+        variants=plan.variants,
+        source={"export_arn": summary.export_arn, "export_id": summary.export_id,
+                "export_time": summary.export_time, "table_arn": summary.table_arn,
+                "item_count": summary.item_count, "output_format": summary.output_format,
+                "location": export.folder.uri},
+        partitions=dict(sorted(partitions.items())),
+    )
+
+
+def _discard_version(root: Location, version: str) -> None:
+    """Best effort: remove what a failed run wrote. Anything left is collected by the next publish."""
+    current = read_metadata(root)
+    if current is not None:
+        try:
+            collect_garbage(root, current)
+        except OSError:
+            pass
+
+
+__all__ = ["ConvertOptions", "ConvertResult", "convert_export", "profile_export", "ExportFormatError"]

@@ -1,0 +1,220 @@
+"""What an export holds, attribute by attribute, from every item (no sampling).
+
+A profile is built per data file from the raw Arrow shape (vectorized, no per-row Python) and the
+profiles of all files are merged. It records, for every attribute path, how often each type
+descriptor occurs and what the numbers need (int64? decimal precision and scale? neither?), which
+is what the schema plan is decided from.
+
+Paths are tuples of attribute names; ``None`` stands for "an element of a list", so attribute names
+never collide with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Iterable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ddb_assets.exports.decode import RAW_MAP
+
+Path = tuple  # tuple[str | None, ...]
+
+INT64_MAX_DIGITS = 18  # any integer of up to 18 digits fits int64
+MAX_MAP_KEYS_TRACKED = 4096  # beyond this, a map is a dictionary whatever the threshold
+
+_PLAIN_NUMBER = r"^-?[0-9]+(\.[0-9]+)?$"
+_NUMBER_PARTS = r"^-?0*(?P<int>[0-9]*)(?:\.(?P<frac>[0-9]*?)0*)?$"
+
+
+@dataclass
+class NumberStats:
+    """What it takes to hold every number seen at one path exactly."""
+
+    count: int = 0
+    all_integers: bool = True
+    int_digits: int = 0  # most digits before the point
+    scale: int = 0  # most digits after the point (trailing zeros ignored)
+    unrepresentable: int = 0  # values no decimal128 holds (e.g. 1E+125, 1E-130)
+
+    @property
+    def fits_int64(self) -> bool:
+        return self.all_integers and self.int_digits <= INT64_MAX_DIGITS and not self.unrepresentable
+
+    @property
+    def fits_decimal128(self) -> bool:
+        return not self.unrepresentable and self.int_digits + self.scale <= 38
+
+    def merge(self, other: "NumberStats") -> None:
+        self.count += other.count
+        self.all_integers &= other.all_integers
+        self.int_digits = max(self.int_digits, other.int_digits)
+        self.scale = max(self.scale, other.scale)
+        self.unrepresentable += other.unrepresentable
+
+
+@dataclass
+class NodeStats:
+    """One attribute path: descriptor counts, numbers, map keys, order of first appearance."""
+
+    first_seen: tuple[int, int] = (1 << 30, 1 << 30)  # (file index, field index): column order
+    present: int = 0
+    descriptors: dict[str, int] = field(default_factory=dict)
+    numbers: NumberStats | None = None  # for N
+    set_numbers: NumberStats | None = None  # for NS elements
+    map_keys: set[str] = field(default_factory=set)
+    map_keys_overflow: bool = False
+    empty_lists: int = 0
+    empty_maps: int = 0
+
+    def merge(self, other: "NodeStats") -> None:
+        self.first_seen = min(self.first_seen, other.first_seen)
+        self.present += other.present
+        for kind, count in other.descriptors.items():
+            self.descriptors[kind] = self.descriptors.get(kind, 0) + count
+        for attr in ("numbers", "set_numbers"):
+            theirs = getattr(other, attr)
+            if theirs is not None:
+                mine = getattr(self, attr)
+                if mine is None:
+                    setattr(self, attr, NumberStats())
+                    mine = getattr(self, attr)
+                mine.merge(theirs)
+        self.map_keys |= other.map_keys
+        self.map_keys_overflow |= other.map_keys_overflow or len(self.map_keys) > MAX_MAP_KEYS_TRACKED
+        if self.map_keys_overflow:
+            self.map_keys = set(sorted(self.map_keys)[:MAX_MAP_KEYS_TRACKED + 1])
+        self.empty_lists += other.empty_lists
+        self.empty_maps += other.empty_maps
+
+    @property
+    def distinct_map_keys(self) -> int:
+        return len(self.map_keys) if not self.map_keys_overflow else MAX_MAP_KEYS_TRACKED + 1
+
+
+@dataclass
+class Profile:
+    items: int = 0
+    nodes: dict[Path, NodeStats] = field(default_factory=dict)
+
+    def merge(self, other: "Profile") -> "Profile":
+        self.items += other.items
+        for path, stats in other.nodes.items():
+            if path in self.nodes:
+                self.nodes[path].merge(stats)
+            else:
+                self.nodes[path] = stats
+        return self
+
+    @staticmethod
+    def merged(profiles: Iterable["Profile"]) -> "Profile":
+        total = Profile()
+        for profile in profiles:
+            total.merge(profile)
+        return total
+
+    def children(self, path: Path) -> list[Path]:
+        """Direct map children of ``path`` (not list elements), in order of first appearance."""
+        found = [p for p in self.nodes if len(p) == len(path) + 1 and p[:-1] == path and p[-1] is not None]
+        return sorted(found, key=lambda p: (self.nodes[p].first_seen, p[-1]))
+
+    def top_level(self) -> list[Path]:
+        return self.children(())
+
+
+def profile_items(item: pa.StructArray, file_index: int) -> Profile:
+    """Profile one data file's ``Item`` column."""
+    profile = Profile(items=len(item))
+    _walk_struct(item, (), profile, file_index)
+    return profile
+
+
+def _walk_struct(struct: pa.Array, path: Path, profile: Profile, file_index: int) -> None:
+    children = struct.flatten()
+    for index, (field_, child) in enumerate(zip(struct.type, children)):
+        _walk_wrapper(child, path + (field_.name,), profile, (file_index, index))
+
+
+def _walk_wrapper(wrapper: pa.Array, path: Path, profile: Profile, order: tuple[int, int]) -> None:
+    present = len(wrapper) - wrapper.null_count
+    if not present:
+        return
+    stats = profile.nodes.setdefault(path, NodeStats(first_seen=order))
+    stats.present += present
+    for field_, child in zip(wrapper.type, wrapper.flatten()):
+        count = len(child) - child.null_count
+        if not count:
+            continue
+        kind = field_.name
+        if kind == RAW_MAP:  # a dictionary map carried as text: a map, and not a schema
+            stats.descriptors["M"] = stats.descriptors.get("M", 0) + count
+            stats.map_keys_overflow = True
+            continue
+        stats.descriptors[kind] = stats.descriptors.get(kind, 0) + count
+        if kind == "N":
+            stats.numbers = _merge_numbers(stats.numbers, number_stats(child))
+        elif kind == "NS":
+            stats.set_numbers = _merge_numbers(stats.set_numbers, number_stats(pc.list_flatten(child)))
+        elif kind == "M":
+            names = [f.name for f in child.type]
+            stats.map_keys.update(names)
+            if len(stats.map_keys) > MAX_MAP_KEYS_TRACKED:
+                stats.map_keys_overflow = True
+            if names:
+                valid_children = pc.is_valid(child.flatten()[0])
+                for grandchild in child.flatten()[1:]:
+                    valid_children = pc.or_(valid_children, pc.is_valid(grandchild))
+                stats.empty_maps += pc.sum(pc.and_(pc.is_valid(child), pc.invert(valid_children))).as_py() or 0
+            else:
+                stats.empty_maps += count
+            _walk_struct(child, path, profile, order[0])
+        elif kind == "L":
+            lengths = pc.list_value_length(child)
+            stats.empty_lists += pc.sum(pc.cast(pc.equal(lengths, 0), pa.int64())).as_py() or 0
+            if not pa.types.is_null(child.type.value_type):
+                _walk_wrapper(pc.list_flatten(child), path + (None,), profile, order)
+
+
+def _merge_numbers(mine: NumberStats | None, theirs: NumberStats) -> NumberStats:
+    if mine is None:
+        return theirs
+    mine.merge(theirs)
+    return mine
+
+
+def number_stats(strings: pa.Array) -> NumberStats:
+    """Vectorized over plain decimal strings; exponent forms (rare) go through Python's Decimal."""
+    strings = strings.drop_null()
+    stats = NumberStats(count=len(strings))
+    if not len(strings):
+        return stats
+    plain = pc.match_substring_regex(strings, _PLAIN_NUMBER)
+    plain_values = strings.filter(plain)
+    if len(plain_values):
+        parts = pc.extract_regex(plain_values, _NUMBER_PARTS)
+        int_part, frac_part = parts.field("int"), parts.field("frac")
+        stats.int_digits = pc.max(pc.utf8_length(int_part)).as_py() or 0
+        stats.scale = pc.max(pc.utf8_length(frac_part)).as_py() or 0
+        stats.all_integers = stats.scale == 0
+    for text in strings.filter(pc.invert(plain)).to_pylist():
+        _add_unusual_number(stats, text)
+    return stats
+
+
+def _add_unusual_number(stats: NumberStats, text: str) -> None:
+    value = Decimal(text).normalize()
+    sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    if value.is_zero():
+        return
+    int_digits = max(0, len(digits) + exponent)
+    scale = max(0, -exponent)
+    if int_digits + scale > 38:
+        stats.unrepresentable += 1
+        stats.all_integers = False
+        return
+    stats.int_digits = max(stats.int_digits, int_digits)
+    stats.scale = max(stats.scale, scale)
+    stats.all_integers &= scale == 0

@@ -1,0 +1,150 @@
+"""The table's metadata file, and atomic publication of new data.
+
+Data files are written into fresh version folders (``year=2015/v<version>/part-0000.parquet``) that
+no reader knows of. Publishing is one atomic write of ``_ddb_assets.json``, which lists the files
+of every partition: readers that go through it (the query engines, the Glue catalog) see the old
+table or the new one, never a mix. Only then are superseded files deleted. A run that fails or is
+killed before that write publishes nothing; its orphan files are removed by the next publish.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from ddb_assets.exports.storage import Location
+
+METADATA_FILE = "_ddb_assets.json"
+FORMAT_VERSION = 1
+
+
+def new_version() -> str:
+    """Sortable and unique: ``v20261126T211800123Z-1a2b3c``."""
+    now = datetime.now(timezone.utc)
+    return f"v{now.strftime('%Y%m%dT%H%M%S')}{now.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
+
+
+@dataclass
+class PartitionEntry:
+    value: str
+    folder: str
+    version: str
+    files: list[dict[str, Any]]  # {"path": relative to the table root, "rows": n, "bytes": n}
+    export_id: str
+
+    @property
+    def rows(self) -> int:
+        return sum(f["rows"] for f in self.files)
+
+    @property
+    def bytes(self) -> int:
+        return sum(f["bytes"] for f in self.files)
+
+
+@dataclass
+class TableMetadata:
+    table: str
+    version: str
+    published_at: str
+    partition_column: str | None
+    partition_attribute: str | None
+    partition_type: str | None
+    naming: str
+    schema_b64: str  # the Arrow schema of the data files, IPC-serialized
+    columns: list[dict[str, Any]]  # name, type, source attribute path, descriptor, encoding
+    variants: dict[str, dict[str, int]]
+    source: dict[str, Any]  # export arn, id, time, table arn, item count, format
+    partitions: dict[str, PartitionEntry] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(self.schema_b64)))
+
+    @property
+    def rows(self) -> int:
+        return sum(p.rows for p in self.partitions.values())
+
+    @property
+    def bytes(self) -> int:
+        return sum(p.bytes for p in self.partitions.values())
+
+    def files(self) -> list[str]:
+        return [f["path"] for p in self.partitions.values() for f in p.files]
+
+    def to_json(self) -> bytes:
+        doc = asdict(self)
+        doc["rows"] = self.rows
+        doc["bytes"] = self.bytes
+        return json.dumps(doc, indent=1, ensure_ascii=False).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "TableMetadata":
+        doc = json.loads(data)
+        doc.pop("rows", None)
+        doc.pop("bytes", None)
+        if doc.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"unsupported table metadata format_version {doc.get('format_version')}")
+        doc["partitions"] = {k: PartitionEntry(**v) for k, v in doc["partitions"].items()}
+        return cls(**doc)
+
+
+def schema_to_b64(schema: pa.Schema) -> str:
+    return base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")
+
+
+def read_metadata(root: Location) -> TableMetadata | None:
+    location = root.join(METADATA_FILE)
+    try:
+        return TableMetadata.from_json(location.read_bytes())
+    except FileNotFoundError:
+        return None
+
+
+def publish(root: Location, metadata: TableMetadata) -> list[str]:
+    """Make ``metadata`` the table (one atomic write), then delete what it no longer references.
+
+    Returns the deleted paths (relative to the root).
+    """
+    root.join(METADATA_FILE).write_bytes(metadata.to_json())
+    return collect_garbage(root, metadata)
+
+
+def collect_garbage(root: Location, metadata: TableMetadata, keep_versions: frozenset[str] = frozenset()) -> list[str]:
+    """Delete data files the published metadata does not reference (superseded or orphaned)."""
+    referenced = set(metadata.files())
+    deleted = []
+    try:
+        entries = root.fs.get_file_info(pafs.FileSelector(root.path, recursive=True))
+    except FileNotFoundError:
+        return deleted
+    prefix = root.path.rstrip("/") + "/"
+    for entry in entries:
+        if entry.type != pafs.FileType.File or not entry.path.endswith(".parquet"):
+            continue
+        relative = entry.path[len(prefix):]
+        if relative in referenced or any(f"/{v}/" in f"/{relative}" for v in keep_versions):
+            continue
+        root.fs.delete_file(entry.path)
+        deleted.append(relative)
+    if root.scheme == "file":
+        _remove_empty_dirs(root)
+    return deleted
+
+
+def _remove_empty_dirs(root: Location) -> None:
+    import os
+
+    for directory, _, _ in os.walk(root.path, topdown=False):
+        if directory != root.path:
+            try:
+                os.rmdir(directory)  # succeeds only when empty
+            except OSError:
+                pass

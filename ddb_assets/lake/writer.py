@@ -1,0 +1,132 @@
+"""Write flattened batches into hive partitions as Parquet, with bounded memory.
+
+Each worker keeps one open Parquet file per partition it has seen and buffers rows per
+partition; when the buffers together pass ``buffer_bytes`` the largest is written out as a row
+group. Memory is therefore bounded by the budget, whatever the export size, and row groups stay
+large enough for scans.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ddb_assets.exports.storage import Location
+
+PARQUET_OPTIONS = dict(compression="zstd", compression_level=1, write_statistics=True, use_dictionary=True,
+                       data_page_size=1 << 20)
+ROW_GROUP_ROWS = 256 * 1024
+
+
+@dataclass
+class WrittenFile:
+    partition: str  # partition value (text); "" when unpartitioned
+    path: str  # relative to the table root
+    rows: int
+    bytes: int
+
+
+@dataclass
+class _Open:
+    writer: pq.ParquetWriter
+    relative: str
+    buffer: list[pa.Table] = field(default_factory=list)
+    buffered_rows: int = 0
+    buffered_bytes: int = 0
+    rows: int = 0
+
+
+class PartitionedWriter:
+    """Writes ``<root>/<folder(value)>/<version>/part-<worker>.parquet`` per partition value."""
+
+    def __init__(self, root: Location, schema: pa.Schema, version: str, worker: int,
+                 folder_of: "callable[[str], str]", buffer_bytes: int = 256 << 20,
+                 keep: "callable[[str], bool]" = lambda value: True):
+        self.root = root
+        self.schema = schema
+        self.version = version
+        self.worker = worker
+        self.folder_of = folder_of
+        self.buffer_bytes = buffer_bytes
+        self.keep = keep
+        self._open: dict[str, _Open] = {}
+        self._buffered = 0
+        self.skipped_rows = 0
+
+    def write(self, table: pa.Table, partitions: pa.Array | None) -> None:
+        if partitions is None:
+            self._add("", table)
+            return
+        encoded = pc.dictionary_encode(partitions).combine_chunks() if isinstance(partitions, pa.ChunkedArray) \
+            else pc.dictionary_encode(partitions)
+        values = encoded.dictionary.to_pylist()
+        if len(values) == 1:
+            self._route(values[0], table)
+            return
+        order = pc.sort_indices(encoded.indices)
+        sorted_codes = encoded.indices.take(order)
+        sorted_table = table.take(order)
+        counts = pc.value_counts(sorted_codes)  # in order of first appearance, i.e. sorted
+        offset = 0
+        for entry in counts:
+            code, count = entry["values"].as_py(), entry["counts"].as_py()
+            self._route(values[code], sorted_table.slice(offset, count))
+            offset += count
+
+    def _route(self, value: str, table: pa.Table) -> None:
+        if not self.keep(value):
+            self.skipped_rows += table.num_rows
+            return
+        self._add(value, table)
+
+    def _add(self, value: str, table: pa.Table) -> None:
+        target = self._open.get(value)
+        if target is None:
+            folder = self.folder_of(value)
+            relative = f"{folder}/{self.version}/part-{self.worker:04d}.parquet" if folder else \
+                f"{self.version}/part-{self.worker:04d}.parquet"
+            location = self.root.join(relative)
+            if location.scheme == "file":
+                location.fs.create_dir(location.parent().path, recursive=True)
+            writer = pq.ParquetWriter(location.path, self.schema, filesystem=location.fs, **PARQUET_OPTIONS)
+            target = self._open[value] = _Open(writer, relative)
+        size = table.nbytes
+        target.buffer.append(table)
+        target.buffered_rows += table.num_rows
+        target.buffered_bytes += size
+        self._buffered += size
+        if target.buffered_rows >= ROW_GROUP_ROWS:
+            self._flush(target)
+        while self._buffered > self.buffer_bytes:
+            self._flush(max(self._open.values(), key=lambda o: o.buffered_bytes))
+
+    def _flush(self, target: _Open) -> None:
+        if not target.buffer:
+            return
+        table = pa.concat_tables(target.buffer)
+        target.writer.write_table(table, row_group_size=max(1, table.num_rows))
+        target.rows += table.num_rows
+        self._buffered -= target.buffered_bytes
+        target.buffer, target.buffered_rows, target.buffered_bytes = [], 0, 0
+
+    def close(self) -> list[WrittenFile]:
+        written = []
+        for value, target in self._open.items():
+            self._flush(target)
+            target.writer.close()
+            info = self.root.join(target.relative)
+            size = info.fs.get_file_info(info.path).size or 0
+            written.append(WrittenFile(value, target.relative, target.rows, size))
+        self._open.clear()
+        return written
+
+    def abort(self) -> None:
+        for target in self._open.values():
+            try:
+                target.writer.close()
+            except Exception:  # noqa: BLE001 - best effort on the failure path
+                pass
+        self._open.clear()

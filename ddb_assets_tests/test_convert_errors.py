@@ -1,0 +1,179 @@
+"""Every kind of bad input fails with an error naming the object (and line), and publishes nothing."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from ddb_assets.exports.errors import ChecksumMismatch, ExportFormatError, ItemCountMismatch, MissingObject
+from ddb_assets.lake.convert import ConvertOptions, convert_export
+from ddb_assets_tests import doctor
+from ddb_assets_tests.cli_helpers import ddb_assets_command, run_cli
+from ddb_assets_tests.lake_reader import read_rows, read_table_metadata
+
+
+@pytest.fixture
+def published(tmp_path: Path) -> tuple[Path, dict]:
+    """A table already published from a good export: what every failure must leave untouched."""
+    good = doctor.make_export(tmp_path / "good", items=200, seed=1)
+    root = tmp_path / "lake" / "reviews"
+    convert_export(good, root, ConvertOptions(workers=1))
+    return root, read_table_metadata(str(root))
+
+
+def _assert_untouched(root: Path, before: dict) -> None:
+    after = read_table_metadata(str(root))
+    assert after == before
+    meta, rows = read_rows(str(root))  # every referenced file is still there and readable
+    assert len(rows) == sum(f["rows"] for p in meta["partitions"].values() for f in p["files"]) == 200
+
+
+def _fails(folder: Path, root: Path, error: type[ExportFormatError], *fragments: str) -> ExportFormatError:
+    with pytest.raises(error) as raised:
+        convert_export(folder, root, ConvertOptions(workers=2))
+    message = str(raised.value)
+    for fragment in fragments:
+        assert fragment in message, message
+    return raised.value
+
+
+def test_md5_mismatch(tmp_path: Path, published: tuple[Path, dict]) -> None:
+    root, before = published
+    folder = doctor.make_export(tmp_path / "bad")
+    entry = doctor.biggest_entry(folder)
+    data = bytearray(doctor.data_path(folder, entry).read_bytes())
+    data[-9] ^= 0xFF
+    doctor.replace_data(folder, entry, bytes(data), fix_checksum=False)
+    _fails(folder, root, ChecksumMismatch, entry["dataFileS3Key"], "md5", entry["md5Checksum"])
+    _assert_untouched(root, before)
+
+
+def test_truncated_gzip(tmp_path: Path, published: tuple[Path, dict]) -> None:
+    root, before = published
+    folder = doctor.make_export(tmp_path / "bad")
+    entry = doctor.biggest_entry(folder)
+    doctor.replace_data(folder, entry, doctor.data_path(folder, entry).read_bytes()[:-40])
+    _fails(folder, root, ExportFormatError, entry["dataFileS3Key"], "truncated gzip")
+    _assert_untouched(root, before)
+
+
+def test_malformed_json_line(tmp_path: Path, published: tuple[Path, dict]) -> None:
+    root, before = published
+    folder = doctor.make_export(tmp_path / "bad")
+    entry = doctor.biggest_entry(folder)
+    lines = doctor.decompressed(folder, entry).split(b"\n")
+    lines[2] = lines[2][:-7]  # cut the end off line 3
+    doctor.replace_data(folder, entry, gzip.compress(b"\n".join(lines)))
+    error = _fails(folder, root, ExportFormatError, f"{entry['dataFileS3Key']}:3:", "malformed JSON")
+    assert error.line == 3
+    _assert_untouched(root, before)
+
+
+def test_unknown_type_descriptor(tmp_path: Path, published: tuple[Path, dict]) -> None:
+    root, before = published
+    folder = doctor.make_export(tmp_path / "bad")
+    entry = doctor.biggest_entry(folder)
+    lines = doctor.decompressed(folder, entry).split(b"\n")
+    lines[4] = lines[4].replace(b'"star_rating":{"N":', b'"star_rating":{"Q":')
+    doctor.replace_data(folder, entry, gzip.compress(b"\n".join(lines)))
+    _fails(folder, root, ExportFormatError, f"{entry['dataFileS3Key']}:5:", "'star_rating'", "unknown type descriptor 'Q'")
+    _assert_untouched(root, before)
+
+
+def test_missing_data_file(tmp_path: Path, published: tuple[Path, dict]) -> None:
+    root, before = published
+    folder = doctor.make_export(tmp_path / "bad")
+    entry = doctor.biggest_entry(folder)
+    doctor.data_path(folder, entry).unlink()
+    _fails(folder, root, MissingObject, entry["dataFileS3Key"], "missing")
+    _assert_untouched(root, before)
+
+
+def test_item_count_mismatch_in_a_file(tmp_path: Path, published: tuple[Path, dict]) -> None:
+    root, before = published
+    folder = doctor.make_export(tmp_path / "bad")
+    entry = doctor.biggest_entry(folder)
+    lines = doctor.decompressed(folder, entry).split(b"\n")
+    del lines[0]  # one item fewer than the manifest says
+    doctor.replace_data(folder, entry, gzip.compress(b"\n".join(lines)))
+    _fails(folder, root, ItemCountMismatch, entry["dataFileS3Key"], f"holds {entry['itemCount'] - 1} items",
+           f"says {entry['itemCount']}")
+    _assert_untouched(root, before)
+
+
+def test_item_count_mismatch_between_manifests(tmp_path: Path, published: tuple[Path, dict]) -> None:
+    root, before = published
+    folder = doctor.make_export(tmp_path / "bad")
+    lines = doctor.manifest_lines(folder)
+    lines[0]["itemCount"] += 1
+    doctor.write_manifest_lines(folder, lines)
+    _fails(folder, root, ItemCountMismatch, "manifest-summary.json", "itemCount is 300", "hold 301")
+    _assert_untouched(root, before)
+
+
+@pytest.mark.parametrize("name", ["manifest-summary.json", "manifest-files.json"])
+def test_missing_manifest(tmp_path: Path, published: tuple[Path, dict], name: str) -> None:
+    root, before = published
+    folder = doctor.make_export(tmp_path / "bad")
+    (folder / name).unlink()
+    _fails(folder, root, MissingObject, name, "missing")
+    _assert_untouched(root, before)
+
+
+def test_manifest_checksum_file_mismatch(tmp_path: Path, published: tuple[Path, dict]) -> None:
+    root, before = published
+    folder = doctor.make_export(tmp_path / "bad")
+    (folder / "manifest-summary.md5").write_text("AAAAAAAAAAAAAAAAAAAAAA==")
+    _fails(folder, root, ChecksumMismatch, "manifest-summary.md5")
+    _assert_untouched(root, before)
+
+
+def test_cli_reports_bad_input_in_one_line_and_exits_non_zero(tmp_path: Path, published: tuple[Path, dict]) -> None:
+    root, before = published
+    folder = doctor.make_export(tmp_path / "bad")
+    entry = doctor.biggest_entry(folder)
+    doctor.data_path(folder, entry).unlink()
+    result = run_cli("convert", str(folder), str(root))
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and entry["dataFileS3Key"] in errors[0]
+    _assert_untouched(root, before)
+
+
+def test_killing_a_conversion_midway_leaves_the_published_table_whole(tmp_path: Path,
+                                                                       published: tuple[Path, dict]) -> None:
+    root, before = published
+    big = doctor.make_export(tmp_path / "big", items=60_000, files=6, seed=2)
+    process = subprocess.Popen([*ddb_assets_command(), "convert", str(big), str(root), "--workers", "2"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    old_versions = {p["version"] for p in before["partitions"].values()}
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            new_files = [p for p in root.rglob("*.parquet") if p.parent.name not in old_versions]
+            if new_files:  # the new version is being written: kill everything now
+                break
+            time.sleep(0.01)
+        assert process.poll() is None, "the conversion finished before it could be killed; use a bigger export"
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert [p for p in root.rglob("*.parquet") if p.parent.name not in old_versions], "nothing new was written"
+    _assert_untouched(root, before)
+
+    # A rerun publishes the new export and sweeps the orphans the killed run left behind.
+    convert_export(big, root, ConvertOptions(workers=2))
+    meta, rows = read_rows(str(root))
+    assert len(rows) == 60_000
+    on_disk = {str(p.relative_to(root)) for p in root.rglob("*.parquet")}
+    assert on_disk == {f["path"] for p in meta["partitions"].values() for f in p["files"]}
+    assert json.loads((root / "_ddb_assets.json").read_text())["source"]["item_count"] == 60_000

@@ -1,0 +1,142 @@
+"""The schema rules of docs/schema_rules.md, one behaviour at a time, on real exports."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ddb_assets.lake.convert import ConvertOptions, convert_export
+from ddb_assets.local.export_writer import ExportRequest, FolderSink, write_export
+from ddb_assets_tests.lake_reader import read_rows
+from datetime import datetime, timezone
+
+
+def export_of(tmp: Path, items: list[dict[str, Any]], files: int = 2) -> Path:
+    now = datetime.now(timezone.utc)
+    request = ExportRequest(export_arn="arn:aws:dynamodb:us-east-1:123456789012:table/t/export/01715674542517-a4c123b1",
+                            table_arn="arn:aws:dynamodb:us-east-1:123456789012:table/t", table_id="x", bucket="b",
+                            prefix="p", output_format="DYNAMODB_JSON", start_time=now, export_time=now,
+                            key_attributes=("pk",), data_files=files)
+    write_export(request, ({"pk": {"S": f"k{i}"}, **item} for i, item in enumerate(items)), FolderSink(tmp))
+    return tmp / request.folder
+
+
+def convert(tmp: Path, items: list[dict[str, Any]], **options: Any) -> tuple[dict, pa.Schema, list[dict]]:
+    root = tmp / "lake"
+    convert_export(export_of(tmp / "export", items), root, ConvertOptions(workers=1, **options))
+    meta, rows = read_rows(str(root))
+    first = next(iter(meta["partitions"].values()))["files"][0]["path"]
+    return meta, pq.read_schema(root / first), rows
+
+
+def test_numbers_get_the_narrowest_exact_type(tmp_path: Path) -> None:
+    items = [{"i": {"N": "9007199254740993"}, "d": {"N": "0.1"}, "big": {"N": "12345678901234567890123456789.123456789"},
+              "huge": {"N": "1E+125"}}, {"i": {"N": "-5"}, "d": {"N": "123.45"}, "big": {"N": "1"}, "huge": {"N": "2"}}]
+    meta, schema, rows = convert(tmp_path, items, partition_by=None)
+    assert schema.field("i").type == pa.int64()
+    assert schema.field("d").type == pa.decimal128(5, 2)
+    assert schema.field("big").type == pa.decimal128(38, 9)
+    assert schema.field("huge").type == pa.string()  # no decimal128 holds 1E+125: kept as exact text
+    by_key = {r["pk"]: r for r in rows}
+    assert by_key["k0"]["i"] == 9007199254740993  # > 2^53: a float would have rounded it
+    assert str(by_key["k0"]["big"]) == "12345678901234567890123456789.123456789"
+    assert by_key["k0"]["huge"] == "1E+125"
+
+
+def test_maps_flatten_to_double_underscore_columns_up_to_max_depth(tmp_path: Path) -> None:
+    items = [{"reviewer": {"M": {"name": {"S": "Ana"}, "location": {"M": {"city": {"S": "Porto"},
+                                                                          "geo": {"M": {"lat": {"N": "41.1"}}}}}}}}]
+    meta, schema, rows = convert(tmp_path, items, partition_by=None, max_depth=3)
+    assert {"reviewer__name", "reviewer__location__city", "reviewer__location__geo"} <= set(schema.names)
+    assert schema.field("reviewer__location__geo").type == pa.string()  # the 4th level stays JSON
+    assert json.loads(rows[0]["reviewer__location__geo"]) == {"lat": 41.1}
+
+
+def test_a_map_used_as_a_dictionary_stays_one_column(tmp_path: Path) -> None:
+    items = [{"votes": {"M": {f"day{i * 10 + j}": {"N": str(j)} for j in range(10)}}} for i in range(20)]
+    meta, schema, rows = convert(tmp_path, items, partition_by=None, dictionary_keys=64)
+    assert [n for n in schema.names if n.startswith("votes")] == ["votes"]
+    assert json.loads(next(r for r in rows if r["pk"] == "k3")["votes"])["day31"] == 1
+
+
+def test_lists_are_typed_when_homogeneous_and_json_otherwise(tmp_path: Path) -> None:
+    items = [{"tags": {"L": [{"S": "a"}, {"S": "b"}]}, "mixed": {"L": [{"N": "1"}, {"S": "x"}, {"M": {}}]},
+              "empty": {"L": []}, "nums": {"L": [{"N": "1.5"}]}},
+             {"tags": {"L": []}, "mixed": {"L": []}, "nums": {"L": [{"N": "2"}]}}]
+    meta, schema, rows = convert(tmp_path, items, partition_by=None)
+    assert schema.field("tags").type == pa.list_(pa.string())
+    assert schema.field("nums").type == pa.list_(pa.decimal128(2, 1))
+    assert schema.field("mixed").type == pa.string()
+    assert schema.field("empty").type == pa.list_(pa.string())  # never an unwritable list<null>
+    row = next(r for r in rows if r["pk"] == "k0")
+    assert row["tags"] == ["a", "b"] and row["empty"] == [] and json.loads(row["mixed"]) == [1, "x", {}]
+
+
+def test_empty_maps_never_make_an_empty_struct(tmp_path: Path) -> None:
+    meta, schema, rows = convert(tmp_path, [{"m": {"M": {}}}, {"m": {"M": {}}}], partition_by=None)
+    assert schema.field("m").type == pa.string() and {r["m"] for r in rows} == {"{}"}
+
+
+def test_mixed_types_get_variant_columns_reported_with_counts(tmp_path: Path) -> None:
+    items = [{"price": {"N": "9.99"}}, {"price": {"N": "5"}}, {"price": {"S": "N/A"}}]
+    meta, schema, rows = convert(tmp_path, items, partition_by=None)
+    assert schema.field("price").type == pa.decimal128(3, 2) and schema.field("price__s").type == pa.string()
+    assert meta["variants"] == {"price": {"N": 2, "S": 1}}
+    assert sorted(str(r["price"]) for r in rows if r["price"] is not None) == ["5.00", "9.99"]
+
+
+def test_sets_binaries_and_nulls(tmp_path: Path) -> None:
+    items = [{"ss": {"SS": ["b", "a"]}, "ns": {"NS": ["3", "1"]}, "bs": {"BS": ["aGk="]}, "b": {"B": "AAE="},
+              "n": {"NULL": True}, "t": {"BOOL": True}}]
+    meta, schema, rows = convert(tmp_path, items, partition_by=None)
+    assert schema.field("ss").type == pa.list_(pa.string()) and schema.field("ns").type == pa.list_(pa.int64())
+    assert schema.field("bs").type == pa.list_(pa.binary()) and schema.field("b").type == pa.binary()
+    assert schema.field("t").type == pa.bool_()
+    [row] = rows
+    assert sorted(row["ss"]) == ["a", "b"] and sorted(row["ns"]) == [1, 3]
+    assert row["bs"] == [b"hi"] and row["b"] == b"\x00\x01" and row["n"] is None and row["t"] is True
+
+
+def test_names_are_glue_safe_and_collision_free_with_a_recorded_mapping(tmp_path: Path) -> None:
+    items = [{"Review Text": {"S": "a"}, "review_text": {"S": "b"}, "helpful-votes": {"N": "1"}, "9lives": {"S": "c"},
+              "✓": {"S": "d"}}]
+    meta, schema, rows = convert(tmp_path, items, partition_by=None)
+    import re
+    assert all(re.fullmatch(r"[a-z0-9_]+", name) for name in schema.names)
+    assert len(set(schema.names)) == len(schema.names)
+    mapping = {c["attribute"]: c["name"] for c in meta["columns"]}
+    assert mapping["helpful-votes"] == "helpful_votes" and mapping["9lives"] == "_9lives"
+    assert {mapping["Review Text"], mapping["review_text"]} == {"review_text", "review_text_2"}
+    row = rows[0]
+    assert {row[mapping["Review Text"]], row[mapping["review_text"]]} == {"a", "b"}
+
+
+def test_glue_naming_reproduces_relationalize_names(tmp_path: Path) -> None:
+    items = [{"product_title": {"S": "Dune"}, "year": {"N": "2015"}, "reviewer": {"M": {"name": {"S": "Ana"}}},
+              "Tags": {"SS": ["x"]}}]
+    meta, schema, rows = convert(tmp_path, items, naming="glue")
+    assert {"item.product_title.s", "item.reviewer.m.name.s", "item.tags.ss", "item.pk.s"} <= set(schema.names)
+    assert meta["partition_column"] == "item.year.n"
+    assert next(iter(meta["partitions"].values()))["folder"] == "item.year.n=2015"
+
+
+def test_items_without_the_partition_attribute_go_to_the_null_partition(tmp_path: Path) -> None:
+    items = [{"year": {"N": "2015"}}, {"other": {"S": "x"}}, {"year": {"NULL": True}}]
+    meta, schema, rows = convert(tmp_path, items)
+    assert set(meta["partitions"]) == {"2015", "__HIVE_DEFAULT_PARTITION__"}
+    assert meta["partitions"]["__HIVE_DEFAULT_PARTITION__"]["folder"] == "year=__HIVE_DEFAULT_PARTITION__"
+    assert sum(1 for r in rows if r["year"] == "__HIVE_DEFAULT_PARTITION__") == 2
+    assert "year" not in schema.names  # hive style: the value lives in the folder name
+
+
+@pytest.mark.parametrize("value,folder", [("a/b", "a%2Fb"), ("x=y", "x%3Dy"), ("100%", "100%25")])
+def test_partition_values_are_escaped_like_hive(tmp_path: Path, value: str, folder: str) -> None:
+    meta, schema, rows = convert(tmp_path, [{"cat": {"S": value}}], partition_by="cat")
+    assert meta["partitions"][value]["folder"] == f"cat={folder}"
+    assert rows[0]["cat"] == value
