@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 
 # DynamoDB numbers carry up to 38 significant digits, magnitude 1E-130 to 9.99...E+125.
 MAX_DIGITS = 38
+# Decimal arithmetic (normalize() included) rounds to the context's precision, 28 digits by
+# default: every operation on DynamoDB numbers goes through this context, which never rounds them.
+EXACT = Context(prec=100, Emin=-999, Emax=999)
 
 
 def parse_number(text: str) -> Decimal:
@@ -29,7 +32,7 @@ def canonical_number(value: Decimal | str) -> str:
     number = parse_number(value) if isinstance(value, str) else value
     if number.is_zero():
         return "0"
-    normalized = number.normalize()
+    normalized = number.normalize(EXACT)
     _, digits, exponent = normalized.as_tuple()
     assert isinstance(exponent, int)
     if -MAX_DIGITS <= exponent and len(digits) + exponent <= MAX_DIGITS:

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ddb_assets.exports.decode import RAW_MAP
+from ddb_assets.exports.numbers import EXACT
 
 Path = tuple  # tuple[str | None, ...]
 
@@ -204,7 +205,7 @@ def number_stats(strings: pa.Array) -> NumberStats:
 
 
 def _add_unusual_number(stats: NumberStats, text: str) -> None:
-    value = Decimal(text).normalize()
+    value = Decimal(text).normalize(EXACT)
     sign, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)
     if value.is_zero():

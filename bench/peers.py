@@ -1,0 +1,95 @@
+"""The peers the benchmark measures our converter against. Each runs as its own process:
+
+    python bench/peers.py duckdb EXPORT_FOLDER OUT
+    python bench/peers.py naive  EXPORT_FOLDER OUT
+    python bench/peers.py floor  EXPORT_FOLDER
+
+Kept deliberately free of ddb_assets imports: they are what a team would write without it.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import io
+import json
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+
+
+def data_files(export: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(export, "data", "*.json.gz")))
+
+
+# The reviews table's attributes, unwrapped by hand the way a DuckDB user would write it.
+DUCKDB_COLUMNS = """
+    Item.product_id.S AS product_id, Item.review_id.S AS review_id, Item.customer_id.S AS customer_id,
+    Item.product_title.S AS product_title, Item.product_category.S AS product_category,
+    CAST(Item.star_rating.N AS BIGINT) AS star_rating, CAST(Item.helpful_votes.N AS BIGINT) AS helpful_votes,
+    CAST(Item.total_votes.N AS BIGINT) AS total_votes, Item.vine.S AS vine,
+    Item.verified_purchase.S AS verified_purchase, Item.review_headline.S AS review_headline,
+    Item.review_body.S AS review_body, Item.review_date.S AS review_date,
+    CAST(Item.price.N AS DECIMAL(38, 18)) AS price, Item.price.S AS price__s,
+    CAST(Item.year.N AS BIGINT) AS year
+"""
+
+
+def run_duckdb(export: str, out: str) -> None:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET threads = 2")
+    files = data_files(export)
+    con.execute(f"""
+        COPY (SELECT {DUCKDB_COLUMNS} FROM read_json({files!r}, format = 'newline_delimited'))
+        TO '{out}' (FORMAT parquet, PARTITION_BY (year), OVERWRITE_OR_IGNORE true)
+    """)
+
+
+def run_naive(export: str, out: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+    rows = []
+    for path in data_files(export):
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            for line in handle:
+                item = json.loads(line)["Item"]
+                rows.append({k: deserializer.deserialize(v) for k, v in item.items()})
+    # The common recipe: from_pylist infers the schema from the first row, so attributes absent
+    # there are dropped; nested values and Decimals are handed to Arrow as they come.
+    table = pa.Table.from_pylist(rows)
+    pq.write_to_dataset(table, out, partition_cols=["year"])
+
+
+def _parse_one(path: str) -> int:
+    import pyarrow.json as pajson
+    from isal import igzip
+
+    with open(path, "rb") as handle:
+        raw = igzip.decompress(handle.read())
+    table = pajson.read_json(io.BytesIO(raw), read_options=pajson.ReadOptions(use_threads=False,
+                                                                              block_size=len(raw) + 1))
+    return table.num_rows
+
+
+def run_floor(export: str) -> None:
+    """gunzip + pyarrow JSON parse, nothing else, one process per core: the floor for any converter."""
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        rows = sum(pool.map(_parse_one, data_files(export)))
+    print(json.dumps({"rows": rows}))
+
+
+if __name__ == "__main__":
+    kind, export = sys.argv[1], sys.argv[2]
+    if kind == "duckdb":
+        run_duckdb(export, sys.argv[3])
+    elif kind == "naive":
+        run_naive(export, sys.argv[3])
+    elif kind == "floor":
+        run_floor(export)
+    else:
+        raise SystemExit(f"unknown peer {kind!r}")

@@ -1,0 +1,205 @@
+"""Benchmark: our converter against DuckDB, the naive Python path and the parse floor.
+
+    make bench                                   # 1,000,000 items, 16 files (about 1 GB of JSON)
+    .venv/bin/python bench/run_benchmark.py --items 200000 --skip naive
+    .venv/bin/python bench/run_benchmark.py --scale-check   # also 2,000,000 items: peak RSS must not grow
+
+Each contender runs as a separate process; wall time, CPU time (user + sys, workers included) and
+peak RSS of the whole process tree are measured from outside. Outputs are cross-checked (rows per
+partition, spot values) before any figure is printed. Results go to bench/results/<timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PYTHON = sys.executable
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def tree_rss(root_pid: int) -> int:
+    """Resident memory of a process and all its descendants, in bytes."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/statm") as handle:
+                rss[int(entry)] = int(handle.read().split()[1]) * PAGE
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    total, stack = 0, [root_pid]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+def measure(name: str, command: list[str]) -> dict:
+    started = time.monotonic()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, tree_rss(process.pid))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.monotonic() - started
+    done.set()
+    sampler.join()
+    stdout, stderr = process.stdout.read(), process.stderr.read()  # type: ignore[union-attr]
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"{name} failed ({process.returncode}):\n{stderr[-3000:]}")
+    cpu = usage.ru_utime + usage.ru_stime
+    print(f"  {name:<10} wall {wall:7.2f}s  cpu {cpu:7.2f}s  peak rss {peak / 2**20:7.0f} MiB", flush=True)
+    return {"name": name, "wall": wall, "cpu": cpu, "peak_rss": peak, "stdout": stdout[-2000:]}
+
+
+def ensure_export(items: int, files: int, data_dir: Path) -> Path:
+    target = data_dir / f"reviews-{items}-{files}"
+    summaries = glob.glob(str(target / "**" / "manifest-summary.json"), recursive=True)
+    if summaries:
+        return Path(summaries[0]).parent
+    shutil.rmtree(target, ignore_errors=True)
+    print(f"generating a {items:,}-item export in {files} files under {target} ...", flush=True)
+    subprocess.run([PYTHON, "-m", "ddb_assets.cli", "generate-export", str(target), "--items", str(items),
+                    "--files", str(files)], check=True)
+    return Path(glob.glob(str(target / "**" / "manifest-summary.json"), recursive=True)[0]).parent
+
+
+def uncompressed_bytes(export: Path) -> int:
+    from isal import igzip
+
+    return sum(len(igzip.decompress(Path(p).read_bytes())) for p in glob.glob(str(export / "data" / "*.json.gz")))
+
+
+def rows_per_partition(root: Path) -> dict[str, int]:
+    import pyarrow.parquet as pq
+
+    counts: dict[str, int] = {}
+    for path in root.rglob("*.parquet"):
+        partition = next((p.split("=", 1)[1] for p in path.relative_to(root).parts if p.startswith("year=")), "")
+        counts[partition] = counts.get(partition, 0) + pq.ParquetFile(path).metadata.num_rows
+    return dict(sorted(counts.items()))
+
+
+def ours_rows_per_partition(root: Path) -> dict[str, int]:
+    meta = json.loads((root / "_ddb_assets.json").read_text())
+    return {k: sum(f["rows"] for f in v["files"]) for k, v in sorted(meta["partitions"].items())}
+
+
+def spot_check(ours: Path, duckdb_out: Path, samples: int = 25) -> None:
+    """The same reviews, read from our table and DuckDB's, hold the same values."""
+    import duckdb
+
+    meta = json.loads((ours / "_ddb_assets.json").read_text())
+    our_files = [str(ours / f["path"]) for p in meta["partitions"].values() for f in p["files"]]
+    con = duckdb.connect()
+    picked = con.execute(f"SELECT review_id, star_rating, product_title, price::VARCHAR, year FROM "
+                         f"read_parquet({our_files!r}, hive_partitioning = true) USING SAMPLE {samples} ROWS").fetchall()
+    for review_id, stars, title, price, year in picked:
+        theirs = con.execute(f"SELECT star_rating, product_title, price::VARCHAR, year FROM read_parquet("
+                             f"'{duckdb_out}/*/*.parquet', hive_partitioning = true) WHERE review_id = ?",
+                             [review_id]).fetchone()
+        assert theirs == (stars, title, price, year), (review_id, theirs, (stars, title, price, year))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--files", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=0, help="our converter's workers (0: one per core)")
+    parser.add_argument("--skip", action="append", default=[], choices=["duckdb", "naive", "floor"])
+    parser.add_argument("--scale-check", action="store_true", help="also convert 2x the items; compare peak RSS")
+    parser.add_argument("--data-dir", type=Path, default=HERE / "data")
+    args = parser.parse_args()
+
+    export = ensure_export(args.items, args.files, args.data_dir)
+    out = HERE / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    size = uncompressed_bytes(export)
+    print(f"export: {export} ({size / 1e6:,.0f} MB of DynamoDB JSON, {args.items:,} items, {args.files} files)")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}")
+
+    results = []
+    ours_cmd = [PYTHON, "-m", "ddb_assets.cli", "convert", str(export), str(out / "ours"),
+                "--workers", str(args.workers)]
+    results.append(measure("ours", ours_cmd))
+    if "floor" not in args.skip:
+        results.append(measure("floor", [PYTHON, str(HERE / "peers.py"), "floor", str(export)]))
+    if "duckdb" not in args.skip:
+        results.append(measure("duckdb", [PYTHON, str(HERE / "peers.py"), "duckdb", str(export), str(out / "duckdb")]))
+    if "naive" not in args.skip:
+        results.append(measure("naive", [PYTHON, str(HERE / "peers.py"), "naive", str(export), str(out / "naive")]))
+
+    print("checking that the outputs agree ...", flush=True)
+    expected = ours_rows_per_partition(out / "ours")
+    assert sum(expected.values()) == args.items, "our table does not hold every item"
+    if "duckdb" not in args.skip:
+        assert rows_per_partition(out / "duckdb") == expected, "DuckDB's rows per partition differ from ours"
+        spot_check(out / "ours", out / "duckdb")
+    if "naive" not in args.skip:
+        assert rows_per_partition(out / "naive") == expected, "the naive path's rows per partition differ from ours"
+    print("  rows per partition agree; spot values agree")
+
+    scale = None
+    if args.scale_check:
+        bigger = ensure_export(args.items * 2, args.files * 2, args.data_dir)
+        scale = measure("ours x2", [PYTHON, "-m", "ddb_assets.cli", "convert", str(bigger), str(out / "ours2"),
+                                    "--workers", str(args.workers)])
+
+    ours = results[0]
+    print()
+    print(f"{'':<10} {'wall s':>8} {'cpu s':>8} {'peak MiB':>9} {'MB/s':>8} {'wall / ours':>12}")
+    for r in results + ([scale] if scale else []):
+        print(f"{r['name']:<10} {r['wall']:8.2f} {r['cpu']:8.2f} {r['peak_rss'] / 2**20:9.0f} "
+              f"{size / 1e6 / r['wall']:8.1f} {r['wall'] / ours['wall']:12.2f}")
+    by_name = {r["name"]: r for r in results}
+    print()
+    if "duckdb" in by_name:
+        print(f"ours / duckdb wall      {ours['wall'] / by_name['duckdb']['wall']:.2f}  (target <= 0.67)")
+    if "naive" in by_name:
+        print(f"naive / ours wall       {by_name['naive']['wall'] / ours['wall']:.1f}x  (target >= 10x)")
+    if "floor" in by_name:
+        print(f"ours / parse floor      {ours['wall'] / by_name['floor']['wall']:.2f}  (target <= 1.3)")
+    print(f"ours peak RSS           {ours['peak_rss'] / 2**20:.0f} MiB  (target <= 800)")
+    if scale:
+        print(f"peak RSS at 2x items    {scale['peak_rss'] / 2**20:.0f} MiB vs {ours['peak_rss'] / 2**20:.0f} MiB")
+
+    record = {"when": datetime.now(timezone.utc).isoformat(), "items": args.items, "files": args.files,
+              "uncompressed_bytes": size, "cores": os.cpu_count(), "python": platform.python_version(),
+              "results": [{k: v for k, v in r.items() if k != "stdout"} for r in results + ([scale] if scale else [])]}
+    (HERE / "results").mkdir(exist_ok=True)
+    path = HERE / "results" / f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps(record, indent=1))
+    print(f"\nresults written to {path.relative_to(HERE.parent)}")
+
+
+if __name__ == "__main__":
+    main()
