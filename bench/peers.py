@@ -9,6 +9,7 @@ Kept deliberately free of ddb_assets imports: they are what a team would write w
 
 from __future__ import annotations
 
+import base64
 import glob
 import gzip
 import io
@@ -52,13 +53,20 @@ def run_naive(export: str, out: str) -> None:
     import pyarrow.parquet as pq
     from boto3.dynamodb.types import TypeDeserializer
 
-    deserializer = TypeDeserializer()
+    class ExportDeserializer(TypeDeserializer):
+        # TypeDeserializer expects bytes for B; exports hold base64 text (the usual one-line fix).
+        def _deserialize_b(self, value):  # type: ignore[no-untyped-def]
+            return base64.b64decode(value)
+
+    deserializer = ExportDeserializer()
     rows = []
     for path in data_files(export):
         with gzip.open(path, "rt", encoding="utf-8") as handle:
             for line in handle:
                 item = json.loads(line)["Item"]
-                rows.append({k: deserializer.deserialize(v) for k, v in item.items()})
+                row = {k: deserializer.deserialize(v) for k, v in item.items()}
+                # Arrow cannot take Python sets; the usual fix is a list.
+                rows.append({k: sorted(v) if isinstance(v, set) else v for k, v in row.items()})
     # The common recipe: from_pylist infers the schema from the first row, so attributes absent
     # there are dropped; nested values and Decimals are handed to Arrow as they come.
     table = pa.Table.from_pylist(rows)

@@ -29,39 +29,64 @@ PYTHON = sys.executable
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def tree_rss(root_pid: int) -> int:
-    """Resident memory of a process and all its descendants, in bytes."""
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _proportional_rss(pid: str) -> int:
+    """PSS: pages shared by several processes (forked workers) are split between them, so the
+    tree's total is the memory really used, not a double count of copy-on-write pages."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (FileNotFoundError, PermissionError, ProcessLookupError):
+        pass
+    with open(f"/proc/{pid}/statm") as handle:
+        return int(handle.read().split()[1]) * PAGE
+
+
+def tree_usage(root_pid: int) -> tuple[int, dict[int, float]]:
+    """(proportional resident bytes of a process and all its descendants, CPU seconds per process)."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
+    cpu: dict[int, float] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as handle:
                 fields = handle.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{entry}/statm") as handle:
-                rss[int(entry)] = int(handle.read().split()[1]) * PAGE
+            rss[int(entry)] = _proportional_rss(entry)
         except (FileNotFoundError, ProcessLookupError, IndexError):
             continue
         children.setdefault(int(fields[1]), []).append(int(entry))
-    total, stack = 0, [root_pid]
+        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+    total, stack, tree = 0, [root_pid], {}
     while stack:
         pid = stack.pop()
         total += rss.get(pid, 0)
+        tree[pid] = cpu.get(pid, 0.0)
         stack.extend(children.get(pid, []))
-    return total
+    return total, tree
 
 
 def measure(name: str, command: list[str]) -> dict:
     started = time.monotonic()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = 0
+    cpu_by_pid: dict[int, float] = {}
     done = threading.Event()
 
     def sample() -> None:
+        # Workers may be grandchildren (a forkserver's), which wait4 does not account for:
+        # CPU time is summed over every process of the tree as last seen.
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, tree_rss(process.pid))
+            rss, cpu = tree_usage(process.pid)
+            peak = max(peak, rss)
+            for pid, seconds in cpu.items():
+                cpu_by_pid[pid] = max(cpu_by_pid.get(pid, 0.0), seconds)
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -74,7 +99,8 @@ def measure(name: str, command: list[str]) -> dict:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise SystemExit(f"{name} failed ({process.returncode}):\n{stderr[-3000:]}")
-    cpu = usage.ru_utime + usage.ru_stime
+    descendants = sum(seconds for pid, seconds in cpu_by_pid.items() if pid != process.pid)
+    cpu = max(usage.ru_utime + usage.ru_stime, cpu_by_pid.get(process.pid, 0.0) + descendants)
     print(f"  {name:<10} wall {wall:7.2f}s  cpu {cpu:7.2f}s  peak rss {peak / 2**20:7.0f} MiB", flush=True)
     return {"name": name, "wall": wall, "cpu": cpu, "peak_rss": peak, "stdout": stdout[-2000:]}
 
@@ -89,6 +115,40 @@ def ensure_export(items: int, files: int, data_dir: Path) -> Path:
     subprocess.run([PYTHON, "-m", "ddb_assets.cli", "generate-export", str(target), "--items", str(items),
                     "--files", str(files)], check=True)
     return Path(glob.glob(str(target / "**" / "manifest-summary.json"), recursive=True)[0]).parent
+
+
+def doubled_export(export: Path, data_dir: Path) -> Path:
+    """The same export with every data file twice (new names): twice the items, the same files.
+
+    A freshly generated bigger export is not a fair memory test: its hottest product (Zipf)
+    makes its largest file larger, and peak memory follows the largest file by design.
+    """
+    import base64
+    import hashlib
+
+    summary = json.loads((export / "manifest-summary.json").read_bytes())
+    target_root = data_dir / f"{export.name}-doubled"
+    folder = target_root / export.relative_to(export.parents[2])
+    if (folder / "manifest-summary.json").exists():
+        return folder
+    shutil.rmtree(target_root, ignore_errors=True)
+    (folder / "data").mkdir(parents=True)
+    lines = [json.loads(l) for l in (export / "manifest-files.json").read_text().splitlines() if l]
+    doubled = []
+    for copy in ("a", "b"):
+        for line in lines:
+            name = line["dataFileS3Key"].rsplit("/", 1)[1]
+            new_name = copy + name[1:]
+            shutil.copyfile(export / "data" / name, folder / "data" / new_name)
+            doubled.append({**line, "dataFileS3Key": line["dataFileS3Key"].rsplit("/", 1)[0] + "/" + new_name})
+    files = "".join(json.dumps(l, separators=(",", ":")) + "\n" for l in doubled).encode()
+    (folder / "manifest-files.json").write_bytes(files)
+    summary["itemCount"] *= 2
+    (folder / "manifest-summary.json").write_bytes(json.dumps(summary, separators=(",", ":")).encode())
+    for stem in ("manifest-files", "manifest-summary"):
+        digest = hashlib.md5((folder / f"{stem}.json").read_bytes()).digest()
+        (folder / f"{stem}.md5").write_text(base64.b64encode(digest).decode())
+    return folder
 
 
 def uncompressed_bytes(export: Path) -> int:
@@ -170,7 +230,7 @@ def main() -> None:
 
     scale = None
     if args.scale_check:
-        bigger = ensure_export(args.items * 2, args.files * 2, args.data_dir)
+        bigger = doubled_export(export, args.data_dir)
         scale = measure("ours x2", [PYTHON, "-m", "ddb_assets.cli", "convert", str(bigger), str(out / "ours2"),
                                     "--workers", str(args.workers)])
 

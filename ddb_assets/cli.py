@@ -44,12 +44,14 @@ def demo(
     items: int = typer.Option(3000, help="How many sample reviews to load."),
     seed: int = typer.Option(7, help="Seed of the sample data (same seed, same data)."),
     export_format: str = typer.Option("DYNAMODB_JSON", "--format", help="DYNAMODB_JSON or ION."),
+    lake: str = typer.Option("var/lake", help="Lake folder the demo publishes into (kept afterwards)."),
 ) -> None:
-    """Start the local world, load sample reviews, export the table and show the export."""
+    """The whole pipeline on the local world, through Dagster: load sample reviews, export the table
+    (PITR), validate the export, convert it to partitioned Parquet, build the report tables."""
     from ddb_assets.local.demo import run_demo
 
     started = time.monotonic()
-    run_demo(console, items=items, seed=seed, export_format=export_format.upper())
+    run_demo(console, items=items, seed=seed, export_format=export_format.upper(), lake_root=lake)
     console.print(f"[green]demo finished in {time.monotonic() - started:.1f}s[/]")
 
 
@@ -165,8 +167,11 @@ def generate_export(
 def _conversion_progress(total_files: int):  # type: ignore[no-untyped-def]
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    # auto_refresh=False: no refresh thread, so the conversion can fork its workers (a process
+    # with other threads must use the slower forkserver).
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=err_console)
+                        TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=err_console,
+                        auto_refresh=False)
     tasks: dict[str, int] = {}
 
     def on_event(kind: str, info: dict) -> None:  # type: ignore[type-arg]
@@ -179,6 +184,7 @@ def _conversion_progress(total_files: int):  # type: ignore[no-untyped-def]
             tasks["write"] = progress.add_task("write parquet", total=None, detail=f"{info['columns']} columns")
         elif kind == "written":
             progress.update(tasks["write"], detail=f"{info['rows']:,} rows")
+        progress.refresh()
 
     return progress, on_event
 

@@ -51,7 +51,7 @@ def parse_items(raw: bytes, *, output_format: str, obj: str, known: pa.Schema | 
     """
     if output_format == "ION":
         raw = ion_to_json_lines(raw, obj=obj)
-    if not raw.strip():
+    if not raw.lstrip():  # lstrip stops at the first character of a non-empty file
         return pa.table({"Item": pa.array([], pa.struct([]))}), known
     if dictionary_maps:
         raw = _carry_maps_as_text(raw, dictionary_maps)
@@ -178,27 +178,40 @@ def detect_dictionary_maps(raw: bytes, threshold: int, sample_lines: int = 5000)
 
 
 def _carry_maps_as_text(raw: bytes, names: frozenset[str]) -> bytes:
+    """Rewrite only the lines that hold such a map; the rest of the buffer is copied untouched."""
     needles = [orjson.dumps(name) + b':{"M":' for name in names]
-    if not any(needle in raw for needle in needles):
+    starts = set()
+    for needle in needles:
+        position = raw.find(needle)
+        while position >= 0:
+            starts.add(raw.rfind(b"\n", 0, position) + 1)
+            position = raw.find(needle, position + len(needle))
+    if not starts:
         return raw
-    lines = raw.split(b"\n")
-    for index, line in enumerate(lines):
-        if not any(needle in line for needle in needles):
-            continue
-        try:
-            doc = orjson.loads(line)
-            item = doc["Item"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            continue  # left as is: the parse reports it with its line number
-        changed = False
-        for name in names:
-            value = item.get(name) if isinstance(item, dict) else None
-            if isinstance(value, dict) and len(value) == 1 and isinstance(value.get("M"), dict):
-                item[name] = {RAW_MAP: orjson.dumps(value["M"]).decode("utf-8")}
-                changed = True
-        if changed:
-            lines[index] = orjson.dumps(doc)
-    return b"\n".join(lines)
+    pieces, cursor = [], 0
+    for start in sorted(starts):
+        end = raw.find(b"\n", start)
+        end = len(raw) if end < 0 else end
+        pieces.append(raw[cursor:start])
+        pieces.append(_carry_line(raw[start:end], names))
+        cursor = end
+    pieces.append(raw[cursor:])
+    return b"".join(pieces)
+
+
+def _carry_line(line: bytes, names: frozenset[str]) -> bytes:
+    try:
+        doc = orjson.loads(line)
+        item = doc["Item"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return line  # left as is: the parse reports it with its line number
+    changed = False
+    for name in names:
+        value = item.get(name) if isinstance(item, dict) else None
+        if isinstance(value, dict) and len(value) == 1 and isinstance(value.get("M"), dict):
+            item[name] = {RAW_MAP: orjson.dumps(value["M"]).decode("utf-8")}
+            changed = True
+    return orjson.dumps(doc) if changed else line
 
 
 def ion_to_json_lines(raw: bytes, *, obj: str) -> bytes:

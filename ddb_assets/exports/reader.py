@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ddb_assets.exports.checksums import md5_base64
 from ddb_assets.exports.errors import ChecksumMismatch, ExportFormatError, ItemCountMismatch, MissingObject
 from ddb_assets.exports.manifest import ManifestFile, ManifestSummary, parse_manifest_files
-from ddb_assets.exports.storage import Location, resolve
+from ddb_assets.exports.storage import Location, S3Options, resolve
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,9 @@ class Export:
         return sum(f.location.fs.get_file_info(f.location.path).size or 0 for f in self.files)
 
 
-def open_export(source: str | os.PathLike[str]) -> Export:
+def open_export(source: str | os.PathLike[str], s3: S3Options | None = None) -> Export:
     """Read and cross-check both manifests; raises an ExportFormatError naming the object at fault."""
-    location = resolve(source)
+    location = resolve(source, s3)
     folder = location.parent() if location.name.startswith("manifest-summary") else location
     summary_location = folder.join("manifest-summary.json")
     summary_bytes = _read(summary_location, "the export's manifest-summary.json")

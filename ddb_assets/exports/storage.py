@@ -60,10 +60,30 @@ class Location:
                 stream.write(data)
 
 
-def s3_filesystem(region: str | None = None) -> pafs.S3FileSystem:
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+@dataclass(frozen=True)
+class S3Options:
+    """Explicit S3 settings (Dagster resources); ``None`` fields fall back to the environment."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key: str | None = None  # only for endpoints that want dummy keys (the local world)
+    secret_key: str | None = None
+
+    def with_environment(self) -> "S3Options":
+        """Fill unset fields from the environment now (worker processes may see another one)."""
+        return S3Options(
+            endpoint_url=self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
+            region=self.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+            access_key=self.access_key, secret_key=self.secret_key)
+
+
+def s3_filesystem(settings: S3Options | None = None) -> pafs.S3FileSystem:
+    settings = settings or S3Options()
+    endpoint = settings.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    region = settings.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     options: dict[str, object] = {"region": region}
+    if settings.access_key and settings.secret_key:
+        options.update(access_key=settings.access_key, secret_key=settings.secret_key)
     if endpoint:
         parsed = urlparse(endpoint)
         options.update(endpoint_override=parsed.netloc or parsed.path, scheme=parsed.scheme or "https")
@@ -72,11 +92,11 @@ def s3_filesystem(region: str | None = None) -> pafs.S3FileSystem:
     return pafs.S3FileSystem(**options)  # type: ignore[arg-type]
 
 
-def resolve(uri: str | os.PathLike[str]) -> Location:
+def resolve(uri: str | os.PathLike[str], s3: S3Options | None = None) -> Location:
     """``s3://bucket/key`` or a local path (relative paths resolved against the CWD)."""
     text = os.fspath(uri)
     if text.startswith("s3://"):
-        return Location(s3_filesystem(), text[len("s3://"):].rstrip("/"), "s3")
+        return Location(s3_filesystem(s3), text[len("s3://"):].rstrip("/"), "s3")
     if "://" in text and not text.startswith("file://"):
         raise ValueError(f"unsupported location {text!r}: use a local path or s3://bucket/key")
     path = text[len("file://"):] if text.startswith("file://") else text

@@ -16,20 +16,22 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ddb_assets.exports.decode import detect_dictionary_maps, gunzip, parse_items
 from ddb_assets.exports.errors import ExportFormatError, ItemCountMismatch
 from ddb_assets.exports.reader import DataFile, Export, open_export
-from ddb_assets.exports.storage import Location, resolve
-from ddb_assets.lake.flatten import flatten_items
+from ddb_assets.exports.storage import Location, S3Options, resolve
+from ddb_assets.lake.flatten import ItemColumns, flatten_items, partition_values
 from ddb_assets.lake.paths import partition_folder
 from ddb_assets.lake.profile import Profile, profile_items
 from ddb_assets.lake.publish import (
@@ -56,8 +58,9 @@ class ConvertOptions:
     dictionary_keys: int = 64
     only_partitions: frozenset[str] | None = None  # rewrite just these; keep the others as published
     work_dir: str | None = None  # where parsed files are spilled between the stages
-    buffer_bytes: int = 256 << 20  # per worker, for partition buffers
+    buffer_bytes: int = 128 << 20  # per worker, for partition buffers
     table_name: str | None = None
+    s3: S3Options | None = None  # explicit S3 endpoint/region (else the environment's)
 
     @property
     def schema_options(self) -> SchemaOptions:
@@ -105,7 +108,7 @@ _learned: dict[str, Any] = {"conversion": None, "schema": None, "dictionary_maps
 
 
 def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictionary_keys: int,
-                conversion: str) -> _Parsed:
+                conversion: str, partition_by: str | None = None) -> _Parsed:
     if _learned["conversion"] != conversion:
         _learned.update(conversion=conversion, schema=None, dictionary_maps=None)
     compressed = data_file.read_verified()
@@ -120,6 +123,9 @@ def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictiona
                                                 f"{data_file.manifest.item_count}")
     item = table.column("Item").combine_chunks()
     profile = profile_items(item, index)
+    if partition_by is not None:
+        values = partition_values(ItemColumns(item).wrapper((partition_by,)), len(item))
+        profile.partition_values = set(pc.unique(values).to_pylist())
     spill = ""
     if spill_dir is not None:
         spill = os.path.join(spill_dir, f"{index:06d}.arrow")
@@ -131,8 +137,9 @@ def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictiona
 # -- stage 2 -----------------------------------------------------------------------------------
 
 def _write_group(worker: int, spills: list[str], plan: TablePlan, root_uri: str, version: str,
-                 only: frozenset[str] | None, buffer_bytes: int) -> tuple[list[WrittenFile], int]:
-    root = resolve(root_uri)
+                 only: frozenset[str] | None, buffer_bytes: int,
+                 s3: S3Options | None) -> tuple[list[WrittenFile], int]:
+    root = resolve(root_uri, s3)
     column = plan.partition_column
     folder_of = (lambda value: partition_folder(column, value)) if column else (lambda value: "")
     writer = PartitionedWriter(root, plan.arrow_schema, version, worker, folder_of, buffer_bytes,
@@ -168,8 +175,13 @@ class _InlineExecutor(Executor):
 def _executor(workers: int) -> Executor:
     if workers <= 1:
         return _InlineExecutor()
-    # forkserver: no inherited threads or locks from the caller (Dagster, gRPC), cheap after the first.
+    if threading.active_count() == 1:
+        # fork: workers start at once with everything already imported. Only safe when no other
+        # thread could hold a lock at fork time.
+        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+    # Inside a threaded host (Dagster, a web server): forkserver, with our modules preloaded once.
     context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
     return ProcessPoolExecutor(max_workers=workers, mp_context=context)
 
 
@@ -178,8 +190,9 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
     """Convert an export into the table at ``dest`` and publish it atomically."""
     notify = progress or (lambda kind, info: None)
     started = time.monotonic()
-    export = source if isinstance(source, Export) else open_export(source)
-    root = resolve(dest)
+    options = replace(options, s3=(options.s3 or S3Options()).with_environment())
+    export = source if isinstance(source, Export) else open_export(source, options.s3)
+    root = resolve(dest, options.s3)
     table_name = options.table_name or export.summary.table_arn.rsplit("/", 1)[-1]
     notify("opened", {"files": len(export.files), "items": export.summary.item_count,
                       "export_id": export.export_id})
@@ -194,7 +207,7 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
             notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
             groups = _balance([p for p in parsed if p.rows], workers)
             futures = [pool.submit(_write_group, worker, [p.spill for p in group], plan, root.uri, version,
-                                   options.only_partitions, options.buffer_bytes)
+                                   options.only_partitions, options.buffer_bytes, options.s3)
                        for worker, group in enumerate(groups) if group]
             written: list[WrittenFile] = []
             for future in futures:
@@ -219,7 +232,7 @@ def profile_export(source: str | os.PathLike[str] | Export, options: ConvertOpti
                    progress: ProgressCallback | None = None) -> tuple[Export, Profile]:
     """Read and validate every item of an export and profile it, writing nothing."""
     notify = progress or (lambda kind, info: None)
-    export = source if isinstance(source, Export) else open_export(source)
+    export = source if isinstance(source, Export) else open_export(source, options.s3)
     notify("opened", {"files": len(export.files), "items": export.summary.item_count,
                       "export_id": export.export_id})
     with _executor(min(options.worker_count, max(1, len(export.files)))) as pool:
@@ -230,8 +243,12 @@ def profile_export(source: str | os.PathLike[str] | Export, options: ConvertOpti
 def _run_stage_one(pool: Executor, export: Export, spill_dir: str | None, options: ConvertOptions,
                    notify: ProgressCallback) -> list[_Parsed]:
     conversion = uuid.uuid4().hex
-    futures = [pool.submit(_parse_file, index, data_file, spill_dir, options.dictionary_keys, conversion)
-               for index, data_file in enumerate(export.files)]
+    # Biggest files first (hot partition keys make some hash ranges much larger): no worker is
+    # left with a big file at the end while the others idle.
+    order = sorted(range(len(export.files)), key=lambda i: -export.files[i].manifest.item_count)
+    futures = [pool.submit(_parse_file, index, export.files[index], spill_dir, options.dictionary_keys, conversion,
+                           options.partition_by)
+               for index in order]
     parsed = []
     try:
         for future in futures:

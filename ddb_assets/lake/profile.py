@@ -99,9 +99,11 @@ class NodeStats:
 class Profile:
     items: int = 0
     nodes: dict[Path, NodeStats] = field(default_factory=dict)
+    partition_values: set[str] = field(default_factory=set)  # of the partition attribute, as text
 
     def merge(self, other: "Profile") -> "Profile":
         self.items += other.items
+        self.partition_values |= other.partition_values
         for path, stats in other.nodes.items():
             if path in self.nodes:
                 self.nodes[path].merge(stats)
@@ -191,6 +193,15 @@ def number_stats(strings: pa.Array) -> NumberStats:
     stats = NumberStats(count=len(strings))
     if not len(strings):
         return stats
+    try:  # the common case, integers that fit int64: one C++ cast answers it
+        integers = pc.cast(strings, pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    else:
+        low, high = pc.min_max(integers).values()
+        stats.int_digits = max(len(str(abs(low.as_py()))), len(str(abs(high.as_py()))))
+        if stats.int_digits <= INT64_MAX_DIGITS:
+            return stats
     plain = pc.match_substring_regex(strings, _PLAIN_NUMBER)
     plain_values = strings.filter(plain)
     if len(plain_values):

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from ddb_assets.exports.storage import Location
 
 PARQUET_OPTIONS = dict(compression="zstd", compression_level=1, write_statistics=True, use_dictionary=True,
+                       dictionary_pagesize_limit=128 << 10,  # high-cardinality columns fall back early
                        data_page_size=1 << 20)
 ROW_GROUP_ROWS = 256 * 1024
 
@@ -68,12 +69,14 @@ class PartitionedWriter:
             return
         order = pc.sort_indices(encoded.indices)
         sorted_codes = encoded.indices.take(order)
-        sorted_table = table.take(order)
         counts = pc.value_counts(sorted_codes)  # in order of first appearance, i.e. sorted
         offset = 0
         for entry in counts:
             code, count = entry["values"].as_py(), entry["counts"].as_py()
-            self._route(values[code], sorted_table.slice(offset, count))
+            # One take per partition: each buffered piece owns its memory. Slices of one sorted
+            # table would keep the whole table alive while any small partition waits in a buffer,
+            # and memory would grow with the number of files.
+            self._route(values[code], table.take(order.slice(offset, count)))
             offset += count
 
     def _route(self, value: str, table: pa.Table) -> None:

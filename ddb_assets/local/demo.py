@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,10 +69,50 @@ def _progress(console: Console) -> Progress:
                     console=console, transient=False)
 
 
-def run_demo(console: Console, *, items: int = 3000, seed: int = 7, export_format: str = "DYNAMODB_JSON") -> DemoExport:
-    with LocalWorld() as world:
+def run_demo(console: Console, *, items: int = 3000, seed: int = 7, export_format: str = "DYNAMODB_JSON",
+             lake_root: str = "var/lake") -> dict[str, Any]:
+    """The whole graph through Dagster, in process: export, validate, convert, report."""
+    import tempfile
+
+    import dagster as dg
+    import pyarrow.parquet as pq
+
+    from ddb_assets.local.pipeline import local_settings, run_pipeline
+    from ddb_assets.settings import TableSettings
+
+    lake = os.path.abspath(lake_root)
+    with LocalWorld() as world, tempfile.TemporaryDirectory(prefix="ddb-assets-dagster-") as home:
         console.print(f"local AWS world at [bold]{world.endpoint}[/] (moto server with faithful exports)")
-        arn = load_sample_table(world, items, seed, console)
-        export = export_table(world, arn, export_format, console)
+        load_sample_table(world, items, seed, console)
+        settings = local_settings(world.endpoint, lake)
+        if export_format != "DYNAMODB_JSON":
+            settings = settings.model_copy(update={"tables": [TableSettings(
+                table=TABLE_NAME, export_bucket=EXPORT_BUCKET, export_prefix=f"exports/{TABLE_NAME}",
+                export_format=export_format)]})
+        with dg.DagsterInstance.local_temp(home) as instance:
+            run = run_pipeline(settings, instance, log=lambda message: console.log(message), quiet=True)
+            export = _describe_demo_export(world, run.export_id, instance, run)
         print_export(console, export)
-        return export
+        reports = {}
+        for report in ("top_customers", "most_reviewed_products", "reviews_per_year"):
+            path = os.path.join(lake, "reports", run.names.name, f"{report}.parquet")
+            table = pq.read_table(path)
+            reports[report] = table
+            rich_table = Table(title=f"{report} ({table.num_rows} rows; first 10)")
+            for column in table.column_names:
+                rich_table.add_column(column)
+            for row in table.slice(0, 10).to_pylist():
+                rich_table.add_row(*("" if v is None else str(v) for v in row.values()))
+            console.print(rich_table)
+        console.print(f"lake: [bold]{lake}[/] (table {run.names.name}: {len(run.partitions)} partitions by year; "
+                      f"reports under {os.path.join(lake, 'reports', run.names.name)})")
+        return {"export_id": run.export_id, "partitions": run.partitions, "lake": lake, "reports": reports}
+
+
+def _describe_demo_export(world: LocalWorld, export_id: str, instance: Any, run: Any) -> DemoExport:
+    ddb = world.client("dynamodb")
+    table_arn = ddb.describe_table(TableName=TABLE_NAME)["Table"]["TableArn"]
+    done = ddb.describe_export(ExportArn=f"{table_arn}/export/{export_id}")["ExportDescription"]
+    folder = done["ExportManifest"].rsplit("/", 1)[0]
+    listing = world.client("s3").list_objects_v2(Bucket=EXPORT_BUCKET, Prefix=folder + "/")
+    return DemoExport(table_arn, done, [(o["Key"][len(folder) + 1:], o["Size"]) for o in listing.get("Contents", [])])

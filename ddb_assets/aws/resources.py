@@ -1,0 +1,93 @@
+"""Dagster resources for DynamoDB exports, the lake's storage and the query engine.
+
+dagster-aws has no DynamoDB resource; ``DynamoDBResource`` mirrors ``S3Resource``'s shape. All of
+them build clients lazily (nothing is read or connected at definition time) and leave credentials
+to the ordinary AWS chain unless ``local_credentials`` is set for the local world.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Callable, Iterator
+
+import boto3
+import dagster as dg
+from pydantic import Field
+
+from ddb_assets.aws import dynamodb_exports
+from ddb_assets.exports.storage import Location, S3Options, resolve
+from ddb_assets.query.duckdb_engine import DuckDBEngine
+
+LOCAL_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+class DynamoDBResource(dg.ConfigurableResource):
+    """DynamoDB client plus the PITR-export calls this project needs."""
+
+    region_name: str | None = Field(default=None, description="AWS region (default: the environment's).")
+    endpoint_url: str | None = Field(default=None, description="Endpoint override (the local world, LocalStack).")
+    local_credentials: bool = Field(default=False, description="Use dummy keys (for the local world only).")
+
+    def get_client(self) -> Any:
+        return boto3.client("dynamodb", region_name=self.region_name, endpoint_url=self.endpoint_url,
+                            **(LOCAL_KEYS if self.local_credentials else {}))
+
+    def table_arn(self, table: str) -> str:
+        return dynamodb_exports.table_arn_of(self.get_client(), table)
+
+    def key_attributes(self, table: str) -> list[str]:
+        name = table.rsplit("/", 1)[-1]
+        schema = self.get_client().describe_table(TableName=name)["Table"]["KeySchema"]
+        return [k["AttributeName"] for k in sorted(schema, key=lambda k: k["KeyType"] != "HASH")]
+
+    def pitr_enabled(self, table: str) -> bool:
+        return dynamodb_exports.pitr_enabled(self.get_client(), table.rsplit("/", 1)[-1])
+
+    def enable_pitr(self, table: str) -> None:
+        dynamodb_exports.enable_pitr(self.get_client(), table.rsplit("/", 1)[-1])
+
+    def start_export(self, *, table_arn: str, bucket: str, prefix: str | None, export_format: str,
+                     export_time: datetime | None = None, client_token: str | None = None) -> dict[str, Any]:
+        return dynamodb_exports.start_export(self.get_client(), table_arn=table_arn, bucket=bucket, prefix=prefix,
+                                             export_format=export_format, export_time=export_time,
+                                             client_token=client_token)
+
+    def describe_export(self, export_arn: str) -> dict[str, Any]:
+        return dynamodb_exports.describe_export(self.get_client(), export_arn)
+
+    def list_exports(self, table_arn: str, page_size: int = 25) -> Iterator[dict[str, Any]]:
+        return dynamodb_exports.list_exports(self.get_client(), table_arn, page_size)
+
+    def wait_for_export(self, export_arn: str, *, timeout_seconds: float = 3600,
+                        on_poll: Callable[[dict[str, Any], float], None] = lambda d, t: None) -> dict[str, Any]:
+        return dynamodb_exports.wait_for_export(self.get_client(), export_arn, timeout_seconds=timeout_seconds,
+                                                on_poll=on_poll)
+
+
+class LakeResource(dg.ConfigurableResource):
+    """Where the lake lives: a local folder or ``s3://bucket/prefix``."""
+
+    root: str = Field(description="Lake root: local path or s3:// URI.")
+    region_name: str | None = Field(default=None)
+    endpoint_url: str | None = Field(default=None, description="S3 endpoint override (the local world).")
+    local_credentials: bool = Field(default=False)
+
+    def s3_options(self) -> S3Options:
+        return S3Options(endpoint_url=self.endpoint_url, region=self.region_name,
+                         access_key=LOCAL_KEYS["aws_access_key_id"] if self.local_credentials else None,
+                         secret_key=LOCAL_KEYS["aws_secret_access_key"] if self.local_credentials else None)
+
+    def location(self, *parts: str) -> Location:
+        return resolve(self.root, self.s3_options()).join(*parts)
+
+    def export_location(self, bucket: str, key: str) -> str:
+        return f"s3://{bucket}/{key}"
+
+
+class DuckDBEngineResource(dg.ConfigurableResource):
+    """The embedded query engine: DuckDB over the lake's published tables."""
+
+    database: str = Field(default=":memory:", description="DuckDB database file, or :memory:.")
+
+    def engine(self) -> DuckDBEngine:
+        return DuckDBEngine(self.database)

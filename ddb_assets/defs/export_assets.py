@@ -1,0 +1,201 @@
+"""The live table, starting a PITR export, and validating each completed export."""
+
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from ddb_assets.aws.dynamodb_exports import ExportFailed, export_id_of
+from ddb_assets.aws.resources import DynamoDBResource, LakeResource
+from ddb_assets.defs.names import TableNames
+from ddb_assets.exports.errors import ExportFormatError
+from ddb_assets.lake.convert import ConvertOptions, profile_export
+from ddb_assets.lake.profile import Profile
+from ddb_assets.lake.report import attribute_rows
+from ddb_assets.lake.schema import plan_table
+
+
+class ExportConfig(dg.Config):
+    """Run configuration of a PITR export."""
+
+    export_time: str | None = Field(default=None, description="ISO-8601 point in time to export (default: now).")
+    export_format: str | None = Field(default=None, description="DYNAMODB_JSON or ION (default: the table's setting).")
+    client_token: str | None = Field(default=None, description="Idempotency token (default: derived from the run).")
+    wait: bool | None = Field(default=None, description="Wait until the export completes (default: the profile's).")
+
+
+def export_arn_for(names: TableNames, table_arn: str, export_id: str) -> str:
+    return f"{table_arn}/export/{export_id}"
+
+
+def source_spec(names: TableNames) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key=names.source_key, kinds={"dynamodb"}, group_name=names.group,
+        description=f"The live DynamoDB table `{names.table.table}` (external: exported, never scanned).",
+    )
+
+
+def build_pitr_export(names: TableNames) -> dg.AssetsDefinition:
+    table = names.table
+
+    @dg.asset(key=names.pitr_export_key, deps=[names.source_key], kinds={"dynamodb", "s3"}, group_name=names.group,
+              description=f"A point-in-time export of `{table.table}` to s3://{table.export_bucket}/{table.prefix}/ "
+                          "(ExportTableToPointInTime: no read capacity used).")
+    def pitr_export(context: dg.AssetExecutionContext, config: ExportConfig,
+                    dynamodb: DynamoDBResource) -> dg.MaterializeResult:
+        table_arn = dynamodb.table_arn(table.table)
+        if not dynamodb.pitr_enabled(table.table):
+            raise dg.Failure(f"point-in-time recovery is off for {table.table}; enable it with "
+                             f"`aws dynamodb update-continuous-backups --table-name {table.table} "
+                             "--point-in-time-recovery-specification PointInTimeRecoveryEnabled=true`")
+        # Retries and re-executions of the same run share a token, so they return the same export.
+        token = config.client_token or f"dagster-{context.run.root_run_id or context.run.run_id}"
+        when = datetime.fromisoformat(config.export_time.replace("Z", "+00:00")) if config.export_time else None
+        if when is not None and when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        started = dynamodb.start_export(table_arn=table_arn, bucket=table.export_bucket, prefix=table.prefix,
+                                        export_format=config.export_format or table.export_format,
+                                        export_time=when, client_token=token)
+        context.log.info(f"export started: {started['ExportArn']} ({started['ExportStatus']})")
+        description = started
+        wait = config.wait if config.wait is not None else names.settings.wait_for_export(table)
+        if wait:
+            try:
+                description = dynamodb.wait_for_export(
+                    started["ExportArn"],
+                    on_poll=lambda d, t: context.log.info(f"export {d['ExportStatus']} after {t:.0f}s"))
+            except ExportFailed as exc:
+                raise dg.Failure(str(exc), metadata={"failure_code": exc.description.get("FailureCode"),
+                                                     "export_arn": exc.description["ExportArn"]}) from None
+        metadata: dict[str, Any] = {
+            "export_arn": description["ExportArn"],
+            "export_id": export_id_of(description["ExportArn"]),
+            "status": description["ExportStatus"],
+            "export_time": str(description.get("ExportTime")),
+            "s3_location": dg.MetadataValue.url(f"s3://{table.export_bucket}/{table.prefix}/AWSDynamoDB/"
+                                                f"{export_id_of(description['ExportArn'])}/"),
+            "client_token": description.get("ClientToken", token),
+        }
+        if description.get("ItemCount") is not None:
+            metadata["item_count"] = description["ItemCount"]
+        return dg.MaterializeResult(metadata=metadata)
+
+    return pitr_export
+
+
+def attribute_types(profile: Profile) -> dict[str, list[str]]:
+    """attribute path -> sorted descriptors: what schema-drift checks compare between exports."""
+    from ddb_assets.lake.schema import _path_text
+
+    return {_path_text(path): sorted(stats.descriptors) for path, stats in profile.nodes.items()}
+
+
+def schema_drift(previous: dict[str, list[str]], current: dict[str, list[str]]) -> dict[str, Any]:
+    return {
+        "new": sorted(set(current) - set(previous)),
+        "vanished": sorted(set(previous) - set(current)),
+        "retyped": {k: {"before": previous[k], "after": current[k]}
+                    for k in sorted(set(previous) & set(current)) if previous[k] != current[k]},
+    }
+
+
+def locate_export(names: TableNames, dynamodb: DynamoDBResource, export_id: str) -> tuple[str, dict[str, Any]]:
+    """(URI of manifest-summary.json, ExportDescription) for one of this table's exports."""
+    arn = export_arn_for(names, dynamodb.table_arn(names.table.table), export_id)
+    description = dynamodb.describe_export(arn)
+    if description["ExportStatus"] != "COMPLETED":
+        raise dg.Failure(f"export {arn} is {description['ExportStatus']}, not COMPLETED"
+                         + (f": {description.get('FailureCode')}" if description.get("FailureCode") else ""))
+    return f"s3://{description['S3Bucket']}/{description['ExportManifest']}", description
+
+
+def build_raw_export(names: TableNames) -> dg.AssetsDefinition:
+    checksums = dg.AssetCheckSpec("checksums_verified", asset=names.raw_export_key, blocking=True,
+                                  description="Manifests, checksums and item counts all check out (blocking: "
+                                              "an invalid export fails the run and nothing converts it).")
+    drift = dg.AssetCheckSpec("schema_drift", asset=names.raw_export_key,
+                              description="Attributes new, vanished or retyped since the previous export (WARN).")
+
+    @dg.asset(key=names.raw_export_key, partitions_def=names.export_partitions, deps=[names.pitr_export_key],
+              kinds={"s3", "json"}, group_name=names.group, check_specs=[checksums, drift],
+              description="One completed PITR export, validated: manifests, checksums and item counts checked, "
+                          "every item read and its schema profiled. Partitioned by export id.")
+    def raw_export(context: dg.AssetExecutionContext, dynamodb: DynamoDBResource,
+                   lake: LakeResource) -> dg.MaterializeResult:
+        export_id = context.partition_key
+        uri, description = locate_export(names, dynamodb, export_id)
+        previous_event = context.instance.get_latest_materialization_event(names.raw_export_key)
+        options = ConvertOptions(partition_by=names.table.partition_by, naming=names.table.naming, s3=lake.s3_options(),
+                                 workers=names.settings.convert_workers)
+        try:
+            export, profile = profile_export(uri, options)
+        except ExportFormatError as exc:
+            context.log.error(f"export {export_id} is invalid: {exc}")
+            return dg.MaterializeResult(
+                metadata={"valid": False, "error": str(exc), "manifest": dg.MetadataValue.url(uri)},
+                check_results=[
+                    dg.AssetCheckResult(check_name="checksums_verified", passed=False,
+                                        metadata={"error": str(exc), "object": exc.obj}),
+                    dg.AssetCheckResult(check_name="schema_drift", passed=False, severity=dg.AssetCheckSeverity.WARN,
+                                        metadata={"skipped": "the export is invalid"}),
+                ])
+        plan = plan_table(profile, options.schema_options)
+        values = sorted(profile.partition_values)
+        if values:
+            context.instance.add_dynamic_partitions(names.value_partitions.name, values)
+        types = attribute_types(profile)
+        rows = attribute_rows(profile, plan)
+        schema = dg.TableSchema(columns=[
+            dg.TableColumn(name=row.attribute, type=", ".join(f"{k} {v}" for k, v in row.types.items()),
+                           description=f"null {100 * row.null_fraction:.1f}%" + ("; mixed types" if row.mixed else ""))
+            for row in rows if row.depth == 0])
+        drift_result = _drift_check(previous_event, types, export_id)
+        summary = export.summary
+        return dg.MaterializeResult(
+            metadata={
+                "valid": True,
+                "export_arn": summary.export_arn,
+                "export_time": summary.export_time,
+                "output_format": summary.output_format,
+                "dagster/row_count": summary.item_count,
+                "data_files": len(export.files),
+                "compressed_bytes": export.compressed_bytes,
+                "manifest": dg.MetadataValue.url(uri),
+                "dagster/column_schema": schema,
+                "attribute_types": dg.MetadataValue.json(types),
+                "partition_values": dg.MetadataValue.json(values),
+                "mixed_types": dg.MetadataValue.json(plan.variants),
+            },
+            check_results=[
+                dg.AssetCheckResult(check_name="checksums_verified", passed=True, metadata={
+                    "data_files_verified": len(export.files),
+                    "manifest_checksum_files": ", ".join(export.checksum_files_verified) or "none present"}),
+                drift_result,
+            ],
+        )
+
+    return raw_export
+
+
+def _drift_check(previous_event: Any, types: dict[str, list[str]], export_id: str) -> dg.AssetCheckResult:
+    previous_types = None
+    previous_partition = None
+    if previous_event is not None and previous_event.asset_materialization is not None:
+        materialization = previous_event.asset_materialization
+        previous_partition = materialization.partition
+        entry = materialization.metadata.get("attribute_types")
+        previous_types = entry.value if entry is not None else None
+    if previous_types is None or previous_partition == export_id:
+        return dg.AssetCheckResult(check_name="schema_drift", passed=True,
+                                   metadata={"compared_with": "nothing (first export)"})
+    drift = schema_drift(previous_types, types)
+    changed = bool(drift["new"] or drift["vanished"] or drift["retyped"])
+    return dg.AssetCheckResult(check_name="schema_drift", passed=not changed, severity=dg.AssetCheckSeverity.WARN,
+                               metadata={"compared_with": previous_partition or "",
+                                         "details": dg.MetadataValue.json(drift)})
+
+
+__all__ = ["build_pitr_export", "build_raw_export", "source_spec", "ExportConfig", "json"]

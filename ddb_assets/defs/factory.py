@@ -1,0 +1,34 @@
+"""One table's assets, checks, jobs and sensors, from its configuration entry."""
+
+
+import dagster as dg
+
+from ddb_assets.defs.export_assets import build_pitr_export, build_raw_export, source_spec
+from ddb_assets.defs.lake_assets import build_parquet
+from ddb_assets.defs.names import TableNames
+from ddb_assets.defs.report_assets import build_report_assets
+from ddb_assets.defs.sensors import build_export_completion_sensor, build_reports_sensor
+from ddb_assets.settings import Settings, TableSettings
+
+
+def table_definitions(settings: Settings, table: TableSettings) -> dg.Definitions:
+    names = TableNames(settings, table)
+    pitr_export = build_pitr_export(names)
+    raw_export = build_raw_export(names)
+    parquet = build_parquet(names)
+    reports = build_report_assets(names)
+    reports_job = dg.define_asset_job(names.reports_job, selection=[r.key for r in reports],
+                                      description=f"Refresh the report tables of {names.name}.")
+    automation = dg.AutomationConditionSensorDefinition(
+        f"{names.name}_automation_sensor",
+        target=dg.AssetSelection.assets(parquet),
+        default_status=dg.DefaultSensorStatus.RUNNING if settings.profile == "local" else dg.DefaultSensorStatus.STOPPED,
+        minimum_interval_seconds=settings.sensor_interval_seconds,
+        description="Re-materializes every Parquet partition, as one single-run backfill, when a new export lands.",
+    )
+    return dg.Definitions(
+        assets=[source_spec(names), pitr_export, raw_export, parquet, *reports],
+        jobs=[reports_job],
+        sensors=[build_export_completion_sensor(names, raw_export), build_reports_sensor(names, reports_job),
+                 automation],
+    )

@@ -1,0 +1,139 @@
+"""The YAML configuration: which DynamoDB tables go into the lake, and where everything lives.
+
+Validated with pydantic; errors name the file and the offending key. Read when Dagster builds the
+definitions (or the CLI asks), never at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONFIG_ENV = "DDB_ASSETS_CONFIG"
+_TABLE_NAME = re.compile(r"^[a-zA-Z0-9_.-]{3,255}$")
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing or invalid; the message names the file and key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AwsSettings(_Strict):
+    region: str = Field("us-east-1", description="AWS region of the tables, buckets, Glue and Athena.")
+    endpoint_url: str | None = Field(
+        None, description="Send every AWS call here instead of AWS (the local world, LocalStack, MinIO). "
+                          "Unset for real AWS: the ordinary credential chain is used.")
+
+
+class DuckDBSettings(_Strict):
+    kind: Literal["duckdb"] = "duckdb"
+    database: str = Field(":memory:", description="DuckDB database file for registered views (or :memory:).")
+
+
+class AthenaSettings(_Strict):
+    kind: Literal["athena"] = "athena"
+    database: str = Field("ddb_lake", description="Glue database holding the lake's tables.")
+    workgroup: str = Field("primary")
+    output_location: str = Field(..., description="s3:// URI for Athena query results.")
+
+
+class TableSettings(_Strict):
+    table: str = Field(..., description="DynamoDB table name or ARN.")
+    name: str | None = Field(None, description="Name in the lake and in asset keys (default: the table's name).")
+    export_bucket: str
+    export_prefix: str | None = Field(None, description="S3 prefix for exports (default exports/<name>).")
+    export_format: Literal["DYNAMODB_JSON", "ION"] = "DYNAMODB_JSON"
+    partition_by: str | None = "year"
+    naming: Literal["snake", "glue"] = "snake"
+    key_attributes: list[str] = Field(default_factory=list,
+                                      description="Key attributes for the null/unique checks (default: the table's key schema).")
+    wait_for_export: bool | None = Field(None, description="Wait for exports in the pitr_export asset "
+                                                           "(default: yes locally, no on AWS).")
+
+    @field_validator("table")
+    @classmethod
+    def _table_name_or_arn(cls, value: str) -> str:
+        if value.startswith("arn:"):
+            if ":table/" not in value:
+                raise ValueError("an ARN must look like arn:aws:dynamodb:<region>:<account>:table/<name>")
+            return value
+        if not _TABLE_NAME.match(value):
+            raise ValueError("a table name has 3-255 characters of a-z, A-Z, 0-9, '_', '-', '.'")
+        return value
+
+    @property
+    def lake_name(self) -> str:
+        base = self.name or self.table.rsplit("/", 1)[-1]
+        return re.sub(r"[^a-z0-9_]+", "_", base.lower()).strip("_")
+
+    @property
+    def prefix(self) -> str:
+        return self.export_prefix or f"exports/{self.lake_name}"
+
+
+class Settings(_Strict):
+    profile: Literal["local", "aws"] = "local"
+    lake_root: str = Field(..., description="Where tables are published: a local folder or s3://bucket/prefix.")
+    aws: AwsSettings = Field(default_factory=AwsSettings)
+    query_engine: DuckDBSettings | AthenaSettings = Field(default_factory=DuckDBSettings, discriminator="kind")
+    tables: list[TableSettings] = Field(..., min_length=1)
+    sensor_interval_seconds: int = Field(30, ge=5)
+    convert_workers: int = Field(0, ge=0, description="Conversion worker processes (0: one per core).")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "Settings":
+        names = [t.lake_name for t in self.tables]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"two tables map to the same lake name: {', '.join(duplicates)} (set `name`)")
+        return self
+
+    def wait_for_export(self, table: TableSettings) -> bool:
+        return table.wait_for_export if table.wait_for_export is not None else self.profile == "local"
+
+
+def default_config_path() -> Path:
+    return Path(str(resources.files("ddb_assets") / "config" / "local.yaml"))
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Load and validate a config file (default: $DDB_ASSETS_CONFIG, else the packaged local profile)."""
+    chosen = Path(path or os.environ.get(CONFIG_ENV) or default_config_path())
+    try:
+        text = chosen.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{chosen}: cannot read the configuration ({exc.strerror})") from None
+    try:
+        document = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{chosen}: not valid YAML ({exc})") from None
+    document = _expand(document, chosen.parent)
+    try:
+        return Settings.model_validate(document)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
+                             for e in exc.errors())
+        raise ConfigError(f"{chosen}: {problems}") from None
+
+
+def _expand(value: object, base: Path) -> object:
+    """``${VAR}`` and ``${VAR:-default}`` from the environment, in string values only."""
+    if isinstance(value, dict):
+        return {k: _expand(v, base) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, base) for v in value]
+    if isinstance(value, str):
+        def substitute(match: re.Match[str]) -> str:
+            name, _, default = match.group(1).partition(":-")
+            return os.environ.get(name, default)
+        return re.sub(r"\$\{([^}]+)\}", substitute, value)
+    return value

@@ -1,0 +1,265 @@
+"""The Dagster platform against the local world over HTTP: assets, sensors, backfills, checks."""
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import dagster as dg
+import pytest
+
+from ddb_assets.definitions import build_definitions
+from ddb_assets.defs.names import TableNames
+from ddb_assets.exports.reader import DataFile
+from ddb_assets.local.loader import batch_write
+from ddb_assets.local.pipeline import local_settings, run_pipeline
+from ddb_assets.local.sample_data import ReviewGenerator
+from ddb_assets.local.tables import create_reviews_table
+from ddb_assets.local.world import LocalWorld
+from ddb_assets.settings import Settings
+from ddb_assets_tests.conftest import unique, wait_done
+
+
+@pytest.fixture
+def platform(world: LocalWorld, ddb: Any, s3: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    table, bucket = unique("reviews"), unique("exports")
+    arn = create_reviews_table(ddb, table)
+    s3.create_bucket(Bucket=bucket)
+    batch_write(ddb, table, ReviewGenerator(400, seed=11))
+    settings = local_settings(world.endpoint, str(tmp_path / "lake"), table=table, bucket=bucket, convert_workers=1)
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        yield {"settings": settings, "defs": defs, "instance": instance, "names": TableNames(settings, settings.tables[0]),
+               "table": table, "bucket": bucket, "arn": arn, "lake": tmp_path / "lake"}
+
+
+def _assets(defs: dg.Definitions) -> dict[dg.AssetKey, dg.AssetsDefinition]:
+    return {a.key: a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)}
+
+
+def _sensor_tick(p: dict[str, Any], name: str, cursor: str | None = None) -> Any:
+    sensor = p["defs"].resolve_sensor_def(name)
+    with dg.build_sensor_context(instance_ref=p["instance"].get_ref(), definitions=p["defs"],
+                                 resources=p["defs"].resources, cursor=cursor) as context:
+        return sensor.evaluate_tick(context)
+
+
+def _export_outside_dagster(p: dict[str, Any], ddb: Any, bucket: str | None = None) -> str:
+    started = ddb.export_table_to_point_in_time(TableArn=p["arn"], S3Bucket=bucket or p["bucket"],
+                                                S3Prefix=f"exports/{p['table']}")["ExportDescription"]
+    wait_done(ddb, started["ExportArn"])
+    return started["ExportArn"].rsplit("/", 1)[1]
+
+
+def test_definitions_load_per_table_with_groups_kinds_and_descriptions(platform: dict[str, Any]) -> None:
+    defs, names = platform["defs"], platform["names"]
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    keys = {k for k in graph.get_all_asset_keys() if k.path[0] == names.name}
+    assert {names.source_key, names.pitr_export_key, names.raw_export_key, names.parquet_key,
+            names.key("top_customers"), names.key("most_reviewed_products")} <= keys
+    for key in keys:
+        node = graph.get(key)
+        assert node.group_name == names.group and node.description and node.kinds
+
+
+def test_pitr_export_starts_and_waits(platform: dict[str, Any]) -> None:
+    p = platform
+    result = dg.materialize([_assets(p["defs"])[p["names"].pitr_export_key]], instance=p["instance"],
+                            resources=p["defs"].resources)
+    [mat] = result.asset_materializations_for_node("__".join(p["names"].pitr_export_key.path))
+    assert mat.metadata["status"].value == "COMPLETED" and mat.metadata["item_count"].value == 400
+    assert mat.metadata["export_arn"].value.startswith(p["arn"] + "/export/")
+    # Same run, same token: a retry returns the same export instead of starting another.
+    assert mat.metadata["client_token"].value == f"dagster-{result.run_id}"
+
+
+def test_export_sensor_new_external_failed_and_restart(platform: dict[str, Any], ddb: Any) -> None:
+    p = platform
+    name = f"{p['names'].name}_export_completion_sensor"
+    first = _export_outside_dagster(p, ddb)  # started outside Dagster, like the console or the CLI
+    tick = _sensor_tick(p, name)
+    assert [r.partition_key for r in tick.run_requests] == [first]
+    assert tick.dynamic_partitions_requests[0].partition_keys == [first]
+    cursor = tick.cursor
+
+    again = _sensor_tick(p, name, cursor)  # restart with the stored cursor: nothing twice
+    assert not again.run_requests and again.skip_message
+
+    failed = _export_outside_dagster(p, ddb, bucket=unique("missing-bucket"))
+    tick = _sensor_tick(p, name, again.cursor)
+    assert not tick.run_requests
+    [observation] = tick.asset_events
+    assert observation.asset_key == p["names"].pitr_export_key
+    assert observation.metadata["failure_code"].value == "S3NoSuchBucket"
+    assert failed in json.loads(tick.cursor)["handled"]
+    assert not _sensor_tick(p, name, tick.cursor).asset_events  # reported once, not forever
+
+
+def test_export_sensor_follows_pagination(platform: dict[str, Any], ddb: Any) -> None:
+    p = platform
+    ids = []
+    for i in range(27):  # more than one ListExports page (25)
+        started = ddb.export_table_to_point_in_time(TableArn=p["arn"], S3Bucket=p["bucket"], S3Prefix=f"page/{i}")
+        ids.append(started["ExportDescription"]["ExportArn"].rsplit("/", 1)[1])
+    for export_arn in (f"{p['arn']}/export/{i}" for i in ids):
+        wait_done(ddb, export_arn)
+    tick = _sensor_tick(p, f"{p['names'].name}_export_completion_sensor")
+    assert sorted(r.partition_key for r in tick.run_requests) == sorted(ids)
+
+
+def test_raw_export_records_and_registers_partitions(platform: dict[str, Any], ddb: Any) -> None:
+    p = platform
+    export_id = _export_outside_dagster(p, ddb)
+    p["instance"].add_dynamic_partitions(p["names"].export_partitions.name, [export_id])
+    result = dg.materialize([_assets(p["defs"])[p["names"].raw_export_key]], partition_key=export_id,
+                            instance=p["instance"], resources=p["defs"].resources)
+    [mat] = result.asset_materializations_for_node("__".join(p["names"].raw_export_key.path))
+    assert mat.metadata["dagster/row_count"].value == 400
+    assert mat.metadata["export_arn"].value.endswith(export_id) and mat.metadata["data_files"].value == 4
+    assert "price" in mat.metadata["attribute_types"].value
+    years = {item["year"]["N"] for item in ReviewGenerator(400, seed=11)}
+    assert set(p["names"].value_partitions.get_partition_keys(dynamic_partitions_store=p["instance"])) == years
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert checks["checksums_verified"].passed and checks["schema_drift"].passed
+
+
+def test_single_run_backfill_reads_the_export_once_and_writes_exactly_those_partitions(
+        platform: dict[str, Any], ddb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = platform
+    export_id = _export_outside_dagster(p, ddb)
+    instance, assets, names = p["instance"], _assets(p["defs"]), p["names"]
+    instance.add_dynamic_partitions(names.export_partitions.name, [export_id])
+    dg.materialize([assets[names.raw_export_key]], partition_key=export_id, instance=instance,
+                   resources=p["defs"].resources)
+    partitions = names.value_partitions.get_partition_keys(dynamic_partitions_store=instance)
+    chosen = partitions[2:6]
+
+    reads: list[str] = []
+    original = DataFile.read_verified
+    monkeypatch.setattr(DataFile, "read_verified", lambda self: reads.append(self.name) or original(self))
+    result = dg.materialize([assets[names.raw_export_key], assets[names.parquet_key]], selection=[names.parquet_key],
+                            instance=instance, resources=p["defs"].resources,
+                            tags={"dagster/asset_partition_range_start": chosen[0],
+                                  "dagster/asset_partition_range_end": chosen[-1]})
+    assert result.success
+    assert len(reads) == 4 and len(set(reads)) == 4  # each of the export's 4 data files read exactly once
+    assert instance.get_materialized_partitions(names.parquet_key) == set(chosen)
+    published = json.loads((p["lake"] / names.name / "_ddb_assets.json").read_text())
+    assert set(published["partitions"]) == set(chosen)
+    written = {f.relative_to(p["lake"] / names.name).parts[0] for f in (p["lake"] / names.name).rglob("*.parquet")}
+    assert written == {f"year={v}" for v in chosen}
+    [mat] = [m for m in result.asset_materializations_for_node("__".join(names.parquet_key.path))][:1]
+    assert mat.metadata["dagster/column_schema"].value.columns
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert checks["keys_not_null_and_unique"].passed
+    assert not checks["row_count_matches_export"].passed  # only some partitions are from this export yet
+
+
+def test_automation_requests_every_partition_after_a_new_export(platform: dict[str, Any]) -> None:
+    p = platform
+    run_pipeline(p["settings"], p["instance"], quiet=True)
+    names, instance = p["names"], p["instance"]
+    defs = p["defs"]
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    assert not result.get_requested_partitions(names.parquet_key)  # everything is up to date
+    # A new export lands and is validated (as the sensor would request):
+    instance.add_dynamic_partitions(names.export_partitions.name, ["09999999999999-00000000"])
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=names.raw_export_key,
+                                                                partition="09999999999999-00000000"))
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+    everything = set(names.value_partitions.get_partition_keys(dynamic_partitions_store=instance))
+    assert result.get_requested_partitions(names.parquet_key) == everything
+
+
+def test_reports_sensor_requests_one_run_per_publication(platform: dict[str, Any]) -> None:
+    p = platform
+    run = run_pipeline(p["settings"], p["instance"], quiet=True)
+    assert len(run.partitions) > 5
+    name = f"{p['names'].name}_reports_sensor"
+    tick = _sensor_tick(p, name)
+    assert len(tick.run_requests) == 1  # many partition events, one publication, one report run
+    assert tick.run_requests[0].run_key.startswith("publication-")
+    assert not _sensor_tick(p, name, tick.cursor).run_requests
+
+
+def test_reports_are_written_with_previews(platform: dict[str, Any]) -> None:
+    p = platform
+    run_pipeline(p["settings"], p["instance"], quiet=True)
+    event = p["instance"].get_latest_materialization_event(p["names"].key("top_customers"))
+    metadata = event.asset_materialization.metadata
+    assert metadata["dagster/row_count"].value > 0 and "| customer_id |" in metadata["preview"].value
+    import pyarrow.parquet as pq
+    top = pq.read_table(p["lake"] / "reports" / p["names"].name / "top_customers.parquet").to_pylist()
+    expected: dict[str, int] = {}
+    for item in ReviewGenerator(400, seed=11):
+        expected[item["customer_id"]["S"]] = expected.get(item["customer_id"]["S"], 0) + 1
+    best = max(expected.values())
+    assert top[0]["reviews"] == best and expected[top[0]["customer_id"]] == best
+
+
+def test_checks_fail_on_a_doctored_export(platform: dict[str, Any], ddb: Any, s3: Any) -> None:
+    p = platform
+    names, instance, assets = p["names"], p["instance"], _assets(p["defs"])
+    export_id = _export_outside_dagster(p, ddb)
+    description = ddb.describe_export(ExportArn=f"{p['arn']}/export/{export_id}")["ExportDescription"]
+    folder = description["ExportManifest"].rsplit("/", 1)[0]
+    # Doctor it: the same key twice (a duplicate item), with the manifests kept consistent.
+    files = s3.get_object(Bucket=p["bucket"], Key=f"{folder}/manifest-files.json")["Body"].read().decode()
+    lines = [json.loads(line) for line in files.splitlines() if line]
+    entry = max(lines, key=lambda e: e["itemCount"])
+    data = gzip.decompress(s3.get_object(Bucket=p["bucket"], Key=entry["dataFileS3Key"])["Body"].read())
+    first = data.split(b"\n")[0] + b"\n"
+    doctored = gzip.compress(data + first)
+    import base64
+    import hashlib
+    s3.put_object(Bucket=p["bucket"], Key=entry["dataFileS3Key"], Body=doctored)
+    entry["md5Checksum"] = base64.b64encode(hashlib.md5(doctored).digest()).decode()
+    entry["itemCount"] += 1
+    new_files = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in lines).encode()
+    s3.put_object(Bucket=p["bucket"], Key=f"{folder}/manifest-files.json", Body=new_files)
+    s3.put_object(Bucket=p["bucket"], Key=f"{folder}/manifest-files.md5",
+                  Body=base64.b64encode(hashlib.md5(new_files).digest()))
+    summary = json.loads(s3.get_object(Bucket=p["bucket"], Key=description["ExportManifest"])["Body"].read())
+    summary["itemCount"] += 1
+    summary_bytes = json.dumps(summary, separators=(",", ":")).encode()
+    s3.put_object(Bucket=p["bucket"], Key=description["ExportManifest"], Body=summary_bytes)
+    s3.put_object(Bucket=p["bucket"], Key=f"{folder}/manifest-summary.md5",
+                  Body=base64.b64encode(hashlib.md5(summary_bytes).digest()))
+
+    instance.add_dynamic_partitions(names.export_partitions.name, [export_id])
+    dg.materialize([assets[names.raw_export_key]], partition_key=export_id, instance=instance,
+                   resources=p["defs"].resources)
+    partitions = names.value_partitions.get_partition_keys(dynamic_partitions_store=instance)
+    result = dg.materialize([assets[names.raw_export_key], assets[names.parquet_key]], selection=[names.parquet_key],
+                            instance=instance, resources=p["defs"].resources,
+                            tags={"dagster/asset_partition_range_start": partitions[0],
+                                  "dagster/asset_partition_range_end": partitions[-1]})
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert not checks["keys_not_null_and_unique"].passed
+    assert checks["keys_not_null_and_unique"].metadata["duplicate_keys"].value == 1
+
+    # And a corrupted data file fails the export's checksum check.
+    s3.put_object(Bucket=p["bucket"], Key=entry["dataFileS3Key"], Body=doctored[:-3] + b"xyz")
+    bad = dg.materialize([assets[names.raw_export_key]], partition_key=export_id, instance=instance,
+                         resources=p["defs"].resources, raise_on_error=False)
+    assert not bad.success
+    checks = {c.check_name: c for c in bad.get_asset_check_evaluations()}
+    assert not checks["checksums_verified"].passed
+    assert entry["dataFileS3Key"] in checks["checksums_verified"].metadata["error"].value
+
+
+def test_schema_drift_warns_with_details(platform: dict[str, Any], ddb: Any) -> None:
+    p = platform
+    names, instance, assets = p["names"], p["instance"], _assets(p["defs"])
+    first = _export_outside_dagster(p, ddb)
+    ddb.put_item(TableName=p["table"], Item={"product_id": {"S": "X"}, "review_id": {"S": "Y"},
+                                            "brand_new": {"S": "attribute"}, "year": {"N": "2015"}})
+    second = _export_outside_dagster(p, ddb)
+    for export_id in (first, second):
+        instance.add_dynamic_partitions(names.export_partitions.name, [export_id])
+        result = dg.materialize([assets[names.raw_export_key]], partition_key=export_id, instance=instance,
+                                resources=p["defs"].resources)
+    drift = {c.check_name: c for c in result.get_asset_check_evaluations()}["schema_drift"]
+    assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
+    assert drift.metadata["details"].value["new"] == ["brand_new"]
