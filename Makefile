@@ -29,6 +29,9 @@ demo: $(INSTALLED)
 test: $(DEV_INSTALLED)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+dev: $(INSTALLED)
+	scripts/dev.sh
+
 emulator: $(INSTALLED)
 	$(BIN)/ddb-assets emulator
 

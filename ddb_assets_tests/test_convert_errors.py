@@ -177,3 +177,23 @@ def test_killing_a_conversion_midway_leaves_the_published_table_whole(tmp_path: 
     on_disk = {str(p.relative_to(root)) for p in root.rglob("*.parquet")}
     assert on_disk == {f["path"] for p in meta["partitions"].values() for f in p["files"]}
     assert json.loads((root / "_ddb_assets.json").read_text())["source"]["item_count"] == 60_000
+
+
+def test_a_concurrent_conversion_keeps_the_files_of_one_still_writing(tmp_path: Path,
+                                                                      published: tuple[Path, dict]) -> None:
+    from ddb_assets.exports.storage import resolve
+    from ddb_assets.lake.publish import clear_inflight, mark_inflight
+
+    root, _ = published
+    # Another run is writing version v99 (its marker is there, its files not yet published).
+    orphan_of_a_live_run = root / "year=2015" / "v99" / "part-0000.parquet"
+    orphan_of_a_dead_run = root / "year=2015" / "v98" / "part-0000.parquet"
+    for path in (orphan_of_a_live_run, orphan_of_a_dead_run):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"PAR1")
+    mark_inflight(resolve(root), "v99")
+    convert_export(doctor.make_export(tmp_path / "next", items=50, seed=3), root, ConvertOptions(workers=1))
+    assert orphan_of_a_live_run.exists() and not orphan_of_a_dead_run.exists()
+    clear_inflight(resolve(root), "v99")
+    convert_export(doctor.make_export(tmp_path / "again", items=50, seed=4), root, ConvertOptions(workers=1))
+    assert not orphan_of_a_live_run.exists()

@@ -36,6 +36,8 @@ from ddb_assets.lake.paths import partition_folder
 from ddb_assets.lake.profile import Profile, profile_items
 from ddb_assets.lake.publish import (
     PartitionEntry,
+    clear_inflight,
+    mark_inflight,
     TableMetadata,
     collect_garbage,
     new_version,
@@ -199,6 +201,7 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
     workers = min(options.worker_count, max(1, len(export.files)))
     spill_dir = tempfile.mkdtemp(prefix="ddb-assets-", dir=options.work_dir)
     version = new_version()
+    mark_inflight(root, version)
     try:
         with _executor(workers) as pool:
             parsed = _run_stage_one(pool, export, spill_dir, options, notify)
@@ -215,6 +218,7 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
                 written.extend(files)
                 notify("written", {"files": len(files), "rows": sum(f.rows for f in files)})
     except BaseException:
+        clear_inflight(root, version)
         _discard_version(root, version)
         raise
     finally:
@@ -222,6 +226,7 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
 
     previous = read_metadata(root)
     metadata = _next_metadata(previous, table_name, version, plan, export, written, options)
+    clear_inflight(root, version)
     deleted = publish(root, metadata)
     notify("published", {"version": version, "rows": metadata.rows, "deleted": len(deleted)})
     return ConvertResult(metadata, profile, plan, export, written, sum(p.compressed for p in parsed),

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import socket
 import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -22,6 +24,8 @@ import pyarrow.fs as pafs
 from ddb_assets.exports.storage import Location
 
 METADATA_FILE = "_ddb_assets.json"
+INFLIGHT_FOLDER = "_inflight"  # one marker per conversion still writing: its files are not garbage
+INFLIGHT_LEASE_SECONDS = 6 * 3600  # a marker older than this belongs to a run that died
 FORMAT_VERSION = 1
 
 
@@ -117,8 +121,58 @@ def publish(root: Location, metadata: TableMetadata) -> list[str]:
     return collect_garbage(root, metadata)
 
 
+def mark_inflight(root: Location, version: str) -> None:
+    """Tell concurrent publishers that ``version`` is being written (its files are not orphans)."""
+    marker = {"host": socket.gethostname(), "pid": os.getpid(), "started": datetime.now(timezone.utc).isoformat()}
+    root.join(INFLIGHT_FOLDER, version).write_bytes(json.dumps(marker).encode())
+
+
+def clear_inflight(root: Location, version: str) -> None:
+    try:
+        root.fs.delete_file(root.join(INFLIGHT_FOLDER, version).path)
+    except (FileNotFoundError, OSError):
+        pass
+
+
+def inflight_versions(root: Location) -> frozenset[str]:
+    folder = root.join(INFLIGHT_FOLDER)
+    try:
+        entries = root.fs.get_file_info(pafs.FileSelector(folder.path, allow_not_found=True))
+    except (FileNotFoundError, OSError):
+        return frozenset()
+    now = datetime.now(timezone.utc).timestamp()
+    live = set()
+    for entry in entries:
+        modified = entry.mtime.timestamp() if entry.mtime is not None else now
+        if now - modified < INFLIGHT_LEASE_SECONDS and not _writer_is_dead(root, entry.path):
+            live.add(entry.path.rsplit("/", 1)[-1])
+    return frozenset(live)
+
+
+def _writer_is_dead(root: Location, marker_path: str) -> bool:
+    """A marker left by a process of this machine that no longer exists (killed, crashed)."""
+    try:
+        with root.fs.open_input_stream(marker_path, compression=None) as stream:
+            marker = json.loads(stream.read())
+    except (OSError, ValueError):
+        return False
+    if marker.get("host") != socket.gethostname():
+        return False  # another machine's run: trust the lease
+    try:
+        os.kill(int(marker["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, KeyError, ValueError):
+        return False
+    return False
+
+
 def collect_garbage(root: Location, metadata: TableMetadata, keep_versions: frozenset[str] = frozenset()) -> list[str]:
-    """Delete data files the published metadata does not reference (superseded or orphaned)."""
+    """Delete data files the published metadata does not reference (superseded or orphaned).
+
+    Files of conversions still in flight (a concurrent backfill, say) are kept.
+    """
+    keep_versions = keep_versions | inflight_versions(root)
     referenced = set(metadata.files())
     deleted = []
     try:

@@ -1,0 +1,73 @@
+"""Configuration errors name the key; the code location validates with no warnings of ours."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ddb_assets.settings import ConfigError, default_config_path, load_settings
+
+VALID = """
+profile: local
+lake_root: ./lake
+tables:
+  - table: reviews
+    export_bucket: ddb-exports
+"""
+
+
+def test_the_packaged_local_profile_loads() -> None:
+    settings = load_settings(default_config_path())
+    assert settings.profile == "local" and settings.tables[0].partition_by == "year"
+    assert settings.wait_for_export(settings.tables[0]) is True
+
+
+def test_a_second_table_is_one_more_entry(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(VALID + "  - table: orders\n    export_bucket: ddb-exports\n    partition_by: month\n")
+    settings = load_settings(path)
+    from ddb_assets.definitions import build_definitions
+
+    keys = {k.to_user_string() for k in build_definitions(settings).resolve_asset_graph().get_all_asset_keys()}
+    assert {"reviews/parquet", "orders/parquet", "orders/pitr_export"} <= keys
+
+
+@pytest.mark.parametrize("text,fragments", [
+    (VALID.replace("export_bucket: ddb-exports", "export_bucket: ddb-exports\n    naming: camel"),
+     ["tables.0.naming", "snake", "glue"]),
+    (VALID.replace("table: reviews", "table: r"), ["tables.0.table", "3-255 characters"]),
+    (VALID + "    partition_bye: year\n", ["tables.0.partition_bye", "Extra inputs"]),
+    ("profile: local\ntables: []\n", ["lake_root", "tables"]),
+    ("profile: [\n", ["not valid YAML"]),
+])
+def test_invalid_configuration_names_the_key(tmp_path: Path, text: str, fragments: list[str]) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path)
+    assert str(raised.value).startswith(str(path))
+    for fragment in fragments:
+        assert fragment in str(raised.value)
+
+
+def test_environment_variables_expand_in_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(VALID.replace("./lake", "${MY_LAKE:-/default}"))
+    assert load_settings(path).lake_root == "/default"
+    monkeypatch.setenv("MY_LAKE", "s3://bucket/lake")
+    assert load_settings(path).lake_root == "s3://bucket/lake"
+
+
+def test_dagster_definitions_validate_passes_without_warnings_from_our_code(tmp_path: Path) -> None:
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    (tmp_path / "dagster.yaml").write_text("")
+    dagster = Path(sys.executable).parent / "dagster"
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([str(dagster), "definitions", "validate", "-w", "workspace.yaml"], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "All code locations passed validation" in result.stdout + result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "Warning" in line]
+    assert not [line for line in warnings if "ddb_assets" in line], warnings
