@@ -274,6 +274,122 @@ def inspect(
         console.print(f"partitioned by [bold]{plan.partition_column}[/] ({plan.partition_type})")
 
 
+def _lake_root(lake: Optional[str]) -> str:
+    if lake:
+        return lake
+    from ddb_assets.settings import ConfigError, load_settings
+
+    try:
+        return load_settings().lake_root
+    except ConfigError:
+        return "var/lake"
+
+
+def _engine_with_lake(lake: Optional[str], only: Optional[str], raw: list[str], schema: Optional[str]):  # type: ignore[no-untyped-def]
+    from ddb_assets.exports.reader import open_export
+    from ddb_assets.exports.storage import resolve
+    from ddb_assets.query.duckdb_engine import DuckDBEngine, discover_reports, discover_tables, register_report
+
+    root = resolve(_lake_root(lake))
+    engine = DuckDBEngine()
+    tables = discover_tables(root)
+    if only is not None:
+        if only not in tables:
+            raise CliError(f"no table {only!r} in the lake at {root.uri} (found: {', '.join(tables) or 'none'})")
+        tables = {only: tables[only]}
+    for name, location in tables.items():
+        engine.register_table(name, location, schema=schema)
+    if only is None:
+        for name, location in discover_reports(root).items():
+            register_report(engine, name, location)
+    for spec in raw:
+        name, sep, source = spec.partition("=")
+        if not sep or not name or not source:
+            raise CliError(f"--raw takes NAME=SOURCE (an export folder or manifest), not {spec!r}")
+        engine.register_raw_export(name, open_export(source), schema=schema)
+    return engine, root, tables
+
+
+@app.command()
+def query(
+    sql: str = typer.Argument(..., help="SQL to run (DuckDB dialect). Lake tables are views named after "
+                                        "their folder; reports are <table>_<report>."),
+    lake: Optional[str] = typer.Option(None, help="Lake root (default: the configured lake_root)."),
+    table: Optional[str] = typer.Option(None, "--table", help="Register only this lake table."),
+    raw: list[str] = typer.Option([], "--raw", help="Also register an export as NAME=SOURCE: its items as "
+                                                     "one struct column `item` (item.customer_id.s)."),
+    schema: Optional[str] = typer.Option(None, help="Schema to register tables in, e.g. default (for SQL "
+                                                    "written as \"default\".\"data\")."),
+    output: str = typer.Option("table", "--format", help="table, csv or json"),
+    limit: int = typer.Option(1000, help="Rows printed at most in table format."),
+) -> None:
+    """Run SQL over the lake with the embedded DuckDB engine and print the result."""
+    import duckdb
+
+    engine, _, _ = _engine_with_lake(lake, table, raw, schema)
+    try:
+        try:
+            result = engine.query(sql).table
+        except duckdb.Error as exc:
+            raise CliError(f"query failed: {str(exc).splitlines()[0]}") from None
+    finally:
+        engine.close()
+    if output == "csv":
+        import pyarrow.csv as pacsv
+
+        buffer = __import__("io").BytesIO()
+        pacsv.write_csv(result, buffer)
+        sys.stdout.write(buffer.getvalue().decode("utf-8"))
+    elif output == "json":
+        import json
+
+        for row in result.to_pylist():
+            sys.stdout.write(json.dumps(row, default=str, ensure_ascii=False) + "\n")
+    elif output == "table":
+        from rich.table import Table
+
+        out = Table(show_lines=False)
+        for column in result.column_names:
+            out.add_column(column)
+        for row in result.slice(0, limit).to_pylist():
+            out.add_row(*("" if v is None else str(v) for v in row.values()))
+        console.print(out)
+        if result.num_rows > limit:
+            console.print(f"({result.num_rows:,} rows, first {limit:,} shown)")
+    else:
+        raise CliError(f"--format must be table, csv or json, not {output!r}")
+
+
+@app.command()
+def tables(
+    lake: Optional[str] = typer.Option(None, help="Lake root (default: the configured lake_root)."),
+) -> None:
+    """List the lake's published tables and reports, with their columns."""
+    from rich.table import Table
+
+    engine, root, found = _engine_with_lake(lake, None, [], None)
+    try:
+        if not found:
+            console.print(f"no published tables under {root.uri}")
+        for name, meta in engine.tables.items():
+            out = Table(title=f"{name}: {meta.rows:,} rows, {len(meta.partitions)} partitions"
+                              + (f" by {meta.partition_column}" if meta.partition_column else "")
+                              + f", export {meta.source['export_id']}")
+            for column in ("column", "type", "from attribute"):
+                out.add_column(column)
+            for column in meta.columns:
+                out.add_row(column["name"], column["type"], f"{column['attribute']} ({column['descriptor']})")
+            if meta.partition_column:
+                out.add_row(meta.partition_column, str(meta.partition_type), "(partition folder)")
+            console.print(out)
+        for name in [r[0] for r in engine.connection.execute(
+                "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1").fetchall()]:
+            if name not in engine.tables and not name.startswith("__"):
+                console.print(f"report view: {name}")
+    finally:
+        engine.close()
+
+
 def main() -> None:
     from botocore.exceptions import BotoCoreError, ClientError
 

@@ -15,6 +15,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from ddb_assets.exports.reader import Export
 from ddb_assets.exports.storage import Location
 from ddb_assets.lake.publish import TableMetadata, read_metadata
 
@@ -51,12 +52,39 @@ class DuckDBEngine:
         self.connection = duckdb.connect(database)
         self.tables: dict[str, TableMetadata] = {}
 
-    def register_table(self, name: str, root: Location) -> TableMetadata:
+    def _view_name(self, name: str, schema: str | None) -> str:
+        if schema and schema != "main":
+            self.connection.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(schema)}")
+            return f"{quote_identifier(schema)}.{quote_identifier(name)}"
+        return quote_identifier(name)
+
+    def register_raw_export(self, name: str, export: Export, schema: str | None = None) -> int:
+        """The export itself as a table with one struct column ``item`` (DynamoDB JSON shape:
+        ``item.customer_id.s``), like Athena over a crawled export. Reads the whole export into
+        memory: meant for exploring, the Parquet table is for everything else."""
+        from ddb_assets.exports.decode import gunzip, parse_items, merge_schemas
+
+        tables, known = [], None
+        for data_file in export.files:
+            raw = gunzip(data_file.read_verified(), obj=data_file.name)
+            table, known = parse_items(raw, output_format=data_file.output_format, obj=data_file.name, known=known)
+            if table.num_rows:
+                tables.append(table)
+        combined = pa.concat_tables(tables, promote_options="permissive") if tables else \
+            pa.table({"Item": pa.array([], pa.struct([]))})
+        combined = combined.rename_columns(["item"])
+        hidden = f"__raw_{schema or 'main'}_{name}"
+        self.connection.register(hidden, combined)
+        self.connection.execute(f"CREATE OR REPLACE VIEW {self._view_name(name, schema)} AS "
+                                f"SELECT * FROM {quote_identifier(hidden)}")
+        return combined.num_rows
+
+    def register_table(self, name: str, root: Location, schema: str | None = None) -> TableMetadata:
         metadata = read_metadata(root)
         if metadata is None:
             raise LookupError(f"no published table at {root.uri} (missing _ddb_assets.json)")
         files = [root.join(path) for path in metadata.files()]
-        view = quote_identifier(name)
+        view = self._view_name(name, schema)
         if not files:
             empty = metadata.arrow_schema.empty_table()
             self.connection.register(f"__empty_{name}", empty)
@@ -91,3 +119,48 @@ class DuckDBEngine:
 
     def close(self) -> None:
         self.connection.close()
+
+
+def discover_tables(root: Location) -> dict[str, Location]:
+    """Published tables directly under a lake root (folders holding ``_ddb_assets.json``)."""
+    import pyarrow.fs as pafs
+
+    from ddb_assets.lake.publish import METADATA_FILE
+
+    found = {}
+    try:
+        entries = root.fs.get_file_info(pafs.FileSelector(root.path, allow_not_found=True))
+    except OSError:
+        return found
+    for entry in entries:
+        if entry.type == pafs.FileType.Directory:
+            candidate = Location(root.fs, entry.path, root.scheme)
+            if candidate.join(METADATA_FILE).exists():
+                found[candidate.name] = candidate
+    return dict(sorted(found.items()))
+
+
+def discover_reports(root: Location) -> dict[str, Location]:
+    """Report tables written under ``<root>/reports/<table>/<report>.parquet``, named ``<table>_<report>``."""
+    import pyarrow.fs as pafs
+
+    found = {}
+    reports = root.join("reports")
+    try:
+        entries = root.fs.get_file_info(pafs.FileSelector(reports.path, recursive=True, allow_not_found=True))
+    except OSError:
+        return found
+    for entry in entries:
+        if entry.type == pafs.FileType.File and entry.path.endswith(".parquet"):
+            table, report = entry.path[len(reports.path) + 1:-len(".parquet")].split("/", 1)
+            found[f"{table}_{report.replace('/', '_')}"] = Location(root.fs, entry.path, root.scheme)
+    return dict(sorted(found.items()))
+
+
+def register_report(engine: DuckDBEngine, name: str, location: Location) -> None:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(location.path, filesystem=location.fs)
+    hidden = f"__report_{name}"
+    engine.connection.register(hidden, table)
+    engine.connection.execute(f"CREATE OR REPLACE VIEW {quote_identifier(name)} AS SELECT * FROM {quote_identifier(hidden)}")
