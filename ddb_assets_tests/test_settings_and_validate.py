@@ -71,3 +71,16 @@ def test_dagster_definitions_validate_passes_without_warnings_from_our_code(tmp_
     assert "All code locations passed validation" in result.stdout + result.stderr
     warnings = [line for line in result.stderr.splitlines() if "Warning" in line]
     assert not [line for line in warnings if "ddb_assets" in line], warnings
+
+
+def test_the_aws_example_profile_builds_definitions_without_touching_aws() -> None:
+    from ddb_assets.definitions import build_definitions
+
+    example = default_config_path().parent / "aws.example.yaml"
+    settings = load_settings(example)
+    assert settings.profile == "aws" and settings.aws.endpoint_url is None
+    assert settings.wait_for_export(settings.tables[0]) is False  # on AWS, the sensor waits instead
+    defs = build_definitions(settings)
+    sensor = defs.resolve_sensor_def("reviews_export_completion_sensor")
+    import dagster as dg
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
