@@ -51,3 +51,10 @@ def replace_data(folder: Path, entry: dict, new_bytes: bytes, *, fix_checksum: b
 
 def decompressed(folder: Path, entry: dict) -> bytes:
     return gzip.decompress(data_path(folder, entry).read_bytes())
+
+
+def edit_lines(folder: Path, entry: dict, edit) -> None:  # type: ignore[no-untyped-def]
+    """Rewrite a data file's decompressed lines with ``edit(lines)``, keeping its checksum consistent."""
+    lines = decompressed(folder, entry).split(b"\n")
+    edit(lines)
+    replace_data(folder, entry, gzip.compress(b"\n".join(lines)))

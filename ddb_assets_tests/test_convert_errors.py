@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import signal
@@ -68,9 +67,7 @@ def test_malformed_json_line(tmp_path: Path, published: tuple[Path, dict]) -> No
     root, before = published
     folder = doctor.make_export(tmp_path / "bad")
     entry = doctor.biggest_entry(folder)
-    lines = doctor.decompressed(folder, entry).split(b"\n")
-    lines[2] = lines[2][:-7]  # cut the end off line 3
-    doctor.replace_data(folder, entry, gzip.compress(b"\n".join(lines)))
+    doctor.edit_lines(folder, entry, lambda lines: lines.__setitem__(2, lines[2][:-7]))  # cut off line 3's end
     error = _fails(folder, root, ExportFormatError, f"{entry['dataFileS3Key']}:3:", "malformed JSON")
     assert error.line == 3
     _assert_untouched(root, before)
@@ -80,9 +77,8 @@ def test_unknown_type_descriptor(tmp_path: Path, published: tuple[Path, dict]) -
     root, before = published
     folder = doctor.make_export(tmp_path / "bad")
     entry = doctor.biggest_entry(folder)
-    lines = doctor.decompressed(folder, entry).split(b"\n")
-    lines[4] = lines[4].replace(b'"star_rating":{"N":', b'"star_rating":{"Q":')
-    doctor.replace_data(folder, entry, gzip.compress(b"\n".join(lines)))
+    doctor.edit_lines(folder, entry, lambda lines: lines.__setitem__(
+        4, lines[4].replace(b'"star_rating":{"N":', b'"star_rating":{"Q":')))
     _fails(folder, root, ExportFormatError, f"{entry['dataFileS3Key']}:5:", "'star_rating'", "unknown type descriptor 'Q'")
     _assert_untouched(root, before)
 
@@ -100,9 +96,7 @@ def test_item_count_mismatch_in_a_file(tmp_path: Path, published: tuple[Path, di
     root, before = published
     folder = doctor.make_export(tmp_path / "bad")
     entry = doctor.biggest_entry(folder)
-    lines = doctor.decompressed(folder, entry).split(b"\n")
-    del lines[0]  # one item fewer than the manifest says
-    doctor.replace_data(folder, entry, gzip.compress(b"\n".join(lines)))
+    doctor.edit_lines(folder, entry, lambda lines: lines.pop(0))  # one item fewer than the manifest says
     _fails(folder, root, ItemCountMismatch, entry["dataFileS3Key"], f"holds {entry['itemCount'] - 1} items",
            f"says {entry['itemCount']}")
     _assert_untouched(root, before)

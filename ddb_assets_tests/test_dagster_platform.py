@@ -16,7 +16,6 @@ from ddb_assets.local.pipeline import local_settings, run_pipeline
 from ddb_assets.local.sample_data import ReviewGenerator
 from ddb_assets.local.tables import create_reviews_table
 from ddb_assets.local.world import LocalWorld
-from ddb_assets.settings import Settings
 from ddb_assets_tests.conftest import unique, wait_done
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import re
 import time
 from datetime import datetime, timezone
@@ -13,6 +12,7 @@ import pytest
 from amazon.ion import simpleion
 from botocore.exceptions import ClientError
 
+from ddb_assets.local.loader import to_client_form
 from ddb_assets_tests.conftest import make_table, unique, wait_done
 from ddb_assets_tests.independent_reader import b64md5, plain_ion, plain_value, read_export
 import hashlib
@@ -29,22 +29,6 @@ ALL_TYPES_ITEM = {
     "Big": {"N": "12345678901234567890.123456789012345678"}, "Tiny": {"N": "1E-130"},
     "Review Text": {"S": "Très bien ✓"}, "Empty": {"L": []}, "EmptyMap": {"M": {}},
 }
-
-
-def as_boto(item: dict[str, Any]) -> dict[str, Any]:
-    """The export's JSON form -> what boto3's low-level client takes (raw bytes for B and BS)."""
-    def value(attr: dict[str, Any]) -> dict[str, Any]:
-        [(kind, raw)] = attr.items()
-        if kind == "B":
-            return {"B": base64.b64decode(raw)}
-        if kind == "BS":
-            return {"BS": [base64.b64decode(b) for b in raw]}
-        if kind == "M":
-            return {"M": {k: value(v) for k, v in raw.items()}}
-        if kind == "L":
-            return {"L": [value(v) for v in raw]}
-        return attr
-    return {name: value(attr) for name, attr in item.items()}
 
 
 def _export(ddb: Any, arn: str, bucket: str, **kwargs: Any) -> dict[str, Any]:
@@ -141,7 +125,7 @@ def test_empty_partitions_are_empty_gzip_members(ddb: Any, s3: Any, bucket: str)
 
 def test_every_type_descriptor_round_trips(ddb: Any, s3: Any, bucket: str) -> None:
     name, arn = make_table(ddb)
-    ddb.put_item(TableName=name, Item=as_boto(ALL_TYPES_ITEM))
+    ddb.put_item(TableName=name, Item=to_client_form(ALL_TYPES_ITEM))
     export = read_export(s3, bucket, _export(ddb, arn, bucket, S3Prefix="p")["ExportManifest"])
     [line] = export.items
     assert list(line) == ["Item"]
@@ -152,7 +136,7 @@ def test_every_type_descriptor_round_trips(ddb: Any, s3: Any, bucket: str) -> No
 
 def test_ion_export_parses_to_the_same_values_as_json(ddb: Any, s3: Any, bucket: str) -> None:
     name, arn = make_table(ddb)
-    ddb.put_item(TableName=name, Item=as_boto(ALL_TYPES_ITEM))
+    ddb.put_item(TableName=name, Item=to_client_form(ALL_TYPES_ITEM))
     for i in range(12):
         ddb.put_item(TableName=name, Item={"pk": {"S": f"k{i}"}, "sk": {"N": "1200"}, "n": {"N": str(i)},
                                            "s": {"SS": ["a", "b"]}})

@@ -3,7 +3,6 @@ the CLI picked up by the sensor, then a backfill of every Parquet partition laun
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys

@@ -62,7 +62,7 @@ class DuckDBEngine:
         """The export itself as a table with one struct column ``item`` (DynamoDB JSON shape:
         ``item.customer_id.s``), like Athena over a crawled export. Reads the whole export into
         memory: meant for exploring, the Parquet table is for everything else."""
-        from ddb_assets.exports.decode import gunzip, parse_items, merge_schemas
+        from ddb_assets.exports.decode import gunzip, parse_items
 
         tables, known = [], None
         for data_file in export.files:
