@@ -1,0 +1,116 @@
+"""Athena and the Glue catalog, against the local world's Glue and Athena APIs over HTTP."""
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import requests
+
+from ddb_assets.lake.convert import ConvertOptions, convert_export
+from ddb_assets.lake.publish import read_metadata
+from ddb_assets.exports.storage import resolve
+from ddb_assets.local.world import ACCOUNT_ID, LocalWorld
+from ddb_assets.query.athena_engine import AthenaEngine, AthenaQueryError, AthenaQueryTimeout
+from ddb_assets.query.glue_catalog import register_table
+from ddb_assets_tests import doctor
+from ddb_assets_tests.conftest import unique
+
+
+@pytest.fixture
+def athena(world: LocalWorld, s3: Any) -> AthenaEngine:
+    results = unique("athena-results")
+    s3.create_bucket(Bucket=results)
+    return AthenaEngine(world.client("athena"), database="ddb_lake", output_location=f"s3://{results}/q/",
+                        timeout_seconds=2, first_poll_seconds=0.05, max_poll_seconds=0.2)
+
+
+@pytest.fixture
+def slow_athena(world: LocalWorld) -> Iterator[None]:
+    """Queries stay RUNNING (moto's state manager), as a long Athena query would."""
+    url = f"{world.endpoint}/moto-api/state-manager"
+    requests.post(f"{url}/set-transition", json={"model_name": "athena::execution",
+                                                 "transition": {"progression": "manual", "times": 10_000}}).raise_for_status()
+    yield
+    requests.post(f"{url}/unset-transition", json={"model_name": "athena::execution"}).raise_for_status()
+
+
+def _queue_results(world: LocalWorld, rows: list[list[str]], columns: list[tuple[str, str]]) -> None:
+    header = {"Data": [{"VarCharValue": name} for name, _ in columns]}
+    body = {"account_id": ACCOUNT_ID, "region": "us-east-1", "results": [{
+        "rows": [header] + [{"Data": [{"VarCharValue": v} for v in row]} for row in rows],
+        "column_info": [{"Name": name, "Type": kind, "Precision": 10 if kind == "decimal" else 0,
+                         "Scale": 2 if kind == "decimal" else 0} for name, kind in columns]}]}
+    requests.post(f"{world.endpoint}/moto-api/static/athena/query-results", json=body).raise_for_status()
+
+
+def test_a_query_succeeds_with_typed_results_and_the_right_context(world: LocalWorld, athena: AthenaEngine) -> None:
+    _queue_results(world, [["17431877", "565", "4.11"], ["79586413", "258", "4.00"]],
+                   [("customer_id", "varchar"), ("reviews", "bigint"), ("average_stars", "decimal")])
+    result = athena.query('SELECT customer_id, count(*) AS reviews FROM "ddb_lake"."reviews" GROUP BY 1')
+    assert result.table.to_pylist() == [
+        {"customer_id": "17431877", "reviews": 565, "average_stars": Decimal("4.11")},
+        {"customer_id": "79586413", "reviews": 258, "average_stars": Decimal("4.00")}]
+    assert result.bytes_scanned == 0
+    [query_id] = [q for q in world.client("athena").list_query_executions()["QueryExecutionIds"]
+                  if world.client("athena").get_query_execution(QueryExecutionId=q)["QueryExecution"]["Query"]
+                  .startswith('SELECT customer_id, count(*) AS reviews')]
+    execution = world.client("athena").get_query_execution(QueryExecutionId=query_id)["QueryExecution"]
+    assert execution["QueryExecutionContext"]["Database"] == "ddb_lake"
+    assert execution["ResultConfiguration"]["OutputLocation"].startswith(athena.output_location)
+
+
+def test_a_query_past_the_timeout_is_cancelled(world: LocalWorld, athena: AthenaEngine, slow_athena: None) -> None:
+    with pytest.raises(AthenaQueryTimeout) as raised:
+        athena.query("SELECT 1")
+    state = world.client("athena").get_query_execution(QueryExecutionId=raised.value.query_id)
+    assert state["QueryExecution"]["Status"]["State"] == "CANCELLED"
+    assert raised.value.query_id in str(raised.value) and "cancelled" in str(raised.value)
+
+
+def test_a_failed_query_raises_with_its_id_and_reason(world: LocalWorld, athena: AthenaEngine, slow_athena: None) -> None:
+    from moto.athena.models import athena_backends
+
+    query_id = athena.start("SELECT broken")
+    athena_backends[ACCOUNT_ID]["us-east-1"].executions[query_id].status = "FAILED"  # as Athena would
+    with pytest.raises(AthenaQueryError) as raised:
+        athena.wait(query_id)
+    assert raised.value.state == "FAILED" and query_id in str(raised.value)
+
+
+def test_glue_registration_types_locations_and_evolution(world: LocalWorld, tmp_path: Path, s3: Any) -> None:
+    lake_bucket = unique("lake")
+    s3.create_bucket(Bucket=lake_bucket)
+    glue = world.client("glue")
+    export = doctor.make_export(tmp_path / "export", items=300)
+    root = f"s3://{lake_bucket}/reviews"
+    with world.environment():
+        convert_export(export, root, ConvertOptions(workers=1))
+        metadata = read_metadata(resolve(root))
+    assert metadata is not None
+    changes = register_table(glue, "ddb_lake", "reviews", metadata, root)
+    assert changes["created"] and sorted(changes["added"]) == sorted(metadata.partitions)
+
+    table = glue.get_table(DatabaseName="ddb_lake", Name="reviews")["Table"]
+    types = {c["Name"]: c["Type"] for c in table["StorageDescriptor"]["Columns"]}
+    assert types["star_rating"] == "bigint" and types["price"] == "decimal(38,18)"
+    assert types["tags"] == "array<string>" and types["attachment"] == "binary" and types["price__s"] == "string"
+    assert table["PartitionKeys"] == [{"Name": "year", "Type": "bigint"}]
+    assert "ParquetHiveSerDe" in table["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"]
+    partitions = {p["Values"][0]: p for p in glue.get_partitions(DatabaseName="ddb_lake", TableName="reviews")["Partitions"]}
+    entry = metadata.partitions["2015"]
+    assert partitions["2015"]["StorageDescriptor"]["Location"] == f"{root}/year=2015/{entry.version}/"
+    assert partitions["2015"]["StorageDescriptor"]["Columns"] == table["StorageDescriptor"]["Columns"]
+
+    # A newer publication: the table and every partition move to its version together.
+    from ddb_assets.local.bulk_export import generate_folder_export
+    newer = generate_folder_export(tmp_path / "newer", items=200, files=2, seed=9).parent
+    with world.environment():
+        convert_export(newer, root, ConvertOptions(workers=1))
+        newer_metadata = read_metadata(resolve(root))
+    changes = register_table(glue, "ddb_lake", "reviews", newer_metadata, root)
+    assert not changes["created"]
+    partitions = {p["Values"][0]: p for p in glue.get_partitions(DatabaseName="ddb_lake", TableName="reviews")["Partitions"]}
+    assert set(partitions) == set(newer_metadata.partitions)
+    for value, partition in partitions.items():
+        assert partition["StorageDescriptor"]["Location"].endswith(f"/{newer_metadata.partitions[value].version}/")
