@@ -11,7 +11,13 @@ from typing import Any
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
-from ddb_assets.aws.resources import DuckDBEngineResource, DynamoDBResource, LakeResource
+from ddb_assets.aws.resources import (
+    AthenaEngineResource,
+    DuckDBEngineResource,
+    DynamoDBResource,
+    LakeResource,
+    QueryEngineResource,
+)
 from ddb_assets.defs.factory import table_definitions
 from ddb_assets.settings import Settings, load_settings
 
@@ -19,16 +25,23 @@ from ddb_assets.settings import Settings, load_settings
 def build_resources(settings: Settings) -> dict[str, Any]:
     local = settings.profile == "local"
     aws = settings.aws
-    if settings.query_engine.kind != "duckdb":
-        raise NotImplementedError("the athena query engine is not wired into the Dagster definitions yet; "
-                                  "use query_engine.kind: duckdb")
+    # An AWS profile without a region takes it from the deployment's AWS_REGION, resolved at
+    # launch (the UI shows the variable's name, never a value).
+    region: Any = aws.region if aws.region else dg.EnvVar("AWS_REGION")
+    engine = settings.query_engine
+    if engine.kind == "athena":
+        query_engine: QueryEngineResource = AthenaEngineResource(
+            database=engine.database, workgroup=engine.workgroup, output_location=engine.output_location,
+            region_name=region, endpoint_url=aws.endpoint_url, local_credentials=local)
+    else:
+        query_engine = DuckDBEngineResource(database=engine.database)
     return {
-        "dynamodb": DynamoDBResource(region_name=aws.region, endpoint_url=aws.endpoint_url, local_credentials=local),
-        "s3": S3Resource(region_name=aws.region, endpoint_url=aws.endpoint_url,
+        "dynamodb": DynamoDBResource(region_name=region, endpoint_url=aws.endpoint_url, local_credentials=local),
+        "s3": S3Resource(region_name=region, endpoint_url=aws.endpoint_url,
                          **({"aws_access_key_id": "testing", "aws_secret_access_key": "testing"} if local else {})),
-        "lake": LakeResource(root=settings.lake_root, region_name=aws.region, endpoint_url=aws.endpoint_url,
+        "lake": LakeResource(root=settings.lake_root, region_name=region, endpoint_url=aws.endpoint_url,
                              local_credentials=local),
-        "query_engine": DuckDBEngineResource(database=settings.query_engine.database),
+        "query_engine": query_engine,
     }
 
 

@@ -28,7 +28,8 @@ class _Strict(BaseModel):
 
 
 class AwsSettings(_Strict):
-    region: str = Field("us-east-1", description="AWS region of the tables, buckets, Glue and Athena.")
+    region: str | None = Field("us-east-1", description="AWS region of the tables, buckets, Glue and Athena "
+                                                        "(null: the AWS_REGION of the deployment).")
     endpoint_url: str | None = Field(
         None, description="Send every AWS call here instead of AWS (the local world, LocalStack, MinIO). "
                           "Unset for real AWS: the ordinary credential chain is used.")
@@ -58,6 +59,8 @@ class TableSettings(_Strict):
                                       description="Key attributes for the null/unique checks (default: the table's key schema).")
     wait_for_export: bool | None = Field(None, description="Wait for exports in the pitr_export asset "
                                                            "(default: yes locally, no on AWS).")
+    enable_pitr: bool = Field(False, description="Turn point-in-time recovery on if it is off (else fail clearly).")
+    owners: list[str] = Field(default_factory=list, description="Asset owners: emails or team:name.")
 
     @field_validator("table")
     @classmethod

@@ -114,3 +114,60 @@ def test_glue_registration_types_locations_and_evolution(world: LocalWorld, tmp_
     assert set(partitions) == set(newer_metadata.partitions)
     for value, partition in partitions.items():
         assert partition["StorageDescriptor"]["Location"].endswith(f"/{newer_metadata.partitions[value].version}/")
+
+
+def test_the_athena_profile_registers_glue_and_runs_checks_and_reports_on_athena(
+        world: LocalWorld, ddb: Any, s3: Any, tmp_path: Path) -> None:
+    import dagster as dg
+
+    from ddb_assets.definitions import build_definitions
+    from ddb_assets.defs.names import TableNames
+    from ddb_assets.local.loader import batch_write
+    from ddb_assets.local.pipeline import local_settings
+    from ddb_assets.local.sample_data import ReviewGenerator
+    from ddb_assets.local.tables import create_reviews_table
+    from ddb_assets.settings import AthenaSettings
+    from ddb_assets_tests.conftest import wait_done
+
+    table, bucket, lake_bucket, results = unique("reviews"), unique("exports"), unique("lake"), unique("results")
+    for name in (bucket, lake_bucket, results):
+        s3.create_bucket(Bucket=name)
+    arn = create_reviews_table(ddb, table)
+    batch_write(ddb, table, ReviewGenerator(200, seed=2))
+    started = ddb.export_table_to_point_in_time(TableArn=arn, S3Bucket=bucket, S3Prefix=f"exports/{table}")
+    export_id = wait_done(ddb, started["ExportDescription"]["ExportArn"])["ExportArn"].rsplit("/", 1)[1]
+    database = unique("db").replace("-", "_")
+    settings = local_settings(world.endpoint, f"s3://{lake_bucket}/lake", table=table, bucket=bucket,
+                              convert_workers=1).model_copy(update={"query_engine": AthenaSettings(
+                                  database=database, output_location=f"s3://{results}/q/")})
+    names = TableNames(settings, settings.tables[0])
+    defs = build_definitions(settings)
+    assets = {a.key: a for a in defs.assets if isinstance(a, dg.AssetsDefinition)}
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(names.export_partitions.name, [export_id])
+        dg.materialize([assets[names.raw_export_key]], partition_key=export_id, instance=instance,
+                       resources=defs.resources)
+        partitions = names.value_partitions.get_partition_keys(dynamic_partitions_store=instance)
+        _queue_results(world, [], [("product_id", "varchar")])  # the preview query
+        _queue_results(world, [["200", "0", "200"]],
+                       [("total", "bigint"), ("null_keys", "bigint"), ("distinct_keys", "bigint")])
+        result = dg.materialize([assets[names.raw_export_key], assets[names.parquet_key]],
+                                selection=[names.parquet_key], instance=instance, resources=defs.resources,
+                                tags={"dagster/asset_partition_range_start": partitions[0],
+                                      "dagster/asset_partition_range_end": partitions[-1]})
+        checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+        assert checks["keys_not_null_and_unique"].passed and checks["row_count_matches_export"].passed
+        glue = world.client("glue")
+        registered = glue.get_partitions(DatabaseName=database, TableName=names.name)["Partitions"]
+        assert {p["Values"][0] for p in registered} == set(partitions)
+        queries = [world.client("athena").get_query_execution(QueryExecutionId=q)["QueryExecution"]["Query"]
+                   for q in world.client("athena").list_query_executions()["QueryExecutionIds"]]
+        assert any(f'"{database}"."{names.name}"' in q and "DISTINCT" in q for q in queries)
+
+        _queue_results(world, [["17431877", "12", "4.5"]],
+                       [("customer_id", "varchar"), ("reviews", "bigint"), ("average_stars", "double")])
+        report = dg.materialize([assets[names.parquet_key], assets[names.key("top_customers")]],
+                                selection=[names.key("top_customers")], instance=instance, resources=defs.resources)
+        [mat] = report.asset_materializations_for_node(f"{names.name}__top_customers")
+        assert mat.metadata["dagster/row_count"].value == 1 and mat.metadata["bytes_scanned"].value == 0
+        assert "17431877" in mat.metadata["preview"].value

@@ -84,10 +84,45 @@ class LakeResource(dg.ConfigurableResource):
         return f"s3://{bucket}/{key}"
 
 
-class DuckDBEngineResource(dg.ConfigurableResource):
+class QueryEngineResource(dg.ConfigurableResource):
+    """Where SQL over the lake runs. ``engine()`` returns an object with ``register_table(name,
+    root)``, ``table_reference(name)``, ``query(sql)`` and ``close()``."""
+
+    def engine(self) -> Any:
+        raise NotImplementedError
+
+
+class DuckDBEngineResource(QueryEngineResource):
     """The embedded query engine: DuckDB over the lake's published tables."""
 
     database: str = Field(default=":memory:", description="DuckDB database file, or :memory:.")
 
     def engine(self) -> DuckDBEngine:
         return DuckDBEngine(self.database)
+
+
+class AthenaEngineResource(QueryEngineResource):
+    """Athena over the Glue Data Catalog: tables are registered in Glue after each publication.
+
+    Our own resource because dagster-aws's AthenaClientResource cannot set a region, an endpoint
+    or a result location.
+    """
+
+    database: str = Field(description="Glue database holding the lake's tables.")
+    workgroup: str = Field(default="primary")
+    output_location: str | None = Field(default=None, description="s3:// URI for results (else the workgroup's).")
+    region_name: str | None = Field(default=None)
+    endpoint_url: str | None = Field(default=None)
+    local_credentials: bool = Field(default=False)
+    timeout_seconds: float = Field(default=900, description="Cancel a query still running after this long.")
+
+    def engine(self) -> Any:
+        from ddb_assets.query.athena_lake import AthenaLakeEngine
+
+        def client(service: str) -> Any:
+            return boto3.client(service, region_name=self.region_name, endpoint_url=self.endpoint_url,
+                                **(LOCAL_KEYS if self.local_credentials else {}))
+
+        return AthenaLakeEngine(athena=client("athena"), glue=client("glue"), database=self.database,
+                                workgroup=self.workgroup, output_location=self.output_location,
+                                timeout_seconds=self.timeout_seconds)

@@ -33,7 +33,7 @@ def export_arn_for(names: TableNames, table_arn: str, export_id: str) -> str:
 
 def source_spec(names: TableNames) -> dg.AssetSpec:
     return dg.AssetSpec(
-        key=names.source_key, kinds={"dynamodb"}, group_name=names.group,
+        key=names.source_key, kinds={"dynamodb"}, group_name=names.group, owners=names.table.owners,
         description=f"The live DynamoDB table `{names.table.table}` (external: exported, never scanned).",
     )
 
@@ -41,12 +41,15 @@ def source_spec(names: TableNames) -> dg.AssetSpec:
 def build_pitr_export(names: TableNames) -> dg.AssetsDefinition:
     table = names.table
 
-    @dg.asset(key=names.pitr_export_key, deps=[names.source_key], kinds={"dynamodb", "s3"}, group_name=names.group,
+    @dg.asset(key=names.pitr_export_key, deps=[names.source_key], kinds={"dynamodb", "s3"}, group_name=names.group, owners=names.table.owners,
               description=f"A point-in-time export of `{table.table}` to s3://{table.export_bucket}/{table.prefix}/ "
                           "(ExportTableToPointInTime: no read capacity used).")
     def pitr_export(context: dg.AssetExecutionContext, config: ExportConfig,
                     dynamodb: DynamoDBResource) -> dg.MaterializeResult:
         table_arn = dynamodb.table_arn(table.table)
+        if not dynamodb.pitr_enabled(table.table) and table.enable_pitr:
+            context.log.warning(f"point-in-time recovery was off for {table.table}: turning it on (enable_pitr)")
+            dynamodb.enable_pitr(table.table)
         if not dynamodb.pitr_enabled(table.table):
             raise dg.Failure(f"point-in-time recovery is off for {table.table}; enable it with "
                              f"`aws dynamodb update-continuous-backups --table-name {table.table} "
@@ -120,7 +123,7 @@ def build_raw_export(names: TableNames) -> dg.AssetsDefinition:
                               description="Attributes new, vanished or retyped since the previous export (WARN).")
 
     @dg.asset(key=names.raw_export_key, partitions_def=names.export_partitions, deps=[names.pitr_export_key],
-              kinds={"s3", "json"}, group_name=names.group, check_specs=[checksums, drift],
+              kinds={"s3", "json"}, group_name=names.group, owners=names.table.owners, check_specs=[checksums, drift],
               description="One completed PITR export, validated: manifests, checksums and item counts checked, "
                           "every item read and its schema profiled. Partitioned by export id.")
     def raw_export(context: dg.AssetExecutionContext, dynamodb: DynamoDBResource,

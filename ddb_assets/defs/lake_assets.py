@@ -6,7 +6,7 @@ from typing import Any
 
 import dagster as dg
 
-from ddb_assets.aws.resources import DuckDBEngineResource, DynamoDBResource, LakeResource
+from ddb_assets.aws.resources import QueryEngineResource, DynamoDBResource, LakeResource
 from ddb_assets.defs.export_assets import locate_export
 from ddb_assets.defs.names import TableNames
 from ddb_assets.lake.convert import ConvertOptions, convert_export
@@ -35,13 +35,13 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
         backfill_policy=dg.BackfillPolicy.single_run(),
         # A new export (a new raw_export partition) makes every partition stale: one backfill of all.
         automation_condition=dg.AutomationCondition.eager(),
-        kinds={"parquet"}, group_name=names.group, check_specs=[row_count, keys],
+        kinds={"parquet"}, group_name=names.group, owners=names.table.owners, check_specs=[row_count, keys],
         description=f"`{names.table.table}` as typed, flattened Parquet, partitioned by "
                     f"`{names.table.partition_by}` (hive folders), converted from the latest export and "
                     "published atomically.",
     )
     def parquet(context: dg.AssetExecutionContext, dynamodb: DynamoDBResource, lake: LakeResource,
-                query_engine: DuckDBEngineResource) -> dg.MaterializeResult:
+                query_engine: QueryEngineResource) -> dg.MaterializeResult:
         export_id = context.asset_partition_key_for_input("raw_export")
         uri, _ = locate_export(names, dynamodb, export_id)
         selected = frozenset(context.partition_keys)
@@ -59,7 +59,7 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
         engine = query_engine.engine()
         try:
             engine.register_table(names.name, root)
-            preview = engine.query(f"SELECT * FROM {quote_identifier(names.name)} LIMIT 10")
+            preview = engine.query(f"SELECT * FROM {engine.table_reference(names.name)} LIMIT 10")
             key_check = _keys_check(engine, names, meta, dynamodb)
         finally:
             engine.close()
@@ -112,10 +112,17 @@ def _keys_check(engine: Any, names: TableNames, meta: TableMetadata, dynamodb: D
                                        metadata={"problem": f"key attribute {attribute!r} has no column"})
         columns.append(quote_identifier(match[0]))
     null_test = " OR ".join(f"{c} IS NULL" for c in columns)
+    table = engine.table_reference(names.name)
+    # Scalar subqueries and SELECT DISTINCT: the portable subset DuckDB and Athena both run.
     result: QueryResult = engine.query(
-        f"SELECT COUNT(*) AS total, COUNT(*) FILTER (WHERE {null_test}) AS null_keys, "
-        f"COUNT(DISTINCT ({', '.join(columns)})) AS distinct_keys FROM {quote_identifier(names.name)}")
-    total, nulls, distinct = result.table.to_pylist()[0].values()
+        f"SELECT (SELECT COUNT(*) FROM {table}) AS total, "
+        f"(SELECT COUNT(*) FROM {table} WHERE {null_test}) AS null_keys, "
+        f"(SELECT COUNT(*) FROM (SELECT DISTINCT {', '.join(columns)} FROM {table}) keys) AS distinct_keys")
+    rows = result.table.to_pylist()
+    if not rows:
+        return dg.AssetCheckResult(check_name="keys_not_null_and_unique", passed=False,
+                                   metadata={"problem": "the query engine returned no result"})
+    total, nulls, distinct = (int(rows[0][k]) for k in ("total", "null_keys", "distinct_keys"))
     return dg.AssetCheckResult(check_name="keys_not_null_and_unique", passed=nulls == 0 and distinct == total,
                                metadata={"key_attributes": ", ".join(attributes), "rows": total,
                                          "null_keys": nulls, "duplicate_keys": total - distinct})

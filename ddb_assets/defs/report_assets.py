@@ -6,9 +6,8 @@ import io
 import dagster as dg
 import pyarrow.parquet as pq
 
-from ddb_assets.aws.resources import DuckDBEngineResource, LakeResource
+from ddb_assets.aws.resources import QueryEngineResource, LakeResource
 from ddb_assets.defs.names import TableNames
-from ddb_assets.query.duckdb_engine import quote_identifier
 from ddb_assets.query.reports import Report, load_reports
 
 
@@ -18,13 +17,14 @@ def build_report_assets(names: TableNames) -> list[dg.AssetsDefinition]:
 
 def _report_asset(names: TableNames, report: Report) -> dg.AssetsDefinition:
     @dg.asset(key=names.key(report.name), deps=[names.parquet_key], kinds={"duckdb", "parquet"},
-              group_name=names.group, description=report.description)
+              group_name=names.group, owners=names.table.owners, description=report.description)
     def report_asset(context: dg.AssetExecutionContext, lake: LakeResource,
-                     query_engine: DuckDBEngineResource) -> dg.MaterializeResult:
+                     query_engine: QueryEngineResource) -> dg.MaterializeResult:
         engine = query_engine.engine()
         try:
             engine.register_table(names.name, lake.location(names.lake_path))
-            result = engine.query(report.sql(quote_identifier(names.name)))
+            sql = report.sql(engine.table_reference(names.name))
+            result = engine.query(sql)
         finally:
             engine.close()
         buffer = io.BytesIO()
@@ -36,7 +36,8 @@ def _report_asset(names: TableNames, report: Report) -> dg.AssetsDefinition:
             "dagster/row_count": result.table.num_rows,
             "dagster/uri": target.uri,
             "preview": dg.MetadataValue.md(result.markdown(20)),
-            "sql": dg.MetadataValue.md(f"```sql\n{report.sql(quote_identifier(names.name)).strip()}\n```"),
+            "sql": dg.MetadataValue.md(f"```sql\n{sql.strip()}\n```"),
+            **({"bytes_scanned": result.bytes_scanned} if result.bytes_scanned is not None else {}),
         })
 
     return report_asset

@@ -52,6 +52,9 @@ class DuckDBEngine:
         self.connection = duckdb.connect(database)
         self.tables: dict[str, TableMetadata] = {}
 
+    def table_reference(self, name: str) -> str:
+        return quote_identifier(name)
+
     def _view_name(self, name: str, schema: str | None) -> str:
         if schema and schema != "main":
             self.connection.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(schema)}")
