@@ -91,6 +91,8 @@ class Settings(_Strict):
     tables: list[TableSettings] = Field(..., min_length=1)
     sensor_interval_seconds: int = Field(30, ge=5)
     convert_workers: int = Field(0, ge=0, description="Conversion worker processes (0: one per core).")
+    report_dirs: list[str] = Field(default_factory=list, description="Folders of extra report SQL files "
+                                                                     "({table} is the lake table).")
 
     @model_validator(mode="after")
     def _unique_names(self) -> "Settings":

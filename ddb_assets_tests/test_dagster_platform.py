@@ -188,6 +188,7 @@ def test_reports_are_written_with_previews(platform: dict[str, Any]) -> None:
     event = p["instance"].get_latest_materialization_event(p["names"].key("top_customers"))
     metadata = event.asset_materialization.metadata
     assert metadata["dagster/row_count"].value > 0 and "| customer_id |" in metadata["preview"].value
+    assert metadata["bytes_scanned"].value > 0  # what the engine read, for cost visibility
     import pyarrow.parquet as pq
     top = pq.read_table(p["lake"] / "reports" / p["names"].name / "top_customers.parquet").to_pylist()
     expected: dict[str, int] = {}

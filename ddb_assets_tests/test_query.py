@@ -4,6 +4,7 @@ import collections
 import json
 
 import pytest
+from pathlib import Path
 
 from ddb_assets.exports.reader import open_export
 from ddb_assets.exports.storage import resolve
@@ -88,3 +89,12 @@ def test_query_and_tables_cli(lake: dict) -> None:
 
     bad = run_cli("query", "SELEC 1", "--lake", str(lake["lake"]))
     assert bad.returncode == 1 and bad.stderr.strip().startswith("error: query failed")
+
+
+def test_bytes_scanned_shrink_with_partition_filters(lake: dict, tmp_path: Path) -> None:
+    engine = DuckDBEngine()
+    engine.register_table("reviews", resolve(lake["lake"] / "reviews"))
+    everything = engine.query("SELECT sum(length(review_body)) FROM reviews", measure=True)
+    one_year = engine.query("SELECT sum(length(review_body)) FROM reviews WHERE year = 2015", measure=True)
+    assert everything.bytes_scanned and one_year.bytes_scanned
+    assert one_year.bytes_scanned < everything.bytes_scanned

@@ -84,3 +84,17 @@ def test_the_aws_example_profile_builds_definitions_without_touching_aws() -> No
     sensor = defs.resolve_sensor_def("reviews_export_completion_sensor")
     import dagster as dg
     assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
+
+
+def test_a_report_is_added_by_adding_a_sql_file(tmp_path: Path) -> None:
+    from ddb_assets.definitions import build_definitions
+
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "vine_share.sql").write_text("-- Share of Vine reviews.\nSELECT vine, COUNT(*) AS n FROM {table} GROUP BY vine\n")
+    path = tmp_path / "c.yaml"
+    path.write_text(VALID + f"report_dirs: [{reports}]\n")
+    graph = build_definitions(load_settings(path)).resolve_asset_graph()
+    import dagster as dg
+    node = graph.get(dg.AssetKey(["reviews", "vine_share"]))
+    assert node.description == "Share of Vine reviews." and dg.AssetKey(["reviews", "parquet"]) in node.parent_keys

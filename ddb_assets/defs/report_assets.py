@@ -12,7 +12,7 @@ from ddb_assets.query.reports import Report, load_reports
 
 
 def build_report_assets(names: TableNames) -> list[dg.AssetsDefinition]:
-    return [_report_asset(names, report) for report in load_reports()]
+    return [_report_asset(names, report) for report in load_reports(names.settings.report_dirs)]
 
 
 def _report_asset(names: TableNames, report: Report) -> dg.AssetsDefinition:
@@ -24,7 +24,7 @@ def _report_asset(names: TableNames, report: Report) -> dg.AssetsDefinition:
         try:
             engine.register_table(names.name, lake.location(names.lake_path))
             sql = report.sql(engine.table_reference(names.name))
-            result = engine.query(sql)
+            result = engine.query(sql, measure=True)  # records the bytes the engine read
         finally:
             engine.close()
         buffer = io.BytesIO()

@@ -31,8 +31,8 @@ class AthenaLakeEngine:
     def table_reference(self, name: str) -> str:
         return f"{quote_identifier(self.database)}.{quote_identifier(name)}"
 
-    def query(self, sql: str) -> QueryResult:
-        return self.athena.query(sql)
+    def query(self, sql: str, measure: bool = False) -> QueryResult:
+        return self.athena.query(sql)  # Athena always reports DataScannedInBytes
 
     def close(self) -> None:
         pass

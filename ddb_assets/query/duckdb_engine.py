@@ -111,7 +111,10 @@ class DuckDBEngine:
         self.tables[name] = metadata
         return metadata
 
-    def query(self, sql: str, parameters: list[Any] | None = None) -> QueryResult:
+    def query(self, sql: str, parameters: list[Any] | None = None, measure: bool = False) -> QueryResult:
+        """Run SQL; with ``measure`` also report the bytes DuckDB read (its JSON profile's I/O)."""
+        if measure:
+            return self._measured(sql, parameters)
         if parameters:
             relation = self.connection.sql(sql, params=parameters)
         else:
@@ -119,6 +122,27 @@ class DuckDBEngine:
         # DuckDB 2 renamed arrow() (a table) to to_arrow_table(); both are in the tested range.
         fetch = getattr(relation, "to_arrow_table", None) or relation.arrow
         return QueryResult(fetch())
+
+    def _measured(self, sql: str, parameters: list[Any] | None) -> QueryResult:
+        import json
+        import os
+        import tempfile
+
+        handle, path = tempfile.mkstemp(suffix=".json", prefix="ddb-assets-profile-")
+        os.close(handle)
+        try:
+            self.connection.execute("PRAGMA enable_profiling = 'json'")
+            self.connection.execute(f"PRAGMA profiling_output = {quote_literal(path)}")
+            result = self.query(sql, parameters)
+            self.connection.execute("PRAGMA disable_profiling")
+            with open(path, encoding="utf-8") as profile:
+                document = json.load(profile)
+            scanned = (document.get("io") or {}).get("total_bytes_read")
+            return QueryResult(result.table, bytes_scanned=int(scanned) if scanned is not None else None)
+        except (OSError, ValueError):
+            return QueryResult(result.table) if "result" in locals() else self.query(sql, parameters)
+        finally:
+            os.unlink(path)
 
     def close(self) -> None:
         self.connection.close()
