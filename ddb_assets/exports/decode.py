@@ -55,6 +55,8 @@ def parse_items(raw: bytes, *, output_format: str, obj: str, known: pa.Schema | 
         return pa.table({"Item": pa.array([], pa.struct([]))}), known
     if dictionary_maps:
         raw = _carry_maps_as_text(raw, dictionary_maps)
+    if known is None:
+        known = _schema_from_sample(raw)
     table = _read_json(raw, obj, known)
     pinned = pin_strings(table.schema)
     if not pinned.equals(table.schema):
@@ -73,6 +75,22 @@ def parse_items(raw: bytes, *, output_format: str, obj: str, known: pa.Schema | 
     for index, field in enumerate(item.type):
         _check_wrapper(item.field(index), field.name, raw, obj)
     return pa.table({"Item": item}), without_nulls(merge_schemas(known, pinned))
+
+
+def _schema_from_sample(raw: bytes, sample_bytes: int = 1 << 20) -> pa.Schema | None:
+    """Learn (and pin) the schema from the file's first megabyte, so that the whole file is parsed
+    once with it instead of twice (inferred, then re-parsed with timestamps pinned to strings)."""
+    if len(raw) <= 2 * sample_bytes:
+        return None  # small file: a second parse costs little
+    end = raw.find(b"\n", sample_bytes)
+    if end < 0:
+        return None
+    try:
+        sample = pajson.read_json(io.BytesIO(raw[:end + 1]),
+                                  read_options=pajson.ReadOptions(use_threads=False, block_size=end + 2))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None  # the full parse reports the problem with its line number
+    return without_nulls(pin_strings(sample.schema))
 
 
 def _read_json(raw: bytes, obj: str, schema: pa.Schema | None) -> pa.Table:
