@@ -60,7 +60,7 @@ class ConvertOptions:
     dictionary_keys: int = 64
     only_partitions: frozenset[str] | None = None  # rewrite just these; keep the others as published
     work_dir: str | None = None  # where parsed files are spilled between the stages
-    buffer_bytes: int = 128 << 20  # per worker, for partition buffers
+    buffer_bytes: int = 64 << 20  # per worker, for partition buffers
     table_name: str | None = None
     s3: S3Options | None = None  # explicit S3 endpoint/region (else the environment's)
 
@@ -91,6 +91,12 @@ class ConvertResult:
         return sorted({w.partition for w in self.written})
 
 
+def _release_memory() -> None:
+    # Arrow's allocator keeps freed pages for reuse; a long-lived worker that has seen many files
+    # would otherwise hold more memory than one file needs.
+    pa.default_memory_pool().release_unused()
+
+
 # -- stage 1 -----------------------------------------------------------------------------------
 
 @dataclass
@@ -115,10 +121,16 @@ def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictiona
         _learned.update(conversion=conversion, schema=None, dictionary_maps=None)
     compressed = data_file.read_verified()
     raw = gunzip(compressed, obj=data_file.name)
+    compressed_size, raw_size = len(compressed), len(raw)
+    del compressed
     if _learned["dictionary_maps"] is None and data_file.output_format != "ION":
         _learned["dictionary_maps"] = detect_dictionary_maps(raw, dictionary_keys)
+    # Hand the only reference to the parser, so the decompressed bytes can be freed as soon as
+    # it has made its own copy (memory per worker is what bounds the whole conversion).
+    holder = [raw]
+    del raw
     table, _learned["schema"] = parse_items(
-        raw, output_format=data_file.output_format, obj=data_file.name, known=_learned["schema"],
+        holder.pop(), output_format=data_file.output_format, obj=data_file.name, known=_learned["schema"],
         dictionary_maps=_learned["dictionary_maps"] or frozenset())
     if table.num_rows != data_file.manifest.item_count:
         raise ItemCountMismatch(data_file.name, f"holds {table.num_rows} items, manifest-files.json says "
@@ -133,7 +145,10 @@ def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictiona
         spill = os.path.join(spill_dir, f"{index:06d}.arrow")
         with pa.OSFile(spill, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
-    return _Parsed(index, spill, table.num_rows, profile, len(compressed), len(raw))
+    rows = table.num_rows
+    del table, item
+    _release_memory()
+    return _Parsed(index, spill, rows, profile, compressed_size, raw_size)
 
 
 # -- stage 2 -----------------------------------------------------------------------------------
@@ -154,6 +169,7 @@ def _write_group(worker: int, spills: list[str], plan: TablePlan, root_uri: str,
             flat, partitions = flatten_items(item, plan)
             writer.write(flat, partitions)
             del table, item, flat, partitions
+            _release_memory()
         return writer.close(), writer.skipped_rows
     except BaseException:
         writer.abort()
