@@ -164,7 +164,7 @@ def generate_export(
     console.print(f"export written: {summary_path}")
 
 
-def _conversion_progress(total_files: int):  # type: ignore[no-untyped-def]
+def _conversion_progress():  # type: ignore[no-untyped-def]
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     # auto_refresh=False: no refresh thread, so the conversion can fork its workers (a process
@@ -211,7 +211,7 @@ def convert(
 
     options = ConvertOptions(partition_by=partition_by or None, naming=naming, workers=workers,
                              max_depth=max_depth, dictionary_keys=dictionary_keys, work_dir=work_dir)
-    progress, on_event = _conversion_progress(0)
+    progress, on_event = _conversion_progress()
     with progress:
         result = convert_export(source, dest, options, progress=on_event)
     meta = result.metadata
@@ -246,7 +246,7 @@ def inspect(
     from ddb_assets.lake.schema import plan_table
 
     options = ConvertOptions(partition_by=partition_by or None, naming=naming, workers=workers)
-    progress, on_event = _conversion_progress(0)
+    progress, on_event = _conversion_progress()
     with progress:
         export, profile = profile_export(source, options, progress=on_event)
     summary = Table(title="manifest-summary.json", show_header=False)

@@ -11,7 +11,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.tree import Tree
 
-from ddb_assets.aws.dynamodb_exports import start_export, wait_for_export
 from ddb_assets.local.loader import batch_write
 from ddb_assets.local.sample_data import TABLE_NAME, ReviewGenerator
 from ddb_assets.local.tables import create_reviews_table, ensure_bucket
@@ -36,19 +35,6 @@ def load_sample_table(world: LocalWorld, items: int, seed: int, console: Console
         task = progress.add_task(f"loading {table}", total=items)
         batch_write(ddb, table, ReviewGenerator(items, seed=seed), lambda n: progress.advance(task, n))
     return arn
-
-
-def export_table(world: LocalWorld, table_arn: str, export_format: str, console: Console) -> DemoExport:
-    ddb = world.client("dynamodb")
-    started = start_export(ddb, table_arn=table_arn, bucket=EXPORT_BUCKET, prefix=f"exports/{TABLE_NAME}",
-                           export_format=export_format)
-    console.print(f"export started: [bold]{started['ExportArn']}[/] ({started['ExportStatus']})")
-    done = wait_for_export(ddb, started["ExportArn"],
-                           on_poll=lambda d, t: console.log(f"export {d['ExportStatus']} after {t:.1f}s"))
-    folder = done["ExportManifest"].rsplit("/", 1)[0]
-    listing = world.client("s3").list_objects_v2(Bucket=EXPORT_BUCKET, Prefix=folder + "/")
-    objects = [(o["Key"][len(folder) + 1:], o["Size"]) for o in listing.get("Contents", [])]
-    return DemoExport(table_arn, done, objects)
 
 
 def print_export(console: Console, export: DemoExport) -> None:
