@@ -171,3 +171,14 @@ def test_the_athena_profile_registers_glue_and_runs_checks_and_reports_on_athena
         [mat] = report.asset_materializations_for_node(f"{names.name}__top_customers")
         assert mat.metadata["dagster/row_count"].value == 1 and mat.metadata["bytes_scanned"].value == 0
         assert "17431877" in mat.metadata["preview"].value
+
+
+def test_results_are_read_across_pages(world: LocalWorld, athena: AthenaEngine) -> None:
+    rows = [[str(i), f"customer-{i}"] for i in range(2_500)]  # three pages of at most 1,000
+    _queue_results(world, rows, [("n", "bigint"), ("customer_id", "varchar")])
+    result = athena.query("SELECT n, customer_id FROM many")
+    assert result.table.num_rows == 2_500
+    assert result.table.column("n").to_pylist() == list(range(2_500))
+    first_page = world.client("athena").get_query_results(
+        QueryExecutionId=world.client("athena").list_query_executions()["QueryExecutionIds"][-1], MaxResults=1000)
+    assert len(first_page["ResultSet"]["Rows"]) == 1000 and first_page["NextToken"]

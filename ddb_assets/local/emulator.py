@@ -1,4 +1,4 @@
-"""Faithful PITR exports behind moto's DynamoDB API.
+"""Faithful PITR exports behind moto's DynamoDB API (and the few other places moto falls short).
 
 moto's own ``ExportTableToPointInTime`` writes one file with no manifests, no checksums, no ION, no
 ``ExportTime`` and a folder that is not the export id. This module replaces that piece, in the
@@ -335,6 +335,25 @@ def _list_exports(handler: DynamoHandler) -> dict[str, Any]:
     return result
 
 
+# ---------------------------------------------------------------------------------------------
+# Athena: GetQueryResults pages like AWS (MaxResults up to 1000, NextToken); moto returns one page.
+
+
+def _paged_query_results(handler: Any) -> str:
+    exec_id = handler._get_param("QueryExecutionId")
+    max_results = int(handler._get_param("MaxResults") or 1000)
+    if not 1 <= max_results <= 1000:
+        raise JsonRESTError("InvalidRequestException", "MaxResults must be between 1 and 1000")
+    token = handler._get_param("NextToken")
+    start = int(base64.urlsafe_b64decode(token).decode()) if token else 0
+    document = handler.athena_backend.get_query_results(exec_id).to_dict()
+    rows = document["ResultSet"]["Rows"]
+    document["ResultSet"]["Rows"] = rows[start:start + max_results]
+    if start + max_results < len(rows):
+        document["NextToken"] = base64.urlsafe_b64encode(str(start + max_results).encode()).decode()
+    return json.dumps(document)
+
+
 _INSTALLED = threading.Lock()
 _installed = False
 
@@ -351,6 +370,9 @@ def install() -> None:
         DynamoHandler.describe_export = (  # type: ignore[method-assign]
             lambda self: ActionResult({"ExportDescription": _describe_export(self)}))
         DynamoHandler.list_exports = lambda self: ActionResult(_list_exports(self))  # type: ignore[method-assign]
+        from moto.athena.responses import AthenaResponse
+
+        AthenaResponse.get_query_results = _paged_query_results  # type: ignore[method-assign]
         _installed = True
 
 
