@@ -21,6 +21,11 @@ from ddb_assets_tests.conftest import unique
 def athena(world: LocalWorld, s3: Any) -> AthenaEngine:
     results = unique("athena-results")
     s3.create_bucket(Bucket=results)
+    glue = world.client("glue")
+    try:
+        glue.create_database(DatabaseInput={"Name": "ddb_lake"})
+    except glue.exceptions.AlreadyExistsException:
+        pass
     return AthenaEngine(world.client("athena"), database="ddb_lake", output_location=f"s3://{results}/q/",
                         timeout_seconds=2, first_poll_seconds=0.05, max_poll_seconds=0.2)
 
@@ -68,14 +73,12 @@ def test_a_query_past_the_timeout_is_cancelled(world: LocalWorld, athena: Athena
     assert raised.value.query_id in str(raised.value) and "cancelled" in str(raised.value)
 
 
-def test_a_failed_query_raises_with_its_id_and_reason(world: LocalWorld, athena: AthenaEngine, slow_athena: None) -> None:
-    from moto.athena.models import athena_backends
-
-    query_id = athena.start("SELECT broken")
-    athena_backends[ACCOUNT_ID]["us-east-1"].executions[query_id].status = "FAILED"  # as Athena would
+def test_a_failed_query_raises_with_its_id_and_reason(world: LocalWorld, athena: AthenaEngine) -> None:
+    query_id = athena.start('SELECT missing_column FROM "ddb_lake"."no_such_table"')
     with pytest.raises(AthenaQueryError) as raised:
         athena.wait(query_id)
-    assert raised.value.state == "FAILED" and query_id in str(raised.value)
+    assert raised.value.state == "FAILED" and raised.value.query_id == query_id
+    assert query_id in str(raised.value) and "no_such_table" in raised.value.reason
 
 
 def test_glue_registration_types_locations_and_evolution(world: LocalWorld, tmp_path: Path, s3: Any) -> None:

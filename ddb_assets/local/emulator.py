@@ -354,6 +354,49 @@ def _paged_query_results(handler: Any) -> str:
     return json.dumps(document)
 
 
+def _wrap_athena_execution() -> None:
+    """Queries with no queued result run for real (local/athena_sql.py); results, failures and
+    bytes scanned show through the ordinary API."""
+    from moto.athena.models import AthenaBackend, QueryResults
+    from moto.athena.responses import AthenaResponse
+
+    from ddb_assets.local.athena_sql import LocalAthena, results_for
+
+    original_start = AthenaBackend.start_query_execution
+    original_describe = AthenaResponse.get_query_execution
+
+    def start_query_execution(self: Any, query: str, context: Any, config: Any, workgroup: Any,
+                              execution_parameters: Any) -> str:
+        exec_id = original_start(self, query, context, config, workgroup, execution_parameters)
+        if exec_id in self.query_results or query.lstrip().upper().startswith(("DROP ", "CREATE DATABASE",
+                                                                               "CREATE SCHEMA")):
+            return exec_id  # a result queued through moto's API, or DDL moto already handled
+        execution = self.executions[exec_id]
+        database = (context or {}).get("Database") if isinstance(context, dict) else None
+        try:
+            table, scanned = LocalAthena(self.account_id, self.region_name).execute(query, database)
+        except Exception as exc:  # the query failed, as Athena would report it
+            execution.status = "FAILED"
+            execution._ddb_assets_reason = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+            return exec_id
+        execution._ddb_assets_scanned = scanned
+        rows, columns = results_for(table) if table is not None else ([], [])
+        self.query_results[exec_id] = QueryResults(rows=rows, column_info=columns)
+        return exec_id
+
+    def get_query_execution(self: Any) -> str:
+        document = json.loads(original_describe(self))
+        execution = self.athena_backend.executions.get(document["QueryExecution"]["QueryExecutionId"])
+        if execution is not None and hasattr(execution, "_ddb_assets_reason"):
+            document["QueryExecution"]["Status"]["StateChangeReason"] = execution._ddb_assets_reason
+        if execution is not None and hasattr(execution, "_ddb_assets_scanned"):
+            document["QueryExecution"]["Statistics"]["DataScannedInBytes"] = execution._ddb_assets_scanned
+        return json.dumps(document)
+
+    AthenaBackend.start_query_execution = start_query_execution  # type: ignore[method-assign]
+    AthenaResponse.get_query_execution = get_query_execution  # type: ignore[method-assign]
+
+
 _INSTALLED = threading.Lock()
 _installed = False
 
@@ -373,6 +416,7 @@ def install() -> None:
         from moto.athena.responses import AthenaResponse
 
         AthenaResponse.get_query_results = _paged_query_results  # type: ignore[method-assign]
+        _wrap_athena_execution()
         _installed = True
 
 
