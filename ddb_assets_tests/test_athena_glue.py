@@ -151,29 +151,40 @@ def test_the_athena_profile_registers_glue_and_runs_checks_and_reports_on_athena
         dg.materialize([assets[names.raw_export_key]], partition_key=export_id, instance=instance,
                        resources=defs.resources)
         partitions = names.value_partitions.get_partition_keys(dynamic_partitions_store=instance)
-        _queue_results(world, [], [("product_id", "varchar")])  # the preview query
-        _queue_results(world, [["200", "0", "200"]],
-                       [("total", "bigint"), ("null_keys", "bigint"), ("distinct_keys", "bigint")])
+        # No queued results: the local Athena runs every query for real over the Glue catalog.
         result = dg.materialize([assets[names.raw_export_key], assets[names.parquet_key]],
                                 selection=[names.parquet_key], instance=instance, resources=defs.resources,
                                 tags={"dagster/asset_partition_range_start": partitions[0],
                                       "dagster/asset_partition_range_end": partitions[-1]})
         checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
         assert checks["keys_not_null_and_unique"].passed and checks["row_count_matches_export"].passed
+        assert checks["keys_not_null_and_unique"].metadata["rows"].value == 200
         glue = world.client("glue")
         registered = glue.get_partitions(DatabaseName=database, TableName=names.name)["Partitions"]
         assert {p["Values"][0] for p in registered} == set(partitions)
-        queries = [world.client("athena").get_query_execution(QueryExecutionId=q)["QueryExecution"]["Query"]
-                   for q in world.client("athena").list_query_executions()["QueryExecutionIds"]]
-        assert any(f'"{database}"."{names.name}"' in q and "DISTINCT" in q for q in queries)
+        [mat] = result.asset_materializations_for_node(f"{names.name}__parquet")[:1]
+        assert "| product_id |" in mat.metadata["preview"].value
 
-        _queue_results(world, [["17431877", "12", "4.5"]],
-                       [("customer_id", "varchar"), ("reviews", "bigint"), ("average_stars", "double")])
-        report = dg.materialize([assets[names.parquet_key], assets[names.key("top_customers")]],
-                                selection=[names.key("top_customers")], instance=instance, resources=defs.resources)
+        for attempt in range(2):  # twice: the second CTAS goes to a new folder and replaces the first
+            report = dg.materialize([assets[names.parquet_key], assets[names.key("top_customers")]],
+                                    selection=[names.key("top_customers")], instance=instance,
+                                    resources=defs.resources)
         [mat] = report.asset_materializations_for_node(f"{names.name}__top_customers")
-        assert mat.metadata["dagster/row_count"].value == 1 and mat.metadata["bytes_scanned"].value == 0
-        assert "17431877" in mat.metadata["preview"].value
+        counts: dict[str, int] = {}
+        for item in ReviewGenerator(200, seed=2):
+            counts[item["customer_id"]["S"]] = counts.get(item["customer_id"]["S"], 0) + 1
+        best = max(counts.values())
+        assert mat.metadata["dagster/row_count"].value == min(100, len(counts))
+        assert mat.metadata["bytes_scanned"].value > 0
+        top = [c for c, n in counts.items() if n == best]
+        assert any(customer in mat.metadata["preview"].value for customer in top)
+        stable = glue.get_table(DatabaseName=database, Name=f"{names.name}_top_customers")["Table"]
+        location = stable["StorageDescriptor"]["Location"]
+        assert location == mat.metadata["dagster/uri"].value and location.startswith(f"s3://{lake_bucket}/lake/reports/")
+        report_keys = [o["Key"] for o in s3.list_objects_v2(Bucket=lake_bucket, Prefix="lake/reports/")["Contents"]
+                       if not o["Key"].endswith("/")]  # pyarrow leaves empty "folder" marker objects
+        assert len(report_keys) == 1 and report_keys[0].startswith(location.split("/", 3)[3])  # old CTAS swept
+        assert not [t for t in glue.get_tables(DatabaseName=database)["TableList"] if "__v" in t["Name"]]
 
 
 def test_results_are_read_across_pages(world: LocalWorld, athena: AthenaEngine) -> None:
@@ -185,3 +196,34 @@ def test_results_are_read_across_pages(world: LocalWorld, athena: AthenaEngine) 
     first_page = world.client("athena").get_query_results(
         QueryExecutionId=world.client("athena").list_query_executions()["QueryExecutionIds"][-1], MaxResults=1000)
     assert len(first_page["ResultSet"]["Rows"]) == 1000 and first_page["NextToken"]
+
+
+def test_odd_names_and_partition_values_cannot_break_or_inject(world: LocalWorld, tmp_path: Path, s3: Any) -> None:
+    """Glue naming keeps attribute names as they are: quotes, spaces and dots reach the SQL we write."""
+    from ddb_assets.query.athena_lake import AthenaLakeEngine
+    from ddb_assets.query.duckdb_engine import DuckDBEngine, quote_identifier
+    from ddb_assets_tests.test_schema_rules import export_of
+
+    items = [{'we"ird name': {"S": "x"}, "cat": {"S": "a'b\"c; DROP TABLE t; --"}},
+             {'we"ird name': {"S": "y"}, "cat": {"S": "plain"}}]
+    lake_bucket = unique("lake")
+    s3.create_bucket(Bucket=lake_bucket)
+    root = f"s3://{lake_bucket}/odd"
+    with world.environment():
+        convert_export(export_of(tmp_path / "export", items), root,
+                       ConvertOptions(workers=1, naming="glue", partition_by="cat"))
+        location = resolve(root)
+        duck = DuckDBEngine()
+        duck.register_table("odd", location)
+        column = quote_identifier('item.we"ird name.s')
+        rows = duck.query(f"SELECT {column} AS v, \"item.cat.s\" AS cat FROM odd ORDER BY v").table.to_pylist()
+    assert rows == [{"v": "x", "cat": "a'b\"c; DROP TABLE t; --"}, {"v": "y", "cat": "plain"}]
+
+    database = unique("db").replace("-", "_")
+    athena = AthenaLakeEngine(athena=world.client("athena"), glue=world.client("glue"), database=database,
+                              output_location=f"s3://{lake_bucket}/results/")
+    world.client("glue").create_database(DatabaseInput={"Name": database})
+    athena.register_table("odd", location)
+    result = athena.query(f"SELECT {column} AS v FROM {athena.table_reference('odd')} "
+                          f"WHERE \"item.cat.s\" = 'a''b\"c; DROP TABLE t; --'")
+    assert result.table.to_pylist() == [{"v": "x"}]

@@ -59,3 +59,7 @@ class TableNames:
 
     def report_path(self, report: str) -> str:
         return f"reports/{self.name}/{report}.parquet"
+
+    def report_folder(self, report: str) -> str:
+        """Athena's CTAS writes a folder per run under here (a file cannot be a CTAS target)."""
+        return f"reports/{self.name}/{report}"

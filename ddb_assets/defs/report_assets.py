@@ -4,10 +4,12 @@
 import io
 
 import dagster as dg
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ddb_assets.aws.resources import QueryEngineResource, LakeResource
 from ddb_assets.defs.names import TableNames
+from ddb_assets.exports.storage import Location
 from ddb_assets.query.reports import Report, load_reports
 
 
@@ -24,20 +26,43 @@ def _report_asset(names: TableNames, report: Report) -> dg.AssetsDefinition:
         try:
             engine.register_table(names.name, lake.location(names.lake_path))
             sql = report.sql(engine.table_reference(names.name))
-            result = engine.query(sql, measure=True)  # records the bytes the engine read
+            if hasattr(engine, "materialize_report"):  # Athena: CTAS straight into the lake
+                folder = lake.location(names.report_folder(report.name))
+                outcome = engine.materialize_report(names.name, report.name, sql, folder.uri)
+                _remove_other_versions(folder, outcome.location)
+                result, rows, uri = outcome.preview, outcome.rows, outcome.location
+            else:  # DuckDB: run here, write the Parquet ourselves
+                result = engine.query(sql, measure=True)  # records the bytes the engine read
+                buffer = io.BytesIO()
+                pq.write_table(result.table, buffer, compression="zstd")
+                target = lake.location(names.report_path(report.name))
+                target.write_bytes(buffer.getvalue())
+                rows, uri = result.table.num_rows, target.uri
         finally:
             engine.close()
-        buffer = io.BytesIO()
-        pq.write_table(result.table, buffer, compression="zstd")
-        target = lake.location(names.report_path(report.name))
-        target.write_bytes(buffer.getvalue())
-        context.log.info(f"{report.name}: {result.table.num_rows} rows -> {target.uri}")
+        context.log.info(f"{report.name}: {rows} rows -> {uri}")
         return dg.MaterializeResult(metadata={
-            "dagster/row_count": result.table.num_rows,
-            "dagster/uri": target.uri,
+            "dagster/row_count": rows,
+            "dagster/uri": uri,
             "preview": dg.MetadataValue.md(result.markdown(20)),
             "sql": dg.MetadataValue.md(f"```sql\n{sql.strip()}\n```"),
             **({"bytes_scanned": result.bytes_scanned} if result.bytes_scanned is not None else {}),
         })
 
     return report_asset
+
+
+def _remove_other_versions(folder: Location, keep_uri: str) -> None:
+    """Superseded CTAS outputs of this report (the Glue table already points at the new one)."""
+    keep = keep_uri.rstrip("/").rsplit("/", 1)[-1]
+    try:
+        entries = folder.fs.get_file_info(pafs.FileSelector(folder.path, allow_not_found=True))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.base_name == keep:
+            continue
+        if entry.type == pafs.FileType.Directory:
+            folder.fs.delete_dir(entry.path)
+        else:
+            folder.fs.delete_file(entry.path)

@@ -179,8 +179,9 @@ def discover_reports(root: Location) -> dict[str, Location]:
         return found
     for entry in entries:
         if entry.type == pafs.FileType.File and entry.path.endswith(".parquet"):
-            table, report = entry.path[len(reports.path) + 1:-len(".parquet")].split("/", 1)
-            found[f"{table}_{report.replace('/', '_')}"] = Location(root.fs, entry.path, root.scheme)
+            parts = entry.path[len(reports.path) + 1:-len(".parquet")].split("/")
+            # reports/<table>/<report>.parquet (DuckDB) or reports/<table>/<report>/<version>/part-*.parquet (CTAS)
+            found[f"{parts[0]}_{parts[1]}"] = Location(root.fs, entry.path, root.scheme)
     return dict(sorted(found.items()))
 
 
