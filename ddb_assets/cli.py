@@ -164,6 +164,13 @@ def generate_export(
     console.print(f"export written: {summary_path}")
 
 
+def _check_naming(naming: str) -> None:
+    from ddb_assets.lake.schema import NAMING_MODES
+
+    if naming not in NAMING_MODES:
+        raise CliError(f"--naming must be one of {', '.join(NAMING_MODES)}, not {naming!r}")
+
+
 def _conversion_progress():  # type: ignore[no-untyped-def]
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -209,6 +216,7 @@ def convert(
 
     from ddb_assets.lake.convert import ConvertOptions, convert_export
 
+    _check_naming(naming)
     options = ConvertOptions(partition_by=partition_by or None, naming=naming, workers=workers,
                              max_depth=max_depth, dictionary_keys=dictionary_keys, work_dir=work_dir)
     progress, on_event = _conversion_progress()
@@ -245,6 +253,7 @@ def inspect(
     from ddb_assets.lake.report import attribute_rows
     from ddb_assets.lake.schema import plan_table
 
+    _check_naming(naming)
     options = ConvertOptions(partition_by=partition_by or None, naming=naming, workers=workers)
     progress, on_event = _conversion_progress()
     with progress:
@@ -395,18 +404,19 @@ def main() -> None:
 
     from ddb_assets.aws.dynamodb_exports import ExportFailed, ExportTimeout
     from ddb_assets.exports.errors import ExportFormatError
+    from ddb_assets.settings import ConfigError
 
     try:
         app()
-    except (CliError, ExportFormatError, ExportFailed, ExportTimeout) as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+    except (CliError, ExportFormatError, ExportFailed, ExportTimeout, ConfigError, LookupError) as exc:
+        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except ClientError as exc:
         error = exc.response.get("Error", {})
-        err_console.print(f"[red]error:[/] {error.get('Code')}: {error.get('Message')}", highlight=False)
+        err_console.print(f"[red]error:[/] {error.get('Code')}: {error.get('Message')}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except BotoCoreError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

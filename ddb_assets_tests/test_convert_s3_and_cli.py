@@ -67,3 +67,13 @@ def test_cli_glue_naming_and_no_partitioning(tmp_path: Path) -> None:
     meta = json.loads((tmp_path / "flat" / "_ddb_assets.json").read_text())
     assert meta["partition_column"] is None and list(meta["partitions"]) == [""]
     assert "item.product_title.s" in [c["name"] for c in meta["columns"]]
+
+
+def test_cli_errors_stay_on_one_line_however_long(tmp_path: Path) -> None:
+    long_path = tmp_path / ("a-very-long-folder-name-" * 6) / "export"
+    result = run_cli("convert", str(long_path), str(tmp_path / "out"), env={"COLUMNS": "60"})
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(long_path) in lines[0]
+    bad_naming = run_cli("convert", str(long_path), str(tmp_path / "out"), "--naming", "camel")
+    assert bad_naming.returncode == 1 and "--naming must be one of snake, glue" in bad_naming.stderr
