@@ -139,3 +139,20 @@ def test_partition_values_are_escaped_like_hive(tmp_path: Path, value: str, fold
     meta, schema, rows = convert(tmp_path, [{"cat": {"S": value}}], partition_by="cat")
     assert meta["partitions"][value]["folder"] == f"cat={folder}"
     assert rows[0]["cat"] == value
+
+
+def test_ion_exports_convert_like_json_ones(tmp_path: Path) -> None:
+    from ddb_assets_tests import doctor
+
+    tables = {}
+    for export_format in ("DYNAMODB_JSON", "ION"):
+        folder = doctor.make_export(tmp_path / export_format, items=1500, seed=8, export_format=export_format)
+        root = tmp_path / f"lake-{export_format}"
+        convert_export(folder, root, ConvertOptions(workers=2))
+        meta, rows = read_rows(str(root))
+        tables[export_format] = (meta, sorted(rows, key=lambda r: r["review_id"]))
+    (json_meta, json_rows), (ion_meta, ion_rows) = tables["DYNAMODB_JSON"], tables["ION"]
+    assert [c["name"] for c in json_meta["columns"]] == [c["name"] for c in ion_meta["columns"]]
+    votes = next(c for c in ion_meta["columns"] if c["name"] == "votes_by_day")
+    assert votes["encoding"] == "json"  # a dictionary map stays one column on the Ion path too
+    assert json_rows == ion_rows

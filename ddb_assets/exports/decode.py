@@ -177,10 +177,33 @@ def _merge_types(a: pa.DataType, b: pa.DataType) -> pa.DataType:
     return a
 
 
+def _leading_lines(raw: bytes) -> Iterator[bytes]:
+    """Non-blank lines from the start, without splitting the whole buffer."""
+    start = 0
+    while start < len(raw):
+        end = raw.find(b"\n", start)
+        end = len(raw) if end < 0 else end
+        line = raw[start:end]
+        if line.strip():
+            yield line
+        start = end + 1
+
+
+def first_item_names(raw: bytes) -> tuple[str, ...]:
+    """Attribute names of the first item, in line order (the table's keys come first)."""
+    for line in _leading_lines(raw):
+        try:
+            item = orjson.loads(line).get("Item")
+        except (orjson.JSONDecodeError, AttributeError):
+            return ()
+        return tuple(item) if isinstance(item, dict) else ()
+    return ()
+
+
 def detect_dictionary_maps(raw: bytes, threshold: int, sample_lines: int = 5000) -> frozenset[str]:
     """Top-level attributes whose maps show more than ``threshold`` distinct keys in a sample."""
     keys: dict[str, set[str]] = {}
-    for count, (_, line) in enumerate(_numbered_lines(raw)):
+    for count, line in enumerate(_leading_lines(raw)):
         if count >= sample_lines:
             break
         try:

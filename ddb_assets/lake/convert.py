@@ -27,7 +27,13 @@ from typing import Any, Callable, Iterable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ddb_assets.exports.decode import detect_dictionary_maps, gunzip, parse_items
+from ddb_assets.exports.decode import (
+    detect_dictionary_maps,
+    first_item_names,
+    gunzip,
+    ion_to_json_lines,
+    parse_items,
+)
 from ddb_assets.exports.errors import ExportFormatError, ItemCountMismatch
 from ddb_assets.exports.reader import DataFile, Export, open_export
 from ddb_assets.exports.storage import Location, S3Options, resolve
@@ -123,20 +129,26 @@ def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictiona
     raw = gunzip(compressed, obj=data_file.name)
     compressed_size, raw_size = len(compressed), len(raw)
     del compressed
-    if _learned["dictionary_maps"] is None and data_file.output_format != "ION":
+    output_format = data_file.output_format
+    if output_format == "ION":
+        # Ion lines become DynamoDB JSON lines first, so both formats take the same fast path.
+        raw, output_format = ion_to_json_lines(raw, obj=data_file.name), "DYNAMODB_JSON"
+    if _learned["dictionary_maps"] is None:
         _learned["dictionary_maps"] = detect_dictionary_maps(raw, dictionary_keys)
+    first_line = first_item_names(raw)
     # Hand the only reference to the parser, so the decompressed bytes can be freed as soon as
     # it has made its own copy (memory per worker is what bounds the whole conversion).
     holder = [raw]
     del raw
     table, _learned["schema"] = parse_items(
-        holder.pop(), output_format=data_file.output_format, obj=data_file.name, known=_learned["schema"],
+        holder.pop(), output_format=output_format, obj=data_file.name, known=_learned["schema"],
         dictionary_maps=_learned["dictionary_maps"] or frozenset())
     if table.num_rows != data_file.manifest.item_count:
         raise ItemCountMismatch(data_file.name, f"holds {table.num_rows} items, manifest-files.json says "
                                                 f"{data_file.manifest.item_count}")
     item = table.column("Item").combine_chunks()
     profile = profile_items(item, index)
+    profile.first_line = (index, first_line) if first_line else None
     if partition_by is not None:
         values = partition_values(ItemColumns(item).wrapper((partition_by,)), len(item))
         profile.partition_values = set(pc.unique(values).to_pylist())

@@ -136,6 +136,10 @@ def partition_values(wrapper: pa.Array | None, rows: int) -> pa.Array:
 # -- JSON text for dictionary maps and mixed lists --------------------------------------------
 
 
+# Map keys have no order in DynamoDB; sorted keys give one text per value, however it was parsed.
+_SORTED = orjson.OPT_SORT_KEYS
+
+
 def _json_text(values: pa.Array, rows: int) -> pa.Array:
     """Each value as compact JSON: numbers exact (their DynamoDB text), binaries base64, sets arrays."""
     descriptor_is_map = pa.types.is_struct(values.type)
@@ -144,14 +148,14 @@ def _json_text(values: pa.Array, rows: int) -> pa.Array:
         if value is None:
             out.append(None)
         elif descriptor_is_map:
-            out.append(orjson.dumps(_plain_map(value)).decode("utf-8"))
+            out.append(orjson.dumps(_plain_map(value), option=_SORTED).decode("utf-8"))
         else:
-            out.append(orjson.dumps([_plain(element) for element in value]).decode("utf-8"))
+            out.append(orjson.dumps([_plain(element) for element in value], option=_SORTED).decode("utf-8"))
     return pa.array(out, pa.string())
 
 
 def _json_text_from_dynamodb_json(texts: pa.Array) -> pa.Array:
-    return pa.array([None if t is None else orjson.dumps(_plain_map(orjson.loads(t))).decode("utf-8")
+    return pa.array([None if t is None else orjson.dumps(_plain_map(orjson.loads(t)), option=_SORTED).decode("utf-8")
                      for t in texts.to_pylist()], pa.string())
 
 

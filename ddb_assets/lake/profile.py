@@ -100,10 +100,15 @@ class Profile:
     items: int = 0
     nodes: dict[Path, NodeStats] = field(default_factory=dict)
     partition_values: set[str] = field(default_factory=set)  # of the partition attribute, as text
+    # (file index, attribute names of that file's first item, in order): the table's key
+    # attributes come first in every export line, so the earliest file's first line orders columns.
+    first_line: tuple[int, tuple[str, ...]] | None = None
 
     def merge(self, other: "Profile") -> "Profile":
         self.items += other.items
         self.partition_values |= other.partition_values
+        if other.first_line is not None and (self.first_line is None or other.first_line[0] < self.first_line[0]):
+            self.first_line = other.first_line
         for path, stats in other.nodes.items():
             if path in self.nodes:
                 self.nodes[path].merge(stats)
@@ -119,9 +124,15 @@ class Profile:
         return total
 
     def children(self, path: Path) -> list[Path]:
-        """Direct map children of ``path`` (not list elements), in order of first appearance."""
+        """Direct map children of ``path`` (not list elements), in a deterministic order.
+
+        Top level: the attributes of the earliest file's first item in their order (keys first),
+        then the others by the first file they appear in and by name. Below: by first file and
+        name. Never by parse order, which depends on how files were spread over workers.
+        """
         found = [p for p in self.nodes if len(p) == len(path) + 1 and p[:-1] == path and p[-1] is not None]
-        return sorted(found, key=lambda p: (self.nodes[p].first_seen, p[-1]))
+        leading = {name: rank for rank, name in enumerate(self.first_line[1])} if (path == () and self.first_line) else {}
+        return sorted(found, key=lambda p: (leading.get(p[-1], len(leading)), self.nodes[p].first_seen[0], p[-1]))
 
     def top_level(self) -> list[Path]:
         return self.children(())
