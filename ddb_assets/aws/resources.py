@@ -80,9 +80,6 @@ class LakeResource(dg.ConfigurableResource):
     def location(self, *parts: str) -> Location:
         return resolve(self.root, self.s3_options()).join(*parts)
 
-    def export_location(self, bucket: str, key: str) -> str:
-        return f"s3://{bucket}/{key}"
-
 
 class QueryEngineResource(dg.ConfigurableResource):
     """Where SQL over the lake runs. ``engine()`` returns an object with ``register_table(name,

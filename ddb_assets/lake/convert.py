@@ -92,10 +92,6 @@ class ConvertResult:
     seconds: float
     deleted: list[str] = field(default_factory=list)
 
-    @property
-    def partitions_written(self) -> list[str]:
-        return sorted({w.partition for w in self.written})
-
 
 def _release_memory() -> None:
     # Arrow's allocator keeps freed pages for reuse; a long-lived worker that has seen many files

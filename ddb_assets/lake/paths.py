@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from urllib.parse import unquote
-
 # Characters Hive escapes in partition values (FileUtils.escapePathName), plus control characters.
 _UNSAFE = set('"#%\'*/:=?\\\x7f{[]^') | {chr(c) for c in range(0x20)}
 
 
 def hive_escape(value: str) -> str:
     return "".join(f"%{ord(ch):02X}" if ch in _UNSAFE else ch for ch in value)
-
-
-def hive_unescape(text: str) -> str:
-    return unquote(text)
 
 
 def partition_folder(column: str, value: str) -> str:

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Protocol
 
 import orjson
 
-from ddb_assets.exports.checksums import md5_base64
+from ddb_assets.exports.checksums import md5_base64, single_part_etag
 from ddb_assets.exports.ion_codec import item_to_ion_line
 from ddb_assets.exports.manifest import (
     FULL_EXPORT_VERSION,
@@ -134,7 +134,7 @@ def write_export(
         entries.append(ManifestFile(
             item_count=data_file.item_count,
             md5_checksum=md5_base64(data),
-            etag=hashlib.md5(hashlib.md5(data).digest()).hexdigest() + "-1",
+            etag=single_part_etag(data),
             data_file_s3_key=key,
         ))
     manifest_files = render_manifest_files(entries)
