@@ -10,7 +10,6 @@ says what is wrong with it. ION lines are decoded with amazon-ion into the same 
 
 from __future__ import annotations
 
-import io
 from typing import Any, Iterator
 
 import orjson
@@ -19,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 from isal import igzip
 
+from ddb_assets.exports.buffers import Text
 from ddb_assets.exports.errors import ExportFormatError
 from ddb_assets.exports.ion_codec import parse_ion_line
 
@@ -28,6 +28,7 @@ DESCRIPTORS = ("S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS")
 # A top-level map used as a dictionary (many distinct keys) is carried as its DynamoDB JSON text
 # under this internal descriptor: pyarrow's reader would otherwise build one struct field per key
 # and append to every one of them for every row (an export with 4,000 such keys parses 40x slower).
+# Such maps are lifted out of the text before the parse and attached afterwards.
 RAW_MAP = "_Mjson"
 
 
@@ -40,7 +41,7 @@ def gunzip(data: bytes, *, obj: str) -> bytes:
         raise ExportFormatError(obj, f"not a valid gzip file ({exc})") from None
 
 
-def parse_items(raw: bytes, *, output_format: str, obj: str, known: pa.Schema | None = None,
+def parse_items(raw: bytes | Text, *, output_format: str, obj: str, known: pa.Schema | None = None,
                 dictionary_maps: frozenset[str] = frozenset()) -> tuple[pa.Table, pa.Schema | None]:
     """Decompressed data file -> (table with one struct column ``Item``, schema to pass next time).
 
@@ -48,36 +49,42 @@ def parse_items(raw: bytes, *, output_format: str, obj: str, known: pa.Schema | 
     So every string position is pinned to ``string`` by an explicit schema: the one learned from
     earlier files (``known``) covers most attributes at no extra cost; when this file brings new
     attributes that were inferred as timestamps, it is parsed once more with them pinned.
+    Dictionary maps are taken out of ``raw`` in place (it is copied first if it is ``bytes``).
     """
+    text = Text.of(raw)
     if output_format == "ION":
-        raw = ion_to_json_lines(raw, obj=obj)
-    if not raw.lstrip():  # lstrip stops at the first character of a non-empty file
+        text = Text.of(ion_to_json_lines(text, obj=obj))
+    if text.is_blank():
         return pa.table({"Item": pa.array([], pa.struct([]))}), known
+    lifted: dict[str, dict[int, str]] = {}
     if dictionary_maps:
-        raw = _carry_maps_as_text(raw, dictionary_maps)
+        text = text.writable()
+        lifted = _lift_dictionary_maps(text, dictionary_maps, obj)
     if known is None:
-        known = _schema_from_sample(raw)
-    table = _read_json(raw, obj, known)
+        known = _schema_from_sample(text)
+    table = _read_json(text, obj, known)
     pinned = pin_strings(table.schema)
     if not pinned.equals(table.schema):
-        table = _read_json(raw, obj, pinned)
+        table = _read_json(text, obj, pinned)
     if table.column_names != ["Item"]:
         extra = [name for name in table.column_names if name != "Item"]
-        _raise_at_first_row_with(raw, obj, lambda doc: any(k in doc for k in extra),
+        _raise_at_first_row_with(text, obj, lambda doc: any(k in doc for k in extra),
                                  f"expected {{\"Item\": ...}} lines (a full export); found top-level key(s) "
                                  f"{', '.join(repr(e) for e in extra)}")
     item = table.column("Item").combine_chunks()
     if not pa.types.is_struct(item.type):
         raise ExportFormatError(obj, "'Item' must be an object of attributes", line=1)
     if item.null_count:
-        _raise_at_first_row_with(raw, obj, lambda doc: not isinstance(doc.get("Item"), dict),
+        _raise_at_first_row_with(text, obj, lambda doc: not isinstance(doc.get("Item"), dict),
                                  "every line needs an 'Item' object")
+    if lifted:
+        item = _attach_lifted(item, lifted, text)
     for index, field in enumerate(item.type):
-        _check_wrapper(item.field(index), field.name, raw, obj)
+        _check_wrapper(item.field(index), field.name, text, obj)
     return pa.table({"Item": item}), without_nulls(merge_schemas(known, pinned))
 
 
-def _schema_from_sample(raw: bytes, sample_bytes: int = 1 << 20) -> pa.Schema | None:
+def _schema_from_sample(raw: Text, sample_bytes: int = 1 << 20) -> pa.Schema | None:
     """Learn (and pin) the schema from the file's first megabyte, so that the whole file is parsed
     once with it instead of twice (inferred, then re-parsed with timestamps pinned to strings)."""
     if len(raw) <= 2 * sample_bytes:
@@ -86,17 +93,19 @@ def _schema_from_sample(raw: bytes, sample_bytes: int = 1 << 20) -> pa.Schema | 
     if end < 0:
         return None
     try:
-        sample = pajson.read_json(io.BytesIO(raw[:end + 1]),
+        sample = pajson.read_json(pa.BufferReader(raw[:end + 1]),
                                   read_options=pajson.ReadOptions(use_threads=False, block_size=end + 2))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None  # the full parse reports the problem with its line number
     return without_nulls(pin_strings(sample.schema))
 
 
-def _read_json(raw: bytes, obj: str, schema: pa.Schema | None) -> pa.Table:
+def _read_json(raw: Text, obj: str, schema: pa.Schema | None) -> pa.Table:
+    # The reader copies every value into its own arrays, so the table does not point into ``raw``
+    # (whose arena the next file overwrites).
     try:
         return pajson.read_json(
-            io.BytesIO(raw),
+            pa.BufferReader(raw.buffer()),
             read_options=pajson.ReadOptions(use_threads=False, block_size=len(raw) + 1),
             parse_options=pajson.ParseOptions(newlines_in_values=False, explicit_schema=schema,
                                               unexpected_field_behavior="infer"),
@@ -177,7 +186,7 @@ def _merge_types(a: pa.DataType, b: pa.DataType) -> pa.DataType:
     return a
 
 
-def _leading_lines(raw: bytes) -> Iterator[bytes]:
+def _leading_lines(raw: bytes | Text) -> Iterator[bytes]:
     """Non-blank lines from the start, without splitting the whole buffer."""
     start = 0
     while start < len(raw):
@@ -189,7 +198,7 @@ def _leading_lines(raw: bytes) -> Iterator[bytes]:
         start = end + 1
 
 
-def first_item_names(raw: bytes) -> tuple[str, ...]:
+def first_item_names(raw: bytes | Text) -> tuple[str, ...]:
     """Attribute names of the first item, in line order (the table's keys come first)."""
     for line in _leading_lines(raw):
         try:
@@ -200,7 +209,7 @@ def first_item_names(raw: bytes) -> tuple[str, ...]:
     return ()
 
 
-def detect_dictionary_maps(raw: bytes, threshold: int, sample_lines: int = 5000) -> frozenset[str]:
+def detect_dictionary_maps(raw: bytes | Text, threshold: int, sample_lines: int = 5000) -> frozenset[str]:
     """Top-level attributes whose maps show more than ``threshold`` distinct keys in a sample."""
     keys: dict[str, set[str]] = {}
     for count, line in enumerate(_leading_lines(raw)):
@@ -218,8 +227,14 @@ def detect_dictionary_maps(raw: bytes, threshold: int, sample_lines: int = 5000)
     return frozenset(name for name, seen in keys.items() if len(seen) > threshold)
 
 
-def _carry_maps_as_text(raw: bytes, names: frozenset[str]) -> bytes:
-    """Rewrite only the lines that hold such a map; the rest of the buffer is copied untouched."""
+def _lift_dictionary_maps(raw: Text, names: frozenset[str], obj: str) -> dict[str, dict[int, str]]:
+    """Take such maps out of the text, in place, before the parse; return their texts by line.
+
+    Only the lines that hold one are touched: each is re-serialized without the map and padded
+    with spaces to its old length (JSON allows trailing spaces), so no byte moves and the rest
+    of the file is neither copied nor parsed twice. The maps come back as DynamoDB JSON text,
+    {name: {line index (0-based): text}}, and are attached after the parse (``_attach_lifted``).
+    """
     needles = [orjson.dumps(name) + b':{"M":' for name in names]
     starts = set()
     for needle in needles:
@@ -227,35 +242,73 @@ def _carry_maps_as_text(raw: bytes, names: frozenset[str]) -> bytes:
         while position >= 0:
             starts.add(raw.rfind(b"\n", 0, position) + 1)
             position = raw.find(needle, position + len(needle))
-    if not starts:
-        return raw
-    pieces, cursor = [], 0
+    lifted: dict[str, dict[int, str]] = {}
+    line_index, counted_to = 0, 0
     for start in sorted(starts):
         end = raw.find(b"\n", start)
         end = len(raw) if end < 0 else end
-        pieces.append(raw[cursor:start])
-        pieces.append(_carry_line(raw[start:end], names))
-        cursor = end
-    pieces.append(raw[cursor:])
-    return b"".join(pieces)
+        line_index += raw.count(b"\n", counted_to, start)
+        counted_to = start
+        line = raw[start:end]
+        try:
+            doc = orjson.loads(line)
+            item = doc["Item"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            find_first_bad_line(raw, obj=obj)
+            continue  # not reached: the line is bad and find_first_bad_line says why
+        if not isinstance(item, dict):
+            continue  # the parse reports it
+        taken = False
+        for name in names:
+            value = item.get(name)
+            if isinstance(value, dict) and len(value) == 1 and isinstance(value.get("M"), dict):
+                lifted.setdefault(name, {})[line_index] = orjson.dumps(value["M"]).decode("utf-8")
+                del item[name]
+                taken = True
+        if taken:
+            shorter = orjson.dumps(doc)
+            # Compact output of fewer members: never longer than the valid JSON it came from.
+            if len(shorter) > len(line):
+                raise RuntimeError(f"{obj}: line {line_index + 1} grew when re-serialized")
+            raw.overwrite(start, shorter + b" " * (len(line) - len(shorter)))
+    return lifted
 
 
-def _carry_line(line: bytes, names: frozenset[str]) -> bytes:
-    try:
-        doc = orjson.loads(line)
-        item = doc["Item"]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return line  # left as is: the parse reports it with its line number
-    changed = False
-    for name in names:
-        value = item.get(name) if isinstance(item, dict) else None
-        if isinstance(value, dict) and len(value) == 1 and isinstance(value.get("M"), dict):
-            item[name] = {RAW_MAP: orjson.dumps(value["M"]).decode("utf-8")}
-            changed = True
-    return orjson.dumps(doc) if changed else line
+def _attach_lifted(item: pa.StructArray, lifted: dict[str, dict[int, str]], raw: Text) -> pa.StructArray:
+    """Put lifted maps back as ``{"_Mjson": text}`` wrappers, at the rows their lines became."""
+    rows = len(item)
+    row_of = _row_of_line(raw, rows)
+    fields = {field.name: item.field(index) for index, field in enumerate(item.type)}
+    for name, by_line in lifted.items():
+        texts: list[str | None] = [None] * rows
+        for line_index, text in by_line.items():
+            texts[row_of(line_index)] = text
+        values = pa.array(texts, pa.string())
+        carried = pa.StructArray.from_arrays([values], names=[RAW_MAP], mask=values.is_null())
+        existing = fields.get(name)
+        if existing is not None:  # the same attribute also came through the parser (other spacing)
+            children = existing.flatten() + [values]
+            names_ = [f.name for f in existing.type] + [RAW_MAP]
+            carried = pa.StructArray.from_arrays(children, names=names_,
+                                                 mask=pc.and_(existing.is_null(), values.is_null()))
+        fields[name] = carried
+    return pa.StructArray.from_arrays(list(fields.values()), names=list(fields))
 
 
-def ion_to_json_lines(raw: bytes, *, obj: str) -> bytes:
+def _row_of_line(raw: Text, rows: int) -> Any:
+    """Line index -> row index. They are equal unless the file has blank lines, which the parser
+    skips; then (a rare, slow path) the blank lines before each line are counted."""
+    lines = raw.count(b"\n") + (0 if raw.size and raw.view()[-1:] == b"\n" else 1)
+    if lines == rows:
+        return lambda line_index: line_index
+    mapping, row = [], 0
+    for line in raw.lines():
+        mapping.append(row)
+        row += bool(line.strip())
+    return lambda line_index: mapping[line_index]
+
+
+def ion_to_json_lines(raw: bytes | Text, *, obj: str) -> bytes:
     out = []
     for number, line in _numbered_lines(raw):
         try:
@@ -269,7 +322,7 @@ def ion_to_json_lines(raw: bytes, *, obj: str) -> bytes:
 # -- vectorized validation -------------------------------------------------------------------
 
 
-def _check_wrapper(array: pa.Array, path: str, raw: bytes, obj: str) -> None:
+def _check_wrapper(array: pa.Array, path: str, raw: Text, obj: str) -> None:
     """``array`` holds AttributeValues (``{"S": ...}`` structs) for ``path``; nulls mean absent."""
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
@@ -324,13 +377,13 @@ def _valid_counts(children: list[pa.Array]) -> pa.Array:
 # -- finding the line at fault (error path only) -----------------------------------------------
 
 
-def _numbered_lines(raw: bytes) -> Iterator[tuple[int, bytes]]:
-    for number, line in enumerate(raw.split(b"\n"), start=1):
+def _numbered_lines(raw: bytes | Text) -> Iterator[tuple[int, bytes]]:
+    for number, line in enumerate(bytes(raw).split(b"\n"), start=1):
         if line.strip():
             yield number, line
 
 
-def find_first_bad_line(raw: bytes, *, obj: str) -> None:
+def find_first_bad_line(raw: bytes | Text, *, obj: str) -> None:
     """Raise an ExportFormatError for the first line that is not a valid full-export item line."""
     for number, line in _numbered_lines(raw):
         try:
@@ -385,7 +438,7 @@ def _attribute_problem(value: Any, path: str) -> str | None:
     return None
 
 
-def _raise_at_first_row_with(raw: bytes, obj: str, predicate: Any, message: str) -> None:
+def _raise_at_first_row_with(raw: Text, obj: str, predicate: Any, message: str) -> None:
     for number, line in _numbered_lines(raw):
         try:
             doc = orjson.loads(line)
@@ -396,6 +449,6 @@ def _raise_at_first_row_with(raw: bytes, obj: str, predicate: Any, message: str)
     raise ExportFormatError(obj, message)
 
 
-def _fail_path(raw: bytes, obj: str, path: str, message: str) -> None:
+def _fail_path(raw: Text, obj: str, path: str, message: str) -> None:
     find_first_bad_line(raw, obj=obj)  # usually pinpoints the line with the same finding
     raise ExportFormatError(obj, message)

@@ -27,10 +27,10 @@ from typing import Any, Callable, Iterable
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ddb_assets.exports.buffers import ByteArena, Text, gunzip_into
 from ddb_assets.exports.decode import (
     detect_dictionary_maps,
     first_item_names,
-    gunzip,
     ion_to_json_lines,
     parse_items,
 )
@@ -111,34 +111,47 @@ class _Parsed:
     uncompressed: int
 
 
-# Per worker process and per conversion: the JSON schema learned so far and the dictionary maps
-# detected, so that later files of the same export parse with an explicit schema
-# (see exports.decode.parse_items).
-_learned: dict[str, Any] = {"conversion": None, "schema": None, "dictionary_maps": None}
+class _WorkerState:
+    """Per worker process: the JSON schema learned so far and the dictionary maps detected in this
+    conversion, so that later files parse with an explicit schema (see exports.decode.parse_items),
+    and the byte arena each file is decompressed into (see exports.buffers)."""
+
+    def __init__(self) -> None:
+        self.conversion: str | None = None
+        self.schema: pa.Schema | None = None
+        self.dictionary_maps: frozenset[str] | None = None
+        self.decompressed = ByteArena()
+
+    def begin(self, conversion: str) -> None:
+        if self.conversion != conversion:
+            self.conversion, self.schema, self.dictionary_maps = conversion, None, None
+
+    def release(self) -> None:
+        self.conversion, self.schema, self.dictionary_maps = None, None, None
+        self.decompressed.release()
+
+
+_worker = _WorkerState()
 
 
 def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictionary_keys: int,
                 conversion: str, partition_by: str | None = None) -> _Parsed:
-    if _learned["conversion"] != conversion:
-        _learned.update(conversion=conversion, schema=None, dictionary_maps=None)
+    _worker.begin(conversion)
     compressed = data_file.read_verified()
-    raw = gunzip(compressed, obj=data_file.name)
-    compressed_size, raw_size = len(compressed), len(raw)
+    text = gunzip_into(compressed, _worker.decompressed, obj=data_file.name)
+    compressed_size, raw_size = len(compressed), len(text)
     del compressed
     output_format = data_file.output_format
     if output_format == "ION":
         # Ion lines become DynamoDB JSON lines first, so both formats take the same fast path.
-        raw, output_format = ion_to_json_lines(raw, obj=data_file.name), "DYNAMODB_JSON"
-    if _learned["dictionary_maps"] is None:
-        _learned["dictionary_maps"] = detect_dictionary_maps(raw, dictionary_keys)
-    first_line = first_item_names(raw)
-    # Hand the only reference to the parser, so the decompressed bytes can be freed as soon as
-    # it has made its own copy (memory per worker is what bounds the whole conversion).
-    holder = [raw]
-    del raw
-    table, _learned["schema"] = parse_items(
-        holder.pop(), output_format=output_format, obj=data_file.name, known=_learned["schema"],
-        dictionary_maps=_learned["dictionary_maps"] or frozenset())
+        text, output_format = Text.of(ion_to_json_lines(text, obj=data_file.name)), "DYNAMODB_JSON"
+    if _worker.dictionary_maps is None:
+        _worker.dictionary_maps = detect_dictionary_maps(text, dictionary_keys)
+    first_line = first_item_names(text)
+    table, _worker.schema = parse_items(
+        text, output_format=output_format, obj=data_file.name, known=_worker.schema,
+        dictionary_maps=_worker.dictionary_maps)
+    del text
     if table.num_rows != data_file.manifest.item_count:
         raise ItemCountMismatch(data_file.name, f"holds {table.num_rows} items, manifest-files.json says "
                                                 f"{data_file.manifest.item_count}")
@@ -171,7 +184,7 @@ def _write_group(worker: int, spills: list[str], plan: TablePlan, root_uri: str,
                                keep=(lambda value: value in only) if only is not None else (lambda value: True))
     try:
         for spill in spills:
-            with pa.memory_map(spill, "r") as source:
+            with pa.OSFile(spill, "rb") as source:  # read(2) into pooled memory: no page faults per page of a mapping
                 table = pa.ipc.open_file(source).read_all()
             item = table.column("Item").combine_chunks()
             flat, partitions = flatten_items(item, plan)
@@ -247,6 +260,7 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
         raise
     finally:
         shutil.rmtree(spill_dir, ignore_errors=True)
+        _worker.release()  # workers=1 ran the files in this process
 
     previous = read_metadata(root)
     metadata = _next_metadata(previous, table_name, version, plan, export, written, options)
@@ -264,8 +278,11 @@ def profile_export(source: str | os.PathLike[str] | Export, options: ConvertOpti
     export = source if isinstance(source, Export) else open_export(source, options.s3)
     notify("opened", {"files": len(export.files), "items": export.summary.item_count,
                       "export_id": export.export_id})
-    with _executor(min(options.worker_count, max(1, len(export.files)))) as pool:
-        parsed = _run_stage_one(pool, export, None, options, notify)
+    try:
+        with _executor(min(options.worker_count, max(1, len(export.files)))) as pool:
+            parsed = _run_stage_one(pool, export, None, options, notify)
+    finally:
+        _worker.release()
     return export, Profile.merged(p.profile for p in sorted(parsed, key=lambda p: p.index))
 
 

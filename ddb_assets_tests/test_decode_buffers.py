@@ -1,0 +1,103 @@
+"""The decode hot path: gunzip into a reused arena, dictionary maps lifted out in place."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import orjson
+import pyarrow as pa
+import pytest
+
+from ddb_assets.exports.buffers import ByteArena, Text, gunzip_into
+from ddb_assets.exports.decode import RAW_MAP, parse_items
+from ddb_assets.exports.errors import ExportFormatError
+
+
+def lines_of(items: list[dict]) -> bytes:
+    return b"".join(orjson.dumps({"Item": item}) + b"\n" for item in items)
+
+
+def test_gunzip_into_reuses_the_arena_without_leaking_the_previous_file() -> None:
+    arena = ByteArena()
+    big = b"x" * 100_000 + b"\n"
+    small = b'{"Item":{}}\n'
+    assert bytes(gunzip_into(gzip.compress(big), arena, obj="big.json.gz")) == big
+    text = gunzip_into(gzip.compress(small), arena, obj="small.json.gz")
+    assert bytes(text) == small and len(text) == len(small)
+
+
+def test_gunzip_into_reads_every_member_and_accepts_zero_padding() -> None:
+    arena = ByteArena()
+    data = gzip.compress(b"one\n") + gzip.compress(b"") + gzip.compress(b"two\n") + b"\x00" * 8
+    assert bytes(gunzip_into(data, arena, obj="m.json.gz")) == b"one\ntwo\n"
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda data: data[:-9], "truncated gzip"),
+    (lambda data: data[:10] + b"\xff" * 20 + data[30:], "not a valid gzip file"),
+    (lambda data: data + b"garbage", "data after the last gzip member"),
+])
+def test_gunzip_into_names_the_file_when_the_gzip_is_bad(damage, message: str) -> None:
+    data = gzip.compress(lines_of([{"pk": {"S": str(i)}} for i in range(200)]))
+    with pytest.raises(ExportFormatError, match=message) as caught:
+        gunzip_into(damage(data), ByteArena(), obj="s3://b/AWSDynamoDB/x/data/f.json.gz")
+    assert "f.json.gz" in str(caught.value)
+
+
+def test_parsed_tables_do_not_point_into_the_arena() -> None:
+    arena = ByteArena()
+    first = lines_of([{"pk": {"S": f"first-{i}"}} for i in range(1000)])
+    second = lines_of([{"pk": {"S": f"SECOND{i:04d}"}} for i in range(1000)])
+    table, _ = parse_items(gunzip_into(gzip.compress(first), arena, obj="a"), output_format="DYNAMODB_JSON", obj="a")
+    gunzip_into(gzip.compress(second), arena, obj="b")  # writes over the bytes the first table came from
+    assert table.column("Item").combine_chunks().field("pk").field("S").to_pylist()[:2] == ["first-0", "first-1"]
+
+
+def _carried(table: pa.Table, name: str) -> list[dict | None]:
+    wrapper = table.column("Item").combine_chunks().field(name)
+    texts = wrapper.field(RAW_MAP).to_pylist()
+    return [json.loads(t) if t is not None else None for t in texts]
+
+
+def test_dictionary_maps_come_back_as_text_at_their_rows_even_after_blank_lines() -> None:
+    items = [{"pk": {"S": f"k{i}"}, **({"votes": {"M": {f"d{i}": {"N": str(i)}}}} if i % 3 == 0 else {})}
+             for i in range(10)]
+    raw = lines_of(items[:4]) + b"\n  \n" + lines_of(items[4:])  # blank lines: the parser skips them
+    table, _ = parse_items(raw, output_format="DYNAMODB_JSON", obj="f", dictionary_maps=frozenset({"votes"}))
+    item = table.column("Item").combine_chunks()
+    assert item.field("pk").field("S").to_pylist() == [f"k{i}" for i in range(10)]
+    assert _carried(table, "votes") == [{f"d{i}": {"N": str(i)}} if i % 3 == 0 else None for i in range(10)]
+
+
+def test_a_dictionary_map_written_with_other_spacing_still_reads_back() -> None:
+    compact = orjson.dumps({"Item": {"pk": {"S": "a"}, "votes": {"M": {"d1": {"N": "1"}}}}})
+    spaced = json.dumps({"Item": {"pk": {"S": "b"}, "votes": {"M": {"d2": {"N": "2"}}}}}).encode()  # ": " spacing
+    table, _ = parse_items(compact + b"\n" + spaced + b"\n", output_format="DYNAMODB_JSON", obj="f",
+                           dictionary_maps=frozenset({"votes"}))
+    wrapper = table.column("Item").combine_chunks().field("votes")
+    assert wrapper.field(RAW_MAP).to_pylist() == ['{"d1":{"N":"1"}}', None]
+    assert wrapper.field("M").to_pylist() == [None, {"d2": {"N": "2"}}]
+
+
+def test_lifting_a_map_leaves_the_rest_of_the_line_and_the_callers_bytes_intact() -> None:
+    raw = lines_of([{"pk": {"S": "é\u2028"}, "votes": {"M": {"d1": {"N": "1"}}}, "z": {"BOOL": True}}])
+    before = bytes(raw)
+    table, _ = parse_items(raw, output_format="DYNAMODB_JSON", obj="f", dictionary_maps=frozenset({"votes"}))
+    assert raw == before  # bytes input is copied before the in-place rewrite
+    row = table.column("Item").to_pylist()[0]
+    assert row["pk"] == {"S": "é\u2028"} and row["z"] == {"BOOL": True}
+
+
+def test_a_malformed_line_holding_a_dictionary_map_is_reported_with_its_line_number() -> None:
+    good = lines_of([{"pk": {"S": "a"}}])
+    bad = b'{"Item":{"pk":{"S":"b"},"votes":{"M":{"d1":{"N":"1"}}}\n'  # one closing brace short
+    with pytest.raises(ExportFormatError, match=r"^data/f\.json\.gz:2: malformed JSON"):
+        parse_items(good + bad, output_format="DYNAMODB_JSON", obj="data/f.json.gz",
+                    dictionary_maps=frozenset({"votes"}))
+
+
+def test_text_scans_only_its_own_bytes() -> None:
+    text = Text(bytearray(b"a\nb\nSTALE\n"), 4)
+    assert text.find(b"STALE") == -1 and text.count(b"\n") == 2 and bytes(text) == b"a\nb\n"
+    assert list(text.lines()) == [b"a", b"b"]
