@@ -101,3 +101,20 @@ def test_text_scans_only_its_own_bytes() -> None:
     text = Text(bytearray(b"a\nb\nSTALE\n"), 4)
     assert text.find(b"STALE") == -1 and text.count(b"\n") == 2 and bytes(text) == b"a\nb\n"
     assert list(text.lines()) == [b"a", b"b"]
+
+
+def test_a_bad_line_after_a_lifted_map_is_reported_at_its_own_line() -> None:
+    lifted = lines_of([{"pk": {"S": "a"}, "votes": {"M": {f"d{i}": {"N": "1"} for i in range(5)}}}])
+    bad = lines_of([{"pk": {"S": "b"}, "rating": {"X": "5"}}])
+    with pytest.raises(ExportFormatError, match=r"^f:2: attribute 'rating' has unknown type descriptor 'X'"):
+        parse_items(lifted + bad, output_format="DYNAMODB_JSON", obj="f", dictionary_maps=frozenset({"votes"}))
+
+
+@pytest.mark.parametrize("marker", ["0", "oops"])
+def test_the_internal_descriptor_is_refused_when_the_input_uses_it(marker: str) -> None:
+    lifted = lines_of([{"pk": {"S": "a"}, "votes": {"M": {f"d{i}": {"N": "1"} for i in range(5)}}}])
+    forged = lines_of([{"pk": {"S": "b"}, "votes": {RAW_MAP: marker}}])
+    with pytest.raises(ExportFormatError, match=r"^f:2: .*unknown type descriptor '_Mjson'"):
+        parse_items(lifted + forged, output_format="DYNAMODB_JSON", obj="f", dictionary_maps=frozenset({"votes"}))
+    with pytest.raises(ExportFormatError, match=r"^f:1: .*unknown type descriptor '_Mjson'"):
+        parse_items(forged, output_format="DYNAMODB_JSON", obj="f")

@@ -56,10 +56,25 @@ def parse_items(raw: bytes | Text, *, output_format: str, obj: str, known: pa.Sc
         text = Text.of(ion_to_json_lines(text, obj=obj))
     if text.is_blank():
         return pa.table({"Item": pa.array([], pa.struct([]))}), known
-    lifted: dict[str, dict[int, str]] = {}
+    lifted: list[str] = []
+    originals: list[tuple[int, bytes]] = []
     if dictionary_maps:
         text = text.writable()
-        lifted = _lift_dictionary_maps(text, dictionary_maps, obj)
+        lifted, originals = _lift_dictionary_maps(text, dictionary_maps, obj)
+    try:
+        return _parse_lines(text, obj, known, dictionary_maps, lifted)
+    except ExportFormatError:
+        # The error was located on the rewritten text: put the lifted lines back and look again,
+        # so that the line reported is the one in the file (and never one of our markers).
+        for start, line in originals:
+            text.overwrite(start, line)
+        if originals:
+            find_first_bad_line(text, obj=obj)
+        raise
+
+
+def _parse_lines(text: Text, obj: str, known: pa.Schema | None, dictionary_maps: frozenset[str],
+                 lifted: list[str]) -> tuple[pa.Table, pa.Schema | None]:
     if known is None:
         known = _schema_from_sample(text)
     table = _read_json(text, obj, known)
@@ -78,9 +93,9 @@ def parse_items(raw: bytes | Text, *, output_format: str, obj: str, known: pa.Sc
         _raise_at_first_row_with(text, obj, lambda doc: not isinstance(doc.get("Item"), dict),
                                  "every line needs an 'Item' object")
     if lifted:
-        item = _attach_lifted(item, lifted, text)
+        item = _attach_lifted(item, dictionary_maps, lifted, obj)
     for index, field in enumerate(item.type):
-        _check_wrapper(item.field(index), field.name, text, obj)
+        _check_wrapper(item.field(index), field.name, text, obj, lifted=field.name in dictionary_maps)
     return pa.table({"Item": item}), without_nulls(merge_schemas(known, pinned))
 
 
@@ -227,13 +242,15 @@ def detect_dictionary_maps(raw: bytes | Text, threshold: int, sample_lines: int 
     return frozenset(name for name, seen in keys.items() if len(seen) > threshold)
 
 
-def _lift_dictionary_maps(raw: Text, names: frozenset[str], obj: str) -> dict[str, dict[int, str]]:
-    """Take such maps out of the text, in place, before the parse; return their texts by line.
+def _lift_dictionary_maps(raw: Text, names: frozenset[str], obj: str) -> tuple[list[str], list[tuple[int, bytes]]]:
+    """Take such maps out of the text, in place, before the parse; return their texts and the
+    original lines rewritten (with their offsets), to put back if the file turns out bad.
 
-    Only the lines that hold one are touched: each is re-serialized without the map and padded
-    with spaces to its old length (JSON allows trailing spaces), so no byte moves and the rest
-    of the file is neither copied nor parsed twice. The maps come back as DynamoDB JSON text,
-    {name: {line index (0-based): text}}, and are attached after the parse (``_attach_lifted``).
+    Only the lines that hold one are touched: each is re-serialized with the map replaced by a
+    marker ``{"_Mjson": "<k>"}`` (k indexes the returned list) and padded with spaces to its old
+    length (JSON allows trailing spaces), so no byte moves and the rest of the file is neither
+    copied nor parsed twice; after the parse ``_attach_lifted`` swaps each marker for its text.
+    A map too small for its marker is left where it is: the parser takes it as a plain map.
     """
     needles = [orjson.dumps(name) + b':{"M":' for name in names]
     starts = set()
@@ -242,13 +259,11 @@ def _lift_dictionary_maps(raw: Text, names: frozenset[str], obj: str) -> dict[st
         while position >= 0:
             starts.add(raw.rfind(b"\n", 0, position) + 1)
             position = raw.find(needle, position + len(needle))
-    lifted: dict[str, dict[int, str]] = {}
-    line_index, counted_to = 0, 0
+    texts: list[str] = []
+    originals: list[tuple[int, bytes]] = []
     for start in sorted(starts):
         end = raw.find(b"\n", start)
         end = len(raw) if end < 0 else end
-        line_index += raw.count(b"\n", counted_to, start)
-        counted_to = start
         line = raw[start:end]
         try:
             doc = orjson.loads(line)
@@ -258,54 +273,44 @@ def _lift_dictionary_maps(raw: Text, names: frozenset[str], obj: str) -> dict[st
             continue  # not reached: the line is bad and find_first_bad_line says why
         if not isinstance(item, dict):
             continue  # the parse reports it
-        taken = False
+        taken: list[str] = []
         for name in names:
             value = item.get(name)
             if isinstance(value, dict) and len(value) == 1 and isinstance(value.get("M"), dict):
-                lifted.setdefault(name, {})[line_index] = orjson.dumps(value["M"]).decode("utf-8")
-                del item[name]
-                taken = True
+                taken.append(orjson.dumps(value["M"]).decode("utf-8"))
+                item[name] = {RAW_MAP: str(len(texts) + len(taken) - 1)}
         if taken:
             shorter = orjson.dumps(doc)
-            # Compact output of fewer members: never longer than the valid JSON it came from.
-            if len(shorter) > len(line):
-                raise RuntimeError(f"{obj}: line {line_index + 1} grew when re-serialized")
-            raw.overwrite(start, shorter + b" " * (len(line) - len(shorter)))
-    return lifted
+            if len(shorter) <= len(line):
+                raw.overwrite(start, shorter + b" " * (len(line) - len(shorter)))
+                texts.extend(taken)
+                originals.append((start, line))
+    return texts, originals
 
 
-def _attach_lifted(item: pa.StructArray, lifted: dict[str, dict[int, str]], raw: Text) -> pa.StructArray:
-    """Put lifted maps back as ``{"_Mjson": text}`` wrappers, at the rows their lines became."""
-    rows = len(item)
-    row_of = _row_of_line(raw, rows)
-    fields = {field.name: item.field(index) for index, field in enumerate(item.type)}
-    for name, by_line in lifted.items():
-        texts: list[str | None] = [None] * rows
-        for line_index, text in by_line.items():
-            texts[row_of(line_index)] = text
-        values = pa.array(texts, pa.string())
-        carried = pa.StructArray.from_arrays([values], names=[RAW_MAP], mask=values.is_null())
-        existing = fields.get(name)
-        if existing is not None:  # the same attribute also came through the parser (other spacing)
-            children = existing.flatten() + [values]
-            names_ = [f.name for f in existing.type] + [RAW_MAP]
-            carried = pa.StructArray.from_arrays(children, names=names_,
-                                                 mask=pc.and_(existing.is_null(), values.is_null()))
-        fields[name] = carried
-    return pa.StructArray.from_arrays(list(fields.values()), names=list(fields))
-
-
-def _row_of_line(raw: Text, rows: int) -> Any:
-    """Line index -> row index. They are equal unless the file has blank lines, which the parser
-    skips; then (a rare, slow path) the blank lines before each line are counted."""
-    lines = raw.count(b"\n") + (0 if raw.size and raw.view()[-1:] == b"\n" else 1)
-    if lines == rows:
-        return lambda line_index: line_index
-    mapping, row = [], 0
-    for line in raw.lines():
-        mapping.append(row)
-        row += bool(line.strip())
-    return lambda line_index: mapping[line_index]
+def _attach_lifted(item: pa.StructArray, names: frozenset[str], texts: list[str], obj: str) -> pa.StructArray:
+    """Swap each ``{"_Mjson": "<k>"}`` marker for the k-th lifted map text."""
+    table = pa.array(texts, pa.string())
+    fields, children = list(item.type), item.flatten()
+    seen = 0
+    for index, field in enumerate(fields):
+        if field.name not in names or not pa.types.is_struct(field.type) or \
+                field.type.get_field_index(RAW_MAP) < 0:
+            continue
+        wrapper = children[index]
+        position = field.type.get_field_index(RAW_MAP)
+        parts = wrapper.flatten()
+        markers = parts[position]
+        seen += len(markers) - markers.null_count
+        try:
+            parts[position] = table.take(pc.cast(markers, pa.int32()))
+        except (pa.ArrowInvalid, IndexError):
+            seen = -1  # not one of our markers
+            break
+        children[index] = pa.StructArray.from_arrays(parts, fields=list(field.type), mask=wrapper.is_null())
+    if seen != len(texts):  # a marker that is not ours: the input itself used the internal name
+        raise ExportFormatError(obj, f"unknown type descriptor {RAW_MAP!r}; expected one of {', '.join(DESCRIPTORS)}")
+    return pa.StructArray.from_arrays(children, fields=fields)
 
 
 def ion_to_json_lines(raw: bytes | Text, *, obj: str) -> bytes:
@@ -322,14 +327,15 @@ def ion_to_json_lines(raw: bytes | Text, *, obj: str) -> bytes:
 # -- vectorized validation -------------------------------------------------------------------
 
 
-def _check_wrapper(array: pa.Array, path: str, raw: Text, obj: str) -> None:
-    """``array`` holds AttributeValues (``{"S": ...}`` structs) for ``path``; nulls mean absent."""
+def _check_wrapper(array: pa.Array, path: str, raw: Text, obj: str, lifted: bool = False) -> None:
+    """``array`` holds AttributeValues (``{"S": ...}`` structs) for ``path``; nulls mean absent.
+    ``lifted``: a dictionary map of this attribute was lifted, so the internal descriptor is ours."""
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     if not pa.types.is_struct(array.type):
         _fail_path(raw, obj, path, f"attribute {path!r} must be a type-descriptor object like {{\"S\": \"...\"}}")
     names = [field.name for field in array.type]
-    unknown = [name for name in names if name not in DESCRIPTORS and name != RAW_MAP]
+    unknown = [name for name in names if name not in DESCRIPTORS and not (lifted and name == RAW_MAP)]
     if unknown:
         _fail_path(raw, obj, path, f"attribute {path!r} has unknown type descriptor {unknown[0]!r}; expected one "
                                    f"of {', '.join(DESCRIPTORS)}")

@@ -20,6 +20,8 @@ TABLE_NAME = "reviews"
 PARTITION_KEY = "product_id"
 SORT_KEY = "review_id"
 FIRST_YEAR, LAST_YEAR = 1995, 2015
+# Bumped whenever the generated items change, so cached exports (bench/data/) are regenerated.
+SHAPE_VERSION = 2
 
 CATEGORIES = ["Books", "Electronics", "Kitchen", "Toys", "Music", "Video DVD", "Sports", "Apparel",
               "Home", "Beauty", "Wireless", "Digital_Ebook_Purchase"]
@@ -29,6 +31,12 @@ HEADLINES = ["Five Stars", "Great value", "Not what I expected", "Works as descr
              "Broke after a week", "Would buy again", "Meh", "Exactly as pictured", "Disappointed"]
 BODY_WORDS = ["great", "product", "quality", "price", "shipping", "works", "recommend", "easy", "would",
               "again", "bought", "gift", "love", "broke", "small", "perfect", "cheap", "sturdy", "use"]
+# Review text: the words above most often, then a long Zipf tail of made-up words, so bodies
+# compress like text rather than like a 19-word loop.
+_SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "be", "da", "fe", "gu", "ho", "ji", "pe", "zu"]
+_TAIL_WORDS = sorted({"".join(random.Random(n).choices(_SYLLABLES, k=2 + n % 3)) for n in range(600)})
+VOCABULARY = BODY_WORDS + [w for w in _TAIL_WORDS if w not in BODY_WORDS]
+_VOCABULARY_WEIGHTS = list(itertools.accumulate(1.0 / rank for rank in range(1, len(VOCABULARY) + 1)))
 COUNTRIES = ["US", "DE", "FR", "JP", "UK", "BR", "IN", "España", "Österreich"]
 
 
@@ -87,12 +95,18 @@ class ReviewGenerator:
             "vine": {"S": "Y" if rng.random() < 0.02 else "N"},
             "verified_purchase": {"S": "Y" if rng.random() < 0.8 else "N"},
             "review_headline": {"S": rng.choice(HEADLINES)},
-            "review_body": {"S": " ".join(rng.choices(BODY_WORDS, k=rng.randint(4, 30)))},
+            "review_body": {"S": self._body(rng)},
             "review_date": {"S": f"{year}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"},
             "year": {"N": str(year)},
         }
         self._hard_cases(rng, item)
         return item
+
+    @staticmethod
+    def _body(rng: random.Random) -> str:
+        # Long-tailed like real reviews: median about 65 words, a few of several hundred.
+        words = min(600, max(3, int(rng.lognormvariate(4.2, 0.7))))
+        return " ".join(rng.choices(VOCABULARY, cum_weights=_VOCABULARY_WEIGHTS, k=words))
 
     @staticmethod
     def _hard_cases(rng: random.Random, item: dict[str, Any]) -> None:
