@@ -106,7 +106,9 @@ def measure(name: str, command: list[str]) -> dict:
 
 
 def ensure_export(items: int, files: int, data_dir: Path) -> Path:
-    target = data_dir / f"reviews-{items}-{files}"
+    from ddb_assets.local.sample_data import SHAPE_VERSION
+
+    target = data_dir / f"reviews-v{SHAPE_VERSION}-{items}-{files}"
     summaries = glob.glob(str(target / "**" / "manifest-summary.json"), recursive=True)
     if summaries:
         return Path(summaries[0]).parent

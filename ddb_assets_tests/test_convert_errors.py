@@ -191,3 +191,16 @@ def test_a_concurrent_conversion_keeps_the_files_of_one_still_writing(tmp_path: 
     clear_inflight(resolve(root), "v99")
     convert_export(doctor.make_export(tmp_path / "again", items=50, seed=4), root, ConvertOptions(workers=1))
     assert not orphan_of_a_live_run.exists()
+
+
+def test_a_bad_line_deep_in_a_file_read_in_pieces_is_numbered_from_the_file_start(
+        tmp_path: Path, published: tuple[Path, dict]) -> None:
+    root, before = published
+    folder = doctor.make_export(tmp_path / "bad", items=2000, files=2)
+    entry = doctor.biggest_entry(folder)
+    doctor.edit_lines(folder, entry, lambda lines: lines.__setitem__(700, lines[700][:-7]))  # line 701
+    with pytest.raises(ExportFormatError) as raised:
+        # 16 KiB pieces: line 701 is many pieces into the file
+        convert_export(folder, root, ConvertOptions(workers=2, piece_bytes=16 << 10))
+    assert raised.value.line == 701 and f"{entry['dataFileS3Key']}:701: malformed JSON" in str(raised.value)
+    _assert_untouched(root, before)

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, example, given, settings
 from ddb_assets.lake.convert import ConvertOptions, convert_export
 from ddb_assets.local import emulator
 from ddb_assets.local.loader import batch_write
+from ddb_assets_tests import doctor
 from ddb_assets_tests.conftest import make_table, wait_done
 from ddb_assets_tests.lake_reader import expected_item, read_rows, rebuild_items
 from ddb_assets_tests.strategies import item_batches
@@ -61,3 +62,16 @@ def test_random_items_round_trip_exactly(batch: list[dict[str, Any]], ddb: Any, 
             got = sorted(rebuild_items(meta, rows), key=_key)
             want = sorted((expected_item(item, meta) for item in batch), key=_key)
             assert got == want, (export_format, naming)
+
+
+def test_reading_files_in_small_pieces_gives_the_same_table(tmp_path: Path) -> None:
+    """Memory follows the piece size; the table must not depend on it (schemas widen across
+    pieces, dictionary maps are detected in the first piece, columns keep their order)."""
+    folder = doctor.make_export(tmp_path / "export", items=3000, files=3)
+    whole, pieces = tmp_path / "whole", tmp_path / "pieces"
+    convert_export(folder, whole, ConvertOptions(workers=2))
+    convert_export(folder, pieces, ConvertOptions(workers=2, piece_bytes=8 << 10))
+    (meta_whole, rows_whole), (meta_pieces, rows_pieces) = read_rows(str(whole)), read_rows(str(pieces))
+    assert meta_pieces["columns"] == meta_whole["columns"] and meta_pieces["schema_b64"] == meta_whole["schema_b64"]
+    key = lambda row: row["review_id"]  # noqa: E731
+    assert sorted(rows_pieces, key=key) == sorted(rows_whole, key=key) and len(rows_whole) == 3000

@@ -43,8 +43,14 @@ class ByteArena:
         self._data[self.size:end] = chunk  # same-length slice assignment: a copy, no resize
         self.size = end
 
-    def text(self) -> "Text":
-        return Text(self._data, self.size)
+    def text(self, size: int | None = None) -> "Text":
+        return Text(self._data, self.size if size is None else size)
+
+    def keep_from(self, start: int) -> None:
+        """Drop the first ``start`` bytes, moving the rest to the front."""
+        tail = bytes(memoryview(self._data)[start:self.size])
+        self._data[:len(tail)] = tail
+        self.size = len(tail)
 
     def release(self) -> None:
         self._data, self.size = bytearray(), 0
@@ -110,30 +116,74 @@ class Text:
 
 
 def gunzip_into(data: bytes | memoryview, arena: ByteArena, *, obj: str) -> Text:
-    """Decompress a (possibly multi-member) gzip file into ``arena``; errors name ``obj``."""
-    # The gzip trailer's ISIZE is the (last member's) uncompressed size: reserve it up front.
-    arena.clear(int.from_bytes(bytes(data[-4:]), "little") if len(data) >= 18 else 0)
+    """Decompress a whole (possibly multi-member) gzip file into ``arena``; errors name ``obj``."""
+    arena.clear(_isize(data))
+    for chunk in _gunzip_chunks(data, obj):
+        arena.append(chunk)
+    return arena.text()
+
+
+def gunzip_pieces(data: bytes | memoryview, arena: ByteArena, *, obj: str,
+                  piece_bytes: int) -> Iterator[tuple[Text, int]]:
+    """Decompress a gzip file a piece at a time: (text, offset in the decompressed file) pairs.
+
+    Each piece holds about ``piece_bytes`` and ends at a line end (the last one at the end of the
+    file), so memory follows the piece size and not the file size, however skewed the files.
+    A piece is valid until the next one is asked for: they share ``arena``.
+    """
+    arena.clear(min(_isize(data), piece_bytes + _CHUNK))
+    offset = 0
+    for chunk in _gunzip_chunks(data, obj):
+        arena.append(chunk)
+        if arena.size >= piece_bytes:
+            cut = arena.text().rfind(b"\n") + 1
+            if cut:
+                yield arena.text(cut), offset
+                offset += cut
+                arena.keep_from(cut)
+    if arena.size:
+        yield arena.text(), offset
+
+
+def _isize(data: bytes | memoryview) -> int:
+    """The gzip trailer's ISIZE: the (last member's) uncompressed size, a hint for reserving."""
+    return int.from_bytes(bytes(data[-4:]), "little") if len(data) >= 18 else 0
+
+
+def _gunzip_chunks(data: bytes | memoryview, obj: str) -> Iterator[bytes]:
     remaining = memoryview(data)
     while True:
         decompressor = isal_zlib.decompressobj(wbits=GZIP_WBITS)
         pending = remaining
         try:
             while pending and not decompressor.eof:
-                arena.append(decompressor.decompress(pending, _CHUNK))
+                yield decompressor.decompress(pending, _CHUNK)
                 pending = decompressor.unconsumed_tail
             while not decompressor.eof:
                 chunk = decompressor.decompress(b"", _CHUNK)
                 if not chunk:
                     break
-                arena.append(chunk)
+                yield chunk
         except isal_zlib.error as exc:
             raise ExportFormatError(obj, f"not a valid gzip file ({exc})") from None
         if not decompressor.eof:
             raise ExportFormatError(obj, "truncated gzip: the file ends before the end-of-stream marker")
         remaining = memoryview(decompressor.unused_data)
         if not remaining:
-            return arena.text()
+            return
         if bytes(remaining[:2]) != b"\x1f\x8b":
             if not bytes(remaining).strip(b"\x00"):
-                return arena.text()  # zero padding after the last member, as gzip(1) accepts
+                return  # zero padding after the last member, as gzip(1) accepts
             raise ExportFormatError(obj, "not a valid gzip file (data after the last gzip member)")
+
+
+def count_lines_before(data: bytes | memoryview, offset: int, *, obj: str) -> int:
+    """Newlines in the first ``offset`` decompressed bytes (error path: to number lines in a file)."""
+    count, seen = 0, 0
+    for chunk in _gunzip_chunks(data, obj):
+        take = min(len(chunk), offset - seen)
+        count += chunk.count(b"\n", 0, take)
+        seen += take
+        if seen >= offset:
+            break
+    return count

@@ -1,13 +1,15 @@
 """Export -> partitioned Parquet table: the two-stage, parallel, bounded-memory conversion.
 
-Stage 1, one task per data file: read, verify the md5 and the item count, gunzip, parse into
-Arrow, validate, profile every item, and spill the parsed batch to a local Arrow IPC file.
+Stage 1, one task per data file: read, verify the md5 and the item count, then gunzip a piece
+(about 32 MiB, ending at a line end) at a time, parse it into Arrow, validate, profile every item
+and spill the parsed piece to a local Arrow IPC file.
 Between stages, the profiles of all files are merged and one schema is planned for the table.
 Stage 2, one task per worker over its share of the spilled files: flatten to the planned columns,
 split by partition, write Parquet. Then the new version is published atomically.
 
-Each stage runs on ``workers`` processes; a worker holds one file at a time, so peak memory is
-about workers x one file (plus the writer's buffer budget), independent of the export's size.
+Each stage runs on ``workers`` processes; a worker holds one piece at a time, so peak memory is
+about workers x one piece (plus the writer's buffer budget), independent of the export's size and
+of how skewed its files are (a hot partition key can make one data file several times the others).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any, Callable, Iterable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ddb_assets.exports.buffers import ByteArena, Text, gunzip_into
+from ddb_assets.exports.buffers import ByteArena, Text, count_lines_before, gunzip_pieces
 from ddb_assets.exports.decode import (
     detect_dictionary_maps,
     first_item_names,
@@ -67,6 +69,7 @@ class ConvertOptions:
     only_partitions: frozenset[str] | None = None  # rewrite just these; keep the others as published
     work_dir: str | None = None  # where parsed files are spilled between the stages
     buffer_bytes: int = 64 << 20  # per worker, for partition buffers
+    piece_bytes: int = 32 << 20  # decompressed JSON parsed at a time per worker: bounds memory
     table_name: str | None = None
     s3: S3Options | None = None  # explicit S3 endpoint/region (else the environment's)
 
@@ -104,7 +107,7 @@ def _release_memory() -> None:
 @dataclass
 class _Parsed:
     index: int
-    spill: str
+    spills: list[str]  # the file's parsed pieces, in order
     rows: int
     profile: Profile
     compressed: int
@@ -135,41 +138,60 @@ _worker = _WorkerState()
 
 
 def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictionary_keys: int,
-                conversion: str, partition_by: str | None = None) -> _Parsed:
+                conversion: str, partition_by: str | None = None, piece_bytes: int = 32 << 20) -> _Parsed:
     _worker.begin(conversion)
     compressed = data_file.read_verified()
-    text = gunzip_into(compressed, _worker.decompressed, obj=data_file.name)
-    compressed_size, raw_size = len(compressed), len(text)
-    del compressed
+    profile, spills, raw_size = Profile(), [], 0
+    pieces = gunzip_pieces(compressed, _worker.decompressed, obj=data_file.name, piece_bytes=piece_bytes)
+    for number, (text, offset) in enumerate(pieces):
+        raw_size += len(text)
+        try:
+            table, first_line = _parse_piece(text, data_file, first=number == 0, dictionary_keys=dictionary_keys)
+        except ExportFormatError as error:
+            raise _in_file(error, compressed, offset) from None
+        del text
+        if first_line:
+            profile.first_line = (index, first_line)
+        item = table.column("Item").combine_chunks()
+        piece_profile = profile_items(item, index)
+        if partition_by is not None:
+            values = partition_values(ItemColumns(item).wrapper((partition_by,)), len(item))
+            piece_profile.partition_values = set(pc.unique(values).to_pylist())
+        profile.merge(piece_profile)
+        if spill_dir is not None and table.num_rows:
+            spills.append(os.path.join(spill_dir, f"{index:06d}-{number:04d}.arrow"))
+            # One IPC file per piece: a later piece may bring attributes (a wider schema).
+            with pa.OSFile(spills[-1], "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+                writer.write_table(table)
+        del table, item
+    if profile.items != data_file.manifest.item_count:
+        raise ItemCountMismatch(data_file.name, f"holds {profile.items} items, manifest-files.json says "
+                                                f"{data_file.manifest.item_count}")
+    _release_memory()
+    return _Parsed(index, spills, profile.items, profile, len(compressed), raw_size)
+
+
+def _parse_piece(text: Text, data_file: DataFile, *, first: bool,
+                 dictionary_keys: int) -> tuple[pa.Table, tuple[str, ...]]:
+    """One piece of a data file -> (its items, the attribute names of its first item if ``first``)."""
     output_format = data_file.output_format
     if output_format == "ION":
         # Ion lines become DynamoDB JSON lines first, so both formats take the same fast path.
         text, output_format = Text.of(ion_to_json_lines(text, obj=data_file.name)), "DYNAMODB_JSON"
     if _worker.dictionary_maps is None:
         _worker.dictionary_maps = detect_dictionary_maps(text, dictionary_keys)
-    first_line = first_item_names(text)
-    table, _worker.schema = parse_items(
-        text, output_format=output_format, obj=data_file.name, known=_worker.schema,
-        dictionary_maps=_worker.dictionary_maps)
-    del text
-    if table.num_rows != data_file.manifest.item_count:
-        raise ItemCountMismatch(data_file.name, f"holds {table.num_rows} items, manifest-files.json says "
-                                                f"{data_file.manifest.item_count}")
-    item = table.column("Item").combine_chunks()
-    profile = profile_items(item, index)
-    profile.first_line = (index, first_line) if first_line else None
-    if partition_by is not None:
-        values = partition_values(ItemColumns(item).wrapper((partition_by,)), len(item))
-        profile.partition_values = set(pc.unique(values).to_pylist())
-    spill = ""
-    if spill_dir is not None:
-        spill = os.path.join(spill_dir, f"{index:06d}.arrow")
-        with pa.OSFile(spill, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
-    rows = table.num_rows
-    del table, item
-    _release_memory()
-    return _Parsed(index, spill, rows, profile, compressed_size, raw_size)
+    first_line = first_item_names(text) if first else ()
+    table, _worker.schema = parse_items(text, output_format=output_format, obj=data_file.name,
+                                        known=_worker.schema, dictionary_maps=_worker.dictionary_maps)
+    return table, first_line
+
+
+def _in_file(error: ExportFormatError, compressed: bytes, offset: int) -> ExportFormatError:
+    """An error located in a piece, with its line number counted from the start of the file."""
+    if error.line is None or offset == 0:
+        return error
+    line = error.line + count_lines_before(compressed, offset, obj=error.obj)
+    return type(error)(error.obj, error.problem, line=line)
 
 
 # -- stage 2 -----------------------------------------------------------------------------------
@@ -184,7 +206,7 @@ def _write_group(worker: int, spills: list[str], plan: TablePlan, root_uri: str,
                                keep=(lambda value: value in only) if only is not None else (lambda value: True))
     try:
         for spill in spills:
-            with pa.OSFile(spill, "rb") as source:  # read(2) into pooled memory: no page faults per page of a mapping
+            with pa.OSFile(spill, "rb") as source:
                 table = pa.ipc.open_file(source).read_all()
             item = table.column("Item").combine_chunks()
             flat, partitions = flatten_items(item, plan)
@@ -246,7 +268,7 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
             plan = plan_table(profile, options.schema_options)
             notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
             groups = _balance([p for p in parsed if p.rows], workers)
-            futures = [pool.submit(_write_group, worker, [p.spill for p in group], plan, root.uri, version,
+            futures = [pool.submit(_write_group, worker, [spill for p in group for spill in p.spills], plan, root.uri, version,
                                    options.only_partitions, options.buffer_bytes, options.s3)
                        for worker, group in enumerate(groups) if group]
             written: list[WrittenFile] = []
@@ -293,7 +315,7 @@ def _run_stage_one(pool: Executor, export: Export, spill_dir: str | None, option
     # left with a big file at the end while the others idle.
     order = sorted(range(len(export.files)), key=lambda i: -export.files[i].manifest.item_count)
     futures = [pool.submit(_parse_file, index, export.files[index], spill_dir, options.dictionary_keys, conversion,
-                           options.partition_by)
+                           options.partition_by, options.piece_bytes)
                for index in order]
     parsed = []
     try:
