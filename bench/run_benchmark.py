@@ -101,7 +101,7 @@ def measure(name: str, command: list[str]) -> dict:
         raise SystemExit(f"{name} failed ({process.returncode}):\n{stderr[-3000:]}")
     descendants = sum(seconds for pid, seconds in cpu_by_pid.items() if pid != process.pid)
     cpu = max(usage.ru_utime + usage.ru_stime, cpu_by_pid.get(process.pid, 0.0) + descendants)
-    print(f"  {name:<10} wall {wall:7.2f}s  cpu {cpu:7.2f}s  peak rss {peak / 2**20:7.0f} MiB", flush=True)
+    print(f"  {name:<14} wall {wall:7.2f}s  cpu {cpu:7.2f}s  peak rss {peak / 2**20:7.0f} MiB", flush=True)
     return {"name": name, "wall": wall, "cpu": cpu, "peak_rss": peak, "stdout": stdout[-2000:]}
 
 
@@ -219,7 +219,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--files", type=int, default=16)
     parser.add_argument("--workers", type=int, default=0, help="our converter's workers (0: one per core)")
-    parser.add_argument("--skip", action="append", default=[], choices=["duckdb", "naive", "floor"])
+    parser.add_argument("--skip", action="append", default=[], choices=["duckdb", "naive", "floor", "floor-explicit"])
     parser.add_argument("--scale-check", action="store_true", help="also convert 2x the items; compare peak RSS")
     parser.add_argument("--bytes-scanned", action="store_true",
                         help="also compare bytes read by a year-filtered query: raw gzip JSON vs unpartitioned "
@@ -242,6 +242,8 @@ def main() -> None:
     results.append(measure("ours", ours_cmd))
     if "floor" not in args.skip:
         results.append(measure("floor", [PYTHON, str(HERE / "peers.py"), "floor", str(export)]))
+    if "floor-explicit" not in args.skip:
+        results.append(measure("floor-explicit", [PYTHON, str(HERE / "peers.py"), "floor-explicit", str(export)]))
     if "duckdb" not in args.skip:
         results.append(measure("duckdb", [PYTHON, str(HERE / "peers.py"), "duckdb", str(export), str(out / "duckdb")]))
     if "naive" not in args.skip:
@@ -265,9 +267,9 @@ def main() -> None:
 
     ours = results[0]
     print()
-    print(f"{'':<10} {'wall s':>8} {'cpu s':>8} {'peak MiB':>9} {'MB/s':>8} {'wall / ours':>12}")
+    print(f"{'':<14} {'wall s':>8} {'cpu s':>8} {'peak MiB':>9} {'MB/s':>8} {'wall / ours':>12}")
     for r in results + ([scale] if scale else []):
-        print(f"{r['name']:<10} {r['wall']:8.2f} {r['cpu']:8.2f} {r['peak_rss'] / 2**20:9.0f} "
+        print(f"{r['name']:<14} {r['wall']:8.2f} {r['cpu']:8.2f} {r['peak_rss'] / 2**20:9.0f} "
               f"{size / 1e6 / r['wall']:8.1f} {r['wall'] / ours['wall']:12.2f}")
     by_name = {r["name"]: r for r in results}
     print()
@@ -277,6 +279,9 @@ def main() -> None:
         print(f"naive / ours wall       {by_name['naive']['wall'] / ours['wall']:.1f}x  (target >= 10x)")
     if "floor" in by_name:
         print(f"ours / parse floor      {ours['wall'] / by_name['floor']['wall']:.2f}  (target <= 1.3)")
+    if "floor-explicit" in by_name:
+        print(f"ours / explicit floor   {ours['wall'] / by_name['floor-explicit']['wall']:.2f}  "
+              f"(gunzip + read_json with an explicit schema, dictionary maps skipped)")
     print(f"ours peak RSS           {ours['peak_rss'] / 2**20:.0f} MiB  (target <= 800)")
     if scale:
         print(f"peak RSS at 2x items    {scale['peak_rss'] / 2**20:.0f} MiB vs {ours['peak_rss'] / 2**20:.0f} MiB")
