@@ -1,9 +1,9 @@
-"""Reusable byte buffers for the tens of megabytes each data file decompresses to.
+"""Reusable byte buffers for the tens of megabytes of JSON each data file decompresses to.
 
 A fresh ``bytes`` of that size comes from ``mmap`` (it is above glibc's largest mmap threshold),
 so each new file would first page-fault every 4 KiB of it in, with the kernel zeroing each page:
-measured at a fifth of the conversion's CPU time. A worker instead keeps a few ``ByteArena`` s
-that grow to the largest file seen and are written over for each file, already paged in.
+measured at a fifth of the conversion's CPU time. A worker instead keeps one ``ByteArena``, sized
+once, that every piece of every file is decompressed into, already paged in.
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ class ByteArena:
 
 
 class Text:
-    """Read-only view of the first ``size`` bytes of a buffer, with the bytes methods we scan by."""
+    """The first ``size`` bytes of a buffer, with the bytes methods we scan by; writable in place
+    (``overwrite``) when the buffer is a ``bytearray``."""
 
     __slots__ = ("_data", "size")
 
