@@ -206,12 +206,14 @@ def _write_group(worker: int, spills: list[str], plan: TablePlan, root_uri: str,
                                keep=(lambda value: value in only) if only is not None else (lambda value: True))
     try:
         for spill in spills:
-            with pa.OSFile(spill, "rb") as source:
+            # Mapped, the table's buffers are the page cache's pages: no copy into fresh memory.
+            with pa.memory_map(spill, "r") as source:
                 table = pa.ipc.open_file(source).read_all()
             item = table.column("Item").combine_chunks()
             flat, partitions = flatten_items(item, plan)
             writer.write(flat, partitions)
             del table, item, flat, partitions
+            os.remove(spill)  # its disk and page cache are free as soon as it is written out
             _release_memory()
         return writer.close(), writer.skipped_rows
     except BaseException:
