@@ -171,6 +171,13 @@ def _check_naming(naming: str) -> None:
         raise CliError(f"--naming must be one of {', '.join(NAMING_MODES)}, not {naming!r}")
 
 
+def _check_compression(compression: str) -> None:
+    from ddb_assets.lake.writer import COMPRESSIONS
+
+    if compression not in COMPRESSIONS:
+        raise CliError(f"--compression must be one of {', '.join(COMPRESSIONS)}, not {compression!r}")
+
+
 def _conversion_progress():  # type: ignore[no-untyped-def]
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -210,6 +217,8 @@ def convert(
     max_depth: int = typer.Option(3, help="Map levels flattened into columns; deeper maps become JSON text."),
     dictionary_keys: int = typer.Option(64, help="A map with more distinct keys is kept as one JSON column."),
     work_dir: Optional[str] = typer.Option(None, help="Local folder for intermediate files (default: TMPDIR)."),
+    compression: str = typer.Option("zstd", help="Parquet codec: zstd (smallest files), snappy (for readers "
+                                                 "without zstd), lz4, gzip, none."),
 ) -> None:
     """Convert a DynamoDB export into typed, flattened Parquet, partitioned and published atomically."""
     from rich.table import Table
@@ -217,8 +226,10 @@ def convert(
     from ddb_assets.lake.convert import ConvertOptions, convert_export
 
     _check_naming(naming)
+    _check_compression(compression)
     options = ConvertOptions(partition_by=partition_by or None, naming=naming, workers=workers,
-                             max_depth=max_depth, dictionary_keys=dictionary_keys, work_dir=work_dir)
+                             max_depth=max_depth, dictionary_keys=dictionary_keys, work_dir=work_dir,
+                             compression=compression)
     progress, on_event = _conversion_progress()
     with progress:
         result = convert_export(source, dest, options, progress=on_event)

@@ -55,6 +55,8 @@ class TableSettings(_Strict):
     export_format: Literal["DYNAMODB_JSON", "ION"] = "DYNAMODB_JSON"
     partition_by: str | None = "year"
     naming: Literal["snake", "glue"] = "snake"
+    compression: Literal["zstd", "lz4", "snappy", "gzip", "none"] = Field(
+        "zstd", description="Parquet codec: zstd (smallest files), snappy for readers without zstd, lz4, gzip, none.")
     key_attributes: list[str] = Field(default_factory=list,
                                       description="Key attributes for the null/unique checks (default: the table's key schema).")
     wait_for_export: bool | None = Field(None, description="Wait for exports in the pitr_export asset "

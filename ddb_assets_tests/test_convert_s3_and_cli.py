@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import pytest
 from typing import Any
 
 import pyarrow.dataset as ds
@@ -14,6 +16,7 @@ from ddb_assets.local.loader import batch_write
 from ddb_assets.local.sample_data import ReviewGenerator
 from ddb_assets.local.tables import create_reviews_table
 from ddb_assets_tests import doctor
+from ddb_assets_tests.lake_reader import read_rows
 from ddb_assets_tests.cli_helpers import run_cli
 from ddb_assets_tests.conftest import unique, wait_done
 
@@ -77,3 +80,23 @@ def test_cli_errors_stay_on_one_line_however_long(tmp_path: Path) -> None:
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(long_path) in lines[0]
     bad_naming = run_cli("convert", str(long_path), str(tmp_path / "out"), "--naming", "camel")
     assert bad_naming.returncode == 1 and "--naming must be one of snake, glue" in bad_naming.stderr
+    bad_codec = run_cli("convert", str(long_path), str(tmp_path / "out"), "--compression", "brotli")
+    assert bad_codec.returncode == 1 and "--compression must be one of zstd, lz4, snappy" in bad_codec.stderr
+
+
+@pytest.mark.parametrize("codec, recorded", [("lz4", "LZ4"), ("snappy", "SNAPPY"), ("none", "UNCOMPRESSED")])
+def test_cli_compression_picks_the_parquet_codec_and_keeps_the_rows(tmp_path: Path, codec: str, recorded: str) -> None:
+    import pyarrow.parquet as pq
+
+    folder = doctor.make_export(tmp_path / "export", items=300)
+    tables = {}
+    for name in ("zstd", codec):
+        result = run_cli("convert", str(folder), str(tmp_path / name), "--compression", name)
+        assert result.returncode == 0, result.stderr
+        meta, rows = read_rows(str(tmp_path / name))
+        files = [tmp_path / name / f["path"] for p in meta["partitions"].values() for f in p["files"]]
+        codecs = {pq.ParquetFile(f).metadata.row_group(0).column(i).compression
+                  for f in files for i in range(pq.ParquetFile(f).metadata.num_columns)}
+        tables[name] = (codecs, sorted(rows, key=lambda r: r["review_id"]))  # pyarrow says LZ4 for LZ4_RAW
+    assert tables["zstd"][0] == {"ZSTD"} and tables[codec][0] == {recorded}
+    assert tables[codec][1] == tables["zstd"][1] and len(tables[codec][1]) == 300

@@ -38,6 +38,7 @@ def test_a_second_table_is_one_more_entry(tmp_path: Path) -> None:
     (VALID.replace("export_bucket: ddb-exports", "export_bucket: ddb-exports\n    naming: camel"),
      ["tables.0.naming", "snake", "glue"]),
     (VALID.replace("table: reviews", "table: r"), ["tables.0.table", "3-255 characters"]),
+    (VALID + "    compression: brotli\n", ["tables.0.compression", "zstd", "lz4"]),
     (VALID + "    partition_bye: year\n", ["tables.0.partition_bye", "Extra inputs"]),
     ("profile: local\ntables: []\n", ["lake_root", "tables"]),
     ("profile: [\n", ["not valid YAML"]),

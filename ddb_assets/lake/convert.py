@@ -54,7 +54,7 @@ from ddb_assets.lake.publish import (
     schema_to_b64,
 )
 from ddb_assets.lake.schema import SchemaOptions, TablePlan, plan_table
-from ddb_assets.lake.writer import PartitionedWriter, WrittenFile
+from ddb_assets.lake.writer import PartitionedWriter, WrittenFile, parquet_options
 
 ProgressCallback = Callable[[str, dict[str, Any]], None]
 
@@ -70,6 +70,10 @@ class ConvertOptions:
     work_dir: str | None = None  # where parsed files are spilled between the stages
     buffer_bytes: int = 64 << 20  # per worker, for partition buffers
     piece_bytes: int = 32 << 20  # decompressed JSON parsed at a time per worker: bounds memory
+    compression: str = "zstd"  # Parquet codec: zstd, lz4, snappy, gzip or none (lake/writer.py)
+
+    def __post_init__(self) -> None:
+        parquet_options(self.compression)  # a bad codec fails here, before any work
     table_name: str | None = None
     s3: S3Options | None = None  # explicit S3 endpoint/region (else the environment's)
 
@@ -197,13 +201,14 @@ def _in_file(error: ExportFormatError, compressed: bytes, offset: int) -> Export
 # -- stage 2 -----------------------------------------------------------------------------------
 
 def _write_group(worker: int, spills: list[str], plan: TablePlan, root_uri: str, version: str,
-                 only: frozenset[str] | None, buffer_bytes: int,
-                 s3: S3Options | None) -> tuple[list[WrittenFile], int]:
+                 only: frozenset[str] | None, buffer_bytes: int, s3: S3Options | None,
+                 compression: str = "zstd") -> tuple[list[WrittenFile], int]:
     root = resolve(root_uri, s3)
     column = plan.partition_column
     folder_of = (lambda value: partition_folder(column, value)) if column else (lambda value: "")
     writer = PartitionedWriter(root, plan.arrow_schema, version, worker, folder_of, buffer_bytes,
-                               keep=(lambda value: value in only) if only is not None else (lambda value: True))
+                               keep=(lambda value: value in only) if only is not None else (lambda value: True),
+                               compression=compression)
     try:
         for spill in spills:
             # Mapped, the table's buffers are the page cache's pages: no copy into fresh memory.
@@ -271,7 +276,7 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
             notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
             groups = _balance([p for p in parsed if p.rows], workers)
             futures = [pool.submit(_write_group, worker, [spill for p in group for spill in p.spills], plan, root.uri, version,
-                                   options.only_partitions, options.buffer_bytes, options.s3)
+                                   options.only_partitions, options.buffer_bytes, options.s3, options.compression)
                        for worker, group in enumerate(groups) if group]
             written: list[WrittenFile] = []
             for future in futures:
