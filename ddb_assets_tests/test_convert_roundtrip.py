@@ -75,3 +75,24 @@ def test_reading_files_in_small_pieces_gives_the_same_table(tmp_path: Path) -> N
     assert meta_pieces["columns"] == meta_whole["columns"] and meta_pieces["schema_b64"] == meta_whole["schema_b64"]
     key = lambda row: row["review_id"]  # noqa: E731
     assert sorted(rows_pieces, key=key) == sorted(rows_whole, key=key) and len(rows_whole) == 3000
+
+
+def test_a_partition_goes_on_in_new_files_after_a_few_row_groups(tmp_path: Path) -> None:
+    """An open Parquet writer holds every row group's metadata; files are closed after
+    ROW_GROUPS_PER_FILE so memory does not grow with the export. Readers see the same rows."""
+    import pyarrow.parquet as pq
+
+    from ddb_assets.lake.writer import ROW_GROUPS_PER_FILE
+
+    folder = doctor.make_export(tmp_path / "export", items=3000, files=2)
+    small, default = tmp_path / "small", tmp_path / "default"
+    convert_export(folder, small, ConvertOptions(workers=2, buffer_bytes=16 << 10, piece_bytes=8 << 10,
+                                                 partition_by=None))
+    convert_export(folder, default, ConvertOptions(workers=2, partition_by=None))
+    (meta, rows), (_, expected) = read_rows(str(small)), read_rows(str(default))
+    files = [f for p in meta["partitions"].values() for f in p["files"]]
+    assert len(files) > 2  # more than one file per worker
+    groups = [pq.ParquetFile(small / f["path"]).metadata.num_row_groups for f in files]
+    assert max(groups) <= ROW_GROUPS_PER_FILE and sum(f["rows"] for f in files) == 3000
+    key = lambda row: row["review_id"]  # noqa: E731
+    assert sorted(rows, key=key) == sorted(expected, key=key)

@@ -9,7 +9,7 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from ddb_assets.exports.buffers import ByteArena, Text, gunzip_into
+from ddb_assets.exports.buffers import ByteArena, Text, gunzip_into, gunzip_pieces
 from ddb_assets.exports.decode import RAW_MAP, parse_items
 from ddb_assets.exports.errors import ExportFormatError
 
@@ -118,3 +118,27 @@ def test_the_internal_descriptor_is_refused_when_the_input_uses_it(marker: str) 
         parse_items(lifted + forged, output_format="DYNAMODB_JSON", obj="f", dictionary_maps=frozenset({"votes"}))
     with pytest.raises(ExportFormatError, match=r"^f:1: .*unknown type descriptor '_Mjson'"):
         parse_items(forged, output_format="DYNAMODB_JSON", obj="f")
+
+
+def _in_chunks(data: bytes, size: int) -> list[bytes]:
+    return [data[i:i + size] for i in range(0, len(data), size)]
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1000, 1 << 20])
+def test_gunzip_pieces_reads_a_stream_of_chunks_across_members_into_line_pieces(chunk: int) -> None:
+    lines = [orjson.dumps({"Item": {"pk": {"S": f"k{i}" * (i % 7)}}}) + b"\n" for i in range(3000)]
+    text = b"".join(lines)
+    data = gzip.compress(text[:40_000]) + gzip.compress(text[40_000:]) + b"\x00" * 5  # two members, padding
+    pieces = [(bytes(piece), offset) for piece, offset in
+              gunzip_pieces(_in_chunks(data, chunk), ByteArena(), obj="f", piece_bytes=8 << 10)]
+    assert b"".join(p for p, _ in pieces) == text
+    assert all(p.endswith(b"\n") and len(p) <= 8 << 10 for p, _ in pieces) and len(pieces) > 5
+    assert [o for _, o in pieces] == [sum(len(p) for p, _ in pieces[:i]) for i in range(len(pieces))]
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1 << 20])
+def test_a_stream_of_chunks_with_damage_is_refused(chunk: int) -> None:
+    data = gzip.compress(lines_of([{"pk": {"S": str(i)}} for i in range(500)]))
+    for damaged, message in ((data[:-9], "truncated gzip"), (data + b"xy", "data after the last gzip member")):
+        with pytest.raises(ExportFormatError, match=message):
+            list(gunzip_pieces(_in_chunks(damaged, chunk), ByteArena(), obj="f", piece_bytes=1 << 10))

@@ -9,7 +9,7 @@ once, that every piece of every file is decompressed into, already paged in.
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import pyarrow as pa
 from isal import isal_zlib
@@ -116,7 +116,10 @@ class Text:
             start = end + 1
 
 
-def gunzip_into(data: bytes | memoryview, arena: ByteArena, *, obj: str) -> Text:
+Compressed = "bytes | memoryview | Iterable[bytes | memoryview]"
+
+
+def gunzip_into(data: Compressed, arena: ByteArena, *, obj: str) -> Text:
     """Decompress a whole (possibly multi-member) gzip file into ``arena``; errors name ``obj``."""
     arena.clear(_isize(data))
     for chunk in _gunzip_chunks(data, obj):
@@ -124,61 +127,79 @@ def gunzip_into(data: bytes | memoryview, arena: ByteArena, *, obj: str) -> Text
     return arena.text()
 
 
-def gunzip_pieces(data: bytes | memoryview, arena: ByteArena, *, obj: str,
+def gunzip_pieces(data: Compressed, arena: ByteArena, *, obj: str,
                   piece_bytes: int) -> Iterator[tuple[Text, int]]:
     """Decompress a gzip file a piece at a time: (text, offset in the decompressed file) pairs.
 
-    Each piece holds about ``piece_bytes`` and ends at a line end (the last one at the end of the
-    file), so memory follows the piece size and not the file size, however skewed the files.
-    A piece is valid until the next one is asked for: they share ``arena``.
+    ``data`` is the file's bytes or an iterable of its chunks (read as they are needed). Each piece
+    holds at most ``piece_bytes`` (unless one line is longer) and ends at a line end, so
+    memory follows the piece size and not the file size, however skewed the files. A piece is
+    valid until the next one is asked for: they share ``arena``.
     """
-    arena.clear(min(_isize(data), piece_bytes + _CHUNK))
+    hint = _isize(data)
+    arena.clear(min(hint, piece_bytes + _CHUNK) if hint else piece_bytes + _CHUNK)
     offset = 0
     for chunk in _gunzip_chunks(data, obj):
         arena.append(chunk)
-        if arena.size >= piece_bytes:
-            cut = arena.text().rfind(b"\n") + 1
-            if cut:
-                yield arena.text(cut), offset
-                offset += cut
-                arena.keep_from(cut)
+        while arena.size >= piece_bytes:
+            text = arena.text()
+            # the last line end within the piece size, else (one very long line) the first after it
+            cut = text.rfind(b"\n", 0, piece_bytes) + 1 or text.find(b"\n", piece_bytes) + 1
+            if not cut:
+                break  # a line longer than what has arrived: wait for more
+            yield arena.text(cut), offset
+            offset += cut
+            arena.keep_from(cut)
     if arena.size:
         yield arena.text(), offset
 
 
-def _isize(data: bytes | memoryview) -> int:
-    """The gzip trailer's ISIZE: the (last member's) uncompressed size, a hint for reserving."""
+def _isize(data: Compressed) -> int:
+    """The gzip trailer's ISIZE, the (last member's) uncompressed size: a hint for reserving.
+    0 when the data comes as a stream of chunks (the trailer is not read yet)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        return 0
     return int.from_bytes(bytes(data[-4:]), "little") if len(data) >= 18 else 0
 
 
-def _gunzip_chunks(data: bytes | memoryview, obj: str) -> Iterator[bytes]:
-    remaining = memoryview(data)
-    while True:
-        decompressor = isal_zlib.decompressobj(wbits=GZIP_WBITS)
-        pending = remaining
-        try:
-            while pending and not decompressor.eof:
-                yield decompressor.decompress(pending, _CHUNK)
-                pending = decompressor.unconsumed_tail
-            while not decompressor.eof:
-                chunk = decompressor.decompress(b"", _CHUNK)
-                if not chunk:
-                    break
+def _gunzip_chunks(data: Compressed, obj: str) -> Iterator[bytes]:
+    """Decompressed chunks of at most ``_CHUNK`` bytes, member after member."""
+    source = iter([data]) if isinstance(data, (bytes, bytearray, memoryview)) else iter(data)
+    decompressor = isal_zlib.decompressobj(wbits=GZIP_WBITS)
+    pending: bytes | memoryview = b""
+    try:
+        while True:
+            if decompressor.eof:
+                pending = decompressor.unused_data or next(source, b"")
+                if not pending:
+                    return
+                if len(pending) < 2:  # the next member's magic may straddle two chunks
+                    pending = bytes(pending) + bytes(next(source, b""))
+                if bytes(pending[:2]) != b"\x1f\x8b":
+                    if not bytes(pending).strip(b"\x00") and all(not bytes(c).strip(b"\x00") for c in source):
+                        return  # zero padding after the last member, as gzip(1) accepts
+                    raise ExportFormatError(obj, "not a valid gzip file (data after the last gzip member)")
+                decompressor = isal_zlib.decompressobj(wbits=GZIP_WBITS)
+            if not pending:
+                following = next(source, None)
+                if following is None:  # the input is over: what the decompressor still holds
+                    while not decompressor.eof:
+                        chunk = decompressor.decompress(b"", _CHUNK)
+                        if not chunk:
+                            raise ExportFormatError(obj, "truncated gzip: the file ends before the "
+                                                         "end-of-stream marker")
+                        yield chunk
+                    continue
+                pending = following
+            chunk = decompressor.decompress(pending, _CHUNK)
+            pending = decompressor.unconsumed_tail
+            if chunk:
                 yield chunk
-        except isal_zlib.error as exc:
-            raise ExportFormatError(obj, f"not a valid gzip file ({exc})") from None
-        if not decompressor.eof:
-            raise ExportFormatError(obj, "truncated gzip: the file ends before the end-of-stream marker")
-        remaining = memoryview(decompressor.unused_data)
-        if not remaining:
-            return
-        if bytes(remaining[:2]) != b"\x1f\x8b":
-            if not bytes(remaining).strip(b"\x00"):
-                return  # zero padding after the last member, as gzip(1) accepts
-            raise ExportFormatError(obj, "not a valid gzip file (data after the last gzip member)")
+    except isal_zlib.error as exc:
+        raise ExportFormatError(obj, f"not a valid gzip file ({exc})") from None
 
 
-def count_lines_before(data: bytes | memoryview, offset: int, *, obj: str) -> int:
+def count_lines_before(data: Compressed, offset: int, *, obj: str) -> int:
     """Newlines in the first ``offset`` decompressed bytes (error path: to number lines in a file)."""
     count, seen = 0, 0
     for chunk in _gunzip_chunks(data, obj):

@@ -8,8 +8,11 @@ bucket or on disk read the same as the original.
 
 from __future__ import annotations
 
+import hashlib
+import base64
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Iterator
 
 from ddb_assets.exports.checksums import md5_base64
 from ddb_assets.exports.errors import ChecksumMismatch, ExportFormatError, ItemCountMismatch, MissingObject
@@ -36,11 +39,68 @@ class DataFile:
         except FileNotFoundError:
             raise MissingObject(self.name, f"data file listed in manifest-files.json is missing "
                                            f"(looked for {self.location.uri})") from None
-        actual = md5_base64(data)
+        self._check_md5(md5_base64(data))
+        return data
+
+    def stream_verified(self, chunk_bytes: int = 1 << 20) -> "VerifiedStream":
+        """The compressed bytes in chunks, hashed as they pass (memory: one chunk, not the file)."""
+        try:
+            stream = self.location.fs.open_input_stream(self.location.path, compression=None)
+        except FileNotFoundError:
+            raise MissingObject(self.name, f"data file listed in manifest-files.json is missing "
+                                           f"(looked for {self.location.uri})") from None
+        return VerifiedStream(self, stream, chunk_bytes)
+
+    def _check_md5(self, actual: str) -> None:
         if actual != self.manifest.md5_checksum:
             raise ChecksumMismatch(self.name, f"md5 of the compressed file is {actual}, manifest says "
                                               f"{self.manifest.md5_checksum}")
-        return data
+
+
+@dataclass
+class VerifiedStream:
+    """Chunks of a data file's compressed bytes. The md5 can only be checked at the end, so a
+    reader that meets a problem earlier calls ``verify()`` first: a damaged file is reported as a
+    checksum mismatch, the root cause, rather than as whatever the damage broke downstream."""
+
+    data_file: DataFile
+    stream: object
+    chunk_bytes: int
+    size: int = 0
+    _md5: "hashlib._Hash" = field(default_factory=hashlib.md5)
+    _buffer: bytearray = field(default_factory=bytearray)
+    _done: bool = False
+
+    def __iter__(self) -> Iterator[memoryview]:
+        """Each chunk is only valid until the next is asked for (one buffer is reused)."""
+        if len(self._buffer) < self.chunk_bytes:
+            self._buffer = bytearray(self.chunk_bytes)
+        view = memoryview(self._buffer)
+        while not self._done:
+            count = self.stream.readinto(view)  # type: ignore[attr-defined]
+            if not count:
+                self._finish()
+                return
+            self.size += count
+            self._md5.update(view[:count])
+            yield view[:count]
+
+    def close(self) -> None:
+        """Stop reading without checking (an error path that only needed the start of the file)."""
+        self._done = True
+        self.stream.close()  # type: ignore[attr-defined]
+
+    def verify(self) -> None:
+        """Read what is left and check the md5 against the manifest; idempotent."""
+        for _ in self:
+            pass
+        self._finish()
+
+    def _finish(self) -> None:
+        if not self._done:
+            self._done = True
+            self.stream.close()  # type: ignore[attr-defined]
+            self.data_file._check_md5(base64.b64encode(self._md5.digest()).decode("ascii"))
 
 
 @dataclass(frozen=True)

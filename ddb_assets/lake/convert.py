@@ -36,7 +36,7 @@ from ddb_assets.exports.decode import (
     ion_to_json_lines,
     parse_items,
 )
-from ddb_assets.exports.errors import ExportFormatError, ItemCountMismatch
+from ddb_assets.exports.errors import ChecksumMismatch, ExportFormatError, ItemCountMismatch
 from ddb_assets.exports.reader import DataFile, Export, open_export
 from ddb_assets.exports.storage import Location, S3Options, resolve
 from ddb_assets.lake.flatten import ItemColumns, flatten_items, partition_values
@@ -144,35 +144,42 @@ _worker = _WorkerState()
 def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictionary_keys: int,
                 conversion: str, partition_by: str | None = None, piece_bytes: int = 32 << 20) -> _Parsed:
     _worker.begin(conversion)
-    compressed = data_file.read_verified()
+    compressed = data_file.stream_verified()  # read as the pieces need it, md5 checked at the end
     profile, spills, raw_size = Profile(), [], 0
-    pieces = gunzip_pieces(compressed, _worker.decompressed, obj=data_file.name, piece_bytes=piece_bytes)
-    for number, (text, offset) in enumerate(pieces):
-        raw_size += len(text)
-        try:
-            table, first_line = _parse_piece(text, data_file, first=number == 0, dictionary_keys=dictionary_keys)
-        except ExportFormatError as error:
-            raise _in_file(error, compressed, offset) from None
-        del text
-        if first_line:
-            profile.first_line = (index, first_line)
-        item = table.column("Item").combine_chunks()
-        piece_profile = profile_items(item, index)
-        if partition_by is not None:
-            values = partition_values(ItemColumns(item).wrapper((partition_by,)), len(item))
-            piece_profile.partition_values = set(pc.unique(values).to_pylist())
-        profile.merge(piece_profile)
-        if spill_dir is not None and table.num_rows:
-            spills.append(os.path.join(spill_dir, f"{index:06d}-{number:04d}.arrow"))
-            # One IPC file per piece: a later piece may bring attributes (a wider schema).
-            with pa.OSFile(spills[-1], "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-                writer.write_table(table)
-        del table, item
+    try:
+        pieces = gunzip_pieces(compressed, _worker.decompressed, obj=data_file.name, piece_bytes=piece_bytes)
+        for number, (text, offset) in enumerate(pieces):
+            raw_size += len(text)
+            try:
+                table, first_line = _parse_piece(text, data_file, first=number == 0,
+                                                 dictionary_keys=dictionary_keys)
+            except ExportFormatError as error:
+                raise _in_file(error, data_file, offset) from None
+            del text
+            if first_line:
+                profile.first_line = (index, first_line)
+            item = table.column("Item").combine_chunks()
+            piece_profile = profile_items(item, index)
+            if partition_by is not None:
+                values = partition_values(ItemColumns(item).wrapper((partition_by,)), len(item))
+                piece_profile.partition_values = set(pc.unique(values).to_pylist())
+            profile.merge(piece_profile)
+            if spill_dir is not None and table.num_rows:
+                spills.append(os.path.join(spill_dir, f"{index:06d}-{number:04d}.arrow"))
+                # One IPC file per piece: a later piece may bring attributes (a wider schema).
+                with pa.OSFile(spills[-1], "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+                    writer.write_table(table)
+            del table, item
+        compressed.verify()
+    except ExportFormatError as error:
+        if not isinstance(error, ChecksumMismatch):
+            compressed.verify()  # damaged bytes explain any later error: report the mismatch
+        raise
     if profile.items != data_file.manifest.item_count:
         raise ItemCountMismatch(data_file.name, f"holds {profile.items} items, manifest-files.json says "
                                                 f"{data_file.manifest.item_count}")
     _release_memory()
-    return _Parsed(index, spills, profile.items, profile, len(compressed), raw_size)
+    return _Parsed(index, spills, profile.items, profile, compressed.size, raw_size)
 
 
 def _parse_piece(text: Text, data_file: DataFile, *, first: bool,
@@ -190,11 +197,15 @@ def _parse_piece(text: Text, data_file: DataFile, *, first: bool,
     return table, first_line
 
 
-def _in_file(error: ExportFormatError, compressed: bytes, offset: int) -> ExportFormatError:
+def _in_file(error: ExportFormatError, data_file: DataFile, offset: int) -> ExportFormatError:
     """An error located in a piece, with its line number counted from the start of the file."""
     if error.line is None or offset == 0:
         return error
-    line = error.line + count_lines_before(compressed, offset, obj=error.obj)
+    stream = data_file.stream_verified()
+    try:
+        line = error.line + count_lines_before(stream, offset, obj=error.obj)
+    finally:
+        stream.close()
     return type(error)(error.obj, error.problem, line=line)
 
 
