@@ -135,8 +135,8 @@ def test_single_run_backfill_reads_the_export_once_and_writes_exactly_those_part
     chosen = partitions[2:6]
 
     reads: list[str] = []
-    original = DataFile.read_verified
-    monkeypatch.setattr(DataFile, "read_verified", lambda self: reads.append(self.name) or original(self))
+    original = DataFile.stream_verified
+    monkeypatch.setattr(DataFile, "stream_verified", lambda self, *a: reads.append(self.name) or original(self, *a))
     result = dg.materialize([assets[names.raw_export_key], assets[names.parquet_key]], selection=[names.parquet_key],
                             instance=instance, resources=p["defs"].resources,
                             tags={"dagster/asset_partition_range_start": chosen[0],
