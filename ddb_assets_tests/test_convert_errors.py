@@ -204,3 +204,25 @@ def test_a_bad_line_deep_in_a_file_read_in_pieces_is_numbered_from_the_file_star
         convert_export(folder, root, ConvertOptions(workers=2, piece_bytes=16 << 10))
     assert raised.value.line == 701 and f"{entry['dataFileS3Key']}:701: malformed JSON" in str(raised.value)
     _assert_untouched(root, before)
+
+
+def test_a_run_keeps_its_marker_until_its_table_is_published(tmp_path: Path, published: tuple[Path, dict],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cleared before the switch, a concurrent run publishing in between would delete its files."""
+    import ddb_assets.lake.convert as convert_module
+    from ddb_assets.exports.storage import resolve
+    from ddb_assets.lake.publish import inflight_versions
+
+    root, _ = published
+    seen: list[tuple[str, frozenset[str]]] = []
+    original = convert_module.publish
+
+    def watching(location, metadata):  # type: ignore[no-untyped-def]
+        seen.append((metadata.version, inflight_versions(location)))
+        return original(location, metadata)
+
+    monkeypatch.setattr(convert_module, "publish", watching)
+    convert_export(doctor.make_export(tmp_path / "next", items=50, seed=3), root, ConvertOptions(workers=1))
+    [(version, live)] = seen
+    assert version in live  # still marked while the switch happens
+    assert version not in inflight_versions(resolve(root))  # and cleared after it

@@ -304,8 +304,12 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
 
     previous = read_metadata(root)
     metadata = _next_metadata(previous, table_name, version, plan, export, written, options)
-    clear_inflight(root, version)
-    deleted = publish(root, metadata)
+    try:
+        # The marker goes only after the switch: cleared before it, a concurrent run publishing
+        # in between would take this run's files for orphans and delete them.
+        deleted = publish(root, metadata)
+    finally:
+        clear_inflight(root, version)
     notify("published", {"version": version, "rows": metadata.rows, "deleted": len(deleted)})
     return ConvertResult(metadata, profile, plan, export, written, sum(p.compressed for p in parsed),
                          sum(p.uncompressed for p in parsed), time.monotonic() - started, deleted)
