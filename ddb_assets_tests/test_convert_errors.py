@@ -226,3 +226,46 @@ def test_a_run_keeps_its_marker_until_its_table_is_published(tmp_path: Path, pub
     [(version, live)] = seen
     assert version in live  # still marked while the switch happens
     assert version not in inflight_versions(resolve(root))  # and cleared after it
+
+
+def test_two_runs_rewriting_different_partitions_at_once_keep_both(tmp_path: Path, published: tuple[Path, dict],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each run reads the current metadata, derives the next and publishes it. Interleaved, the
+    second would drop the first's partitions and point them at files the first had deleted."""
+    import threading
+
+    import ddb_assets.lake.convert as convert_module
+
+    root, before = published
+    partitions = sorted(before["partitions"])
+    mine, theirs = frozenset(partitions[:2]), frozenset(partitions[2:4])
+    original = convert_module.read_metadata
+
+    def slow_read(location):  # type: ignore[no-untyped-def]
+        found = original(location)
+        time.sleep(0.5)  # widen the window between reading and publishing
+        return found
+
+    monkeypatch.setattr(convert_module, "read_metadata", slow_read)
+    source = doctor.make_export(tmp_path / "next", items=200, seed=1)
+    errors: list[BaseException] = []
+
+    def run(only: frozenset[str]) -> None:
+        try:
+            convert_export(source, root, ConvertOptions(workers=1, only_partitions=only))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(only,)) for only in (mine, theirs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    after = read_table_metadata(str(root))
+    versions = {value: entry["version"] for value, entry in after["partitions"].items()}
+    old = {value: entry["version"] for value, entry in before["partitions"].items()}
+    assert all(versions[v] != old[v] for v in mine | theirs)  # both runs' partitions are published
+    assert all(versions[v] == old[v] for v in set(partitions) - mine - theirs)
+    meta, rows = read_rows(str(root))  # and every file the metadata names exists
+    assert len(rows) == 200

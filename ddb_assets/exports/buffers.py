@@ -9,7 +9,7 @@ once, that every piece of every file is decompressed into, already paged in.
 from __future__ import annotations
 
 import re
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Union
 
 import pyarrow as pa
 from isal import isal_zlib
@@ -116,7 +116,8 @@ class Text:
             start = end + 1
 
 
-Compressed = "bytes | memoryview | Iterable[bytes | memoryview]"
+# A whole gzip file, or its chunks as they are read (see exports.reader.VerifiedStream).
+Compressed = Union[bytes, memoryview, Iterable[Union[bytes, memoryview]]]
 
 
 def gunzip_into(data: Compressed, arena: ByteArena, *, obj: str) -> Text:

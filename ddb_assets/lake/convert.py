@@ -46,6 +46,7 @@ from ddb_assets.lake.publish import (
     PartitionEntry,
     clear_inflight,
     mark_inflight,
+    metadata_lock,
     TableMetadata,
     collect_garbage,
     new_version,
@@ -118,10 +119,11 @@ class _Parsed:
     uncompressed: int
 
 
-class _WorkerState:
+class _WorkerState(threading.local):
     """Per worker process: the JSON schema learned so far and the dictionary maps detected in this
     conversion, so that later files parse with an explicit schema (see exports.decode.parse_items),
-    and the byte arena each file is decompressed into (see exports.buffers)."""
+    and the byte arena each file is decompressed into (see exports.buffers). Per thread, too:
+    with workers=1 the files are read in the caller's thread, and callers may convert in several."""
 
     def __init__(self) -> None:
         self.conversion: str | None = None
@@ -302,13 +304,14 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
         shutil.rmtree(spill_dir, ignore_errors=True)
         _worker.release()  # workers=1 ran the files in this process
 
-    previous = read_metadata(root)
-    metadata = _next_metadata(previous, table_name, version, plan, export, written, options)
     try:
+        with metadata_lock(root):  # read, derive and publish as one step among concurrent runs
+            previous = read_metadata(root)
+            metadata = _next_metadata(previous, table_name, version, plan, export, written, options)
+            deleted = publish(root, metadata)
+    finally:
         # The marker goes only after the switch: cleared before it, a concurrent run publishing
         # in between would take this run's files for orphans and delete them.
-        deleted = publish(root, metadata)
-    finally:
         clear_inflight(root, version)
     notify("published", {"version": version, "rows": metadata.rows, "deleted": len(deleted)})
     return ConvertResult(metadata, profile, plan, export, written, sum(p.compressed for p in parsed),

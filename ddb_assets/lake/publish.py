@@ -10,13 +10,15 @@ killed before that write publishes nothing; its orphan files are removed by the 
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import json
 import os
 import socket
 import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterator
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -24,6 +26,7 @@ import pyarrow.fs as pafs
 from ddb_assets.exports.storage import Location
 
 METADATA_FILE = "_ddb_assets.json"
+LOCK_FILE = "_ddb_assets.lock"
 INFLIGHT_FOLDER = "_inflight"  # one marker per conversion still writing: its files are not garbage
 INFLIGHT_LEASE_SECONDS = 6 * 3600  # a marker older than this belongs to a run that died
 FORMAT_VERSION = 1
@@ -110,6 +113,28 @@ def read_metadata(root: Location) -> TableMetadata | None:
         return TableMetadata.from_json(location.read_bytes())
     except FileNotFoundError:
         return None
+
+
+@contextlib.contextmanager
+def metadata_lock(root: Location) -> Iterator[None]:
+    """Hold while reading the current metadata, deriving the next one and publishing it.
+
+    Two runs rewriting different partitions of one table (a backfill and the automation, say)
+    would otherwise both start from the same old metadata: the last to publish would drop the
+    other's partitions and point them at files the other's publish had already deleted. Local
+    roots take an exclusive ``flock``; on S3 there is no lock (Dagster's single-run backfills keep
+    runs of one table apart; a conditional PUT would be the S3 answer).
+    """
+    if root.scheme != "file":
+        yield
+        return
+    os.makedirs(root.path, exist_ok=True)
+    with open(os.path.join(root.path, LOCK_FILE), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def publish(root: Location, metadata: TableMetadata) -> list[str]:
