@@ -14,6 +14,7 @@ import pytest
 from ddb_assets.exports.errors import ChecksumMismatch, ExportFormatError, ItemCountMismatch, MissingObject
 from ddb_assets.lake.convert import ConvertOptions, convert_export
 from ddb_assets_tests import doctor
+from ddb_assets_tests.conftest import unique
 from ddb_assets_tests.cli_helpers import ddb_assets_command, run_cli
 from ddb_assets_tests.lake_reader import read_rows, read_table_metadata
 
@@ -209,45 +210,58 @@ def test_a_bad_line_deep_in_a_file_read_in_pieces_is_numbered_from_the_file_star
 def test_a_run_keeps_its_marker_until_its_table_is_published(tmp_path: Path, published: tuple[Path, dict],
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Cleared before the switch, a concurrent run publishing in between would delete its files."""
-    import ddb_assets.lake.convert as convert_module
+    import ddb_assets.lake.publish as publish_module
     from ddb_assets.exports.storage import resolve
     from ddb_assets.lake.publish import inflight_versions
 
     root, _ = published
     seen: list[tuple[str, frozenset[str]]] = []
-    original = convert_module.publish
+    original = publish_module.publish
 
     def watching(location, metadata):  # type: ignore[no-untyped-def]
         seen.append((metadata.version, inflight_versions(location)))
         return original(location, metadata)
 
-    monkeypatch.setattr(convert_module, "publish", watching)
+    monkeypatch.setattr(publish_module, "publish", watching)
     convert_export(doctor.make_export(tmp_path / "next", items=50, seed=3), root, ConvertOptions(workers=1))
     [(version, live)] = seen
     assert version in live  # still marked while the switch happens
     assert version not in inflight_versions(resolve(root))  # and cleared after it
 
 
-def test_two_runs_rewriting_different_partitions_at_once_keep_both(tmp_path: Path, published: tuple[Path, dict],
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each run reads the current metadata, derives the next and publishes it. Interleaved, the
-    second would drop the first's partitions and point them at files the first had deleted."""
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_two_runs_rewriting_different_partitions_at_once_keep_both(
+        tmp_path: Path, where: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """Each run reads the current metadata, derives the next and switches to it. Interleaved, the
+    second would drop the first's partitions and point them at files the first had deleted: a
+    lock prevents it locally, a compare-and-swap (conditional PUT) on S3."""
     import threading
 
     import ddb_assets.lake.convert as convert_module
+    from ddb_assets.exports.storage import resolve
+    from ddb_assets.lake.publish import read_metadata
 
-    root, before = published
-    partitions = sorted(before["partitions"])
+    if where == "s3":
+        request.getfixturevalue("aws_env")
+        s3 = request.getfixturevalue("s3")
+        lake = unique("lake")
+        s3.create_bucket(Bucket=lake)
+        root: str = f"s3://{lake}/reviews"
+    else:
+        root = str(tmp_path / "lake" / "reviews")
+    source = doctor.make_export(tmp_path / "export", items=200, seed=1)
+    convert_export(source, root, ConvertOptions(workers=1))
+    before = read_metadata(resolve(root))
+    assert before is not None
+    partitions = sorted(before.partitions)
     mine, theirs = frozenset(partitions[:2]), frozenset(partitions[2:4])
-    original = convert_module.read_metadata
+    original = convert_module._next_metadata
 
-    def slow_read(location):  # type: ignore[no-untyped-def]
-        found = original(location)
-        time.sleep(0.5)  # widen the window between reading and publishing
-        return found
+    def slow_derive(*args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(0.5)  # widen the window between reading the metadata and switching to the next
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(convert_module, "read_metadata", slow_read)
-    source = doctor.make_export(tmp_path / "next", items=200, seed=1)
+    monkeypatch.setattr(convert_module, "_next_metadata", slow_derive)
     errors: list[BaseException] = []
 
     def run(only: frozenset[str]) -> None:
@@ -262,10 +276,10 @@ def test_two_runs_rewriting_different_partitions_at_once_keep_both(tmp_path: Pat
     for thread in threads:
         thread.join()
     assert not errors
-    after = read_table_metadata(str(root))
-    versions = {value: entry["version"] for value, entry in after["partitions"].items()}
-    old = {value: entry["version"] for value, entry in before["partitions"].items()}
-    assert all(versions[v] != old[v] for v in mine | theirs)  # both runs' partitions are published
-    assert all(versions[v] == old[v] for v in set(partitions) - mine - theirs)
-    meta, rows = read_rows(str(root))  # and every file the metadata names exists
-    assert len(rows) == 200
+    after = read_metadata(resolve(root))
+    assert after is not None
+    assert all(after.partitions[v].version != before.partitions[v].version for v in mine | theirs)
+    assert all(after.partitions[v].version == before.partitions[v].version
+               for v in set(partitions) - mine - theirs)
+    location = resolve(root)  # every file the metadata names exists
+    assert all(location.join(f["path"]).exists() for p in after.partitions.values() for f in p.files)

@@ -92,6 +92,21 @@ def s3_filesystem(settings: S3Options | None = None) -> pafs.S3FileSystem:
     return pafs.S3FileSystem(**options)  # type: ignore[arg-type]
 
 
+def s3_client(settings: S3Options | None = None):  # type: ignore[no-untyped-def]
+    """A boto3 S3 client with the same settings as ``s3_filesystem`` (for what pyarrow cannot do:
+    conditional writes)."""
+    import boto3
+    from botocore.config import Config
+
+    settings = (settings or S3Options()).with_environment()
+    options: dict[str, object] = {"region_name": settings.region or "us-east-1"}
+    if settings.access_key and settings.secret_key:
+        options.update(aws_access_key_id=settings.access_key, aws_secret_access_key=settings.secret_key)
+    if settings.endpoint_url:
+        options.update(endpoint_url=settings.endpoint_url, config=Config(s3={"addressing_style": "path"}))
+    return boto3.client("s3", **options)
+
+
 def resolve(uri: str | os.PathLike[str], s3: S3Options | None = None) -> Location:
     """``s3://bucket/key`` or a local path (relative paths resolved against the CWD)."""
     text = os.fspath(uri)

@@ -46,11 +46,10 @@ from ddb_assets.lake.publish import (
     PartitionEntry,
     clear_inflight,
     mark_inflight,
-    metadata_lock,
+    publish_next,
     TableMetadata,
     collect_garbage,
     new_version,
-    publish,
     read_metadata,
     schema_to_b64,
 )
@@ -305,10 +304,11 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
         _worker.release()  # workers=1 ran the files in this process
 
     try:
-        with metadata_lock(root):  # read, derive and publish as one step among concurrent runs
-            previous = read_metadata(root)
-            metadata = _next_metadata(previous, table_name, version, plan, export, written, options)
-            deleted = publish(root, metadata)
+        # Read, derive and switch as one step among concurrent runs (a lock locally, a
+        # compare-and-swap on S3): see lake.publish.publish_next.
+        metadata, deleted = publish_next(
+            root, lambda previous: _next_metadata(previous, table_name, version, plan, export, written, options),
+            options.s3)
     finally:
         # The marker goes only after the switch: cleared before it, a concurrent run publishing
         # in between would take this run's files for orphans and delete them.

@@ -14,22 +14,25 @@ import contextlib
 import fcntl
 import json
 import os
+import random
 import socket
 import secrets
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from ddb_assets.exports.storage import Location
+from ddb_assets.exports.storage import Location, S3Options, s3_client
 
 METADATA_FILE = "_ddb_assets.json"
 LOCK_FILE = "_ddb_assets.lock"
 INFLIGHT_FOLDER = "_inflight"  # one marker per conversion still writing: its files are not garbage
 INFLIGHT_LEASE_SECONDS = 6 * 3600  # a marker older than this belongs to a run that died
 FORMAT_VERSION = 1
+SWITCH_ATTEMPTS = 8  # concurrent publishers on S3 retry their compare-and-swap this often
 
 
 def new_version() -> str:
@@ -115,19 +118,48 @@ def read_metadata(root: Location) -> TableMetadata | None:
         return None
 
 
-@contextlib.contextmanager
-def metadata_lock(root: Location) -> Iterator[None]:
-    """Hold while reading the current metadata, deriving the next one and publishing it.
+class PublishConflict(RuntimeError):
+    """Other runs kept switching the table's metadata while this one tried to."""
+
+
+def publish_next(root: Location, derive: Callable[[TableMetadata | None], TableMetadata],
+                 s3: S3Options | None = None) -> tuple[TableMetadata, list[str]]:
+    """Read the current metadata, derive the next with ``derive`` and switch to it, as one step
+    among concurrent runs; then delete what it no longer references. Returns (metadata, deleted).
 
     Two runs rewriting different partitions of one table (a backfill and the automation, say)
     would otherwise both start from the same old metadata: the last to publish would drop the
     other's partitions and point them at files the other's publish had already deleted. Local
-    roots take an exclusive ``flock``; on S3 there is no lock (Dagster's single-run backfills keep
-    runs of one table apart; a conditional PUT would be the S3 answer).
+    roots hold an exclusive ``flock`` (``_ddb_assets.lock``) for the step; on S3 the switch is a
+    conditional PUT (``If-Match`` the ETag read, ``If-None-Match: *`` for a new table), and a run
+    that lost the race reads again and derives again.
     """
-    if root.scheme != "file":
-        yield
-        return
+    if root.scheme == "file":
+        with _local_lock(root):
+            metadata = derive(read_metadata(root))
+            return metadata, publish(root, metadata)
+    client = s3_client(s3)
+    bucket, _, key = root.join(METADATA_FILE).path.partition("/")
+    for attempt in range(SWITCH_ATTEMPTS):
+        try:
+            current = client.get_object(Bucket=bucket, Key=key)
+            previous, condition = TableMetadata.from_json(current["Body"].read()), {"IfMatch": current["ETag"]}
+        except client.exceptions.NoSuchKey:
+            previous, condition = None, {"IfNoneMatch": "*"}
+        metadata = derive(previous)
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=metadata.to_json(), **condition)
+        except client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise
+            time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))  # someone switched first: again
+            continue
+        return metadata, collect_garbage(root, metadata)
+    raise PublishConflict(f"{root.uri}: the table's metadata kept changing; gave up after {SWITCH_ATTEMPTS} attempts")
+
+
+@contextlib.contextmanager
+def _local_lock(root: Location) -> Iterator[None]:
     os.makedirs(root.path, exist_ok=True)
     with open(os.path.join(root.path, LOCK_FILE), "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
