@@ -172,10 +172,12 @@ def _check_naming(naming: str) -> None:
 
 
 def _check_compression(compression: str) -> None:
-    from ddb_assets.lake.writer import COMPRESSIONS
+    from ddb_assets.lake.writer import parquet_options
 
-    if compression not in COMPRESSIONS:
-        raise CliError(f"--compression must be one of {', '.join(COMPRESSIONS)}, not {compression!r}")
+    try:
+        parquet_options(compression)
+    except ValueError as exc:
+        raise CliError(f"--{exc}") from None
 
 
 def _conversion_progress():  # type: ignore[no-untyped-def]

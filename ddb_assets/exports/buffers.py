@@ -80,9 +80,6 @@ class Text:
     def __bytes__(self) -> bytes:
         return self[:]
 
-    def count(self, sub: bytes, start: int = 0, end: int | None = None) -> int:
-        return self._data.count(sub, start, self.size if end is None else min(end, self.size))
-
     def find(self, sub: bytes, start: int = 0, end: int | None = None) -> int:
         return self._data.find(sub, start, self.size if end is None else min(end, self.size))
 
@@ -106,14 +103,6 @@ class Text:
     def buffer(self) -> pa.Buffer:
         """Zero-copy Arrow buffer over the text (valid until the arena is written again)."""
         return pa.py_buffer(self.view())
-
-    def lines(self) -> Iterator[bytes]:
-        start = 0
-        while start < self.size:
-            end = self.find(b"\n", start)
-            end = self.size if end < 0 else end
-            yield self[start:end]
-            start = end + 1
 
 
 # A whole gzip file, or its chunks as they are read (see exports.reader.VerifiedStream).

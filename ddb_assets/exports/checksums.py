@@ -8,7 +8,12 @@ import hashlib
 
 def md5_base64(data: bytes) -> str:
     """Base64 (standard, padded) of the raw 16-byte MD5: the form of ``md5Checksum`` and ``.md5`` files."""
-    return base64.b64encode(hashlib.md5(data).digest()).decode("ascii")
+    return digest_base64(hashlib.md5(data))
+
+
+def digest_base64(hasher: "hashlib._Hash") -> str:
+    """The same form for a hash fed piece by piece (a streamed data file)."""
+    return base64.b64encode(hasher.digest()).decode("ascii")
 
 
 def single_part_etag(data: bytes) -> str:

@@ -1,7 +1,7 @@
-"""Data files -> Arrow: gunzip, parse every line, and check that each is a well-formed item.
+"""Decompressed data files -> Arrow: parse every line, and check that each is a well-formed item.
 
-DYNAMODB_JSON goes through pyarrow's C++ JSON reader with one block per file, so the whole file is
-typed by one inference pass and no Python runs per row. Type descriptors determine JSON types
+(Decompression is in ``exports.buffers``.) DYNAMODB_JSON goes through pyarrow's C++ JSON reader
+with one block per piece of a file, so each piece is typed in one pass and no Python runs per row. Type descriptors determine JSON types
 (``N`` is always a string, ``BOOL`` a bool, ...), so inference is exact: numbers stay strings here.
 The result is the raw wrapper shape, ``Item: struct<attr: struct<S, N, ...>>``, validated
 vectorially. When pyarrow rejects a file, a line-by-line Python check finds the first bad line and
@@ -16,7 +16,6 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
-from isal import igzip
 
 from ddb_assets.exports.buffers import Text
 from ddb_assets.exports.errors import ExportFormatError
@@ -30,15 +29,6 @@ DESCRIPTORS = ("S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS")
 # and append to every one of them for every row (an export with 4,000 such keys parses 40x slower).
 # Such maps are lifted out of the text before the parse and attached afterwards.
 RAW_MAP = "_Mjson"
-
-
-def gunzip(data: bytes, *, obj: str) -> bytes:
-    try:
-        return bytes(igzip.decompress(data))
-    except EOFError:
-        raise ExportFormatError(obj, "truncated gzip: the file ends before the end-of-stream marker") from None
-    except (OSError, ValueError) as exc:
-        raise ExportFormatError(obj, f"not a valid gzip file ({exc})") from None
 
 
 def parse_items(raw: bytes | Text, *, output_format: str, obj: str, known: pa.Schema | None = None,

@@ -9,12 +9,11 @@ bucket or on disk read the same as the original.
 from __future__ import annotations
 
 import hashlib
-import base64
 import os
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from ddb_assets.exports.checksums import md5_base64
+from ddb_assets.exports.checksums import digest_base64, md5_base64
 from ddb_assets.exports.errors import ChecksumMismatch, ExportFormatError, ItemCountMismatch, MissingObject
 from ddb_assets.exports.manifest import ManifestFile, ManifestSummary, parse_manifest_files
 from ddb_assets.exports.storage import Location, S3Options, resolve
@@ -37,8 +36,7 @@ class DataFile:
         try:
             data = self.location.read_bytes()
         except FileNotFoundError:
-            raise MissingObject(self.name, f"data file listed in manifest-files.json is missing "
-                                           f"(looked for {self.location.uri})") from None
+            raise self._missing() from None
         self._check_md5(md5_base64(data))
         return data
 
@@ -47,9 +45,12 @@ class DataFile:
         try:
             stream = self.location.fs.open_input_stream(self.location.path, compression=None)
         except FileNotFoundError:
-            raise MissingObject(self.name, f"data file listed in manifest-files.json is missing "
-                                           f"(looked for {self.location.uri})") from None
+            raise self._missing() from None
         return VerifiedStream(self, stream, chunk_bytes)
+
+    def _missing(self) -> MissingObject:
+        return MissingObject(self.name, f"data file listed in manifest-files.json is missing "
+                                        f"(looked for {self.location.uri})")
 
     def _check_md5(self, actual: str) -> None:
         if actual != self.manifest.md5_checksum:
@@ -100,7 +101,7 @@ class VerifiedStream:
         if not self._done:
             self._done = True
             self.stream.close()  # type: ignore[attr-defined]
-            self.data_file._check_md5(base64.b64encode(self._md5.digest()).decode("ascii"))
+            self.data_file._check_md5(digest_base64(self._md5))
 
 
 @dataclass(frozen=True)

@@ -71,11 +71,11 @@ class ConvertOptions:
     buffer_bytes: int = 64 << 20  # per worker, for partition buffers
     piece_bytes: int = 32 << 20  # decompressed JSON parsed at a time per worker: bounds memory
     compression: str = "zstd"  # Parquet codec: zstd, lz4, snappy, gzip or none (lake/writer.py)
+    table_name: str | None = None
+    s3: S3Options | None = None  # explicit S3 endpoint/region (else the environment's)
 
     def __post_init__(self) -> None:
         parquet_options(self.compression)  # a bad codec fails here, before any work
-    table_name: str | None = None
-    s3: S3Options | None = None  # explicit S3 endpoint/region (else the environment's)
 
     @property
     def schema_options(self) -> SchemaOptions:
@@ -112,10 +112,13 @@ def _release_memory() -> None:
 class _Parsed:
     index: int
     spills: list[str]  # the file's parsed pieces, in order
-    rows: int
     profile: Profile
     compressed: int
     uncompressed: int
+
+    @property
+    def rows(self) -> int:
+        return self.profile.items
 
 
 class _WorkerState(threading.local):
@@ -180,7 +183,7 @@ def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictiona
         raise ItemCountMismatch(data_file.name, f"holds {profile.items} items, manifest-files.json says "
                                                 f"{data_file.manifest.item_count}")
     _release_memory()
-    return _Parsed(index, spills, profile.items, profile, compressed.size, raw_size)
+    return _Parsed(index, spills, profile, compressed.size, raw_size)
 
 
 def _parse_piece(text: Text, data_file: DataFile, *, first: bool,
@@ -287,8 +290,9 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
             plan = plan_table(profile, options.schema_options)
             notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
             groups = _balance([p for p in parsed if p.rows], workers)
-            futures = [pool.submit(_write_group, worker, [spill for p in group for spill in p.spills], plan, root.uri, version,
-                                   options.only_partitions, options.buffer_bytes, options.s3, options.compression)
+            futures = [pool.submit(_write_group, worker, [spill for p in group for spill in p.spills], plan,
+                                   root.uri, version, options.only_partitions, options.buffer_bytes, options.s3,
+                                   options.compression)
                        for worker, group in enumerate(groups) if group]
             written: list[WrittenFile] = []
             for future in futures:

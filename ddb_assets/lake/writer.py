@@ -30,6 +30,8 @@ def parquet_options(compression: str = "zstd") -> dict:
     if compression not in COMPRESSIONS:
         raise ValueError(f"compression must be one of {', '.join(COMPRESSIONS)}, not {compression!r}")
     return dict(PARQUET_OPTIONS, compression=compression, compression_level=COMPRESSIONS[compression])
+
+
 ROW_GROUP_ROWS = 256 * 1024
 # An open Parquet writer keeps every row group's metadata (statistics included) until it closes:
 # measured at about 28 KB per row group of the reviews' 31 columns, 200 MB per worker at 100M

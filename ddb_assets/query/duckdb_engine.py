@@ -65,11 +65,12 @@ class DuckDBEngine:
         """The export itself as a table with one struct column ``item`` (DynamoDB JSON shape:
         ``item.customer_id.s``), like Athena over a crawled export. Reads the whole export into
         memory: meant for exploring, the Parquet table is for everything else."""
-        from ddb_assets.exports.decode import gunzip, parse_items
+        from ddb_assets.exports.buffers import ByteArena, gunzip_into
+        from ddb_assets.exports.decode import parse_items
 
-        tables, known = [], None
+        tables, known, arena = [], None, ByteArena()
         for data_file in export.files:
-            raw = gunzip(data_file.read_verified(), obj=data_file.name)
+            raw = gunzip_into(data_file.read_verified(), arena, obj=data_file.name)
             table, known = parse_items(raw, output_format=data_file.output_format, obj=data_file.name, known=known)
             if table.num_rows:
                 tables.append(table)
