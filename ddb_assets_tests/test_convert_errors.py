@@ -283,3 +283,49 @@ def test_two_runs_rewriting_different_partitions_at_once_keep_both(
                for v in set(partitions) - mine - theirs)
     location = resolve(root)  # every file the metadata names exists
     assert all(location.join(f["path"]).exists() for p in after.partitions.values() for f in p.files)
+
+
+def _with_changed_schema(tmp_path: Path) -> Path:
+    """The published export again, but one item has a decimal star rating and a new attribute."""
+    folder = doctor.make_export(tmp_path / "changed", items=200, seed=1)
+    entry = doctor.biggest_entry(folder)
+
+    def edit(lines: list[bytes]) -> None:
+        item = json.loads(lines[0])
+        item["Item"]["star_rating"] = {"N": "4.5"}
+        item["Item"]["gift_wrap"] = {"BOOL": True}
+        lines[0] = json.dumps(item).encode()
+
+    doctor.edit_lines(folder, entry, edit)
+    return folder
+
+
+def test_a_partial_rewrite_refuses_a_changed_schema(tmp_path: Path, published: tuple[Path, dict]) -> None:
+    """Rewriting some partitions under a new schema would leave the others with the old one: the
+    table would no longer have one schema (Athena rejects an INT64 file under a decimal column)."""
+    root, before = published
+    changed = _with_changed_schema(tmp_path)
+    some = frozenset(sorted(before["partitions"])[:2])
+    files_before = sorted(root.rglob("*.parquet"))
+    with pytest.raises(ValueError) as raised:
+        convert_export(changed, root, ConvertOptions(workers=2, only_partitions=some))
+    message = str(raised.value)
+    for fragment in ("schema", "star_rating", "int64", "decimal", "gift_wrap", "every partition"):
+        assert fragment in message, message
+    _assert_untouched(root, before)
+    assert sorted(root.rglob("*.parquet")) == files_before  # nothing of the refused run is left
+
+    convert_export(changed, root, ConvertOptions(workers=2))  # a full conversion changes the schema
+    meta, rows = read_rows(str(root))
+    assert len(rows) == 200 and any(row.get("gift_wrap") is True for row in rows)
+
+
+def test_a_partial_rewrite_under_the_same_schema_keeps_the_other_partitions(
+        tmp_path: Path, published: tuple[Path, dict]) -> None:
+    root, before = published
+    same = doctor.make_export(tmp_path / "again", items=200, seed=1)
+    some = frozenset(sorted(before["partitions"])[:2])
+    convert_export(same, root, ConvertOptions(workers=2, only_partitions=some))
+    after = read_table_metadata(str(root))
+    assert {v for v in after["partitions"] if after["partitions"][v]["version"] != before["partitions"][v]["version"]} == some
+    assert len(read_rows(str(root))[1]) == 200

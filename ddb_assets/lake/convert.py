@@ -53,7 +53,7 @@ from ddb_assets.lake.publish import (
     read_metadata,
     schema_to_b64,
 )
-from ddb_assets.lake.schema import SchemaOptions, TablePlan, plan_table
+from ddb_assets.lake.schema import SchemaChanged, SchemaOptions, TablePlan, plan_table, schema_changes
 from ddb_assets.lake.writer import PartitionedWriter, WrittenFile, parquet_options
 
 ProgressCallback = Callable[[str, dict[str, Any]], None]
@@ -288,6 +288,7 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
             parsed = _run_stage_one(pool, export, spill_dir, options, notify)
             profile = Profile.merged(p.profile for p in sorted(parsed, key=lambda p: p.index))
             plan = plan_table(profile, options.schema_options)
+            _check_partial_rewrite(read_metadata(root), plan, export, options)  # before writing anything
             notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
             groups = _balance([p for p in parsed if p.rows], workers)
             futures = [pool.submit(_write_group, worker, [spill for p in group for spill in p.spills], plan,
@@ -313,10 +314,13 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
         metadata, deleted = publish_next(
             root, lambda previous: _next_metadata(previous, table_name, version, plan, export, written, options),
             options.s3)
-    finally:
-        # The marker goes only after the switch: cleared before it, a concurrent run publishing
-        # in between would take this run's files for orphans and delete them.
+    except BaseException:
         clear_inflight(root, version)
+        _discard_version(root, version)  # only what the published metadata does not reference
+        raise
+    # The marker goes only after the switch: cleared before it, a concurrent run publishing in
+    # between would take this run's files for orphans and delete them.
+    clear_inflight(root, version)
     notify("published", {"version": version, "rows": metadata.rows, "deleted": len(deleted)})
     return ConvertResult(metadata, profile, plan, export, written, sum(p.compressed for p in parsed),
                          sum(p.uncompressed for p in parsed), time.monotonic() - started, deleted)
@@ -373,8 +377,30 @@ def _balance(parsed: list[_Parsed], workers: int) -> list[list[_Parsed]]:
     return groups
 
 
+def _check_partial_rewrite(previous: TableMetadata | None, plan: TablePlan, export: Export,
+                           options: ConvertOptions) -> None:
+    """A partial rewrite keeps the other partitions as published: it must not change the schema,
+    or the table would hold files of two schemas (engines reject an INT64 file under a decimal
+    column, and readers that take the first file's schema miss columns)."""
+    if options.only_partitions is None or previous is None:
+        return
+    changes = schema_changes(previous.arrow_schema, plan.arrow_schema)
+    if previous.partition_column != plan.partition_column:
+        changes.append(f"partition column {previous.partition_column} -> {plan.partition_column}")
+    elif not changes and previous.columns != plan.mapping():
+        changes.append("the columns map from other attributes")
+    if changes:
+        raise SchemaChanged(
+            f"export {export.export_id} gives table {previous.table} a different schema ({'; '.join(changes)}); "
+            f"a rewrite of only partition(s) {', '.join(sorted(options.only_partitions))} would leave the other "
+            f"partitions with the published one. Convert every partition instead (no partition selection; "
+            f"in Dagster, materialize all partitions of the table).")
+
+
 def _next_metadata(previous: TableMetadata | None, table_name: str, version: str, plan: TablePlan,
                    export: Export, written: Iterable[WrittenFile], options: ConvertOptions) -> TableMetadata:
+    # Checked again against what is published now: another run may have changed it meanwhile.
+    _check_partial_rewrite(previous, plan, export, options)
     by_partition: dict[str, list[WrittenFile]] = {}
     for w in written:
         by_partition.setdefault(w.partition, []).append(w)
