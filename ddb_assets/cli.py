@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -218,7 +219,9 @@ def convert(
     workers: int = typer.Option(0, help="Worker processes (0: one per core)."),
     max_depth: int = typer.Option(3, help="Map levels flattened into columns; deeper maps become JSON text."),
     dictionary_keys: int = typer.Option(64, help="A map with more distinct keys is kept as one JSON column."),
-    work_dir: Optional[str] = typer.Option(None, help="Local folder for intermediate files (default: TMPDIR)."),
+    work_dir: Optional[str] = typer.Option(None, help="Local folder for the parsed items between the two stages "
+                                                       "(default: TMPDIR); needs up to about 0.8x the export's "
+                                                       "decompressed size."),
     compression: str = typer.Option("zstd", help="Parquet codec: zstd (smallest files), snappy (for readers "
                                                  "without zstd), lz4, gzip, none."),
 ) -> None:
@@ -244,6 +247,7 @@ def convert(
             ("columns", str(len(meta.columns))),
             ("input", f"{mb:,.1f} MB uncompressed, {result.compressed_bytes / 1e6:,.1f} MB gzip"),
             ("time", f"{result.seconds:.2f}s, {mb / max(result.seconds, 1e-9):,.1f} MB/s"),
+            ("scratch", f"{result.scratch_bytes / 1e6:,.1f} MB at most in {work_dir or tempfile.gettempdir()}"),
             ("table", dest)]
     if meta.variants:
         rows.append(("mixed types", ", ".join(f"{k} {v}" for k, v in meta.variants.items())))
@@ -417,11 +421,14 @@ def main() -> None:
 
     from ddb_assets.aws.dynamodb_exports import ExportFailed, ExportTimeout
     from ddb_assets.exports.errors import ExportFormatError
+    from ddb_assets.lake.convert import ScratchSpaceError
+    from ddb_assets.lake.publish import PublishConflict
     from ddb_assets.settings import ConfigError
 
     try:
         app()
-    except (CliError, ExportFormatError, ExportFailed, ExportTimeout, ConfigError, LookupError) as exc:
+    except (CliError, ExportFormatError, ExportFailed, ExportTimeout, ConfigError, LookupError, ScratchSpaceError,
+            PublishConflict) as exc:
         err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except ClientError as exc:

@@ -93,6 +93,9 @@ class Settings(_Strict):
     tables: list[TableSettings] = Field(..., min_length=1)
     sensor_interval_seconds: int = Field(30, ge=5)
     convert_workers: int = Field(0, ge=0, description="Conversion worker processes (0: one per core).")
+    convert_work_dir: str | None = Field(None, description="Local folder for the parsed items between the "
+                                                           "conversion's stages (default: TMPDIR); needs up to "
+                                                           "about 0.8x an export's decompressed size.")
     report_dirs: list[str] = Field(default_factory=list, description="Folders of extra report SQL files "
                                                                      "({table} is the lake table).")
 

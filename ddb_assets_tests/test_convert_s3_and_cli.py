@@ -52,7 +52,7 @@ def test_cli_convert_prints_a_summary_and_inspect_prints_the_schema(tmp_path: Pa
     folder = doctor.make_export(tmp_path / "export", items=400)
     result = run_cli("convert", str(folder), str(tmp_path / "lake" / "reviews"), "--workers", "2")
     assert result.returncode == 0, result.stderr
-    for text in ("items", "400", "partitions", "by year", "files", "MB/s", "mixed types"):
+    for text in ("items", "400", "partitions", "by year", "files", "MB/s", "mixed types", "scratch"):
         assert text in result.stdout, result.stdout
     assert (tmp_path / "lake" / "reviews" / "_ddb_assets.json").exists()
 
@@ -100,3 +100,34 @@ def test_cli_compression_picks_the_parquet_codec_and_keeps_the_rows(tmp_path: Pa
         tables[name] = (codecs, sorted(rows, key=lambda r: r["review_id"]))  # pyarrow says LZ4 for LZ4_RAW
     assert tables["zstd"][0] == {"ZSTD"} and tables[codec][0] == {recorded}
     assert tables[codec][1] == tables["zstd"][1] and len(tables[codec][1]) == 300
+
+
+def test_cli_a_work_folder_that_cannot_take_the_parsed_items_is_named_and_nothing_is_published(
+        tmp_path: Path) -> None:
+    """The real failure, not a stand-in: the process may write no file bigger than 256 KiB (the
+    limit a full disk or a quota also imposes, as an OS error on write), and one parsed piece is
+    bigger."""
+    import os
+    import resource
+    import signal
+    import subprocess
+
+    from ddb_assets_tests.cli_helpers import ddb_assets_command
+
+    folder = doctor.make_export(tmp_path / "export", items=3000, files=1)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+
+    def small_files() -> None:  # in the child, before exec
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an error from write(), not a kill
+        resource.setrlimit(resource.RLIMIT_FSIZE, (256 << 10, 256 << 10))
+
+    result = subprocess.run([*ddb_assets_command(), "convert", str(folder), str(tmp_path / "lake"), "--workers", "1",
+                             "--work-dir", str(scratch)], capture_output=True, text=True, timeout=180,
+                            preexec_fn=small_files, env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 1, result.stderr
+    assert "work folder" in result.stderr and str(scratch) in result.stderr and "--work-dir" in result.stderr, \
+        result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "lake" / "_ddb_assets.json").exists()
+    assert list(scratch.iterdir()) == []  # the run's scratch is removed

@@ -25,11 +25,13 @@ def platform(world: LocalWorld, ddb: Any, s3: Any, tmp_path: Path) -> Iterator[d
     arn = create_reviews_table(ddb, table)
     s3.create_bucket(Bucket=bucket)
     batch_write(ddb, table, ReviewGenerator(400, seed=11))
-    settings = local_settings(world.endpoint, str(tmp_path / "lake"), table=table, bucket=bucket, convert_workers=1)
+    settings = local_settings(world.endpoint, str(tmp_path / "lake"), table=table, bucket=bucket, convert_workers=1,
+                              convert_work_dir=str(tmp_path / "scratch"))
     defs = build_definitions(settings)
     with dg.instance_for_test() as instance:
         yield {"settings": settings, "defs": defs, "instance": instance, "names": TableNames(settings, settings.tables[0]),
-               "table": table, "bucket": bucket, "arn": arn, "lake": tmp_path / "lake"}
+               "table": table, "bucket": bucket, "arn": arn, "lake": tmp_path / "lake",
+               "scratch": tmp_path / "scratch"}
 
 
 def _assets(defs: dg.Definitions) -> dict[dg.AssetKey, dg.AssetsDefinition]:
@@ -148,6 +150,7 @@ def test_single_run_backfill_reads_the_export_once_and_writes_exactly_those_part
     assert set(published["partitions"]) == set(chosen)
     written = {f.relative_to(p["lake"] / names.name).parts[0] for f in (p["lake"] / names.name).rglob("*.parquet")}
     assert written == {f"year={v}" for v in chosen}
+    assert p["scratch"].is_dir() and not any(p["scratch"].iterdir())  # the settings' work folder, left clean
     [mat] = [m for m in result.asset_materializations_for_node("__".join(names.parquet_key.path))][:1]
     assert mat.metadata["dagster/column_schema"].value.columns
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}

@@ -52,7 +52,8 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
         result = convert_export(uri, root.uri, ConvertOptions(
             partition_by=names.table.partition_by, naming=names.table.naming, s3=lake.s3_options(),
             only_partitions=None if selected >= everything else selected, table_name=names.name,
-            workers=names.settings.convert_workers, compression=names.table.compression),
+            workers=names.settings.convert_workers, compression=names.table.compression,
+            work_dir=names.settings.convert_work_dir),
             progress=lambda kind, info: context.log.debug(f"{kind}: {info}"))
         meta = result.metadata
         written = {p: meta.partitions[p] for p in sorted(selected) if p in meta.partitions}

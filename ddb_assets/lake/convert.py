@@ -98,6 +98,7 @@ class ConvertResult:
     uncompressed_bytes: int
     seconds: float
     deleted: list[str] = field(default_factory=list)
+    scratch_bytes: int = 0  # the most the work folder held (every parsed piece, before stage 2)
 
 
 def _release_memory() -> None:
@@ -115,6 +116,7 @@ class _Parsed:
     profile: Profile
     compressed: int
     uncompressed: int
+    spilled: int = 0  # bytes of the spills
 
     @property
     def rows(self) -> int:
@@ -149,7 +151,7 @@ def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictiona
                 conversion: str, partition_by: str | None = None, piece_bytes: int = 32 << 20) -> _Parsed:
     _worker.begin(conversion)
     compressed = data_file.stream_verified()  # read as the pieces need it, md5 checked at the end
-    profile, spills, raw_size = Profile(), [], 0
+    profile, spills, raw_size, spilled = Profile(), [], 0, 0
     try:
         pieces = gunzip_pieces(compressed, _worker.decompressed, obj=data_file.name, piece_bytes=piece_bytes)
         for number, (text, offset) in enumerate(pieces):
@@ -169,10 +171,9 @@ def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictiona
                 piece_profile.partition_values = set(pc.unique(values).to_pylist())
             profile.merge(piece_profile)
             if spill_dir is not None and table.num_rows:
-                spills.append(os.path.join(spill_dir, f"{index:06d}-{number:04d}.arrow"))
                 # One IPC file per piece: a later piece may bring attributes (a wider schema).
-                with pa.OSFile(spills[-1], "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-                    writer.write_table(table)
+                spills.append(os.path.join(spill_dir, f"{index:06d}-{number:04d}.arrow"))
+                spilled += _spill(table, spills[-1])
             del table, item
         compressed.verify()
     except ExportFormatError as error:
@@ -183,7 +184,24 @@ def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictiona
         raise ItemCountMismatch(data_file.name, f"holds {profile.items} items, manifest-files.json says "
                                                 f"{data_file.manifest.item_count}")
     _release_memory()
-    return _Parsed(index, spills, profile, compressed.size, raw_size)
+    return _Parsed(index, spills, profile, compressed.size, raw_size, spilled)
+
+
+class ScratchSpaceError(OSError):
+    """The work folder cannot take the parsed pieces (full disk, quota, file size limit)."""
+
+
+def _spill(table: pa.Table, path: str) -> int:
+    try:
+        with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        return os.path.getsize(path)
+    except OSError as exc:
+        raise ScratchSpaceError(
+            f"cannot write parsed items to the work folder {os.path.dirname(os.path.dirname(path))} ({exc}). "
+            f"A conversion keeps the parsed export there between its two stages, about 0.8x the size of "
+            f"its decompressed JSON at most: free space there or choose a bigger folder (convert --work-dir, "
+            f"or convert_work_dir in the settings)") from None
 
 
 def _parse_piece(text: Text, data_file: DataFile, *, first: bool,
@@ -280,6 +298,8 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
     notify("opened", {"files": len(export.files), "items": export.summary.item_count,
                       "export_id": export.export_id})
     workers = min(options.worker_count, max(1, len(export.files)))
+    if options.work_dir:
+        os.makedirs(options.work_dir, exist_ok=True)
     spill_dir = tempfile.mkdtemp(prefix="ddb-assets-", dir=options.work_dir)
     version = new_version()
     mark_inflight(root, version)
@@ -323,7 +343,8 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
     clear_inflight(root, version)
     notify("published", {"version": version, "rows": metadata.rows, "deleted": len(deleted)})
     return ConvertResult(metadata, profile, plan, export, written, sum(p.compressed for p in parsed),
-                         sum(p.uncompressed for p in parsed), time.monotonic() - started, deleted)
+                         sum(p.uncompressed for p in parsed), time.monotonic() - started, deleted,
+                         sum(p.spilled for p in parsed))
 
 
 def profile_export(source: str | os.PathLike[str] | Export, options: ConvertOptions = ConvertOptions(),
@@ -442,4 +463,5 @@ def _discard_version(root: Location, version: str) -> None:
             pass
 
 
-__all__ = ["ConvertOptions", "ConvertResult", "convert_export", "profile_export", "ExportFormatError"]
+__all__ = ["ConvertOptions", "ConvertResult", "convert_export", "profile_export", "ExportFormatError",
+           "ScratchSpaceError"]
