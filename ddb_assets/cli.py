@@ -224,20 +224,34 @@ def convert(
                                                        "decompressed size."),
     compression: str = typer.Option("zstd", help="Parquet codec: zstd (smallest files), snappy (for readers "
                                                  "without zstd), lz4, gzip, none."),
+    profile: Optional[str] = typer.Option(None, help="The export's profile from 'inspect --save-profile': the "
+                                                     "schema is planned up front and the export converted in "
+                                                     "one pass, with no work folder."),
 ) -> None:
     """Convert a DynamoDB export into typed, flattened Parquet, partitioned and published atomically."""
     from rich.table import Table
 
+    from ddb_assets.exports.reader import open_export
+    from ddb_assets.exports.storage import resolve
     from ddb_assets.lake.convert import ConvertOptions, convert_export
+    from ddb_assets.lake.profile import profile_from_json
 
     _check_naming(naming)
     _check_compression(compression)
     options = ConvertOptions(partition_by=partition_by or None, naming=naming, workers=workers,
                              max_depth=max_depth, dictionary_keys=dictionary_keys, work_dir=work_dir,
                              compression=compression)
+    export, known = open_export(source), None
+    if profile:
+        try:
+            saved_for, known = profile_from_json(resolve(profile).read_bytes(), obj=profile)
+        except (OSError, ValueError) as exc:
+            raise CliError(str(exc) if isinstance(exc, ValueError) else f"cannot read {profile}: {exc}") from None
+        if saved_for != export.export_id:
+            raise CliError(f"{profile} is the profile of export {saved_for}, not of {export.export_id}")
     progress, on_event = _conversion_progress()
     with progress:
-        result = convert_export(source, dest, options, progress=on_event)
+        result = convert_export(export, dest, options, progress=on_event, known=known)
     meta = result.metadata
     summary = Table(title=f"published {meta.table} ({meta.version})", show_header=False)
     mb = result.uncompressed_bytes / 1e6
@@ -247,7 +261,8 @@ def convert(
             ("columns", str(len(meta.columns))),
             ("input", f"{mb:,.1f} MB uncompressed, {result.compressed_bytes / 1e6:,.1f} MB gzip"),
             ("time", f"{result.seconds:.2f}s, {mb / max(result.seconds, 1e-9):,.1f} MB/s"),
-            ("scratch", f"{result.scratch_bytes / 1e6:,.1f} MB at most in {work_dir or tempfile.gettempdir()}"),
+            ("scratch", "none: one pass, planned from the profile" if result.one_pass else
+             f"{result.scratch_bytes / 1e6:,.1f} MB at most in {work_dir or tempfile.gettempdir()}"),
             ("table", dest)]
     if meta.variants:
         rows.append(("mixed types", ", ".join(f"{k} {v}" for k, v in meta.variants.items())))
@@ -262,6 +277,8 @@ def inspect(
     partition_by: Optional[str] = typer.Option("year", help="Partition attribute, as convert would use it."),
     naming: str = typer.Option("snake", help="Column naming, as convert would use it."),
     workers: int = typer.Option(0, help="Worker processes (0: one per core)."),
+    save_profile: Optional[str] = typer.Option(None, help="Also write the profile to this file (local or "
+                                                          "s3://), for 'convert --profile'."),
 ) -> None:
     """Show an export's summary manifest and the schema inferred from every item."""
     from rich.table import Table
@@ -298,6 +315,13 @@ def inspect(
     console.print(schema)
     if plan.partition_column:
         console.print(f"partitioned by [bold]{plan.partition_column}[/] ({plan.partition_type})")
+    if save_profile:
+        from ddb_assets.exports.storage import resolve
+        from ddb_assets.lake.profile import profile_to_json
+
+        resolve(save_profile).write_bytes(profile_to_json(profile, export.export_id))
+        console.print(f"profile saved to {save_profile}: 'convert --profile {save_profile}' converts this "
+                      f"export in one pass")
 
 
 def _lake_root(lake: Optional[str]) -> str:
@@ -421,14 +445,14 @@ def main() -> None:
 
     from ddb_assets.aws.dynamodb_exports import ExportFailed, ExportTimeout
     from ddb_assets.exports.errors import ExportFormatError
-    from ddb_assets.lake.convert import ScratchSpaceError
+    from ddb_assets.lake.convert import ProfileMismatch, ScratchSpaceError
     from ddb_assets.lake.publish import PublishConflict
     from ddb_assets.settings import ConfigError
 
     try:
         app()
     except (CliError, ExportFormatError, ExportFailed, ExportTimeout, ConfigError, LookupError, ScratchSpaceError,
-            PublishConflict) as exc:
+            PublishConflict, ProfileMismatch) as exc:
         err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except ClientError as exc:

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from ddb_assets.exports.errors import ChecksumMismatch, ExportFormatError, ItemCountMismatch, MissingObject
-from ddb_assets.lake.convert import ConvertOptions, convert_export
+from ddb_assets.lake.convert import ConvertOptions, ProfileMismatch, convert_export, profile_export
+from ddb_assets.lake.profile import Profile, profile_from_json, profile_to_json
 from ddb_assets_tests import doctor
 from ddb_assets_tests.conftest import unique
 from ddb_assets_tests.cli_helpers import ddb_assets_command, run_cli
@@ -329,3 +330,41 @@ def test_a_partial_rewrite_under_the_same_schema_keeps_the_other_partitions(
     after = read_table_metadata(str(root))
     assert {v for v in after["partitions"] if after["partitions"][v]["version"] != before["partitions"][v]["version"]} == some
     assert len(read_rows(str(root))[1]) == 200
+
+
+def _saved_profile(folder: Path) -> Profile:
+    export, profile = profile_export(folder, ConvertOptions(workers=1))
+    return profile_from_json(profile_to_json(profile, export.export_id), obj="saved")[1]
+
+
+def test_one_pass_reports_bad_input_as_two_stages_do(tmp_path: Path, published: tuple[Path, dict]) -> None:
+    root, before = published
+    folder = doctor.make_export(tmp_path / "bad")
+    known = _saved_profile(folder)  # profiled while it was good
+    entry = doctor.biggest_entry(folder)
+    doctor.edit_lines(folder, entry, lambda lines: lines.__setitem__(2, lines[2][:-7]))  # cut off line 3's end
+    files_before = sorted(root.rglob("*.parquet"))
+    with pytest.raises(ExportFormatError) as raised:
+        convert_export(folder, root, ConvertOptions(workers=2), known=known)
+    assert f"{entry['dataFileS3Key']}:3:" in str(raised.value) and "malformed JSON" in str(raised.value)
+    _assert_untouched(root, before)
+    assert sorted(root.rglob("*.parquet")) == files_before
+
+
+@pytest.mark.parametrize("case", ["item count", "items that do not fit", "items the plan has no column for"])
+def test_a_profile_that_is_not_the_exports_fails_and_publishes_nothing(
+        tmp_path: Path, published: tuple[Path, dict], case: str) -> None:
+    root, before = published
+    original = doctor.make_export(tmp_path / "original", items=200, seed=1)
+    changed = _with_changed_schema(tmp_path)  # star_rating 4.5 once, and a gift_wrap attribute
+    folder, known, expected = {
+        "item count": (original, _saved_profile(doctor.make_export(tmp_path / "other", items=150, seed=2)), "150"),
+        "items that do not fit": (changed, _saved_profile(original), "do not fit"),  # 4.5 in an int64 column
+        "items the plan has no column for": (original, _saved_profile(changed), "star_rating"),  # found at the end
+    }[case]
+    files_before = sorted(root.rglob("*.parquet"))
+    with pytest.raises(ProfileMismatch) as raised:
+        convert_export(folder, root, ConvertOptions(workers=2), known=known)
+    assert expected in str(raised.value) and "profile" in str(raised.value), str(raised.value)
+    _assert_untouched(root, before)
+    assert sorted(root.rglob("*.parquet")) == files_before

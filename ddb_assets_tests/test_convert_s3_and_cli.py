@@ -131,3 +131,22 @@ def test_cli_a_work_folder_that_cannot_take_the_parsed_items_is_named_and_nothin
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "lake" / "_ddb_assets.json").exists()
     assert list(scratch.iterdir()) == []  # the run's scratch is removed
+
+
+def test_cli_inspect_saves_a_profile_that_convert_uses_for_one_pass(tmp_path: Path) -> None:
+    folder = doctor.make_export(tmp_path / "export", items=400)
+    other = doctor.make_export(tmp_path / "other", items=400, seed=3)
+    profile = tmp_path / "profile.json"
+    inspected = run_cli("inspect", str(folder), "--save-profile", str(profile))
+    assert inspected.returncode == 0, inspected.stderr
+    assert "profile saved" in inspected.stdout and profile.exists()
+
+    result = run_cli("convert", str(folder), str(tmp_path / "lake" / "reviews"), "--profile", str(profile),
+                     "--work-dir", str(tmp_path / "scratch"))
+    assert result.returncode == 0, result.stderr
+    assert "one pass" in result.stdout and not (tmp_path / "scratch").exists()
+    assert len(read_rows(str(tmp_path / "lake" / "reviews"))[1]) == 400
+
+    wrong = run_cli("convert", str(other), str(tmp_path / "lake" / "other"), "--profile", str(profile))
+    assert wrong.returncode == 1 and "is the profile of export" in wrong.stderr, wrong.stderr
+    assert not (tmp_path / "lake" / "other").exists()

@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -17,6 +18,7 @@ from ddb_assets.local.sample_data import ReviewGenerator
 from ddb_assets.local.tables import create_reviews_table
 from ddb_assets.local.world import LocalWorld
 from ddb_assets_tests.conftest import unique, wait_done
+from ddb_assets_tests.lake_reader import read_rows
 
 
 @pytest.fixture
@@ -150,12 +152,43 @@ def test_single_run_backfill_reads_the_export_once_and_writes_exactly_those_part
     assert set(published["partitions"]) == set(chosen)
     written = {f.relative_to(p["lake"] / names.name).parts[0] for f in (p["lake"] / names.name).rglob("*.parquet")}
     assert written == {f"year={v}" for v in chosen}
-    assert p["scratch"].is_dir() and not any(p["scratch"].iterdir())  # the settings' work folder, left clean
     [mat] = [m for m in result.asset_materializations_for_node("__".join(names.parquet_key.path))][:1]
     assert mat.metadata["dagster/column_schema"].value.columns
+    # raw_export saved its profile beside the table: one pass, the work folder never needed
+    assert mat.metadata["conversion"].value == "one pass (raw_export's profile)"
+    assert not p["scratch"].exists()
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert checks["keys_not_null_and_unique"].passed
     assert not checks["row_count_matches_export"].passed  # only some partitions are from this export yet
+
+
+def test_without_a_saved_profile_the_conversion_takes_two_stages_and_the_same_table(
+        platform: dict[str, Any], ddb: Any) -> None:
+    p = platform
+    export_id = _export_outside_dagster(p, ddb)
+    instance, assets, names = p["instance"], _assets(p["defs"]), p["names"]
+    instance.add_dynamic_partitions(names.export_partitions.name, [export_id])
+    dg.materialize([assets[names.raw_export_key]], partition_key=export_id, instance=instance,
+                   resources=p["defs"].resources)
+    table_root = p["lake"] / names.name
+    tags = {"dagster/asset_partition_range_start": names.value_partitions.get_partition_keys(
+        dynamic_partitions_store=instance)[0], "dagster/asset_partition_range_end": names.value_partitions.get_partition_keys(
+        dynamic_partitions_store=instance)[-1]}
+
+    def convert() -> tuple[str, list[dict[str, Any]]]:
+        result = dg.materialize([assets[names.raw_export_key], assets[names.parquet_key]],
+                                selection=[names.parquet_key], instance=instance, resources=p["defs"].resources,
+                                tags=tags)
+        [mat] = list(result.asset_materializations_for_node("__".join(names.parquet_key.path)))[:1]
+        _, rows = read_rows(str(table_root))  # the published version, read by an independent reader
+        return mat.metadata["conversion"].value, sorted(rows, key=lambda r: (r["product_id"], r["review_id"]))
+
+    one_pass, rows = convert()
+    assert one_pass.startswith("one pass")
+    shutil.rmtree(table_root / "_profiles")  # saved before this version, say, or pruned
+    two_stages, again = convert()
+    assert two_stages.startswith("two stages") and again == rows and len(rows) == 400
+    assert p["scratch"].is_dir() and not any(p["scratch"].iterdir())  # the settings' work folder, left clean
 
 
 def test_automation_requests_every_partition_after_a_new_export(platform: dict[str, Any]) -> None:

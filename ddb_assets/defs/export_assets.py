@@ -15,6 +15,7 @@ from ddb_assets.exports.errors import ExportFormatError
 from ddb_assets.lake.convert import ConvertOptions, profile_export
 from ddb_assets.lake.profile import Profile
 from ddb_assets.lake.report import attribute_rows
+from ddb_assets.lake.saved_profiles import save_profile
 from ddb_assets.lake.schema import plan_table
 
 
@@ -146,6 +147,8 @@ def build_raw_export(names: TableNames) -> dg.AssetsDefinition:
                                         metadata={"skipped": "the export is invalid"}),
                 ])
         plan = plan_table(profile, options.schema_options)
+        # Kept beside the table: the parquet asset then plans up front and converts in one pass.
+        saved = save_profile(lake.location(names.lake_path), export_id, profile)
         values = sorted(profile.partition_values)
         if values:
             context.instance.add_dynamic_partitions(names.value_partitions.name, values)
@@ -171,6 +174,7 @@ def build_raw_export(names: TableNames) -> dg.AssetsDefinition:
                 "attribute_types": dg.MetadataValue.json(types),
                 "partition_values": dg.MetadataValue.json(values),
                 "mixed_types": dg.MetadataValue.json(plan.variants),
+                "profile": saved.uri,
             },
             check_results=[
                 dg.AssetCheckResult(check_name="checksums_verified", passed=True, metadata={

@@ -11,6 +11,7 @@ from ddb_assets.defs.export_assets import locate_export
 from ddb_assets.defs.names import TableNames
 from ddb_assets.lake.convert import ConvertOptions, convert_export
 from ddb_assets.lake.publish import TableMetadata
+from ddb_assets.lake.saved_profiles import load_profile
 from ddb_assets.query.duckdb_engine import QueryResult, quote_identifier
 
 
@@ -47,14 +48,19 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
         selected = frozenset(context.partition_keys)
         everything = frozenset(names.value_partitions.get_partition_keys(dynamic_partitions_store=context.instance))
         root = lake.location(names.lake_path)
+        # raw_export read every item of this export already: with its profile the schema is
+        # planned up front and the conversion is one pass, with no local work folder.
+        known = load_profile(root, export_id)
         context.log.info(f"converting export {export_id} into {root.uri}: "
-                         f"{'all' if selected >= everything else len(selected)} partition(s)")
+                         f"{'all' if selected >= everything else len(selected)} partition(s), "
+                         + ("in one pass from raw_export's profile" if known is not None else
+                            "in two stages (no saved profile of this export)"))
         result = convert_export(uri, root.uri, ConvertOptions(
             partition_by=names.table.partition_by, naming=names.table.naming, s3=lake.s3_options(),
             only_partitions=None if selected >= everything else selected, table_name=names.name,
             workers=names.settings.convert_workers, compression=names.table.compression,
             work_dir=names.settings.convert_work_dir),
-            progress=lambda kind, info: context.log.debug(f"{kind}: {info}"))
+            progress=lambda kind, info: context.log.debug(f"{kind}: {info}"), known=known)
         meta = result.metadata
         written = {p: meta.partitions[p] for p in sorted(selected) if p in meta.partitions}
         engine = query_engine.engine()
@@ -76,6 +82,8 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
                 "source_export": meta.source["export_arn"],
                 "export_time": meta.source["export_time"],
                 "table_version": meta.version,
+                "conversion": "one pass (raw_export's profile)" if result.one_pass else
+                              f"two stages ({result.scratch_bytes:,} bytes of scratch)",
                 "dagster/uri": root.uri,
                 "dagster/column_schema": dg.TableSchema(columns=[
                     dg.TableColumn(name=c["name"], type=c["type"], description=f"from {c['attribute']} ({c['descriptor']})")

@@ -7,6 +7,10 @@ Between stages, the profiles of all files are merged and one schema is planned f
 Stage 2, one task per worker over its share of the spilled files: flatten to the planned columns,
 split by partition, write Parquet. Then the new version is published atomically.
 
+When the export's profile is known already (``known``: the Dagster ``raw_export`` asset read every
+item before, or ``inspect --save-profile``), the schema is planned first and each worker reads,
+checks, flattens and writes its share of the data files in one pass: no spill, no work folder.
+
 Each stage runs on ``workers`` processes; a worker holds one piece at a time, so peak memory is
 about workers x one piece (plus the writer's buffer budget), independent of the export's size and
 of how skewed its files are (a hot partition key can make one data file several times the others).
@@ -99,6 +103,7 @@ class ConvertResult:
     seconds: float
     deleted: list[str] = field(default_factory=list)
     scratch_bytes: int = 0  # the most the work folder held (every parsed piece, before stage 2)
+    one_pass: bool = False  # converted in one pass from a known profile (no work folder)
 
 
 def _release_memory() -> None:
@@ -147,11 +152,13 @@ class _WorkerState(threading.local):
 _worker = _WorkerState()
 
 
-def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictionary_keys: int,
-                conversion: str, partition_by: str | None = None, piece_bytes: int = 32 << 20) -> _Parsed:
+def _read_file(index: int, data_file: DataFile, conversion: str, dictionary_keys: int, partition_by: str | None,
+               piece_bytes: int, use: Callable[[int, pa.StructArray], None]) -> _Parsed:
+    """Stream one data file a piece at a time: parse, validate and profile each piece and hand its
+    items to ``use(piece number, items)``; the md5 and the item count are checked at the end."""
     _worker.begin(conversion)
     compressed = data_file.stream_verified()  # read as the pieces need it, md5 checked at the end
-    profile, spills, raw_size, spilled = Profile(), [], 0, 0
+    profile, raw_size = Profile(), 0
     try:
         pieces = gunzip_pieces(compressed, _worker.decompressed, obj=data_file.name, piece_bytes=piece_bytes)
         for number, (text, offset) in enumerate(pieces):
@@ -165,16 +172,15 @@ def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictiona
             if first_line:
                 profile.first_line = (index, first_line)
             item = table.column("Item").combine_chunks()
+            del table
             piece_profile = profile_items(item, index)
             if partition_by is not None:
                 values = partition_values(ItemColumns(item).wrapper((partition_by,)), len(item))
                 piece_profile.partition_values = set(pc.unique(values).to_pylist())
             profile.merge(piece_profile)
-            if spill_dir is not None and table.num_rows:
-                # One IPC file per piece: a later piece may bring attributes (a wider schema).
-                spills.append(os.path.join(spill_dir, f"{index:06d}-{number:04d}.arrow"))
-                spilled += _spill(table, spills[-1])
-            del table, item
+            if len(item):
+                use(number, item)
+            del item
         compressed.verify()
     except ExportFormatError as error:
         if not isinstance(error, ChecksumMismatch):
@@ -184,7 +190,24 @@ def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictiona
         raise ItemCountMismatch(data_file.name, f"holds {profile.items} items, manifest-files.json says "
                                                 f"{data_file.manifest.item_count}")
     _release_memory()
-    return _Parsed(index, spills, profile, compressed.size, raw_size, spilled)
+    return _Parsed(index, [], profile, compressed.size, raw_size)
+
+
+def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictionary_keys: int,
+                conversion: str, partition_by: str | None = None, piece_bytes: int = 32 << 20) -> _Parsed:
+    """Stage 1 of two: read a data file, spilling its parsed pieces to ``spill_dir`` (if any)."""
+    spills: list[str] = []
+    spilled = 0
+
+    def spill(number: int, item: pa.StructArray) -> None:
+        nonlocal spilled
+        if spill_dir is not None:
+            # One IPC file per piece: a later piece may bring attributes (a wider schema).
+            spills.append(os.path.join(spill_dir, f"{index:06d}-{number:04d}.arrow"))
+            spilled += _spill(pa.table({"Item": item}), spills[-1])
+
+    parsed = _read_file(index, data_file, conversion, dictionary_keys, partition_by, piece_bytes, spill)
+    return replace(parsed, spills=spills, spilled=spilled)
 
 
 class ScratchSpaceError(OSError):
@@ -233,15 +256,20 @@ def _in_file(error: ExportFormatError, data_file: DataFile, offset: int) -> Expo
 
 # -- stage 2 -----------------------------------------------------------------------------------
 
-def _write_group(worker: int, spills: list[str], plan: TablePlan, root_uri: str, version: str,
-                 only: frozenset[str] | None, buffer_bytes: int, s3: S3Options | None,
-                 compression: str = "zstd") -> tuple[list[WrittenFile], int]:
+def _partition_writer(worker: int, plan: TablePlan, root_uri: str, version: str, only: frozenset[str] | None,
+                      buffer_bytes: int, s3: S3Options | None, compression: str) -> PartitionedWriter:
     root = resolve(root_uri, s3)
     column = plan.partition_column
     folder_of = (lambda value: partition_folder(column, value)) if column else (lambda value: "")
-    writer = PartitionedWriter(root, plan.arrow_schema, version, worker, folder_of, buffer_bytes,
-                               keep=(lambda value: value in only) if only is not None else (lambda value: True),
-                               compression=compression)
+    return PartitionedWriter(root, plan.arrow_schema, version, worker, folder_of, buffer_bytes,
+                             keep=(lambda value: value in only) if only is not None else (lambda value: True),
+                             compression=compression)
+
+
+def _write_group(worker: int, spills: list[str], plan: TablePlan, root_uri: str, version: str,
+                 only: frozenset[str] | None, buffer_bytes: int, s3: S3Options | None,
+                 compression: str = "zstd") -> tuple[list[WrittenFile], int]:
+    writer = _partition_writer(worker, plan, root_uri, version, only, buffer_bytes, s3, compression)
     try:
         for spill in spills:
             # Mapped, the table's buffers are the page cache's pages: no copy into fresh memory.
@@ -257,6 +285,67 @@ def _write_group(worker: int, spills: list[str], plan: TablePlan, root_uri: str,
     except BaseException:
         writer.abort()
         raise
+
+
+# -- one pass, when the profile is known ---------------------------------------------------------
+
+def _convert_files(worker: int, files: list[tuple[int, DataFile]], plan: TablePlan, root_uri: str, version: str,
+                   options: ConvertOptions, conversion: str, export_id: str) -> tuple[list[WrittenFile], list[_Parsed]]:
+    """Read, check, profile, flatten and write a worker's share of the data files in one pass."""
+    writer = _partition_writer(worker, plan, root_uri, version, options.only_partitions, options.buffer_bytes,
+                               options.s3, options.compression)
+
+    def write(number: int, item: pa.StructArray) -> None:
+        try:
+            flat, partitions = flatten_items(item, plan)
+        except (pa.ArrowException, ValueError, TypeError) as exc:
+            # Loudly wrong (a decimal where the profile saw integers): the profile is not this
+            # export's. Quietly wrong (a type the plan has no column for) is found by the end check.
+            raise ProfileMismatch(f"the items of {export_id} do not fit the schema planned from the profile given "
+                                  f"({exc}). Profile the export again (inspect --save-profile), or convert "
+                                  f"without a profile") from None
+        writer.write(flat, partitions)
+
+    try:
+        reads = [_read_file(index, data_file, conversion, options.dictionary_keys, options.partition_by,
+                            options.piece_bytes, write) for index, data_file in files]
+        return writer.close(), reads
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _run_one_pass(pool: Executor, export: Export, plan: TablePlan, root: Location, version: str,
+                  options: ConvertOptions, workers: int,
+                  notify: ProgressCallback) -> tuple[list[_Parsed], list[WrittenFile]]:
+    conversion = uuid.uuid4().hex
+    # Each worker keeps its partitions' files open across its data files (one file per partition
+    # and worker, not per data file): so the shares are fixed up front, biggest files first.
+    shares: list[list[tuple[int, DataFile]]] = [[] for _ in range(workers)]
+    loads = [0] * workers
+    for index in sorted(range(len(export.files)), key=lambda i: -export.files[i].manifest.item_count):
+        target = loads.index(min(loads))
+        shares[target].append((index, export.files[index]))
+        loads[target] += export.files[index].manifest.item_count
+    futures = [pool.submit(_convert_files, worker, share, plan, root.uri, version, options, conversion,
+                           f"export {export.export_id}")
+               for worker, share in enumerate(shares) if share]
+    reads: list[_Parsed] = []
+    written: list[WrittenFile] = []
+    try:
+        for future in futures:
+            files, share_reads = future.result()
+            reads.extend(share_reads)
+            written.extend(files)
+            for read in share_reads:
+                notify("parsed", {"index": read.index, "rows": read.rows, "bytes": read.uncompressed,
+                                  "compressed": read.compressed})
+            notify("written", {"files": len(files), "rows": sum(f.rows for f in files)})
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+    return reads, written
 
 
 # -- orchestration -----------------------------------------------------------------------------
@@ -287,8 +376,15 @@ def _executor(workers: int) -> Executor:
 
 
 def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathLike[str],
-                   options: ConvertOptions = ConvertOptions(), progress: ProgressCallback | None = None) -> ConvertResult:
-    """Convert an export into the table at ``dest`` and publish it atomically."""
+                   options: ConvertOptions = ConvertOptions(), progress: ProgressCallback | None = None,
+                   known: Profile | None = None) -> ConvertResult:
+    """Convert an export into the table at ``dest`` and publish it atomically.
+
+    With ``known``, the export's profile from an earlier read (``profile_export``: the Dagster
+    ``raw_export`` asset, ``inspect --save-profile``), the schema is planned up front and the
+    export is converted in one pass: no spill, no work folder. Every item is profiled again on
+    the way, and a profile that turns out not to be this export's fails the run (ProfileMismatch).
+    """
     notify = progress or (lambda kind, info: None)
     started = time.monotonic()
     options = replace(options, s3=(options.s3 or S3Options()).with_environment())
@@ -298,34 +394,35 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
     notify("opened", {"files": len(export.files), "items": export.summary.item_count,
                       "export_id": export.export_id})
     workers = min(options.worker_count, max(1, len(export.files)))
-    if options.work_dir:
-        os.makedirs(options.work_dir, exist_ok=True)
-    spill_dir = tempfile.mkdtemp(prefix="ddb-assets-", dir=options.work_dir)
+    if known is not None and known.items != export.summary.item_count:
+        raise ProfileMismatch(f"the profile given describes {known.items:,} items; export {export.export_id} "
+                              f"holds {export.summary.item_count:,}: it is another export's")
+    spill_dir = None
+    if known is None:
+        if options.work_dir:
+            os.makedirs(options.work_dir, exist_ok=True)
+        spill_dir = tempfile.mkdtemp(prefix="ddb-assets-", dir=options.work_dir)
     version = new_version()
     mark_inflight(root, version)
     try:
         with _executor(workers) as pool:
-            parsed = _run_stage_one(pool, export, spill_dir, options, notify)
-            profile = Profile.merged(p.profile for p in sorted(parsed, key=lambda p: p.index))
-            plan = plan_table(profile, options.schema_options)
-            _check_partial_rewrite(read_metadata(root), plan, export, options)  # before writing anything
-            notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
-            groups = _balance([p for p in parsed if p.rows], workers)
-            futures = [pool.submit(_write_group, worker, [spill for p in group for spill in p.spills], plan,
-                                   root.uri, version, options.only_partitions, options.buffer_bytes, options.s3,
-                                   options.compression)
-                       for worker, group in enumerate(groups) if group]
-            written: list[WrittenFile] = []
-            for future in futures:
-                files, _ = future.result()
-                written.extend(files)
-                notify("written", {"files": len(files), "rows": sum(f.rows for f in files)})
+            if known is None:
+                parsed, profile, plan, written = _run_two_stages(pool, export, spill_dir, root, version, options,
+                                                                 workers, notify)
+            else:
+                plan = plan_table(known, options.schema_options)
+                _check_partial_rewrite(read_metadata(root), plan, export, options)  # before writing anything
+                notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
+                parsed, written = _run_one_pass(pool, export, plan, root, version, options, workers, notify)
+                profile = Profile.merged(p.profile for p in sorted(parsed, key=lambda p: p.index))
+                _check_profile(profile, plan, options, export)  # every item was seen again
     except BaseException:
         clear_inflight(root, version)
         _discard_version(root, version)
         raise
     finally:
-        shutil.rmtree(spill_dir, ignore_errors=True)
+        if spill_dir is not None:
+            shutil.rmtree(spill_dir, ignore_errors=True)
         _worker.release()  # workers=1 ran the files in this process
 
     try:
@@ -344,7 +441,44 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
     notify("published", {"version": version, "rows": metadata.rows, "deleted": len(deleted)})
     return ConvertResult(metadata, profile, plan, export, written, sum(p.compressed for p in parsed),
                          sum(p.uncompressed for p in parsed), time.monotonic() - started, deleted,
-                         sum(p.spilled for p in parsed))
+                         sum(p.spilled for p in parsed), one_pass=known is not None)
+
+
+def _run_two_stages(pool: Executor, export: Export, spill_dir: str | None, root: Location, version: str,
+                    options: ConvertOptions, workers: int,
+                    notify: ProgressCallback) -> tuple[list[_Parsed], Profile, TablePlan, list[WrittenFile]]:
+    parsed = _run_stage_one(pool, export, spill_dir, options, notify)
+    profile = Profile.merged(p.profile for p in sorted(parsed, key=lambda p: p.index))
+    plan = plan_table(profile, options.schema_options)
+    _check_partial_rewrite(read_metadata(root), plan, export, options)  # before writing anything
+    notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
+    groups = _balance([p for p in parsed if p.rows], workers)
+    futures = [pool.submit(_write_group, worker, [spill for p in group for spill in p.spills], plan,
+                           root.uri, version, options.only_partitions, options.buffer_bytes, options.s3,
+                           options.compression)
+               for worker, group in enumerate(groups) if group]
+    written: list[WrittenFile] = []
+    for future in futures:
+        files, _ = future.result()
+        written.extend(files)
+        notify("written", {"files": len(files), "rows": sum(f.rows for f in files)})
+    return parsed, profile, plan, written
+
+
+class ProfileMismatch(ValueError):
+    """The profile handed to a one-pass conversion is not the export's."""
+
+
+def _check_profile(profile: Profile, plan: TablePlan, options: ConvertOptions, export: Export) -> None:
+    """The one pass profiled every item again: the plan from that must be the plan written with."""
+    seen = plan_table(profile, options.schema_options)
+    changes = schema_changes(plan.arrow_schema, seen.arrow_schema)
+    if not changes and seen.mapping() != plan.mapping():
+        changes = ["the columns map from other attributes"]
+    if changes:
+        raise ProfileMismatch(f"the profile given does not describe export {export.export_id}: its items need "
+                              f"another schema ({'; '.join(changes)}). Profile the export again (inspect "
+                              f"--save-profile), or convert without a profile")
 
 
 def profile_export(source: str | os.PathLike[str] | Export, options: ConvertOptions = ConvertOptions(),
@@ -464,4 +598,4 @@ def _discard_version(root: Location, version: str) -> None:
 
 
 __all__ = ["ConvertOptions", "ConvertResult", "convert_export", "profile_export", "ExportFormatError",
-           "ScratchSpaceError"]
+           "ProfileMismatch", "ScratchSpaceError"]

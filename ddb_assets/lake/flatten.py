@@ -116,8 +116,14 @@ def convert_numbers(strings: pa.Array, target: pa.DataType) -> pa.Array:
         # Exponent forms such as "1E+2" (rare): Python's Decimal is exact.
         python_values = [None if v is None else Decimal(v) for v in strings.to_pylist()]
         if pa.types.is_integer(target):
-            return pa.array([None if v is None else int(v) for v in python_values], target)
-        return pa.array(python_values, target)
+            return pa.array([None if v is None else _exact_int(v) for v in python_values], target)
+        return pa.array(python_values, target)  # pyarrow refuses what the decimal type cannot hold
+
+
+def _exact_int(value: Decimal) -> int:
+    if value != value.to_integral_value():
+        raise ValueError(f"{value} is not an integer")  # int() would silently drop the fraction
+    return int(value)
 
 
 def partition_values(wrapper: pa.Array | None, rows: int) -> pa.Array:

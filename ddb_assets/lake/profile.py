@@ -11,10 +11,11 @@ never collide with it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Iterable
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -136,6 +137,52 @@ class Profile:
 
     def top_level(self) -> list[Path]:
         return self.children(())
+
+
+PROFILE_FORMAT = "ddb_assets.profile/1"
+
+
+def profile_to_json(profile: Profile, export_id: str) -> bytes:
+    """An export's whole profile as JSON, so that a later step plans from it without reading again."""
+    return orjson.dumps({
+        "format": PROFILE_FORMAT,
+        "export_id": export_id,
+        "items": profile.items,
+        "partition_values": sorted(profile.partition_values),
+        "first_line": [profile.first_line[0], list(profile.first_line[1])] if profile.first_line else None,
+        "nodes": [[list(path), _node_to_dict(stats)] for path, stats in profile.nodes.items()],
+    })
+
+
+def profile_from_json(data: bytes, *, obj: str) -> tuple[str, Profile]:
+    """(export id, profile) from ``profile_to_json``'s output; errors name ``obj``."""
+    try:
+        document = orjson.loads(data)
+        if not isinstance(document, dict) or document.get("format") != PROFILE_FORMAT:
+            raise ValueError(f"not a profile saved by ddb-assets (format {PROFILE_FORMAT})")
+        first_line = document["first_line"]
+        return document["export_id"], Profile(
+            items=document["items"], partition_values=set(document["partition_values"]),
+            first_line=(first_line[0], tuple(first_line[1])) if first_line else None,
+            nodes={tuple(path): _node_from_dict(stats) for path, stats in document["nodes"]})
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{obj}: cannot read the profile ({exc})") from None
+
+
+def _node_to_dict(stats: NodeStats) -> dict:
+    return {"first_seen": list(stats.first_seen), "present": stats.present, "descriptors": stats.descriptors,
+            "numbers": asdict(stats.numbers) if stats.numbers else None,
+            "set_numbers": asdict(stats.set_numbers) if stats.set_numbers else None,
+            "map_keys": sorted(stats.map_keys), "map_keys_overflow": stats.map_keys_overflow,
+            "empty_lists": stats.empty_lists, "empty_maps": stats.empty_maps}
+
+
+def _node_from_dict(data: dict) -> NodeStats:
+    return NodeStats(first_seen=tuple(data["first_seen"]), present=data["present"], descriptors=data["descriptors"],
+                     numbers=NumberStats(**data["numbers"]) if data["numbers"] else None,
+                     set_numbers=NumberStats(**data["set_numbers"]) if data["set_numbers"] else None,
+                     map_keys=set(data["map_keys"]), map_keys_overflow=data["map_keys_overflow"],
+                     empty_lists=data["empty_lists"], empty_maps=data["empty_maps"])
 
 
 def profile_items(item: pa.StructArray, file_index: int) -> Profile:
