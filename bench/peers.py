@@ -4,6 +4,7 @@
     python bench/peers.py naive  EXPORT_FOLDER OUT
     python bench/peers.py floor  EXPORT_FOLDER
     python bench/peers.py floor-explicit EXPORT_FOLDER
+    python bench/peers.py floor-write EXPORT_FOLDER OUT [CODEC]
 
 Kept deliberately free of ddb_assets imports: they are what a team would write without it.
 """
@@ -143,6 +144,55 @@ def run_floor_explicit(export: str) -> None:
     print(json.dumps({"rows": rows}))
 
 
+def _unwrapped(item):  # type: ignore[no-untyped-def]
+    """The parsed ``Item`` struct as one column per attribute and type descriptor (zero-copy child
+    arrays); structs with no fields (Parquet cannot store them) left out."""
+    import pyarrow as pa
+
+    names, columns = [], []
+    for index, attribute in enumerate(item.type):
+        wrapper = item.field(index)
+        for position, descriptor in enumerate(attribute.type):
+            if pa.types.is_struct(descriptor.type) and descriptor.type.num_fields == 0:
+                continue
+            names.append(f"{attribute.name}.{descriptor.name}")
+            columns.append(wrapper.field(position))
+    return pa.table(columns, names=names)
+
+
+def _parse_and_write(path: str, schema_bytes: bytes, out: str, codec: str) -> int:
+    import pyarrow as pa
+    import pyarrow.json as pajson
+    import pyarrow.parquet as pq
+    from isal import igzip
+
+    schema = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
+    with open(path, "rb") as handle:
+        raw = igzip.decompress(handle.read())
+    table = pajson.read_json(io.BytesIO(raw), read_options=pajson.ReadOptions(use_threads=False, block_size=len(raw) + 1),
+                             parse_options=pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))
+    del raw
+    flat = _unwrapped(table.column("Item").combine_chunks())
+    del table
+    level = 1 if codec == "zstd" else None
+    pq.write_table(flat, os.path.join(out, os.path.basename(path).split(".")[0] + ".parquet"),
+                   compression=codec, compression_level=level, row_group_size=128 * 1024)
+    return flat.num_rows
+
+
+def run_floor_write(export: str, out: str, codec: str = "zstd") -> None:
+    """gunzip + pyarrow JSON parse (explicit schema) + Parquet write of the unwrapped columns, one
+    file per data file, one process per core: no validation, no profiling, no exact numbers, no
+    partitioning. What any converter built on pyarrow's reader and writer pays at the least."""
+    schema_bytes = _explicit_schema(export).serialize().to_pybytes()
+    files = data_files(export)
+    os.makedirs(out, exist_ok=True)
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        rows = sum(pool.map(_parse_and_write, files, [schema_bytes] * len(files), [out] * len(files),
+                            [codec] * len(files)))
+    print(json.dumps({"rows": rows}))
+
+
 if __name__ == "__main__":
     kind, export = sys.argv[1], sys.argv[2]
     if kind == "duckdb":
@@ -153,5 +203,7 @@ if __name__ == "__main__":
         run_floor(export)
     elif kind == "floor-explicit":
         run_floor_explicit(export)
+    elif kind == "floor-write":
+        run_floor_write(export, sys.argv[3], *sys.argv[4:5])
     else:
         raise SystemExit(f"unknown peer {kind!r}")
