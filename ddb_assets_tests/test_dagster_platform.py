@@ -127,14 +127,26 @@ def test_raw_export_records_and_registers_partitions(platform: dict[str, Any], d
     assert checks["checksums_verified"].passed and checks["schema_drift"].passed
 
 
-def test_single_run_backfill_reads_the_export_once_and_writes_exactly_those_partitions(
-        platform: dict[str, Any], ddb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    p = platform
+def _validated_export(p: dict[str, Any], ddb: Any) -> tuple[dg.DagsterInstance, dict[dg.AssetKey, dg.AssetsDefinition],
+                                                             TableNames]:
+    """An export started outside Dagster, registered and validated by raw_export."""
     export_id = _export_outside_dagster(p, ddb)
     instance, assets, names = p["instance"], _assets(p["defs"]), p["names"]
     instance.add_dynamic_partitions(names.export_partitions.name, [export_id])
     dg.materialize([assets[names.raw_export_key]], partition_key=export_id, instance=instance,
                    resources=p["defs"].resources)
+    return instance, assets, names
+
+
+def _partition_range(values: list[str]) -> dict[str, str]:
+    """Run tags of a single-run backfill over ``values`` (a range of the partitions)."""
+    return {"dagster/asset_partition_range_start": values[0], "dagster/asset_partition_range_end": values[-1]}
+
+
+def test_single_run_backfill_reads_the_export_once_and_writes_exactly_those_partitions(
+        platform: dict[str, Any], ddb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = platform
+    instance, assets, names = _validated_export(p, ddb)
     partitions = names.value_partitions.get_partition_keys(dynamic_partitions_store=instance)
     chosen = partitions[2:6]
 
@@ -143,8 +155,7 @@ def test_single_run_backfill_reads_the_export_once_and_writes_exactly_those_part
     monkeypatch.setattr(DataFile, "stream_verified", lambda self, *a: reads.append(self.name) or original(self, *a))
     result = dg.materialize([assets[names.raw_export_key], assets[names.parquet_key]], selection=[names.parquet_key],
                             instance=instance, resources=p["defs"].resources,
-                            tags={"dagster/asset_partition_range_start": chosen[0],
-                                  "dagster/asset_partition_range_end": chosen[-1]})
+                            tags=_partition_range(chosen))
     assert result.success
     assert len(reads) == 4 and len(set(reads)) == 4  # each of the export's 4 data files read exactly once
     assert instance.get_materialized_partitions(names.parquet_key) == set(chosen)
@@ -165,15 +176,9 @@ def test_single_run_backfill_reads_the_export_once_and_writes_exactly_those_part
 def test_without_a_saved_profile_the_conversion_takes_two_stages_and_the_same_table(
         platform: dict[str, Any], ddb: Any) -> None:
     p = platform
-    export_id = _export_outside_dagster(p, ddb)
-    instance, assets, names = p["instance"], _assets(p["defs"]), p["names"]
-    instance.add_dynamic_partitions(names.export_partitions.name, [export_id])
-    dg.materialize([assets[names.raw_export_key]], partition_key=export_id, instance=instance,
-                   resources=p["defs"].resources)
+    instance, assets, names = _validated_export(p, ddb)
     table_root = p["lake"] / names.name
-    tags = {"dagster/asset_partition_range_start": names.value_partitions.get_partition_keys(
-        dynamic_partitions_store=instance)[0], "dagster/asset_partition_range_end": names.value_partitions.get_partition_keys(
-        dynamic_partitions_store=instance)[-1]}
+    tags = _partition_range(names.value_partitions.get_partition_keys(dynamic_partitions_store=instance))
 
     def convert() -> tuple[str, list[dict[str, Any]]]:
         result = dg.materialize([assets[names.raw_export_key], assets[names.parquet_key]],
