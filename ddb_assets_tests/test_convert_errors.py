@@ -143,12 +143,17 @@ def test_cli_reports_bad_input_in_one_line_and_exits_non_zero(tmp_path: Path, pu
     _assert_untouched(root, before)
 
 
-def test_killing_a_conversion_midway_leaves_the_published_table_whole(tmp_path: Path,
-                                                                       published: tuple[Path, dict]) -> None:
+@pytest.mark.parametrize("one_pass", [False, True], ids=["two stages", "one pass"])
+def test_killing_a_conversion_midway_leaves_the_published_table_whole(tmp_path: Path, published: tuple[Path, dict],
+                                                                       one_pass: bool) -> None:
     root, before = published
     big = doctor.make_export(tmp_path / "big", items=60_000, files=6, seed=2)
-    process = subprocess.Popen([*ddb_assets_command(), "convert", str(big), str(root), "--workers", "2"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    command = [*ddb_assets_command(), "convert", str(big), str(root), "--workers", "2"]
+    if one_pass:  # its Parquet files are written while the export is still being read
+        export, profile = profile_export(big, ConvertOptions(workers=2))
+        (tmp_path / "profile.json").write_bytes(profile_to_json(profile, export.export_id))
+        command += ["--profile", str(tmp_path / "profile.json")]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     old_versions = {p["version"] for p in before["partitions"].values()}
     deadline = time.monotonic() + 120
     try:
