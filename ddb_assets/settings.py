@@ -94,8 +94,10 @@ class Settings(_Strict):
     sensor_interval_seconds: int = Field(30, ge=5)
     convert_workers: int = Field(0, ge=0, description="Conversion worker processes (0: one per core).")
     convert_work_dir: str | None = Field(None, description="Local folder for the parsed items between the "
-                                                           "conversion's stages (default: TMPDIR); needs up to "
-                                                           "about 0.8x an export's decompressed size.")
+                                                           "conversion's two stages (default: TMPDIR), used when "
+                                                           "raw_export's profile is not there for a one-pass "
+                                                           "conversion; needs up to about 0.8x an export's "
+                                                           "decompressed size.")
     report_dirs: list[str] = Field(default_factory=list, description="Folders of extra report SQL files "
                                                                      "({table} is the lake table).")
 
