@@ -24,15 +24,20 @@ from ddb_assets.exports.ion_codec import parse_ion_line
 SCALAR_DESCRIPTORS = {"S": "string", "N": "string", "B": "string", "BOOL": "bool", "NULL": "bool"}
 SET_DESCRIPTORS = ("SS", "NS", "BS")
 DESCRIPTORS = ("S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS")
-# A top-level map used as a dictionary (many distinct keys) is carried as its DynamoDB JSON text
-# under this internal descriptor: pyarrow's reader would otherwise build one struct field per key
-# and append to every one of them for every row (an export with 4,000 such keys parses 40x slower).
-# Such maps are lifted out of the text before the parse and attached afterwards.
+# A map used as a dictionary (many distinct keys), at the top level or inside other maps, is
+# carried as its DynamoDB JSON text under this internal descriptor: pyarrow's reader would otherwise
+# build one struct field per key and append to every one of them for every row (an export with
+# 4,000 such keys parses 40x slower, 100x when the map is nested). Such maps are lifted out of the
+# text before the parse and attached afterwards.
 RAW_MAP = "_Mjson"
+MAP_DEPTH = 8  # how deep in maps of maps dictionary maps are looked for
+MAX_KEYS_SAMPLED = 4096  # past this a map is a dictionary whatever the threshold: stop descending
+# An attribute path through maps: ("stats", "daily") is the map under key "daily" of map "stats".
+MapPath = tuple[str, ...]
 
 
 def parse_items(raw: bytes | Text, *, output_format: str, obj: str, known: pa.Schema | None = None,
-                dictionary_maps: frozenset[str] = frozenset()) -> tuple[pa.Table, pa.Schema | None]:
+                dictionary_maps: frozenset[MapPath] = frozenset()) -> tuple[pa.Table, pa.Schema | None]:
     """Decompressed data file -> (table with one struct column ``Item``, schema to pass next time).
 
     pyarrow's JSON reader infers ISO-8601-looking strings as timestamps, which would change text.
@@ -63,7 +68,7 @@ def parse_items(raw: bytes | Text, *, output_format: str, obj: str, known: pa.Sc
         raise
 
 
-def _parse_lines(text: Text, obj: str, known: pa.Schema | None, dictionary_maps: frozenset[str],
+def _parse_lines(text: Text, obj: str, known: pa.Schema | None, dictionary_maps: frozenset[MapPath],
                  lifted: list[str]) -> tuple[pa.Table, pa.Schema | None]:
     if known is None:
         known = _schema_from_sample(text)
@@ -85,7 +90,8 @@ def _parse_lines(text: Text, obj: str, known: pa.Schema | None, dictionary_maps:
     if lifted:
         item = _attach_lifted(item, dictionary_maps, lifted, obj)
     for index, field in enumerate(item.type):
-        _check_wrapper(item.field(index), field.name, text, obj, lifted=field.name in dictionary_maps)
+        _check_wrapper(item.field(index), field.name, text, obj,
+                       lifted=frozenset(p[1:] for p in dictionary_maps if p[0] == field.name))
     return pa.table({"Item": item}), without_nulls(merge_schemas(known, pinned))
 
 
@@ -214,9 +220,10 @@ def first_item_names(raw: bytes | Text) -> tuple[str, ...]:
     return ()
 
 
-def detect_dictionary_maps(raw: bytes | Text, threshold: int, sample_lines: int = 5000) -> frozenset[str]:
-    """Top-level attributes whose maps show more than ``threshold`` distinct keys in a sample."""
-    keys: dict[str, set[str]] = {}
+def detect_dictionary_maps(raw: bytes | Text, threshold: int, sample_lines: int = 5000) -> frozenset[MapPath]:
+    """Paths of the maps (top level, or inside maps) that show more than ``threshold`` distinct keys
+    in a sample of lines. Nothing below a dictionary map is looked at: it is carried as text."""
+    keys: dict[MapPath, set[str]] = {}
     for count, line in enumerate(_leading_lines(raw)):
         if count >= sample_lines:
             break
@@ -224,15 +231,28 @@ def detect_dictionary_maps(raw: bytes | Text, threshold: int, sample_lines: int 
             item = orjson.loads(line).get("Item")
         except (orjson.JSONDecodeError, AttributeError):
             continue  # the real parse reports it, with its line
-        if not isinstance(item, dict):
-            continue
-        for name, value in item.items():
-            if isinstance(value, dict) and isinstance(value.get("M"), dict):
-                keys.setdefault(name, set()).update(value["M"])
-    return frozenset(name for name, seen in keys.items() if len(seen) > threshold)
+        if isinstance(item, dict):
+            _collect_map_keys(item, (), keys)
+    found: set[MapPath] = set()
+    for path in sorted(keys, key=len):
+        if len(keys[path]) > threshold and not any(path[:n] in found for n in range(1, len(path))):
+            found.add(path)
+    return frozenset(found)
 
 
-def _lift_dictionary_maps(raw: Text, names: frozenset[str], obj: str) -> tuple[list[str], list[tuple[int, bytes]]]:
+def _collect_map_keys(attributes: dict[str, Any], parent: MapPath, keys: dict[MapPath, set[str]]) -> None:
+    for name, value in attributes.items():
+        if isinstance(value, dict) and isinstance(value.get("M"), dict):
+            path = parent + (name,)
+            seen = keys.setdefault(path, set())
+            seen.update(value["M"])
+            if len(path) < MAP_DEPTH and len(seen) <= MAX_KEYS_SAMPLED:
+                _collect_map_keys(value["M"], path, keys)
+
+
+
+def _lift_dictionary_maps(raw: Text, paths: frozenset[MapPath],
+                          obj: str) -> tuple[list[str], list[tuple[int, bytes]]]:
     """Take such maps out of the text, in place, before the parse; return their texts and the
     original lines rewritten (with their offsets), to put back if the file turns out bad.
 
@@ -242,7 +262,7 @@ def _lift_dictionary_maps(raw: Text, names: frozenset[str], obj: str) -> tuple[l
     copied nor parsed twice; after the parse ``_attach_lifted`` swaps each marker for its text.
     A map too small for its marker is left where it is: the parser takes it as a plain map.
     """
-    needles = [orjson.dumps(name) + b':{"M":' for name in names]
+    needles = {orjson.dumps(path[-1]) + b':{"M":' for path in paths}
     starts = set()
     for needle in needles:
         position = raw.find(needle)
@@ -251,6 +271,7 @@ def _lift_dictionary_maps(raw: Text, names: frozenset[str], obj: str) -> tuple[l
             position = raw.find(needle, position + len(needle))
     texts: list[str] = []
     originals: list[tuple[int, bytes]] = []
+    ordered = sorted(paths)
     for start in sorted(starts):
         end = raw.find(b"\n", start)
         end = len(raw) if end < 0 else end
@@ -264,11 +285,12 @@ def _lift_dictionary_maps(raw: Text, names: frozenset[str], obj: str) -> tuple[l
         if not isinstance(item, dict):
             continue  # the parse reports it
         taken: list[str] = []
-        for name in names:
-            value = item.get(name)
+        for path in ordered:
+            attributes = _map_attributes(item, path[:-1])
+            value = attributes.get(path[-1]) if attributes is not None else None
             if isinstance(value, dict) and len(value) == 1 and isinstance(value.get("M"), dict):
                 taken.append(orjson.dumps(value["M"]).decode("utf-8"))
-                item[name] = {RAW_MAP: str(len(texts) + len(taken) - 1)}
+                attributes[path[-1]] = {RAW_MAP: str(len(texts) + len(taken) - 1)}  # type: ignore[index]
         if taken:
             shorter = orjson.dumps(doc)
             if len(shorter) <= len(line):
@@ -278,29 +300,52 @@ def _lift_dictionary_maps(raw: Text, names: frozenset[str], obj: str) -> tuple[l
     return texts, originals
 
 
-def _attach_lifted(item: pa.StructArray, names: frozenset[str], texts: list[str], obj: str) -> pa.StructArray:
+def _map_attributes(item: dict[str, Any], path: MapPath) -> dict[str, Any] | None:
+    """The attributes of the map at ``path`` in an item (the item's own for ``()``), if it is one."""
+    attributes: Any = item
+    for name in path:
+        value = attributes.get(name)
+        if not (isinstance(value, dict) and len(value) == 1 and isinstance(value.get("M"), dict)):
+            return None
+        attributes = value["M"]
+    return attributes
+
+
+def _attach_lifted(item: pa.StructArray, paths: frozenset[MapPath], texts: list[str], obj: str) -> pa.StructArray:
     """Swap each ``{"_Mjson": "<k>"}`` marker for the k-th lifted map text."""
     table = pa.array(texts, pa.string())
-    fields, children = list(item.type), item.flatten()
     seen = 0
-    for index, field in enumerate(fields):
-        if field.name not in names or not pa.types.is_struct(field.type) or \
-                field.type.get_field_index(RAW_MAP) < 0:
-            continue
-        wrapper = children[index]
-        position = field.type.get_field_index(RAW_MAP)
-        parts = wrapper.flatten()
-        markers = parts[position]
-        seen += len(markers) - markers.null_count
-        try:
-            parts[position] = table.take(pc.cast(markers, pa.int32()))
-        except (pa.ArrowInvalid, IndexError):
-            seen = -1  # not one of our markers
-            break
-        children[index] = pa.StructArray.from_arrays(parts, fields=list(field.type), mask=wrapper.is_null())
+    try:
+        for path in sorted(paths):
+            item, found = _swap_markers(item, path, table)
+            seen += found
+    except (pa.ArrowInvalid, IndexError):
+        seen = -1  # not one of our markers
     if seen != len(texts):  # a marker that is not ours: the input itself used the internal name
         raise ExportFormatError(obj, f"unknown type descriptor {RAW_MAP!r}; expected one of {', '.join(DESCRIPTORS)}")
-    return pa.StructArray.from_arrays(children, fields=fields)
+    return item
+
+
+def _swap_markers(attributes: pa.StructArray, path: MapPath, table: pa.Array) -> tuple[pa.StructArray, int]:
+    """``attributes`` (the items, or the attributes of a map) with the markers at ``path`` replaced
+    by their texts; and how many there were."""
+    index = attributes.type.get_field_index(path[0])
+    if index < 0:
+        return attributes, 0
+    children = attributes.flatten()
+    wrapper = children[index]
+    inner = wrapper.type.get_field_index(RAW_MAP if len(path) == 1 else "M")
+    if inner < 0:
+        return attributes, 0
+    parts = wrapper.flatten()
+    if len(path) == 1:
+        markers = parts[inner]
+        found = len(markers) - markers.null_count
+        parts[inner] = table.take(pc.cast(markers, pa.int32()))
+    else:
+        parts[inner], found = _swap_markers(parts[inner], path[1:], table)
+    children[index] = pa.StructArray.from_arrays(parts, fields=list(wrapper.type), mask=wrapper.is_null())
+    return pa.StructArray.from_arrays(children, fields=list(attributes.type), mask=attributes.is_null()), found
 
 
 def ion_to_json_lines(raw: bytes | Text, *, obj: str) -> bytes:
@@ -317,15 +362,17 @@ def ion_to_json_lines(raw: bytes | Text, *, obj: str) -> bytes:
 # -- vectorized validation -------------------------------------------------------------------
 
 
-def _check_wrapper(array: pa.Array, path: str, raw: Text, obj: str, lifted: bool = False) -> None:
+def _check_wrapper(array: pa.Array, path: str, raw: Text, obj: str,
+                   lifted: frozenset[MapPath] = frozenset()) -> None:
     """``array`` holds AttributeValues (``{"S": ...}`` structs) for ``path``; nulls mean absent.
-    ``lifted``: a dictionary map of this attribute was lifted, so the internal descriptor is ours."""
+    ``lifted``: the dictionary maps lifted at or below this attribute, as paths relative to it
+    (``()``: this one), where the internal descriptor is ours."""
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     if not pa.types.is_struct(array.type):
         _fail_path(raw, obj, path, f"attribute {path!r} must be a type-descriptor object like {{\"S\": \"...\"}}")
     names = [field.name for field in array.type]
-    unknown = [name for name in names if name not in DESCRIPTORS and not (lifted and name == RAW_MAP)]
+    unknown = [name for name in names if name not in DESCRIPTORS and not (() in lifted and name == RAW_MAP)]
     if unknown:
         _fail_path(raw, obj, path, f"attribute {path!r} has unknown type descriptor {unknown[0]!r}; expected one "
                                    f"of {', '.join(DESCRIPTORS)}")
@@ -355,7 +402,8 @@ def _check_wrapper(array: pa.Array, path: str, raw: Text, obj: str, lifted: bool
             if not pa.types.is_struct(kind):
                 _fail_path(raw, obj, path, f"attribute {path!r}: M must be an object")
             for index, field in enumerate(kind):
-                _check_wrapper(child.field(index), f"{path}.{field.name}", raw, obj)
+                _check_wrapper(child.field(index), f"{path}.{field.name}", raw, obj,
+                               lifted=frozenset(p[1:] for p in lifted if p and p[0] == field.name))
         elif name == "L":
             if not pa.types.is_list(kind):
                 _fail_path(raw, obj, path, f"attribute {path!r}: L must be a list")

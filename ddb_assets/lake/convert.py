@@ -137,7 +137,7 @@ class _WorkerState(threading.local):
     def __init__(self) -> None:
         self.conversion: str | None = None
         self.schema: pa.Schema | None = None
-        self.dictionary_maps: frozenset[str] | None = None
+        self.dictionary_maps: frozenset[tuple[str, ...]] | None = None  # attribute paths through maps
         self.decompressed = ByteArena()
 
     def begin(self, conversion: str) -> None:
