@@ -373,3 +373,55 @@ def test_a_profile_that_is_not_the_exports_fails_and_publishes_nothing(
     assert expected in str(raised.value) and "profile" in str(raised.value), str(raised.value)
     _assert_untouched(root, before)
     assert sorted(root.rglob("*.parquet")) == files_before
+
+
+@pytest.mark.parametrize("value, expected", [
+    ({"N": "abc"}, "N must hold a number, found 'abc'"),
+    ({"N": "NaN"}, "N must hold a number, found 'NaN'"),
+    ({"N": "0x10"}, "found '0x10'"),  # Arrow's integer cast would have read 16
+    ({"N": "1_000"}, "found '1_000'"),  # Python's Decimal would have read 1000
+    ({"N": " 5"}, "found ' 5'"),
+    ({"NS": ["1", "x"]}, "NS must hold a number, found 'x'"),
+    ({"B": "not base64!"}, "B must hold base64"),
+    ({"BS": ["AAEC", "AAE"]}, "BS must hold base64, found 'AAE'"),
+])
+def test_a_malformed_number_or_binary_is_named_with_its_line(tmp_path: Path, published: tuple[Path, dict],
+                                                             value: dict, expected: str) -> None:
+    root, before = published
+    folder = doctor.make_export(tmp_path / "bad")
+    entry = doctor.biggest_entry(folder)
+
+    def edit(lines: list[bytes]) -> None:
+        item = json.loads(lines[4])
+        item["Item"]["odd"] = value
+        lines[4] = json.dumps(item).encode()
+
+    doctor.edit_lines(folder, entry, edit)
+    _fails(folder, root, ExportFormatError, f"{entry['dataFileS3Key']}:5:", "'odd'", expected)
+    _assert_untouched(root, before)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ({"X": "5"}, "unknown type descriptor 'X'"),  # was carried as null
+    ({"N": "abc"}, "N must hold a number, found 'abc'"),  # was written as invalid JSON text
+    ({"S": 5}, "S must be a JSON string"),  # was written as a number
+])
+def test_a_bad_value_inside_a_dictionary_map_is_named_with_its_line(tmp_path: Path, published: tuple[Path, dict],
+                                                                    value: dict, expected: str) -> None:
+    """Dictionary maps are lifted out of the text before the parse, so the parse never checks them:
+    the lifting does (docs/architecture.md)."""
+    root, before = published
+    folder = doctor.make_export(tmp_path / "bad", files=1)
+    entry = doctor.biggest_entry(folder)
+
+    def edit(lines: list[bytes]) -> None:
+        for number in (1, 6):  # 80 keys on line 2: a dictionary map from the first piece on
+            item = json.loads(lines[number])
+            item["Item"]["by_day"] = {"M": {f"2024-{day:03d}": {"N": "1"} for day in range(80)}}
+            if number == 6:
+                item["Item"]["by_day"]["M"]["2024-003"] = value
+            lines[number] = json.dumps(item, separators=(",", ":")).encode()  # compact, as AWS writes
+
+    doctor.edit_lines(folder, entry, edit)
+    _fails(folder, root, ExportFormatError, f"{entry['dataFileS3Key']}:7:", "'by_day.2024-003'", expected)
+    _assert_untouched(root, before)

@@ -10,6 +10,7 @@ says what is wrong with it. ION lines are decoded with amazon-ion into the same 
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterator
 
 import orjson
@@ -30,6 +31,13 @@ DESCRIPTORS = ("S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS")
 # 4,000 such keys parses 40x slower, 100x when the map is nested). Such maps are lifted out of the
 # text before the parse and attached afterwards.
 RAW_MAP = "_Mjson"
+# What N (and NS elements) may hold: a decimal literal, optionally with an exponent. Checked
+# explicitly: Arrow's integer cast reads "0x10" as 16, Python's Decimal "1_000" as 1000 and
+# " 5" as 5, and "NaN" is no DynamoDB number. B and BS hold standard padded base64.
+NUMBER_TEXT = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
+BASE64_TEXT = r"([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
+_TEXT_RULES = {"N": ("a number", NUMBER_TEXT), "B": ("base64", BASE64_TEXT)}
+_PYTHON_RULES = {kind: re.compile(pattern) for kind, (_, pattern) in _TEXT_RULES.items()}
 MAP_DEPTH = 8  # how deep in maps of maps dictionary maps are looked for
 MAX_KEYS_SAMPLED = 4096  # past this a map is a dictionary whatever the threshold: stop descending
 # An attribute path through maps: ("stats", "daily") is the map under key "daily" of map "stats".
@@ -292,6 +300,15 @@ def _lift_dictionary_maps(raw: Text, paths: frozenset[MapPath],
                 taken.append(orjson.dumps(value["M"]).decode("utf-8"))
                 attributes[path[-1]] = {RAW_MAP: str(len(texts) + len(taken) - 1)}  # type: ignore[index]
         if taken:
+            # The parse never sees a lifted map: check it here (its descriptors, numbers, base64).
+            for path in ordered:
+                attributes = _map_attributes(item, path[:-1])
+                value = attributes.get(path[-1]) if attributes is not None else None
+                if isinstance(value, dict) and RAW_MAP in value:
+                    problem = _attribute_problem({"M": orjson.loads(taken[int(value[RAW_MAP]) - len(texts)])},
+                                                 ".".join(path))
+                    if problem:
+                        raise ExportFormatError(obj, problem, line=bytes(raw.view()[:start]).count(b"\n") + 1)
             shorter = orjson.dumps(doc)
             if len(shorter) <= len(line):
                 raw.overwrite(start, shorter + b" " * (len(line) - len(shorter)))
@@ -393,11 +410,15 @@ def _check_wrapper(array: pa.Array, path: str, raw: Text, obj: str,
                                            f"{'string' if expected == pa.string() else 'boolean'}")
             if name == "NULL" and pc.any(pc.invert(child)).as_py():
                 _fail_path(raw, obj, path, f"attribute {path!r}: NULL must be true")
+            if name in _TEXT_RULES and pa.types.is_string(kind):
+                _check_texts(child, name, path, raw, obj)
         elif name in SET_DESCRIPTORS:
             if not (pa.types.is_list(kind) and (pa.types.is_string(kind.value_type))):
                 _fail_path(raw, obj, path, f"attribute {path!r}: {name} must be a non-empty list of strings")
             if pc.any(pc.equal(pc.list_value_length(child), 0)).as_py():
                 _fail_path(raw, obj, path, f"attribute {path!r}: {name} sets cannot be empty")
+            if name[0] in _TEXT_RULES:
+                _check_texts(pc.list_flatten(child), name, path, raw, obj)
         elif name == "M":
             if not pa.types.is_struct(kind):
                 _fail_path(raw, obj, path, f"attribute {path!r}: M must be an object")
@@ -409,6 +430,14 @@ def _check_wrapper(array: pa.Array, path: str, raw: Text, obj: str,
                 _fail_path(raw, obj, path, f"attribute {path!r}: L must be a list")
             if not pa.types.is_null(kind.value_type):
                 _check_wrapper(pc.list_flatten(child), f"{path}[]", raw, obj)
+
+
+def _check_texts(values: pa.Array, descriptor: str, path: str, raw: Text, obj: str) -> None:
+    what, pattern = _TEXT_RULES[descriptor[0]]
+    bad = pc.invert(pc.match_substring_regex(values, f"^{pattern}$"))
+    if pc.any(bad).as_py():
+        found = values.filter(bad)[0].as_py()
+        _fail_path(raw, obj, path, f"attribute {path!r}: {descriptor} must hold {what}, found {found!r}")
 
 
 def _valid_counts(children: list[pa.Array]) -> pa.Array:
@@ -465,6 +494,11 @@ def _attribute_problem(value: Any, path: str) -> str | None:
     if kind in SET_DESCRIPTORS and (not isinstance(inner, list) or not inner
                                     or not all(isinstance(v, str) for v in inner)):
         return f"attribute {path!r}: {kind} must be a non-empty list of strings"
+    if kind[0] in _PYTHON_RULES and kind not in ("BOOL",):
+        rule = _PYTHON_RULES[kind[0]]
+        for text in (inner if kind in SET_DESCRIPTORS else [inner]):
+            if not rule.fullmatch(text):
+                return f"attribute {path!r}: {kind} must hold {_TEXT_RULES[kind[0]][0]}, found {text!r}"
     if kind == "M":
         if not isinstance(inner, dict):
             return f"attribute {path!r}: M must be an object"
