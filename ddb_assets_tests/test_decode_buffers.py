@@ -180,3 +180,17 @@ def test_the_internal_descriptor_is_refused_inside_maps_too() -> None:
                     dictionary_maps=frozenset({("s", "d")}))
     with pytest.raises(ExportFormatError, match=r"^f:1: .*unknown type descriptor '_Mjson'"):
         parse_items(forged, output_format="DYNAMODB_JSON", obj="f")
+
+
+def test_a_bad_value_in_a_lifted_map_is_reported_after_any_earlier_bad_line() -> None:
+    votes = {f"d{i}": {"N": "1"} for i in range(5)}
+    lines = lines_of([{"pk": {"S": "a"}, "votes": {"M": votes}},
+                      {"pk": {"S": "b"}, "rating": {"X": "5"}},  # the first bad line
+                      {"pk": {"S": "c"}, "votes": {"M": votes}},
+                      {"pk": {"S": "d"}, "votes": {"M": {**votes, "d9": {"N": "abc"}}}}])
+    with pytest.raises(ExportFormatError, match=r"^f:2: attribute 'rating' has unknown type descriptor 'X'"):
+        parse_items(lines, output_format="DYNAMODB_JSON", obj="f", dictionary_maps=frozenset({("votes",)}))
+    with pytest.raises(ExportFormatError, match=r"^f:3: attribute 'votes.d9': N must hold a number"):
+        parse_items(lines_of([{"pk": {"S": "a"}, "votes": {"M": votes}}, {"pk": {"S": "c"}, "votes": {"M": votes}},
+                              {"pk": {"S": "d"}, "votes": {"M": {**votes, "d9": {"N": "abc"}}}}]),
+                    output_format="DYNAMODB_JSON", obj="f", dictionary_maps=frozenset({("votes",)}))

@@ -297,18 +297,15 @@ def _lift_dictionary_maps(raw: Text, paths: frozenset[MapPath],
             attributes = _map_attributes(item, path[:-1])
             value = attributes.get(path[-1]) if attributes is not None else None
             if isinstance(value, dict) and len(value) == 1 and isinstance(value.get("M"), dict):
+                # The parse never sees a lifted map: it is checked here (descriptors, JSON types,
+                # numbers, base64), and the first bad line of the text is reported.
+                if _attribute_problem(value, ".".join(path)):
+                    for offset, original in originals:
+                        raw.overwrite(offset, original)
+                    find_first_bad_line(raw, obj=obj)
                 taken.append(orjson.dumps(value["M"]).decode("utf-8"))
                 attributes[path[-1]] = {RAW_MAP: str(len(texts) + len(taken) - 1)}  # type: ignore[index]
         if taken:
-            # The parse never sees a lifted map: check it here (its descriptors, numbers, base64).
-            for path in ordered:
-                attributes = _map_attributes(item, path[:-1])
-                value = attributes.get(path[-1]) if attributes is not None else None
-                if isinstance(value, dict) and RAW_MAP in value:
-                    problem = _attribute_problem({"M": orjson.loads(taken[int(value[RAW_MAP]) - len(texts)])},
-                                                 ".".join(path))
-                    if problem:
-                        raise ExportFormatError(obj, problem, line=bytes(raw.view()[:start]).count(b"\n") + 1)
             shorter = orjson.dumps(doc)
             if len(shorter) <= len(line):
                 raw.overwrite(start, shorter + b" " * (len(line) - len(shorter)))
