@@ -445,7 +445,8 @@ def main() -> None:
 
     from ddb_assets.aws.dynamodb_exports import ExportFailed, ExportTimeout
     from ddb_assets.exports.errors import ExportFormatError
-    from ddb_assets.lake.convert import ProfileMismatch, ScratchSpaceError
+    from ddb_assets.lake.convert import ScratchSpaceError
+    from ddb_assets.lake.plan_checks import ProfileMismatch
     from ddb_assets.lake.publish import PublishConflict
     from ddb_assets.settings import ConfigError
 

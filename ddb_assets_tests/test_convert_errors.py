@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from ddb_assets.exports.errors import ChecksumMismatch, ExportFormatError, ItemCountMismatch, MissingObject
-from ddb_assets.lake.convert import ConvertOptions, ProfileMismatch, convert_export, profile_export
+from ddb_assets.lake.convert import ConvertOptions, convert_export, profile_export
+from ddb_assets.lake.plan_checks import ProfileMismatch
 from ddb_assets.lake.profile import Profile, profile_from_json, profile_to_json
 from ddb_assets_tests import doctor
 from ddb_assets_tests.conftest import unique

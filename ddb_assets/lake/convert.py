@@ -57,7 +57,8 @@ from ddb_assets.lake.publish import (
     read_metadata,
     schema_to_b64,
 )
-from ddb_assets.lake.schema import SchemaChanged, SchemaOptions, TablePlan, plan_table, schema_changes
+from ddb_assets.lake.plan_checks import ProfileMismatch, check_partial_rewrite, check_profile
+from ddb_assets.lake.schema import SchemaOptions, TablePlan, plan_table
 from ddb_assets.lake.writer import PartitionedWriter, WrittenFile, parquet_options
 
 ProgressCallback = Callable[[str, dict[str, Any]], None]
@@ -415,7 +416,7 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
                 notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
                 parsed, written = _run_one_pass(pool, export, plan, root, version, options, workers, notify)
                 profile = Profile.merged(p.profile for p in sorted(parsed, key=lambda p: p.index))
-                _check_profile(profile, plan, options, export)  # every item was seen again
+                check_profile(plan_table(profile, options.schema_options), plan, export.export_id)
     except BaseException:
         clear_inflight(root, version)
         _discard_version(root, version)
@@ -463,22 +464,6 @@ def _run_two_stages(pool: Executor, export: Export, spill_dir: str | None, root:
         written.extend(files)
         notify("written", {"files": len(files), "rows": sum(f.rows for f in files)})
     return parsed, profile, plan, written
-
-
-class ProfileMismatch(ValueError):
-    """The profile handed to a one-pass conversion is not the export's."""
-
-
-def _check_profile(profile: Profile, plan: TablePlan, options: ConvertOptions, export: Export) -> None:
-    """The one pass profiled every item again: the plan from that must be the plan written with."""
-    seen = plan_table(profile, options.schema_options)
-    changes = schema_changes(plan.arrow_schema, seen.arrow_schema)
-    if not changes and seen.mapping() != plan.mapping():
-        changes = ["the columns map from other attributes"]
-    if changes:
-        raise ProfileMismatch(f"the profile given does not describe export {export.export_id}: its items need "
-                              f"another schema ({'; '.join(changes)}). Profile the export again (inspect "
-                              f"--save-profile), or convert without a profile")
 
 
 def profile_export(source: str | os.PathLike[str] | Export, options: ConvertOptions = ConvertOptions(),
@@ -534,22 +519,9 @@ def _balance(parsed: list[_Parsed], workers: int) -> list[list[_Parsed]]:
 
 def _check_partial_rewrite(previous: TableMetadata | None, plan: TablePlan, export: Export,
                            options: ConvertOptions) -> None:
-    """A partial rewrite keeps the other partitions as published: it must not change the schema,
-    or the table would hold files of two schemas (engines reject an INT64 file under a decimal
-    column, and readers that take the first file's schema miss columns)."""
-    if options.only_partitions is None or previous is None:
-        return
-    changes = schema_changes(previous.arrow_schema, plan.arrow_schema)
-    if previous.partition_column != plan.partition_column:
-        changes.append(f"partition column {previous.partition_column} -> {plan.partition_column}")
-    elif not changes and previous.columns != plan.mapping():
-        changes.append("the columns map from other attributes")
-    if changes:
-        raise SchemaChanged(
-            f"export {export.export_id} gives table {previous.table} a different schema ({'; '.join(changes)}); "
-            f"a rewrite of only partition(s) {', '.join(sorted(options.only_partitions))} would leave the other "
-            f"partitions with the published one. Convert every partition instead (no partition selection; "
-            f"in Dagster, materialize all partitions of the table).")
+    if options.only_partitions is not None and previous is not None:
+        check_partial_rewrite(previous.table, previous.arrow_schema, previous.columns, previous.partition_column,
+                              plan, export.export_id, options.only_partitions)
 
 
 def _next_metadata(previous: TableMetadata | None, table_name: str, version: str, plan: TablePlan,

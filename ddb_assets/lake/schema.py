@@ -77,20 +77,6 @@ class TablePlan:
         return [c.describe() for c in self.columns]
 
 
-class SchemaChanged(ValueError):
-    """A partial rewrite would publish some partitions under a schema the others do not have."""
-
-
-def schema_changes(published: pa.Schema, planned: pa.Schema) -> list[str]:
-    """What differs between two table schemas, column by column, in words."""
-    old = {f.name: f.type for f in published}
-    new = {f.name: f.type for f in planned}
-    changes = [f"{name}: {old[name]} -> {kind}" for name, kind in new.items() if name in old and old[name] != kind]
-    changes += [f"added {name} ({kind})" for name, kind in new.items() if name not in old]
-    changes += [f"removed {name} ({kind})" for name, kind in old.items() if name not in new]
-    return changes
-
-
 def number_type(stats: NumberStats | None) -> pa.DataType:
     if stats is None or stats.fits_int64:
         return pa.int64()
