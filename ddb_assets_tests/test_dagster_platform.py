@@ -196,6 +196,24 @@ def test_without_a_saved_profile_the_conversion_takes_two_stages_and_the_same_ta
     assert p["scratch"].is_dir() and not any(p["scratch"].iterdir())  # the settings' work folder, left clean
 
 
+def test_a_profile_that_cannot_be_saved_does_not_fail_the_validation(platform: dict[str, Any], ddb: Any) -> None:
+    p = platform
+    names = p["names"]
+    table_root = p["lake"] / names.name
+    table_root.mkdir(parents=True)
+    (table_root / "_profiles").write_text("a file where the folder should be")  # no writing there
+    instance, assets, _ = _validated_export(p, ddb)
+    [event] = instance.get_latest_materialization_events([names.raw_export_key]).values()
+    metadata = event.asset_materialization.metadata
+    assert metadata["valid"].value is True and metadata["profile"].value.startswith("not saved")
+    result = dg.materialize([assets[names.raw_export_key], assets[names.parquet_key]], selection=[names.parquet_key],
+                            instance=instance, resources=p["defs"].resources, tags=_partition_range(
+                                names.value_partitions.get_partition_keys(dynamic_partitions_store=instance)))
+    [mat] = list(result.asset_materializations_for_node("__".join(names.parquet_key.path)))[:1]
+    assert mat.metadata["conversion"].value.startswith("two stages")
+    assert len(read_rows(str(table_root))[1]) == 400
+
+
 def test_automation_requests_every_partition_after_a_new_export(platform: dict[str, Any]) -> None:
     p = platform
     run_pipeline(p["settings"], p["instance"], quiet=True)

@@ -148,7 +148,14 @@ def build_raw_export(names: TableNames) -> dg.AssetsDefinition:
                 ])
         plan = plan_table(profile, options.schema_options)
         # Kept beside the table: the parquet asset then plans up front and converts in one pass.
-        saved = save_profile(lake.location(names.lake_path), export_id, profile)
+        # Only a speed-up: if it cannot be written, the export is still valid (parquet takes the
+        # two stages), so the run goes on with a warning.
+        try:
+            saved = save_profile(lake.location(names.lake_path), export_id, profile).uri
+        except OSError as exc:
+            saved = f"not saved ({exc})"
+            context.log.warning(f"the profile of export {export_id} could not be saved beside the table, so its "
+                                f"conversion will take two stages and a local work folder: {exc}")
         values = sorted(profile.partition_values)
         if values:
             context.instance.add_dynamic_partitions(names.value_partitions.name, values)
@@ -174,7 +181,7 @@ def build_raw_export(names: TableNames) -> dg.AssetsDefinition:
                 "attribute_types": dg.MetadataValue.json(types),
                 "partition_values": dg.MetadataValue.json(values),
                 "mixed_types": dg.MetadataValue.json(plan.variants),
-                "profile": saved.uri,
+                "profile": saved,
             },
             check_results=[
                 dg.AssetCheckResult(check_name="checksums_verified", passed=True, metadata={
