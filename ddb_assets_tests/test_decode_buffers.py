@@ -67,7 +67,8 @@ def test_dictionary_maps_come_back_as_text_at_their_rows_even_after_blank_lines(
     table, _ = parse_items(raw, output_format="DYNAMODB_JSON", obj="f", dictionary_maps=frozenset({("votes",)}))
     item = table.column("Item").combine_chunks()
     assert item.field("pk").field("S").to_pylist() == [f"k{i}" for i in range(10)]
-    assert _carried(table, "votes") == [{f"d{i}": {"N": str(i)}} if i % 3 == 0 else None for i in range(10)]
+    # carried as the plain JSON it will be written as
+    assert _carried(table, "votes") == [{f"d{i}": i} if i % 3 == 0 else None for i in range(10)]
 
 
 def test_a_dictionary_map_written_with_other_spacing_still_reads_back() -> None:
@@ -76,7 +77,7 @@ def test_a_dictionary_map_written_with_other_spacing_still_reads_back() -> None:
     table, _ = parse_items(compact + b"\n" + spaced + b"\n", output_format="DYNAMODB_JSON", obj="f",
                            dictionary_maps=frozenset({("votes",)}))
     wrapper = table.column("Item").combine_chunks().field("votes")
-    assert wrapper.field(RAW_MAP).to_pylist() == ['{"d1":{"N":"1"}}', None]
+    assert wrapper.field(RAW_MAP).to_pylist() == ['{"d1":1}', None]
     assert wrapper.field("M").to_pylist() == [None, {"d2": {"N": "2"}}]
 
 
@@ -160,7 +161,7 @@ def test_nested_dictionary_maps_are_detected_and_lifted_beside_their_sibling_att
     mapped = stats.field("M")
     texts = mapped.field("daily").field(RAW_MAP).to_pylist()
     assert [json.loads(t) if t else None for t in texts] == [
-        items[i]["stats"]["M"]["daily"]["M"] if i % 2 else None for i in range(12)]
+        {f"2024-01-{i:02d}": i, "x": "y"} if i % 2 else None for i in range(12)]
     assert mapped.field("total").field("N").to_pylist() == [str(i) if i % 2 else None for i in range(12)]
     assert stats.field("S").to_pylist() == ["not a map this time" if i == 4 else None for i in range(12)]
     assert "2024-01-01" not in str(table.schema)  # no struct field per key
@@ -194,3 +195,29 @@ def test_a_bad_value_in_a_lifted_map_is_reported_after_any_earlier_bad_line() ->
         parse_items(lines_of([{"pk": {"S": "a"}, "votes": {"M": votes}}, {"pk": {"S": "c"}, "votes": {"M": votes}},
                               {"pk": {"S": "d"}, "votes": {"M": {**votes, "d9": {"N": "abc"}}}}]),
                     output_format="DYNAMODB_JSON", obj="f", dictionary_maps=frozenset({("votes",)}))
+
+
+@pytest.mark.parametrize("bad", [{"NULL": False}, {"SS": []}, {"BS": ["AAE"]}, {"NS": ["1", "x"]},
+                                 {"L": [{"N": "1"}, {"Q": "2"}]}, {"M": {"deep": {"N": "0x10"}}}, {"S": "a", "N": "1"},
+                                 "text", {"B": "not base64!"}, {"BOOL": "yes"}])
+def test_every_kind_of_bad_value_in_a_lifted_map_fails_at_its_line(bad: object) -> None:
+    votes = {f"d{i}": {"N": "1"} for i in range(5)}
+    raw = lines_of([{"pk": {"S": "a"}, "votes": {"M": votes}}, {"pk": {"S": "b"}, "votes": {"M": {**votes, "d9": bad}}}])
+    with pytest.raises(ExportFormatError, match=r"^f:2: attribute 'votes"):
+        parse_items(raw, output_format="DYNAMODB_JSON", obj="f", dictionary_maps=frozenset({("votes",)}))
+
+
+def test_numbers_in_a_lifted_map_are_carried_exactly_as_json() -> None:
+    votes = {"a": {"N": "1.50"}, "b": {"N": "+5"}, "c": {"NS": ["10", "9", "1E+125"]}, "d": {"L": [{"NULL": True}]},
+             "e": {"BS": ["AAE=", "AAA="]}, "f": {"M": {"g": {"BOOL": False}}}}
+    table, _ = parse_items(lines_of([{"pk": {"S": "a"}, "votes": {"M": votes}}]), output_format="DYNAMODB_JSON",
+                           obj="f", dictionary_maps=frozenset({("votes",)}))
+    assert table.column("Item").combine_chunks().field("votes").field(RAW_MAP).to_pylist() == [
+        '{"a":1.50,"b":5,"c":[9,10,1E+125],"d":[null],"e":["AAA=","AAE="],"f":{"g":false}}']
+
+
+def test_the_bad_line_search_reads_past_null_and_bool_attributes() -> None:
+    raw = lines_of([{"pk": {"S": "a"}, "gone": {"NULL": True}, "ok": {"BOOL": False}, "n": {"NS": ["1"]}},
+                    {"pk": {"S": "b"}, "price": {"N": "abc"}}])
+    with pytest.raises(ExportFormatError, match=r"^f:2: attribute 'price': N must hold a number, found 'abc'"):
+        parse_items(raw, output_format="DYNAMODB_JSON", obj="f")

@@ -15,3 +15,18 @@ from ddb_assets.exports.numbers import canonical_number
 ])
 def test_canonical_number_is_exact(text: str, expected: str) -> None:
     assert canonical_number(text) == expected
+
+
+def test_numbers_in_json_text_stay_exact_and_are_valid_json() -> None:
+    """Dictionary maps and mixed lists are written as JSON text; a number keeps its exact text
+    unless JSON does not allow that form, which is then written canonically (same value)."""
+    import json
+    from decimal import Decimal
+
+    from ddb_assets.exports.plain_json import plain_json_text, plain_map
+
+    numbers = ["1.50", "-0", "1E+125", "-1E-130", "12345678901234567890123456789012345678", "+5", ".5", "05", "5."]
+    text = plain_json_text(plain_map({f"k{i}": {"N": n} for i, n in enumerate(numbers)}))
+    assert text.startswith('{"k0":1.50,"k1":-0,"k2":1E+125,"k3":-1E-130,"k4":12345678901234567890123456789012345678,')
+    parsed = json.loads(text, parse_float=Decimal, parse_int=Decimal)  # valid JSON, every value exact
+    assert [parsed[f"k{i}"] for i in range(len(numbers))] == [Decimal(n) for n in numbers]

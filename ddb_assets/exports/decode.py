@@ -21,21 +21,19 @@ import pyarrow.json as pajson
 from ddb_assets.exports.buffers import Text
 from ddb_assets.exports.errors import ExportFormatError
 from ddb_assets.exports.ion_codec import parse_ion_line
+from ddb_assets.exports.numbers import NUMBER_TEXT
+from ddb_assets.exports.plain_json import BASE64_TEXT, checked_plain_map, plain_json_text
 
 SCALAR_DESCRIPTORS = {"S": "string", "N": "string", "B": "string", "BOOL": "bool", "NULL": "bool"}
 SET_DESCRIPTORS = ("SS", "NS", "BS")
 DESCRIPTORS = ("S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS")
 # A map used as a dictionary (many distinct keys), at the top level or inside other maps, is
-# carried as its DynamoDB JSON text under this internal descriptor: pyarrow's reader would otherwise
-# build one struct field per key and append to every one of them for every row (an export with
-# 4,000 such keys parses 40x slower, 100x when the map is nested). Such maps are lifted out of the
-# text before the parse and attached afterwards.
+# carried as its plain JSON text (exports.plain_json, as it will be written) under this internal
+# descriptor: pyarrow's reader would otherwise build one struct field per key and append to every
+# one of them for every row (an export with 4,000 such keys parses 40x slower, 100x when the map is
+# nested). Such maps are lifted out of the text before the parse and attached afterwards.
 RAW_MAP = "_Mjson"
-# What N (and NS elements) may hold: a decimal literal, optionally with an exponent. Checked
-# explicitly: Arrow's integer cast reads "0x10" as 16, Python's Decimal "1_000" as 1000 and
-# " 5" as 5, and "NaN" is no DynamoDB number. B and BS hold standard padded base64.
-NUMBER_TEXT = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
-BASE64_TEXT = r"([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
+# What N/NS and B/BS values may hold (exports.numbers, exports.plain_json: why a regex).
 _TEXT_RULES = {"N": ("a number", NUMBER_TEXT), "B": ("base64", BASE64_TEXT)}
 _PYTHON_RULES = {kind: re.compile(pattern) for kind, (_, pattern) in _TEXT_RULES.items()}
 MAP_DEPTH = 8  # how deep in maps of maps dictionary maps are looked for
@@ -298,12 +296,15 @@ def _lift_dictionary_maps(raw: Text, paths: frozenset[MapPath],
             value = attributes.get(path[-1]) if attributes is not None else None
             if isinstance(value, dict) and len(value) == 1 and isinstance(value.get("M"), dict):
                 # The parse never sees a lifted map: it is checked here (descriptors, JSON types,
-                # numbers, base64), and the first bad line of the text is reported.
-                if _attribute_problem(value, ".".join(path)):
-                    for offset, original in originals:
-                        raw.overwrite(offset, original)
+                # numbers, base64) while it becomes the plain JSON text it will be written as.
+                try:
+                    taken.append(plain_json_text(checked_plain_map(value["M"])))
+                except ValueError as exc:
+                    for offset, original in originals:  # the first bad line of the text is the one
+                        raw.overwrite(offset, original)  # to report, with its own message
                     find_first_bad_line(raw, obj=obj)
-                taken.append(orjson.dumps(value["M"]).decode("utf-8"))
+                    raise ExportFormatError(obj, f"attribute {'.'.join(path)!r}: {exc}",
+                                            line=bytes(raw.view()[:start]).count(b"\n") + 1) from None
                 attributes[path[-1]] = {RAW_MAP: str(len(texts) + len(taken) - 1)}  # type: ignore[index]
         if taken:
             shorter = orjson.dumps(doc)
@@ -491,7 +492,7 @@ def _attribute_problem(value: Any, path: str) -> str | None:
     if kind in SET_DESCRIPTORS and (not isinstance(inner, list) or not inner
                                     or not all(isinstance(v, str) for v in inner)):
         return f"attribute {path!r}: {kind} must be a non-empty list of strings"
-    if kind[0] in _PYTHON_RULES and kind not in ("BOOL",):
+    if kind in ("N", "NS", "B", "BS"):
         rule = _PYTHON_RULES[kind[0]]
         for text in (inner if kind in SET_DESCRIPTORS else [inner]):
             if not rule.fullmatch(text):

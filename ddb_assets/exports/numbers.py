@@ -6,6 +6,12 @@ from decimal import Context, Decimal, InvalidOperation
 
 # DynamoDB numbers carry up to 38 significant digits, magnitude 1E-130 to 9.99...E+125.
 MAX_DIGITS = 38
+# What an N may hold: a decimal literal, optionally with an exponent. Checked explicitly, as a
+# regex (Arrow's and RE2's syntax alike): Arrow's integer cast reads "0x10" as 16, Python's Decimal
+# "1_000" as 1000 and " 5" as 5, and "NaN" is no DynamoDB number.
+NUMBER_TEXT = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
+# The subset JSON allows as a number, which a JSON text can carry as it is.
+JSON_NUMBER_TEXT = r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?"
 # Decimal arithmetic (normalize() included) rounds to the context's precision, 28 digits by
 # default: every operation on DynamoDB numbers goes through this context, which never rounds them.
 EXACT = Context(prec=100, Emin=-999, Emax=999)

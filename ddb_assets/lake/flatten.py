@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import base64
 from decimal import Decimal
-from typing import Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ddb_assets.exports.decode import RAW_MAP
+from ddb_assets.exports.plain_json import plain_json_text, plain_map, plain_value
 from ddb_assets.lake.profile import Path
 from ddb_assets.lake.schema import NULL_PARTITION, Column, TablePlan
 
@@ -73,7 +72,7 @@ def _column(columns: ItemColumns, column: Column, rows: int) -> pa.Array:
         text = _json_text(values, rows) if values is not None else pa.nulls(rows, pa.string())
         carried = descriptor_values(wrapper, RAW_MAP) if column.descriptor == "M" else None
         if carried is not None:
-            text = pc.coalesce(text, _json_text_from_dynamodb_json(carried))
+            text = pc.coalesce(text, carried)  # lifted maps come as plain JSON text already
         return text
     values = descriptor_values(wrapper, column.descriptor)
     if values is None:
@@ -142,10 +141,6 @@ def partition_values(wrapper: pa.Array | None, rows: int) -> pa.Array:
 # -- JSON text for dictionary maps and mixed lists --------------------------------------------
 
 
-# Map keys have no order in DynamoDB; sorted keys give one text per value, however it was parsed.
-_SORTED = orjson.OPT_SORT_KEYS
-
-
 def _json_text(values: pa.Array, rows: int) -> pa.Array:
     """Each value as compact JSON: numbers exact (their DynamoDB text), binaries base64, sets arrays."""
     descriptor_is_map = pa.types.is_struct(values.type)
@@ -154,43 +149,7 @@ def _json_text(values: pa.Array, rows: int) -> pa.Array:
         if value is None:
             out.append(None)
         elif descriptor_is_map:
-            out.append(orjson.dumps(_plain_map(value), option=_SORTED).decode("utf-8"))
+            out.append(plain_json_text(plain_map(value)))
         else:
-            out.append(orjson.dumps([_plain(element) for element in value], option=_SORTED).decode("utf-8"))
+            out.append(plain_json_text([plain_value(element) for element in value]))
     return pa.array(out, pa.string())
-
-
-def _json_text_from_dynamodb_json(texts: pa.Array) -> pa.Array:
-    return pa.array([None if t is None else orjson.dumps(_plain_map(orjson.loads(t)), option=_SORTED).decode("utf-8")
-                     for t in texts.to_pylist()], pa.string())
-
-
-def _plain_map(fields: dict[str, Any]) -> dict[str, Any]:
-    return {name: _plain(wrapper) for name, wrapper in fields.items() if wrapper is not None}
-
-
-def _plain(wrapper: dict[str, Any] | None) -> Any:
-    if wrapper is None:
-        return None
-    for kind, value in wrapper.items():
-        if value is None:
-            continue
-        if kind == "S":
-            return value
-        if kind == "N":
-            return orjson.Fragment(value.encode("ascii"))  # the exact number text, as a JSON number
-        if kind == "B":
-            return value  # already base64
-        if kind in ("BOOL",):
-            return value
-        if kind == "NULL":
-            return None
-        if kind in ("SS", "BS"):
-            return sorted(value)  # sets have no order; sorted makes the text deterministic
-        if kind == "NS":
-            return [orjson.Fragment(v.encode("ascii")) for v in sorted(value, key=Decimal)]
-        if kind == "M":
-            return _plain_map(value)
-        if kind == "L":
-            return [_plain(element) for element in value]
-    return None
