@@ -221,3 +221,11 @@ def test_the_bad_line_search_reads_past_null_and_bool_attributes() -> None:
                     {"pk": {"S": "b"}, "price": {"N": "abc"}}])
     with pytest.raises(ExportFormatError, match=r"^f:2: attribute 'price': N must hold a number, found 'abc'"):
         parse_items(raw, output_format="DYNAMODB_JSON", obj="f")
+
+
+def test_a_malformed_line_after_a_lifted_one_is_reported_at_its_own_line() -> None:
+    """The line before it was already rewritten with a marker when the malformed one was met."""
+    votes = {f"d{i}": {"N": "1"} for i in range(5)}
+    raw = lines_of([{"pk": {"S": "a"}, "votes": {"M": votes}}]) + b'{"Item":{"pk":{"S":"b"},"votes":{"M":{"d1":{"N":"1"}}}\n'
+    with pytest.raises(ExportFormatError, match=r"^f:2: malformed JSON"):
+        parse_items(raw, output_format="DYNAMODB_JSON", obj="f", dictionary_maps=frozenset({("votes",)}))

@@ -65,12 +65,9 @@ def parse_items(raw: bytes | Text, *, output_format: str, obj: str, known: pa.Sc
     try:
         return _parse_lines(text, obj, known, dictionary_maps, lifted)
     except ExportFormatError:
-        # The error was located on the rewritten text: put the lifted lines back and look again,
-        # so that the line reported is the one in the file (and never one of our markers).
-        for start, line in originals:
-            text.overwrite(start, line)
+        # The error was located on the rewritten text: look again on the lines as they were read.
         if originals:
-            find_first_bad_line(text, obj=obj)
+            _report_first_bad_line(text, originals, obj)
         raise
 
 
@@ -256,7 +253,6 @@ def _collect_map_keys(attributes: dict[str, Any], parent: MapPath, keys: dict[Ma
                 _collect_map_keys(value["M"], path, keys)
 
 
-
 def _lift_dictionary_maps(raw: Text, paths: frozenset[MapPath],
                           obj: str) -> tuple[list[str], list[tuple[int, bytes]]]:
     """Take such maps out of the text, in place, before the parse; return their texts and the
@@ -286,7 +282,7 @@ def _lift_dictionary_maps(raw: Text, paths: frozenset[MapPath],
             doc = orjson.loads(line)
             item = doc["Item"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
-            find_first_bad_line(raw, obj=obj)
+            _report_first_bad_line(raw, originals, obj)
             continue  # not reached: the line is bad and find_first_bad_line says why
         if not isinstance(item, dict):
             continue  # the parse reports it
@@ -300,9 +296,7 @@ def _lift_dictionary_maps(raw: Text, paths: frozenset[MapPath],
                 try:
                     taken.append(plain_json_text(checked_plain_map(value["M"])))
                 except ValueError as exc:
-                    for offset, original in originals:  # the first bad line of the text is the one
-                        raw.overwrite(offset, original)  # to report, with its own message
-                    find_first_bad_line(raw, obj=obj)
+                    _report_first_bad_line(raw, originals, obj)
                     raise ExportFormatError(obj, f"attribute {'.'.join(path)!r}: {exc}",
                                             line=bytes(raw.view()[:start]).count(b"\n") + 1) from None
                 attributes[path[-1]] = {RAW_MAP: str(len(texts) + len(taken) - 1)}  # type: ignore[index]
@@ -313,6 +307,14 @@ def _lift_dictionary_maps(raw: Text, paths: frozenset[MapPath],
                 texts.extend(taken)
                 originals.append((start, line))
     return texts, originals
+
+
+def _report_first_bad_line(raw: Text, originals: list[tuple[int, bytes]], obj: str) -> None:
+    """Raise for the first bad line of the text as it was read: the lines lifted so far are put
+    back first, so that the line reported is never one of our markers."""
+    for offset, original in originals:
+        raw.overwrite(offset, original)
+    find_first_bad_line(raw, obj=obj)
 
 
 def _map_attributes(item: dict[str, Any], path: MapPath) -> dict[str, Any] | None:
