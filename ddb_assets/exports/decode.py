@@ -1,8 +1,9 @@
 """Decompressed data files -> Arrow: parse every line, and check that each is a well-formed item.
 
 (Decompression is in ``exports.buffers``.) DYNAMODB_JSON goes through pyarrow's C++ JSON reader
-with one block per piece of a file, so each piece is typed in one pass and no Python runs per row. Type descriptors determine JSON types
-(``N`` is always a string, ``BOOL`` a bool, ...), so inference is exact: numbers stay strings here.
+with one block per piece of a file, so each piece is typed in one pass and no Python runs per row.
+Type descriptors determine JSON types (``N`` is always a string, ``BOOL`` a bool, ...), so
+inference is exact: numbers stay strings here.
 The result is the raw wrapper shape, ``Item: struct<attr: struct<S, N, ...>>``, validated
 vectorially. When pyarrow rejects a file, a line-by-line Python check finds the first bad line and
 says what is wrong with it. ION lines are decoded with amazon-ion into the same JSON form first.

@@ -57,11 +57,14 @@ def plain_value(wrapper: dict[str, Any] | None) -> Any:
     return None
 
 
-def _number(text: str) -> orjson.Fragment:
-    # The exact number text, as a JSON number. Forms JSON does not allow ("+5", ".5", "05") are
-    # written in their canonical form, same value.
-    exact = text if _JSON_NUMBER.fullmatch(text) else canonical_number(text)
-    return orjson.Fragment(exact.encode("ascii"))
+def _number(text: str) -> orjson.Fragment | None:
+    """The exact number text as a JSON number; None if it is no number. Forms JSON does not allow
+    ("+5", ".5", "05") are written in their canonical form, same value."""
+    if _JSON_NUMBER.fullmatch(text):
+        return orjson.Fragment(text.encode("ascii"))
+    if _NUMBER.fullmatch(text):
+        return orjson.Fragment(canonical_number(text).encode("ascii"))
+    return None
 
 
 def checked_plain_map(fields: Any) -> dict[str, Any]:
@@ -79,10 +82,9 @@ def _checked(wrapper: Any) -> Any:
             if kind == "S" and type(inner) is str:
                 return inner
             if kind == "N" and type(inner) is str:
-                if _JSON_NUMBER.fullmatch(inner):
-                    return orjson.Fragment(inner.encode("ascii"))
-                if _NUMBER.fullmatch(inner):
-                    return orjson.Fragment(canonical_number(inner).encode("ascii"))
+                number = _number(inner)
+                if number is not None:
+                    return number
             elif kind == "M":
                 return checked_plain_map(inner)
             elif kind == "BOOL" and type(inner) is bool:

@@ -28,7 +28,7 @@ import uuid
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -62,6 +62,7 @@ from ddb_assets.lake.schema import SchemaOptions, TablePlan, plan_table
 from ddb_assets.lake.writer import PartitionedWriter, WrittenFile, parquet_options
 
 ProgressCallback = Callable[[str, dict[str, Any]], None]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -302,9 +303,9 @@ def _convert_files(worker: int, files: list[tuple[int, DataFile]], plan: TablePl
         except (pa.ArrowException, ValueError, TypeError) as exc:
             # Loudly wrong (a decimal where the profile saw integers): the profile is not this
             # export's. Quietly wrong (a type the plan has no column for) is found by the end check.
-            raise ProfileMismatch(f"the items of {export_id} do not fit the schema planned from the profile given "
-                                  f"({exc}). Profile the export again (inspect --save-profile), or convert "
-                                  f"without a profile") from None
+            raise ProfileMismatch(f"the items of export {export_id} do not fit the schema planned from the "
+                                  f"profile given ({exc}). Profile the export again (inspect --save-profile), "
+                                  f"or convert without a profile") from None
         writer.write(flat, partitions)
 
     try:
@@ -322,14 +323,9 @@ def _run_one_pass(pool: Executor, export: Export, plan: TablePlan, root: Locatio
     conversion = uuid.uuid4().hex
     # Each worker keeps its partitions' files open across its data files (one file per partition
     # and worker, not per data file): so the shares are fixed up front, biggest files first.
-    shares: list[list[tuple[int, DataFile]]] = [[] for _ in range(workers)]
-    loads = [0] * workers
-    for index in sorted(range(len(export.files)), key=lambda i: -export.files[i].manifest.item_count):
-        target = loads.index(min(loads))
-        shares[target].append((index, export.files[index]))
-        loads[target] += export.files[index].manifest.item_count
+    shares = _balance(list(enumerate(export.files)), workers, lambda indexed: indexed[1].manifest.item_count)
     futures = [pool.submit(_convert_files, worker, share, plan, root.uri, version, options, conversion,
-                           f"export {export.export_id}")
+                           export.export_id)
                for worker, share in enumerate(shares) if share]
     reads: list[_Parsed] = []
     written: list[WrittenFile] = []
@@ -453,7 +449,8 @@ def _run_two_stages(pool: Executor, export: Export, spill_dir: str | None, root:
     plan = plan_table(profile, options.schema_options)
     _check_partial_rewrite(read_metadata(root), plan, export, options)  # before writing anything
     notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
-    groups = _balance([p for p in parsed if p.rows], workers)
+    groups = [sorted(group, key=lambda p: p.index)  # each worker writes its files in export order
+              for group in _balance([p for p in parsed if p.rows], workers, lambda p: p.uncompressed)]
     futures = [pool.submit(_write_group, worker, [spill for p in group for spill in p.spills], plan,
                            root.uri, version, options.only_partitions, options.buffer_bytes, options.s3,
                            options.compression)
@@ -504,24 +501,21 @@ def _run_stage_one(pool: Executor, export: Export, spill_dir: str | None, option
     return parsed
 
 
-def _balance(parsed: list[_Parsed], workers: int) -> list[list[_Parsed]]:
-    """Greedy: biggest files first, each to the least loaded worker."""
-    groups: list[list[_Parsed]] = [[] for _ in range(workers)]
+def _balance(items: list[_T], workers: int, size: Callable[[_T], int]) -> list[list[_T]]:
+    """Greedy: biggest first, each to the least loaded worker."""
+    groups: list[list[_T]] = [[] for _ in range(workers)]
     loads = [0] * workers
-    for item in sorted(parsed, key=lambda p: -p.uncompressed):
+    for item in sorted(items, key=lambda i: -size(i)):
         target = loads.index(min(loads))
         groups[target].append(item)
-        loads[target] += item.uncompressed
-    for group in groups:
-        group.sort(key=lambda p: p.index)
+        loads[target] += size(item)
     return groups
 
 
 def _check_partial_rewrite(previous: TableMetadata | None, plan: TablePlan, export: Export,
                            options: ConvertOptions) -> None:
     if options.only_partitions is not None and previous is not None:
-        check_partial_rewrite(previous.table, previous.arrow_schema, previous.columns, previous.partition_column,
-                              plan, export.export_id, options.only_partitions)
+        check_partial_rewrite(previous, plan, export.export_id, options.only_partitions)
 
 
 def _next_metadata(previous: TableMetadata | None, table_name: str, version: str, plan: TablePlan,

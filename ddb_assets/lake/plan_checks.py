@@ -13,6 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from ddb_assets.lake.publish import TableMetadata
 from ddb_assets.lake.schema import TablePlan
 
 
@@ -42,18 +43,17 @@ def plan_changes(schema: pa.Schema, mapping: list[dict[str, Any]], planned: Tabl
     return changes
 
 
-def check_partial_rewrite(published_table: str, published_schema: pa.Schema, published_mapping: list[dict[str, Any]],
-                          published_partition_column: str | None, plan: TablePlan, export_id: str,
+def check_partial_rewrite(published: TableMetadata, plan: TablePlan, export_id: str,
                           partitions: frozenset[str]) -> None:
     """A partial rewrite keeps the other partitions as published: it must not change the schema,
     or the table would hold files of two schemas (engines reject an INT64 file under a decimal
     column, and readers that take the first file's schema miss columns)."""
-    changes = plan_changes(published_schema, published_mapping, plan)
-    if published_partition_column != plan.partition_column:
-        changes.append(f"partition column {published_partition_column} -> {plan.partition_column}")
+    changes = plan_changes(published.arrow_schema, published.columns, plan)
+    if published.partition_column != plan.partition_column:
+        changes.append(f"partition column {published.partition_column} -> {plan.partition_column}")
     if changes:
         raise SchemaChanged(
-            f"export {export_id} gives table {published_table} a different schema ({'; '.join(changes)}); "
+            f"export {export_id} gives table {published.table} a different schema ({'; '.join(changes)}); "
             f"a rewrite of only partition(s) {', '.join(sorted(partitions))} would leave the other "
             f"partitions with the published one. Convert every partition instead (no partition selection; "
             f"in Dagster, materialize all partitions of the table).")
