@@ -206,19 +206,40 @@ def _conversion_progress():  # type: ignore[no-untyped-def]
     return progress, on_event
 
 
+def _summary_lines(rows: list[tuple[str, str]]) -> None:
+    """Key/value lines that never wrap (ARNs, URIs and paths stay whole when piped or captured)."""
+    width = max(len(key) for key, _ in rows)
+    for key, value in rows:
+        console.print(f"{key:<{width}}  {value}", highlight=False, soft_wrap=True, markup=False)
+
+
+def _catalog_config(catalog: Optional[str], namespace: Optional[str]):  # type: ignore[no-untyped-def]
+    from ddb_assets.lake.catalog import CatalogConfig
+
+    return CatalogConfig.parse(catalog, namespace)
+
+
+CATALOG_HELP = ("Iceberg catalog: sql (default: a SQLite file, catalog.db in the lake folder), "
+                "sqlite:///path/catalog.db, glue (AWS Glue, what Athena reads) or rest:https://...")
+
+
 @app.command()
 def convert(
     source: str = typer.Argument(..., help="Export folder (.../AWSDynamoDB/<export-id>/) or its "
                                            "manifest-summary.json; local path or s3://."),
-    dest: str = typer.Argument(..., help="Table root to publish into (local path or s3://)."),
-    partition_by: Optional[str] = typer.Option("year", help="Attribute to partition by (hive style); "
-                                                            "'' for none. Items without it go to "
-                                                            "__HIVE_DEFAULT_PARTITION__."),
-    naming: str = typer.Option("snake", help="snake: review_text, reviewer__name; glue: AWS Glue "
-                                             "Relationalize names such as item.product_title.s"),
+    dest: str = typer.Argument(..., help="The table's location (its data/ and metadata/ go there; local path or "
+                                         "s3://). The table is named after its last segment."),
+    partition_by: Optional[str] = typer.Option(None, help="ATTR, year|month|day|hour(ATTR[, UNIT]) or "
+                                                          "bucket(N, ATTR); '' for none. Default: the table's "
+                                                          "partitioning, or none for a new table."),
+    naming: Optional[str] = typer.Option(None, help="snake: review_text, reviewer__name; glue: AWS Glue "
+                                                    "Relationalize names such as item.product_title.s "
+                                                    "(default: the table's, else snake)."),
     workers: int = typer.Option(0, help="Worker processes (0: one per core)."),
-    max_depth: int = typer.Option(3, help="Map levels flattened into columns; deeper maps become JSON text."),
-    dictionary_keys: int = typer.Option(64, help="A map with more distinct keys is kept as one JSON column."),
+    max_depth: Optional[int] = typer.Option(None, help="Map levels flattened into columns; deeper maps become "
+                                                       "JSON text (default: the table's, else 3)."),
+    dictionary_keys: Optional[int] = typer.Option(None, help="A map with more distinct keys is kept as one JSON "
+                                                             "column (default: the table's, else 64)."),
     work_dir: Optional[str] = typer.Option(None, help="Local folder for the parsed items between the two stages "
                                                        "(default: TMPDIR); needs up to about 0.8x the export's "
                                                        "decompressed size."),
@@ -227,20 +248,37 @@ def convert(
     profile: Optional[str] = typer.Option(None, help="The export's profile from 'inspect --save-profile': the "
                                                      "schema is planned up front and the export converted in "
                                                      "one pass, with no work folder."),
+    catalog: Optional[str] = typer.Option(None, help=CATALOG_HELP),
+    namespace: Optional[str] = typer.Option(None, help="Catalog namespace (the Glue database); default ddb_lake."),
+    table_name: Optional[str] = typer.Option(None, help="Name in the catalog (default: DEST's last segment)."),
+    rebuild: bool = typer.Option(False, help="Re-plan the table's schema and partitioning from scratch (new "
+                                             "columns) and replace every data file, in one new snapshot."),
 ) -> None:
-    """Convert a DynamoDB export into typed, flattened Parquet, partitioned and published atomically."""
-    from rich.table import Table
+    """Convert a DynamoDB export into an Iceberg table of typed, flattened Parquet, in one commit.
 
+    A new table is created; an existing one gets a new snapshot replacing its data, with its
+    stored schema extended by what the export brings (new attributes become columns, names never
+    change meaning). The previous snapshot stays readable (see `history`, `query --as-of`)."""
     from ddb_assets.exports.reader import open_export
     from ddb_assets.exports.storage import resolve
-    from ddb_assets.lake.convert import ConvertOptions, convert_export
+    from ddb_assets.lake.catalog import load_table
+    from ddb_assets.lake.convert import ConvertOptions, convert_export, lake_target, stored_schema
     from ddb_assets.lake.profile import profile_from_json
 
-    _check_naming(naming)
+    if naming is not None:
+        _check_naming(naming)
     _check_compression(compression)
-    options = ConvertOptions(partition_by=partition_by or None, naming=naming, workers=workers,
-                             max_depth=max_depth, dictionary_keys=dictionary_keys, work_dir=work_dir,
-                             compression=compression)
+    base = ConvertOptions(catalog=_catalog_config(catalog, namespace), table_name=table_name, compression=compression)
+    target = lake_target(dest, base)
+    stored = None if rebuild else stored_schema(load_table(target.catalog, *target.identifier))
+    options = ConvertOptions(
+        partition_by=(partition_by or None) if partition_by is not None else
+        (stored.partition.text if stored and stored.partition else None),
+        naming=naming or (stored.options.naming if stored else "snake"),
+        max_depth=max_depth or (stored.options.max_depth if stored else 3),
+        dictionary_keys=dictionary_keys or (stored.options.dictionary_keys if stored else 64),
+        workers=workers, work_dir=work_dir, compression=compression, catalog=base.catalog, table_name=target.name,
+        rebuild=rebuild)
     export, known = open_export(source), None
     if profile:
         try:
@@ -252,29 +290,36 @@ def convert(
     progress, on_event = _conversion_progress()
     with progress:
         result = convert_export(export, dest, options, progress=on_event, known=known)
-    meta = result.metadata
-    summary = Table(title=f"published {meta.table} ({meta.version})", show_header=False)
+    commit, plan = result.commit, result.plan
     mb = result.uncompressed_bytes / 1e6
-    rows = [("export", meta.source["export_arn"]), ("items", f"{meta.rows:,}"),
-            ("partitions", f"{len(meta.partitions):,}" + (f" by {meta.partition_column}" if meta.partition_column else "")),
-            ("files", f"{len(meta.files()):,}"), ("parquet bytes", f"{meta.bytes:,}"),
-            ("columns", str(len(meta.columns))),
+    spec = plan.schema.partition
+    partitions = result.partitions
+    changes = commit.schema_changes
+    rows = [("committed", f"{result.table} snapshot {commit.snapshot_id}" + (" (new table)" if commit.created else "")),
+            ("export", result.export.summary.export_arn),
+            ("items", f"{sum(p['rows'] for p in partitions.values()):,} written; the table now holds {commit.rows:,}"),
+            ("partitions", f"{len(partitions):,}" + (f" by {spec.text}" if spec else " (unpartitioned)")),
+            ("files", f"{commit.added:,} added, {commit.removed:,} replaced (kept for older snapshots until "
+                      f"maintenance)"),
+            ("parquet bytes", f"{sum(p['bytes'] for p in partitions.values()):,}"),
+            ("columns", f"{len(plan.columns)}" + (f" ({'; '.join(changes)})" if changes else "")),
             ("input", f"{mb:,.1f} MB uncompressed, {result.compressed_bytes / 1e6:,.1f} MB gzip"),
             ("time", f"{result.seconds:.2f}s, {mb / max(result.seconds, 1e-9):,.1f} MB/s"),
             ("scratch", "none: one pass, planned from the profile" if result.one_pass else
              f"{result.scratch_bytes / 1e6:,.1f} MB at most in {work_dir or tempfile.gettempdir()}"),
-            ("table", dest)]
-    if meta.variants:
-        rows.append(("mixed types", ", ".join(f"{k} {v}" for k, v in meta.variants.items())))
-    for key, value in rows:
-        summary.add_row(key, value)
-    console.print(summary)
+            ("location", result.location),
+            ("metadata", commit.metadata_location)]
+    if plan.variants:
+        rows.append(("mixed types", ", ".join(f"{k} {v}" for k, v in plan.variants.items())))
+    if plan.vanished:
+        rows.append(("vanished", ", ".join(plan.vanished) + " (kept as columns, null in this export's rows)"))
+    _summary_lines(rows)
 
 
 @app.command()
 def inspect(
     source: str = typer.Argument(..., help="Export folder or manifest-summary.json (local path or s3://)."),
-    partition_by: Optional[str] = typer.Option("year", help="Partition attribute, as convert would use it."),
+    partition_by: Optional[str] = typer.Option(None, help="Partition setting, as convert would use it."),
     naming: str = typer.Option("snake", help="Column naming, as convert would use it."),
     workers: int = typer.Option(0, help="Worker processes (0: one per core)."),
     save_profile: Optional[str] = typer.Option(None, help="Also write the profile to this file (local or "
@@ -284,26 +329,23 @@ def inspect(
     from rich.table import Table
 
     from ddb_assets.lake.convert import ConvertOptions, profile_export
+    from ddb_assets.lake.evolution import plan_table
     from ddb_assets.lake.report import attribute_rows
-    from ddb_assets.lake.schema import plan_table
 
     _check_naming(naming)
     options = ConvertOptions(partition_by=partition_by or None, naming=naming, workers=workers)
     progress, on_event = _conversion_progress()
     with progress:
         export, profile = profile_export(source, options, progress=on_event)
-    summary = Table(title="manifest-summary.json", show_header=False)
     s = export.summary
-    for key, value in [("exportArn", s.export_arn), ("tableArn", s.table_arn), ("exportTime", s.export_time),
-                       ("startTime", s.start_time), ("endTime", s.end_time), ("outputFormat", s.output_format),
-                       ("itemCount", f"{s.item_count:,}"), ("data files", str(len(export.files))),
-                       ("s3", f"s3://{s.s3_bucket}/{s.s3_prefix or ''}"),
-                       ("checksums", "md5 of every data file verified; " +
-                        (", ".join(f"{c}.md5" for c in export.checksum_files_verified) or "no .md5 files") +
-                        " verified")]:
-        summary.add_row(key, str(value))
-    console.print(summary)
-    plan = plan_table(profile, options.schema_options)
+    _summary_lines([("exportArn", s.export_arn), ("tableArn", s.table_arn), ("exportTime", str(s.export_time)),
+                    ("startTime", s.start_time), ("endTime", s.end_time), ("outputFormat", s.output_format),
+                    ("itemCount", f"{s.item_count:,}"), ("data files", str(len(export.files))),
+                    ("s3", f"s3://{s.s3_bucket}/{s.s3_prefix or ''}"),
+                    ("checksums", "md5 of every data file verified; " +
+                     (", ".join(f"{c}.md5" for c in export.checksum_files_verified) or "no .md5 files") +
+                     " verified")])
+    plan = plan_table(profile, options.schema_options, options.partition)
     schema = Table(title=f"schema inferred from all {profile.items:,} items")
     for column in ("attribute", "types (count)", "null %", "mixed", "columns"):
         schema.add_column(column)
@@ -313,59 +355,74 @@ def inspect(
                        f"{100 * row.null_fraction:.1f}", "yes" if row.mixed else "",
                        "\n".join(row.columns))
     console.print(schema)
-    if plan.partition_column:
-        console.print(f"partitioned by [bold]{plan.partition_column}[/] ({plan.partition_type})")
+    source_column = plan.schema.partition_source()
+    if options.partition is not None and source_column is not None:
+        console.print(f"partitioned by {options.partition.text} (column {source_column.name}, {source_column.type_}; "
+                      f"{len(profile.partition_values)} partitions)", highlight=False, markup=False)
     if save_profile:
         from ddb_assets.exports.storage import resolve
         from ddb_assets.lake.profile import profile_to_json
 
         resolve(save_profile).write_bytes(profile_to_json(profile, export.export_id))
         console.print(f"profile saved to {save_profile}: 'convert --profile {save_profile}' converts this "
-                      f"export in one pass")
+                      f"export in one pass", highlight=False, markup=False, soft_wrap=True)
 
 
-def _lake_root(lake: Optional[str]) -> str:
-    if lake:
-        return lake
-    from ddb_assets.settings import ConfigError, load_settings
-
-    try:
-        return load_settings().lake_root
-    except ConfigError:
-        return "var/lake"
-
-
-def _engine_with_lake(lake: Optional[str], only: Optional[str], raw: list[str], schema: Optional[str]):  # type: ignore[no-untyped-def]
-    from ddb_assets.exports.reader import open_export
+def _lake(lake: Optional[str], catalog: Optional[str], namespace: Optional[str]):  # type: ignore[no-untyped-def]
+    """(lake root Location, CatalogConfig, pyiceberg catalog): from --lake/--catalog, else the
+    configuration (DDB_ASSETS_CONFIG, else the packaged local profile)."""
     from ddb_assets.exports.storage import resolve
-    from ddb_assets.query.duckdb_engine import DuckDBEngine, discover_reports, discover_tables, register_report
+    from ddb_assets.lake.catalog import CatalogConfig, open_catalog
 
-    root = resolve(_lake_root(lake))
+    if lake is None or catalog is None:
+        from ddb_assets.settings import load_settings
+
+        settings = load_settings()  # a bad configuration is an error here, never a silent default
+        lake = lake or settings.lake_root
+        config = _catalog_config(catalog, namespace) if catalog else \
+            (settings.catalog.config() if lake == settings.lake_root else CatalogConfig.parse(None, namespace))
+        if namespace and not catalog:
+            config = CatalogConfig(config.kind, config.uri, namespace, config.properties)
+    else:
+        config = _catalog_config(catalog, namespace)
+    root = resolve(lake)
+    if config.kind == "sql" and config.uri is None and root.scheme == "file" and not os.path.isdir(root.path):
+        raise CliError(f"the lake {root.uri} does not exist (give --lake, or convert an export into it first)")
+    return root, config, open_catalog(config, root)
+
+
+def _engine_with_lake(lake: Optional[str], catalog: Optional[str], namespace: Optional[str], only: Optional[str],
+                      raw: list[str], schema: Optional[str], as_of: Optional[str] = None):  # type: ignore[no-untyped-def]
+    from ddb_assets.exports.reader import open_export
+    from ddb_assets.lake.catalog import list_tables
+    from ddb_assets.query.duckdb_engine import DuckDBEngine
+
+    root, config, iceberg = _lake(lake, catalog, namespace)
+    names = list_tables(iceberg, config.namespace)
+    if only is not None and only not in names:
+        raise CliError(f"no table {only!r} in the lake at {root.uri} (found: {', '.join(names) or 'none'})")
+    if as_of is not None and as_of.strip().lstrip("-").isdigit() and only is None:
+        raise CliError("--as-of SNAPSHOT_ID needs --table (snapshot ids are per table); a time applies to all")
     engine = DuckDBEngine()
-    tables = discover_tables(root)
-    if only is not None:
-        if only not in tables:
-            raise CliError(f"no table {only!r} in the lake at {root.uri} (found: {', '.join(tables) or 'none'})")
-        tables = {only: tables[only]}
-    for name, location in tables.items():
-        engine.register_table(name, location, schema=schema)
-    if only is None:
-        for name, location in discover_reports(root).items():
-            register_report(engine, name, location)
+    engine.register_catalog(iceberg, config.namespace, only=only, schema=schema, as_of=as_of)
     for spec in raw:
         name, sep, source = spec.partition("=")
         if not sep or not name or not source:
             raise CliError(f"--raw takes NAME=SOURCE (an export folder or manifest), not {spec!r}")
         engine.register_raw_export(name, open_export(source), schema=schema)
-    return engine, root, tables
+    return engine, root, config, iceberg
 
 
 @app.command()
 def query(
     sql: str = typer.Argument(..., help="SQL to run (DuckDB dialect). Lake tables are views named after "
-                                        "their folder; reports are <table>_<report>."),
+                                        "the table; reports are <table>_<report>."),
     lake: Optional[str] = typer.Option(None, help="Lake root (default: the configured lake_root)."),
+    catalog: Optional[str] = typer.Option(None, help=CATALOG_HELP),
+    namespace: Optional[str] = typer.Option(None, help="Catalog namespace (default: the configured one, ddb_lake)."),
     table: Optional[str] = typer.Option(None, "--table", help="Register only this lake table."),
+    as_of: Optional[str] = typer.Option(None, help="Read the table(s) as of a snapshot id (with --table) or an "
+                                                   "ISO-8601 time (2026-11-30T12:00:00Z)."),
     raw: list[str] = typer.Option([], "--raw", help="Also register an export as NAME=SOURCE: its items as "
                                                      "one struct column `item` (item.customer_id.s)."),
     schema: Optional[str] = typer.Option(None, help="Schema to register tables in, e.g. default (for SQL "
@@ -376,12 +433,16 @@ def query(
     """Run SQL over the lake with the embedded DuckDB engine and print the result."""
     import duckdb
 
-    engine, _, _ = _engine_with_lake(lake, table, raw, schema)
+    if output not in ("table", "csv", "json"):
+        raise CliError(f"--format must be table, csv or json, not {output!r}")
+    engine, _, _, _ = _engine_with_lake(lake, catalog, namespace, table, raw, schema, as_of)
     try:
         try:
             result = engine.query(sql).table
         except duckdb.Error as exc:
-            raise CliError(f"query failed: {str(exc).splitlines()[0]}") from None
+            message = str(exc).splitlines()[0]
+            broken = [f"{name} ({why})" for name, why in engine.errors.items() if name in sql]
+            raise CliError(f"query failed: {message}" + (f"; unreadable: {', '.join(broken)}" if broken else "")) from None
     finally:
         engine.close()
     if output == "csv":
@@ -395,7 +456,7 @@ def query(
 
         for row in result.to_pylist():
             sys.stdout.write(json.dumps(row, default=str, ensure_ascii=False) + "\n")
-    elif output == "table":
+    else:
         from rich.table import Table
 
         out = Table(show_lines=False)
@@ -406,38 +467,138 @@ def query(
         console.print(out)
         if result.num_rows > limit:
             console.print(f"({result.num_rows:,} rows, first {limit:,} shown)")
-    else:
-        raise CliError(f"--format must be table, csv or json, not {output!r}")
 
 
 @app.command()
 def tables(
     lake: Optional[str] = typer.Option(None, help="Lake root (default: the configured lake_root)."),
+    catalog: Optional[str] = typer.Option(None, help=CATALOG_HELP),
+    namespace: Optional[str] = typer.Option(None, help="Catalog namespace (default: the configured one, ddb_lake)."),
+    output: str = typer.Option("table", "--format", help="table, or json: per table its identifier, catalog, "
+                                                         "metadata_location, current snapshot, rows, partition "
+                                                         "spec and schema (a stable interface)."),
 ) -> None:
-    """List the lake's published tables and reports, with their columns."""
+    """List the lake's tables (reports included) with their snapshot, partitioning and columns."""
+    import json
+
     from rich.table import Table
 
-    engine, root, found = _engine_with_lake(lake, None, [], None)
-    try:
-        if not found:
-            console.print(f"no published tables under {root.uri}")
-        for name, meta in engine.tables.items():
-            out = Table(title=f"{name}: {meta.rows:,} rows, {len(meta.partitions)} partitions"
-                              + (f" by {meta.partition_column}" if meta.partition_column else "")
-                              + f", export {meta.source['export_id']}")
-            for column in ("column", "type", "from attribute"):
-                out.add_column(column)
-            for column in meta.columns:
-                out.add_row(column["name"], column["type"], f"{column['attribute']} ({column['descriptor']})")
-            if meta.partition_column:
-                out.add_row(meta.partition_column, str(meta.partition_type), "(partition folder)")
-            console.print(out)
-        for name in [r[0] for r in engine.connection.execute(
-                "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1").fetchall()]:
-            if name not in engine.tables and not name.startswith("__"):
-                console.print(f"report view: {name}")
-    finally:
-        engine.close()
+    from ddb_assets.lake.catalog import list_tables, load_table
+    from ddb_assets.lake.tables import describe
+
+    if output not in ("table", "json"):
+        raise CliError(f"--format must be table or json, not {output!r}")
+    root, config, iceberg = _lake(lake, catalog, namespace)
+    described, errors = [], {}
+    for name in list_tables(iceberg, config.namespace):
+        try:
+            described.append(describe(load_table(iceberg, config.namespace, name), config.describe()))
+        except Exception as exc:  # noqa: BLE001 - one unreadable table must not hide the others
+            errors[name] = f"{type(exc).__name__}: {exc}"
+    if output == "json":
+        sys.stdout.write(json.dumps({"tables": described, "errors": errors}, indent=1) + "\n")
+        return
+    if not described and not errors:
+        console.print(f"no tables in {config.describe()} catalog namespace {config.namespace} (lake {root.uri})",
+                      highlight=False, soft_wrap=True)
+    for entry in described:
+        spec = ", ".join(f"{p['transform']}({p['source']})" for p in entry["partition_spec"]) or "unpartitioned"
+        out = Table(title=f"{entry['identifier']}: {entry['rows']:,} rows, {entry['data_files']:,} files, "
+                          f"partitioned by {spec}" + (f", export {entry['export_id']}" if entry["export_id"] else ""))
+        for column in ("id", "column", "type"):
+            out.add_column(column)
+        for column in entry["schema"]:
+            out.add_row(str(column["id"]), column["name"], column["type"])
+        console.print(out)
+        console.print(f"metadata: {entry['metadata_location']}", highlight=False, soft_wrap=True, markup=False)
+    for name, why in errors.items():
+        err_console.print(f"warning: table {name} cannot be read: {why}", highlight=False, soft_wrap=True,
+                          markup=False)
+
+
+def _table(lake: Optional[str], catalog: Optional[str], namespace: Optional[str], name: str):  # type: ignore[no-untyped-def]
+    from ddb_assets.lake.catalog import list_tables, load_table
+
+    root, config, iceberg = _lake(lake, catalog, namespace)
+    table = load_table(iceberg, config.namespace, name)
+    if table is None:
+        found = list_tables(iceberg, config.namespace)
+        raise CliError(f"no table {name!r} in the lake at {root.uri} (found: {', '.join(found) or 'none'})")
+    return table
+
+
+@app.command()
+def history(
+    table: str = typer.Argument(..., help="Table name."),
+    lake: Optional[str] = typer.Option(None, help="Lake root (default: the configured lake_root)."),
+    catalog: Optional[str] = typer.Option(None, help=CATALOG_HELP),
+    namespace: Optional[str] = typer.Option(None, help="Catalog namespace."),
+    output: str = typer.Option("table", "--format", help="table or json"),
+) -> None:
+    """The table's snapshots, oldest first: when, which export, rows, files added and removed."""
+    import json
+
+    from ddb_assets.lake.tables import history as table_history
+
+    entries = table_history(_table(lake, catalog, namespace, table))
+    if output == "json":
+        sys.stdout.write(json.dumps(entries, indent=1) + "\n")
+        return
+    # Plain lines, not a table: snapshot and export ids stay whole in any terminal or pipe.
+    console.print(f"{table}: {len(entries)} snapshot(s), oldest first", highlight=False, markup=False)
+    header = f"{'snapshot':<20} {'committed (UTC)':<24} {'operation':<9} {'export':<24} {'rows':>12} {'files':>11}"
+    console.print(header, highlight=False, markup=False, soft_wrap=True)
+    for e in entries:
+        files = f"+{e['files_added']}/-{e['files_removed']}"
+        console.print(f"{e['snapshot_id']:<20} {e['committed_at']:<24} {e['operation']:<9} {e['export_id'] or '-':<24} "
+                      f"{e['rows']:>12,} {files:>11}" + ("  current" if e["current"] else ""),
+                      highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command()
+def rollback(
+    table: str = typer.Argument(..., help="Table name."),
+    snapshot_id: int = typer.Argument(..., help="An earlier snapshot of the table (see `history`)."),
+    lake: Optional[str] = typer.Option(None, help="Lake root (default: the configured lake_root)."),
+    catalog: Optional[str] = typer.Option(None, help=CATALOG_HELP),
+    namespace: Optional[str] = typer.Option(None, help="Catalog namespace."),
+) -> None:
+    """Make an earlier snapshot current again (one commit; later snapshots stay until maintenance)."""
+    from ddb_assets.lake.tables import rollback as table_rollback
+
+    rolled = table_rollback(_table(lake, catalog, namespace, table), snapshot_id)
+    console.print(f"{table} is at snapshot {rolled.current_snapshot().snapshot_id} again "
+                  f"(metadata {rolled.metadata_location})", highlight=False, soft_wrap=True, markup=False)
+
+
+@app.command()
+def maintain(
+    table: str = typer.Argument(..., help="Table name."),
+    lake: Optional[str] = typer.Option(None, help="Lake root (default: the configured lake_root)."),
+    catalog: Optional[str] = typer.Option(None, help=CATALOG_HELP),
+    namespace: Optional[str] = typer.Option(None, help="Catalog namespace."),
+    expire_after_days: float = typer.Option(7, help="Expire snapshots older than this many days..."),
+    keep_snapshots: int = typer.Option(10, help="...keeping at least this many."),
+    grace_hours: float = typer.Option(24, help="Remove unreferenced files older than this many hours."),
+    small_file_mb: float = typer.Option(32, help="Compact partitions holding several files under this size."),
+    dry_run: bool = typer.Option(False, help="Say what would be done; change nothing."),
+) -> None:
+    """Compact small files, expire old snapshots, remove orphan files (of failed runs and expired snapshots)."""
+    from datetime import timedelta
+
+    from ddb_assets.lake.maintenance import MaintenanceOptions, maintain as run_maintenance
+
+    options = MaintenanceOptions(expire_after=timedelta(days=expire_after_days), keep_snapshots=keep_snapshots,
+                                 grace=timedelta(hours=grace_hours), small_file_bytes=int(small_file_mb * (1 << 20)),
+                                 dry_run=dry_run)
+    result = run_maintenance(_table(lake, catalog, namespace, table), options)
+    would = "would be " if dry_run else ""
+    _summary_lines([("compacted", f"{len(result.compacted)} partition(s) {would}rewritten"
+                                  + (f" ({sum(b for b, _ in result.compacted.values())} files into "
+                                     f"{len(result.compacted)})" if result.compacted else "")),
+                    ("expired", f"{len(result.expired_snapshots)} snapshot(s) {would}expired"),
+                    ("orphans", f"{len(result.orphans)} file(s) {would}removed, {result.orphan_bytes:,} bytes"),
+                    ("time", f"{result.seconds:.2f}s")])
 
 
 def main() -> None:
@@ -445,15 +606,18 @@ def main() -> None:
 
     from ddb_assets.aws.dynamodb_exports import ExportFailed, ExportTimeout
     from ddb_assets.exports.errors import ExportFormatError
+    from ddb_assets.lake.catalog import CatalogError
+    from ddb_assets.lake.commit import CommitConflict, StaleExport
     from ddb_assets.lake.convert import ScratchSpaceError
+    from ddb_assets.lake.evolution import SchemaConflict
+    from ddb_assets.lake.partitioning import PartitionError
     from ddb_assets.lake.plan_checks import ProfileMismatch
-    from ddb_assets.lake.publish import PublishConflict
     from ddb_assets.settings import ConfigError
 
     try:
         app()
     except (CliError, ExportFormatError, ExportFailed, ExportTimeout, ConfigError, LookupError, ScratchSpaceError,
-            PublishConflict, ProfileMismatch) as exc:
+            CommitConflict, StaleExport, ProfileMismatch, SchemaConflict, PartitionError, CatalogError) as exc:
         err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except ClientError as exc:

@@ -31,7 +31,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     engine = settings.query_engine
     if engine.kind == "athena":
         query_engine: QueryEngineResource = AthenaEngineResource(
-            database=engine.database, workgroup=engine.workgroup, output_location=engine.output_location,
+            database=settings.catalog.namespace, workgroup=engine.workgroup, output_location=engine.output_location,
             region_name=region, endpoint_url=aws.endpoint_url, local_credentials=local)
     else:
         query_engine = DuckDBEngineResource(database=engine.database)
@@ -40,7 +40,8 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "s3": S3Resource(region_name=region, endpoint_url=aws.endpoint_url,
                          **({"aws_access_key_id": "testing", "aws_secret_access_key": "testing"} if local else {})),
         "lake": LakeResource(root=settings.lake_root, region_name=region, endpoint_url=aws.endpoint_url,
-                             local_credentials=local),
+                             local_credentials=local, catalog_kind=settings.catalog.kind,
+                             catalog_uri=settings.catalog.uri, namespace=settings.catalog.namespace),
         "query_engine": query_engine,
     }
 

@@ -10,10 +10,14 @@ import os
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from ddb_assets.lake.catalog import CatalogConfig
+    from ddb_assets.lake.convert import ConvertOptions
 
 CONFIG_ENV = "DDB_ASSETS_CONFIG"
 _TABLE_NAME = re.compile(r"^[a-zA-Z0-9_.-]{3,255}$")
@@ -42,9 +46,40 @@ class DuckDBSettings(_Strict):
 
 class AthenaSettings(_Strict):
     kind: Literal["athena"] = "athena"
-    database: str = Field("ddb_lake", description="Glue database holding the lake's tables.")
     workgroup: str = Field("primary")
     output_location: str = Field(..., description="s3:// URI for Athena query results.")
+
+
+class CatalogSettings(_Strict):
+    kind: Literal["sql", "glue", "rest"] = Field(
+        "sql", description="sql: a SQLite file (default <lake_root>/catalog.db for a local lake); glue: the AWS "
+                           "Glue Data Catalog, which Athena reads; rest: an Iceberg REST catalog (uri).")
+    uri: str | None = Field(None, description="sql: a SQLAlchemy URI (sqlite:///path/catalog.db); rest: the endpoint.")
+    namespace: str = Field("ddb_lake", description="Catalog namespace of the lake's tables (the Glue database).")
+    properties: dict[str, str] = Field(default_factory=dict,
+                                       description="More pyiceberg catalog properties (REST credentials, ...).")
+
+    @model_validator(mode="after")
+    def _rest_needs_uri(self) -> "CatalogSettings":
+        if self.kind == "rest" and not self.uri:
+            raise ValueError("a rest catalog needs its uri")
+        return self
+
+    def config(self) -> "CatalogConfig":
+        from ddb_assets.lake.catalog import CatalogConfig
+
+        return CatalogConfig(kind=self.kind, uri=self.uri, namespace=self.namespace, properties=dict(self.properties))
+
+
+class MaintenanceSettings(_Strict):
+    expire_after_days: float = Field(7, gt=0, description="Maintenance expires snapshots older than this many days, "
+                                                                 "keeping at least keep_snapshots.")
+    keep_snapshots: int = Field(10, ge=1, description="Snapshots always kept, however old.")
+    orphan_grace_hours: float = Field(24, ge=0, description="Remove unreferenced files older than this (a run "
+                                                            "still writing is younger).")
+    small_file_bytes: int = Field(32 << 20, ge=0, description="Compact partitions holding several files smaller "
+                                                              "than this into one.")
+    schedule: str | None = Field("0 3 * * *", description="Cron schedule of the maintenance job (null: none).")
 
 
 class TableSettings(_Strict):
@@ -53,8 +88,12 @@ class TableSettings(_Strict):
     export_bucket: str
     export_prefix: str | None = Field(None, description="S3 prefix for exports (default exports/<name>).")
     export_format: Literal["DYNAMODB_JSON", "ION"] = "DYNAMODB_JSON"
-    partition_by: str | None = "year"
+    partition_by: str | None = Field(
+        "year", description="ATTR (identity), year|month|day|hour(ATTR[, epoch_seconds|epoch_millis|iso8601]) "
+                            "or bucket(N, ATTR); null: unpartitioned.")
     naming: Literal["snake", "glue"] = "snake"
+    max_depth: int = Field(3, ge=1, le=16, description="Map levels flattened into columns; deeper maps are JSON text.")
+    dictionary_keys: int = Field(64, ge=1, description="A map with more distinct keys is kept as one JSON column.")
     compression: Literal["zstd", "lz4", "snappy", "gzip", "none"] = Field(
         "zstd", description="Parquet codec: zstd (smallest files), snappy for readers without zstd, lz4, gzip, none.")
     key_attributes: list[str] = Field(default_factory=list,
@@ -75,6 +114,17 @@ class TableSettings(_Strict):
             raise ValueError("a table name has 3-255 characters of a-z, A-Z, 0-9, '_', '-', '.'")
         return value
 
+    @field_validator("partition_by")
+    @classmethod
+    def _partition_by(cls, value: str | None) -> str | None:
+        from ddb_assets.lake.partitioning import PartitionBy, PartitionError
+
+        try:
+            PartitionBy.parse(value)
+        except PartitionError as exc:
+            raise ValueError(str(exc)) from None
+        return value or None
+
     @property
     def lake_name(self) -> str:
         base = self.name or self.table.rsplit("/", 1)[-1]
@@ -89,7 +139,9 @@ class Settings(_Strict):
     profile: Literal["local", "aws"] = "local"
     lake_root: str = Field(..., description="Where tables are published: a local folder or s3://bucket/prefix.")
     aws: AwsSettings = Field(default_factory=AwsSettings)
+    catalog: CatalogSettings = Field(default_factory=CatalogSettings)
     query_engine: DuckDBSettings | AthenaSettings = Field(default_factory=DuckDBSettings, discriminator="kind")
+    maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
     tables: list[TableSettings] = Field(..., min_length=1)
     sensor_interval_seconds: int = Field(30, ge=5)
     convert_workers: int = Field(0, ge=0, description="Conversion worker processes (0: one per core).")
@@ -109,8 +161,25 @@ class Settings(_Strict):
             raise ValueError(f"two tables map to the same lake name: {', '.join(duplicates)} (set `name`)")
         return self
 
+    @model_validator(mode="after")
+    def _athena_reads_glue(self) -> "Settings":
+        if self.query_engine.kind == "athena" and self.catalog.kind != "glue":
+            raise ValueError("query_engine athena reads the Glue Data Catalog: set catalog.kind: glue")
+        return self
+
     def wait_for_export(self, table: TableSettings) -> bool:
         return table.wait_for_export if table.wait_for_export is not None else self.profile == "local"
+
+    def convert_options(self, table: TableSettings, **overrides: Any) -> "ConvertOptions":
+        """The conversion options of one table: the CLI and the Dagster assets share this model."""
+        from ddb_assets.lake.convert import ConvertOptions
+
+        values: dict[str, Any] = dict(partition_by=table.partition_by, naming=table.naming, max_depth=table.max_depth,
+                                      dictionary_keys=table.dictionary_keys, compression=table.compression,
+                                      workers=self.convert_workers, work_dir=self.convert_work_dir,
+                                      table_name=table.lake_name, catalog=self.catalog.config())
+        values.update(overrides)
+        return ConvertOptions(**values)
 
 
 def default_config_path() -> Path:

@@ -1,44 +1,51 @@
-"""Reads a published table back without the project's code: json + pyarrow.parquet only.
+"""Reads a lake table back without the project's code: pyiceberg's StaticTable from the newest
+metadata file, and the column mapping the table records in its properties.
 
-It rebuilds DynamoDB-shaped items from the flat columns using the column mapping the table
-records, so tests can compare them with what was written to DynamoDB.
+It rebuilds DynamoDB-shaped items from the flat columns, so tests can compare them with what was
+written to DynamoDB. (A second, non-Python reader is in iceberg_duckdb_reader.py.)
 """
 
 from __future__ import annotations
 
 import base64
+import glob
 import json
 import os
+import re
 from decimal import Decimal
 from typing import Any
-from urllib.parse import unquote
 
-import pyarrow.parquet as pq
+
+def latest_metadata(root: str) -> str:
+    """The table's newest metadata file, found as a Hadoop-style reader would: the highest version."""
+    files = glob.glob(os.path.join(root, "metadata", "*.metadata.json"))
+    if not files:
+        raise FileNotFoundError(f"no Iceberg metadata under {root}")
+    return max(files, key=lambda f: int(re.match(r"(\d+)-", os.path.basename(f)).group(1)))
 
 
 def read_table_metadata(root: str) -> dict[str, Any]:
-    with open(os.path.join(root, "_ddb_assets.json"), encoding="utf-8") as handle:
-        return json.load(handle)
+    """{"columns": [{name, path, descriptor, encoding, element, field_id, type}], "properties",
+    "metadata_location", "partition_spec"} of the table at ``root``."""
+    from pyiceberg.table import StaticTable
+
+    location = latest_metadata(root)
+    table = StaticTable.from_metadata(location)
+    mapping = {entry[0]: entry for entry in json.loads(table.properties["ddb_assets.columns"])["columns"]}
+    columns = []
+    for field in table.schema().fields:
+        _, path, descriptor, encoding, element, unit = mapping[field.field_id]
+        columns.append({"name": field.name, "field_id": field.field_id, "type": str(field.field_type),
+                        "path": path, "descriptor": descriptor, "encoding": encoding, "element": element,
+                        "unit": unit})
+    return {"columns": columns, "properties": dict(table.properties), "metadata_location": location,
+            "partition_spec": [(f.name, str(f.transform)) for f in table.spec().fields], "table": table}
 
 
 def read_rows(root: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(metadata, rows) where each row has the file's columns plus the partition column."""
+    """(metadata, rows) of the table's current snapshot, read by pyiceberg."""
     meta = read_table_metadata(root)
-    rows = []
-    for partition in meta["partitions"].values():
-        for entry in partition["files"]:
-            path = os.path.join(root, entry["path"])
-            table = pq.read_table(path)
-            assert table.num_rows == entry["rows"]
-            part_values = {}
-            for segment in entry["path"].split("/"):
-                if "=" in segment:
-                    key, value = segment.split("=", 1)
-                    part_values[unquote(key)] = unquote(value)
-            for row in table.to_pylist():
-                row.update(part_values)
-                rows.append(row)
-    return meta, rows
+    return meta, meta["table"].scan().to_arrow().to_pylist()
 
 
 def plain(descriptor: str, value: Any) -> Any:
@@ -61,7 +68,7 @@ def rebuild_items(meta: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict
         item: dict[str, Any] = {}
         for column in meta["columns"]:
             value = row.get(column["name"])
-            if value is None:
+            if value is None or column["encoding"] == "time":
                 continue
             if column["encoding"] == "json":
                 value = ("json", json.loads(value, parse_float=Decimal, parse_int=Decimal))
@@ -73,10 +80,6 @@ def rebuild_items(meta: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict
             for segment in column["path"][:-1]:
                 target = target.setdefault(segment, {})
             target[column["path"][-1]] = value
-        if meta["partition_column"]:
-            raw = row.get(meta["partition_column"])
-            if raw is not None and raw != "__HIVE_DEFAULT_PARTITION__":
-                item[meta["partition_attribute"]] = Decimal(raw) if meta["partition_type"] == "int64" else raw
         items.append(item)
     return items
 
@@ -85,8 +88,7 @@ def expected_item(item: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
     """What a source item should read back as, given how the table stores each path.
 
     NULL reads back as absent (NULL -> null), a flattened map that holds nothing non-null reads
-    back as absent, JSON-stored values compare in their JSON form, and the partition attribute
-    reads back from the folder name (its text, or its number for an int64 partition).
+    back as absent, and JSON-stored values compare in their JSON form.
     """
     json_paths_by_descriptor = {(tuple(c["path"]), c["descriptor"]) for c in meta["columns"]
                                 if c["encoding"] == "json"}
@@ -115,12 +117,6 @@ def expected_item(item: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
 
     out = {}
     for name, attr in item.items():
-        if meta["partition_attribute"] == name:
-            [(kind, value)] = attr.items()
-            if kind in ("N", "S", "BOOL"):
-                text = str(value).lower() if kind == "BOOL" else value
-                out[name] = Decimal(text) if meta["partition_type"] == "int64" else text
-            continue
         converted = convert(attr, (name,))
         if converted is not None:
             out[name] = converted

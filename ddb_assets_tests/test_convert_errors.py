@@ -1,4 +1,6 @@
-"""Every kind of bad input fails with an error naming the object (and line), and publishes nothing."""
+"""Every kind of bad input fails with an error naming the object (and line), and commits nothing:
+the table's current snapshot stays what it was, every file it references stays readable, and the
+failed run leaves no data file behind (a killed one leaves orphans that maintenance removes)."""
 
 from __future__ import annotations
 
@@ -21,25 +23,43 @@ from ddb_assets_tests.cli_helpers import ddb_assets_command, run_cli
 from ddb_assets_tests.lake_reader import read_rows, read_table_metadata
 
 
+OPTIONS = dict(partition_by="year")
+
+
 @pytest.fixture
 def published(tmp_path: Path) -> tuple[Path, dict]:
-    """A table already published from a good export: what every failure must leave untouched."""
+    """A table already committed from a good export: what every failure must leave untouched."""
     good = doctor.make_export(tmp_path / "good", items=200, seed=1)
     root = tmp_path / "lake" / "reviews"
-    convert_export(good, root, ConvertOptions(workers=1))
-    return root, read_table_metadata(str(root))
+    convert_export(good, root, ConvertOptions(workers=1, **OPTIONS))
+    return root, _state(root)
 
 
-def _assert_untouched(root: Path, before: dict) -> None:
-    after = read_table_metadata(str(root))
-    assert after == before
+def _state(root: Path) -> dict:
+    meta = read_table_metadata(str(root))
+    return {"metadata_location": meta["metadata_location"], "columns": meta["columns"]}
+
+
+def _data_files(root: Path) -> set[str]:
+    return {str(p) for p in (root / "data").rglob("*.parquet")}
+
+
+def _referenced(root: Path) -> set[str]:
+    meta = read_table_metadata(str(root))
+    return {task.file.file_path for task in meta["table"].scan().plan_files()}
+
+
+def _assert_untouched(root: Path, before: dict, *, orphans: bool = False) -> None:
+    assert _state(root) == before  # no new snapshot, no new schema
     meta, rows = read_rows(str(root))  # every referenced file is still there and readable
-    assert len(rows) == sum(f["rows"] for p in meta["partitions"].values() for f in p["files"]) == 200
+    assert len(rows) == 200
+    if not orphans:  # the failed run took its files with it
+        assert _data_files(root) == _referenced(root)
 
 
 def _fails(folder: Path, root: Path, error: type[ExportFormatError], *fragments: str) -> ExportFormatError:
     with pytest.raises(error) as raised:
-        convert_export(folder, root, ConvertOptions(workers=2))
+        convert_export(folder, root, ConvertOptions(workers=2, **OPTIONS))
     message = str(raised.value)
     for fragment in fragments:
         assert fragment in message, message
@@ -145,22 +165,25 @@ def test_cli_reports_bad_input_in_one_line_and_exits_non_zero(tmp_path: Path, pu
 
 
 @pytest.mark.parametrize("one_pass", [False, True], ids=["two stages", "one pass"])
-def test_killing_a_conversion_midway_leaves_the_published_table_whole(tmp_path: Path, published: tuple[Path, dict],
-                                                                       one_pass: bool) -> None:
+def test_killing_a_conversion_midway_leaves_the_table_whole(tmp_path: Path, published: tuple[Path, dict],
+                                                             one_pass: bool) -> None:
+    from datetime import timedelta
+
+    from ddb_assets.lake.maintenance import remove_orphan_files
+
     root, before = published
     big = doctor.make_export(tmp_path / "big", items=60_000, files=6, seed=2)
     command = [*ddb_assets_command(), "convert", str(big), str(root), "--workers", "2"]
     if one_pass:  # its Parquet files are written while the export is still being read
-        export, profile = profile_export(big, ConvertOptions(workers=2))
+        export, profile = profile_export(big, ConvertOptions(workers=2, **OPTIONS))
         (tmp_path / "profile.json").write_bytes(profile_to_json(profile, export.export_id))
         command += ["--profile", str(tmp_path / "profile.json")]
+    old_files = _data_files(root)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    old_versions = {p["version"] for p in before["partitions"].values()}
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline and process.poll() is None:
-            new_files = [p for p in root.rglob("*.parquet") if p.parent.name not in old_versions]
-            if new_files:  # the new version is being written: kill everything now
+            if _data_files(root) - old_files:  # the new files are being written: kill everything now
                 break
             time.sleep(0.01)
         assert process.poll() is None, "the conversion finished before it could be killed; use a bigger export"
@@ -169,36 +192,18 @@ def test_killing_a_conversion_midway_leaves_the_published_table_whole(tmp_path: 
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-    assert [p for p in root.rglob("*.parquet") if p.parent.name not in old_versions], "nothing new was written"
-    _assert_untouched(root, before)
+    orphans = _data_files(root) - old_files
+    assert orphans, "nothing new was written"
+    _assert_untouched(root, before, orphans=True)
 
-    # A rerun publishes the new export and sweeps the orphans the killed run left behind.
-    convert_export(big, root, ConvertOptions(workers=2))
+    # Maintenance removes what the killed run left (no snapshot references it) ...
+    table = read_table_metadata(str(root))["table"]
+    removed, _ = remove_orphan_files(table, timedelta(0))
+    assert set(removed) >= orphans and _data_files(root) == old_files
+    # ... and a rerun commits the new export.
+    result = convert_export(big, root, ConvertOptions(workers=2, **OPTIONS))
     meta, rows = read_rows(str(root))
-    assert len(rows) == 60_000
-    on_disk = {str(p.relative_to(root)) for p in root.rglob("*.parquet")}
-    assert on_disk == {f["path"] for p in meta["partitions"].values() for f in p["files"]}
-    assert json.loads((root / "_ddb_assets.json").read_text())["source"]["item_count"] == 60_000
-
-
-def test_a_concurrent_conversion_keeps_the_files_of_one_still_writing(tmp_path: Path,
-                                                                      published: tuple[Path, dict]) -> None:
-    from ddb_assets.exports.storage import resolve
-    from ddb_assets.lake.publish import clear_inflight, mark_inflight
-
-    root, _ = published
-    # Another run is writing version v99 (its marker is there, its files not yet published).
-    orphan_of_a_live_run = root / "year=2015" / "v99" / "part-0000.parquet"
-    orphan_of_a_dead_run = root / "year=2015" / "v98" / "part-0000.parquet"
-    for path in (orphan_of_a_live_run, orphan_of_a_dead_run):
-        path.parent.mkdir(parents=True)
-        path.write_bytes(b"PAR1")
-    mark_inflight(resolve(root), "v99")
-    convert_export(doctor.make_export(tmp_path / "next", items=50, seed=3), root, ConvertOptions(workers=1))
-    assert orphan_of_a_live_run.exists() and not orphan_of_a_dead_run.exists()
-    clear_inflight(resolve(root), "v99")
-    convert_export(doctor.make_export(tmp_path / "again", items=50, seed=4), root, ConvertOptions(workers=1))
-    assert not orphan_of_a_live_run.exists()
+    assert len(rows) == 60_000 and result.commit.rows == 60_000
 
 
 def test_a_bad_line_deep_in_a_file_read_in_pieces_is_numbered_from_the_file_start(
@@ -209,87 +214,9 @@ def test_a_bad_line_deep_in_a_file_read_in_pieces_is_numbered_from_the_file_star
     doctor.edit_lines(folder, entry, lambda lines: lines.__setitem__(700, lines[700][:-7]))  # line 701
     with pytest.raises(ExportFormatError) as raised:
         # 16 KiB pieces: line 701 is many pieces into the file
-        convert_export(folder, root, ConvertOptions(workers=2, piece_bytes=16 << 10))
+        convert_export(folder, root, ConvertOptions(workers=2, piece_bytes=16 << 10, **OPTIONS))
     assert raised.value.line == 701 and f"{entry['dataFileS3Key']}:701: malformed JSON" in str(raised.value)
     _assert_untouched(root, before)
-
-
-def test_a_run_keeps_its_marker_until_its_table_is_published(tmp_path: Path, published: tuple[Path, dict],
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """Cleared before the switch, a concurrent run publishing in between would delete its files."""
-    import ddb_assets.lake.publish as publish_module
-    from ddb_assets.exports.storage import resolve
-    from ddb_assets.lake.publish import inflight_versions
-
-    root, _ = published
-    seen: list[tuple[str, frozenset[str]]] = []
-    original = publish_module.publish
-
-    def watching(location, metadata):  # type: ignore[no-untyped-def]
-        seen.append((metadata.version, inflight_versions(location)))
-        return original(location, metadata)
-
-    monkeypatch.setattr(publish_module, "publish", watching)
-    convert_export(doctor.make_export(tmp_path / "next", items=50, seed=3), root, ConvertOptions(workers=1))
-    [(version, live)] = seen
-    assert version in live  # still marked while the switch happens
-    assert version not in inflight_versions(resolve(root))  # and cleared after it
-
-
-@pytest.mark.parametrize("where", ["local", "s3"])
-def test_two_runs_rewriting_different_partitions_at_once_keep_both(
-        tmp_path: Path, where: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
-    """Each run reads the current metadata, derives the next and switches to it. Interleaved, the
-    second would drop the first's partitions and point them at files the first had deleted: a
-    lock prevents it locally, a compare-and-swap (conditional PUT) on S3."""
-    import threading
-
-    import ddb_assets.lake.convert as convert_module
-    from ddb_assets.exports.storage import resolve
-    from ddb_assets.lake.publish import read_metadata
-
-    if where == "s3":
-        request.getfixturevalue("aws_env")
-        s3 = request.getfixturevalue("s3")
-        lake = unique("lake")
-        s3.create_bucket(Bucket=lake)
-        root: str = f"s3://{lake}/reviews"
-    else:
-        root = str(tmp_path / "lake" / "reviews")
-    source = doctor.make_export(tmp_path / "export", items=200, seed=1)
-    convert_export(source, root, ConvertOptions(workers=1))
-    before = read_metadata(resolve(root))
-    assert before is not None
-    partitions = sorted(before.partitions)
-    mine, theirs = frozenset(partitions[:2]), frozenset(partitions[2:4])
-    original = convert_module._next_metadata
-
-    def slow_derive(*args, **kwargs):  # type: ignore[no-untyped-def]
-        time.sleep(0.5)  # widen the window between reading the metadata and switching to the next
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(convert_module, "_next_metadata", slow_derive)
-    errors: list[BaseException] = []
-
-    def run(only: frozenset[str]) -> None:
-        try:
-            convert_export(source, root, ConvertOptions(workers=1, only_partitions=only))
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(only,)) for only in (mine, theirs)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
-    after = read_metadata(resolve(root))
-    assert after is not None
-    assert all(after.partitions[v].version != before.partitions[v].version for v in mine | theirs)
-    assert all(after.partitions[v].version == before.partitions[v].version
-               for v in set(partitions) - mine - theirs)
-    location = resolve(root)  # every file the metadata names exists
-    assert all(location.join(f["path"]).exists() for p in after.partitions.values() for f in p.files)
 
 
 def _with_changed_schema(tmp_path: Path) -> Path:
@@ -307,39 +234,43 @@ def _with_changed_schema(tmp_path: Path) -> Path:
     return folder
 
 
-def test_a_partial_rewrite_refuses_a_changed_schema(tmp_path: Path, published: tuple[Path, dict]) -> None:
-    """Rewriting some partitions under a new schema would leave the others with the old one: the
-    table would no longer have one schema (Athena rejects an INT64 file under a decimal column)."""
+def test_a_partial_rewrite_that_brings_new_columns_evolves_the_schema(tmp_path: Path,
+                                                                      published: tuple[Path, dict]) -> None:
+    """Iceberg reads files by field id: the other partitions read the new columns as null, and a
+    value the column cannot hold goes to a variant column (never cast, never refused)."""
     root, before = published
     changed = _with_changed_schema(tmp_path)
-    some = frozenset(sorted(before["partitions"])[:2])
-    files_before = sorted(root.rglob("*.parquet"))
-    with pytest.raises(ValueError) as raised:
-        convert_export(changed, root, ConvertOptions(workers=2, only_partitions=some))
-    message = str(raised.value)
-    for fragment in ("schema", "star_rating", "int64", "decimal", "gift_wrap", "every partition"):
-        assert fragment in message, message
-    _assert_untouched(root, before)
-    assert sorted(root.rglob("*.parquet")) == files_before  # nothing of the refused run is left
-
-    convert_export(changed, root, ConvertOptions(workers=2))  # a full conversion changes the schema
+    first = json.loads(doctor.decompressed(changed, doctor.biggest_entry(changed)).splitlines()[0])["Item"]
+    year = first["year"]["N"]
+    result = convert_export(changed, root, ConvertOptions(workers=2, only_partitions=frozenset({year}), **OPTIONS))
+    assert {c.name for c in result.plan.added} == {"gift_wrap", "star_rating__n_d1"}
     meta, rows = read_rows(str(root))
-    assert len(rows) == 200 and any(row.get("gift_wrap") is True for row in rows)
+    assert len(rows) == 200
+    by_id = {row["review_id"]: row for row in rows}
+    row = by_id[first["review_id"]["S"]]
+    assert row["gift_wrap"] is True and str(row["star_rating__n_d1"]) == "4.5" and row["star_rating"] is None
+    others = [r for r in rows if str(r["year"]) != year]
+    assert others and all(r["gift_wrap"] is None and r["star_rating"] is not None for r in others)
 
 
-def test_a_partial_rewrite_under_the_same_schema_keeps_the_other_partitions(
-        tmp_path: Path, published: tuple[Path, dict]) -> None:
+def test_a_partial_rewrite_keeps_the_other_partitions(tmp_path: Path, published: tuple[Path, dict]) -> None:
+    from ddb_assets.lake.tables import partition_rows
+
     root, before = published
+    table = read_table_metadata(str(root))["table"]
+    files_before = {t.file.file_path: t.file for t in table.scan().plan_files()}
+    some = frozenset(sorted(partition_rows(table))[:2])
     same = doctor.make_export(tmp_path / "again", items=200, seed=1)
-    some = frozenset(sorted(before["partitions"])[:2])
-    convert_export(same, root, ConvertOptions(workers=2, only_partitions=some))
-    after = read_table_metadata(str(root))
-    assert {v for v in after["partitions"] if after["partitions"][v]["version"] != before["partitions"][v]["version"]} == some
+    result = convert_export(same, root, ConvertOptions(workers=2, only_partitions=some, **OPTIONS))
+    assert set(result.partitions) == some
+    after = {t.file.file_path for t in read_table_metadata(str(root))["table"].scan().plan_files()}
+    replaced = set(files_before) - after
+    assert replaced and all(f"year={sorted(some)[0]}/" in path or f"year={sorted(some)[1]}/" in path for path in replaced)
     assert len(read_rows(str(root))[1]) == 200
 
 
 def _saved_profile(folder: Path) -> Profile:
-    export, profile = profile_export(folder, ConvertOptions(workers=1))
+    export, profile = profile_export(folder, ConvertOptions(workers=1, **OPTIONS))
     return profile_from_json(profile_to_json(profile, export.export_id), obj="saved")[1]
 
 
@@ -349,12 +280,10 @@ def test_one_pass_reports_bad_input_as_two_stages_do(tmp_path: Path, published: 
     known = _saved_profile(folder)  # profiled while it was good
     entry = doctor.biggest_entry(folder)
     doctor.edit_lines(folder, entry, lambda lines: lines.__setitem__(2, lines[2][:-7]))  # cut off line 3's end
-    files_before = sorted(root.rglob("*.parquet"))
     with pytest.raises(ExportFormatError) as raised:
-        convert_export(folder, root, ConvertOptions(workers=2), known=known)
+        convert_export(folder, root, ConvertOptions(workers=2, **OPTIONS), known=known)
     assert f"{entry['dataFileS3Key']}:3:" in str(raised.value) and "malformed JSON" in str(raised.value)
     _assert_untouched(root, before)
-    assert sorted(root.rglob("*.parquet")) == files_before
 
 
 @pytest.mark.parametrize("case", ["item count", "items that do not fit", "items the plan has no column for"])
@@ -368,12 +297,10 @@ def test_a_profile_that_is_not_the_exports_fails_and_publishes_nothing(
         "items that do not fit": (changed, _saved_profile(original), "do not fit"),  # 4.5 in an int64 column
         "items the plan has no column for": (original, _saved_profile(changed), "star_rating"),  # found at the end
     }[case]
-    files_before = sorted(root.rglob("*.parquet"))
     with pytest.raises(ProfileMismatch) as raised:
-        convert_export(folder, root, ConvertOptions(workers=2), known=known)
+        convert_export(folder, root, ConvertOptions(workers=2, **OPTIONS), known=known)
     assert expected in str(raised.value) and "profile" in str(raised.value), str(raised.value)
     _assert_untouched(root, before)
-    assert sorted(root.rglob("*.parquet")) == files_before
 
 
 @pytest.mark.parametrize("value, expected", [

@@ -8,20 +8,18 @@ from pathlib import Path
 import pytest
 from typing import Any
 
-import pyarrow.dataset as ds
-import pyarrow.fs as pafs
-
+from ddb_assets.lake.catalog import CatalogConfig
 from ddb_assets.lake.convert import ConvertOptions, convert_export
 from ddb_assets.local.loader import batch_write
 from ddb_assets.local.sample_data import ReviewGenerator
 from ddb_assets.local.tables import create_reviews_table
 from ddb_assets_tests import doctor
-from ddb_assets_tests.lake_reader import read_rows
+from ddb_assets_tests.lake_reader import read_rows, read_table_metadata
 from ddb_assets_tests.cli_helpers import run_cli
 from ddb_assets_tests.conftest import unique, wait_done
 
 
-def test_s3_export_to_s3_lake(aws_env: dict[str, str], ddb: Any, s3: Any, bucket: str) -> None:
+def test_s3_export_to_s3_lake(aws_env: dict[str, str], ddb: Any, s3: Any, bucket: str, tmp_path: Path) -> None:
     name = unique("reviews")
     arn = create_reviews_table(ddb, name)
     batch_write(ddb, name, ReviewGenerator(500, seed=4))
@@ -30,33 +28,45 @@ def test_s3_export_to_s3_lake(aws_env: dict[str, str], ddb: Any, s3: Any, bucket
     lake = unique("lake")
     s3.create_bucket(Bucket=lake)
 
+    catalog = CatalogConfig(uri=f"sqlite:///{tmp_path / 'catalog.db'}")
     result = convert_export(f"s3://{bucket}/{done['ExportManifest']}", f"s3://{lake}/reviews",
-                            ConvertOptions(workers=2))
-    assert result.metadata.rows == 500
+                            ConvertOptions(workers=2, partition_by="year", catalog=catalog))
+    assert result.commit.rows == 500
+    assert result.commit.metadata_location.startswith(f"s3://{lake}/reviews/metadata/")
 
-    # Read it back independently, with pyarrow's own S3 client pointed at the same endpoint.
-    fs = pafs.S3FileSystem(endpoint_override=aws_env["AWS_ENDPOINT_URL"].split("//")[1], scheme="http",
-                           region="us-east-1", access_key="testing", secret_key="testing")
-    with fs.open_input_stream(f"{lake}/reviews/_ddb_assets.json") as stream:
-        meta = json.loads(stream.read())
-    files = [f"{lake}/reviews/{f['path']}" for p in meta["partitions"].values() for f in p["files"]]
-    table = ds.dataset(files, filesystem=fs, format="parquet", partitioning="hive").to_table()
-    assert table.num_rows == 500
-    assert meta["source"]["export_arn"] == done["ExportArn"]
-    assert set(meta["partitions"]) == {item["year"]["N"] for item in ReviewGenerator(500, seed=4)}
-    assert sorted(table.column("review_id").to_pylist()) == sorted(
+    # Read it back independently: pyiceberg from the metadata file, its own S3 client at the endpoint.
+    from pyiceberg.table import StaticTable
+
+    table = StaticTable.from_metadata(result.commit.metadata_location, properties={
+        "s3.endpoint": aws_env["AWS_ENDPOINT_URL"], "s3.region": "us-east-1", "s3.access-key-id": "testing",
+        "s3.secret-access-key": "testing"})
+    rows = table.scan().to_arrow()
+    assert rows.num_rows == 500
+    summary = table.current_snapshot().summary.additional_properties
+    assert summary["ddb-assets.export-arn"] == done["ExportArn"]
+    assert set(result.partitions) == {item["year"]["N"] for item in ReviewGenerator(500, seed=4)}
+    assert all(task.file.file_path.startswith(f"s3://{lake}/reviews/data/year=") for task in table.scan().plan_files())
+    assert sorted(rows.column("review_id").to_pylist()) == sorted(
         item["review_id"]["S"] for item in ReviewGenerator(500, seed=4))
+
+
+def test_an_s3_lake_needs_a_catalog_it_can_live_in(aws_env: dict[str, str], tmp_path: Path) -> None:
+    folder = doctor.make_export(tmp_path / "export", items=50)
+    result = run_cli("convert", str(folder), "s3://some-bucket/lake/reviews")
+    assert result.returncode == 1 and "no SQLite catalog can live" in result.stderr and "--catalog" in result.stderr
 
 
 def test_cli_convert_prints_a_summary_and_inspect_prints_the_schema(tmp_path: Path) -> None:
     folder = doctor.make_export(tmp_path / "export", items=400)
-    result = run_cli("convert", str(folder), str(tmp_path / "lake" / "reviews"), "--workers", "2")
+    result = run_cli("convert", str(folder), str(tmp_path / "lake" / "reviews"), "--workers", "2",
+                     "--partition-by", "year")
     assert result.returncode == 0, result.stderr
-    for text in ("items", "400", "partitions", "by year", "files", "MB/s", "mixed types", "scratch"):
+    for text in ("items", "400", "partitions", "by year", "files", "MB/s", "mixed types", "scratch", "snapshot",
+                 str(tmp_path / "lake" / "reviews" / "metadata")):
         assert text in result.stdout, result.stdout
-    assert (tmp_path / "lake" / "reviews" / "_ddb_assets.json").exists()
+    assert read_table_metadata(str(tmp_path / "lake" / "reviews"))["partition_spec"] == [("year", "identity")]
 
-    inspected = run_cli("inspect", str(folder / "manifest-summary.json"))
+    inspected = run_cli("inspect", str(folder / "manifest-summary.json"), "--partition-by", "year")
     assert inspected.returncode == 0, inspected.stderr
     for text in ("exportArn", "itemCount", "400", "price", "N ", "S ", "yes", "reviewer.location.country",
                  "price__s: string", "partitioned by year"):
@@ -67,8 +77,8 @@ def test_cli_glue_naming_and_no_partitioning(tmp_path: Path) -> None:
     folder = doctor.make_export(tmp_path / "export", items=120)
     result = run_cli("convert", str(folder), str(tmp_path / "flat"), "--naming", "glue", "--partition-by", "")
     assert result.returncode == 0, result.stderr
-    meta = json.loads((tmp_path / "flat" / "_ddb_assets.json").read_text())
-    assert meta["partition_column"] is None and list(meta["partitions"]) == [""]
+    meta = read_table_metadata(str(tmp_path / "flat"))
+    assert meta["partition_spec"] == []
     assert "item.product_title.s" in [c["name"] for c in meta["columns"]]
 
 
@@ -94,7 +104,7 @@ def test_cli_compression_picks_the_parquet_codec_and_keeps_the_rows(tmp_path: Pa
         result = run_cli("convert", str(folder), str(tmp_path / name), "--compression", name)
         assert result.returncode == 0, result.stderr
         meta, rows = read_rows(str(tmp_path / name))
-        files = [tmp_path / name / f["path"] for p in meta["partitions"].values() for f in p["files"]]
+        files = [task.file.file_path for task in meta["table"].scan().plan_files()]
         codecs = {pq.ParquetFile(f).metadata.row_group(0).column(i).compression
                   for f in files for i in range(pq.ParquetFile(f).metadata.num_columns)}
         tables[name] = (codecs, sorted(rows, key=lambda r: r["review_id"]))  # pyarrow says LZ4 for LZ4_RAW
@@ -129,7 +139,7 @@ def test_cli_a_work_folder_that_cannot_take_the_parsed_items_is_named_and_nothin
     assert "work folder" in result.stderr and str(scratch) in result.stderr and "--work-dir" in result.stderr, \
         result.stderr
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / "lake" / "_ddb_assets.json").exists()
+    assert not (tmp_path / "lake" / "metadata").exists()  # no table was created
     assert list(scratch.iterdir()) == []  # the run's scratch is removed
 
 

@@ -159,11 +159,16 @@ def test_single_run_backfill_reads_the_export_once_and_writes_exactly_those_part
     assert result.success
     assert len(reads) == 4 and len(set(reads)) == 4  # each of the export's 4 data files read exactly once
     assert instance.get_materialized_partitions(names.parquet_key) == set(chosen)
-    published = json.loads((p["lake"] / names.name / "_ddb_assets.json").read_text())
-    assert set(published["partitions"]) == set(chosen)
-    written = {f.relative_to(p["lake"] / names.name).parts[0] for f in (p["lake"] / names.name).rglob("*.parquet")}
+    meta, rows = read_rows(str(p["lake"] / names.name))
+    assert {str(r["year"]) for r in rows} == set(chosen)  # a new table: only those partitions so far
+    written = {f.relative_to(p["lake"] / names.name / "data").parts[0]
+               for f in (p["lake"] / names.name / "data").rglob("*.parquet")}
     assert written == {f"year={v}" for v in chosen}
-    [mat] = [m for m in result.asset_materializations_for_node("__".join(names.parquet_key.path))][:1]
+    materializations = list(result.asset_materializations_for_node("__".join(names.parquet_key.path)))
+    # each partition's event carries that partition's own row count
+    assert {m.partition: m.metadata["dagster/row_count"].value for m in materializations} == \
+        {v: sum(1 for r in rows if str(r["year"]) == v) for v in chosen}
+    [mat] = materializations[:1]
     assert mat.metadata["dagster/column_schema"].value.columns
     # raw_export saved its profile beside the table: one pass, the work folder never needed
     assert mat.metadata["conversion"].value == "one pass (raw_export's profile)"
@@ -248,8 +253,13 @@ def test_reports_are_written_with_previews(platform: dict[str, Any]) -> None:
     metadata = event.asset_materialization.metadata
     assert metadata["dagster/row_count"].value > 0 and "| customer_id |" in metadata["preview"].value
     assert metadata["bytes_scanned"].value > 0  # what the engine read, for cost visibility
-    import pyarrow.parquet as pq
-    top = pq.read_table(p["lake"] / "reports" / p["names"].name / "top_customers.parquet").to_pylist()
+    assert metadata["dagster/table_name"].value == f"ddb_lake.{p['names'].name}_top_customers"
+    from pyiceberg.table import StaticTable
+
+    from ddb_assets_tests.lake_reader import latest_metadata
+
+    report = StaticTable.from_metadata(latest_metadata(str(p["lake"] / "reports" / p["names"].name / "top_customers")))
+    top = report.scan().to_arrow().to_pylist()  # an Iceberg table, read by pyiceberg
     expected: dict[str, int] = {}
     for item in ReviewGenerator(400, seed=11):
         expected[item["customer_id"]["S"]] = expected.get(item["customer_id"]["S"], 0) + 1

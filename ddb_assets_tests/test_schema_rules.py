@@ -27,11 +27,14 @@ def export_of(tmp: Path, items: list[dict[str, Any]], files: int = 2) -> Path:
 
 
 def convert(tmp: Path, items: list[dict[str, Any]], **options: Any) -> tuple[dict, pa.Schema, list[dict]]:
+    """Convert items; (table metadata + this run's variants, files and partitions, a data file's
+    Arrow schema, rows as pyiceberg reads them)."""
     root = tmp / "lake"
-    convert_export(export_of(tmp / "export", items), root, ConvertOptions(workers=1, **options))
+    result = convert_export(export_of(tmp / "export", items), root, ConvertOptions(workers=1, **options))
     meta, rows = read_rows(str(root))
-    first = next(iter(meta["partitions"].values()))["files"][0]["path"]
-    return meta, pq.read_schema(root / first), rows
+    files = [task.file.file_path for task in meta["table"].scan().plan_files()]
+    meta.update(variants=result.plan.variants, files=files, partitions=result.partitions)
+    return meta, pq.read_schema(files[0]), rows
 
 
 def test_numbers_get_the_narrowest_exact_type(tmp_path: Path) -> None:
@@ -109,7 +112,7 @@ def test_names_are_glue_safe_and_collision_free_with_a_recorded_mapping(tmp_path
     import re
     assert all(re.fullmatch(r"[a-z0-9_]+", name) for name in schema.names)
     assert len(set(schema.names)) == len(schema.names)
-    mapping = {c["attribute"]: c["name"] for c in meta["columns"]}
+    mapping = {".".join(c["path"]): c["name"] for c in meta["columns"]}
     assert mapping["helpful-votes"] == "helpful_votes" and mapping["9lives"] == "_9lives"
     assert {mapping["Review Text"], mapping["review_text"]} == {"review_text", "review_text_2"}
     row = rows[0]
@@ -119,25 +122,26 @@ def test_names_are_glue_safe_and_collision_free_with_a_recorded_mapping(tmp_path
 def test_glue_naming_reproduces_relationalize_names(tmp_path: Path) -> None:
     items = [{"product_title": {"S": "Dune"}, "year": {"N": "2015"}, "reviewer": {"M": {"name": {"S": "Ana"}}},
               "Tags": {"SS": ["x"]}}]
-    meta, schema, rows = convert(tmp_path, items, naming="glue")
-    assert {"item.product_title.s", "item.reviewer.m.name.s", "item.tags.ss", "item.pk.s"} <= set(schema.names)
-    assert meta["partition_column"] == "item.year.n"
-    assert next(iter(meta["partitions"].values()))["folder"] == "item.year.n=2015"
+    meta, schema, rows = convert(tmp_path, items, naming="glue", partition_by="year")
+    assert {"item.product_title.s", "item.reviewer.m.name.s", "item.tags.ss", "item.pk.s", "item.year.n"} <= \
+        set(schema.names)
+    assert meta["partition_spec"] == [("item.year.n", "identity")]
+    assert "/data/item.year.n=2015/" in meta["files"][0]
 
 
 def test_items_without_the_partition_attribute_go_to_the_null_partition(tmp_path: Path) -> None:
     items = [{"year": {"N": "2015"}}, {"other": {"S": "x"}}, {"year": {"NULL": True}}]
-    meta, schema, rows = convert(tmp_path, items)
+    meta, schema, rows = convert(tmp_path, items, partition_by="year")
     assert set(meta["partitions"]) == {"2015", "__HIVE_DEFAULT_PARTITION__"}
-    assert meta["partitions"]["__HIVE_DEFAULT_PARTITION__"]["folder"] == "year=__HIVE_DEFAULT_PARTITION__"
-    assert sum(1 for r in rows if r["year"] == "__HIVE_DEFAULT_PARTITION__") == 2
-    assert "year" not in schema.names  # hive style: the value lives in the folder name
+    assert sorted(f.split("/data/")[1].split("/")[0] for f in meta["files"]) == ["year=2015", "year=null"]
+    assert sorted((r["year"] is None) for r in rows) == [False, True, True]
+    assert schema.field("year").type == pa.int64()  # Iceberg keeps the partition source in the files
 
 
 @pytest.mark.parametrize("value,folder", [("a/b", "a%2Fb"), ("x=y", "x%3Dy"), ("100%", "100%25")])
-def test_partition_values_are_escaped_like_hive(tmp_path: Path, value: str, folder: str) -> None:
+def test_partition_values_are_escaped_in_paths(tmp_path: Path, value: str, folder: str) -> None:
     meta, schema, rows = convert(tmp_path, [{"cat": {"S": value}}], partition_by="cat")
-    assert meta["partitions"][value]["folder"] == f"cat={folder}"
+    assert f"/data/cat={folder}/" in meta["files"][0] and set(meta["partitions"]) == {value}
     assert rows[0]["cat"] == value
 
 
@@ -148,11 +152,11 @@ def test_ion_exports_convert_like_json_ones(tmp_path: Path) -> None:
     for export_format in ("DYNAMODB_JSON", "ION"):
         folder = doctor.make_export(tmp_path / export_format, items=1500, seed=8, export_format=export_format)
         root = tmp_path / f"lake-{export_format}"
-        convert_export(folder, root, ConvertOptions(workers=2))
+        convert_export(folder, root, ConvertOptions(workers=2, partition_by="year"))
         meta, rows = read_rows(str(root))
         tables[export_format] = (meta, sorted(rows, key=lambda r: r["review_id"]))
     (json_meta, json_rows), (ion_meta, ion_rows) = tables["DYNAMODB_JSON"], tables["ION"]
-    assert [c["name"] for c in json_meta["columns"]] == [c["name"] for c in ion_meta["columns"]]
+    assert json_meta["columns"] == ion_meta["columns"]
     votes = next(c for c in ion_meta["columns"] if c["name"] == "votes_by_day")
     assert votes["encoding"] == "json"  # a dictionary map stays one column on the Ion path too
     assert json_rows == ion_rows

@@ -16,7 +16,9 @@ from pydantic import Field
 
 from ddb_assets.aws import dynamodb_exports
 from ddb_assets.exports.storage import Location, S3Options, resolve
+from ddb_assets.lake.catalog import CatalogConfig, load_table, open_catalog
 from ddb_assets.query.duckdb_engine import DuckDBEngine
+from ddb_assets.query.engine import QueryEngine
 
 LOCAL_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
@@ -65,12 +67,17 @@ class DynamoDBResource(dg.ConfigurableResource):
 
 
 class LakeResource(dg.ConfigurableResource):
-    """Where the lake lives: a local folder or ``s3://bucket/prefix``."""
+    """Where the lake lives: table locations under a local folder or ``s3://bucket/prefix``, and
+    the Iceberg catalog that registers them (SQLite, Glue or REST)."""
 
     root: str = Field(description="Lake root: local path or s3:// URI.")
     region_name: str | None = Field(default=None)
-    endpoint_url: str | None = Field(default=None, description="S3 endpoint override (the local world).")
+    endpoint_url: str | None = Field(default=None, description="S3 and Glue endpoint override (the local world).")
     local_credentials: bool = Field(default=False)
+    catalog_kind: str = Field(default="sql", description="sql, glue or rest.")
+    catalog_uri: str | None = Field(default=None, description="sql: SQLAlchemy URI (default <root>/catalog.db); "
+                                                              "rest: the endpoint.")
+    namespace: str = Field(default="ddb_lake", description="Catalog namespace (the Glue database).")
 
     def s3_options(self) -> S3Options:
         return S3Options(endpoint_url=self.endpoint_url, region=self.region_name,
@@ -80,12 +87,22 @@ class LakeResource(dg.ConfigurableResource):
     def location(self, *parts: str) -> Location:
         return resolve(self.root, self.s3_options()).join(*parts)
 
+    def catalog_config(self) -> CatalogConfig:
+        return CatalogConfig(kind=self.catalog_kind, uri=self.catalog_uri, namespace=self.namespace)
+
+    def catalog(self) -> Any:
+        """The pyiceberg catalog (opened on each call: cheap, and safe across processes)."""
+        return open_catalog(self.catalog_config(), self.location(), self.s3_options())
+
+    def table(self, name: str) -> Any | None:
+        """The lake table ``name`` (a pyiceberg Table), or None if it has never been committed."""
+        return load_table(self.catalog(), self.namespace, name)
+
 
 class QueryEngineResource(dg.ConfigurableResource):
-    """Where SQL over the lake runs. ``engine()`` returns an object with ``register_table(name,
-    root)``, ``table_reference(name)``, ``query(sql)`` and ``close()``."""
+    """Where SQL over the lake runs: ``engine()`` returns a ``QueryEngine`` (ddb_assets/query)."""
 
-    def engine(self) -> Any:
+    def engine(self) -> QueryEngine:
         raise NotImplementedError
 
 
@@ -105,7 +122,7 @@ class AthenaEngineResource(QueryEngineResource):
     or a result location.
     """
 
-    database: str = Field(description="Glue database holding the lake's tables.")
+    database: str = Field(description="Glue database holding the lake's tables (the catalog namespace).")
     workgroup: str = Field(default="primary")
     output_location: str | None = Field(default=None, description="s3:// URI for results (else the workgroup's).")
     region_name: str | None = Field(default=None)
@@ -113,7 +130,7 @@ class AthenaEngineResource(QueryEngineResource):
     local_credentials: bool = Field(default=False)
     timeout_seconds: float = Field(default=900, description="Cancel a query still running after this long.")
 
-    def engine(self) -> Any:
+    def engine(self) -> QueryEngine:
         from ddb_assets.query.athena_lake import AthenaLakeEngine
 
         def client(service: str) -> Any:

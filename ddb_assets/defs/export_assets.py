@@ -12,11 +12,11 @@ from ddb_assets.aws.dynamodb_exports import ExportFailed, export_id_of
 from ddb_assets.aws.resources import DynamoDBResource, LakeResource
 from ddb_assets.defs.names import TableNames
 from ddb_assets.exports.errors import ExportFormatError
-from ddb_assets.lake.convert import ConvertOptions, profile_export
+from ddb_assets.lake.convert import profile_export
 from ddb_assets.lake.profile import Profile
 from ddb_assets.lake.report import attribute_rows
 from ddb_assets.lake.saved_profiles import save_profile
-from ddb_assets.lake.schema import plan_table
+from ddb_assets.lake.evolution import plan_table
 
 
 class ExportConfig(dg.Config):
@@ -92,9 +92,9 @@ def build_pitr_export(names: TableNames) -> dg.AssetsDefinition:
 
 def attribute_types(profile: Profile) -> dict[str, list[str]]:
     """attribute path -> sorted descriptors: what schema-drift checks compare between exports."""
-    from ddb_assets.lake.schema import _path_text
+    from ddb_assets.lake.schema import path_text
 
-    return {_path_text(path): sorted(stats.descriptors) for path, stats in profile.nodes.items()}
+    return {path_text(path): sorted(stats.descriptors) for path, stats in profile.nodes.items()}
 
 
 def schema_drift(previous: dict[str, list[str]], current: dict[str, list[str]]) -> dict[str, Any]:
@@ -132,8 +132,7 @@ def build_raw_export(names: TableNames) -> dg.AssetsDefinition:
         export_id = context.partition_key
         uri, description = locate_export(names, dynamodb, export_id)
         previous_event = context.instance.get_latest_materialization_event(names.raw_export_key)
-        options = ConvertOptions(partition_by=names.table.partition_by, naming=names.table.naming, s3=lake.s3_options(),
-                                 workers=names.settings.convert_workers)
+        options = names.settings.convert_options(names.table, s3=lake.s3_options(), catalog=lake.catalog_config())
         try:
             export, profile = profile_export(uri, options)
         except ExportFormatError as exc:
@@ -146,6 +145,7 @@ def build_raw_export(names: TableNames) -> dg.AssetsDefinition:
                     dg.AssetCheckResult(check_name="schema_drift", passed=False, severity=dg.AssetCheckSeverity.WARN,
                                         metadata={"skipped": "the export is invalid"}),
                 ])
+        # The export's own columns (for the UI); the lake table plans against its stored schema.
         plan = plan_table(profile, options.schema_options)
         # Kept beside the table: the parquet asset then plans up front and converts in one pass.
         # Only a speed-up: if it cannot be written, the export is still valid (parquet takes the

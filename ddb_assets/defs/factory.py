@@ -5,6 +5,7 @@ import dagster as dg
 
 from ddb_assets.defs.export_assets import build_pitr_export, build_raw_export, source_spec
 from ddb_assets.defs.lake_assets import build_parquet
+from ddb_assets.defs.maintenance import build_maintenance
 from ddb_assets.defs.names import TableNames
 from ddb_assets.defs.report_assets import build_report_assets
 from ddb_assets.defs.sensors import build_export_completion_sensor, build_reports_sensor
@@ -26,9 +27,11 @@ def table_definitions(settings: Settings, table: TableSettings) -> dg.Definition
         minimum_interval_seconds=settings.sensor_interval_seconds,
         description="Re-materializes every Parquet partition, as one single-run backfill, when a new export lands.",
     )
+    maintenance_job, maintenance_schedules = build_maintenance(names)
     return dg.Definitions(
         assets=[source_spec(names), pitr_export, raw_export, parquet, *reports],
-        jobs=[reports_job],
+        jobs=[reports_job, maintenance_job],
+        schedules=maintenance_schedules,
         sensors=[build_export_completion_sensor(names, raw_export), build_reports_sensor(names, reports_job),
                  automation],
     )

@@ -54,12 +54,17 @@ class TableNames:
         return f"{self.name}_reports_job"
 
     @property
+    def maintenance_job(self) -> str:
+        return f"{self.name}_maintenance_job"
+
+    @property
     def lake_path(self) -> str:
         return self.name
 
-    def report_path(self, report: str) -> str:
-        return f"reports/{self.name}/{report}.parquet"
+    def report_table(self, report: str) -> str:
+        """The report's Iceberg table in the lake's namespace."""
+        return f"{self.name}_{report}"
 
     def report_folder(self, report: str) -> str:
-        """Athena's CTAS writes a folder per run under here (a file cannot be a CTAS target)."""
+        """The report table's location, under the lake root."""
         return f"reports/{self.name}/{report}"

@@ -1,15 +1,11 @@
-"""Report tables: one asset per SQL file in query/reports, written to the lake with a preview."""
+"""Report tables: one asset per SQL file in query/reports, written to the lake's catalog with a preview."""
 
-
-import io
 
 import dagster as dg
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
-from ddb_assets.aws.resources import QueryEngineResource, LakeResource
+from ddb_assets.aws.resources import LakeResource, QueryEngineResource
 from ddb_assets.defs.names import TableNames
-from ddb_assets.exports.storage import Location
+from ddb_assets.lake.report_tables import write_report
 from ddb_assets.query.reports import Report, load_reports
 
 
@@ -18,51 +14,36 @@ def build_report_assets(names: TableNames) -> list[dg.AssetsDefinition]:
 
 
 def _report_asset(names: TableNames, report: Report) -> dg.AssetsDefinition:
-    @dg.asset(key=names.key(report.name), deps=[names.parquet_key], kinds={"duckdb", "parquet"},
+    engine_kind = names.settings.query_engine.kind
+
+    @dg.asset(key=names.key(report.name), deps=[names.parquet_key], kinds={engine_kind, "iceberg"},
               group_name=names.group, owners=names.table.owners, description=report.description)
     def report_asset(context: dg.AssetExecutionContext, lake: LakeResource,
                      query_engine: QueryEngineResource) -> dg.MaterializeResult:
+        source = lake.table(names.name)
+        if source is None:
+            raise dg.Failure(f"the lake table {names.name} has no snapshot yet: materialize {names.parquet_key.to_user_string()} first")
         engine = query_engine.engine()
         try:
-            engine.register_table(names.name, lake.location(names.lake_path))
+            engine.register_table(names.name, source)
             sql = report.sql(engine.table_reference(names.name))
-            if hasattr(engine, "materialize_report"):  # Athena: CTAS straight into the lake
-                folder = lake.location(names.report_folder(report.name))
-                outcome = engine.materialize_report(names.name, report.name, sql, folder.uri)
-                _remove_other_versions(folder, outcome.location)
-                result, rows, uri = outcome.preview, outcome.rows, outcome.location
-            else:  # DuckDB: run here, write the Parquet ourselves
-                result = engine.query(sql, measure=True)  # records the bytes the engine read
-                buffer = io.BytesIO()
-                pq.write_table(result.table, buffer, compression="zstd")
-                target = lake.location(names.report_path(report.name))
-                target.write_bytes(buffer.getvalue())
-                rows, uri = result.table.num_rows, target.uri
+            result = engine.query(sql, measure=True)  # records the bytes the engine read
         finally:
             engine.close()
-        context.log.info(f"{report.name}: {rows} rows -> {uri}")
+        name = names.report_table(report.name)
+        table = write_report(lake.catalog(), lake.namespace, name, lake.location(names.report_folder(report.name)).uri,
+                             result.table, properties={"ddb_assets.report": report.name,
+                                                       "ddb_assets.source_table": names.name})
+        context.log.info(f"{report.name}: {result.table.num_rows} rows -> {lake.namespace}.{name}")
         return dg.MaterializeResult(metadata={
-            "dagster/row_count": rows,
-            "dagster/uri": uri,
+            "dagster/row_count": result.table.num_rows,
+            "dagster/uri": table.location(),
+            "dagster/table_name": f"{lake.namespace}.{name}",
+            "metadata_location": table.metadata_location,
+            "source_snapshot_id": str(source.current_snapshot().snapshot_id) if source.current_snapshot() else "",
             "preview": dg.MetadataValue.md(result.markdown(20)),
             "sql": dg.MetadataValue.md(f"```sql\n{sql.strip()}\n```"),
             **({"bytes_scanned": result.bytes_scanned} if result.bytes_scanned is not None else {}),
         })
 
     return report_asset
-
-
-def _remove_other_versions(folder: Location, keep_uri: str) -> None:
-    """Superseded CTAS outputs of this report (the Glue table already points at the new one)."""
-    keep = keep_uri.rstrip("/").rsplit("/", 1)[-1]
-    try:
-        entries = folder.fs.get_file_info(pafs.FileSelector(folder.path, allow_not_found=True))
-    except OSError:
-        return
-    for entry in entries:
-        if entry.base_name == keep:
-            continue
-        if entry.type == pafs.FileType.Directory:
-            folder.fs.delete_dir(entry.path)
-        else:
-            folder.fs.delete_file(entry.path)

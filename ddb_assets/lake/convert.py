@@ -1,11 +1,13 @@
-"""Export -> partitioned Parquet table: the two-stage, parallel, bounded-memory conversion.
+"""Export -> Iceberg table: the two-stage, parallel, bounded-memory conversion, committed once.
 
 Stage 1, one task per data file: read, verify the md5 and the item count, then gunzip a piece
 (about 32 MiB, ending at a line end) at a time, parse it into Arrow, validate, profile every item
 and spill the parsed piece to a local Arrow IPC file.
-Between stages, the profiles of all files are merged and one schema is planned for the table.
+Between stages, the profiles of all files are merged and the table schema is planned: the stored
+schema of the Iceberg table (if it exists) extended by what the export asks for (lake/evolution.py).
 Stage 2, one task per worker over its share of the spilled files: flatten to the planned columns,
-split by partition, write Parquet. Then the new version is published atomically.
+split by partition, write Parquet data files. Then one Iceberg commit makes them a snapshot
+(lake/commit.py).
 
 When the export's profile is known already (``known``: the Dagster ``raw_export`` asset read every
 item before, or ``inspect --save-profile``), the schema is planned first and each worker reads,
@@ -28,7 +30,7 @@ import uuid
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -43,23 +45,15 @@ from ddb_assets.exports.decode import (
 from ddb_assets.exports.errors import ChecksumMismatch, ExportFormatError, ItemCountMismatch
 from ddb_assets.exports.reader import DataFile, Export, open_export
 from ddb_assets.exports.storage import Location, S3Options, resolve
-from ddb_assets.lake.flatten import ItemColumns, flatten_items, partition_values
-from ddb_assets.lake.paths import partition_folder
+from ddb_assets.lake.catalog import CatalogConfig, CatalogError, load_table, open_catalog
+from ddb_assets.lake.commit import NOT_COMMITTED, TABLE_PROPERTIES, CommitResult, ExportRecord, commit_export
+from ddb_assets.lake.evolution import TablePlan, plan_table
+from ddb_assets.lake.flatten import ItemColumns, flatten_items, partition_names
+from ddb_assets.lake.partitioning import PartitionBy
+from ddb_assets.lake.plan_checks import ProfileMismatch, check_profile
 from ddb_assets.lake.profile import Profile, profile_items
-from ddb_assets.lake.publish import (
-    PartitionEntry,
-    clear_inflight,
-    mark_inflight,
-    publish_next,
-    TableMetadata,
-    collect_garbage,
-    new_version,
-    read_metadata,
-    schema_to_b64,
-)
-from ddb_assets.lake.plan_checks import ProfileMismatch, check_partial_rewrite, check_profile
-from ddb_assets.lake.schema import SchemaOptions, TablePlan, plan_table
-from ddb_assets.lake.writer import PartitionedWriter, WrittenFile, parquet_options
+from ddb_assets.lake.schema import SchemaOptions, TableSchema
+from ddb_assets.lake.writer import FileTarget, PartitionedWriter, WrittenFile, parquet_options
 
 ProgressCallback = Callable[[str, dict[str, Any]], None]
 _T = TypeVar("_T")
@@ -67,26 +61,35 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True)
 class ConvertOptions:
-    partition_by: str | None = "year"
+    """How an export becomes (or updates) a lake table. Shared by the CLI and the Dagster assets."""
+
+    partition_by: str | None = None  # "year", "month(created_at)", "bucket(16, pk)" (lake/partitioning.py)
     naming: str = "snake"
     workers: int = 0  # 0: one per core
     max_depth: int = 3
     dictionary_keys: int = 64
-    only_partitions: frozenset[str] | None = None  # rewrite just these; keep the others as published
+    only_partitions: frozenset[str] | None = None  # rewrite just these; keep the others as they are
+    rebuild: bool = False  # plan the schema from scratch (new field ids) and replace every data file
     work_dir: str | None = None  # where parsed files are spilled between the stages
     buffer_bytes: int = 64 << 20  # per worker, for partition buffers
     piece_bytes: int = 32 << 20  # decompressed JSON parsed at a time per worker: bounds memory
     compression: str = "zstd"  # Parquet codec: zstd, lz4, snappy, gzip or none (lake/writer.py)
-    table_name: str | None = None
+    table_name: str | None = None  # default: the destination folder's name
+    catalog: CatalogConfig = CatalogConfig()
     s3: S3Options | None = None  # explicit S3 endpoint/region (else the environment's)
 
     def __post_init__(self) -> None:
         parquet_options(self.compression)  # a bad codec fails here, before any work
+        self.partition  # a bad partition_by too
+        self.schema_options
 
     @property
     def schema_options(self) -> SchemaOptions:
-        return SchemaOptions(naming=self.naming, max_depth=self.max_depth, dictionary_keys=self.dictionary_keys,
-                             partition_by=self.partition_by)
+        return SchemaOptions(naming=self.naming, max_depth=self.max_depth, dictionary_keys=self.dictionary_keys)
+
+    @property
+    def partition(self) -> PartitionBy | None:
+        return PartitionBy.parse(self.partition_by)
 
     @property
     def worker_count(self) -> int:
@@ -95,7 +98,9 @@ class ConvertOptions:
 
 @dataclass
 class ConvertResult:
-    metadata: TableMetadata
+    commit: CommitResult
+    table: str  # namespace.name in the catalog
+    location: str  # the table's location (data/ and metadata/ below it)
     profile: Profile
     plan: TablePlan
     export: Export
@@ -103,9 +108,19 @@ class ConvertResult:
     compressed_bytes: int
     uncompressed_bytes: int
     seconds: float
-    deleted: list[str] = field(default_factory=list)
     scratch_bytes: int = 0  # the most the work folder held (every parsed piece, before stage 2)
     one_pass: bool = False  # converted in one pass from a known profile (no work folder)
+
+    @property
+    def partitions(self) -> dict[str, dict[str, int]]:
+        """Rows, bytes and files this run wrote, per partition name."""
+        out: dict[str, dict[str, int]] = {}
+        for w in self.written:
+            entry = out.setdefault(w.partition, {"rows": 0, "bytes": 0, "files": 0})
+            entry["rows"] += w.rows
+            entry["bytes"] += w.bytes
+            entry["files"] += 1
+        return dict(sorted(out.items()))
 
 
 def _release_memory() -> None:
@@ -154,8 +169,9 @@ class _WorkerState(threading.local):
 _worker = _WorkerState()
 
 
-def _read_file(index: int, data_file: DataFile, conversion: str, dictionary_keys: int, partition_by: str | None,
-               piece_bytes: int, use: Callable[[int, pa.StructArray], None]) -> _Parsed:
+def _read_file(index: int, data_file: DataFile, conversion: str, dictionary_keys: int,
+               partition: PartitionBy | None, piece_bytes: int,
+               use: Callable[[int, pa.StructArray], None]) -> _Parsed:
     """Stream one data file a piece at a time: parse, validate and profile each piece and hand its
     items to ``use(piece number, items)``; the md5 and the item count are checked at the end."""
     _worker.begin(conversion)
@@ -176,9 +192,8 @@ def _read_file(index: int, data_file: DataFile, conversion: str, dictionary_keys
             item = table.column("Item").combine_chunks()
             del table
             piece_profile = profile_items(item, index)
-            if partition_by is not None:
-                values = partition_values(ItemColumns(item).wrapper((partition_by,)), len(item))
-                piece_profile.partition_values = set(pc.unique(values).to_pylist())
+            if partition is not None:
+                piece_profile.partition_values = partition_names(ItemColumns(item), partition, len(item))
             profile.merge(piece_profile)
             if len(item):
                 use(number, item)
@@ -196,7 +211,7 @@ def _read_file(index: int, data_file: DataFile, conversion: str, dictionary_keys
 
 
 def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictionary_keys: int,
-                conversion: str, partition_by: str | None = None, piece_bytes: int = 32 << 20) -> _Parsed:
+                conversion: str, partition: PartitionBy | None = None, piece_bytes: int = 32 << 20) -> _Parsed:
     """Stage 1 of two: read a data file, spilling its parsed pieces to ``spill_dir`` (if any)."""
     spills: list[str] = []
     spilled = 0
@@ -208,7 +223,7 @@ def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictiona
             spills.append(os.path.join(spill_dir, f"{index:06d}-{number:04d}.arrow"))
             spilled += _spill(pa.table({"Item": item}), spills[-1])
 
-    parsed = _read_file(index, data_file, conversion, dictionary_keys, partition_by, piece_bytes, spill)
+    parsed = _read_file(index, data_file, conversion, dictionary_keys, partition, piece_bytes, spill)
     return replace(parsed, spills=spills, spilled=spilled)
 
 
@@ -258,32 +273,37 @@ def _in_file(error: ExportFormatError, data_file: DataFile, offset: int) -> Expo
 
 # -- stage 2 -----------------------------------------------------------------------------------
 
-def _partition_writer(worker: int, plan: TablePlan, root_uri: str, version: str, only: frozenset[str] | None,
-                      buffer_bytes: int, s3: S3Options | None, compression: str) -> PartitionedWriter:
-    root = resolve(root_uri, s3)
-    column = plan.partition_column
-    folder_of = (lambda value: partition_folder(column, value)) if column else (lambda value: "")
-    return PartitionedWriter(root, plan.arrow_schema, version, worker, folder_of, buffer_bytes,
-                             keep=(lambda value: value in only) if only is not None else (lambda value: True),
-                             compression=compression)
+@dataclass(frozen=True)
+class _WriteJob:
+    """What every writing worker of one run shares (picklable)."""
+
+    plan: TablePlan
+    target: FileTarget
+    only: frozenset[str] | None
+    buffer_bytes: int
+    s3: S3Options | None
 
 
-def _write_group(worker: int, spills: list[str], plan: TablePlan, root_uri: str, version: str,
-                 only: frozenset[str] | None, buffer_bytes: int, s3: S3Options | None,
-                 compression: str = "zstd") -> tuple[list[WrittenFile], int]:
-    writer = _partition_writer(worker, plan, root_uri, version, only, buffer_bytes, s3, compression)
+def _partition_writer(worker: int, job: _WriteJob) -> PartitionedWriter:
+    data = resolve(job.target.data, job.s3)
+    only = job.only
+    return PartitionedWriter(data, job.plan.arrow_schema, job.target, worker, job.buffer_bytes,
+                             keep=(lambda name: name in only) if only is not None else (lambda name: True))
+
+
+def _write_group(worker: int, spills: list[str], job: _WriteJob) -> list[WrittenFile]:
+    writer = _partition_writer(worker, job)
     try:
         for spill in spills:
             # Mapped, the table's buffers are the page cache's pages: no copy into fresh memory.
             with pa.memory_map(spill, "r") as source:
                 table = pa.ipc.open_file(source).read_all()
             item = table.column("Item").combine_chunks()
-            flat, partitions = flatten_items(item, plan)
-            writer.write(flat, partitions)
-            del table, item, flat, partitions
+            writer.write(flatten_items(item, job.plan))
+            del table, item
             os.remove(spill)  # its disk and page cache are free as soon as it is written out
             _release_memory()
-        return writer.close(), writer.skipped_rows
+        return writer.close()
     except BaseException:
         writer.abort()
         raise
@@ -291,25 +311,24 @@ def _write_group(worker: int, spills: list[str], plan: TablePlan, root_uri: str,
 
 # -- one pass, when the profile is known ---------------------------------------------------------
 
-def _convert_files(worker: int, files: list[tuple[int, DataFile]], plan: TablePlan, root_uri: str, version: str,
-                   options: ConvertOptions, conversion: str, export_id: str) -> tuple[list[WrittenFile], list[_Parsed]]:
+def _convert_files(worker: int, files: list[tuple[int, DataFile]], job: _WriteJob, options: ConvertOptions,
+                   conversion: str, export_id: str) -> tuple[list[WrittenFile], list[_Parsed]]:
     """Read, check, profile, flatten and write a worker's share of the data files in one pass."""
-    writer = _partition_writer(worker, plan, root_uri, version, options.only_partitions, options.buffer_bytes,
-                               options.s3, options.compression)
+    writer = _partition_writer(worker, job)
 
     def write(number: int, item: pa.StructArray) -> None:
         try:
-            flat, partitions = flatten_items(item, plan)
+            flat = flatten_items(item, job.plan)
         except (pa.ArrowException, ValueError, TypeError) as exc:
             # Loudly wrong (a decimal where the profile saw integers): the profile is not this
             # export's. Quietly wrong (a type the plan has no column for) is found by the end check.
             raise ProfileMismatch(f"the items of export {export_id} do not fit the schema planned from the "
                                   f"profile given ({exc}). Profile the export again (inspect --save-profile), "
                                   f"or convert without a profile") from None
-        writer.write(flat, partitions)
+        writer.write(flat)
 
     try:
-        reads = [_read_file(index, data_file, conversion, options.dictionary_keys, options.partition_by,
+        reads = [_read_file(index, data_file, conversion, options.dictionary_keys, options.partition,
                             options.piece_bytes, write) for index, data_file in files]
         return writer.close(), reads
     except BaseException:
@@ -317,15 +336,13 @@ def _convert_files(worker: int, files: list[tuple[int, DataFile]], plan: TablePl
         raise
 
 
-def _run_one_pass(pool: Executor, export: Export, plan: TablePlan, root: Location, version: str,
-                  options: ConvertOptions, workers: int,
+def _run_one_pass(pool: Executor, export: Export, job: _WriteJob, options: ConvertOptions, workers: int,
                   notify: ProgressCallback) -> tuple[list[_Parsed], list[WrittenFile]]:
     conversion = uuid.uuid4().hex
     # Each worker keeps its partitions' files open across its data files (one file per partition
     # and worker, not per data file): so the shares are fixed up front, biggest files first.
     shares = _balance(list(enumerate(export.files)), workers, lambda indexed: indexed[1].manifest.item_count)
-    futures = [pool.submit(_convert_files, worker, share, plan, root.uri, version, options, conversion,
-                           export.export_id)
+    futures = [pool.submit(_convert_files, worker, share, job, options, conversion, export.export_id)
                for worker, share in enumerate(shares) if share]
     reads: list[_Parsed] = []
     written: list[WrittenFile] = []
@@ -339,8 +356,7 @@ def _run_one_pass(pool: Executor, export: Export, plan: TablePlan, root: Locatio
                                   "compressed": read.compressed})
             notify("written", {"files": len(files), "rows": sum(f.rows for f in files)})
     except BaseException:
-        for future in futures:
-            future.cancel()
+        _discard(futures, written, options.s3, lambda result: result[0])
         raise
     return reads, written
 
@@ -372,95 +388,186 @@ def _executor(workers: int) -> Executor:
     return ProcessPoolExecutor(max_workers=workers, mp_context=context)
 
 
+@dataclass
+class LakeTarget:
+    """Where a conversion's table lives: its catalog, identifier and location."""
+
+    catalog: Any
+    namespace: str
+    name: str
+    location: Location
+
+    @property
+    def identifier(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+
+def lake_target(dest: str | os.PathLike[str], options: ConvertOptions) -> LakeTarget:
+    """The table at ``dest`` (its location; the name is the last path segment unless given) in
+    the catalog of ``options`` (the SQLite default lives in dest's parent folder, the lake root)."""
+    location = resolve(dest, options.s3)
+    name = options.table_name or table_name_for(location.name)
+    _check_table_name(name)
+    catalog = open_catalog(options.catalog, location.parent(), options.s3)
+    return LakeTarget(catalog, options.catalog.namespace, name, location)
+
+
+def table_name_for(folder: str) -> str:
+    """The catalog name a table folder gets: lowercase ``[a-z0-9_]`` (what Glue and Athena accept)."""
+    import re
+
+    return re.sub(r"[^a-z0-9_]+", "_", folder.lower()).strip("_")
+
+
+def _check_table_name(name: str) -> None:
+    import re
+
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,127}", name):
+        raise CatalogError(f"table name {name!r}: use lowercase letters, digits and _ (not starting with a digit); "
+                         f"it is the folder's name, lowercased, unless --table-name gives one")
+
+
+def stored_schema(table: Any) -> TableSchema | None:
+    if table is None:
+        return None
+    return TableSchema.from_iceberg(table.schema(), table.properties, table.metadata.last_column_id)
+
+
 def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathLike[str],
                    options: ConvertOptions = ConvertOptions(), progress: ProgressCallback | None = None,
                    known: Profile | None = None) -> ConvertResult:
-    """Convert an export into the table at ``dest`` and publish it atomically.
+    """Convert an export into the Iceberg table at ``dest`` (its location) in one commit.
 
     With ``known``, the export's profile from an earlier read (``profile_export``: the Dagster
     ``raw_export`` asset, ``inspect --save-profile``), the schema is planned up front and the
     export is converted in one pass: no spill, no work folder. Every item is profiled again on
     the way, and a profile that turns out not to be this export's fails the run (ProfileMismatch).
+    Raises ExportFormatError (bad input: nothing committed), SchemaConflict, PartitionError,
+    StaleExport, CommitConflict.
     """
     notify = progress or (lambda kind, info: None)
     started = time.monotonic()
     options = replace(options, s3=(options.s3 or S3Options()).with_environment())
     export = source if isinstance(source, Export) else open_export(source, options.s3)
-    root = resolve(dest, options.s3)
-    table_name = options.table_name or export.summary.table_arn.rsplit("/", 1)[-1]
+    target = lake_target(dest, options)
     notify("opened", {"files": len(export.files), "items": export.summary.item_count,
                       "export_id": export.export_id})
     workers = min(options.worker_count, max(1, len(export.files)))
     if known is not None and known.items != export.summary.item_count:
         raise ProfileMismatch(f"the profile given describes {known.items:,} items; export {export.export_id} "
                               f"holds {export.summary.item_count:,}: it is another export's")
+    stored = stored_schema(load_table(target.catalog, *target.identifier))
     spill_dir = None
     if known is None:
         if options.work_dir:
             os.makedirs(options.work_dir, exist_ok=True)
         spill_dir = tempfile.mkdtemp(prefix="ddb-assets-", dir=options.work_dir)
-    version = new_version()
-    mark_inflight(root, version)
+    run = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
+    written: list[WrittenFile] = []
     try:
         with _executor(workers) as pool:
             if known is None:
-                parsed, profile, plan, written = _run_two_stages(pool, export, spill_dir, root, version, options,
-                                                                 workers, notify)
-            else:
-                plan = plan_table(known, options.schema_options)
-                _check_partial_rewrite(read_metadata(root), plan, export, options)  # before writing anything
-                notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
-                parsed, written = _run_one_pass(pool, export, plan, root, version, options, workers, notify)
+                parsed = _run_stage_one(pool, export, spill_dir, options, notify)
                 profile = Profile.merged(p.profile for p in sorted(parsed, key=lambda p: p.index))
-                check_profile(plan_table(profile, options.schema_options), plan, export.export_id)
+                plan = _plan(profile, options, stored)
+                notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
+                job = _write_job(plan, target, run, options)
+                written = _run_stage_two(pool, parsed, job, workers, notify)
+            else:
+                plan = _plan(known, options, stored)
+                notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
+                job = _write_job(plan, target, run, options)
+                parsed, written = _run_one_pass(pool, export, job, options, workers, notify)
+                profile = Profile.merged(p.profile for p in sorted(parsed, key=lambda p: p.index))
+                check_profile(_plan(profile, options, stored), plan, export.export_id)
     except BaseException:
-        clear_inflight(root, version)
-        _discard_version(root, version)
+        _remove_files(written, options.s3)  # best effort: what is left is an orphan for maintenance
         raise
     finally:
         if spill_dir is not None:
             shutil.rmtree(spill_dir, ignore_errors=True)
         _worker.release()  # workers=1 ran the files in this process
-
     try:
-        # Read, derive and switch as one step among concurrent runs (a lock locally, a
-        # compare-and-swap on S3): see lake.publish.publish_next.
-        metadata, deleted = publish_next(
-            root, lambda previous: _next_metadata(previous, table_name, version, plan, export, written, options),
-            options.s3)
-    except BaseException:
-        clear_inflight(root, version)
-        _discard_version(root, version)  # only what the published metadata does not reference
+        commit = commit_export(target.catalog, target.identifier, target.location.uri, plan, written,
+                               export_record(export), only_partitions=options.only_partitions,
+                               rebuild=options.rebuild, stored_at_plan=stored)
+    except NOT_COMMITTED:
+        _remove_files(written, options.s3)
         raise
-    # The marker goes only after the switch: cleared before it, a concurrent run publishing in
-    # between would take this run's files for orphans and delete them.
-    clear_inflight(root, version)
-    notify("published", {"version": version, "rows": metadata.rows, "deleted": len(deleted)})
-    return ConvertResult(metadata, profile, plan, export, written, sum(p.compressed for p in parsed),
-                         sum(p.uncompressed for p in parsed), time.monotonic() - started, deleted,
-                         sum(p.spilled for p in parsed), one_pass=known is not None)
+    # Any other failure leaves the files: the commit may have landed (an answer lost on the way).
+    notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows})
+    return ConvertResult(commit, f"{target.namespace}.{target.name}", target.location.uri, profile, plan, export,
+                         written, sum(p.compressed for p in parsed), sum(p.uncompressed for p in parsed),
+                         time.monotonic() - started, sum(p.spilled for p in parsed), one_pass=known is not None)
 
 
-def _run_two_stages(pool: Executor, export: Export, spill_dir: str | None, root: Location, version: str,
-                    options: ConvertOptions, workers: int,
-                    notify: ProgressCallback) -> tuple[list[_Parsed], Profile, TablePlan, list[WrittenFile]]:
-    parsed = _run_stage_one(pool, export, spill_dir, options, notify)
-    profile = Profile.merged(p.profile for p in sorted(parsed, key=lambda p: p.index))
-    plan = plan_table(profile, options.schema_options)
-    _check_partial_rewrite(read_metadata(root), plan, export, options)  # before writing anything
-    notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
+def _plan(profile: Profile, options: ConvertOptions, stored: TableSchema | None) -> TablePlan:
+    return plan_table(profile, options.schema_options, options.partition, stored, rebuild=options.rebuild)
+
+
+def _write_job(plan: TablePlan, target: LakeTarget, run: str, options: ConvertOptions) -> _WriteJob:
+    source = plan.schema.partition_source()
+    file_target = FileTarget(data=target.location.join("data").uri, run=run,
+                             iceberg_schema=plan.schema.iceberg_schema(),
+                             properties={**TABLE_PROPERTIES, **plan.schema.properties()},
+                             partition=plan.schema.partition if source is not None else None,
+                             source_column=source.name if source is not None else None,
+                             compression=options.compression)
+    return _WriteJob(plan, file_target, options.only_partitions, options.buffer_bytes, options.s3)
+
+
+def export_record(export: Export) -> ExportRecord:
+    summary = export.summary
+    return ExportRecord(export_arn=summary.export_arn, export_id=summary.export_id,
+                        export_time=summary.export_time, item_count=summary.item_count,
+                        table_arn=summary.table_arn, export_type=summary.export_type,
+                        output_format=summary.output_format, source=export.folder.uri)
+
+
+def _run_stage_two(pool: Executor, parsed: list[_Parsed], job: _WriteJob, workers: int,
+                   notify: ProgressCallback) -> list[WrittenFile]:
     groups = [sorted(group, key=lambda p: p.index)  # each worker writes its files in export order
               for group in _balance([p for p in parsed if p.rows], workers, lambda p: p.uncompressed)]
-    futures = [pool.submit(_write_group, worker, [spill for p in group for spill in p.spills], plan,
-                           root.uri, version, options.only_partitions, options.buffer_bytes, options.s3,
-                           options.compression)
+    futures = [pool.submit(_write_group, worker, [spill for p in group for spill in p.spills], job)
                for worker, group in enumerate(groups) if group]
     written: list[WrittenFile] = []
+    try:
+        for future in futures:
+            files = future.result()
+            written.extend(files)
+            notify("written", {"files": len(files), "rows": sum(f.rows for f in files)})
+    except BaseException:
+        _discard(futures, written, job.s3, lambda result: result)
+        raise
+    return written
+
+
+def _discard(futures: list[Future], written: list[WrittenFile], s3: S3Options | None,
+             files_of: Callable[[Any], list[WrittenFile]]) -> None:
+    """After a worker failed: stop the others, and remove every file the run wrote (also those of
+    workers that finished after the failure)."""
     for future in futures:
-        files, _ = future.result()
-        written.extend(files)
-        notify("written", {"files": len(files), "rows": sum(f.rows for f in files)})
-    return parsed, profile, plan, written
+        future.cancel()
+    for future in futures:
+        if future.cancelled():
+            continue
+        try:
+            written.extend(files_of(future.result()))
+        except BaseException:  # noqa: BLE001 - that worker's own failure; its writer removed its files
+            pass
+    _remove_files(written, s3)
+
+
+def _remove_files(written: list[WrittenFile], s3: S3Options | None) -> None:
+    """Best effort: the files of a run that will not commit. Anything left is an orphan that
+    maintenance removes (no snapshot references it)."""
+    for w in written:
+        try:
+            location = resolve(w.path, s3)
+            location.fs.delete_file(location.path)
+        except (OSError, ValueError):
+            pass
+    written.clear()
 
 
 def profile_export(source: str | os.PathLike[str] | Export, options: ConvertOptions = ConvertOptions(),
@@ -485,7 +592,7 @@ def _run_stage_one(pool: Executor, export: Export, spill_dir: str | None, option
     # left with a big file at the end while the others idle.
     order = sorted(range(len(export.files)), key=lambda i: -export.files[i].manifest.item_count)
     futures = [pool.submit(_parse_file, index, export.files[index], spill_dir, options.dictionary_keys, conversion,
-                           options.partition_by, options.piece_bytes)
+                           options.partition, options.piece_bytes)
                for index in order]
     parsed = []
     try:
@@ -512,56 +619,5 @@ def _balance(items: list[_T], workers: int, size: Callable[[_T], int]) -> list[l
     return groups
 
 
-def _check_partial_rewrite(previous: TableMetadata | None, plan: TablePlan, export: Export,
-                           options: ConvertOptions) -> None:
-    if options.only_partitions is not None and previous is not None:
-        check_partial_rewrite(previous, plan, export.export_id, options.only_partitions)
-
-
-def _next_metadata(previous: TableMetadata | None, table_name: str, version: str, plan: TablePlan,
-                   export: Export, written: Iterable[WrittenFile], options: ConvertOptions) -> TableMetadata:
-    # Checked again against what is published now: another run may have changed it meanwhile.
-    _check_partial_rewrite(previous, plan, export, options)
-    by_partition: dict[str, list[WrittenFile]] = {}
-    for w in written:
-        by_partition.setdefault(w.partition, []).append(w)
-    partitions: dict[str, PartitionEntry] = {}
-    if options.only_partitions is not None and previous is not None:
-        partitions = {k: v for k, v in previous.partitions.items() if k not in options.only_partitions}
-    for value, files in sorted(by_partition.items()):
-        folder = partition_folder(plan.partition_column, value) if plan.partition_column else ""
-        partitions[value] = PartitionEntry(
-            value=value, folder=folder, version=version, export_id=export.export_id,
-            files=[{"path": f.path, "rows": f.rows, "bytes": f.bytes} for f in sorted(files, key=lambda f: f.path)])
-    summary = export.summary
-    return TableMetadata(
-        table=table_name,
-        version=version,
-        published_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-        partition_column=plan.partition_column,
-        partition_attribute=plan.partition_attribute,
-        partition_type=str(plan.partition_type) if plan.partition_type is not None else None,
-        naming=plan.options.naming,
-        schema_b64=schema_to_b64(plan.arrow_schema),
-        columns=plan.mapping(),
-        variants=plan.variants,
-        source={"export_arn": summary.export_arn, "export_id": summary.export_id,
-                "export_time": summary.export_time, "table_arn": summary.table_arn,
-                "item_count": summary.item_count, "output_format": summary.output_format,
-                "location": export.folder.uri},
-        partitions=dict(sorted(partitions.items())),
-    )
-
-
-def _discard_version(root: Location, version: str) -> None:
-    """Best effort: remove what a failed run wrote. Anything left is collected by the next publish."""
-    current = read_metadata(root)
-    if current is not None:
-        try:
-            collect_garbage(root, current)
-        except OSError:
-            pass
-
-
-__all__ = ["ConvertOptions", "ConvertResult", "convert_export", "profile_export", "ExportFormatError",
-           "ProfileMismatch", "ScratchSpaceError"]
+__all__ = ["ConvertOptions", "ConvertResult", "LakeTarget", "convert_export", "export_record", "lake_target",
+           "profile_export", "stored_schema", "ExportFormatError", "ProfileMismatch", "ScratchSpaceError"]

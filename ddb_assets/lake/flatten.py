@@ -1,4 +1,4 @@
-"""Raw export items (Arrow wrapper structs) -> the plan's typed, flattened columns.
+"""Raw export items (Arrow AttributeValue structs) -> the plan's typed, flattened columns.
 
 Everything common is vectorized: strings, booleans, numbers (cast straight from their exact
 decimal text), sets and typed lists. Only what is rare by nature goes through Python per value:
@@ -14,9 +14,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ddb_assets.exports.decode import RAW_MAP
+from ddb_assets.exports.numbers import EXACT
 from ddb_assets.exports.plain_json import plain_json_text, plain_map, plain_value
+from ddb_assets.lake.evolution import TablePlan
+import re
+
+from ddb_assets.lake.partitioning import (NULL_PARTITION, PartitionBy, iceberg_transform, partition_name, to_timestamps,
+                                          transform_values)
 from ddb_assets.lake.profile import Path
-from ddb_assets.lake.schema import NULL_PARTITION, Column, TablePlan
+from ddb_assets.lake.schema import Column
+
+_INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
+_NUMBER_PARTS = r"^[+-]?0*(?P<int>[0-9]*)(?:\.(?P<frac>[0-9]*?)0*)?$"
 
 
 class ItemColumns:
@@ -51,48 +60,62 @@ def descriptor_values(wrapper: pa.Array, descriptor: str) -> pa.Array | None:
     return wrapper.flatten()[index]  # flatten() folds the wrapper's own nulls into the child
 
 
-def flatten_items(item: pa.StructArray, plan: TablePlan) -> tuple[pa.Table, pa.Array | None]:
-    """Returns (typed table in the plan's column order, partition value per row or None)."""
+def flatten_items(item: pa.StructArray, plan: TablePlan) -> pa.Table:
+    """The items as a table of the plan's columns (its Arrow schema, field ids included)."""
     rows = len(item)
     columns = ItemColumns(item)
-    arrays = [_column(columns, column, rows) for column in plan.columns]
-    table = pa.Table.from_arrays(arrays, schema=plan.arrow_schema)
-    partitions = None
-    if plan.partition_attribute is not None:
-        partitions = partition_values(columns.wrapper((plan.partition_attribute,)), rows)
-    return table, partitions
+    schema = plan.arrow_schema
+    routed = _route_numbers(columns, plan, rows)
+    arrays = []
+    for column, field in zip(plan.columns, schema):
+        if column.field_id not in plan.active:
+            arrays.append(pa.nulls(rows, field.type))
+        elif column.field_id in routed:
+            arrays.append(routed[column.field_id])
+        else:
+            arrays.append(_column(columns, column, field.type, rows))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _column(columns: ItemColumns, column: Column, rows: int) -> pa.Array:
+def _column(columns: ItemColumns, column: Column, kind: pa.DataType, rows: int) -> pa.Array:
     wrapper = columns.wrapper(column.path)
     if wrapper is None:
-        return pa.nulls(rows, column.type_)
+        return pa.nulls(rows, kind)
     if column.encoding == "json":
         values = descriptor_values(wrapper, column.descriptor)
-        text = _json_text(values, rows) if values is not None else pa.nulls(rows, pa.string())
+        text = _json_text(values) if values is not None else pa.nulls(rows, pa.string())
         carried = descriptor_values(wrapper, RAW_MAP) if column.descriptor == "M" else None
         if carried is not None:
             text = pc.coalesce(text, carried)  # lifted maps come as plain JSON text already
         return text
     values = descriptor_values(wrapper, column.descriptor)
     if values is None:
-        return pa.nulls(rows, column.type_)
+        return pa.nulls(rows, kind)
+    if column.encoding == "time":
+        return to_timestamps(_epoch_numbers(values) if column.descriptor == "N" else values, column.unit or "")
     if column.encoding == "scalar":
-        return convert_scalar(values, column.descriptor, column.type_)
+        return convert_scalar(values, column.descriptor, kind)
     if column.encoding == "set":
-        return _rebuild_list(values, convert_scalar(values.values, column.descriptor[0], column.type_.value_type))
+        return _rebuild_list(values, convert_scalar(values.values, column.descriptor[0], kind.value_type), kind)
     # typed list: elements are AttributeValues of one scalar descriptor
     assert column.element is not None
     elements = values.values
     if pa.types.is_null(elements.type) or elements.type.get_field_index(column.element) < 0:
-        element_values = pa.nulls(len(elements), column.type_.value_type)
+        element_values = pa.nulls(len(elements), kind.value_type)
     else:
-        element_values = convert_scalar(elements.field(column.element), column.element, column.type_.value_type)
-    return _rebuild_list(values, element_values)
+        element_values = convert_scalar(elements.field(column.element), column.element, kind.value_type)
+    return _rebuild_list(values, element_values, kind)
 
 
-def _rebuild_list(original: pa.ListArray, new_values: pa.Array) -> pa.Array:
-    return pa.ListArray.from_arrays(original.offsets, new_values, mask=original.is_null())
+def _epoch_numbers(strings: pa.Array) -> pa.Array:
+    try:
+        return pc.cast(strings, pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return strings  # fractions or exponent forms: read exactly, value by value
+
+
+def _rebuild_list(original: pa.ListArray, new_values: pa.Array, kind: pa.DataType) -> pa.Array:
+    return pa.ListArray.from_arrays(original.offsets, new_values, type=kind, mask=original.is_null())
 
 
 def convert_scalar(values: pa.Array, descriptor: str, target: pa.DataType) -> pa.Array:
@@ -125,23 +148,71 @@ def _exact_int(value: Decimal) -> int:
     return int(value)
 
 
-def partition_values(wrapper: pa.Array | None, rows: int) -> pa.Array:
-    """The partition attribute's value per row as text; items without it get the null partition."""
-    if wrapper is None:
-        return pa.array([NULL_PARTITION] * rows, pa.string())
-    result = pa.nulls(rows, pa.string())
-    for descriptor in ("N", "S", "BOOL"):
-        values = descriptor_values(wrapper, descriptor)
-        if values is not None and not pa.types.is_null(values.type):
-            text = values.cast(pa.string())
-            result = pc.coalesce(result, text)
-    return pc.fill_null(result, NULL_PARTITION)
+# -- numbers routed value by value ------------------------------------------------------------------
+
+
+def _route_numbers(columns: ItemColumns, plan: TablePlan, rows: int) -> dict[int, pa.Array]:
+    """Attributes with several active N columns: each value goes to the first column (in table
+    order) that holds it exactly (docs/schema_rules.md, "Schema evolution")."""
+    groups: dict[Path, list[tuple[Column, pa.DataType]]] = {}
+    for column, field in zip(plan.columns, plan.arrow_schema):
+        if column.field_id in plan.active and column.descriptor == "N" and column.encoding == "scalar":
+            groups.setdefault(column.path, []).append((column, field.type))
+    out: dict[int, pa.Array] = {}
+    for path, targets in groups.items():
+        if len(targets) < 2:
+            continue
+        wrapper = columns.wrapper(path)
+        strings = descriptor_values(wrapper, "N") if wrapper is not None else None
+        if strings is None or pa.types.is_null(strings.type):
+            for column, kind in targets:
+                out[column.field_id] = pa.nulls(rows, kind)
+            continue
+        int_digits, scale = _number_shapes(strings)
+        left = pc.is_valid(strings)
+        for column, kind in targets:
+            if pa.types.is_string(kind):
+                fits = left
+            elif pa.types.is_int64(kind):
+                fits = pc.and_(left, pc.and_(pc.equal(scale, 0), pc.less_equal(int_digits, 18)))
+            else:
+                fits = pc.and_(left, pc.and_(pc.less_equal(scale, kind.scale),
+                                             pc.less_equal(int_digits, kind.precision - kind.scale)))
+            fits = pc.fill_null(fits, False)
+            out[column.field_id] = convert_numbers(pc.if_else(fits, strings, pa.nulls(rows, pa.string())), kind)
+            left = pc.and_(left, pc.invert(fits))
+        if pc.any(left).as_py():
+            raise ValueError(f"a number of {path[0]!r} fits none of its columns")  # the plan guarantees one does
+    return out
+
+
+def _number_shapes(strings: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Integer digits and fraction digits (trailing zeros ignored) of each number text; exponent
+    forms (rare) through Python's exact Decimal; a value no decimal128 holds counts 99 digits."""
+    plain = pc.fill_null(pc.match_substring_regex(strings, _NUMBER_PARTS), False)
+    if pc.all(pc.or_(plain, pc.is_null(strings))).as_py():
+        parts = pc.extract_regex(strings, _NUMBER_PARTS)
+        return (pc.fill_null(pc.utf8_length(parts.field("int")), 0),
+                pc.fill_null(pc.utf8_length(parts.field("frac")), 0))
+    int_digits, scale = [], []
+    for text in strings.to_pylist():
+        if text is None:
+            int_digits.append(0)
+            scale.append(0)
+            continue
+        value = Decimal(text)
+        _, digits, exponent = value.normalize(EXACT).as_tuple()
+        assert isinstance(exponent, int)
+        whole, fraction = (0, 0) if value.is_zero() else (max(0, len(digits) + exponent), max(0, -exponent))
+        int_digits.append(whole if whole + fraction <= 38 else 99)
+        scale.append(fraction if whole + fraction <= 38 else 99)
+    return pa.array(int_digits, pa.int32()), pa.array(scale, pa.int32())
 
 
 # -- JSON text for dictionary maps and mixed lists --------------------------------------------
 
 
-def _json_text(values: pa.Array, rows: int) -> pa.Array:
+def _json_text(values: pa.Array) -> pa.Array:
     """Each value as compact JSON: numbers exact (their DynamoDB text), binaries base64, sets arrays."""
     descriptor_is_map = pa.types.is_struct(values.type)
     out = []
@@ -153,3 +224,51 @@ def _json_text(values: pa.Array, rows: int) -> pa.Array:
         else:
             out.append(plain_json_text([plain_value(element) for element in value]))
     return pa.array(out, pa.string())
+
+
+# -- partition names, from the raw attribute -----------------------------------------------------
+
+
+def partition_names(columns: ItemColumns, partition: PartitionBy, rows: int) -> set[str]:
+    """The partition names (``lake/partitioning.py``) these items fall in, from the partition
+    attribute as read: what the Dagster partition set lists before anything is written. Items
+    without a string, number or boolean value there fall in the null partition."""
+    from pyiceberg.types import BooleanType, LongType, StringType
+
+    wrapper = columns.wrapper((partition.attribute,))
+    if wrapper is None:
+        return {NULL_PARTITION} if rows else set()
+    names: set[str] = set()
+    found = pa.nulls(rows, pa.bool_())
+    for descriptor, source_type in (("N", LongType()), ("S", StringType()), ("BOOL", BooleanType())):
+        values = descriptor_values(wrapper, descriptor)
+        if values is None or pa.types.is_null(values.type):
+            continue
+        found = pc.coalesce(found, pc.is_valid(values))
+        present = values.drop_null()
+        if not len(present):
+            continue
+        if partition.derives_time:
+            if descriptor == "BOOL":
+                names.add(NULL_PARTITION)
+                continue
+            unit = partition.unit
+            if unit == "auto":
+                unit = "iso8601" if descriptor == "S" else \
+                    "epoch_seconds" if pc.max(pc.utf8_length(present)).as_py() <= 11 else "epoch_millis"
+            stamps = to_timestamps(_epoch_numbers(present) if descriptor == "N" else present, unit)
+            keys = transform_values(partition, stamps, None)
+            names.update(partition_name(partition, key, None) for key in pc.unique(keys).to_pylist())
+            continue
+        distinct = pc.unique(present).to_pylist()
+        if descriptor == "N":
+            distinct = [int(v) if _INTEGER.fullmatch(v) else v for v in distinct]
+            source_type = LongType() if all(isinstance(v, int) for v in distinct) else StringType()
+        if partition.transform == "bucket":
+            function = iceberg_transform(partition).transform(source_type)
+            names.update(str(function(v)) for v in distinct)
+        else:
+            names.update(partition_name(partition, v, source_type) for v in distinct)
+    if pc.any(pc.invert(pc.fill_null(found, False))).as_py():
+        names.add(NULL_PARTITION)
+    return names

@@ -1,68 +1,36 @@
-"""Checks that a conversion's schema plan may be written: the two ways a table could end up with
-files of two schemas, caught before anything is published.
+"""The check that a one-pass conversion's plan was right: the items it read must need that plan.
 
-- A partial rewrite (some partitions) keeps the others as published, so its plan must be the
-  published table's (``check_partial_rewrite``).
-- A one-pass conversion plans from a profile read earlier; the items it then reads must need that
-  very plan (``check_profile``).
+A one-pass conversion plans its schema from a profile read earlier (the Dagster ``raw_export``
+asset, ``inspect --save-profile``) and writes while it reads, profiling every item again. If the
+items turn out to need another plan, the profile was not this export's: the files are discarded.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import pyarrow as pa
-
-from ddb_assets.lake.publish import TableMetadata
-from ddb_assets.lake.schema import TablePlan
-
-
-class SchemaChanged(ValueError):
-    """A partial rewrite would publish some partitions under a schema the others do not have."""
+from ddb_assets.lake.evolution import TablePlan
 
 
 class ProfileMismatch(ValueError):
     """The profile handed to a one-pass conversion is not the export's."""
 
 
-def schema_changes(published: pa.Schema, planned: pa.Schema) -> list[str]:
-    """What differs between two table schemas, column by column, in words."""
-    old = {f.name: f.type for f in published}
-    new = {f.name: f.type for f in planned}
-    changes = [f"{name}: {old[name]} -> {kind}" for name, kind in new.items() if name in old and old[name] != kind]
-    changes += [f"added {name} ({kind})" for name, kind in new.items() if name not in old]
-    changes += [f"removed {name} ({kind})" for name, kind in old.items() if name not in new]
-    return changes
-
-
-def plan_changes(schema: pa.Schema, mapping: list[dict[str, Any]], planned: TablePlan) -> list[str]:
-    """``schema_changes``, or, when the types agree, whether the columns come from other attributes."""
-    changes = schema_changes(schema, planned.arrow_schema)
-    if not changes and mapping != planned.mapping():
+def plan_differences(planned: TablePlan, seen: TablePlan) -> list[str]:
+    """What differs between two plans of one table, column by column, in words."""
+    before = {c.field_id: c for c in planned.columns}
+    after = {c.field_id: c for c in seen.columns}
+    changes = [f"{c.name}: {before[i].type_} -> {c.type_}" for i, c in after.items()
+               if i in before and (before[i].name, before[i].type_) != (c.name, c.type_)]
+    changes += [f"added {c.name} ({c.type_})" for i, c in after.items() if i not in before]
+    changes += [f"removed {c.name} ({c.type_})" for i, c in before.items() if i not in after]
+    if not changes and planned.active != seen.active:
         changes = ["the columns map from other attributes"]
     return changes
-
-
-def check_partial_rewrite(published: TableMetadata, plan: TablePlan, export_id: str,
-                          partitions: frozenset[str]) -> None:
-    """A partial rewrite keeps the other partitions as published: it must not change the schema,
-    or the table would hold files of two schemas (engines reject an INT64 file under a decimal
-    column, and readers that take the first file's schema miss columns)."""
-    changes = plan_changes(published.arrow_schema, published.columns, plan)
-    if published.partition_column != plan.partition_column:
-        changes.append(f"partition column {published.partition_column} -> {plan.partition_column}")
-    if changes:
-        raise SchemaChanged(
-            f"export {export_id} gives table {published.table} a different schema ({'; '.join(changes)}); "
-            f"a rewrite of only partition(s) {', '.join(sorted(partitions))} would leave the other "
-            f"partitions with the published one. Convert every partition instead (no partition selection; "
-            f"in Dagster, materialize all partitions of the table).")
 
 
 def check_profile(seen: TablePlan, plan: TablePlan, export_id: str) -> None:
     """The one pass profiled every item again (``seen`` is planned from that): it must be the
     plan the files were written with."""
-    changes = plan_changes(plan.arrow_schema, plan.mapping(), seen)
+    changes = plan_differences(plan, seen)
     if changes:
         raise ProfileMismatch(f"the profile given does not describe export {export_id}: its items need "
                               f"another schema ({'; '.join(changes)}). Profile the export again (inspect "

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ddb_assets.lake.profile import Path, Profile
-from ddb_assets.lake.schema import TablePlan, _path_text
+from ddb_assets.lake.evolution import TablePlan
+from ddb_assets.lake.schema import path_text
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ def attribute_rows(profile: Profile, plan: TablePlan) -> list[AttributeRow]:
         stats = profile.nodes[path]
         non_null = stats.present - stats.descriptors.get("NULL", 0)
         rows.append(AttributeRow(
-            attribute=_path_text(path), depth=depth, types=dict(sorted(stats.descriptors.items())),
+            attribute=path_text(path), depth=depth, types=dict(sorted(stats.descriptors.items())),
             present=stats.present,
             null_fraction=1 - non_null / parent_present if parent_present else 0.0,
             mixed=len(set(stats.descriptors) - {"NULL"}) > 1,

@@ -1,20 +1,30 @@
-"""Write flattened batches into hive partitions as Parquet, with bounded memory.
+"""Write flattened batches as the Parquet data files of an Iceberg table, with bounded memory.
 
 Each worker keeps one open Parquet file per partition it has seen and buffers rows per
 partition; when the buffers together pass ``buffer_bytes`` the largest is written out as a row
 group. Memory is therefore bounded by the budget, whatever the export size, and row groups stay
-large enough for scans.
+large enough for scans. Files carry the Iceberg field ids (``PARQUET:field_id``), and each closed
+file is described by the statistics an Iceberg commit records (pyiceberg computes them from the
+file's footer, which the writer holds: nothing is read back).
+
+Files go to ``<table>/data/<partition path>/<run>-<attempt>-<worker>[-<n>].parquet``: a run's
+files never collide with another run's or another attempt's, and files no snapshot references
+(a failed or killed run) are orphans that maintenance removes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import quote_plus
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ddb_assets.exports.storage import Location
+from ddb_assets.lake.partitioning import (PartitionBy, iceberg_transform, partition_field_name, partition_name,
+                                          transform_values)
 
 # zstd level 1 by default: the smallest files for the CPU (Athena bills bytes scanned). snappy is
 # for readers without zstd; lz4 is Parquet's LZ4_RAW (check that every engine you use reads it).
@@ -40,21 +50,39 @@ ROW_GROUP_ROWS = 256 * 1024
 ROW_GROUPS_PER_FILE = 16
 
 
+@dataclass(frozen=True)
+class FileTarget:
+    """What every worker of one run needs to name, partition and describe its files (picklable)."""
+
+    data: str  # URI of the table's data folder: <table location>/data
+    run: str  # unique per run and attempt: no two runs' files share a name
+    iceberg_schema: Any  # pyiceberg Schema of the files (field ids)
+    properties: dict[str, str]  # table properties (metrics modes)
+    partition: PartitionBy | None = None
+    source_column: str | None = None  # the column the partition transform reads
+    compression: str = "zstd"
+
+
 @dataclass
 class WrittenFile:
-    partition: str  # partition value (text); "" when unpartitioned
-    path: str  # relative to the table root
+    """A closed data file and what the commit needs to add it to a snapshot."""
+
+    partition: str  # partition name ("" when unpartitioned; NULL_PARTITION for the null partition)
+    key: Any  # the partition value in Iceberg's representation (None: the null partition)
+    path: str  # full URI (s3://... or an absolute local path)
     rows: int
     bytes: int
+    statistics: dict[str, Any] = field(default_factory=dict)  # pyiceberg DataFileStatistics.to_serialized_dict()
 
 
 @dataclass
 class _Open:
     """One partition's buffered rows and its current file (``writer`` is None between files)."""
 
-    value: str
+    key: Any
+    name: str
     writer: pq.ParquetWriter | None = None
-    relative: str = ""
+    location: Location | None = None
     buffer: list[pa.Table] = field(default_factory=list)
     buffered_rows: int = 0
     buffered_bytes: int = 0
@@ -64,30 +92,36 @@ class _Open:
 
 
 class PartitionedWriter:
-    """Writes ``<root>/<folder(value)>/<version>/part-<worker>[-<n>].parquet`` per partition value."""
+    """Writes one worker's rows into per-partition Parquet files under ``target.data``."""
 
-    def __init__(self, root: Location, schema: pa.Schema, version: str, worker: int,
-                 folder_of: "callable[[str], str]", buffer_bytes: int = 256 << 20,
-                 keep: "callable[[str], bool]" = lambda value: True, compression: str = "zstd"):
-        self.root = root
+    def __init__(self, data: Location, schema: pa.Schema, target: FileTarget, worker: int,
+                 buffer_bytes: int = 256 << 20, keep: Callable[[str], bool] = lambda name: True):
+        from pyiceberg.io.pyarrow import compute_statistics_plan, parquet_path_to_id_mapping
+
+        self.data = data
         self.schema = schema
-        self.version = version
+        self.target = target
         self.worker = worker
-        self.folder_of = folder_of
         self.buffer_bytes = buffer_bytes
         self.keep = keep
-        self._options = parquet_options(compression)
-        self._open: dict[str, _Open] = {}
+        self._options = parquet_options(target.compression)
+        self._stats_plan = compute_statistics_plan(target.iceberg_schema, target.properties)
+        self._id_mapping = parquet_path_to_id_mapping(target.iceberg_schema)
+        self._source_type = (target.iceberg_schema.find_field(target.source_column).field_type
+                             if target.source_column else None)
+        self._open: dict[Any, _Open] = {}
         self._written: list[WrittenFile] = []
+        self._files: list[Location] = []  # every file opened, for abort()
         self._buffered = 0
         self.skipped_rows = 0
 
-    def write(self, table: pa.Table, partitions: pa.Array | None) -> None:
-        if partitions is None:
-            self._add("", table)
+    def write(self, table: pa.Table) -> None:
+        if self.target.partition is None or self.target.source_column is None:
+            self._add(None, table)
             return
-        encoded = pc.dictionary_encode(partitions).combine_chunks() if isinstance(partitions, pa.ChunkedArray) \
-            else pc.dictionary_encode(partitions)
+        source = table.column(self.target.source_column).combine_chunks()
+        keys = transform_values(self.target.partition, source, self._source_type)
+        encoded = pc.dictionary_encode(keys, null_encoding="encode")
         values = encoded.dictionary.to_pylist()
         if len(values) == 1:
             self._route(values[0], table)
@@ -104,16 +138,19 @@ class PartitionedWriter:
             self._route(values[code], table.take(order.slice(offset, count)))
             offset += count
 
-    def _route(self, value: str, table: pa.Table) -> None:
-        if not self.keep(value):
+    def _name(self, key: Any) -> str:
+        return partition_name(self.target.partition, key, self._source_type)
+
+    def _route(self, key: Any, table: pa.Table) -> None:
+        if not self.keep(self._name(key)):
             self.skipped_rows += table.num_rows
             return
-        self._add(value, table)
+        self._add(key, table)
 
-    def _add(self, value: str, table: pa.Table) -> None:
-        target = self._open.get(value)
+    def _add(self, key: Any, table: pa.Table) -> None:
+        target = self._open.get(key)
         if target is None:
-            target = self._open[value] = _Open(value)
+            target = self._open[key] = _Open(key, self._name(key) if self.target.partition else "")
         size = table.nbytes
         target.buffer.append(table)
         target.buffered_rows += table.num_rows
@@ -124,15 +161,24 @@ class PartitionedWriter:
         while self._buffered > self.buffer_bytes:
             self._flush(max(self._open.values(), key=lambda o: o.buffered_bytes))
 
+    def _folder(self, key: Any) -> str:
+        partition = self.target.partition
+        if partition is None or self.target.source_column is None:
+            return ""
+        human = iceberg_transform(partition).to_human_string(self._source_type, key)
+        field_name = partition_field_name(partition, self.target.source_column)
+        return f"{quote_plus(field_name, safe='')}={quote_plus(human, safe='')}"
+
     def _file_for(self, target: _Open) -> pq.ParquetWriter:
         if target.writer is None:
-            folder = self.folder_of(target.value)
-            name = f"part-{self.worker:04d}" + (f"-{target.files}" if target.files else "") + ".parquet"
-            target.relative = f"{folder}/{self.version}/{name}" if folder else f"{self.version}/{name}"
-            location = self.root.join(target.relative)
-            if location.scheme == "file":
-                location.fs.create_dir(location.parent().path, recursive=True)
-            target.writer = pq.ParquetWriter(location.path, self.schema, filesystem=location.fs, **self._options)
+            folder = self._folder(target.key)
+            name = f"{self.target.run}-{self.worker:05d}" + (f"-{target.files}" if target.files else "") + ".parquet"
+            target.location = self.data.join(folder, name) if folder else self.data.join(name)
+            if target.location.scheme == "file":
+                target.location.fs.create_dir(target.location.parent().path, recursive=True)
+            self._files.append(target.location)
+            target.writer = pq.ParquetWriter(target.location.path, self.schema, filesystem=target.location.fs,
+                                             **self._options)
             target.files += 1
         return target.writer
 
@@ -149,13 +195,18 @@ class PartitionedWriter:
             self._close_file(target)
 
     def _close_file(self, target: _Open) -> None:
-        if target.writer is None:
+        from pyiceberg.io.pyarrow import data_file_statistics_from_parquet_metadata
+
+        if target.writer is None or target.location is None:
             return
         target.writer.close()
-        info = self.root.join(target.relative)
-        size = info.fs.get_file_info(info.path).size or 0
-        self._written.append(WrittenFile(target.value, target.relative, target.rows, size))
-        target.writer, target.rows, target.row_groups = None, 0, 0
+        statistics = data_file_statistics_from_parquet_metadata(
+            parquet_metadata=target.writer.writer.metadata, stats_columns=self._stats_plan,
+            parquet_column_mapping=self._id_mapping)
+        size = target.location.fs.get_file_info(target.location.path).size or 0
+        self._written.append(WrittenFile(target.name, target.key, target.location.uri, target.rows, size,
+                                         statistics.to_serialized_dict()))
+        target.writer, target.location, target.rows, target.row_groups = None, None, 0, 0
 
     def close(self) -> list[WrittenFile]:
         for target in self._open.values():
@@ -166,11 +217,24 @@ class PartitionedWriter:
         return written
 
     def abort(self) -> None:
+        """Close and delete every file this writer made (best effort: a run that fails commits
+        nothing, and what cannot be deleted here is an orphan for maintenance)."""
         for target in self._open.values():
-            if target.writer is None:
+            if target.writer is None or target.location is None:
                 continue
             try:
                 target.writer.close()
             except Exception:  # noqa: BLE001 - best effort on the failure path
                 pass
+        for location in self._files:
+            self._delete(location)
         self._open.clear()
+        self._files = []
+        self._written = []
+
+    @staticmethod
+    def _delete(location: Location) -> None:
+        try:
+            location.fs.delete_file(location.path)
+        except OSError:
+            pass

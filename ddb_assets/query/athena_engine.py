@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
-from ddb_assets.query.duckdb_engine import QueryResult
+from ddb_assets.query.result import QueryResult
 
 
 class AthenaQueryError(RuntimeError):

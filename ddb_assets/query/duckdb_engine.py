@@ -1,14 +1,14 @@
-"""DuckDB over the lake: every published table becomes a view, partition folders become columns.
+"""DuckDB over the lake: every Iceberg table of the catalog becomes a view over one snapshot.
 
-Tables are registered from their ``_ddb_assets.json`` file list (never by globbing), so a query
-sees exactly one published version. Local tables are read with ``read_parquet`` and
-``hive_partitioning`` (partition filters prune files); ``s3://`` tables through pyarrow's S3
-filesystem, so no DuckDB extension has to be downloaded.
+The snapshot's data files come from pyiceberg's scan plan (never from listing folders), so a query
+sees exactly one committed snapshot; no DuckDB extension is needed (none can be downloaded on many
+locked-down machines). Local files are read with ``read_parquet`` by Iceberg field id; ``s3://``
+files through pyarrow's S3 filesystem. Filters on the partition column prune row groups by the
+files' statistics.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -16,41 +16,19 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from ddb_assets.exports.reader import Export
-from ddb_assets.exports.storage import Location
-from ddb_assets.lake.publish import TableMetadata, read_metadata
-
-
-def quote_identifier(name: str) -> str:
-    """A DuckDB/Athena identifier in double quotes; embedded quotes doubled."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def quote_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-@dataclass
-class QueryResult:
-    table: pa.Table
-    bytes_scanned: int | None = None
-
-    def markdown(self, limit: int = 20) -> str:
-        rows = self.table.slice(0, limit).to_pylist()
-        names = self.table.column_names
-        lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
-        for row in rows:
-            lines.append("| " + " | ".join(_cell(row[n]) for n in names) + " |")
-        return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
+from ddb_assets.lake.tables import SnapshotView, snapshot_view
+from ddb_assets.query.result import QueryResult, quote_identifier, quote_literal
 
 
 class DuckDBEngine:
+    """DuckDB over lake tables: each registered Iceberg table is a view over its snapshot's data
+    files, resolved again before every query (a commit in between is seen, never a deleted file)."""
+
     def __init__(self, database: str = ":memory:"):
         self.connection = duckdb.connect(database)
-        self.tables: dict[str, TableMetadata] = {}
+        self.tables: dict[str, SnapshotView] = {}
+        self.errors: dict[str, str] = {}  # tables that could not be registered, and why
+        self._sources: dict[str, tuple[Any, str | None, str | None]] = {}  # name -> (table, schema, as_of)
 
     def table_reference(self, name: str) -> str:
         return quote_identifier(name)
@@ -64,7 +42,7 @@ class DuckDBEngine:
     def register_raw_export(self, name: str, export: Export, schema: str | None = None) -> int:
         """The export itself as a table with one struct column ``item`` (DynamoDB JSON shape:
         ``item.customer_id.s``), like Athena over a crawled export. Reads the whole export into
-        memory: meant for exploring, the Parquet table is for everything else."""
+        memory: meant for exploring, the lake table is for everything else."""
         from ddb_assets.exports.buffers import ByteArena, gunzip_into
         from ddb_assets.exports.decode import parse_items
 
@@ -83,37 +61,70 @@ class DuckDBEngine:
                                 f"SELECT * FROM {quote_identifier(hidden)}")
         return combined.num_rows
 
-    def register_table(self, name: str, root: Location, schema: str | None = None) -> TableMetadata:
-        metadata = read_metadata(root)
-        if metadata is None:
-            raise LookupError(f"no published table at {root.uri} (missing _ddb_assets.json)")
-        files = [root.join(path) for path in metadata.files()]
-        view = self._view_name(name, schema)
-        if not files:
-            empty = metadata.arrow_schema.empty_table()
-            self.connection.register(f"__empty_{name}", empty)
-            self.connection.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {quote_identifier('__empty_' + name)}")
-        elif root.scheme == "file":
-            paths = "[" + ", ".join(quote_literal(f.path) for f in files) + "]"
-            hive_types = ""
-            if metadata.partition_column:
-                kind = "BIGINT" if metadata.partition_type == "int64" else "VARCHAR"
-                hive_types = f", hive_types = {{{quote_literal(metadata.partition_column)}: {kind}}}"
-            self.connection.execute(
-                f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM read_parquet({paths}, "
-                f"hive_partitioning = {'true' if metadata.partition_column else 'false'}{hive_types}, "
-                f"union_by_name = true)")
+    def register_table(self, name: str, table: Any, schema: str | None = None, as_of: str | None = None) -> SnapshotView:
+        """``table`` (a pyiceberg Table) as the view ``name``: the current snapshot, re-resolved
+        before each query, or the snapshot at ``as_of`` (a snapshot id or ISO-8601 time), fixed."""
+        view = snapshot_view(table, as_of)
+        self._create_view(name, view, schema, table.io)
+        self._sources[name] = (table, schema, as_of)
+        self.tables[name] = view
+        return view
+
+    def register_catalog(self, catalog: Any, namespace: str, only: str | None = None, schema: str | None = None,
+                         as_of: str | None = None) -> dict[str, SnapshotView]:
+        """Every table of ``namespace`` (or just ``only``). A table that cannot be read is left out
+        and its reason kept in ``errors``: it never stops the others from being queried."""
+        from ddb_assets.lake.catalog import list_tables, load_table
+
+        names = [only] if only is not None else list_tables(catalog, namespace)
+        for name in names:
+            try:
+                table = load_table(catalog, namespace, name)
+                if table is None:
+                    raise LookupError(f"no table {name!r} in the catalog")
+                self.register_table(name, table, schema=schema, as_of=as_of)
+            except LookupError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one unreadable table must not hide the others
+                self.errors[name] = f"{type(exc).__name__}: {exc}"
+        return {n: self.tables[n] for n in names if n in self.tables}
+
+    def refresh(self) -> None:
+        """Point every view that follows its table's current snapshot at the snapshot current now."""
+        for name, (table, schema, as_of) in list(self._sources.items()):
+            if as_of is not None:
+                continue
+            table.refresh()
+            snapshot = table.current_snapshot()
+            if (snapshot.snapshot_id if snapshot else None) != self.tables[name].snapshot_id:
+                self.register_table(name, table, schema=schema)
+
+    def _create_view(self, name: str, view: SnapshotView, schema: str | None, io: Any) -> None:
+        target = self._view_name(name, schema)
+        hidden = f"__lake_{schema or 'main'}_{name}"
+        if not view.files:
+            self.connection.register(hidden, view.arrow_schema.empty_table())
+            self.connection.execute(f"CREATE OR REPLACE VIEW {target} AS SELECT * FROM {quote_identifier(hidden)}")
+        elif all(not path.startswith("s3://") for path in view.files):
+            paths = "[" + ", ".join(quote_literal(_local_path(p)) for p in view.files) + "]"
+            # Columns by Iceberg field id, as Iceberg readers must: older files lack newer columns
+            # (null), and a widened decimal reads as its current type.
+            columns = ", ".join(f"{field_id}: {{name: {quote_literal(column)}, type: {quote_literal(duckdb_type(kind))}, "
+                                f"default_value: NULL}}" for field_id, column, kind in view.fields)
+            self.connection.execute(f"CREATE OR REPLACE VIEW {target} AS SELECT * FROM read_parquet({paths}, "
+                                    f"schema = MAP {{{columns}}})")
         else:
-            dataset = ds.dataset([f.path for f in files], filesystem=root.fs, format="parquet",
-                                 partitioning=ds.partitioning(flavor="hive") if metadata.partition_column else None,
-                                 partition_base_dir=root.path)
-            self.connection.register(f"__ds_{name}", dataset)
-            self.connection.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {quote_identifier('__ds_' + name)}")
-        self.tables[name] = metadata
-        return metadata
+            from ddb_assets.exports.storage import resolve
+
+            first = resolve(view.files[0])
+            dataset = ds.dataset([p[len("s3://"):] for p in view.files], filesystem=first.fs, format="parquet",
+                                 schema=view.arrow_schema)
+            self.connection.register(hidden, dataset)
+            self.connection.execute(f"CREATE OR REPLACE VIEW {target} AS SELECT * FROM {quote_identifier(hidden)}")
 
     def query(self, sql: str, parameters: list[Any] | None = None, measure: bool = False) -> QueryResult:
         """Run SQL; with ``measure`` also report the bytes DuckDB read (its JSON profile's I/O)."""
+        self.refresh()
         if measure:
             return self._measured(sql, parameters)
         if parameters:
@@ -149,47 +160,23 @@ class DuckDBEngine:
         self.connection.close()
 
 
-def discover_tables(root: Location) -> dict[str, Location]:
-    """Published tables directly under a lake root (folders holding ``_ddb_assets.json``)."""
-    import pyarrow.fs as pafs
-
-    from ddb_assets.lake.publish import METADATA_FILE
-
-    found = {}
-    try:
-        entries = root.fs.get_file_info(pafs.FileSelector(root.path, allow_not_found=True))
-    except OSError:
-        return found
-    for entry in entries:
-        if entry.type == pafs.FileType.Directory:
-            candidate = Location(root.fs, entry.path, root.scheme)
-            if candidate.join(METADATA_FILE).exists():
-                found[candidate.name] = candidate
-    return dict(sorted(found.items()))
+def _local_path(path: str) -> str:
+    return path[len("file://"):] if path.startswith("file://") else path
 
 
-def discover_reports(root: Location) -> dict[str, Location]:
-    """Report tables written under ``<root>/reports/<table>/<report>.parquet``, named ``<table>_<report>``."""
-    import pyarrow.fs as pafs
+def duckdb_type(kind: Any) -> str:
+    """An Iceberg type as DuckDB's SQL type."""
+    from pyiceberg.types import (BinaryType, BooleanType, DateType, DecimalType, DoubleType, FloatType,
+                                 IntegerType, ListType, LongType, StringType, TimestampType, TimestamptzType)
 
-    found = {}
-    reports = root.join("reports")
-    try:
-        entries = root.fs.get_file_info(pafs.FileSelector(reports.path, recursive=True, allow_not_found=True))
-    except OSError:
-        return found
-    for entry in entries:
-        if entry.type == pafs.FileType.File and entry.path.endswith(".parquet"):
-            parts = entry.path[len(reports.path) + 1:-len(".parquet")].split("/")
-            # reports/<table>/<report>.parquet (DuckDB) or reports/<table>/<report>/<version>/part-*.parquet (CTAS)
-            found[f"{parts[0]}_{parts[1]}"] = Location(root.fs, entry.path, root.scheme)
-    return dict(sorted(found.items()))
-
-
-def register_report(engine: DuckDBEngine, name: str, location: Location) -> None:
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(location.path, filesystem=location.fs)
-    hidden = f"__report_{name}"
-    engine.connection.register(hidden, table)
-    engine.connection.execute(f"CREATE OR REPLACE VIEW {quote_identifier(name)} AS SELECT * FROM {quote_identifier(hidden)}")
+    if isinstance(kind, ListType):
+        return duckdb_type(kind.element_type) + "[]"
+    if isinstance(kind, DecimalType):
+        return f"DECIMAL({kind.precision},{kind.scale})"
+    simple = {StringType: "VARCHAR", LongType: "BIGINT", IntegerType: "INTEGER", BooleanType: "BOOLEAN",
+              BinaryType: "BLOB", TimestamptzType: "TIMESTAMPTZ", TimestampType: "TIMESTAMP", DateType: "DATE",
+              DoubleType: "DOUBLE", FloatType: "FLOAT"}
+    for iceberg, name in simple.items():
+        if isinstance(kind, iceberg):
+            return name
+    raise TypeError(f"no DuckDB type for Iceberg type {kind}")

@@ -1,0 +1,48 @@
+"""Table maintenance as an op job on a schedule: compact small files, expire snapshots, remove orphans."""
+
+
+from datetime import timedelta
+
+import dagster as dg
+
+from ddb_assets.aws.resources import LakeResource
+from ddb_assets.defs.names import TableNames
+from ddb_assets.lake.maintenance import MaintenanceOptions, maintain
+
+
+def build_maintenance(names: TableNames) -> tuple[dg.JobDefinition, list[dg.ScheduleDefinition]]:
+    settings = names.settings.maintenance
+
+    @dg.op(name=f"{names.name}_maintain",
+           description=f"Compact small files, expire snapshots older than {settings.expire_after_days:g} days "
+                       f"(keeping {settings.keep_snapshots}) and remove orphan files of `{names.name}`.")
+    def maintain_table(context: dg.OpExecutionContext, lake: LakeResource) -> None:
+        table = lake.table(names.name)
+        if table is None:
+            context.log.info(f"{names.name} has no snapshot yet: nothing to maintain")
+            return
+        options = MaintenanceOptions(expire_after=timedelta(days=settings.expire_after_days),
+                                     keep_snapshots=settings.keep_snapshots,
+                                     grace=timedelta(hours=settings.orphan_grace_hours),
+                                     small_file_bytes=settings.small_file_bytes)
+        result = maintain(table, options, lake.s3_options(), progress=context.log.info)
+        context.log_event(dg.AssetObservation(asset_key=names.parquet_key, metadata={
+            "maintenance/expired_snapshots": len(result.expired_snapshots),
+            "maintenance/orphans_removed": len(result.orphans),
+            "maintenance/orphan_bytes": result.orphan_bytes,
+            "maintenance/partitions_compacted": dg.MetadataValue.json(
+                {k: {"files_before": v[0], "files_after": v[1]} for k, v in result.compacted.items()}),
+            "snapshot_id": str(table.current_snapshot().snapshot_id) if table.current_snapshot() else "",
+        }))
+
+    @dg.job(name=names.maintenance_job, description=f"Maintenance of the lake table `{names.name}`.")
+    def maintenance_job() -> None:
+        maintain_table()
+
+    schedules = []
+    if settings.schedule:
+        schedules.append(dg.ScheduleDefinition(
+            name=f"{names.name}_maintenance_schedule", job=maintenance_job, cron_schedule=settings.schedule,
+            default_status=dg.DefaultScheduleStatus.STOPPED,
+            description="Runs the table's maintenance (turn it on in the UI)."))
+    return maintenance_job, schedules

@@ -1,0 +1,151 @@
+"""Where the lake's Iceberg tables are registered: a SQLite file (embedded), AWS Glue, or REST.
+
+- ``sql`` (the default): pyiceberg's ``SqlCatalog`` over a SQLite file. For a local lake it lives
+  in the lake root, ``<lake>/catalog.db``, so a lake folder is self-contained: ``convert SRC lake/t``
+  then ``query --lake lake`` needs no setup. An ``s3://`` lake has no local folder for it: give the
+  file (``--catalog sqlite:///path/catalog.db``, ``catalog.uri``) or use Glue.
+- ``glue``: the AWS Glue Data Catalog (pyiceberg's ``GlueCatalog``), which Athena reads natively;
+  the namespace is the Glue database.
+- ``rest``: any Iceberg REST catalog (S3 Tables, Polaris, Nessie, ...), ``uri`` its endpoint.
+
+Whatever the kind, a table's current snapshot is what the catalog points at: committing a snapshot
+*is* registering it, so the catalog and the data never disagree.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ddb_assets.exports.storage import Location, S3Options
+
+CATALOG_KINDS = ("sql", "glue", "rest")
+DEFAULT_NAMESPACE = "ddb_lake"
+CATALOG_FILE = "catalog.db"
+
+
+class CatalogError(ValueError):
+    """The catalog cannot be opened or does not hold what was asked for; the message says which."""
+
+
+@dataclass(frozen=True)
+class CatalogConfig:
+    """Which Iceberg catalog, and its namespace (the Glue database for ``glue``)."""
+
+    kind: str = "sql"
+    uri: str | None = None  # sql: a SQLAlchemy URI (default sqlite:///<lake>/catalog.db); rest: the endpoint
+    namespace: str = DEFAULT_NAMESPACE
+    properties: dict[str, str] = field(default_factory=dict)  # more pyiceberg catalog properties (rest auth, ...)
+
+    def __post_init__(self) -> None:
+        if self.kind not in CATALOG_KINDS:
+            raise CatalogError(f"catalog kind must be one of {', '.join(CATALOG_KINDS)}, not {self.kind!r}")
+        if self.kind == "rest" and not self.uri:
+            raise CatalogError("a rest catalog needs its uri (the REST endpoint)")
+
+    @classmethod
+    def parse(cls, text: str | None, namespace: str | None = None) -> "CatalogConfig":
+        """The CLI's ``--catalog``: ``sql`` (or empty: the default), ``sqlite:///path/catalog.db``
+        (any SQLAlchemy URI), ``glue``, or ``rest:https://...``."""
+        ns = {"namespace": namespace} if namespace else {}
+        if not text or text == "sql":
+            return cls(**ns)
+        if text == "glue":
+            return cls("glue", **ns)
+        if text.startswith("rest:"):
+            return cls("rest", uri=text[len("rest:"):], **ns)
+        if "://" in text:
+            return cls("sql", uri=text, **ns)
+        raise CatalogError(f"--catalog {text!r}: use sql, sqlite:///path/catalog.db, glue or rest:https://...")
+
+    def describe(self) -> str:
+        return {"sql": f"sql ({self.uri})" if self.uri else "sql", "glue": "glue", "rest": f"rest ({self.uri})"}[self.kind]
+
+
+def default_sql_uri(lake: Location) -> str:
+    if lake.scheme != "file":
+        raise CatalogError(f"the lake {lake.uri} is on S3, where no SQLite catalog can live: choose one "
+                           f"(--catalog sqlite:///path/catalog.db, or --catalog glue; in YAML, catalog.kind/uri)")
+    return f"sqlite:///{os.path.join(lake.path, CATALOG_FILE)}"
+
+
+def file_io_properties(s3: S3Options | None) -> dict[str, str]:
+    """pyiceberg FileIO properties for the same S3 endpoint and credentials the rest of the code uses."""
+    settings = (s3 or S3Options()).with_environment()
+    properties: dict[str, str] = {"py-io-impl": "pyiceberg.io.pyarrow.PyArrowFileIO"}
+    if settings.region:
+        properties["s3.region"] = settings.region
+    if settings.endpoint_url:
+        properties["s3.endpoint"] = settings.endpoint_url
+        properties["s3.force-virtual-addressing"] = "false"
+    if settings.access_key and settings.secret_key:
+        properties["s3.access-key-id"] = settings.access_key
+        properties["s3.secret-access-key"] = settings.secret_key
+    return properties
+
+
+def open_catalog(config: CatalogConfig, lake: Location | None, s3: S3Options | None = None) -> Any:
+    """A pyiceberg Catalog for ``config``; the SQLite default lives in ``lake`` (see above)."""
+    properties = {**file_io_properties(s3), **config.properties}
+    if config.kind == "sql":
+        from pyiceberg.catalog.sql import SqlCatalog
+
+        if config.uri:
+            uri = config.uri
+        elif lake is not None:
+            uri = default_sql_uri(lake)
+        else:
+            raise CatalogError("no lake root to keep the SQLite catalog in")
+        if uri.startswith("sqlite:///"):
+            folder = os.path.dirname(uri[len("sqlite:///"):])
+            if folder and not os.path.isdir(folder):
+                if lake is not None and lake.scheme == "file" and os.path.abspath(folder) == lake.path:
+                    os.makedirs(folder, exist_ok=True)
+                else:
+                    raise CatalogError(f"the catalog's folder {folder} does not exist")
+        warehouse = lake.uri if lake is not None else ""
+        return SqlCatalog("ddb_assets", **{"uri": uri, "warehouse": warehouse, **properties})
+    if config.kind == "glue":
+        from pyiceberg.catalog.glue import GlueCatalog
+
+        settings = (s3 or S3Options()).with_environment()
+        glue: dict[str, str] = {}
+        if settings.region:
+            glue["glue.region"] = settings.region
+        if settings.endpoint_url:
+            glue["glue.endpoint"] = settings.endpoint_url
+        if settings.access_key and settings.secret_key:
+            glue.update({"glue.access-key-id": settings.access_key, "glue.secret-access-key": settings.secret_key})
+        return GlueCatalog("ddb_assets", **{**glue, **properties})
+    from pyiceberg.catalog.rest import RestCatalog
+
+    return RestCatalog("ddb_assets", **{"uri": config.uri or "", **properties})
+
+
+def ensure_namespace(catalog: Any, namespace: str) -> None:
+    from pyiceberg.exceptions import NamespaceAlreadyExistsError
+
+    try:
+        catalog.create_namespace(namespace)
+    except NamespaceAlreadyExistsError:
+        pass
+
+
+def load_table(catalog: Any, namespace: str, name: str) -> Any | None:
+    """The table, or None if the catalog has no such table."""
+    from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+
+    try:
+        return catalog.load_table((namespace, name))
+    except (NoSuchTableError, NoSuchNamespaceError):
+        return None
+
+
+def list_tables(catalog: Any, namespace: str) -> list[str]:
+    from pyiceberg.exceptions import NoSuchNamespaceError
+
+    try:
+        return sorted(identifier[-1] for identifier in catalog.list_tables(namespace))
+    except NoSuchNamespaceError:
+        return []

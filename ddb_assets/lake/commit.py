@@ -1,0 +1,325 @@
+"""One commit per export: the files a conversion wrote become one Iceberg snapshot.
+
+The protocol (docs/architecture.md, "One commit protocol"): workers write data files that no
+snapshot references; then one catalog commit adds them (and, for a table that exists, removes the
+data files of the partitions the export rewrites), with the schema evolution the plan asks for,
+in one transaction. Readers see the previous snapshot or the new one, never a mix; a run that fails
+or is killed before the commit leaves only unreferenced files (orphans, which maintenance removes).
+Nothing is deleted here: superseded files stay readable by older snapshots until maintenance
+expires them.
+
+Concurrent runs commit optimistically: the catalog swaps the metadata pointer only if nobody moved
+it since it was read (SQLite: a conditional UPDATE; Glue: ``UpdateTable``'s ``VersionId``). The
+loser reloads the table, re-validates its plan against the new current schema, recomputes which
+files its partitions hold now, and tries again.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable
+
+from ddb_assets.lake.evolution import TablePlan
+from ddb_assets.lake.partitioning import NULL_PARTITION, iceberg_transform, partition_field_name, partition_name
+from ddb_assets.lake.schema import TableSchema, iceberg_type
+from ddb_assets.lake.writer import WrittenFile
+
+COMMIT_ATTEMPTS = 8
+SUMMARY_PREFIX = "ddb-assets."
+# pyiceberg would retry a failed commit itself, re-using the delete set planned first; our loop
+# re-plans it against the table as it is then (a concurrent run may have added files to the same
+# partitions), so pyiceberg's own retries are off for our tables.
+TABLE_PROPERTIES = {"commit.retry.num-retries": "0", "format-version": "2",
+                    "write.parquet.compression-codec": "zstd"}
+
+
+class CommitConflict(RuntimeError):
+    """A concurrent change to the table that this run's files cannot be committed over; run again."""
+
+
+class StaleExport(ValueError):
+    """The export is older than the one the table already holds."""
+
+
+def _validation_exception() -> type:
+    from pyiceberg.exceptions import ValidationException
+
+    return ValidationException
+
+
+# Failures that guarantee the snapshot did not land: the run's files may be deleted at once.
+NOT_COMMITTED: tuple[type[BaseException], ...] = (CommitConflict, StaleExport, _validation_exception())
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    """What a snapshot's summary records about the export it applied."""
+
+    export_arn: str
+    export_id: str
+    export_time: str | None
+    item_count: int
+    table_arn: str
+    export_type: str = "FULL_EXPORT"
+    output_format: str = "DYNAMODB_JSON"
+    source: str = ""  # where the export was read from
+
+    def summary(self, version: str, partitions: str) -> dict[str, str]:
+        return {f"{SUMMARY_PREFIX}{key}": value for key, value in {
+            "export-arn": self.export_arn, "export-id": self.export_id, "export-time": self.export_time or "",
+            "item-count": str(self.item_count), "table-arn": self.table_arn, "export-type": self.export_type,
+            "output-format": self.output_format, "source": self.source, "partitions": partitions,
+            "version": version}.items()}
+
+
+@dataclass
+class CommitResult:
+    table: Any  # the pyiceberg Table after the commit
+    snapshot_id: int
+    metadata_location: str
+    added: int  # data files
+    removed: int  # data files no longer in the current snapshot (still in older ones)
+    rows: int  # in the current snapshot
+    created: bool
+    schema_changes: list[str] = field(default_factory=list)
+
+
+def commit_export(catalog: Any, identifier: tuple[str, str], location: str, plan: TablePlan,
+                  written: list[WrittenFile], export: ExportRecord, *, only_partitions: frozenset[str] | None = None,
+                  rebuild: bool = False, stored_at_plan: TableSchema | None = None) -> CommitResult:
+    """Commit ``written`` as one snapshot of the table ``identifier`` (created at ``location`` if
+    new): appended to a new table; for an existing one, replacing every data file (a full export)
+    or those of ``only_partitions``. Raises CommitConflict, StaleExport, or the catalog's errors."""
+    from pyiceberg.exceptions import CommitFailedException, TableAlreadyExistsError
+
+    from ddb_assets import __version__
+    from ddb_assets.lake.catalog import ensure_namespace, load_table
+
+    partitions = "all" if only_partitions is None else ",".join(sorted(only_partitions))
+    summary = export.summary(__version__, partitions)
+    ensure_namespace(catalog, identifier[0])
+    for attempt in range(COMMIT_ATTEMPTS):
+        table = load_table(catalog, *identifier)
+        try:
+            if table is None:
+                return _create(catalog, identifier, location, plan, written, summary)
+            return _commit_existing(table, plan, written, summary, export, only_partitions, rebuild, stored_at_plan)
+        except (CommitFailedException, TableAlreadyExistsError):
+            time.sleep(random.uniform(0.05, 0.25) * (attempt + 1))  # someone committed first: again
+    raise CommitConflict(f"table {'.'.join(identifier)} kept changing under this run; gave up after "
+                         f"{COMMIT_ATTEMPTS} attempts (nothing was committed; run again)")
+
+
+def _create(catalog: Any, identifier: tuple[str, str], location: str, plan: TablePlan,
+            written: list[WrittenFile], summary: dict[str, str]) -> CommitResult:
+    schema = plan.schema
+    transaction = catalog.create_table_transaction(
+        identifier, schema=schema.iceberg_schema(), location=location, partition_spec=partition_spec(schema),
+        properties={**TABLE_PROPERTIES, **schema.properties()})
+    created = transaction.table_metadata.schema()
+    if [(f.field_id, f.name) for f in created.fields] != [(c.field_id, c.name) for c in schema.columns]:
+        raise AssertionError("the created table numbered its columns unlike the files")  # a bug, not input
+    _append(transaction, written, summary)
+    transaction.commit_transaction()
+    table = catalog.load_table(identifier)
+    return _result(table, len(written), 0, True, plan.changes())
+
+
+def _commit_existing(table: Any, plan: TablePlan, written: list[WrittenFile], summary: dict[str, str],
+                     export: ExportRecord, only_partitions: frozenset[str] | None, rebuild: bool,
+                     stored_at_plan: TableSchema | None) -> CommitResult:
+    from pyiceberg.table.update import (AddPartitionSpecUpdate, AddSchemaUpdate, AssertCurrentSchemaId,
+                                        AssertDefaultSpecId, SetCurrentSchemaUpdate, SetDefaultSpecUpdate,
+                                        SetPropertiesUpdate)
+
+    metadata = table.metadata
+    current = TableSchema.from_iceberg(table.schema(), table.properties, metadata.last_column_id)
+    _check_order(table, export, rebuild)
+    target = plan.schema if rebuild or plan.new_table else merge_schema(current, plan, stored_at_plan)
+    transaction = table.transaction()
+    updates: tuple = ()
+    requirements: tuple = ()
+    if _schema_key(target) != _schema_key(current):
+        if rebuild and metadata.last_column_id > (stored_at_plan.last_column_id if stored_at_plan else 0):
+            raise CommitConflict(f"columns were added to {table.name()} while this rebuild wrote its files; run again")
+        new_schema = target.iceberg_schema(schema_id=max(s.schema_id for s in metadata.schemas) + 1)
+        updates += (AddSchemaUpdate(schema=new_schema), SetCurrentSchemaUpdate(schema_id=-1))
+        requirements += (AssertCurrentSchemaId(current_schema_id=metadata.current_schema_id),)
+    spec = partition_spec(target, last_partition_id=metadata.last_partition_id or 999)
+    if not _same_spec(spec, table.spec()):
+        spec = replace_spec_id(spec, max(s.spec_id for s in metadata.partition_specs) + 1)
+        updates += (AddPartitionSpecUpdate(spec=spec), SetDefaultSpecUpdate(spec_id=-1))
+        requirements += (AssertDefaultSpecId(default_spec_id=metadata.default_spec_id),)
+    properties = target.properties()
+    if any(table.properties.get(k) != v for k, v in properties.items()):
+        updates += (SetPropertiesUpdate(updates=properties),)
+    if updates:
+        transaction._apply(updates, requirements)  # pyiceberg's own UpdateSchema commits this way
+    removed = _files_to_replace(table, only_partitions if not rebuild else None)
+    if only_partitions is not None and not rebuild and any(f.spec_id != table.spec().spec_id for f in removed):
+        raise CommitConflict(f"{table.name()} holds files of an older partition spec; convert every partition")
+    if removed:
+        snapshot = transaction.update_snapshot(snapshot_properties=summary).overwrite()
+        with snapshot as producer:
+            for data_file in removed:
+                producer.delete_data_file(data_file)
+            for data_file in data_files_for(transaction, written):
+                producer.append_data_file(data_file)
+    else:
+        _append(transaction, written, summary)
+    transaction.commit_transaction()
+    table.refresh()
+    changes = plan.changes() if _schema_key(target) != _schema_key(current) else []
+    return _result(table, len(written), len(removed), False, changes)
+
+
+def _append(transaction: Any, written: list[WrittenFile], summary: dict[str, str]) -> None:
+    with transaction.update_snapshot(snapshot_properties=summary).fast_append() as producer:
+        for data_file in data_files_for(transaction, written):
+            producer.append_data_file(data_file)
+
+
+def data_files_for(transaction: Any, written: Iterable[WrittenFile]) -> list[Any]:
+    from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+    from pyiceberg.typedef import Record
+
+    metadata = transaction.table_metadata
+    spec = metadata.spec()
+    out = []
+    for w in written:
+        out.append(DataFile.from_args(
+            content=DataFileContent.DATA, file_path=w.path, file_format=FileFormat.PARQUET,
+            partition=Record(w.key) if spec.fields else Record(), file_size_in_bytes=w.bytes, sort_order_id=None,
+            spec_id=spec.spec_id, equality_ids=None, key_metadata=None, **w.statistics))
+    return out
+
+
+def _files_to_replace(table: Any, only_partitions: frozenset[str] | None) -> list[Any]:
+    """The current snapshot's data files in the partitions being rewritten (all for a full export)."""
+    snapshot = table.current_snapshot()
+    if snapshot is None:
+        return []
+    schema, specs = table.schema(), table.specs()
+    out = []
+    for manifest in snapshot.manifests(table.io):
+        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+            data_file = entry.data_file
+            if only_partitions is None or file_partition_name(data_file, specs, schema) in only_partitions:
+                out.append(data_file)
+    return out
+
+
+def file_partition_name(data_file: Any, specs: dict[int, Any], schema: Any) -> str:
+    """The partition name (as users see it) of a data file, from its partition record."""
+    spec = specs[data_file.spec_id]
+    if not spec.fields:
+        return ""
+    field_ = spec.fields[0]
+    value = data_file.partition[0]
+    if value is None:
+        return NULL_PARTITION
+    source_type = schema.find_field(field_.source_id).field_type
+    return field_.transform.to_human_string(source_type, value)
+
+
+def merge_schema(current: TableSchema, plan: TablePlan, stored_at_plan: TableSchema | None) -> TableSchema:
+    """The plan's schema re-validated against the table's current one (another run may have
+    committed since the plan was made): the current columns, widened where the plan widens,
+    plus the plan's new columns. Raises CommitConflict when they cannot coexist."""
+    mine = plan.schema.by_id()
+    theirs = current.by_id()
+    columns = []
+    for column in current.columns:
+        planned = mine.get(column.field_id)
+        if planned is None:
+            columns.append(column)
+            continue
+        if (planned.name, planned.path, planned.descriptor, planned.encoding) != \
+                (column.name, column.path, column.descriptor, column.encoding) and \
+                not (column.descriptor == "NULL" and planned.descriptor == "S"):
+            raise CommitConflict(f"column {column.name} (field id {column.field_id}) was changed by another run "
+                                 f"while this one wrote its files; run again")
+        columns.append(_wider(column, planned))
+    names = {c.name for c in columns}
+    for column in plan.schema.columns:
+        if column.field_id in theirs:
+            continue
+        if column.name in names or column.field_id <= current.last_column_id and \
+                (stored_at_plan is None or column.field_id > stored_at_plan.last_column_id):
+            raise CommitConflict(f"another run added columns to the table while this one wrote its files "
+                                 f"({column.name}, field id {column.field_id}); run again")
+        columns.append(column)
+    return TableSchema(columns, current.options, current.partition,
+                       max(current.last_column_id, plan.schema.last_column_id))
+
+
+def _wider(current: Any, planned: Any) -> Any:
+    import pyarrow as pa
+
+    if current.type_ == planned.type_:
+        return replace(current, descriptor=planned.descriptor)
+    if pa.types.is_decimal(current.type_) and pa.types.is_decimal(planned.type_) and \
+            current.type_.scale == planned.type_.scale:
+        wider = current if current.type_.precision >= planned.type_.precision else planned
+        return replace(current, type_=wider.type_)
+    raise CommitConflict(f"column {current.name} is {current.type_} in the table now and {planned.type_} in "
+                         f"this run's files; run again")
+
+
+def _schema_key(schema: TableSchema) -> list[tuple]:
+    return [(c.field_id, c.name, str(c.type_), c.path, c.descriptor, c.encoding, c.element, c.unit)
+            for c in schema.columns]
+
+
+def partition_spec(schema: TableSchema, last_partition_id: int = 999) -> Any:
+    from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionField, PartitionSpec
+
+    source = schema.partition_source()
+    if schema.partition is None or source is None:
+        return UNPARTITIONED_PARTITION_SPEC
+    return PartitionSpec(PartitionField(source_id=source.field_id, field_id=last_partition_id + 1,
+                                        transform=iceberg_transform(schema.partition),
+                                        name=partition_field_name(schema.partition, source.name)))
+
+
+def replace_spec_id(spec: Any, spec_id: int) -> Any:
+    from pyiceberg.partitioning import PartitionSpec
+
+    return PartitionSpec(*spec.fields, spec_id=spec_id)
+
+
+def _same_spec(mine: Any, theirs: Any) -> bool:
+    return [(f.source_id, str(f.transform), f.name) for f in mine.fields] == \
+        [(f.source_id, str(f.transform), f.name) for f in theirs.fields]
+
+
+def _check_order(table: Any, export: ExportRecord, rebuild: bool) -> None:
+    """A full export never replaces a newer one's data (two runs finishing out of order)."""
+    snapshot = table.current_snapshot()
+    if snapshot is None or rebuild or not export.export_time:
+        return
+    held = (snapshot.summary.additional_properties if snapshot.summary else {}).get(f"{SUMMARY_PREFIX}export-time")
+    if held and _instant(held) > _instant(export.export_time):
+        held_id = snapshot.summary.additional_properties.get(f"{SUMMARY_PREFIX}export-id")
+        raise StaleExport(f"export {export.export_id} ({export.export_time}) is older than export {held_id} "
+                          f"({held}) that {table.name()[-1]} already holds; convert a newer export, or rebuild "
+                          f"the table from this one on purpose (--rebuild)")
+
+
+def _instant(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _result(table: Any, added: int, removed: int, created: bool, changes: list[str]) -> CommitResult:
+    snapshot = table.current_snapshot()
+    rows = int(snapshot.summary.additional_properties.get("total-records", 0)) if snapshot and snapshot.summary else 0
+    return CommitResult(table, snapshot.snapshot_id if snapshot else 0, table.metadata_location, added, removed, rows,
+                        created, changes)
+
+
+__all__ = ["CommitConflict", "CommitResult", "ExportRecord", "StaleExport", "commit_export", "file_partition_name",
+           "partition_spec", "TABLE_PROPERTIES", "iceberg_type", "partition_name"]

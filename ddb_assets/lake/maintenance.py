@@ -1,0 +1,222 @@
+"""Keeping a lake table healthy: expire old snapshots, remove orphan files, compact small files.
+
+Commits never delete anything (lake/commit.py): superseded data files stay readable by the
+snapshots that reference them, and a failed or killed run leaves unreferenced files. This is where
+both go, on a schedule (the Dagster maintenance job) or by hand (``ddb-assets maintain``):
+
+1. **expire**: snapshots older than ``expire_after`` are dropped from the table's metadata, always
+   keeping the newest ``keep_snapshots`` and the current one (pyiceberg's ExpireSnapshots);
+2. **orphans**: files under the table's location that no remaining snapshot or metadata file
+   references and that are older than ``grace`` (a run still writing has younger files) are
+   deleted: the files superseded by expired snapshots, and those of failed runs;
+3. **compact**: a partition holding several files smaller than ``small_file_bytes`` gets them
+   rewritten as one file, in one snapshot that replaces them (same rows, same schema).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from ddb_assets.exports.storage import S3Options, resolve
+from ddb_assets.lake.commit import SUMMARY_PREFIX, TABLE_PROPERTIES, data_files_for, file_partition_name
+from ddb_assets.lake.schema import TableSchema
+
+ProgressCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class MaintenanceOptions:
+    expire_after: timedelta = timedelta(days=7)
+    keep_snapshots: int = 10
+    grace: timedelta = timedelta(hours=24)
+    small_file_bytes: int = 32 << 20
+    compact: bool = True
+    dry_run: bool = False  # report what would be done, change nothing
+
+
+@dataclass
+class MaintenanceResult:
+    expired_snapshots: list[int] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)  # removed (or, dry run, removable) file URIs
+    orphan_bytes: int = 0
+    compacted: dict[str, tuple[int, int]] = field(default_factory=dict)  # partition -> (files before, after)
+    snapshot_id: int | None = None  # the compaction's snapshot, if any
+    seconds: float = 0.0
+
+
+def maintain(table: Any, options: MaintenanceOptions = MaintenanceOptions(), s3: S3Options | None = None,
+             progress: ProgressCallback = lambda message: None) -> MaintenanceResult:
+    """Compact, then expire, then remove orphans (compaction first, so the files it replaces are
+    superseded in time to be collected once their snapshot expires)."""
+    started = time.monotonic()
+    result = MaintenanceResult()
+    if options.compact:
+        result.compacted, result.snapshot_id = compact_small_files(table, options.small_file_bytes, s3,
+                                                                   dry_run=options.dry_run)
+        progress(f"compacted {len(result.compacted)} partition(s)")
+    result.expired_snapshots = expire_snapshots(table, options.expire_after, options.keep_snapshots,
+                                                dry_run=options.dry_run)
+    progress(f"expired {len(result.expired_snapshots)} snapshot(s)")
+    result.orphans, result.orphan_bytes = remove_orphan_files(table, options.grace, s3, dry_run=options.dry_run)
+    progress(f"removed {len(result.orphans)} orphan file(s)")
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def expire_snapshots(table: Any, older_than: timedelta, keep: int, *, dry_run: bool = False) -> list[int]:
+    """Drop snapshots older than ``older_than`` from the metadata, keeping the newest ``keep`` and
+    the current one. Returns the ids expired."""
+    cutoff = (datetime.now(timezone.utc) - older_than).timestamp() * 1000
+    current = table.current_snapshot()
+    snapshots = sorted(table.snapshots(), key=lambda s: s.timestamp_ms)
+    kept = {s.snapshot_id for s in snapshots[-keep:]} if keep > 0 else set()
+    if current is not None:
+        kept.add(current.snapshot_id)
+    expired = [s.snapshot_id for s in snapshots if s.timestamp_ms < cutoff and s.snapshot_id not in kept]
+    if expired and not dry_run:
+        table.maintenance.expire_snapshots().by_ids(expired).commit()
+        table.refresh()
+    return expired
+
+
+def referenced_files(table: Any) -> set[str]:
+    """Every file a snapshot or metadata file of the table still references (normalized URIs)."""
+    metadata = table.metadata
+    files = {table.metadata_location}
+    files.update(entry.metadata_file for entry in metadata.metadata_log)
+    for snapshot in table.snapshots():
+        files.add(snapshot.manifest_list)
+        for manifest in snapshot.manifests(table.io):
+            files.add(manifest.manifest_path)
+            for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+                files.add(entry.data_file.file_path)
+    for statistics in metadata.statistics:
+        files.add(statistics.statistics_path)
+    return {_normal(f) for f in files}
+
+
+def remove_orphan_files(table: Any, grace: timedelta, s3: S3Options | None = None, *,
+                        dry_run: bool = False) -> tuple[list[str], int]:
+    """Delete files under the table's ``data/`` and ``metadata/`` that nothing references and
+    that are older than ``grace``. Returns (file URIs, bytes)."""
+    referenced = referenced_files(table)
+    root = resolve(table.location(), s3)
+    cutoff = time.time() - grace.total_seconds()
+    removed, size = [], 0
+    for folder in ("data", "metadata"):
+        location = root.join(folder)
+        try:
+            entries = location.fs.get_file_info(pafs.FileSelector(location.path, recursive=True, allow_not_found=True))
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            if entry.type != pafs.FileType.File:
+                continue
+            uri = f"s3://{entry.path}" if root.scheme == "s3" else entry.path
+            if _normal(uri) in referenced:
+                continue
+            modified = entry.mtime.timestamp() if entry.mtime is not None else 0.0
+            if modified > cutoff:
+                continue  # perhaps a run still writing, or a commit in flight: not an orphan yet
+            if not dry_run:
+                location.fs.delete_file(entry.path)
+            removed.append(uri)
+            size += entry.size or 0
+    if root.scheme == "file" and not dry_run:
+        _remove_empty_folders(root.join("data").path)
+    return removed, size
+
+
+def _normal(uri: str) -> str:
+    return uri[len("file://"):] if uri.startswith("file://") else uri
+
+
+def _remove_empty_folders(path: str) -> None:
+    import os
+
+    for directory, _, _ in os.walk(path, topdown=False):
+        if directory != path:
+            try:
+                os.rmdir(directory)  # succeeds only when empty
+            except OSError:
+                pass
+
+
+def compact_small_files(table: Any, small_file_bytes: int, s3: S3Options | None = None, *,
+                        dry_run: bool = False) -> tuple[dict[str, tuple[int, int]], int | None]:
+    """Rewrite each partition's small files (two or more under ``small_file_bytes``) as one file,
+    in one snapshot for the table. Returns ({partition: (files before, 1)}, snapshot id or None)."""
+    from ddb_assets.lake.writer import FileTarget, PartitionedWriter
+
+    snapshot = table.current_snapshot()
+    if snapshot is None or small_file_bytes <= 0:
+        return {}, None
+    specs, iceberg_schema = table.specs(), table.schema()
+    groups: dict[str, list[Any]] = {}
+    for manifest in snapshot.manifests(table.io):
+        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+            data_file = entry.data_file
+            if data_file.file_size_in_bytes < small_file_bytes and data_file.spec_id == table.spec().spec_id:
+                groups.setdefault(file_partition_name(data_file, specs, iceberg_schema), []).append(data_file)
+    groups = {name: files for name, files in groups.items() if len(files) > 1}
+    plan = {name: (len(files), 1) for name, files in sorted(groups.items())}
+    if not groups or dry_run:
+        return plan, None
+    stored = TableSchema.from_iceberg(iceberg_schema, table.properties, table.metadata.last_column_id)
+    source = stored.partition_source()
+    target = FileTarget(data=f"{table.location().rstrip('/')}/data",
+                        run=f"compact-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}",
+                        iceberg_schema=iceberg_schema, properties={**TABLE_PROPERTIES, **stored.properties()},
+                        partition=stored.partition if source is not None and table.spec().fields else None,
+                        source_column=source.name if source is not None and table.spec().fields else None,
+                        compression=table.properties.get("write.parquet.compression-codec", "zstd"))
+    arrow_schema = stored.arrow_schema
+    writer = PartitionedWriter(resolve(target.data, s3), arrow_schema, target, worker=0)
+    try:
+        for files in groups.values():
+            for data_file in files:
+                writer.write(_read_as(data_file.file_path, arrow_schema, s3))
+        written = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    summary = {k: v for k, v in (snapshot.summary.additional_properties if snapshot.summary else {}).items()
+               if k.startswith(SUMMARY_PREFIX)}  # the table still holds the same export
+    summary[f"{SUMMARY_PREFIX}operation"] = "compact"
+    transaction = table.transaction()
+    with transaction.update_snapshot(snapshot_properties=summary).overwrite() as producer:
+        for files in groups.values():
+            for data_file in files:
+                producer.delete_data_file(data_file)
+        for data_file in data_files_for(transaction, written):
+            producer.append_data_file(data_file)
+    transaction.commit_transaction()
+    table.refresh()
+    return plan, table.current_snapshot().snapshot_id
+
+
+def _read_as(path: str, schema: pa.Schema, s3: S3Options | None) -> pa.Table:
+    """A data file in the table's current schema, matching columns by Iceberg field id (older
+    files lack newer columns: null; a widened decimal is cast up, exactly)."""
+    location = resolve(path, s3)
+    table = pq.read_table(location.path, filesystem=location.fs)
+    by_id = {int(f.metadata[b"PARQUET:field_id"]): i for i, f in enumerate(table.schema)
+             if f.metadata and b"PARQUET:field_id" in f.metadata}
+    arrays = []
+    for target in schema:
+        field_id = int(target.metadata[b"PARQUET:field_id"])
+        if field_id in by_id:
+            column = table.column(by_id[field_id]).combine_chunks()
+            arrays.append(column if column.type == target.type else pc.cast(column, target.type))
+        else:
+            arrays.append(pa.nulls(table.num_rows, target.type))
+    return pa.Table.from_arrays(arrays, schema=schema)

@@ -1,0 +1,166 @@
+"""Reading lake tables: a snapshot's schema and data files, history, time travel and rollback.
+
+What the query engines and the CLI need from an Iceberg table, through pyiceberg: which snapshot
+(the current one, or one chosen by id or time), its schema (names, types, field ids) and its data
+files from pyiceberg's scan plan. Nothing here writes data; ``rollback`` moves the current snapshot
+pointer (one catalog commit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+
+from ddb_assets.lake.commit import SUMMARY_PREFIX, file_partition_name
+from ddb_assets.lake.schema import arrow_type
+
+
+class SnapshotNotFound(LookupError):
+    """No snapshot matches the id or time asked for."""
+
+
+@dataclass
+class SnapshotView:
+    """One snapshot of a table as a reader needs it."""
+
+    name: str
+    location: str
+    metadata_location: str
+    snapshot_id: int | None  # None: the table has no snapshot yet
+    fields: list[tuple[int, str, Any]]  # (field id, name, Iceberg type) of the snapshot's schema
+    files: list[str]  # data file URIs
+    rows: int
+    summary: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema([pa.field(name, arrow_type(kind)) for _, name, kind in self.fields])
+
+    @property
+    def export_id(self) -> str:
+        return self.summary.get(f"{SUMMARY_PREFIX}export-id", "")
+
+
+def snapshot_view(table: Any, as_of: str | None = None) -> SnapshotView:
+    """The table at ``as_of`` (a snapshot id, or an ISO-8601 time: the snapshot current then), or now."""
+    snapshot = resolve_snapshot(table, as_of) if as_of else table.current_snapshot()
+    schema = table.schema()
+    if snapshot is not None and snapshot.schema_id is not None:
+        schema = table.schemas().get(snapshot.schema_id, schema)
+    files: list[str] = []
+    rows = 0
+    if snapshot is not None:
+        for task in table.scan(snapshot_id=snapshot.snapshot_id).plan_files():
+            files.append(task.file.file_path)
+            rows += task.file.record_count
+    return SnapshotView(name=table.name()[-1], location=table.location(), metadata_location=table.metadata_location,
+                        snapshot_id=snapshot.snapshot_id if snapshot else None,
+                        fields=[(f.field_id, f.name, f.field_type) for f in schema.fields], files=files, rows=rows,
+                        summary=_summary(snapshot))
+
+
+def resolve_snapshot(table: Any, as_of: str) -> Any:
+    """A snapshot by id, or the one current at an ISO-8601 time (UTC if no zone is given)."""
+    text = as_of.strip()
+    if text.lstrip("-").isdigit():
+        snapshot = table.snapshot_by_id(int(text))
+        if snapshot is None:
+            raise SnapshotNotFound(f"table {table.name()[-1]} has no snapshot {text} (see `ddb-assets history`)")
+        return snapshot
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise SnapshotNotFound(f"--as-of {as_of!r}: give a snapshot id or an ISO-8601 time "
+                               f"(2026-11-30T12:00:00Z)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    millis = int(moment.timestamp() * 1000)
+    current = None
+    for entry in table.metadata.snapshot_log:  # the order snapshots became current
+        if entry.timestamp_ms <= millis:
+            current = entry.snapshot_id
+    if current is None:
+        raise SnapshotNotFound(f"table {table.name()[-1]} had no snapshot yet at {moment.isoformat()}")
+    return table.snapshot_by_id(current)
+
+
+def _summary(snapshot: Any) -> dict[str, str]:
+    if snapshot is None or snapshot.summary is None:
+        return {}
+    return {"operation": str(snapshot.summary.operation.value), **snapshot.summary.additional_properties}
+
+
+def history(table: Any) -> list[dict[str, Any]]:
+    """Every snapshot still in the table's metadata, oldest first, with the export it applied."""
+    current = table.current_snapshot()
+    out = []
+    for snapshot in sorted(table.snapshots(), key=lambda s: (s.timestamp_ms, s.sequence_number or 0)):
+        summary = _summary(snapshot)
+        out.append({
+            "snapshot_id": snapshot.snapshot_id,
+            "parent_id": snapshot.parent_snapshot_id,
+            "committed_at": datetime.fromtimestamp(snapshot.timestamp_ms / 1000, timezone.utc)
+            .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "operation": summary.get("operation", ""),
+            "export_id": summary.get(f"{SUMMARY_PREFIX}export-id", ""),
+            "export_time": summary.get(f"{SUMMARY_PREFIX}export-time", ""),
+            "partitions": summary.get(f"{SUMMARY_PREFIX}partitions", ""),
+            "rows": int(summary.get("total-records", 0)),
+            "files_added": int(summary.get("added-data-files", 0)),
+            "files_removed": int(summary.get("deleted-data-files", 0)),
+            "current": current is not None and snapshot.snapshot_id == current.snapshot_id,
+        })
+    return out
+
+
+def rollback(table: Any, snapshot_id: int) -> Any:
+    """Make ``snapshot_id`` (an ancestor of the current snapshot) current again; one commit."""
+    if table.snapshot_by_id(snapshot_id) is None:
+        raise SnapshotNotFound(f"table {table.name()[-1]} has no snapshot {snapshot_id} (see `ddb-assets history`)")
+    try:
+        table.manage_snapshots().rollback_to_snapshot(snapshot_id).commit()
+    except ValueError as exc:
+        raise SnapshotNotFound(f"table {table.name()[-1]}: {exc}") from None
+    table.refresh()
+    return table
+
+
+def partition_rows(table: Any) -> dict[str, int]:
+    """Rows per partition name in the current snapshot (from the manifests: no data file is read)."""
+    snapshot = table.current_snapshot()
+    out: dict[str, int] = {}
+    if snapshot is None:
+        return out
+    specs, schema = table.specs(), table.schema()
+    for manifest in snapshot.manifests(table.io):
+        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+            name = file_partition_name(entry.data_file, specs, schema)
+            out[name] = out.get(name, 0) + entry.data_file.record_count
+    return dict(sorted(out.items()))
+
+
+def describe(table: Any, catalog: str) -> dict[str, Any]:
+    """The stable description ``ddb-assets tables --format json`` prints for one table."""
+    snapshot = table.current_snapshot()
+    summary = _summary(snapshot)
+    spec = table.spec()
+    schema = table.schema()
+    return {
+        "identifier": ".".join(table.name()),
+        "catalog": catalog,
+        "location": table.location(),
+        "metadata_location": table.metadata_location,
+        "current_snapshot_id": snapshot.snapshot_id if snapshot else None,
+        "rows": int(summary.get("total-records", 0)),
+        "data_files": int(summary.get("total-data-files", 0)),
+        "export_id": summary.get(f"{SUMMARY_PREFIX}export-id") or None,
+        "export_time": summary.get(f"{SUMMARY_PREFIX}export-time") or None,
+        "partition_spec": [{"name": f.name, "transform": str(f.transform),
+                            "source": schema.find_field(f.source_id).name if f.source_id in schema._lazy_id_to_field
+                            else None}
+                           for f in spec.fields],
+        "schema": [{"id": f.field_id, "name": f.name, "type": str(f.field_type)} for f in schema.fields],
+    }
