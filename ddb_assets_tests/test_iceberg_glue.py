@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from pyiceberg.catalog.glue import GlueCatalog
+from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import StaticTable
 
 from ddb_assets.local.world import LocalWorld
@@ -78,3 +79,105 @@ def test_a_glue_catalog_table_round_trips_over_http(world: LocalWorld, lake: Lak
     static = StaticTable.from_metadata(loaded.metadata_location, lake.properties)
     assert _by_id(static.scan().to_arrow()) == _rows(range(0, 8)).to_pylist()
     assert lake.data_bytes("t") > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Glue UpdateTable checks VersionId
+
+
+def test_update_table_refuses_a_stale_version_and_counts_versions(world: LocalWorld) -> None:
+    glue = world.client("glue")
+    database = unique("db").replace("-", "_")
+    glue.create_database(DatabaseInput={"Name": database})
+    glue.create_table(DatabaseName=database, TableInput={"Name": "v", "Parameters": {"n": "0"}})
+
+    def current() -> tuple[int, str]:
+        found = glue.get_table(DatabaseName=database, Name="v")["Table"]
+        return int(found["VersionId"]), found["Parameters"]["n"]
+
+    first, _ = current()
+    glue.update_table(DatabaseName=database, TableInput={"Name": "v", "Parameters": {"n": "1"}},
+                      VersionId=str(first))
+    assert current() == (first + 1, "1")
+
+    with pytest.raises(glue.exceptions.ConcurrentModificationException) as raised:
+        glue.update_table(DatabaseName=database, TableInput={"Name": "v", "Parameters": {"n": "lost"}},
+                          VersionId=str(first))
+    assert "concurrent modifications" in str(raised.value)
+    assert current() == (first + 1, "1")  # refused: nothing changed
+
+    glue.update_table(DatabaseName=database, TableInput={"Name": "v", "Parameters": {"n": "2"}})  # no VersionId
+    assert current() == (first + 2, "2")
+
+    def archived() -> set[int]:
+        listed = glue.get_table_versions(DatabaseName=database, TableName="v")["TableVersions"]
+        return {int(v["VersionId"]) for v in listed}
+
+    assert archived() == {first, first + 1, first + 2}
+    glue.update_table(DatabaseName=database, TableInput={"Name": "v", "Parameters": {"n": "3"}},
+                      VersionId=str(first + 2), SkipArchive=True)
+    assert current() == (first + 3, "3")
+    assert archived() == {first, first + 1, first + 3}  # the replaced version was not archived
+
+    with pytest.raises(glue.exceptions.EntityNotFoundException):
+        glue.update_table(DatabaseName=database, TableInput={"Name": "missing"}, VersionId="1")
+
+
+# pyiceberg retries a failed append on the refreshed table (commit.retry.num-retries, 4 by default);
+# with none, the losing writer sees the CommitFailedException itself.
+NO_RETRIES = {"commit.retry.num-retries": "0"}
+
+
+def test_the_second_of_two_racing_appends_fails_and_loses_nothing(lake: Lake) -> None:
+    lake.create("race", **NO_RETRIES).append(_rows(range(0, 2)))
+    first = lake.catalog("writer-a").load_table(f"{lake.database}.race")
+    second = lake.catalog("writer-b").load_table(f"{lake.database}.race")  # both from the same state
+
+    first.append(_rows(range(10, 13)))
+    with pytest.raises(CommitFailedException):
+        second.append(_rows(range(20, 24)))
+    reader = lake.catalog("reader")
+    assert _by_id(reader.load_table(f"{lake.database}.race").scan().to_arrow()) == \
+        _rows(range(0, 2)).to_pylist() + _rows(range(10, 13)).to_pylist()
+
+    retried = reader.load_table(f"{lake.database}.race")
+    retried.append(_rows(range(20, 24)))
+    assert _by_id(reader.load_table(f"{lake.database}.race").scan().to_arrow()) == \
+        _rows(range(0, 2)).to_pylist() + _rows(range(10, 13)).to_pylist() + _rows(range(20, 24)).to_pylist()
+
+
+@pytest.mark.parametrize("retries", [False, True], ids=["no-retries", "pyiceberg-retries"])
+def test_glue_refuses_a_commit_raced_between_its_read_and_its_update(lake: Lake, retries: bool) -> None:
+    """pyiceberg re-reads the table before it commits, so a writer that starts after another has
+    committed fails on Iceberg's own checks. The race only Glue can catch: the other commit lands
+    after that re-read, just before this writer's UpdateTable. moto alone lets the stale update
+    win and the other commit's rows vanish; here it fails, and pyiceberg's retry (when on) then
+    commits on top of the other, so nothing is lost either way."""
+    name = f"tight_{retries}".lower()
+    lake.create(name, **({} if retries else NO_RETRIES)).append(_rows(range(0, 2)))
+    catalog_b = lake.catalog("writer-b")
+    first = lake.catalog("writer-a").load_table(f"{lake.database}.{name}")
+    second = catalog_b.load_table(f"{lake.database}.{name}")
+    landed: list[int] = []
+
+    def first_commits_now(**_: Any) -> None:
+        if not landed:
+            landed.append(1)
+            first.append(_rows(range(10, 13)))
+
+    catalog_b.glue.meta.events.register("before-call.glue.UpdateTable", first_commits_now)
+    reader = lake.catalog("reader")
+    if retries:
+        second.append(_rows(range(20, 24)))
+        assert landed
+        assert _by_id(reader.load_table(f"{lake.database}.{name}").scan().to_arrow()) == \
+            _rows(range(0, 2)).to_pylist() + _rows(range(10, 13)).to_pylist() + _rows(range(20, 24)).to_pylist()
+        return
+
+    with pytest.raises(CommitFailedException, match="concurrent update"):
+        second.append(_rows(range(20, 24)))
+    assert landed
+    assert _by_id(reader.load_table(f"{lake.database}.{name}").scan().to_arrow()) == \
+        _rows(range(0, 2)).to_pylist() + _rows(range(10, 13)).to_pylist()
+    catalog_b.load_table(f"{lake.database}.{name}").append(_rows(range(20, 24)))
+    assert reader.load_table(f"{lake.database}.{name}").scan().to_arrow().num_rows == 2 + 3 + 4

@@ -29,6 +29,7 @@ from moto.dynamodb.models.utilities import dynamo_json_dump
 from moto.dynamodb.responses import DynamoHandler
 from moto.core.responses import ActionResult
 
+from ddb_assets.local import glue_versions
 from ddb_assets.local.export_writer import ExportRequest, write_export
 
 _ERROR_PREFIX = "com.amazonaws.dynamodb.v20120810#"
@@ -402,7 +403,8 @@ _installed = False
 
 
 def install() -> None:
-    """Replace moto's export API with the faithful one. Idempotent; call before serving requests."""
+    """Replace moto's export API with the faithful one, and close moto's other gaps (Athena runs
+    queries, Glue checks table versions). Idempotent; call before serving requests."""
     global _installed
     with _INSTALLED:
         if _installed:
@@ -417,6 +419,7 @@ def install() -> None:
 
         AthenaResponse.get_query_results = _paged_query_results  # type: ignore[method-assign]
         _wrap_athena_execution()
+        glue_versions.install()
         _installed = True
 
 
