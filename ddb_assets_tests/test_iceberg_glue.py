@@ -3,6 +3,7 @@ locking (``VersionId``), and the local Athena reading Iceberg tables."""
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -11,7 +12,9 @@ import pytest
 from pyiceberg.catalog.glue import GlueCatalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table import StaticTable
+from pyiceberg.types import DoubleType
 
+from ddb_assets.local.athena_sql import iceberg_metadata_location
 from ddb_assets.local.world import LocalWorld
 from ddb_assets_tests.conftest import unique
 
@@ -181,3 +184,77 @@ def test_glue_refuses_a_commit_raced_between_its_read_and_its_update(lake: Lake,
         _rows(range(0, 2)).to_pylist() + _rows(range(10, 13)).to_pylist()
     catalog_b.load_table(f"{lake.database}.{name}").append(_rows(range(20, 24)))
     assert reader.load_table(f"{lake.database}.{name}").scan().to_arrow().num_rows == 2 + 3 + 4
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. The local Athena reads Iceberg tables registered in Glue
+
+
+def _athena(lake: Lake, sql: str) -> tuple[list[dict[str, Any]], list[list[str | None]], int]:
+    """Run through boto3 Athena as a client would; returns (ColumnInfo, rows as text, bytes scanned)."""
+    athena = lake.world.client("athena")
+    query_id = athena.start_query_execution(
+        QueryString=sql, QueryExecutionContext={"Database": lake.database},
+        ResultConfiguration={"OutputLocation": f"s3://{lake.bucket}/athena-results/"})["QueryExecutionId"]
+    deadline = time.monotonic() + 30
+    while True:
+        execution = athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]
+        state = execution["Status"]["State"]
+        if state in ("SUCCEEDED", "FAILED", "CANCELLED") or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert state == "SUCCEEDED", execution["Status"].get("StateChangeReason")
+    result = athena.get_query_results(QueryExecutionId=query_id)["ResultSet"]
+    rows = [[cell.get("VarCharValue") for cell in row["Data"]] for row in result["Rows"]]
+    columns = result["ResultSetMetadata"]["ColumnInfo"]
+    assert rows[0] == [c["Name"] for c in columns]  # the header row
+    return columns, rows[1:], execution["Statistics"]["DataScannedInBytes"]
+
+
+def test_athena_reads_an_iceberg_table_from_glue(lake: Lake) -> None:
+    table = lake.create("items")
+    table.append(_rows(range(1, 4)))
+    table.append(_rows(range(4, 6)))
+
+    columns, rows, scanned = _athena(lake, 'SELECT id, name, price, tags FROM "items" ORDER BY id')
+    assert [(c["Name"], c["Type"]) for c in columns] == [
+        ("id", "bigint"), ("name", "varchar"), ("price", "decimal"), ("tags", "array")]
+    assert (columns[2]["Precision"], columns[2]["Scale"]) == (10, 2)
+    assert rows == [["1", "item-1", "1.01", "[t1, x]"], ["2", "item-2", "2.02", None],
+                    ["3", "item-3", "3.03", "[t3, x]"], ["4", "item-4", "4.04", None],
+                    ["5", "item-5", "5.05", "[t5, x]"]]
+    assert scanned == lake.data_bytes("items") > 0
+
+    _, [[count, total]], _ = _athena(lake, f'SELECT count(*), sum(price) FROM "{lake.database}"."items" WHERE id > 1')
+    assert (count, Decimal(total)) == ("4", Decimal("14.14"))
+
+
+def test_athena_reads_an_evolved_iceberg_table_by_its_current_schema(lake: Lake) -> None:
+    simple = pa.schema([("id", pa.int64()), ("name", pa.string())])
+    table = lake.create("evolving", simple)
+    table.append(pa.table({"id": [1, 2], "name": ["a", "b"]}, simple))
+    with table.update_schema() as update:
+        update.add_column("score", DoubleType())
+        update.move_first("score")
+        update.rename_column("name", "title")  # old files still say "name": Iceberg reads by field id
+    evolved = pa.schema([("score", pa.float64()), ("id", pa.int64()), ("title", pa.string())])
+    table.append(pa.table({"score": [0.5], "id": [3], "title": ["c"]}, evolved))
+
+    columns, rows, scanned = _athena(lake, "SELECT * FROM evolving ORDER BY id")
+    assert [(c["Name"], c["Type"]) for c in columns] == [("score", "double"), ("id", "bigint"), ("title", "varchar")]
+    assert rows == [[None, "1", "a"], [None, "2", "b"], ["0.5", "3", "c"]]
+    assert scanned == lake.data_bytes("evolving")
+
+
+def test_an_empty_iceberg_table_reads_as_no_rows_with_its_columns(lake: Lake) -> None:
+    lake.create("empty")
+    columns, rows, scanned = _athena(lake, "SELECT * FROM empty")
+    assert [c["Name"] for c in columns] == ["id", "name", "price", "tags"] and rows == [] and scanned == 0
+
+
+def test_which_glue_tables_are_iceberg() -> None:
+    location = "s3://b/t/metadata/00001-x.metadata.json"
+    assert iceberg_metadata_location({"Parameters": {"table_type": "iceberg", "metadata_location": location}}) == location
+    assert iceberg_metadata_location({"Parameters": {"table_type": "ICEBERG"}}) is None
+    assert iceberg_metadata_location({"Parameters": {"table_type": "EXTERNAL_TABLE", "metadata_location": location}}) is None
+    assert iceberg_metadata_location({"TableType": "EXTERNAL_TABLE"}) is None
