@@ -190,21 +190,26 @@ def test_glue_refuses_a_commit_raced_between_its_read_and_its_update(lake: Lake,
 # 3. The local Athena reads Iceberg tables registered in Glue
 
 
-def _athena(lake: Lake, sql: str) -> tuple[list[dict[str, Any]], list[list[str | None]], int]:
-    """Run through boto3 Athena as a client would; returns (ColumnInfo, rows as text, bytes scanned)."""
+def _run(lake: Lake, sql: str) -> dict[str, Any]:
+    """Start through boto3 Athena as a client would and poll; returns the final QueryExecution."""
     athena = lake.world.client("athena")
     query_id = athena.start_query_execution(
         QueryString=sql, QueryExecutionContext={"Database": lake.database},
         ResultConfiguration={"OutputLocation": f"s3://{lake.bucket}/athena-results/"})["QueryExecutionId"]
     deadline = time.monotonic() + 30
     while True:
-        execution = athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]
-        state = execution["Status"]["State"]
-        if state in ("SUCCEEDED", "FAILED", "CANCELLED") or time.monotonic() > deadline:
-            break
+        execution: dict[str, Any] = athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]
+        if execution["Status"]["State"] in ("SUCCEEDED", "FAILED", "CANCELLED") or time.monotonic() > deadline:
+            return execution
         time.sleep(0.05)
-    assert state == "SUCCEEDED", execution["Status"].get("StateChangeReason")
-    result = athena.get_query_results(QueryExecutionId=query_id)["ResultSet"]
+
+
+def _athena(lake: Lake, sql: str) -> tuple[list[dict[str, Any]], list[list[str | None]], int]:
+    """Run a query that must succeed; returns (ColumnInfo, rows as text, bytes scanned)."""
+    execution = _run(lake, sql)
+    assert execution["Status"]["State"] == "SUCCEEDED", execution["Status"].get("StateChangeReason")
+    result = lake.world.client("athena").get_query_results(
+        QueryExecutionId=execution["QueryExecutionId"])["ResultSet"]
     rows = [[cell.get("VarCharValue") for cell in row["Data"]] for row in result["Rows"]]
     columns = result["ResultSetMetadata"]["ColumnInfo"]
     assert rows[0] == [c["Name"] for c in columns]  # the header row
@@ -258,3 +263,41 @@ def test_which_glue_tables_are_iceberg() -> None:
     assert iceberg_metadata_location({"Parameters": {"table_type": "ICEBERG"}}) is None
     assert iceberg_metadata_location({"Parameters": {"table_type": "EXTERNAL_TABLE", "metadata_location": location}}) is None
     assert iceberg_metadata_location({"TableType": "EXTERNAL_TABLE"}) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Athena's Iceberg CTAS creates an Iceberg table in Glue
+
+
+def test_an_iceberg_ctas_creates_an_iceberg_table_in_glue(world: LocalWorld, lake: Lake) -> None:
+    table = lake.create("source")
+    table.append(_rows(range(1, 7)))
+    location = f"s3://{lake.bucket}/lake/odd_items/"
+    execution = _run(lake, f"""CREATE TABLE odd_items WITH (table_type = 'ICEBERG', location = '{location}',
+                                   is_external = false) AS SELECT id, price, tags FROM source WHERE id % 2 = 1""")
+    assert execution["Status"]["State"] == "SUCCEEDED", execution["Status"].get("StateChangeReason")
+    assert execution["Statistics"]["DataScannedInBytes"] == lake.data_bytes("source")
+
+    glue_table = world.client("glue").get_table(DatabaseName=lake.database, Name="odd_items")["Table"]
+    assert glue_table["Parameters"]["table_type"] == "ICEBERG"
+    created = lake.catalog().load_table(f"{lake.database}.odd_items")
+    assert created.location() == location.rstrip("/") and len(created.metadata.snapshots) == 1
+    expected = [{k: row[k] for k in ("id", "price", "tags")} for row in _rows(range(1, 7, 2)).to_pylist()]
+    assert _by_id(created.scan().to_arrow()) == expected
+
+    columns, rows, _ = _athena(lake, "SELECT * FROM odd_items ORDER BY id")
+    assert [(c["Name"], c["Type"]) for c in columns] == [("id", "bigint"), ("price", "decimal"), ("tags", "array")]
+    assert rows == [["1", "1.01", "[t1, x]"], ["3", "3.03", "[t3, x]"], ["5", "5.05", "[t5, x]"]]
+
+    again = _run(lake, f"CREATE TABLE odd_items WITH (table_type = 'ICEBERG', location = '{location}', "
+                       "is_external = false) AS SELECT 1 AS id")
+    assert again["Status"]["State"] == "FAILED" and "already exists" in again["Status"]["StateChangeReason"]
+
+
+def test_an_iceberg_ctas_needs_is_external_false_and_a_location(lake: Lake) -> None:
+    lake.create("base").append(_rows(range(1, 3)))
+    for props, reason in ((f"table_type = 'ICEBERG', location = 's3://{lake.bucket}/lake/x/'", "is_external = false"),
+                          ("table_type = 'ICEBERG', is_external = false", "location = 's3://...'")):
+        failed = _run(lake, f"CREATE TABLE x WITH ({props}) AS SELECT id FROM base")
+        assert failed["Status"]["State"] == "FAILED" and reason in failed["Status"]["StateChangeReason"]
+    assert "x" not in {t["Name"] for t in lake.world.client("glue").get_tables(DatabaseName=lake.database)["TableList"]}

@@ -6,10 +6,13 @@ runs, and its result (typed ColumnInfo, VarCharValue rows) is what GetQueryResul
 table is read as Athena reads it: an Iceberg table (``table_type`` ICEBERG with a
 ``metadata_location``) as its current snapshot, columns as its current schema (local/iceberg_read.py);
 any other table Hive-style, as the Parquet objects at its partitions' locations (partition keys as
-columns). ``CREATE TABLE ...
-WITH (external_location = '...') AS SELECT ...`` (CTAS) writes Parquet to that location and
-registers the new table in Glue, as Athena does. A SQL error turns the query FAILED with DuckDB's
-message as the StateChangeReason. Data volumes are a test's, so everything is read into memory.
+columns).
+
+``CREATE TABLE ... WITH (external_location = '...') AS SELECT ...`` (CTAS) writes Parquet to that
+location and registers the new table in Glue, as Athena does; ``WITH (table_type = 'ICEBERG',
+location = '...', is_external = false)`` creates an Iceberg table there instead, through pyiceberg's
+GlueCatalog. A SQL error turns the query FAILED with DuckDB's message as the StateChangeReason.
+Data volumes are a test's, so everything is read into memory.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from ddb_assets.local.iceberg_read import read_iceberg
 _CTAS = re.compile(r"^\s*CREATE\s+TABLE\s+(?P<name>(?:\"[^\"]+\"|\w+)(?:\.(?:\"[^\"]+\"|\w+))?)\s+"
                    r"WITH\s*\((?P<props>.*?)\)\s+AS\s+(?P<select>.*)$", re.IGNORECASE | re.DOTALL)
 _PROPERTY = re.compile(r"(\w+)\s*=\s*'([^']*)'")
+_FLAG = re.compile(r"(\w+)\s*=\s*(true|false)\b", re.IGNORECASE)
+_PARTITIONING = re.compile(r"\bpartitioning\s*=", re.IGNORECASE)
 
 
 def iceberg_metadata_location(definition: dict[str, Any]) -> str | None:
@@ -86,12 +91,14 @@ def _athena_text(value: Any, kind: pa.DataType) -> str:
 
 
 class LocalAthena:
-    def __init__(self, account_id: str, region: str):
+    def __init__(self, account_id: str, region: str, endpoint: str | None = None):
+        """``endpoint``: the moto server's own ``http://host:port``, for what must go through it
+        (an Iceberg CTAS); None outside a server."""
         from moto.glue.models import glue_backends
         from moto.s3.models import s3_backends
         from moto.utilities.utils import get_partition
 
-        self.account_id, self.region = account_id, region
+        self.account_id, self.region, self.endpoint = account_id, region, endpoint
         self.glue = glue_backends[account_id][region]
         self.s3 = s3_backends[account_id][get_partition(region)]
 
@@ -172,22 +179,54 @@ class LocalAthena:
             connection.close()
 
     def _create_table_as(self, connection: duckdb.DuckDBPyConnection, match: re.Match[str], database: str | None) -> None:
+        properties = {k.lower(): v for k, v in _PROPERTY.findall(match.group("props"))}
+        flags = {k.lower(): v.lower() for k, v in _FLAG.findall(match.group("props"))}
+        relation = connection.sql(match.group("select"))
+        table = relation.to_arrow_table() if hasattr(relation, "to_arrow_table") else relation.arrow()
+        parts = [_unquote(p) for p in re.findall(r'"[^"]+"|\w+', match.group("name"))]
+        database_name, table_name = (parts if len(parts) == 2 else [database or "default", parts[0]])
+        if properties.get("table_type", "HIVE").upper() == "ICEBERG":
+            self._create_iceberg_table_as(table, database_name, table_name, properties, flags, match.group("props"))
+        else:
+            self._create_hive_table_as(table, database_name, table_name, properties)
+
+    def _create_iceberg_table_as(self, table: pa.Table, database_name: str, table_name: str,
+                                 properties: dict[str, str], flags: dict[str, str], text: str) -> None:
+        """Athena's Iceberg CTAS: ``WITH (table_type = 'ICEBERG', location = 's3://...', is_external = false)``,
+        written through pyiceberg's GlueCatalog (unpartitioned, Parquet)."""
+        from moto.core import DEFAULT_ACCOUNT_ID
+
+        from ddb_assets.local.iceberg_catalog import create_table_with_rows
+
+        location = properties.get("location")
+        if not location or "external_location" in properties:
+            raise ValueError("an Iceberg CTAS takes location = 's3://...', not external_location")
+        if flags.get("is_external") != "false":
+            raise ValueError("an Iceberg CTAS needs is_external = false")
+        if properties.get("format", "PARQUET").upper() != "PARQUET":
+            raise ValueError("the local Athena writes Iceberg tables as Parquet only")
+        if _PARTITIONING.search(text):
+            raise ValueError("the local Athena's Iceberg CTAS does not partition (partitioning = ARRAY[...])")
+        if self.endpoint is None:
+            raise RuntimeError("an Iceberg CTAS runs only inside a moto server (it writes through the server)")
+        if self.account_id != DEFAULT_ACCOUNT_ID:
+            # pyiceberg reaches the server with dummy keys, which moto maps to its default account.
+            raise ValueError(f"the local Athena's Iceberg CTAS writes in account {DEFAULT_ACCOUNT_ID} only")
+        create_table_with_rows(self.endpoint, self.region, database_name, table_name, location, table)
+
+    def _create_hive_table_as(self, table: pa.Table, database_name: str, table_name: str,
+                              properties: dict[str, str]) -> None:
         from ddb_assets.query.glue_catalog import glue_type
 
-        properties = {k.lower(): v for k, v in _PROPERTY.findall(match.group("props"))}
         location = properties.get("external_location")
         if not location:
             raise ValueError("CTAS needs external_location in the local Athena")
-        relation = connection.sql(match.group("select"))
-        table = relation.to_arrow_table() if hasattr(relation, "to_arrow_table") else relation.arrow()
         bucket, key = _split_s3(location.rstrip("/") + "/")
         if any(k.startswith(key) for k in self.s3.get_bucket(bucket).keys.keys()):
             raise ValueError(f"HIVE_PATH_ALREADY_EXISTS: Target directory for table already exists: {location}")
         buffer = io.BytesIO()
         pq.write_table(table, buffer, compression="zstd")
         self.s3.put_object(bucket_name=bucket, key_name=key + "part-00000.parquet", value=buffer.getvalue())
-        parts = [_unquote(p) for p in re.findall(r'"[^"]+"|\w+', match.group("name"))]
-        database_name, table_name = (parts if len(parts) == 2 else [database or "default", parts[0]])
         self.glue.create_table(database_name, table_name, {
             "Name": table_name, "TableType": "EXTERNAL_TABLE",
             "StorageDescriptor": {"Location": location, "Columns": [

@@ -18,6 +18,7 @@ import requests
 from botocore.config import Config
 
 from ddb_assets.local import emulator
+from ddb_assets.local.iceberg_catalog import glue_catalog_properties
 
 DEFAULT_REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -90,25 +91,10 @@ class LocalWorld:
         """Properties for pyiceberg's ``GlueCatalog`` (and its PyArrow FileIO) against this world.
 
         ``warehouse`` is an ``s3://bucket/prefix`` URI (the bucket must exist). Use as
-        ``GlueCatalog(name, **props)`` or ``load_catalog(name, **props)`` (``type`` is included).
-        Glue and S3 both go to the moto endpoint over HTTP with the dummy credentials; the region
-        is given so pyiceberg never asks real S3 where a bucket lives; path-style addressing,
-        since ``bucket.127.0.0.1`` does not resolve.
+        ``GlueCatalog(name, **props)`` or ``load_catalog(name, **props)``; see
+        ``iceberg_catalog.glue_catalog_properties``.
         """
-        return {
-            "type": "glue",
-            "warehouse": warehouse,
-            "glue.endpoint": self.endpoint,
-            "glue.region": self.region,
-            "glue.access-key-id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            "glue.secret-access-key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            "py-io-impl": "pyiceberg.io.pyarrow.PyArrowFileIO",
-            "s3.endpoint": self.endpoint,
-            "s3.region": self.region,
-            "s3.access-key-id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            "s3.secret-access-key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            "s3.force-virtual-addressing": "false",
-        }
+        return glue_catalog_properties(self.endpoint, self.region, warehouse)
 
     @contextmanager
     def environment(self) -> Iterator[dict[str, str]]:
