@@ -29,6 +29,7 @@ from moto.dynamodb.models.utilities import dynamo_json_dump
 from moto.dynamodb.responses import DynamoHandler
 from moto.core.responses import ActionResult
 
+from ddb_assets.local import glue_versions
 from ddb_assets.local.export_writer import ExportRequest, write_export
 
 _ERROR_PREFIX = "com.amazonaws.dynamodb.v20120810#"
@@ -354,6 +355,20 @@ def _paged_query_results(handler: Any) -> str:
     return json.dumps(document)
 
 
+_request = threading.local()  # what the Athena request being handled on this thread tells the backend
+
+
+def _server_endpoint(handler: Any) -> str | None:
+    """``http://host:port`` this server listens on, from the WSGI environment; None outside a server."""
+    environ = getattr(getattr(handler, "normalized_request", None), "environ", None) or {}
+    host, port = environ.get("SERVER_NAME"), environ.get("SERVER_PORT")
+    if not host or not port:
+        return None
+    if host in ("0.0.0.0", "::", ""):  # listening everywhere: loopback reaches it
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def _wrap_athena_execution() -> None:
     """Queries with no queued result run for real (local/athena_sql.py); results, failures and
     bytes scanned show through the ordinary API."""
@@ -364,6 +379,16 @@ def _wrap_athena_execution() -> None:
 
     original_start = AthenaBackend.start_query_execution
     original_describe = AthenaResponse.get_query_execution
+    original_response_start = AthenaResponse.start_query_execution
+
+    def response_start_query_execution(self: Any) -> Any:
+        # The backend call below does not see the request; an Iceberg CTAS needs the server's own
+        # address to write through pyiceberg's GlueCatalog (local/iceberg_catalog.py).
+        _request.endpoint = _server_endpoint(self)
+        try:
+            return original_response_start(self)
+        finally:
+            _request.endpoint = None
 
     def start_query_execution(self: Any, query: str, context: Any, config: Any, workgroup: Any,
                               execution_parameters: Any) -> str:
@@ -374,10 +399,11 @@ def _wrap_athena_execution() -> None:
         execution = self.executions[exec_id]
         database = (context or {}).get("Database") if isinstance(context, dict) else None
         try:
-            table, scanned = LocalAthena(self.account_id, self.region_name).execute(query, database)
+            athena = LocalAthena(self.account_id, self.region_name, endpoint=getattr(_request, "endpoint", None))
+            table, scanned = athena.execute(query, database)
         except Exception as exc:  # the query failed, as Athena would report it
             execution.status = "FAILED"
-            execution._ddb_assets_reason = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+            execution._ddb_assets_reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
             return exec_id
         execution._ddb_assets_scanned = scanned
         rows, columns = results_for(table) if table is not None else ([], [])
@@ -394,6 +420,7 @@ def _wrap_athena_execution() -> None:
         return json.dumps(document)
 
     AthenaBackend.start_query_execution = start_query_execution  # type: ignore[method-assign]
+    AthenaResponse.start_query_execution = response_start_query_execution  # type: ignore[method-assign]
     AthenaResponse.get_query_execution = get_query_execution  # type: ignore[method-assign]
 
 
@@ -402,7 +429,8 @@ _installed = False
 
 
 def install() -> None:
-    """Replace moto's export API with the faithful one. Idempotent; call before serving requests."""
+    """Replace moto's export API with the faithful one, and close moto's other gaps (Athena runs
+    queries, Glue checks table versions). Idempotent; call before serving requests."""
     global _installed
     with _INSTALLED:
         if _installed:
@@ -417,6 +445,7 @@ def install() -> None:
 
         AthenaResponse.get_query_results = _paged_query_results  # type: ignore[method-assign]
         _wrap_athena_execution()
+        glue_versions.install()
         _installed = True
 
 

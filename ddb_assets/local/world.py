@@ -18,6 +18,7 @@ import requests
 from botocore.config import Config
 
 from ddb_assets.local import emulator
+from ddb_assets.local.iceberg_catalog import glue_catalog_properties
 
 DEFAULT_REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -85,6 +86,15 @@ class LocalWorld:
                             aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
                             aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
                             config=Config(retries={"max_attempts": 3, "mode": "standard"}))
+
+    def iceberg_catalog_properties(self, warehouse: str) -> dict[str, str]:
+        """Properties for pyiceberg's ``GlueCatalog`` (and its PyArrow FileIO) against this world.
+
+        ``warehouse`` is an ``s3://bucket/prefix`` URI (the bucket must exist). Use as
+        ``GlueCatalog(name, **props)`` or ``load_catalog(name, **props)``; see
+        ``iceberg_catalog.glue_catalog_properties``.
+        """
+        return glue_catalog_properties(self.endpoint, self.region, warehouse)
 
     @contextmanager
     def environment(self) -> Iterator[dict[str, str]]:
