@@ -502,9 +502,11 @@ def tables(
         console.print(f"no tables in {config.describe()} catalog namespace {config.namespace} (lake {root.uri})",
                       highlight=False, soft_wrap=True)
     for entry in described:
-        spec = ", ".join(f"{p['transform']}({p['source']})" for p in entry["partition_spec"]) or "unpartitioned"
-        out = Table(title=f"{entry['identifier']}: {entry['rows']:,} rows, {entry['data_files']:,} files, "
-                          f"partitioned by {spec}" + (f", export {entry['export_id']}" if entry["export_id"] else ""))
+        spec = ", ".join(f"{p['transform']}({p['source']})" for p in entry["partition_spec"]) or "nothing"
+        console.print(f"{entry['identifier']}: {entry['rows']:,} rows, {entry['data_files']:,} files, "
+                      f"partitioned by {spec}" + (f", export {entry['export_id']}" if entry["export_id"] else ""),
+                      highlight=False, soft_wrap=True, markup=False)
+        out = Table()
         for column in ("id", "column", "type"):
             out.add_column(column)
         for column in entry["schema"]:

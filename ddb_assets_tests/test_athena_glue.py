@@ -7,12 +7,10 @@ from typing import Any, Iterator
 import pytest
 import requests
 
+from ddb_assets.lake.catalog import CatalogConfig
 from ddb_assets.lake.convert import ConvertOptions, convert_export
-from ddb_assets.lake.publish import read_metadata
-from ddb_assets.exports.storage import resolve
 from ddb_assets.local.world import ACCOUNT_ID, LocalWorld
 from ddb_assets.query.athena_engine import AthenaEngine, AthenaQueryError, AthenaQueryTimeout
-from ddb_assets.query.glue_catalog import register_table
 from ddb_assets_tests import doctor
 from ddb_assets_tests.conftest import unique
 
@@ -81,42 +79,35 @@ def test_a_failed_query_raises_with_its_id_and_reason(world: LocalWorld, athena:
     assert query_id in str(raised.value) and "no_such_table" in raised.value.reason
 
 
-def test_glue_registration_types_locations_and_evolution(world: LocalWorld, tmp_path: Path, s3: Any) -> None:
+def test_the_glue_catalog_is_the_lake_catalog_and_athena_reads_each_commit(world: LocalWorld, tmp_path: Path,
+                                                                             s3: Any, athena: AthenaEngine) -> None:
+    """With catalog glue, a conversion's commit is the Glue registration: the Glue table's
+    metadata_location is the new snapshot's, and Athena reads it with no step in between."""
     lake_bucket = unique("lake")
     s3.create_bucket(Bucket=lake_bucket)
     glue = world.client("glue")
     export = doctor.make_export(tmp_path / "export", items=300)
     root = f"s3://{lake_bucket}/reviews"
+    options = ConvertOptions(workers=1, partition_by="year", catalog=CatalogConfig("glue", namespace="ddb_lake"))
     with world.environment():
-        convert_export(export, root, ConvertOptions(workers=1))
-        metadata = read_metadata(resolve(root))
-    assert metadata is not None
-    changes = register_table(glue, "ddb_lake", "reviews", metadata, root)
-    assert changes["created"] and sorted(changes["added"]) == sorted(metadata.partitions)
-
+        first = convert_export(export, root, options)
     table = glue.get_table(DatabaseName="ddb_lake", Name="reviews")["Table"]
-    types = {c["Name"]: c["Type"] for c in table["StorageDescriptor"]["Columns"]}
-    assert types["star_rating"] == "bigint" and types["price"] == "decimal(38,18)"
-    assert types["tags"] == "array<string>" and types["attachment"] == "binary" and types["price__s"] == "string"
-    assert table["PartitionKeys"] == [{"Name": "year", "Type": "bigint"}]
-    assert "ParquetHiveSerDe" in table["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"]
-    partitions = {p["Values"][0]: p for p in glue.get_partitions(DatabaseName="ddb_lake", TableName="reviews")["Partitions"]}
-    entry = metadata.partitions["2015"]
-    assert partitions["2015"]["StorageDescriptor"]["Location"] == f"{root}/year=2015/{entry.version}/"
-    assert partitions["2015"]["StorageDescriptor"]["Columns"] == table["StorageDescriptor"]["Columns"]
+    assert table["Parameters"]["table_type"].upper() == "ICEBERG"
+    assert table["Parameters"]["metadata_location"] == first.commit.metadata_location
+    assert table["StorageDescriptor"]["Location"] == root
+    counts = athena.query('SELECT year, count(*) AS n FROM "ddb_lake"."reviews" GROUP BY year ORDER BY year').table
+    assert sum(counts.column("n").to_pylist()) == 300
 
-    # A newer publication: the table and every partition move to its version together.
+    # A newer export: one commit moves the Glue table to the new snapshot, nothing else to update.
     from ddb_assets.local.bulk_export import generate_folder_export
     newer = generate_folder_export(tmp_path / "newer", items=200, files=2, seed=9).parent
     with world.environment():
-        convert_export(newer, root, ConvertOptions(workers=1))
-        newer_metadata = read_metadata(resolve(root))
-    changes = register_table(glue, "ddb_lake", "reviews", newer_metadata, root)
-    assert not changes["created"]
-    partitions = {p["Values"][0]: p for p in glue.get_partitions(DatabaseName="ddb_lake", TableName="reviews")["Partitions"]}
-    assert set(partitions) == set(newer_metadata.partitions)
-    for value, partition in partitions.items():
-        assert partition["StorageDescriptor"]["Location"].endswith(f"/{newer_metadata.partitions[value].version}/")
+        second = convert_export(newer, root, options)
+    table = glue.get_table(DatabaseName="ddb_lake", Name="reviews")["Table"]
+    assert table["Parameters"]["metadata_location"] == second.commit.metadata_location
+    assert table["Parameters"]["previous_metadata_location"] == first.commit.metadata_location
+    total = athena.query('SELECT count(*) AS n FROM "ddb_lake"."reviews"').table.to_pylist()
+    assert total == [{"n": 200}]
 
 
 def test_the_athena_profile_registers_glue_and_runs_checks_and_reports_on_athena(
@@ -129,7 +120,7 @@ def test_the_athena_profile_registers_glue_and_runs_checks_and_reports_on_athena
     from ddb_assets.local.pipeline import local_settings
     from ddb_assets.local.sample_data import ReviewGenerator
     from ddb_assets.local.tables import create_reviews_table
-    from ddb_assets.settings import AthenaSettings
+    from ddb_assets.settings import AthenaSettings, CatalogSettings
     from ddb_assets_tests.conftest import wait_done
 
     table, bucket, lake_bucket, results = unique("reviews"), unique("exports"), unique("lake"), unique("results")
@@ -141,8 +132,9 @@ def test_the_athena_profile_registers_glue_and_runs_checks_and_reports_on_athena
     export_id = wait_done(ddb, started["ExportDescription"]["ExportArn"])["ExportArn"].rsplit("/", 1)[1]
     database = unique("db").replace("-", "_")
     settings = local_settings(world.endpoint, f"s3://{lake_bucket}/lake", table=table, bucket=bucket,
-                              convert_workers=1).model_copy(update={"query_engine": AthenaSettings(
-                                  database=database, output_location=f"s3://{results}/q/")})
+                              convert_workers=1).model_copy(update={
+                                  "query_engine": AthenaSettings(output_location=f"s3://{results}/q/"),
+                                  "catalog": CatalogSettings(kind="glue", namespace=database)})
     names = TableNames(settings, settings.tables[0])
     defs = build_definitions(settings)
     assets = {a.key: a for a in defs.assets if isinstance(a, dg.AssetsDefinition)}
@@ -160,12 +152,12 @@ def test_the_athena_profile_registers_glue_and_runs_checks_and_reports_on_athena
         assert checks["keys_not_null_and_unique"].passed and checks["row_count_matches_export"].passed
         assert checks["keys_not_null_and_unique"].metadata["rows"].value == 200
         glue = world.client("glue")
-        registered = glue.get_partitions(DatabaseName=database, TableName=names.name)["Partitions"]
-        assert {p["Values"][0] for p in registered} == set(partitions)
+        registered = glue.get_table(DatabaseName=database, Name=names.name)["Table"]
         [mat] = result.asset_materializations_for_node(f"{names.name}__parquet")[:1]
+        assert registered["Parameters"]["metadata_location"] == mat.metadata["metadata_location"].value
         assert "| product_id |" in mat.metadata["preview"].value
 
-        for attempt in range(2):  # twice: the second CTAS goes to a new folder and replaces the first
+        for attempt in range(2):  # twice: the second overwrites the first in a new snapshot
             report = dg.materialize([assets[names.parquet_key], assets[names.key("top_customers")]],
                                     selection=[names.key("top_customers")], instance=instance,
                                     resources=defs.resources)
@@ -180,11 +172,12 @@ def test_the_athena_profile_registers_glue_and_runs_checks_and_reports_on_athena
         assert any(customer in mat.metadata["preview"].value for customer in top)
         stable = glue.get_table(DatabaseName=database, Name=f"{names.name}_top_customers")["Table"]
         location = stable["StorageDescriptor"]["Location"]
+        assert stable["Parameters"]["table_type"].upper() == "ICEBERG"
         assert location == mat.metadata["dagster/uri"].value and location.startswith(f"s3://{lake_bucket}/lake/reports/")
-        report_keys = [o["Key"] for o in s3.list_objects_v2(Bucket=lake_bucket, Prefix="lake/reports/")["Contents"]
-                       if not o["Key"].endswith("/")]  # pyarrow leaves empty "folder" marker objects
-        assert len(report_keys) == 1 and report_keys[0].startswith(location.split("/", 3)[3])  # old CTAS swept
-        assert not [t for t in glue.get_tables(DatabaseName=database)["TableList"] if "__v" in t["Name"]]
+        assert stable["Parameters"]["metadata_location"] == mat.metadata["metadata_location"].value
+        best_rows = AthenaEngine(world.client("athena"), database=database, output_location=f"s3://{results}/q/") \
+            .query(f'SELECT count(*) AS n FROM "{database}"."{names.name}_top_customers"').table.to_pylist()
+        assert best_rows == [{"n": min(100, len(counts))}]  # the second run replaced the first's rows
 
 
 def test_results_are_read_across_pages(world: LocalWorld, athena: AthenaEngine) -> None:
@@ -209,21 +202,20 @@ def test_odd_names_and_partition_values_cannot_break_or_inject(world: LocalWorld
     lake_bucket = unique("lake")
     s3.create_bucket(Bucket=lake_bucket)
     root = f"s3://{lake_bucket}/odd"
+    database = unique("db").replace("-", "_")
     with world.environment():
-        convert_export(export_of(tmp_path / "export", items), root,
-                       ConvertOptions(workers=1, naming="glue", partition_by="cat"))
-        location = resolve(root)
+        result = convert_export(export_of(tmp_path / "export", items), root,
+                                ConvertOptions(workers=1, naming="glue", partition_by="cat",
+                                               catalog=CatalogConfig("glue", namespace=database)))
         duck = DuckDBEngine()
-        duck.register_table("odd", location)
+        duck.register_table("odd", result.commit.table)
         column = quote_identifier('item.we"ird name.s')
         rows = duck.query(f"SELECT {column} AS v, \"item.cat.s\" AS cat FROM odd ORDER BY v").table.to_pylist()
     assert rows == [{"v": "x", "cat": "a'b\"c; DROP TABLE t; --"}, {"v": "y", "cat": "plain"}]
 
-    database = unique("db").replace("-", "_")
     athena = AthenaLakeEngine(athena=world.client("athena"), glue=world.client("glue"), database=database,
                               output_location=f"s3://{lake_bucket}/results/")
-    world.client("glue").create_database(DatabaseInput={"Name": database})
-    athena.register_table("odd", location)
+    athena.register_table("odd")
     result = athena.query(f"SELECT {column} AS v FROM {athena.table_reference('odd')} "
                           f"WHERE \"item.cat.s\" = 'a''b\"c; DROP TABLE t; --'")
     assert result.table.to_pylist() == [{"v": "x"}]

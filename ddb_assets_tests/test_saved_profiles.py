@@ -7,7 +7,7 @@ from pathlib import Path
 from ddb_assets.exports.storage import resolve
 from ddb_assets.lake.convert import ConvertOptions, profile_export
 from ddb_assets.lake.saved_profiles import KEEP, load_profile, profile_location, save_profile
-from ddb_assets.lake.schema import plan_table
+from ddb_assets.lake.evolution import plan_table
 from ddb_assets_tests import doctor
 
 

@@ -61,8 +61,9 @@ def run_demo(console: Console, *, items: int = 3000, seed: int = 7, export_forma
     import tempfile
 
     import dagster as dg
-    import pyarrow.parquet as pq
 
+    from ddb_assets.exports.storage import resolve
+    from ddb_assets.lake.catalog import load_table, open_catalog
     from ddb_assets.local.pipeline import local_settings, run_pipeline
     from ddb_assets.settings import TableSettings
 
@@ -80,9 +81,9 @@ def run_demo(console: Console, *, items: int = 3000, seed: int = 7, export_forma
             export = _describe_demo_export(world, run.export_id, instance, run)
         print_export(console, export)
         reports = {}
+        catalog = open_catalog(settings.catalog.config(), resolve(lake))
         for report in ("top_customers", "most_reviewed_products", "reviews_per_year"):
-            path = os.path.join(lake, "reports", run.names.name, f"{report}.parquet")
-            table = pq.read_table(path)
+            table = load_table(catalog, settings.catalog.namespace, run.names.report_table(report)).scan().to_arrow()
             reports[report] = table
             rich_table = Table(title=f"{report} ({table.num_rows} rows; first 10)")
             for column in table.column_names:
@@ -90,8 +91,11 @@ def run_demo(console: Console, *, items: int = 3000, seed: int = 7, export_forma
             for row in table.slice(0, 10).to_pylist():
                 rich_table.add_row(*("" if v is None else str(v) for v in row.values()))
             console.print(rich_table)
-        console.print(f"lake: [bold]{lake}[/] (table {run.names.name}: {len(run.partitions)} partitions by year; "
-                      f"reports under {os.path.join(lake, 'reports', run.names.name)})")
+        lake_table = load_table(catalog, settings.catalog.namespace, run.names.name)
+        console.print(f"lake: {lake} (Iceberg table {settings.catalog.namespace}.{run.names.name}: "
+                      f"{len(run.partitions)} partitions by year; catalog {os.path.join(lake, 'catalog.db')})",
+                      highlight=False, soft_wrap=True, markup=False)
+        console.print(f"metadata: {lake_table.metadata_location}", highlight=False, soft_wrap=True, markup=False)
         return {"export_id": run.export_id, "partitions": run.partitions, "lake": lake, "reports": reports}
 
 
