@@ -154,6 +154,8 @@ class _Planner:
 
     def place(self, inferred: Inferred) -> None:
         wanted = inferred.column
+        if wanted.descriptor == "NULL" and any(c.path == wanted.path for c in self.columns):
+            return  # only NULL here: nothing to hold that the path's columns do not already
         same = [i for i, c in enumerate(self.columns)
                 if c.path == wanted.path and c.descriptor == wanted.descriptor and c.encoding != "time"]
         for index in same:
@@ -213,19 +215,22 @@ class _Planner:
         """Check the partition attribute can partition, and add its derived time column if needed."""
         path = (partition.attribute,)
         source = next((c for c in self.columns if c.path == path and c.encoding != "time"), None)
-        if source is None:
+        stats = profile.nodes.get(path)
+        if source is None and stats is None:
             if profile.items:
                 raise PartitionError(
                     f"partition_by {partition.text}: attribute {partition.attribute!r} is in none of the "
                     f"{profile.items:,} items; check its spelling (attribute names are case-sensitive)")
             return  # an empty export: the partitioning starts with the first export that has the attribute
         allowed = ("N", "S") if partition.derives_time else ("N", "S", "BOOL")
-        if source.descriptor not in allowed or source.encoding != "scalar":
+        if source is None or source.descriptor not in allowed or source.encoding != "scalar":
+            # A flattened map has no column of its own path: name the type the items hold.
+            descriptor = source.descriptor if source is not None else \
+                max(stats.descriptors, key=lambda k: (stats.descriptors[k], k != "NULL"))  # type: ignore[union-attr]
             kind = {"M": "a map", "L": "a list", "SS": "a string set", "NS": "a number set", "BS": "a binary set",
-                    "B": "binary", "BOOL": "a boolean", "NULL": "only ever NULL"}.get(source.descriptor,
-                                                                                    source.descriptor)
+                    "B": "binary", "BOOL": "a boolean", "NULL": "only ever NULL"}.get(descriptor, descriptor)
             raise PartitionError(f"partition_by {partition.text}: attribute {partition.attribute!r} is {kind} "
-                                 f"({source.descriptor}); partition by a string or number attribute"
+                                 f"({descriptor}); partition by a string or number attribute"
                                  + ("" if partition.derives_time else " or a boolean"))
         if partition.derives_time and not any(c.path == path and c.encoding == "time" for c in self.columns):
             stats = profile.nodes.get(path)

@@ -20,6 +20,9 @@ from ddb_assets.lake.tables import SnapshotView, snapshot_view
 from ddb_assets.query.result import QueryResult, quote_identifier, quote_literal
 
 
+EMPTY_COLUMN = "_no_columns_yet"
+
+
 class DuckDBEngine:
     """DuckDB over lake tables: each registered Iceberg table is a view over its snapshot's data
     files, resolved again before every query (a commit in between is seen, never a deleted file)."""
@@ -102,7 +105,12 @@ class DuckDBEngine:
     def _create_view(self, name: str, view: SnapshotView, schema: str | None, io: Any) -> None:
         target = self._view_name(name, schema)
         hidden = f"__lake_{schema or 'main'}_{name}"
-        if not view.files:
+        if not view.fields:
+            # A table whose only export was empty has no columns yet; SQL has no zero-column
+            # relation, so it reads as no rows of one placeholder column.
+            self.connection.execute(f"CREATE OR REPLACE VIEW {target} AS SELECT NULL::VARCHAR AS {EMPTY_COLUMN} "
+                                    f"WHERE false")
+        elif not view.files:
             self.connection.register(hidden, view.arrow_schema.empty_table())
             self.connection.execute(f"CREATE OR REPLACE VIEW {target} AS SELECT * FROM {quote_identifier(hidden)}")
         elif all(not path.startswith("s3://") for path in view.files):
