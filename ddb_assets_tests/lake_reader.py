@@ -17,8 +17,25 @@ from typing import Any
 
 
 def latest_metadata(root: str) -> str:
-    """The table's newest metadata file, found as a Hadoop-style reader would: the highest version."""
-    files = glob.glob(os.path.join(root, "metadata", "*.metadata.json"))
+    """The table's current metadata file, as the catalog records it: the SQLite catalog file in a
+    folder above the table (the Iceberg JDBC catalog's ``iceberg_tables`` table, read with sqlite3).
+    Listing the metadata folder is not enough: a run that lost a commit race leaves a metadata
+    file of the same version number (an orphan until maintenance)."""
+    import sqlite3
+
+    root = os.path.abspath(root)
+    folder = os.path.dirname(root)
+    while folder != os.path.dirname(folder):
+        catalog = os.path.join(folder, "catalog.db")
+        if os.path.exists(catalog):
+            with sqlite3.connect(catalog) as connection:
+                found = connection.execute("SELECT metadata_location FROM iceberg_tables WHERE metadata_location "
+                                           "LIKE ?", (os.path.join(root, "metadata", "%"),)).fetchall()
+            if found:
+                [(location,)] = found
+                return str(location)
+        folder = os.path.dirname(folder)
+    files = glob.glob(os.path.join(root, "metadata", "*.metadata.json"))  # a table of another catalog
     if not files:
         raise FileNotFoundError(f"no Iceberg metadata under {root}")
     return max(files, key=lambda f: int(re.match(r"(\d+)-", os.path.basename(f)).group(1)))

@@ -16,8 +16,8 @@ from ddb_assets_tests.lake_reader import read_rows
 from datetime import datetime, timezone
 
 
-def export_of(tmp: Path, items: list[dict[str, Any]], files: int = 2) -> Path:
-    now = datetime.now(timezone.utc)
+def export_of(tmp: Path, items: list[dict[str, Any]], files: int = 2, at: datetime | None = None) -> Path:
+    now = at or datetime.now(timezone.utc)
     request = ExportRequest(export_arn="arn:aws:dynamodb:us-east-1:123456789012:table/t/export/01715674542517-a4c123b1",
                             table_arn="arn:aws:dynamodb:us-east-1:123456789012:table/t", table_id="x", bucket="b",
                             prefix="p", output_format="DYNAMODB_JSON", start_time=now, export_time=now,

@@ -105,7 +105,7 @@ def open_catalog(config: CatalogConfig, lake: Location | None, s3: S3Options | N
                 else:
                     raise CatalogError(f"the catalog's folder {folder} does not exist")
         warehouse = lake.uri if lake is not None else ""
-        return SqlCatalog("ddb_assets", **{"uri": uri, "warehouse": warehouse, **properties})
+        return _sql_catalog(SqlCatalog, {"uri": uri, "warehouse": warehouse, **properties})
     if config.kind == "glue":
         from pyiceberg.catalog.glue import GlueCatalog
 
@@ -123,13 +123,34 @@ def open_catalog(config: CatalogConfig, lake: Location | None, s3: S3Options | N
     return RestCatalog("ddb_assets", **{"uri": config.uri or "", **properties})
 
 
+def _sql_catalog(factory: Any, properties: dict[str, str]) -> Any:
+    """A SqlCatalog; two runs opening a new catalog file at once both create its tables, and the
+    slower one's CREATE TABLE fails: the tables exist then, so opening again succeeds."""
+    from sqlalchemy.exc import OperationalError
+
+    for attempt in range(3):
+        try:
+            return factory("ddb_assets", **properties)
+        except OperationalError as exc:
+            if "already exists" not in str(exc) or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 def ensure_namespace(catalog: Any, namespace: str) -> None:
-    from pyiceberg.exceptions import NamespaceAlreadyExistsError
+    from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchNamespaceError
 
     try:
         catalog.create_namespace(namespace)
     except NamespaceAlreadyExistsError:
         pass
+    except Exception as failure:
+        # Two runs creating it at once: the slower one's insert fails (SQLite: a unique
+        # constraint), and the namespace is there.
+        try:
+            catalog.load_namespace_properties(namespace)
+        except NoSuchNamespaceError:
+            raise failure from None
 
 
 def load_table(catalog: Any, namespace: str, name: str) -> Any | None:

@@ -1,0 +1,322 @@
+"""The lake as Iceberg tables: commit races, time travel and rollback, partition transforms,
+empty exports, maintenance, and the table description other tools read."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ddb_assets.lake.catalog import CatalogConfig, load_table, open_catalog
+from ddb_assets.lake.convert import ConvertOptions, convert_export
+from ddb_assets.local.world import LocalWorld
+from ddb_assets_tests import doctor
+from ddb_assets_tests.cli_helpers import run_cli
+from ddb_assets_tests.conftest import unique
+from ddb_assets_tests.lake_reader import read_rows, read_table_metadata
+from ddb_assets_tests.test_schema_rules import export_of
+
+CASES = Path(__file__).parent / "cases"
+
+
+def _case(name: str) -> Path:
+    return next((CASES / name / "AWSDynamoDB").iterdir())
+
+
+# -- concurrent commits ------------------------------------------------------------------------------
+
+
+def _race(monkeypatch: pytest.MonkeyPatch, runs: list[Any]) -> list[BaseException]:
+    """Run the callables at once, every first commit held until all have read the table: the
+    second to commit finds the table moved and must re-plan against it."""
+    from pyiceberg.table import CreateTableTransaction, Transaction
+
+    barrier = threading.Barrier(len(runs), timeout=60)
+    first = threading.local()
+
+    def holding(original: Any) -> Any:
+        def held(self: Any) -> Any:
+            if not getattr(first, "done", False):
+                first.done = True
+                barrier.wait()
+            return original(self)
+        return held
+
+    for kind in (Transaction, CreateTableTransaction):  # a new table commits through the second
+        monkeypatch.setattr(kind, "commit_transaction", holding(kind.commit_transaction))
+    errors: list[BaseException] = []
+
+    def run(work: Any) -> None:
+        try:
+            work()
+        except BaseException as exc:  # noqa: BLE001 - asserted by the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(work,)) for work in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+@pytest.mark.parametrize("catalog", ["sql", "glue"])
+def test_two_runs_rewriting_different_partitions_at_once_keep_both(
+        tmp_path: Path, catalog: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """Both runs start from the same snapshot. The loser of the catalog's compare-and-swap (SQLite's
+    conditional UPDATE; Glue's UpdateTable VersionId, enforced by the local world as AWS does)
+    reloads the table and replaces its partitions in the snapshot the winner made."""
+    if catalog == "glue":
+        world: LocalWorld = request.getfixturevalue("world")
+        s3 = request.getfixturevalue("s3")
+        lake = unique("lake")
+        s3.create_bucket(Bucket=lake)
+        for key, value in world.env().items():
+            monkeypatch.setenv(key, value)
+        root = f"s3://{lake}/reviews"
+        config = CatalogConfig("glue", namespace=unique("db").replace("-", "_"))
+    else:
+        root = str(tmp_path / "lake" / "reviews")
+        config = CatalogConfig()
+    source = doctor.make_export(tmp_path / "export", items=200, seed=1)
+    options = ConvertOptions(workers=1, partition_by="year", catalog=config)
+    first = convert_export(source, root, options)
+    partitions = sorted(first.partitions)
+    mine, theirs = frozenset(partitions[:2]), frozenset(partitions[2:4])
+    results: dict[str, Any] = {}
+
+    def rewrite(only: frozenset[str], name: str) -> Any:
+        return lambda: results.__setitem__(name, convert_export(
+            source, root, ConvertOptions(workers=1, partition_by="year", catalog=config, only_partitions=only)))
+
+    errors = _race(monkeypatch, [rewrite(mine, "mine"), rewrite(theirs, "theirs")])
+    assert not errors, errors
+    table = first.commit.table
+    table.refresh()
+    files = [task.file.file_path for task in table.scan().plan_files()]
+    by_run = {name: {f for f in files if result.written[0].path.rsplit("/", 1)[1].split("-0000")[0] in f}
+              for name, result in results.items()}
+    assert all(any(f"year={v}/" in f for f in by_run["mine"]) for v in mine)
+    assert all(any(f"year={v}/" in f for f in by_run["theirs"]) for v in theirs)
+    assert table.scan().to_arrow().num_rows == 200  # nothing lost, nothing doubled
+    assert len(table.snapshots()) == 3
+
+
+def test_two_new_tables_created_at_once_end_as_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = doctor.make_export(tmp_path / "export", items=100, seed=3)
+    root = tmp_path / "lake" / "reviews"
+    errors = _race(monkeypatch, [lambda: convert_export(source, root, ConvertOptions(workers=1))] * 2)
+    assert not errors, errors
+    meta, rows = read_rows(str(root))
+    assert len(rows) == 100 and len(meta["table"].snapshots()) == 2
+
+
+def test_a_concurrent_run_that_added_other_columns_is_a_conflict_not_a_corruption(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ddb_assets.lake.commit import CommitConflict
+
+    root = tmp_path / "lake" / "t"
+    convert_export(export_of(tmp_path / "base", [{"a": {"S": "x"}}]), root, ConvertOptions(workers=1))
+    at = datetime.now(timezone.utc)  # one export time: neither is older than the other
+    left = export_of(tmp_path / "left", [{"a": {"S": "x"}, "b": {"N": "1"}}], at=at)
+    right = export_of(tmp_path / "right", [{"a": {"S": "x"}, "c": {"BOOL": True}}], at=at)
+    errors = _race(monkeypatch, [lambda: convert_export(left, root, ConvertOptions(workers=1)),
+                                 lambda: convert_export(right, root, ConvertOptions(workers=1))])
+    assert len(errors) == 1 and isinstance(errors[0], CommitConflict) and "run again" in str(errors[0])
+    meta, rows = read_rows(str(root))  # the winner's snapshot, whole; its files read by field id
+    assert len(rows) == 1 and ({"b", "c"} & {c["name"] for c in meta["columns"]}) in ({"b"}, {"c"})
+    assert set(rows[0]) == {c["name"] for c in meta["columns"]}
+
+
+# -- history, time travel, rollback ------------------------------------------------------------------
+
+
+def test_history_time_travel_and_rollback_from_the_cli(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    older = doctor.make_export(tmp_path / "older", items=300, seed=1)
+    newer = doctor.make_export(tmp_path / "newer", items=120, seed=2)
+    assert run_cli("convert", str(older), str(lake / "reviews")).returncode == 0
+    between = datetime.now(timezone.utc).isoformat()
+    time.sleep(0.05)
+    assert run_cli("convert", str(newer), str(lake / "reviews")).returncode == 0
+
+    listed = run_cli("history", "reviews", "--lake", str(lake), "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    history = json.loads(listed.stdout)
+    assert [h["rows"] for h in history] == [300, 120] and history[-1]["current"]
+    assert [h["operation"] for h in history] == ["append", "overwrite"]
+    first, second = history[0]["snapshot_id"], history[1]["snapshot_id"]
+
+    def count(*args: str) -> int:
+        result = run_cli("query", "SELECT count(*) AS n FROM reviews", "--lake", str(lake), "--format", "json", *args)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)["n"]
+
+    assert count() == 120
+    assert count("--table", "reviews", "--as-of", str(first)) == 300
+    assert count("--as-of", between) == 300
+    no_id = run_cli("query", "SELECT 1", "--lake", str(lake), "--as-of", str(first))
+    assert no_id.returncode == 1 and "--as-of SNAPSHOT_ID needs --table" in no_id.stderr
+    unknown = run_cli("query", "SELECT 1", "--lake", str(lake), "--table", "reviews", "--as-of", "123")
+    assert unknown.returncode == 1 and "no snapshot 123" in unknown.stderr
+
+    rolled = run_cli("rollback", "reviews", str(first), "--lake", str(lake))
+    assert rolled.returncode == 0, rolled.stderr
+    assert count() == 300
+    assert json.loads(run_cli("history", "reviews", "--lake", str(lake), "--format", "json").stdout)[0]["current"]
+    assert second  # the rolled-back snapshot stays until maintenance expires it
+
+
+# -- partitioning ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("setting, values, expected", [
+    ("month(ts)", [{"N": "1440979200"}, {"N": "1443571200"}, {"N": "1443657600"}],  # epoch seconds
+     {"2015-08": 1, "2015-09": 1, "2015-10": 1}),
+    ("day(ts)", [{"N": "1440979200123"}, {"N": "1440979300123"}, {"N": "1441065600000"}],  # epoch millis
+     {"2015-08-31": 2, "2015-09-01": 1}),
+    ("year(ts)", [{"S": "2015-08-31T12:00:00Z"}, {"S": "2016-01-01"}, {"S": "not a time"}],  # ISO-8601
+     {"2015": 1, "2016": 1, "__HIVE_DEFAULT_PARTITION__": 1}),
+    ("hour(ts, epoch_seconds)", [{"N": "3600"}, {"N": "3601"}, {"N": "7200"}],
+     {"1970-01-01-01": 2, "1970-01-01-02": 1}),
+])
+def test_time_transforms_partition_a_derived_timestamp(tmp_path: Path, setting: str, values: list[dict],
+                                                       expected: dict[str, int]) -> None:
+    result = convert_export(export_of(tmp_path / "export", [{"ts": v} for v in values]), tmp_path / "lake" / "t",
+                            ConvertOptions(workers=1, partition_by=setting))
+    assert {name: p["rows"] for name, p in result.partitions.items()} == expected
+    meta, rows = read_rows(str(tmp_path / "lake" / "t"))
+    [(field_name, transform)] = meta["partition_spec"]
+    assert field_name == f"ts_{setting.split('(')[0]}" and transform == setting.split("(")[0]
+    derived = next(c for c in meta["columns"] if c["name"] == "ts__ts")
+    assert derived["type"] == "timestamptz" and derived["encoding"] == "time"
+    # The attribute keeps its own column, exactly as it was.
+    kind = next(iter(values[0]))
+    assert sorted(str(r["ts"]) for r in rows) == sorted(str(v[kind]) for v in values)
+
+
+def test_bucket_partitions_agree_with_icebergs_own_transform(tmp_path: Path) -> None:
+    from pyiceberg.transforms import BucketTransform
+    from pyiceberg.types import StringType
+
+    keys = [f"customer-{i}" for i in range(40)]
+    result = convert_export(export_of(tmp_path / "export", [{"customer": {"S": k}} for k in keys]),
+                            tmp_path / "lake" / "t", ConvertOptions(workers=2, partition_by="bucket(4, customer)"))
+    bucket = BucketTransform(4).transform(StringType())
+    expected: dict[str, int] = {}
+    for key in keys:
+        expected[str(bucket(key))] = expected.get(str(bucket(key)), 0) + 1
+    assert {name: p["rows"] for name, p in result.partitions.items()} == expected
+    table = read_table_metadata(str(tmp_path / "lake" / "t"))["table"]
+    for task in table.scan().plan_files():  # each file's partition record is its rows' bucket
+        rows = table.scan(row_filter=f"customer == '{keys[0]}'").to_arrow()
+        assert rows.num_rows == 1
+        assert task.file.partition[0] in range(4)
+
+
+def test_a_map_partition_attribute_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    folder = _case("partition-by-map")
+    result = run_cli("convert", str(folder), str(tmp_path / "lake" / "t"), "--partition-by", "meta")
+    assert result.returncode == 1
+    assert "attribute 'meta' is a map (M)" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "lake" / "t").exists()
+
+
+# -- empty exports -----------------------------------------------------------------------------------
+
+
+def test_an_empty_export_gives_an_empty_table_every_command_and_engine_reads(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    assert run_cli("convert", str(_case("empty-export")), str(lake / "empty"), "--partition-by", "year").returncode == 0
+    assert run_cli("convert", str(_case("set-columns")), str(lake / "sets")).returncode == 0
+    for sql, expected in (("SELECT count(*) AS n FROM empty", {"n": 0}), ("SELECT count(*) AS n FROM sets", {"n": 2})):
+        result = run_cli("query", sql, "--lake", str(lake), "--format", "json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == expected
+    listed = run_cli("tables", "--lake", str(lake), "--format", "json")
+    tables = {t["identifier"]: t for t in json.loads(listed.stdout)["tables"]}
+    assert tables["ddb_lake.empty"]["rows"] == 0 and tables["ddb_lake.sets"]["rows"] == 2
+    meta, rows = read_rows(str(lake / "empty"))  # pyiceberg reads it too
+    assert rows == [] and meta["columns"] == []
+
+    # The next export that has items gives the table its columns and its partitioning.
+    assert run_cli("convert", str(doctor.make_export(tmp_path / "export", items=50)), str(lake / "empty")).returncode == 0
+    meta, rows = read_rows(str(lake / "empty"))
+    assert len(rows) == 50 and meta["partition_spec"] == [("year", "identity")]
+
+
+# -- maintenance -------------------------------------------------------------------------------------
+
+
+def test_maintenance_compacts_expires_and_removes_orphans(tmp_path: Path) -> None:
+    from ddb_assets.lake.maintenance import MaintenanceOptions, maintain
+
+    root = tmp_path / "lake" / "reviews"
+    folder = doctor.make_export(tmp_path / "export", items=400, files=4, seed=4)
+    for _ in range(3):  # three snapshots, each replacing the last; two workers: two files per year
+        convert_export(folder, root, ConvertOptions(workers=2, partition_by="year", buffer_bytes=1 << 20))
+    orphan = root / "data" / "year=2015" / "killed-run-00000.parquet"
+    orphan.write_bytes(b"PAR1")
+    table = read_table_metadata(str(root))["table"]
+    catalog = open_catalog(CatalogConfig(), __import__("ddb_assets.exports.storage", fromlist=["resolve"]).resolve(
+        tmp_path / "lake"))
+    table = load_table(catalog, "ddb_lake", "reviews")
+    rows_before = sorted(table.scan().to_arrow().column("review_id").to_pylist())
+    files_per_year_before = _files_per_partition(table)
+    assert max(files_per_year_before.values()) == 2
+
+    dry = maintain(table, MaintenanceOptions(expire_after=timedelta(0), keep_snapshots=1, grace=timedelta(0),
+                                             dry_run=True))
+    assert dry.compacted and orphan.exists() and len(table.snapshots()) == 3  # nothing changed
+    result = maintain(table, MaintenanceOptions(expire_after=timedelta(0), keep_snapshots=1, grace=timedelta(0)))
+    table.refresh()
+    assert _files_per_partition(table) == {year: 1 for year in files_per_year_before}
+    assert sorted(table.scan().to_arrow().column("review_id").to_pylist()) == rows_before
+    assert len(table.snapshots()) == 1 and len(result.expired_snapshots) == 3
+    assert str(orphan) in result.orphans and not orphan.exists()
+    on_disk = {str(p) for p in (root / "data").rglob("*.parquet")}
+    assert on_disk == {task.file.file_path for task in table.scan().plan_files()}  # superseded files gone
+    meta, rows = read_rows(str(root))  # an independent reader finds everything it needs
+    assert len(rows) == 400
+
+
+def _files_per_partition(table: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for task in table.scan().plan_files():
+        year = task.file.file_path.split("/data/")[1].split("/")[0]
+        out[year] = out.get(year, 0) + 1
+    return out
+
+
+def test_the_maintain_command(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    folder = doctor.make_export(tmp_path / "export", items=100)
+    for _ in range(2):
+        assert run_cli("convert", str(folder), str(lake / "reviews"), "--partition-by", "year").returncode == 0
+    result = run_cli("maintain", "reviews", "--lake", str(lake), "--expire-after-days", "0", "--keep-snapshots", "1",
+                     "--grace-hours", "0")
+    assert result.returncode == 0, result.stderr
+    # two conversions and the compaction snapshot: the newest is kept
+    assert "2 snapshot(s) expired" in result.stdout and "orphans" in result.stdout
+    missing = run_cli("maintain", "nope", "--lake", str(lake))
+    assert missing.returncode == 1 and "no table 'nope'" in missing.stderr and "reviews" in missing.stderr
+
+
+def test_tables_json_describes_each_table_for_other_tools(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    result = run_cli("convert", str(doctor.make_export(tmp_path / "export", items=80)), str(lake / "reviews"),
+                     "--partition-by", "year")
+    assert result.returncode == 0, result.stderr
+    listed = run_cli("tables", "--lake", str(lake), "--format", "json")
+    [entry] = json.loads(listed.stdout)["tables"]
+    meta = read_table_metadata(str(lake / "reviews"))
+    assert entry["identifier"] == "ddb_lake.reviews" and entry["catalog"] == "sql"
+    assert entry["metadata_location"] == meta["metadata_location"] and entry["rows"] == 80
+    assert entry["current_snapshot_id"] == meta["table"].current_snapshot().snapshot_id
+    assert entry["partition_spec"] == [{"name": "year", "transform": "identity", "source": "year"}]
+    assert [c["name"] for c in entry["schema"]] == [c["name"] for c in meta["columns"]]
