@@ -20,6 +20,8 @@ from ddb_assets_tests.conftest import unique
 from ddb_assets_tests.cli_helpers import ddb_assets_command, run_cli
 from ddb_assets_tests.lake_reader import read_rows, read_table_metadata
 
+CASES = Path(__file__).parent / "cases"
+
 
 @pytest.fixture
 def published(tmp_path: Path) -> tuple[Path, dict]:
@@ -425,4 +427,14 @@ def test_a_bad_value_inside_a_dictionary_map_is_named_with_its_line(tmp_path: Pa
 
     doctor.edit_lines(folder, entry, edit)
     _fails(folder, root, ExportFormatError, f"{entry['dataFileS3Key']}:7:", "'by_day.2024-003'", expected)
+    _assert_untouched(root, before)
+
+
+def test_a_data_key_outside_the_export_is_refused_and_nothing_is_read(tmp_path: Path,
+                                                                      published: tuple[Path, dict]) -> None:
+    root, before = published
+    folder = next((CASES / "manifest-key-escapes" / "AWSDynamoDB").iterdir())
+    error = _fails(folder, root, ExportFormatError, "manifest-files.json:2: dataFileS3Key",
+                   "/../../outside/secret.json.gz' is not inside the export folder", "(it has a '..' segment)")
+    assert error.line == 2
     _assert_untouched(root, before)
