@@ -438,3 +438,29 @@ def test_a_data_key_outside_the_export_is_refused_and_nothing_is_read(tmp_path: 
                    "/../../outside/secret.json.gz' is not inside the export folder", "(it has a '..' segment)")
     assert error.line == 2
     _assert_untouched(root, before)
+
+
+def test_invalid_utf8_is_refused_naming_file_line_and_attribute(tmp_path: Path, published: tuple[Path, dict]) -> None:
+    """pyarrow's JSON reader copies bytes that are not UTF-8 into string columns: the table used to
+    be published, and every later read of it failed."""
+    root, before = published
+    folder = next((CASES / "invalid-utf8" / "AWSDynamoDB").iterdir())
+    _fails(folder, root, ExportFormatError, "/data/siirt7ipyksftj6kjkjivz2uze.json.gz:2: invalid UTF-8 in "
+                                            "attribute 'note' (byte 0xff at column 38)")
+    _assert_untouched(root, before)
+
+
+@pytest.mark.parametrize("export_format", ["DYNAMODB_JSON", "ION"])
+def test_invalid_utf8_deep_in_a_file_read_in_pieces_is_numbered_from_the_file_start(
+        tmp_path: Path, published: tuple[Path, dict], export_format: str) -> None:
+    root, before = published
+    folder = doctor.make_export(tmp_path / "bad", items=2000, files=2, export_format=export_format)
+    entry = doctor.biggest_entry(folder)
+    title = b'product_title":{"S":"' if export_format == "DYNAMODB_JSON" else b'product_title:"'
+    doctor.edit_lines(folder, entry, lambda lines: lines.__setitem__(700, lines[700].replace(title, title + b"\xc3(")))
+    with pytest.raises(ExportFormatError) as raised:
+        convert_export(folder, root, ConvertOptions(workers=2, piece_bytes=16 << 10))
+    assert raised.value.line == 701, str(raised.value)
+    assert f"{entry['dataFileS3Key']}:701: invalid UTF-8 in attribute 'product_title' (byte 0xc3 at column" \
+        in str(raised.value)
+    _assert_untouched(root, before)

@@ -4,16 +4,23 @@ with one ExportFormatError naming the object (and line), whatever input of that 
 from __future__ import annotations
 
 import posixpath
+import re
 import shutil
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from ddb_assets.exports.buffers import Text
+from ddb_assets.exports.decode import check_utf8, ion_to_json_lines, parse_items
 from ddb_assets.exports.errors import ExportFormatError
+from ddb_assets.exports.ion_codec import item_to_ion_line
 from ddb_assets.exports.reader import KeyPlace, open_export, place_of_key
 from ddb_assets_tests import doctor
+from ddb_assets_tests.strategies import items
 
 CASES = Path(__file__).parent / "cases"
 EXPORT_ID = "01715674542517-a4c123b1"
@@ -145,3 +152,114 @@ def test_a_manifest_files_key_outside_the_export_is_refused(tmp_path: Path) -> N
         open_export(folder)
     assert str(raised.value) == (f"{folder}/manifest-summary.json: manifestFilesS3Key {bad!r} is not inside the "
                                  f"export folder AWSDynamoDB/{folder.name}/ (it has a '..' segment)")
+
+
+# -- 2. invalid UTF-8 inside strings ---------------------------------------------------------------
+
+# Every way a byte sequence fails to be UTF-8 (RFC 3629), each standing in for the one character
+# PLACEHOLDER in an otherwise valid item.
+INVALID_UTF8 = {
+    "invalid start byte": b"\xff\xfe",
+    "lone continuation byte": b"\x80",
+    "overlong encoding of '/'": b"\xc0\xaf",
+    "encoded surrogate (CESU-8)": b"\xed\xa0\x80",
+    "beyond U+10FFFF": b"\xf4\x90\x80\x80",
+    "truncated sequence": b"\xe2\x82",
+    "Latin-1 text": b"caf\xe9",
+}
+PLACEHOLDER = "\ue000"
+# Where in an item the bad bytes sit, and the attribute the error names (a name is shown with
+# U+FFFD for each run of bad bytes).
+PLACES: dict[str, tuple[dict[str, Any], str]] = {
+    "S value": ({"note": {"S": f"a{PLACEHOLDER}b"}}, "attribute 'note'"),
+    "N value": ({"note": {"N": PLACEHOLDER}}, "attribute 'note'"),
+    "SS element": ({"tags": {"SS": ["ok", PLACEHOLDER]}}, "attribute 'tags'"),
+    "value in a map": ({"author": {"M": {"name": {"S": PLACEHOLDER}}}}, "attribute 'author.name'"),
+    "value in a list": ({"edits": {"L": [{"N": "1"}, {"S": PLACEHOLDER}]}}, "attribute 'edits[]'"),
+    "deep": ({"m": {"M": {"l": {"L": [{"M": {"x": {"SS": [PLACEHOLDER]}}}]}}}}, "attribute 'm.l[].x'"),
+    "attribute name": ({f"n{PLACEHOLDER}": {"S": "x"}}, "the name of attribute 'n{shown}'"),
+    "name in a map": ({"m": {"M": {PLACEHOLDER: {"S": "x"}}}}, "the name of attribute 'm.{shown}'"),
+}
+GOOD = {"pk": {"S": "p-1"}, "note": {"S": "fine"}}
+
+
+def _json_lines(docs: list[dict[str, Any]]) -> bytes:
+    return b"".join(orjson.dumps({"Item": doc}) + b"\n" for doc in docs)
+
+
+def _ion_lines(docs: list[dict[str, Any]]) -> bytes:
+    return b"".join(item_to_ion_line(doc) for doc in docs)
+
+
+def _named(place: str, bad: bytes) -> str:
+    shown = re.sub("[\udc80-\udcff]+", "\ufffd", bad.decode("utf-8", "surrogateescape"))
+    return PLACES[place][1].replace("{shown}", shown)
+
+
+def _spoil(text: bytes, bad: bytes, ion: bool) -> tuple[bytes, int]:
+    """The text with the placeholder's bytes replaced by ``bad``; and the bad byte's 1-based column."""
+    placeholder = PLACEHOLDER.encode("unicode_escape") if ion else PLACEHOLDER.encode()  # Ion escapes it
+    line = text[text.rfind(b"\n", 0, text.index(placeholder)) + 1:]
+    return text.replace(placeholder, bad, 1), line.index(placeholder) + 1
+
+
+@pytest.mark.parametrize("ion", [False, True], ids=["DYNAMODB_JSON", "ION"])
+@pytest.mark.parametrize("place", PLACES)
+@pytest.mark.parametrize("sequence", INVALID_UTF8)
+def test_invalid_utf8_is_refused_naming_line_attribute_and_byte(sequence: str, place: str, ion: bool) -> None:
+    if ion and place == "N value":
+        pytest.skip("an Ion number is a decimal, not text")
+    attributes, bad = PLACES[place][0], INVALID_UTF8[sequence]
+    named = _named(place, bad)
+    render = _ion_lines if ion else _json_lines
+    text, column = _spoil(render([GOOD, GOOD, {"pk": {"S": "p-3"}, **attributes}, GOOD]), bad, ion)
+    first_bad = next(b for b in bad if b >= 0x80)
+    column += bad.index(first_bad)
+    with pytest.raises(ExportFormatError) as raised:
+        parse_items(text, output_format="ION" if ion else "DYNAMODB_JSON", obj="data/f.json.gz")
+    assert str(raised.value) == f"data/f.json.gz:3: invalid UTF-8 in {named} (byte 0x{first_bad:02x} at column {column})"
+    assert raised.value.line == 3
+
+
+@given(docs=st.lists(items(), min_size=1, max_size=6), where=st.integers(0, 5), place=st.sampled_from(sorted(PLACES)),
+       bad=st.sampled_from(sorted(INVALID_UTF8.values())), ion=st.booleans())
+def test_bad_bytes_anywhere_in_any_items_are_found_on_their_line(docs: list[dict[str, Any]], where: int, place: str,
+                                                                 bad: bytes, ion: bool) -> None:
+    """Valid UTF-8 (any text hypothesis makes, in every type) always passes; one bad sequence, put
+    in any item at any place, is reported at that item's line and attribute, in both formats."""
+    render = _ion_lines if ion else _json_lines
+    valid = render(docs)
+    assume(PLACEHOLDER.encode("unicode_escape") not in valid and PLACEHOLDER.encode() not in valid)
+    check_utf8(valid, obj="f", ion=ion)  # however much non-ASCII the items hold
+    assume(not (ion and place == "N value"))
+    where %= len(docs) + 1
+    attributes, named = PLACES[place][0], _named(place, bad)
+    spoilt, _ = _spoil(render(docs[:where] + [{"pk": {"S": "bad"}, **attributes}] + docs[where:]), bad, ion)
+    with pytest.raises(ExportFormatError) as raised:
+        (ion_to_json_lines if ion else check_utf8)(spoilt, obj="f")
+    assert raised.value.line == where + 1
+    assert raised.value.problem.startswith(f"invalid UTF-8 in {named} (byte 0x"), raised.value.problem
+
+
+def test_invalid_utf8_that_breaks_the_line_is_still_named_with_its_byte() -> None:
+    with pytest.raises(ExportFormatError) as raised:
+        check_utf8(b'{"Item":{"pk":{"S":"a"}}}\n{"Item":{"pk":{"S":"\xff\n', obj="f")
+    assert str(raised.value) == "f:2: invalid UTF-8 (byte 0xff at column 21)"
+
+
+def test_the_check_reads_the_text_in_place() -> None:
+    arena = bytearray(_json_lines([GOOD]) + b"\xff" * 10)  # bad bytes past the end of the text
+    check_utf8(Text(arena, len(_json_lines([GOOD]))), obj="f")
+
+
+def test_the_shared_case_of_invalid_utf8_is_refused(tmp_path: Path) -> None:
+    from ddb_assets.exports.buffers import ByteArena, gunzip_into
+
+    folder = _copy_case("invalid-utf8", tmp_path)
+    [data_file] = open_export(folder).files
+    text = gunzip_into(data_file.read_verified(), ByteArena(), obj=data_file.name)
+    with pytest.raises(ExportFormatError) as raised:
+        parse_items(text, output_format="DYNAMODB_JSON", obj=data_file.name)
+    assert str(raised.value) == ("bughunt/invalid-utf8/AWSDynamoDB/01764463200000-f4c6f851/data/"
+                                 "siirt7ipyksftj6kjkjivz2uze.json.gz:2: invalid UTF-8 in attribute 'note' "
+                                 "(byte 0xff at column 38)")
