@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ddb_assets.exports.errors import ChecksumMismatch, ExportFormatError, ItemCountMismatch, MissingObject
+from ddb_assets.exports.errors import ChecksumMismatch, ExportFormatError, ItemCountMismatch, MissingObject, OversizedLine
 from ddb_assets.lake.convert import ConvertOptions, convert_export, profile_export
 from ddb_assets.lake.plan_checks import ProfileMismatch
 from ddb_assets.lake.profile import Profile, profile_from_json, profile_to_json
@@ -463,4 +463,14 @@ def test_invalid_utf8_deep_in_a_file_read_in_pieces_is_numbered_from_the_file_st
     assert raised.value.line == 701, str(raised.value)
     assert f"{entry['dataFileS3Key']}:701: invalid UTF-8 in attribute 'product_title' (byte 0xc3 at column" \
         in str(raised.value)
+    _assert_untouched(root, before)
+
+
+def test_a_line_longer_than_any_item_is_refused_with_its_number(tmp_path: Path, published: tuple[Path, dict]) -> None:
+    """A gzip bomb's one huge line used to be buffered whole (6.7 GB for 2 GiB) and end in OverflowError."""
+    root, before = published
+    folder = doctor.make_export(tmp_path / "bad")
+    entry = doctor.biggest_entry(folder)
+    doctor.edit_lines(folder, entry, lambda lines: lines.__setitem__(2, b'{"Item":{"pk":{"S":"' + b"x" * (20 << 20)))
+    _fails(folder, root, OversizedLine, f"{entry['dataFileS3Key']}:3: line longer than 8,388,608 bytes")
     _assert_untouched(root, before)

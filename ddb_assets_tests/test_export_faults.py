@@ -3,20 +3,23 @@ with one ExportFormatError naming the object (and line), whatever input of that 
 
 from __future__ import annotations
 
+import gzip
 import posixpath
 import re
 import shutil
+import tracemalloc
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import orjson
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from ddb_assets.exports.buffers import Text
+from ddb_assets.exports.buffers import MAX_LINE_BYTES, ByteArena, Text, gunzip_into, gunzip_pieces
 from ddb_assets.exports.decode import check_utf8, ion_to_json_lines, parse_items
-from ddb_assets.exports.errors import ExportFormatError
+from ddb_assets.exports.errors import ExportFormatError, OversizedLine
 from ddb_assets.exports.ion_codec import item_to_ion_line
 from ddb_assets.exports.reader import KeyPlace, open_export, place_of_key
 from ddb_assets_tests import doctor
@@ -253,8 +256,6 @@ def test_the_check_reads_the_text_in_place() -> None:
 
 
 def test_the_shared_case_of_invalid_utf8_is_refused(tmp_path: Path) -> None:
-    from ddb_assets.exports.buffers import ByteArena, gunzip_into
-
     folder = _copy_case("invalid-utf8", tmp_path)
     [data_file] = open_export(folder).files
     text = gunzip_into(data_file.read_verified(), ByteArena(), obj=data_file.name)
@@ -263,3 +264,108 @@ def test_the_shared_case_of_invalid_utf8_is_refused(tmp_path: Path) -> None:
     assert str(raised.value) == ("bughunt/invalid-utf8/AWSDynamoDB/01764463200000-f4c6f851/data/"
                                  "siirt7ipyksftj6kjkjivz2uze.json.gz:2: invalid UTF-8 in attribute 'note' "
                                  "(byte 0xff at column 38)")
+
+
+# -- 3. oversized lines --------------------------------------------------------------------------
+
+
+class Chunks:
+    """A gzip file as a stream of compressed chunks that can be opened again (as a data file's
+    VerifiedStream can), made on demand: ``pulled`` counts the chunks read so far."""
+
+    def __init__(self, make: "Any") -> None:
+        self.make, self.pulled, self.reopened = make, 0, 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.make():
+            self.pulled += 1
+            yield chunk
+
+    def reopen(self) -> "Chunks":
+        self.reopened += 1
+        return Chunks(self.make)
+
+
+def _in_chunks(data: bytes, size: int) -> list[bytes]:
+    return [data[i:i + size] for i in range(0, len(data), size)]
+
+
+def _too_long(limit: int) -> str:
+    return (f"line longer than {limit:,} bytes, which no DynamoDB item (400 KB at most) needs: a damaged file or a "
+            "decompression bomb; not read further")
+
+
+@given(lengths=st.lists(st.integers(0, 120), min_size=1, max_size=40), limit=st.integers(1, 100),
+       last_newline=st.booleans(), chunk=st.sampled_from([1, 5, 64, 1 << 20]), piece_bytes=st.integers(1, 400),
+       members=st.integers(1, 3))
+def test_a_line_is_refused_exactly_when_it_is_longer_than_the_bound(
+        lengths: list[int], limit: int, last_newline: bool, chunk: int, piece_bytes: int, members: int) -> None:
+    """However the compressed bytes arrive and the text is cut (chunks, gzip members, pieces), the
+    first line past the bound is refused with its number, and a file without one reads whole."""
+    text = b"\n".join(b"x" * n for n in lengths) + (b"\n" if last_newline else b"")
+    cuts = [len(text) * k // members for k in range(members + 1)]
+    data = b"".join(gzip.compress(text[a:b]) for a, b in zip(cuts, cuts[1:]))
+    too_long = next((number for number, n in enumerate(lengths, start=1) if n > limit), None)
+    for read in (lambda: bytes(gunzip_into(data, ByteArena(), obj="f", max_line_bytes=limit)),
+                 lambda: b"".join(bytes(piece) for piece, _ in gunzip_pieces(
+                     Chunks(lambda: _in_chunks(data, chunk)), ByteArena(), obj="f", piece_bytes=piece_bytes,
+                     max_line_bytes=limit))):
+        if too_long is None:
+            assert read() == text
+        else:
+            with pytest.raises(OversizedLine) as raised:
+                read()
+            assert str(raised.value) == f"f:{too_long}: {_too_long(limit)}"
+
+
+def _bomb(good_lines: int, line_bytes: int, block: int = 1 << 20) -> Iterator[bytes]:
+    """A gzip file of ``good_lines`` items then one line of ``line_bytes``, compressed as it is read:
+    never held in memory, and only as much of it made as the reader asks for."""
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    yield compressor.compress(_json_lines([GOOD] * good_lines) + b'{"Item":{"pk":{"S":"')
+    ones = b"x" * block
+    for _ in range(line_bytes // block):
+        yield compressor.compress(ones)
+    yield compressor.compress(b'"}}}\n') + compressor.flush()
+
+
+def test_a_64_mb_line_is_refused_early_with_bounded_memory() -> None:
+    stream = Chunks(lambda: _bomb(good_lines=2, line_bytes=64 << 20))
+    arena = ByteArena()
+    tracemalloc.start()
+    try:
+        with pytest.raises(OversizedLine) as raised:
+            for _ in gunzip_pieces(stream, arena, obj="data/f.json.gz", piece_bytes=256 << 10, max_line_bytes=1 << 20):
+                pass
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert str(raised.value) == f"data/f.json.gz:3: {_too_long(1 << 20)}"
+    # A few MiB of the 64 read (the compressor holds back its output), then read again to number it
+    assert stream.pulled <= 8 and stream.reopened == 1
+    assert peak < 16 << 20, peak  # the arena, a few 4 MiB chunks; never the line
+
+
+def test_a_2_gib_line_is_refused_at_the_default_bound_after_reading_a_few_mb() -> None:
+    """The issue's gzip bomb: one item line of 2 GiB took 6.7 GB of memory and ended in OverflowError."""
+    assert 3 << 20 < MAX_LINE_BYTES <= 16 << 20  # above any real item's line (see buffers.py), far below a bomb
+    stream = Chunks(lambda: _bomb(good_lines=1, line_bytes=2 << 30))
+    with pytest.raises(OversizedLine) as raised:
+        for _ in gunzip_pieces(stream, ByteArena(), obj="data/f.json.gz", piece_bytes=32 << 20):
+            pass
+    assert str(raised.value) == f"data/f.json.gz:2: {_too_long(MAX_LINE_BYTES)}"
+    assert stream.pulled <= 16  # MiB, of the 2,048 in the line
+
+
+def test_a_line_of_the_largest_item_reads() -> None:
+    """A 400 KB item of NULLs in a list, about the worst blow-up DynamoDB JSON has, is far inside."""
+    line = _json_lines([{"pk": {"S": "p"}, "l": {"L": [{"NULL": True}] * (400 * 1024 // 2)}}])
+    assert 2 << 20 < len(line) < MAX_LINE_BYTES
+    assert bytes(gunzip_into(gzip.compress(line), ByteArena(), obj="f")) == line
+
+
+def test_a_stream_that_cannot_be_read_again_is_refused_without_a_line_number() -> None:
+    data = gzip.compress(b"ok\n" + b"x" * 100)
+    with pytest.raises(OversizedLine) as raised:
+        list(gunzip_pieces(iter(_in_chunks(data, 7)), ByteArena(), obj="f", piece_bytes=10, max_line_bytes=50))
+    assert raised.value.line is None and str(raised.value) == f"f: {_too_long(50)}"

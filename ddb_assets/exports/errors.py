@@ -36,3 +36,7 @@ class ItemCountMismatch(ExportFormatError):
 
 class MissingObject(ExportFormatError):
     """An object the manifests name does not exist."""
+
+
+class OversizedLine(ExportFormatError):
+    """A line far longer than any DynamoDB item can be (a damaged file or a decompression bomb)."""

@@ -92,6 +92,10 @@ class VerifiedStream:
             self._md5.update(view[:count])
             yield view[:count]
 
+    def reopen(self) -> "VerifiedStream":
+        """The same file from its start, as a new stream (an error path that numbers lines)."""
+        return self.data_file.stream_verified(self.chunk_bytes)
+
     def close(self) -> None:
         """Stop reading without checking (an error path that only needed the start of the file)."""
         self._done = True
