@@ -19,10 +19,14 @@ from hypothesis import strategies as st
 
 from ddb_assets.exports.buffers import MAX_LINE_BYTES, ByteArena, Text, gunzip_into, gunzip_pieces
 from ddb_assets.exports.decode import check_utf8, ion_to_json_lines, parse_items
-from ddb_assets.exports.errors import ExportFormatError, OversizedLine
+from ddb_assets.exports.errors import ExportFormatError, OversizedLine, UnreadableObject
 from ddb_assets.exports.ion_codec import item_to_ion_line
 from ddb_assets.exports.reader import KeyPlace, open_export, place_of_key
+from ddb_assets.exports.storage import S3_MAX_ATTEMPTS, Location, S3Options, s3_client, s3_filesystem
 from ddb_assets_tests import doctor
+from ddb_assets_tests.cli_helpers import run_cli
+from ddb_assets_tests.conftest import unique
+from ddb_assets_tests.faulty_proxy import FaultyProxy
 from ddb_assets_tests.strategies import items
 
 CASES = Path(__file__).parent / "cases"
@@ -369,3 +373,151 @@ def test_a_stream_that_cannot_be_read_again_is_refused_without_a_line_number() -
     with pytest.raises(OversizedLine) as raised:
         list(gunzip_pieces(iter(_in_chunks(data, 7)), ByteArena(), obj="f", piece_bytes=10, max_line_bytes=50))
     assert raised.value.line is None and str(raised.value) == f"f: {_too_long(50)}"
+
+
+# -- 4. transient storage errors -------------------------------------------------------------------
+
+
+@pytest.fixture
+def s3_export(tmp_path: Path, world: Any, s3: Any, bucket: str) -> tuple[str, Path]:
+    """A small valid export uploaded to the local world: (its s3:// folder, the local copy)."""
+    folder = doctor.make_export(tmp_path, items=3000, files=3)
+    prefix = f"exports/AWSDynamoDB/{folder.name}"
+    for path in folder.rglob("*"):
+        if path.is_file():
+            s3.put_object(Bucket=bucket, Key=f"{prefix}/{path.relative_to(folder)}", Body=path.read_bytes())
+    return f"s3://{bucket}/{prefix}", folder
+
+
+@pytest.fixture
+def proxy(world: Any) -> Any:
+    host, port = world.endpoint.removeprefix("http://").split(":")
+    with FaultyProxy((host, int(port))) as started:
+        yield started
+
+
+def _read_all(source: str, options: S3Options) -> int:
+    """Open the export and stream every data file through its md5 check; the bytes read."""
+    export = open_export(source, options)
+    total = 0
+    for data_file in export.files:
+        stream = data_file.stream_verified(chunk_bytes=64 << 10)
+        total += sum(len(chunk) for chunk in stream)
+    return total
+
+
+def test_reads_ride_out_a_brief_s3_outage(s3_export: tuple[str, Path], proxy: FaultyProxy) -> None:
+    source, folder = s3_export
+    proxy.outage(0.4)  # from the first request on: every connection is reset
+    total = _read_all(source, S3Options(endpoint_url=proxy.endpoint, max_attempts=S3_MAX_ATTEMPTS))
+    assert proxy.refused >= 1
+    assert total == sum(path.stat().st_size for path in (folder / "data").iterdir())
+
+
+def test_a_read_broken_midway_is_retried_and_resumes(s3_export: tuple[str, Path], proxy: FaultyProxy) -> None:
+    source, folder = s3_export
+    options = S3Options(endpoint_url=proxy.endpoint, max_attempts=S3_MAX_ATTEMPTS)
+    export = open_export(source, options)
+    biggest = max(export.files, key=lambda f: f.manifest.item_count)
+    proxy.cut_after(100_000)  # into the body of the next GET, then a 0.5 s outage
+    stream = biggest.stream_verified(chunk_bytes=1 << 20)
+    data = b"".join(bytes(chunk) for chunk in stream)  # md5 checked at the end
+    assert proxy.cuts == 1
+    assert data == (folder / "data" / biggest.location.name).read_bytes()
+
+
+def test_a_conversion_rides_out_a_brief_s3_outage(s3_export: tuple[str, Path], proxy: FaultyProxy,
+                                                   tmp_path: Path) -> None:
+    from ddb_assets.lake.convert import ConvertOptions, convert_export
+    from ddb_assets_tests.lake_reader import read_rows
+
+    source, _ = s3_export
+    proxy.outage(0.4)
+    convert_export(source, tmp_path / "lake", ConvertOptions(workers=1, s3=S3Options(endpoint_url=proxy.endpoint)))
+    assert proxy.refused >= 1 and len(read_rows(str(tmp_path / "lake"))[1]) == 3000
+
+
+RETRIES_SPENT = "(still failing after retries with backoff; AWS_MAX_ATTEMPTS sets how many)"
+
+
+def _assert_one_line_about(error: BaseException, uri: str) -> None:
+    message = str(error)
+    assert isinstance(error, UnreadableObject) and isinstance(error, OSError) and error.transient
+    assert message.startswith(f"{uri}: cannot read it: AWS Error NETWORK_CONNECTION during "), message
+    assert message.endswith(RETRIES_SPENT) and "\n" not in message and "When reading" not in message, message
+
+
+def test_a_lasting_outage_is_one_error_naming_the_manifest(s3_export: tuple[str, Path], proxy: FaultyProxy) -> None:
+    source, _ = s3_export
+    proxy.outage(float("inf"))
+    with pytest.raises(UnreadableObject) as raised:
+        open_export(source, S3Options(endpoint_url=proxy.endpoint, max_attempts=2))
+    _assert_one_line_about(raised.value, f"{source}/manifest-summary.json")
+    assert proxy.refused == 2  # one request, tried twice
+
+
+def test_a_lasting_outage_while_reading_a_data_file_names_it_and_is_not_retried_again(
+        s3_export: tuple[str, Path], proxy: FaultyProxy) -> None:
+    source, _ = s3_export
+    export = open_export(source, S3Options(endpoint_url=proxy.endpoint, max_attempts=2))
+    data_file = export.files[0]
+    stream = data_file.stream_verified(chunk_bytes=64 << 10)
+    chunks = iter(stream)
+    next(chunks)
+    proxy.outage(float("inf"))
+    with pytest.raises(UnreadableObject) as raised:
+        for _ in chunks:
+            pass
+    _assert_one_line_about(raised.value, data_file.location.uri)
+    assert data_file.location.uri.startswith("s3://")
+    refused = proxy.refused
+    with pytest.raises(UnreadableObject) as again:  # what a conversion does on an error: verify the md5
+        stream.verify()
+    assert again.value is raised.value and proxy.refused == refused
+
+
+def test_the_cli_reports_a_lasting_outage_in_one_line(s3_export: tuple[str, Path], proxy: FaultyProxy,
+                                                      tmp_path: Path) -> None:
+    source, _ = s3_export
+    proxy.outage(float("inf"))
+    result = run_cli("convert", source, str(tmp_path / "lake"), "--workers", "1",
+                     env={"AWS_ENDPOINT_URL": proxy.endpoint, "AWS_MAX_ATTEMPTS": "2"})
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert errors[0].startswith(f"error: {source}/manifest-summary.json: cannot read it: AWS Error NETWORK_CONNECTION")
+    assert errors[0].endswith(RETRIES_SPENT)
+
+
+def test_an_error_retries_cannot_help_is_reported_as_it_is(tmp_path: Path) -> None:
+    """Access denied (or a local disk error) is not retried: no claim that retries ran out."""
+    location = Location(s3_filesystem(), "bucket/key", "s3")
+    error = location.unreadable(OSError("When reading information for key 'key' in bucket 'bucket': AWS Error "
+                                        "ACCESS_DENIED during HeadObject operation: No response body."))
+    assert str(error) == "s3://bucket/key: cannot read it: AWS Error ACCESS_DENIED during HeadObject operation: " \
+                         "No response body."
+    assert not error.transient
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "manifest-summary.json").mkdir()  # a folder where the file should be
+    with pytest.raises(UnreadableObject, match=r"manifest-summary.json: cannot read it: "):
+        open_export(folder)
+
+
+@pytest.mark.parametrize("setting, environment, expected", [
+    (None, None, S3_MAX_ATTEMPTS),
+    (None, "9", 9),
+    (3, "9", 3),  # explicit settings win, as for the endpoint and region
+    (None, "zero", S3_MAX_ATTEMPTS),  # not a number: the default, as the SDKs would not use it either
+    (None, "0", S3_MAX_ATTEMPTS),
+])
+def test_attempts_come_from_the_settings_then_aws_max_attempts(monkeypatch: pytest.MonkeyPatch, setting: Any,
+                                                              environment: Any, expected: int) -> None:
+    if environment is None:
+        monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
+    else:
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", environment)
+    options = S3Options(max_attempts=setting)
+    assert options.attempts() == expected
+    assert options.with_environment().max_attempts == expected  # carried to worker processes
+    assert s3_client(options).meta.config.retries == {"mode": "standard", "total_max_attempts": expected}

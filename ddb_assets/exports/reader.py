@@ -15,14 +15,20 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from ddb_assets.exports.checksums import digest_base64, md5_base64
-from ddb_assets.exports.errors import ChecksumMismatch, ExportFormatError, ItemCountMismatch, MissingObject
+from ddb_assets.exports.errors import (
+    ChecksumMismatch,
+    ExportFormatError,
+    ItemCountMismatch,
+    MissingObject,
+    UnreadableObject,
+)
 from ddb_assets.exports.manifest import (
     INCREMENTAL_EXPORT_VERSION,
     ManifestFile,
     ManifestSummary,
     parse_manifest_files,
 )
-from ddb_assets.exports.storage import Location, S3Options, resolve
+from ddb_assets.exports.storage import InputStream, Location, S3Options, resolve
 
 
 @dataclass(frozen=True)
@@ -38,7 +44,8 @@ class DataFile:
         return self.manifest.data_file_s3_key
 
     def read_verified(self) -> bytes:
-        """The compressed bytes, after checking them against the manifest's ``md5Checksum``."""
+        """The compressed bytes, after checking them against the manifest's ``md5Checksum``.
+        Raises MissingObject, UnreadableObject (storage kept failing) or ChecksumMismatch."""
         try:
             data = self.location.read_bytes()
         except FileNotFoundError:
@@ -47,9 +54,10 @@ class DataFile:
         return data
 
     def stream_verified(self, chunk_bytes: int = 1 << 20) -> "VerifiedStream":
-        """The compressed bytes in chunks, hashed as they pass (memory: one chunk, not the file)."""
+        """The compressed bytes in chunks, hashed as they pass (memory: one chunk, not the file).
+        Raises MissingObject, and UnreadableObject when opening or any read still fails after retries."""
         try:
-            stream = self.location.fs.open_input_stream(self.location.path, compression=None)
+            stream = self.location.open_stream()
         except FileNotFoundError:
             raise self._missing() from None
         return VerifiedStream(self, stream, chunk_bytes)
@@ -71,12 +79,13 @@ class VerifiedStream:
     checksum mismatch, the root cause, rather than as whatever the damage broke downstream."""
 
     data_file: DataFile
-    stream: object
+    stream: InputStream
     chunk_bytes: int
     size: int = 0
     _md5: "hashlib._Hash" = field(default_factory=hashlib.md5)
     _buffer: bytearray = field(default_factory=bytearray)
     _done: bool = False
+    _failed: UnreadableObject | None = None  # the read that failed: verify() reports it, not a retry storm
 
     def __iter__(self) -> Iterator[memoryview]:
         """Each chunk is only valid until the next is asked for (one buffer is reused)."""
@@ -84,7 +93,12 @@ class VerifiedStream:
             self._buffer = bytearray(self.chunk_bytes)
         view = memoryview(self._buffer)
         while not self._done:
-            count = self.stream.readinto(view)  # type: ignore[attr-defined]
+            try:
+                count = self.stream.readinto(view)
+            except UnreadableObject as error:
+                self._failed, self._done = error, True
+                self.stream.close()
+                raise
             if not count:
                 self._finish()
                 return
@@ -99,10 +113,13 @@ class VerifiedStream:
     def close(self) -> None:
         """Stop reading without checking (an error path that only needed the start of the file)."""
         self._done = True
-        self.stream.close()  # type: ignore[attr-defined]
+        self.stream.close()
 
     def verify(self) -> None:
-        """Read what is left and check the md5 against the manifest; idempotent."""
+        """Read what is left and check the md5 against the manifest; idempotent. Raises the read
+        failure again if the stream failed (its md5 cannot be known)."""
+        if self._failed is not None:
+            raise self._failed
         for _ in self:
             pass
         self._finish()
@@ -110,7 +127,7 @@ class VerifiedStream:
     def _finish(self) -> None:
         if not self._done:
             self._done = True
-            self.stream.close()  # type: ignore[attr-defined]
+            self.stream.close()
             self.data_file._check_md5(digest_base64(self._md5))
 
 
@@ -129,7 +146,7 @@ class Export:
 
     @property
     def compressed_bytes(self) -> int:
-        return sum(f.location.fs.get_file_info(f.location.path).size or 0 for f in self.files)
+        return sum(f.location.size() for f in self.files)
 
 
 def open_export(source: str | os.PathLike[str], s3: S3Options | None = None) -> Export:
@@ -173,8 +190,6 @@ def _read(location: Location, what: str) -> bytes:
         return location.read_bytes()
     except FileNotFoundError:
         raise MissingObject(location.uri, f"missing: {what} was expected here") from None
-    except OSError as exc:
-        raise MissingObject(location.uri, f"cannot read {what}: {exc}") from None
 
 
 def _verify_checksum_file(folder: Location, stem: str, content: bytes) -> bool:
@@ -183,8 +198,12 @@ def _verify_checksum_file(folder: Location, stem: str, content: bytes) -> bool:
         checksum_location = folder.join(stem + suffix)
         try:
             recorded = checksum_location.read_bytes().decode("ascii", "replace").strip()
-        except (FileNotFoundError, OSError):
+        except FileNotFoundError:
             continue
+        except UnreadableObject as error:
+            if error.transient:
+                raise  # S3 is failing, not the file absent: skipping the check would hide it
+            continue  # S3 answers 403, not 404, for an absent object to readers who may not list the bucket
         actual = md5_base64(content)
         if recorded != actual:
             raise ChecksumMismatch(checksum_location.uri, f"{stem}.json hashes to {actual}, the checksum file "
