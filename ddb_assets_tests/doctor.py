@@ -58,3 +58,14 @@ def edit_lines(folder: Path, entry: dict, edit) -> None:  # type: ignore[no-unty
     lines = decompressed(folder, entry).split(b"\n")
     edit(lines)
     replace_data(folder, entry, gzip.compress(b"\n".join(lines)))
+
+
+def summary(folder: Path) -> dict:
+    return json.loads((folder / "manifest-summary.json").read_bytes())
+
+
+def write_summary(folder: Path, doc: dict) -> None:
+    """Rewrite manifest-summary.json (compact, no newline, as AWS writes it) and its checksum file."""
+    data = json.dumps(doc, separators=(",", ":")).encode()
+    (folder / "manifest-summary.json").write_bytes(data)
+    (folder / "manifest-summary.md5").write_text(_b64md5(data))

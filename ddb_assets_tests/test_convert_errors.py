@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ddb_assets.exports.errors import ChecksumMismatch, ExportFormatError, ItemCountMismatch, MissingObject
+from ddb_assets.exports.errors import ChecksumMismatch, ExportFormatError, ItemCountMismatch, MissingObject, OversizedLine
 from ddb_assets.lake.convert import ConvertOptions, convert_export, profile_export
 from ddb_assets.lake.plan_checks import ProfileMismatch
 from ddb_assets.lake.profile import Profile, profile_from_json, profile_to_json
@@ -21,6 +21,8 @@ from ddb_assets_tests import doctor
 from ddb_assets_tests.conftest import unique
 from ddb_assets_tests.cli_helpers import ddb_assets_command, run_cli
 from ddb_assets_tests.lake_reader import read_rows, read_table_metadata
+
+CASES = Path(__file__).parent / "cases"
 
 
 OPTIONS = dict(partition_by="year")
@@ -353,3 +355,65 @@ def test_a_bad_value_inside_a_dictionary_map_is_named_with_its_line(tmp_path: Pa
     doctor.edit_lines(folder, entry, edit)
     _fails(folder, root, ExportFormatError, f"{entry['dataFileS3Key']}:7:", "'by_day.2024-003'", expected)
     _assert_untouched(root, before)
+
+
+def test_a_data_key_outside_the_export_is_refused_and_nothing_is_read(tmp_path: Path,
+                                                                      published: tuple[Path, dict]) -> None:
+    root, before = published
+    folder = next((CASES / "manifest-key-escapes" / "AWSDynamoDB").iterdir())
+    error = _fails(folder, root, ExportFormatError, "manifest-files.json:2: dataFileS3Key",
+                   "/../../outside/secret.json.gz' is not inside the export folder", "(it has a '..' segment)")
+    assert error.line == 2
+    _assert_untouched(root, before)
+
+
+def test_invalid_utf8_is_refused_naming_file_line_and_attribute(tmp_path: Path, published: tuple[Path, dict]) -> None:
+    """pyarrow's JSON reader copies bytes that are not UTF-8 into string columns: the table used to
+    be published, and every later read of it failed."""
+    root, before = published
+    folder = next((CASES / "invalid-utf8" / "AWSDynamoDB").iterdir())
+    _fails(folder, root, ExportFormatError, "/data/siirt7ipyksftj6kjkjivz2uze.json.gz:2: invalid UTF-8 in "
+                                            "attribute 'note' (byte 0xff at column 38)")
+    _assert_untouched(root, before)
+
+
+@pytest.mark.parametrize("export_format", ["DYNAMODB_JSON", "ION"])
+def test_invalid_utf8_deep_in_a_file_read_in_pieces_is_numbered_from_the_file_start(
+        tmp_path: Path, published: tuple[Path, dict], export_format: str) -> None:
+    root, before = published
+    folder = doctor.make_export(tmp_path / "bad", items=2000, files=2, export_format=export_format)
+    entry = doctor.biggest_entry(folder)
+    title = b'product_title":{"S":"' if export_format == "DYNAMODB_JSON" else b'product_title:"'
+    doctor.edit_lines(folder, entry, lambda lines: lines.__setitem__(700, lines[700].replace(title, title + b"\xc3(")))
+    with pytest.raises(ExportFormatError) as raised:
+        convert_export(folder, root, ConvertOptions(workers=2, piece_bytes=16 << 10))
+    assert raised.value.line == 701, str(raised.value)
+    assert f"{entry['dataFileS3Key']}:701: invalid UTF-8 in attribute 'product_title' (byte 0xc3 at column" \
+        in str(raised.value)
+    _assert_untouched(root, before)
+
+
+def test_a_line_longer_than_any_item_is_refused_with_its_number(tmp_path: Path, published: tuple[Path, dict]) -> None:
+    """A gzip bomb's one huge line used to be buffered whole (6.7 GB for 2 GiB) and end in OverflowError."""
+    root, before = published
+    folder = doctor.make_export(tmp_path / "bad")
+    entry = doctor.biggest_entry(folder)
+    doctor.edit_lines(folder, entry, lambda lines: lines.__setitem__(2, b'{"Item":{"pk":{"S":"' + b"x" * (20 << 20)))
+    _fails(folder, root, OversizedLine, f"{entry['dataFileS3Key']}:3: line longer than 8,388,608 bytes")
+    _assert_untouched(root, before)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("manifest-key-escapes", "manifest-files.json:2: dataFileS3Key 'bughunt/manifest-key-escapes/AWSDynamoDB/"
+                             "01764463260000-f0961a5a/../../outside/secret.json.gz' is not inside the export folder "
+                             "AWSDynamoDB/01764463260000-f0961a5a/ (it has a '..' segment)"),
+    ("invalid-utf8", "bughunt/invalid-utf8/AWSDynamoDB/01764463200000-f4c6f851/data/siirt7ipyksftj6kjkjivz2uze.json.gz"
+                     ":2: invalid UTF-8 in attribute 'note' (byte 0xff at column 38)"),
+])
+def test_the_cli_refuses_the_shared_cases_in_one_line(tmp_path: Path, case: str, message: str) -> None:
+    folder = next((CASES / case / "AWSDynamoDB").iterdir())
+    result = run_cli("convert", str(folder), str(tmp_path / "lake"), "--workers", "1")
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].endswith(message), result.stderr
+    assert not (tmp_path / "lake").exists() or not any((tmp_path / "lake").rglob("*.parquet"))

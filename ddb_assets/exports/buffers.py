@@ -14,10 +14,17 @@ from typing import Iterable, Iterator, Union
 import pyarrow as pa
 from isal import isal_zlib
 
-from ddb_assets.exports.errors import ExportFormatError
+from ddb_assets.exports.errors import ExportFormatError, OversizedLine
 
 GZIP_WBITS = 16 + isal_zlib.MAX_WBITS
 _CHUNK = 4 << 20  # decompressed per call: small enough to come from the heap, not mmap
+# A DynamoDB item is at most 400 KB as DynamoDB counts it, and its export line is longer. The worst
+# case known is an item of tiny elements: a list of NULLs costs 2 bytes an element in the item and
+# 14 in the line ({"NULL":true},), a map whose names are control characters 3 and 23
+# ("\u0001":{"NULL":true},): 7.7x, 3.1 MB. A line past 8 MiB is no export line but a damaged file
+# or a decompression bomb (one 2 GiB line took 6.7 GB before it failed), and is refused before it
+# is buffered whole.
+MAX_LINE_BYTES = 8 << 20
 _NON_BLANK = re.compile(rb"[^ \t\r\n]")
 
 
@@ -109,27 +116,41 @@ class Text:
 Compressed = Union[bytes, memoryview, Iterable[Union[bytes, memoryview]]]
 
 
-def gunzip_into(data: Compressed, arena: ByteArena, *, obj: str) -> Text:
-    """Decompress a whole (possibly multi-member) gzip file into ``arena``; errors name ``obj``."""
-    arena.clear(_isize(data))
-    for chunk in _gunzip_chunks(data, obj):
+def gunzip_into(data: Compressed, arena: ByteArena, *, obj: str, max_line_bytes: int = MAX_LINE_BYTES) -> Text:
+    """Decompress a whole (possibly multi-member) gzip file into ``arena``; errors name ``obj``.
+
+    Raises OversizedLine for a line longer than ``max_line_bytes`` (see ``gunzip_pieces``).
+    """
+    # ISIZE is the file's own word (a bomb's says gigabytes): reserve no more than a plausible
+    # ratio allows (exports compress 5-20x); a file beyond it grows the arena as it comes.
+    arena.clear(min(_isize(data), 64 * len(data)) if isinstance(data, (bytes, bytearray, memoryview)) else 0)
+    bound = _LineBound(max_line_bytes, data, obj)
+    for chunk in _gunzip_chunks(data, obj, bound.chunk_bytes):
+        bound.check(chunk)
         arena.append(chunk)
     return arena.text()
 
 
-def gunzip_pieces(data: Compressed, arena: ByteArena, *, obj: str,
-                  piece_bytes: int) -> Iterator[tuple[Text, int]]:
+def gunzip_pieces(data: Compressed, arena: ByteArena, *, obj: str, piece_bytes: int,
+                  max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[Text, int]]:
     """Decompress a gzip file a piece at a time: (text, offset in the decompressed file) pairs.
 
     ``data`` is the file's bytes or an iterable of its chunks (read as they are needed). Each piece
     holds at most ``piece_bytes`` (unless one line is longer) and ends at a line end, so
     memory follows the piece size and not the file size, however skewed the files. A piece is
     valid until the next one is asked for: they share ``arena``.
+
+    A line longer than ``max_line_bytes`` (without its newline) raises OversizedLine as soon as
+    that many of its bytes have arrived, so memory stays under ``piece_bytes + max_line_bytes +``
+    4 MiB whatever the file holds. Its line number is counted by reading the file again up to the
+    line (``data`` itself when it is bytes, ``data.reopen()`` when it has that method, else none).
     """
     hint = _isize(data)
     arena.clear(min(hint, piece_bytes + _CHUNK) if hint else piece_bytes + _CHUNK)
     offset = 0
-    for chunk in _gunzip_chunks(data, obj):
+    bound = _LineBound(max_line_bytes, data, obj)
+    for chunk in _gunzip_chunks(data, obj, bound.chunk_bytes):
+        bound.check(chunk)
         arena.append(chunk)
         while arena.size >= piece_bytes:
             text = arena.text()
@@ -144,6 +165,49 @@ def gunzip_pieces(data: Compressed, arena: ByteArena, *, obj: str,
         yield arena.text(), offset
 
 
+class _LineBound:
+    """Watches decompressed chunks as they pass and refuses the first line longer than ``limit``.
+
+    With chunks of at most ``limit`` bytes (``chunk_bytes``), a longer line always spans a chunk
+    end, so one ``find`` and one ``rfind`` per chunk see every line: no pass over the bytes.
+    """
+
+    def __init__(self, limit: int, data: Compressed, obj: str):
+        if limit < 1:
+            raise ValueError(f"max_line_bytes must be positive, not {limit}")
+        self.limit, self.data, self.obj = limit, data, obj
+        self.chunk_bytes = min(_CHUNK, limit)
+        self.passed = 0  # decompressed bytes seen
+        self.line_start = 0  # offset of the line still open at the end of them
+
+    def check(self, chunk: bytes) -> None:
+        first = chunk.find(b"\n")
+        if (first if first >= 0 else len(chunk)) + self.passed - self.line_start > self.limit:
+            self._refuse()
+        if first >= 0:
+            self.line_start = self.passed + chunk.rfind(b"\n") + 1
+        self.passed += len(chunk)
+
+    def _refuse(self) -> None:
+        raise OversizedLine(self.obj, f"line longer than {self.limit:,} bytes, which no DynamoDB item (400 KB at "
+                                      "most) needs: a damaged file or a decompression bomb; not read further",
+                            line=_line_number(self.data, self.line_start, self.obj))
+
+
+def _line_number(data: Compressed, offset: int, obj: str) -> int | None:
+    """The 1-based number of the line starting at ``offset``, from a second read of the file."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return count_lines_before(data, offset, obj=obj) + 1
+    reopen = getattr(data, "reopen", None)
+    if reopen is None:
+        return None  # a one-time stream: the bytes before the line are gone
+    again = reopen()
+    try:
+        return count_lines_before(again, offset, obj=obj) + 1
+    finally:
+        getattr(again, "close", lambda: None)()
+
+
 def _isize(data: Compressed) -> int:
     """The gzip trailer's ISIZE, the (last member's) uncompressed size: a hint for reserving.
     0 when the data comes as a stream of chunks (the trailer is not read yet)."""
@@ -152,8 +216,8 @@ def _isize(data: Compressed) -> int:
     return int.from_bytes(bytes(data[-4:]), "little") if len(data) >= 18 else 0
 
 
-def _gunzip_chunks(data: Compressed, obj: str) -> Iterator[bytes]:
-    """Decompressed chunks of at most ``_CHUNK`` bytes, member after member."""
+def _gunzip_chunks(data: Compressed, obj: str, chunk_bytes: int = _CHUNK) -> Iterator[bytes]:
+    """Decompressed chunks of at most ``chunk_bytes``, member after member."""
     source = iter([data]) if isinstance(data, (bytes, bytearray, memoryview)) else iter(data)
     decompressor = isal_zlib.decompressobj(wbits=GZIP_WBITS)
     pending: bytes | memoryview = b""
@@ -174,14 +238,14 @@ def _gunzip_chunks(data: Compressed, obj: str) -> Iterator[bytes]:
                 following = next(source, None)
                 if following is None:  # the input is over: what the decompressor still holds
                     while not decompressor.eof:
-                        chunk = decompressor.decompress(b"", _CHUNK)
+                        chunk = decompressor.decompress(b"", chunk_bytes)
                         if not chunk:
                             raise ExportFormatError(obj, "truncated gzip: the file ends before the "
                                                          "end-of-stream marker")
                         yield chunk
                     continue
                 pending = following
-            chunk = decompressor.decompress(pending, _CHUNK)
+            chunk = decompressor.decompress(pending, chunk_bytes)
             pending = decompressor.unconsumed_tail
             if chunk:
                 yield chunk

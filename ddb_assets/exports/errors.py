@@ -36,3 +36,27 @@ class ItemCountMismatch(ExportFormatError):
 
 class MissingObject(ExportFormatError):
     """An object the manifests name does not exist."""
+
+
+class OversizedLine(ExportFormatError):
+    """A line far longer than any DynamoDB item can be (a damaged file or a decompression bomb)."""
+
+
+class UnreadableObject(ExportFormatError, OSError):
+    """An object exists (or may) but cannot be read: S3 kept failing through every retry, access
+    is denied, the disk errs. Also an OSError, for callers that handle storage failures as such.
+
+    ``transient`` says the failure is of the kind retries are for (network, throttling, 5xx):
+    the retries ran out rather than never applied.
+    """
+
+    def __init__(self, obj: str, problem: str, *, line: int | None = None, transient: bool = False):
+        super().__init__(obj, problem, line=line)
+        self.transient = transient
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return _rebuild_unreadable, (self.obj, self.problem, self.line, self.transient)
+
+
+def _rebuild_unreadable(obj: str, problem: str, line: int | None, transient: bool) -> UnreadableObject:
+    return UnreadableObject(obj, problem, line=line, transient=transient)

@@ -111,6 +111,7 @@ class ManifestFile:
     md5_checksum: str
     etag: str
     data_file_s3_key: str
+    line: int | None = field(default=None, compare=False)  # 1-based, in the manifest it was read from
 
     @property
     def name(self) -> str:
@@ -138,6 +139,7 @@ def parse_manifest_files(data: bytes, *, obj: str) -> list[ManifestFile]:
             md5_checksum=_require(doc, "md5Checksum", str, obj, number),
             etag=str(doc.get("etag") or ""),
             data_file_s3_key=_require(doc, "dataFileS3Key", str, obj, number),
+            line=number,
         ))
     return files
 

@@ -3,7 +3,8 @@
 An export is addressed by its ``AWSDynamoDB/<export-id>/`` folder or its ``manifest-summary.json``,
 on a local path or ``s3://``. Data files are located relative to the export folder (everything
 before ``AWSDynamoDB/<export-id>/`` in a manifest key is ignored), so copies of an export in another
-bucket or on disk read the same as the original.
+bucket or on disk read the same as the original. A manifest is input like any other: a key that
+would lead outside the export is refused (``place_of_key``), never followed.
 """
 
 from __future__ import annotations
@@ -14,9 +15,20 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from ddb_assets.exports.checksums import digest_base64, md5_base64
-from ddb_assets.exports.errors import ChecksumMismatch, ExportFormatError, ItemCountMismatch, MissingObject
-from ddb_assets.exports.manifest import ManifestFile, ManifestSummary, parse_manifest_files
-from ddb_assets.exports.storage import Location, S3Options, resolve
+from ddb_assets.exports.errors import (
+    ChecksumMismatch,
+    ExportFormatError,
+    ItemCountMismatch,
+    MissingObject,
+    UnreadableObject,
+)
+from ddb_assets.exports.manifest import (
+    INCREMENTAL_EXPORT_VERSION,
+    ManifestFile,
+    ManifestSummary,
+    parse_manifest_files,
+)
+from ddb_assets.exports.storage import InputStream, Location, S3Options, resolve
 
 
 @dataclass(frozen=True)
@@ -32,7 +44,8 @@ class DataFile:
         return self.manifest.data_file_s3_key
 
     def read_verified(self) -> bytes:
-        """The compressed bytes, after checking them against the manifest's ``md5Checksum``."""
+        """The compressed bytes, after checking them against the manifest's ``md5Checksum``.
+        Raises MissingObject, UnreadableObject (storage kept failing) or ChecksumMismatch."""
         try:
             data = self.location.read_bytes()
         except FileNotFoundError:
@@ -41,9 +54,10 @@ class DataFile:
         return data
 
     def stream_verified(self, chunk_bytes: int = 1 << 20) -> "VerifiedStream":
-        """The compressed bytes in chunks, hashed as they pass (memory: one chunk, not the file)."""
+        """The compressed bytes in chunks, hashed as they pass (memory: one chunk, not the file).
+        Raises MissingObject, and UnreadableObject when opening or any read still fails after retries."""
         try:
-            stream = self.location.fs.open_input_stream(self.location.path, compression=None)
+            stream = self.location.open_stream()
         except FileNotFoundError:
             raise self._missing() from None
         return VerifiedStream(self, stream, chunk_bytes)
@@ -65,12 +79,13 @@ class VerifiedStream:
     checksum mismatch, the root cause, rather than as whatever the damage broke downstream."""
 
     data_file: DataFile
-    stream: object
+    stream: InputStream
     chunk_bytes: int
     size: int = 0
     _md5: "hashlib._Hash" = field(default_factory=hashlib.md5)
     _buffer: bytearray = field(default_factory=bytearray)
     _done: bool = False
+    _failed: UnreadableObject | None = None  # the read that failed: verify() reports it, not a retry storm
 
     def __iter__(self) -> Iterator[memoryview]:
         """Each chunk is only valid until the next is asked for (one buffer is reused)."""
@@ -78,7 +93,12 @@ class VerifiedStream:
             self._buffer = bytearray(self.chunk_bytes)
         view = memoryview(self._buffer)
         while not self._done:
-            count = self.stream.readinto(view)  # type: ignore[attr-defined]
+            try:
+                count = self.stream.readinto(view)
+            except UnreadableObject as error:
+                self._failed, self._done = error, True
+                self.stream.close()
+                raise
             if not count:
                 self._finish()
                 return
@@ -86,13 +106,20 @@ class VerifiedStream:
             self._md5.update(view[:count])
             yield view[:count]
 
+    def reopen(self) -> "VerifiedStream":
+        """The same file from its start, as a new stream (an error path that numbers lines)."""
+        return self.data_file.stream_verified(self.chunk_bytes)
+
     def close(self) -> None:
         """Stop reading without checking (an error path that only needed the start of the file)."""
         self._done = True
-        self.stream.close()  # type: ignore[attr-defined]
+        self.stream.close()
 
     def verify(self) -> None:
-        """Read what is left and check the md5 against the manifest; idempotent."""
+        """Read what is left and check the md5 against the manifest; idempotent. Raises the read
+        failure again if the stream failed (its md5 cannot be known)."""
+        if self._failed is not None:
+            raise self._failed
         for _ in self:
             pass
         self._finish()
@@ -100,7 +127,7 @@ class VerifiedStream:
     def _finish(self) -> None:
         if not self._done:
             self._done = True
-            self.stream.close()  # type: ignore[attr-defined]
+            self.stream.close()
             self.data_file._check_md5(digest_base64(self._md5))
 
 
@@ -119,7 +146,7 @@ class Export:
 
     @property
     def compressed_bytes(self) -> int:
-        return sum(f.location.fs.get_file_info(f.location.path).size or 0 for f in self.files)
+        return sum(f.location.size() for f in self.files)
 
 
 def open_export(source: str | os.PathLike[str], s3: S3Options | None = None) -> Export:
@@ -133,8 +160,9 @@ def open_export(source: str | os.PathLike[str], s3: S3Options | None = None) -> 
         verified.append("manifest-summary")
     summary = ManifestSummary.parse(summary_bytes, obj=summary_location.uri)
 
-    files_key = summary.manifest_files_s3_key
-    files_location = folder.join(_relative_to_export(files_key, summary.export_id, summary_location.uri))
+    incremental = summary.version == INCREMENTAL_EXPORT_VERSION
+    files_location = _locate(folder, summary.manifest_files_s3_key, summary.export_id, field="manifestFilesS3Key",
+                             named_in=summary_location.uri)
     files_bytes = _read(files_location, "manifest-files.json (named by manifestFilesS3Key)")
     if _verify_checksum_file(folder, "manifest-files", files_bytes):
         verified.append("manifest-files")
@@ -145,7 +173,8 @@ def open_export(source: str | os.PathLike[str], s3: S3Options | None = None) -> 
         raise ItemCountMismatch(summary_location.uri, f"itemCount is {summary.item_count} but the files in "
                                                       f"manifest-files.json hold {total} items")
     files = tuple(
-        DataFile(folder.join(_relative_to_export(entry.data_file_s3_key, summary.export_id, files_location.uri)),
+        DataFile(_locate(folder, entry.data_file_s3_key, summary.export_id, field="dataFileS3Key",
+                         named_in=files_location.uri, line=entry.line, shared_data=incremental),
                  entry, summary.output_format)
         for entry in entries
     )
@@ -161,8 +190,6 @@ def _read(location: Location, what: str) -> bytes:
         return location.read_bytes()
     except FileNotFoundError:
         raise MissingObject(location.uri, f"missing: {what} was expected here") from None
-    except OSError as exc:
-        raise MissingObject(location.uri, f"cannot read {what}: {exc}") from None
 
 
 def _verify_checksum_file(folder: Location, stem: str, content: bytes) -> bool:
@@ -171,8 +198,12 @@ def _verify_checksum_file(folder: Location, stem: str, content: bytes) -> bool:
         checksum_location = folder.join(stem + suffix)
         try:
             recorded = checksum_location.read_bytes().decode("ascii", "replace").strip()
-        except (FileNotFoundError, OSError):
+        except FileNotFoundError:
             continue
+        except UnreadableObject as error:
+            if error.transient:
+                raise  # S3 is failing, not the file absent: skipping the check would hide it
+            continue  # S3 answers 403, not 404, for an absent object to readers who may not list the bucket
         actual = md5_base64(content)
         if recorded != actual:
             raise ChecksumMismatch(checksum_location.uri, f"{stem}.json hashes to {actual}, the checksum file "
@@ -181,9 +212,57 @@ def _verify_checksum_file(folder: Location, stem: str, content: bytes) -> bool:
     return False
 
 
-def _relative_to_export(key: str, export_id: str, named_in: str) -> str:
-    marker = f"AWSDynamoDB/{export_id}/"
-    index = key.find(marker)
-    if index < 0:
-        raise ExportFormatError(named_in, f"key {key!r} is not inside the export folder {marker}")
-    return key[index + len(marker):]
+@dataclass(frozen=True)
+class KeyPlace:
+    """Where a manifest key points: a path below the export's own folder ``AWSDynamoDB/<export-id>/``
+    or, when ``shared``, below the prefix's shared ``AWSDynamoDB/data/`` folder (incremental exports,
+    EXPORT_FORMAT.md §4.1). ``path`` is ``/``-separated with no empty, ``.`` or ``..`` segment."""
+
+    shared: bool
+    path: str
+
+
+def place_of_key(key: str, export_id: str, *, shared_data: bool = False) -> KeyPlace:
+    """Resolve a ``manifestFilesS3Key`` or ``dataFileS3Key`` against the export it belongs to.
+
+    Everything before ``AWSDynamoDB/<export-id>/`` (the prefix) is ignored, as for copies of an
+    export. ``shared_data`` also accepts ``AWSDynamoDB/data/`` (incremental exports only). Raises
+    ValueError, saying why, for a key that does not lie inside: one with a ``..`` or ``.`` segment
+    anywhere, an absolute path, a backslash or a control character, or no such folder in it.
+    """
+    inside = f"the export folder AWSDynamoDB/{export_id}/" + (
+        " or the shared folder AWSDynamoDB/data/" if shared_data else "")
+    if not key:
+        raise ValueError(f"is empty; keys must lie inside {inside}")
+    # Refused wherever they are, prefix included: S3 keys are opaque strings, but the same key on
+    # a local copy is a path, where these climb out or name another folder (Windows: backslash).
+    problem = ("it is an absolute path" if key.startswith("/")
+               else "it holds a backslash" if "\\" in key
+               else "it holds a control character" if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key)
+               else "it has a '..' segment" if ".." in key.split("/")
+               else "it has a '.' segment" if "." in key.split("/")
+               else None)
+    if problem is None:
+        segments = key.split("/")
+        starts = [i for i in range(len(segments) - 1) if segments[i] == "AWSDynamoDB"]
+        own = next((i for i in starts if segments[i + 1] == export_id), None)
+        shared = next((i for i in starts if segments[i + 1] == "data"), None) if shared_data else None
+        start = own if own is not None else shared
+        if start is None:
+            problem = "it names another folder"
+        else:
+            rest = segments[start + 2:]
+            if not rest or "" in rest:
+                problem = "it names no file" if not rest or rest == [""] else "it has an empty segment"
+            else:
+                return KeyPlace(shared=own is None, path="/".join(rest))
+    raise ValueError(f"is not inside {inside} ({problem})")
+
+
+def _locate(folder: Location, key: str, export_id: str, *, field: str, named_in: str, line: int | None = None,
+            shared_data: bool = False) -> Location:
+    try:
+        place = place_of_key(key, export_id, shared_data=shared_data)
+    except ValueError as exc:
+        raise ExportFormatError(named_in, f"{field} {key!r} {exc}", line=line) from None
+    return folder.parent().join("data", place.path) if place.shared else folder.join(place.path)

@@ -2,15 +2,34 @@
 
 S3 honours the standard endpoint settings (``AWS_ENDPOINT_URL_S3``, then ``AWS_ENDPOINT_URL``), so
 the same code reads AWS and any S3-compatible endpoint such as the local world.
+
+Transient S3 failures (network, throttling, 5xx) are retried as the AWS SDKs do, in their
+"standard" mode: exponential backoff with full jitter, a random wait of up to 1 s, 2 s, 4 s, ...
+(at most 20 s) before each retry, for ``S3_MAX_ATTEMPTS`` attempts in all unless
+``AWS_MAX_ATTEMPTS`` or ``S3Options.max_attempts`` says otherwise. pyarrow does it for every
+request it makes (``AwsStandardS3RetryStrategy``: each ranged GET of a stream, so a read that fails
+midway resumes where it was), boto3 for its own (``retries={"mode": "standard"}``). A read that
+still fails raises UnreadableObject: one line naming the object.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
+
+from ddb_assets.exports.errors import UnreadableObject
+
+# 6 attempts wait 15 s on average (at most 31 s) for S3 to come back before giving up: a blip
+# is ridden out, an outage is reported within half a minute.
+S3_MAX_ATTEMPTS = 6
+# pyarrow's words for the AWS error kinds the SDK retries (aws-sdk-cpp CoreErrors, marked retryable).
+_TRANSIENT = re.compile(r"NETWORK_CONNECTION|SLOW_DOWN|THROTTL|SERVICE_UNAVAILABLE|INTERNAL_FAILURE|REQUEST_TIMEOUT"
+                        r"|REQUEST_TIME_TOO_SKEWED|curlCode|HTTP response code: 5\d\d")
 
 
 @dataclass(frozen=True)
@@ -37,12 +56,41 @@ class Location:
         return Location(self.fs, self.path.rstrip("/").rsplit("/", 1)[0], self.scheme)
 
     def exists(self) -> bool:
-        return self.fs.get_file_info(self.path).type != pafs.FileType.NotFound
+        return self._info().type != pafs.FileType.NotFound
+
+    def size(self) -> int:
+        """Bytes in the object (0 if absent)."""
+        return self._info().size or 0
 
     def read_bytes(self) -> bytes:
-        # compression=None: pyarrow would otherwise gunzip ".gz" files behind our back.
-        with self.fs.open_input_stream(self.path, compression=None) as stream:
-            return bytes(stream.read())
+        """The whole object. Raises FileNotFoundError if absent, UnreadableObject if it cannot be read."""
+        with self.open_stream() as stream:
+            return stream.read()
+
+    def open_stream(self) -> "InputStream":
+        """A stream of the object's bytes as stored (never decompressed). Raises FileNotFoundError if
+        absent, and UnreadableObject, when opening or reading, for any other failure."""
+        try:
+            # compression=None: pyarrow would otherwise gunzip ".gz" files behind our back.
+            return InputStream(self, self.fs.open_input_stream(self.path, compression=None))
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise self.unreadable(exc) from None
+
+    def unreadable(self, error: OSError) -> UnreadableObject:
+        """The one-line error for a failure to read this object (pyarrow's message, less its preamble)."""
+        detail = " ".join(re.sub(r"^When [^\n]*?': ", "", str(error)).split())
+        if self.scheme == "s3" and _TRANSIENT.search(detail):
+            return UnreadableObject(self.uri, f"cannot read it: {detail} (still failing after retries with "
+                                              f"backoff; AWS_MAX_ATTEMPTS sets how many)", transient=True)
+        return UnreadableObject(self.uri, f"cannot read it: {detail}")
+
+    def _info(self) -> pafs.FileInfo:
+        try:
+            return self.fs.get_file_info(self.path)
+        except OSError as exc:
+            raise self.unreadable(exc) from None
 
     def write_bytes(self, data: bytes) -> None:
         """Write whole; replaces atomically (local: temp file + rename; S3: one PUT)."""
@@ -60,6 +108,35 @@ class Location:
                 stream.write(data)
 
 
+class InputStream:
+    """An open object: ``read``/``readinto`` as pyarrow's streams, but a failure (after pyarrow's
+    retries) raises UnreadableObject naming the object instead of a bare OSError."""
+
+    def __init__(self, location: Location, stream: Any):
+        self.location, self._stream = location, stream
+
+    def read(self, size: int | None = None) -> bytes:
+        try:
+            return bytes(self._stream.read(size))
+        except OSError as exc:
+            raise self.location.unreadable(exc) from None
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            return int(self._stream.readinto(buffer))
+        except OSError as exc:
+            raise self.location.unreadable(exc) from None
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def __enter__(self) -> "InputStream":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 @dataclass(frozen=True)
 class S3Options:
     """Explicit S3 settings (Dagster resources); ``None`` fields fall back to the environment."""
@@ -68,20 +145,31 @@ class S3Options:
     region: str | None = None
     access_key: str | None = None  # only for endpoints that want dummy keys (the local world)
     secret_key: str | None = None
+    max_attempts: int | None = None  # per request, first try included (None: AWS_MAX_ATTEMPTS, else S3_MAX_ATTEMPTS)
 
     def with_environment(self) -> "S3Options":
         """Fill unset fields from the environment now (worker processes may see another one)."""
         return S3Options(
             endpoint_url=self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
             region=self.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
-            access_key=self.access_key, secret_key=self.secret_key)
+            access_key=self.access_key, secret_key=self.secret_key, max_attempts=self.attempts())
+
+    def attempts(self) -> int:
+        """Attempts per request: this setting, else ``AWS_MAX_ATTEMPTS`` (the SDKs' own variable)."""
+        if self.max_attempts is not None:
+            if self.max_attempts < 1:
+                raise ValueError(f"max_attempts must be at least 1, not {self.max_attempts}")
+            return self.max_attempts
+        text = os.environ.get("AWS_MAX_ATTEMPTS", "").strip()
+        return int(text) if text.isdigit() and int(text) >= 1 else S3_MAX_ATTEMPTS
 
 
 def s3_filesystem(settings: S3Options | None = None) -> pafs.S3FileSystem:
     settings = settings or S3Options()
     endpoint = settings.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     region = settings.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    options: dict[str, object] = {"region": region}
+    options: dict[str, object] = {
+        "region": region, "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=settings.attempts())}
     if settings.access_key and settings.secret_key:
         options.update(access_key=settings.access_key, secret_key=settings.secret_key)
     if endpoint:
@@ -102,9 +190,12 @@ def s3_client(settings: S3Options | None = None):  # type: ignore[no-untyped-def
     options: dict[str, object] = {"region_name": settings.region or "us-east-1"}
     if settings.access_key and settings.secret_key:
         options.update(aws_access_key_id=settings.access_key, aws_secret_access_key=settings.secret_key)
+    # total_max_attempts counts the first try, as AWS_MAX_ATTEMPTS does; botocore's max_attempts does not
+    config = Config(retries={"mode": "standard", "total_max_attempts": settings.attempts()})
     if settings.endpoint_url:
-        options.update(endpoint_url=settings.endpoint_url, config=Config(s3={"addressing_style": "path"}))
-    return boto3.client("s3", **options)
+        options["endpoint_url"] = settings.endpoint_url
+        config = config.merge(Config(s3={"addressing_style": "path"}))
+    return boto3.client("s3", config=config, **options)
 
 
 def resolve(uri: str | os.PathLike[str], s3: S3Options | None = None) -> Location:
