@@ -97,7 +97,7 @@ def test_a_partition_goes_on_in_new_files_after_a_few_row_groups(tmp_path: Path)
     folder = doctor.make_export(tmp_path / "export", items=3000, files=2)
     small, default = tmp_path / "small", tmp_path / "default"
     convert_export(folder, small, ConvertOptions(workers=2, buffer_bytes=16 << 10, piece_bytes=8 << 10,
-                                                 partition_by=None))
+                                                 partition_by=None, small_partition_bytes=0))
     convert_export(folder, default, ConvertOptions(workers=2, partition_by=None))
     (meta, rows), (_, expected) = read_rows(str(small)), read_rows(str(default))
     files = [task.file for task in meta["table"].scan().plan_files()]

@@ -259,7 +259,7 @@ def test_maintenance_compacts_expires_and_removes_orphans(tmp_path: Path) -> Non
     root = tmp_path / "lake" / "reviews"
     folder = doctor.make_export(tmp_path / "export", items=400, files=4, seed=4)
     for _ in range(3):  # three snapshots, each replacing the last; two workers: two files per year
-        convert_export(folder, root, ConvertOptions(workers=2, partition_by="year", buffer_bytes=1 << 20))
+        convert_export(folder, root, ConvertOptions(workers=2, partition_by="year", small_partition_bytes=0))
     orphan = root / "data" / "year=2015" / "killed-run-00000.parquet"
     orphan.write_bytes(b"PAR1")
     table = read_table_metadata(str(root))["table"]
@@ -283,6 +283,17 @@ def test_maintenance_compacts_expires_and_removes_orphans(tmp_path: Path) -> Non
     assert on_disk == {task.file.file_path for task in table.scan().plan_files()}  # superseded files gone
     meta, rows = read_rows(str(root))  # an independent reader finds everything it needs
     assert len(rows) == 400
+
+
+def test_a_small_table_holds_one_file_per_partition(tmp_path: Path) -> None:
+    """Each worker writes its own file per partition; small partitions are merged before the commit."""
+    folder = doctor.make_export(tmp_path / "export", items=400, files=4, seed=4)
+    result = convert_export(folder, tmp_path / "lake" / "t", ConvertOptions(workers=2, partition_by="year"))
+    table = result.commit.table
+    assert set(_files_per_partition(table).values()) == {1} and len(_files_per_partition(table)) > 10
+    assert table.scan().to_arrow().num_rows == 400
+    assert {str(p) for p in (tmp_path / "lake" / "t" / "data").rglob("*.parquet")} == \
+        {task.file.file_path for task in table.scan().plan_files()}  # the merged-away files are gone
 
 
 def _files_per_partition(table: Any) -> dict[str, int]:

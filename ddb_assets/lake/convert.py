@@ -53,7 +53,8 @@ from ddb_assets.lake.partitioning import PartitionBy
 from ddb_assets.lake.plan_checks import ProfileMismatch, check_profile
 from ddb_assets.lake.profile import Profile, profile_items
 from ddb_assets.lake.schema import SchemaOptions, TableSchema
-from ddb_assets.lake.writer import FileTarget, PartitionedWriter, WrittenFile, parquet_options
+from ddb_assets.lake.writer import (SMALL_PARTITION_BYTES, FileTarget, PartitionedWriter, WrittenFile,
+                                    merge_small_files, parquet_options)
 
 ProgressCallback = Callable[[str, dict[str, Any]], None]
 _T = TypeVar("_T")
@@ -74,6 +75,7 @@ class ConvertOptions:
     buffer_bytes: int = 64 << 20  # per worker, for partition buffers
     piece_bytes: int = 32 << 20  # decompressed JSON parsed at a time per worker: bounds memory
     compression: str = "zstd"  # Parquet codec: zstd, lz4, snappy, gzip or none (lake/writer.py)
+    small_partition_bytes: int = SMALL_PARTITION_BYTES  # a partition's files merged into one below this (0: never)
     table_name: str | None = None  # default: the destination folder's name
     catalog: CatalogConfig = CatalogConfig()
     s3: S3Options | None = None  # explicit S3 endpoint/region (else the environment's)
@@ -480,6 +482,8 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
                 parsed, written = _run_one_pass(pool, export, job, options, workers, notify)
                 profile = Profile.merged(p.profile for p in sorted(parsed, key=lambda p: p.index))
                 check_profile(_plan(profile, options, stored), plan, export.export_id)
+        written = merge_small_files(written, resolve(job.target.data, options.s3), plan.arrow_schema, job.target,
+                                    options.small_partition_bytes)
     except BaseException:
         _remove_files(written, options.s3)  # best effort: what is left is an orphan for maintenance
         raise

@@ -238,3 +238,47 @@ class PartitionedWriter:
             location.fs.delete_file(location.path)
         except OSError:
             pass
+
+
+# Partitions whose files together stay under this are written as one file before the commit:
+# each worker writes its own file per partition, so a small table would otherwise hold one file
+# per partition and worker (5 rows per year in 2 files per year), which every scan pays for.
+SMALL_PARTITION_BYTES = 16 << 20
+
+
+def merge_small_files(written: list[WrittenFile], data: Location, schema: pa.Schema, target: FileTarget,
+                      threshold: int = SMALL_PARTITION_BYTES) -> list[WrittenFile]:
+    """``written`` with each partition's files merged into one where they are several and small
+    together (read back once, written once, the small ones deleted)."""
+    by_partition: dict[Any, list[WrittenFile]] = {}
+    for w in written:
+        by_partition.setdefault((w.partition, w.key), []).append(w)
+    small = {k: files for k, files in by_partition.items()
+             if len(files) > 1 and sum(f.bytes for f in files) < threshold}
+    if not small:
+        return written
+    merged = [w for k, files in by_partition.items() if k not in small for w in files]
+    writer = PartitionedWriter(data, schema, target, worker=99_999, buffer_bytes=threshold * 2)
+    try:
+        for files in small.values():
+            for w in files:
+                source = _under(data, w.path)
+                writer.write(pq.read_table(source.path, filesystem=source.fs).cast(schema))
+        merged.extend(writer.close())
+    except BaseException:
+        writer.abort()
+        raise
+    for files in small.values():
+        for w in files:
+            location = _under(data, w.path)
+            try:
+                location.fs.delete_file(location.path)
+            except OSError:
+                pass  # an orphan for maintenance
+    return merged
+
+
+def _under(data: Location, uri: str) -> Location:
+    """A file this writer made (its URI is below the data folder's) as a Location."""
+    assert uri.startswith(data.uri), (uri, data.uri)
+    return data.join(uri[len(data.uri):])
