@@ -1,13 +1,17 @@
 # Two commands on a fresh machine with python3 and make:
 #   make demo   - create .venv, install, run the whole pipeline on the local world
 #   make test   - install the dev extras and run the whole test suite
+# The tests also read every table with a second Iceberg reader that shares no code with ours
+# (DuckDB's iceberg extension, from PyPI): it lives in its own venv, .venv-readers (make readers).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 DEV_INSTALLED := $(VENV)/.installed-dev
+READERS := .venv-readers
+READERS_INSTALLED := $(READERS)/.installed
 
-.PHONY: demo test install dev bench emulator clean
+.PHONY: demo test test-fast install readers dev bench emulator clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +30,19 @@ install: $(INSTALLED)
 demo: $(INSTALLED)
 	$(BIN)/ddb-assets demo
 
-test: $(DEV_INSTALLED)
+$(READERS_INSTALLED):
+	$(PYTHON) -m venv $(READERS)
+	$(READERS)/bin/pip install --quiet --upgrade pip
+	$(READERS)/bin/pip install --quiet 'duckdb==1.5.5' 'duckdb-extension-iceberg==1.5.5' 'duckdb-extension-avro==1.5.5' 'pytz>=2024'
+	touch $@
+
+readers: $(READERS_INSTALLED)
+
+test: $(DEV_INSTALLED) $(READERS_INSTALLED)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: $(DEV_INSTALLED)
+	$(BIN)/pytest -m fast $(PYTEST_ARGS)
 
 dev: $(INSTALLED)
 	scripts/dev.sh
@@ -39,4 +54,4 @@ bench: $(INSTALLED)
 	$(BIN)/python bench/run_benchmark.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) $(READERS) .pytest_cache .hypothesis build *.egg-info
