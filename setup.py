@@ -7,7 +7,7 @@ DAGSTER = ["dagster==1.13.27", "dagster-webserver==1.13.27", "dagster-graphql==1
 setup(
     name="ddb_assets",
     version="0.1.0",
-    description="DynamoDB point-in-time exports turned into a typed, partitioned Parquet lake, as Dagster assets.",
+    description="DynamoDB point-in-time exports turned into an exact, typed Apache Iceberg lake, as Dagster assets.",
     python_requires=">=3.11,<3.12",
     packages=find_packages(exclude=["ddb_assets_tests", "ddb_assets_tests.*"]),
     package_data={"ddb_assets": ["py.typed", "query/reports/*.sql", "config/*.yaml"]},
@@ -15,6 +15,11 @@ setup(
         *DAGSTER,
         "boto3>=1.40,<2",
         "pyarrow>=20,<27",
+        # The lake's commit layer and catalogs (SQLite embedded, Glue on AWS). 0.12 has the commit
+        # retries and snapshot validation we rely on; a decimal scale change it would accept is
+        # refused by our planner (docs/schema_rules.md).
+        "pyiceberg[sql-sqlite,pyarrow,glue]>=0.12,<0.13",
+        "sqlalchemy>=2,<3",
         "moto[server]>=5.2.5,<5.3",
         "duckdb>=1.3,<3",
         "amazon-ion>=0.13,<0.16",

@@ -261,24 +261,20 @@ def convert(
     change meaning). The previous snapshot stays readable (see `history`, `query --as-of`)."""
     from ddb_assets.exports.reader import open_export
     from ddb_assets.exports.storage import resolve
-    from ddb_assets.lake.catalog import load_table
-    from ddb_assets.lake.convert import ConvertOptions, convert_export, lake_target, stored_schema
+    from ddb_assets.lake.convert import ConvertOptions, convert_export
     from ddb_assets.lake.profile import profile_from_json
 
     if naming is not None:
         _check_naming(naming)
     _check_compression(compression)
-    base = ConvertOptions(catalog=_catalog_config(catalog, namespace), table_name=table_name, compression=compression)
-    target = lake_target(dest, base)
-    stored = None if rebuild else stored_schema(load_table(target.catalog, *target.identifier))
+    given = {"partition_by": partition_by, "naming": naming, "max_depth": max_depth, "dictionary_keys": dictionary_keys}
+    defaults = {"partition_by": None, "naming": "snake", "max_depth": 3, "dictionary_keys": 64}
     options = ConvertOptions(
-        partition_by=(partition_by or None) if partition_by is not None else
-        (stored.partition.text if stored and stored.partition else None),
-        naming=naming or (stored.options.naming if stored else "snake"),
-        max_depth=max_depth or (stored.options.max_depth if stored else 3),
-        dictionary_keys=dictionary_keys or (stored.options.dictionary_keys if stored else 64),
-        workers=workers, work_dir=work_dir, compression=compression, catalog=base.catalog, table_name=target.name,
-        rebuild=rebuild)
+        **{key: (value or None if key == "partition_by" else value) if value is not None else defaults[key]
+           for key, value in given.items()},
+        workers=workers, work_dir=work_dir, compression=compression, catalog=_catalog_config(catalog, namespace),
+        table_name=table_name, rebuild=rebuild,
+        from_table=frozenset(key for key, value in given.items() if value is None))  # the table's own
     export, known = open_export(source), None
     if profile:
         try:

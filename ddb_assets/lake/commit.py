@@ -182,17 +182,24 @@ def _append(transaction: Any, written: list[WrittenFile], summary: dict[str, str
 
 
 def data_files_for(transaction: Any, written: Iterable[WrittenFile]) -> list[Any]:
+    """Iceberg DataFiles for written files: the partition record and the column statistics
+    (value and null counts, lower and upper bounds by field id) from each file's footer."""
+    from pyiceberg.io.pyarrow import (compute_statistics_plan, data_file_statistics_from_parquet_metadata,
+                                      parquet_path_to_id_mapping)
     from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
     from pyiceberg.typedef import Record
 
     metadata = transaction.table_metadata
-    spec = metadata.spec()
+    spec, schema = metadata.spec(), metadata.schema()
+    plan, mapping = compute_statistics_plan(schema, metadata.properties), parquet_path_to_id_mapping(schema)
     out = []
     for w in written:
+        statistics = data_file_statistics_from_parquet_metadata(parquet_metadata=w.footer, stats_columns=plan,
+                                                                parquet_column_mapping=mapping)
         out.append(DataFile.from_args(
             content=DataFileContent.DATA, file_path=w.path, file_format=FileFormat.PARQUET,
             partition=Record(w.key) if spec.fields else Record(), file_size_in_bytes=w.bytes, sort_order_id=None,
-            spec_id=spec.spec_id, equality_ids=None, key_metadata=None, **w.statistics))
+            spec_id=spec.spec_id, equality_ids=None, key_metadata=None, **statistics.to_serialized_dict()))
     return out
 
 
@@ -221,7 +228,8 @@ def file_partition_name(data_file: Any, specs: dict[int, Any], schema: Any) -> s
     if value is None:
         return NULL_PARTITION
     source_type = schema.find_field(field_.source_id).field_type
-    return field_.transform.to_human_string(source_type, value)
+    human = field_.transform.to_human_string(source_type, value)
+    return human
 
 
 def merge_schema(current: TableSchema, plan: TablePlan, stored_at_plan: TableSchema | None) -> TableSchema:

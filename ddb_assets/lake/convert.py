@@ -46,7 +46,7 @@ from ddb_assets.exports.errors import ChecksumMismatch, ExportFormatError, ItemC
 from ddb_assets.exports.reader import DataFile, Export, open_export
 from ddb_assets.exports.storage import Location, S3Options, resolve
 from ddb_assets.lake.catalog import CatalogConfig, CatalogError, load_table, open_catalog
-from ddb_assets.lake.commit import NOT_COMMITTED, TABLE_PROPERTIES, CommitResult, ExportRecord, commit_export
+from ddb_assets.lake.commit import NOT_COMMITTED, CommitResult, ExportRecord, commit_export
 from ddb_assets.lake.evolution import TablePlan, plan_table
 from ddb_assets.lake.flatten import ItemColumns, flatten_items, partition_names
 from ddb_assets.lake.partitioning import PartitionBy
@@ -79,6 +79,18 @@ class ConvertOptions:
     table_name: str | None = None  # default: the destination folder's name
     catalog: CatalogConfig = CatalogConfig()
     s3: S3Options | None = None  # explicit S3 endpoint/region (else the environment's)
+    # Options to take from the table as stored, when it exists (the CLI's options not given):
+    # any of "partition_by", "naming", "max_depth", "dictionary_keys".
+    from_table: frozenset[str] = frozenset()
+
+    def with_table(self, stored: "TableSchema | None") -> "ConvertOptions":
+        """These options with those named in ``from_table`` taken from the stored table."""
+        if stored is None or self.rebuild or not self.from_table:
+            return self
+        values = {"partition_by": stored.partition.text if stored.partition else None,
+                  "naming": stored.options.naming, "max_depth": stored.options.max_depth,
+                  "dictionary_keys": stored.options.dictionary_keys}
+        return replace(self, **{k: v for k, v in values.items() if k in self.from_table})
 
     def __post_init__(self) -> None:
         parquet_options(self.compression)  # a bad codec fails here, before any work
@@ -451,14 +463,12 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
     started = time.monotonic()
     options = replace(options, s3=(options.s3 or S3Options()).with_environment())
     export = source if isinstance(source, Export) else open_export(source, options.s3)
-    target = lake_target(dest, options)
     notify("opened", {"files": len(export.files), "items": export.summary.item_count,
                       "export_id": export.export_id})
     workers = min(options.worker_count, max(1, len(export.files)))
     if known is not None and known.items != export.summary.item_count:
         raise ProfileMismatch(f"the profile given describes {known.items:,} items; export {export.export_id} "
                               f"holds {export.summary.item_count:,}: it is another export's")
-    stored = stored_schema(load_table(target.catalog, *target.identifier))
     spill_dir = None
     if known is None:
         if options.work_dir:
@@ -469,13 +479,27 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
     try:
         with _executor(workers) as pool:
             if known is None:
-                parsed = _run_stage_one(pool, export, spill_dir, options, notify)
+                # The workers start reading first; the catalog (pyiceberg takes a second or two to
+                # import) is opened while they do, and the table's stored schema read.
+                pending = _start_stage_one(pool, export, spill_dir, options)
+                try:
+                    target = lake_target(dest, options)
+                    stored = stored_schema(load_table(target.catalog, *target.identifier))
+                except BaseException:
+                    for future in pending:
+                        future.cancel()
+                    raise
+                options = options.with_table(stored)
+                parsed = _finish_stage_one(pending, notify)
                 profile = Profile.merged(p.profile for p in sorted(parsed, key=lambda p: p.index))
                 plan = _plan(profile, options, stored)
                 notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
                 job = _write_job(plan, target, run, options)
                 written = _run_stage_two(pool, parsed, job, workers, notify)
             else:
+                target = lake_target(dest, options)
+                stored = stored_schema(load_table(target.catalog, *target.identifier))
+                options = options.with_table(stored)
                 plan = _plan(known, options, stored)
                 notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
                 job = _write_job(plan, target, run, options)
@@ -512,8 +536,6 @@ def _plan(profile: Profile, options: ConvertOptions, stored: TableSchema | None)
 def _write_job(plan: TablePlan, target: LakeTarget, run: str, options: ConvertOptions) -> _WriteJob:
     source = plan.schema.partition_source()
     file_target = FileTarget(data=target.location.join("data").uri, run=run,
-                             iceberg_schema=plan.schema.iceberg_schema(),
-                             properties={**TABLE_PROPERTIES, **plan.schema.properties()},
                              partition=plan.schema.partition if source is not None else None,
                              source_column=source.name if source is not None else None,
                              compression=options.compression)
@@ -591,13 +613,20 @@ def profile_export(source: str | os.PathLike[str] | Export, options: ConvertOpti
 
 def _run_stage_one(pool: Executor, export: Export, spill_dir: str | None, options: ConvertOptions,
                    notify: ProgressCallback) -> list[_Parsed]:
+    return _finish_stage_one(_start_stage_one(pool, export, spill_dir, options), notify)
+
+
+def _start_stage_one(pool: Executor, export: Export, spill_dir: str | None, options: ConvertOptions) -> list[Future]:
     conversion = uuid.uuid4().hex
     # Biggest files first (hot partition keys make some hash ranges much larger): no worker is
     # left with a big file at the end while the others idle.
     order = sorted(range(len(export.files)), key=lambda i: -export.files[i].manifest.item_count)
-    futures = [pool.submit(_parse_file, index, export.files[index], spill_dir, options.dictionary_keys, conversion,
-                           options.partition, options.piece_bytes)
-               for index in order]
+    return [pool.submit(_parse_file, index, export.files[index], spill_dir, options.dictionary_keys, conversion,
+                        options.partition, options.piece_bytes)
+            for index in order]
+
+
+def _finish_stage_one(futures: list[Future], notify: ProgressCallback) -> list[_Parsed]:
     parsed = []
     try:
         for future in futures:

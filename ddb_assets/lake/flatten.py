@@ -19,7 +19,7 @@ from ddb_assets.exports.plain_json import plain_json_text, plain_map, plain_valu
 from ddb_assets.lake.evolution import TablePlan
 import re
 
-from ddb_assets.lake.partitioning import (NULL_PARTITION, PartitionBy, iceberg_transform, partition_name, to_timestamps,
+from ddb_assets.lake.partitioning import (NULL_PARTITION, PartitionBy, partition_name, to_timestamps,
                                           transform_values)
 from ddb_assets.lake.profile import Path
 from ddb_assets.lake.schema import Column
@@ -233,14 +233,12 @@ def partition_names(columns: ItemColumns, partition: PartitionBy, rows: int) -> 
     """The partition names (``lake/partitioning.py``) these items fall in, from the partition
     attribute as read: what the Dagster partition set lists before anything is written. Items
     without a string, number or boolean value there fall in the null partition."""
-    from pyiceberg.types import BooleanType, LongType, StringType
-
     wrapper = columns.wrapper((partition.attribute,))
     if wrapper is None:
         return {NULL_PARTITION} if rows else set()
     names: set[str] = set()
     found = pa.nulls(rows, pa.bool_())
-    for descriptor, source_type in (("N", LongType()), ("S", StringType()), ("BOOL", BooleanType())):
+    for descriptor in ("N", "S", "BOOL"):
         values = descriptor_values(wrapper, descriptor)
         if values is None or pa.types.is_null(values.type):
             continue
@@ -257,18 +255,17 @@ def partition_names(columns: ItemColumns, partition: PartitionBy, rows: int) -> 
                 unit = "iso8601" if descriptor == "S" else \
                     "epoch_seconds" if pc.max(pc.utf8_length(present)).as_py() <= 11 else "epoch_millis"
             stamps = to_timestamps(_epoch_numbers(present) if descriptor == "N" else present, unit)
-            keys = transform_values(partition, stamps, None)
-            names.update(partition_name(partition, key, None) for key in pc.unique(keys).to_pylist())
+            keys = transform_values(partition, stamps)
+            names.update(partition_name(partition, key) for key in pc.unique(keys).to_pylist())
             continue
-        distinct = pc.unique(present).to_pylist()
-        if descriptor == "N":
-            distinct = [int(v) if _INTEGER.fullmatch(v) else v for v in distinct]
-            source_type = LongType() if all(isinstance(v, int) for v in distinct) else StringType()
+        distinct = pc.unique(present)
+        if descriptor == "N":  # as the column will hold them: integers as integers
+            numbers = distinct.to_pylist()
+            distinct = pa.array([int(v) for v in numbers]) if all(_INTEGER.fullmatch(v) for v in numbers) \
+                else distinct
         if partition.transform == "bucket":
-            function = iceberg_transform(partition).transform(source_type)
-            names.update(str(function(v)) for v in distinct)
-        else:
-            names.update(partition_name(partition, v, source_type) for v in distinct)
+            distinct = transform_values(partition, distinct)
+        names.update(partition_name(partition, v) for v in distinct.to_pylist())
     if pc.any(pc.invert(pc.fill_null(found, False))).as_py():
         names.add(NULL_PARTITION)
     return names

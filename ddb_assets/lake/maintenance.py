@@ -27,7 +27,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ddb_assets.exports.storage import S3Options, resolve
-from ddb_assets.lake.commit import SUMMARY_PREFIX, TABLE_PROPERTIES, data_files_for, file_partition_name
+from ddb_assets.lake.commit import SUMMARY_PREFIX, data_files_for, file_partition_name
 from ddb_assets.lake.schema import TableSchema
 
 ProgressCallback = Callable[[str], None]
@@ -175,7 +175,6 @@ def compact_small_files(table: Any, small_file_bytes: int, s3: S3Options | None 
     source = stored.partition_source()
     target = FileTarget(data=f"{table.location().rstrip('/')}/data",
                         run=f"compact-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}",
-                        iceberg_schema=iceberg_schema, properties={**TABLE_PROPERTIES, **stored.properties()},
                         partition=stored.partition if source is not None and table.spec().fields else None,
                         source_column=source.name if source is not None and table.spec().fields else None,
                         compression=table.properties.get("write.parquet.compression-codec", "zstd"))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pyarrow as pa
@@ -186,9 +186,10 @@ def _iso_timestamps(text: pa.Array) -> pa.Array:
 # -- partition keys per row --------------------------------------------------------------------------
 
 
-def transform_values(partition: PartitionBy, source: pa.Array, source_type: Any) -> pa.Array:
+def transform_values(partition: PartitionBy, source: pa.Array, source_type: Any = None) -> pa.Array:
     """The partition key (Iceberg's internal value: an int for time and bucket transforms, the
-    value itself for identity) of each row, from the partition source column."""
+    value itself for identity) of each row, from the partition source column. ``source_type``
+    (the column's Iceberg type) is only needed by ``bucket``, whose hash depends on it."""
     if partition.transform == "identity":
         return source
     if partition.derives_time:
@@ -202,20 +203,55 @@ def transform_values(partition: PartitionBy, source: pa.Array, source_type: Any)
             return years.cast(pa.int32())
         return pc.add(pc.multiply(years, 12), pc.subtract(pc.month(source), 1)).cast(pa.int32())
     # bucket: Iceberg's murmur3 hash, in Python once per distinct value (pyiceberg's own transform)
+    if source_type is None:
+        source_type = _iceberg_type_of(source.type)
     function = iceberg_transform(partition).transform(source_type)
     encoded = pc.dictionary_encode(source)
     buckets = pa.array([None if v is None else function(v) for v in encoded.dictionary.to_pylist()], pa.int32())
     return buckets.take(encoded.indices)
 
 
-def partition_name(partition: PartitionBy | None, key: Any, source_type: Any) -> str:
-    """A partition key as the name users see (Dagster partition keys, ``--partitions``)."""
+def _iceberg_type_of(kind: pa.DataType) -> Any:
+    from pyiceberg.types import BinaryType, DecimalType, LongType, StringType
+
+    if pa.types.is_integer(kind):
+        return LongType()
+    if pa.types.is_decimal(kind):
+        return DecimalType(kind.precision, kind.scale)
+    if pa.types.is_binary(kind):
+        return BinaryType()
+    return StringType()
+
+
+def human_string(partition: PartitionBy, key: Any) -> str:
+    """Iceberg's human string of a partition value (what pyiceberg's ``to_human_string`` gives,
+    without importing pyiceberg: workers name their files with it): ``2015``, ``2015-08``,
+    ``2015-08-31``, ``2015-08-31-16``, ``true``, ``null``."""
+    if key is None:
+        return "null"
+    transform = partition.transform
+    if transform == "year":
+        return f"{1970 + key:04d}"
+    if transform == "month":
+        return f"{1970 + key // 12:04d}-{key % 12 + 1:02d}"
+    if transform == "day":
+        return (datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(days=key)).strftime("%Y-%m-%d")
+    if transform == "hour":
+        return (datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(hours=key)).strftime("%Y-%m-%d-%H")
+    if isinstance(key, bool):
+        return str(key).lower()
+    return str(key)
+
+
+def partition_name(partition: PartitionBy | None, key: Any) -> str:
+    """A partition key as the name users see (Dagster partition keys, ``--partitions``): the
+    human string, and ``__HIVE_DEFAULT_PARTITION__`` for the null partition."""
     if partition is None:
         return ""
     if key is None:
         return NULL_PARTITION
-    return iceberg_transform(partition).to_human_string(source_type, key)
+    return human_string(partition, key)
 
 
-__all__ = ["NULL_PARTITION", "PartitionBy", "PartitionError", "TIMESTAMP", "iceberg_transform",
+__all__ = ["NULL_PARTITION", "PartitionBy", "PartitionError", "TIMESTAMP", "human_string", "iceberg_transform",
            "partition_field_name", "partition_name", "resolve_unit", "to_timestamps", "transform_values"]

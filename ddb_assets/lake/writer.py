@@ -4,8 +4,8 @@ Each worker keeps one open Parquet file per partition it has seen and buffers ro
 partition; when the buffers together pass ``buffer_bytes`` the largest is written out as a row
 group. Memory is therefore bounded by the budget, whatever the export size, and row groups stay
 large enough for scans. Files carry the Iceberg field ids (``PARQUET:field_id``), and each closed
-file is described by the statistics an Iceberg commit records (pyiceberg computes them from the
-file's footer, which the writer holds: nothing is read back).
+file is handed back with its footer, from which the committer computes the statistics an Iceberg
+commit records (nothing is read back).
 
 Files go to ``<table>/data/<partition path>/<run>-<attempt>-<worker>[-<n>].parquet``: a run's
 files never collide with another run's or another attempt's, and files no snapshot references
@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ddb_assets.exports.storage import Location
-from ddb_assets.lake.partitioning import (PartitionBy, iceberg_transform, partition_field_name, partition_name,
+from ddb_assets.lake.partitioning import (PartitionBy, human_string, partition_field_name, partition_name,
                                           transform_values)
 
 # zstd level 1 by default: the smallest files for the CPU (Athena bills bytes scanned). snappy is
@@ -52,12 +52,11 @@ ROW_GROUPS_PER_FILE = 16
 
 @dataclass(frozen=True)
 class FileTarget:
-    """What every worker of one run needs to name, partition and describe its files (picklable)."""
+    """What every worker of one run needs to name and partition its files (picklable, and free of
+    pyiceberg objects: workers never import it, which costs a second or more per process)."""
 
     data: str  # URI of the table's data folder: <table location>/data
     run: str  # unique per run and attempt: no two runs' files share a name
-    iceberg_schema: Any  # pyiceberg Schema of the files (field ids)
-    properties: dict[str, str]  # table properties (metrics modes)
     partition: PartitionBy | None = None
     source_column: str | None = None  # the column the partition transform reads
     compression: str = "zstd"
@@ -65,14 +64,15 @@ class FileTarget:
 
 @dataclass
 class WrittenFile:
-    """A closed data file and what the commit needs to add it to a snapshot."""
+    """A closed data file and what the commit needs to add it to a snapshot: its footer, from
+    which the committer computes the column statistics Iceberg records (lake/commit.py)."""
 
     partition: str  # partition name ("" when unpartitioned; NULL_PARTITION for the null partition)
     key: Any  # the partition value in Iceberg's representation (None: the null partition)
     path: str  # full URI (s3://... or an absolute local path)
     rows: int
     bytes: int
-    statistics: dict[str, Any] = field(default_factory=dict)  # pyiceberg DataFileStatistics.to_serialized_dict()
+    footer: pq.FileMetaData | None = None
 
 
 @dataclass
@@ -96,8 +96,6 @@ class PartitionedWriter:
 
     def __init__(self, data: Location, schema: pa.Schema, target: FileTarget, worker: int,
                  buffer_bytes: int = 256 << 20, keep: Callable[[str], bool] = lambda name: True):
-        from pyiceberg.io.pyarrow import compute_statistics_plan, parquet_path_to_id_mapping
-
         self.data = data
         self.schema = schema
         self.target = target
@@ -105,10 +103,6 @@ class PartitionedWriter:
         self.buffer_bytes = buffer_bytes
         self.keep = keep
         self._options = parquet_options(target.compression)
-        self._stats_plan = compute_statistics_plan(target.iceberg_schema, target.properties)
-        self._id_mapping = parquet_path_to_id_mapping(target.iceberg_schema)
-        self._source_type = (target.iceberg_schema.find_field(target.source_column).field_type
-                             if target.source_column else None)
         self._open: dict[Any, _Open] = {}
         self._written: list[WrittenFile] = []
         self._files: list[Location] = []  # every file opened, for abort()
@@ -120,7 +114,7 @@ class PartitionedWriter:
             self._add(None, table)
             return
         source = table.column(self.target.source_column).combine_chunks()
-        keys = transform_values(self.target.partition, source, self._source_type)
+        keys = transform_values(self.target.partition, source)
         encoded = pc.dictionary_encode(keys, null_encoding="encode")
         values = encoded.dictionary.to_pylist()
         if len(values) == 1:
@@ -139,7 +133,7 @@ class PartitionedWriter:
             offset += count
 
     def _name(self, key: Any) -> str:
-        return partition_name(self.target.partition, key, self._source_type)
+        return partition_name(self.target.partition, key)
 
     def _route(self, key: Any, table: pa.Table) -> None:
         if not self.keep(self._name(key)):
@@ -165,7 +159,7 @@ class PartitionedWriter:
         partition = self.target.partition
         if partition is None or self.target.source_column is None:
             return ""
-        human = iceberg_transform(partition).to_human_string(self._source_type, key)
+        human = human_string(partition, key)
         field_name = partition_field_name(partition, self.target.source_column)
         return f"{quote_plus(field_name, safe='')}={quote_plus(human, safe='')}"
 
@@ -195,17 +189,12 @@ class PartitionedWriter:
             self._close_file(target)
 
     def _close_file(self, target: _Open) -> None:
-        from pyiceberg.io.pyarrow import data_file_statistics_from_parquet_metadata
-
         if target.writer is None or target.location is None:
             return
         target.writer.close()
-        statistics = data_file_statistics_from_parquet_metadata(
-            parquet_metadata=target.writer.writer.metadata, stats_columns=self._stats_plan,
-            parquet_column_mapping=self._id_mapping)
         size = target.location.fs.get_file_info(target.location.path).size or 0
         self._written.append(WrittenFile(target.name, target.key, target.location.uri, target.rows, size,
-                                         statistics.to_serialized_dict()))
+                                         target.writer.writer.metadata))
         target.writer, target.location, target.rows, target.row_groups = None, None, 0, 0
 
     def close(self) -> list[WrittenFile]:
@@ -243,7 +232,7 @@ class PartitionedWriter:
 # Partitions whose files together stay under this are written as one file before the commit:
 # each worker writes its own file per partition, so a small table would otherwise hold one file
 # per partition and worker (5 rows per year in 2 files per year), which every scan pays for.
-SMALL_PARTITION_BYTES = 16 << 20
+SMALL_PARTITION_BYTES = 4 << 20
 
 
 def merge_small_files(written: list[WrittenFile], data: Location, schema: pa.Schema, target: FileTarget,
