@@ -253,15 +253,20 @@ def convert(
     table_name: Optional[str] = typer.Option(None, help="Name in the catalog (default: DEST's last segment)."),
     rebuild: bool = typer.Option(False, help="Re-plan the table's schema and partitioning from scratch (new "
                                              "columns) and replace every data file, in one new snapshot."),
+    allow_overlap: bool = typer.Option(False, help="Incremental exports: apply a window that starts before the "
+                                                   "table's high-water mark, by write time (changes written "
+                                                   "before the mark are skipped)."),
 ) -> None:
     """Convert a DynamoDB export into an Iceberg table of typed, flattened Parquet, in one commit.
 
-    A new table is created; an existing one gets a new snapshot replacing its data, with its
-    stored schema extended by what the export brings (new attributes become columns, names never
-    change meaning). The previous snapshot stays readable (see `history`, `query --as-of`)."""
+    A full export creates the table, or gives an existing one a new snapshot replacing its data,
+    with its stored schema extended by what the export brings (new attributes become columns,
+    names never change meaning). An incremental export is merged: its upserts and deletes by
+    primary key, in one snapshot, if its window starts at the table's high-water mark. The previous
+    snapshot stays readable (see `history`, `query --as-of`)."""
     from ddb_assets.exports.reader import open_export
     from ddb_assets.exports.storage import resolve
-    from ddb_assets.lake.convert import ConvertOptions, convert_export
+    from ddb_assets.lake.convert import ConvertOptions, convert_export, export_record
     from ddb_assets.lake.profile import profile_from_json
 
     if naming is not None:
@@ -273,7 +278,7 @@ def convert(
         **{key: (value or None if key == "partition_by" else value) if value is not None else defaults[key]
            for key, value in given.items()},
         workers=workers, work_dir=work_dir, compression=compression, catalog=_catalog_config(catalog, namespace),
-        table_name=table_name, rebuild=rebuild,
+        table_name=table_name, rebuild=rebuild, allow_overlap=allow_overlap,
         from_table=frozenset(key for key, value in given.items() if value is None))  # the table's own
     export, known = open_export(source), None
     if profile:
@@ -291,8 +296,19 @@ def convert(
     spec = plan.schema.partition
     partitions = result.partitions
     changes = commit.schema_changes
+    merge, record = result.merge, export_record(result.export)
+    if merge is not None and merge.already_applied:
+        _summary_lines([("unchanged", f"{result.table}: export {result.export.export_id} was applied already "
+                                      f"(snapshot {commit.snapshot_id})")])
+        return
     rows = [("committed", f"{result.table} snapshot {commit.snapshot_id}" + (" (new table)" if commit.created else "")),
-            ("export", result.export.summary.export_arn),
+            ("export", result.export.summary.export_arn)]
+    if merge is not None:
+        rows += [("merged", f"{merge.upserts:,} upserts, {merge.deletes:,} deletes ({merge.deletes_missing:,} of keys "
+                            f"the table did not hold), {merge.files_rewritten:,} files rewritten"),
+                 ("window", f"{record.export_from_time} to {record.export_to_time} (the table's high-water mark now)")]
+        rows += [("warning", warning) for warning in merge.warnings]
+    rows += [
             ("items", f"{sum(p['rows'] for p in partitions.values()):,} written; the table now holds {commit.rows:,}"),
             ("partitions", f"{len(partitions):,}" + (f" by {spec.text}" if spec else " (unpartitioned)")),
             ("files", f"{commit.added:,} added, {commit.removed:,} replaced (kept for older snapshots until "

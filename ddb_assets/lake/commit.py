@@ -65,13 +65,27 @@ class ExportRecord:
     export_type: str = "FULL_EXPORT"
     output_format: str = "DYNAMODB_JSON"
     source: str = ""  # where the export was read from
+    export_from_time: str | None = None  # incremental exports: the window [from, to)
+    export_to_time: str | None = None
+
+    @property
+    def incremental(self) -> bool:
+        return self.export_type == "INCREMENTAL_EXPORT"
+
+    @property
+    def high_water_mark(self) -> str:
+        """The point in time the table holds after applying this export: a full export's time, an
+        incremental export's ExportToTime."""
+        return (self.export_to_time if self.incremental else self.export_time) or ""
 
     def summary(self, version: str, partitions: str) -> dict[str, str]:
-        return {f"{SUMMARY_PREFIX}{key}": value for key, value in {
-            "export-arn": self.export_arn, "export-id": self.export_id, "export-time": self.export_time or "",
-            "item-count": str(self.item_count), "table-arn": self.table_arn, "export-type": self.export_type,
-            "output-format": self.output_format, "source": self.source, "partitions": partitions,
-            "version": version}.items()}
+        values = {"export-arn": self.export_arn, "export-id": self.export_id, "export-time": self.export_time or "",
+                  "item-count": str(self.item_count), "table-arn": self.table_arn, "export-type": self.export_type,
+                  "output-format": self.output_format, "source": self.source, "partitions": partitions,
+                  "high-water-mark": self.high_water_mark, "version": version}
+        if self.incremental:
+            values.update({"export-from-time": self.export_from_time or "", "export-to-time": self.export_to_time or ""})
+        return {f"{SUMMARY_PREFIX}{key}": value for key, value in values.items()}
 
 
 @dataclass
@@ -130,18 +144,38 @@ def _create(catalog: Any, identifier: tuple[str, str], location: str, plan: Tabl
 def _commit_existing(table: Any, plan: TablePlan, written: list[WrittenFile], summary: dict[str, str],
                      export: ExportRecord, only_partitions: frozenset[str] | None, rebuild: bool,
                      stored_at_plan: TableSchema | None) -> CommitResult:
+    _check_order(table, export, rebuild)
+    transaction, changed = begin_transaction(table, plan, rebuild, stored_at_plan)
+    removed = _files_to_replace(table, only_partitions if not rebuild else None)
+    if only_partitions is not None and not rebuild and any(f.spec_id != table.spec().spec_id for f in removed):
+        raise CommitConflict(f"{table.name()} holds files of an older partition spec; convert every partition")
+    if removed:
+        replace_files(transaction, removed, written, summary)
+    else:
+        _append(transaction, written, summary)
+    transaction.commit_transaction()
+    table.refresh()
+    return _result(table, len(written), len(removed), False, plan.changes() if changed else [])
+
+
+def begin_transaction(table: Any, plan: TablePlan, rebuild: bool, stored_at_plan: TableSchema | None) -> tuple[Any, bool]:
+    """A transaction on ``table`` holding the schema, partition spec and property updates the plan
+    needs against the table as it is now (re-validated: ``merge_schema``). Returns (transaction,
+    whether the schema changes)."""
     from pyiceberg.table.update import (AddPartitionSpecUpdate, AddSchemaUpdate, AssertCurrentSchemaId,
                                         AssertDefaultSpecId, SetCurrentSchemaUpdate, SetDefaultSpecUpdate,
                                         SetPropertiesUpdate)
 
     metadata = table.metadata
     current = TableSchema.from_iceberg(table.schema(), table.properties, metadata.last_column_id)
-    _check_order(table, export, rebuild)
-    target = plan.schema if rebuild or plan.new_table else merge_schema(current, plan, stored_at_plan)
+    # A plan for a new table meets an existing one when another run created it meanwhile: it is
+    # re-validated like any other (the same ids must mean the same columns).
+    target = plan.schema if rebuild else merge_schema(current, plan, stored_at_plan)
     transaction = table.transaction()
     updates: tuple = ()
     requirements: tuple = ()
-    if _schema_key(target) != _schema_key(current):
+    changed = _schema_key(target) != _schema_key(current)
+    if changed:
         if rebuild and metadata.last_column_id > (stored_at_plan.last_column_id if stored_at_plan else 0):
             raise CommitConflict(f"columns were added to {table.name()} while this rebuild wrote its files; run again")
         new_schema = target.iceberg_schema(schema_id=max(s.schema_id for s in metadata.schemas) + 1)
@@ -157,22 +191,16 @@ def _commit_existing(table: Any, plan: TablePlan, written: list[WrittenFile], su
         updates += (SetPropertiesUpdate(updates=properties),)
     if updates:
         transaction._apply(updates, requirements)  # pyiceberg's own UpdateSchema commits this way
-    removed = _files_to_replace(table, only_partitions if not rebuild else None)
-    if only_partitions is not None and not rebuild and any(f.spec_id != table.spec().spec_id for f in removed):
-        raise CommitConflict(f"{table.name()} holds files of an older partition spec; convert every partition")
-    if removed:
-        snapshot = transaction.update_snapshot(snapshot_properties=summary).overwrite()
-        with snapshot as producer:
-            for data_file in removed:
-                producer.delete_data_file(data_file)
-            for data_file in data_files_for(transaction, written):
-                producer.append_data_file(data_file)
-    else:
-        _append(transaction, written, summary)
-    transaction.commit_transaction()
-    table.refresh()
-    changes = plan.changes() if _schema_key(target) != _schema_key(current) else []
-    return _result(table, len(written), len(removed), False, changes)
+    return transaction, changed
+
+
+def replace_files(transaction: Any, removed: list[Any], written: list[WrittenFile], summary: dict[str, str]) -> None:
+    """One overwrite snapshot: ``removed`` (DataFiles of the current snapshot) out, ``written`` in."""
+    with transaction.update_snapshot(snapshot_properties=summary).overwrite() as producer:
+        for data_file in removed:
+            producer.delete_data_file(data_file)
+        for data_file in data_files_for(transaction, written):
+            producer.append_data_file(data_file)
 
 
 def _append(transaction: Any, written: list[WrittenFile], summary: dict[str, str]) -> None:
@@ -303,20 +331,28 @@ def _same_spec(mine: Any, theirs: Any) -> bool:
         [(f.source_id, str(f.transform), f.name) for f in theirs.fields]
 
 
-def _check_order(table: Any, export: ExportRecord, rebuild: bool) -> None:
-    """A full export never replaces a newer one's data (two runs finishing out of order)."""
+def high_water_mark(table: Any) -> tuple[str | None, str | None]:
+    """(the point in time the table holds, the export that brought it there), from the current
+    snapshot's summary: a rollback moves it back with the snapshot."""
     snapshot = table.current_snapshot()
-    if snapshot is None or rebuild or not export.export_time:
+    summary = (snapshot.summary.additional_properties if snapshot is not None and snapshot.summary else {})
+    mark = summary.get(f"{SUMMARY_PREFIX}high-water-mark") or summary.get(f"{SUMMARY_PREFIX}export-time") or None
+    return mark, summary.get(f"{SUMMARY_PREFIX}export-id")
+
+
+def _check_order(table: Any, export: ExportRecord, rebuild: bool) -> None:
+    """A full export never replaces a newer state (two runs finishing out of order, or an old export
+    after incremental ones)."""
+    if rebuild or not export.export_time:
         return
-    held = (snapshot.summary.additional_properties if snapshot.summary else {}).get(f"{SUMMARY_PREFIX}export-time")
-    if held and _instant(held) > _instant(export.export_time):
-        held_id = snapshot.summary.additional_properties.get(f"{SUMMARY_PREFIX}export-id")
-        raise StaleExport(f"export {export.export_id} ({export.export_time}) is older than export {held_id} "
-                          f"({held}) that {table.name()[-1]} already holds; convert a newer export, or rebuild "
-                          f"the table from this one on purpose (--rebuild)")
+    held, held_id = high_water_mark(table)
+    if held and instant(held) > instant(export.export_time):
+        raise StaleExport(f"export {export.export_id} ({export.export_time}) is older than what "
+                          f"{table.name()[-1]} already holds (up to {held}, export {held_id}); convert a newer "
+                          f"export, or rebuild the table from this one on purpose (--rebuild)")
 
 
-def _instant(text: str) -> float:
+def instant(text: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()

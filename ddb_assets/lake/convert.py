@@ -37,16 +37,20 @@ import pyarrow.compute as pc
 
 from ddb_assets.exports.buffers import ByteArena, Text, count_lines_before, gunzip_pieces
 from ddb_assets.exports.decode import (
+    check_utf8,
     detect_dictionary_maps,
     first_item_names,
     ion_to_json_lines,
     parse_items,
 )
+from ddb_assets.exports.changes import UPSERT, ChangeColumns, incremental_to_items
 from ddb_assets.exports.errors import ChecksumMismatch, ExportFormatError, ItemCountMismatch
 from ddb_assets.exports.reader import DataFile, Export, open_export
 from ddb_assets.exports.storage import Location, S3Options, resolve
 from ddb_assets.lake.catalog import CatalogConfig, CatalogError, load_table, open_catalog
-from ddb_assets.lake.commit import NOT_COMMITTED, CommitResult, ExportRecord, commit_export
+from ddb_assets.lake.commit import (NOT_COMMITTED, CommitResult, ExportRecord, commit_export, high_water_mark,
+                                    instant)
+from ddb_assets.lake.merge import ChainError, MergeResult, merge_export
 from ddb_assets.lake.evolution import TablePlan, plan_table
 from ddb_assets.lake.flatten import ItemColumns, flatten_items, partition_names
 from ddb_assets.lake.partitioning import PartitionBy
@@ -57,6 +61,7 @@ from ddb_assets.lake.writer import (SMALL_PARTITION_BYTES, FileTarget, Partition
                                     merge_small_files, parquet_options)
 
 ProgressCallback = Callable[[str, dict[str, Any]], None]
+INCREMENTAL = "INCREMENTAL_EXPORT"
 _T = TypeVar("_T")
 
 
@@ -71,6 +76,7 @@ class ConvertOptions:
     dictionary_keys: int = 64
     only_partitions: frozenset[str] | None = None  # rewrite just these; keep the others as they are
     rebuild: bool = False  # plan the schema from scratch (new field ids) and replace every data file
+    allow_overlap: bool = False  # an incremental window may start before the table's mark (applied by write time)
     work_dir: str | None = None  # where parsed files are spilled between the stages
     buffer_bytes: int = 64 << 20  # per worker, for partition buffers
     piece_bytes: int = 32 << 20  # decompressed JSON parsed at a time per worker: bounds memory
@@ -124,6 +130,7 @@ class ConvertResult:
     seconds: float
     scratch_bytes: int = 0  # the most the work folder held (every parsed piece, before stage 2)
     one_pass: bool = False  # converted in one pass from a known profile (no work folder)
+    merge: MergeResult | None = None  # an incremental export's merge (upserts, deletes, files rewritten)
 
     @property
     def partitions(self) -> dict[str, dict[str, int]]:
@@ -185,9 +192,11 @@ _worker = _WorkerState()
 
 def _read_file(index: int, data_file: DataFile, conversion: str, dictionary_keys: int,
                partition: PartitionBy | None, piece_bytes: int,
-               use: Callable[[int, pa.StructArray], None]) -> _Parsed:
+               use: Callable[[int, pa.StructArray, ChangeColumns], None], incremental: bool = False) -> _Parsed:
     """Stream one data file a piece at a time: parse, validate and profile each piece and hand its
-    items to ``use(piece number, items)``; the md5 and the item count are checked at the end."""
+    items and their change columns to ``use(piece number, items, changes)``; the md5 and the item
+    (line) count are checked at the end. An incremental export's lines become items first (the new
+    image of an upsert, the keys of a delete: exports/changes.py)."""
     _worker.begin(conversion)
     compressed = data_file.stream_verified()  # read as the pieces need it, md5 checked at the end
     profile, raw_size = Profile(), 0
@@ -196,8 +205,8 @@ def _read_file(index: int, data_file: DataFile, conversion: str, dictionary_keys
         for number, (text, offset) in enumerate(pieces):
             raw_size += len(text)
             try:
-                table, first_line = _parse_piece(text, data_file, first=number == 0,
-                                                 dictionary_keys=dictionary_keys)
+                table, first_line, changes = _parse_piece(text, data_file, first=number == 0,
+                                                          dictionary_keys=dictionary_keys, incremental=incremental)
             except ExportFormatError as error:
                 raise _in_file(error, data_file, offset) from None
             del text
@@ -206,11 +215,12 @@ def _read_file(index: int, data_file: DataFile, conversion: str, dictionary_keys
             item = table.column("Item").combine_chunks()
             del table
             piece_profile = profile_items(item, index)
+            piece_profile.key_names = changes.key_names
             if partition is not None:
                 piece_profile.partition_values = partition_names(ItemColumns(item), partition, len(item))
             profile.merge(piece_profile)
             if len(item):
-                use(number, item)
+                use(number, item, changes)
             del item
         compressed.verify()
     except ExportFormatError as error:
@@ -225,19 +235,21 @@ def _read_file(index: int, data_file: DataFile, conversion: str, dictionary_keys
 
 
 def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictionary_keys: int,
-                conversion: str, partition: PartitionBy | None = None, piece_bytes: int = 32 << 20) -> _Parsed:
+                conversion: str, partition: PartitionBy | None = None, piece_bytes: int = 32 << 20,
+                incremental: bool = False) -> _Parsed:
     """Stage 1 of two: read a data file, spilling its parsed pieces to ``spill_dir`` (if any)."""
     spills: list[str] = []
     spilled = 0
 
-    def spill(number: int, item: pa.StructArray) -> None:
+    def spill(number: int, item: pa.StructArray, changes: ChangeColumns) -> None:
         nonlocal spilled
         if spill_dir is not None:
             # One IPC file per piece: a later piece may bring attributes (a wider schema).
             spills.append(os.path.join(spill_dir, f"{index:06d}-{number:04d}.arrow"))
-            spilled += _spill(pa.table({"Item": item}), spills[-1])
+            spilled += _spill(pa.table({"Item": item, "op": changes.operation,
+                                        "write_micros": changes.write_micros}), spills[-1])
 
-    parsed = _read_file(index, data_file, conversion, dictionary_keys, partition, piece_bytes, spill)
+    parsed = _read_file(index, data_file, conversion, dictionary_keys, partition, piece_bytes, spill, incremental)
     return replace(parsed, spills=spills, spilled=spilled)
 
 
@@ -258,11 +270,18 @@ def _spill(table: pa.Table, path: str) -> int:
             f"or convert_work_dir in the settings)") from None
 
 
-def _parse_piece(text: Text, data_file: DataFile, *, first: bool,
-                 dictionary_keys: int) -> tuple[pa.Table, tuple[str, ...]]:
-    """One piece of a data file -> (its items, the attribute names of its first item if ``first``)."""
+def _parse_piece(text: Text, data_file: DataFile, *, first: bool, dictionary_keys: int,
+                 incremental: bool = False) -> tuple[pa.Table, tuple[str, ...], ChangeColumns]:
+    """One piece of a data file -> (its items, the attribute names of its first item if ``first``,
+    the items' change columns)."""
     output_format = data_file.output_format
-    if output_format == "ION":
+    changes = None
+    if incremental:
+        if output_format != "ION":
+            check_utf8(text, obj=data_file.name)
+        lines, changes = incremental_to_items(text.view(), obj=data_file.name, ion=output_format == "ION")
+        text, output_format = Text.of(lines), "DYNAMODB_JSON"
+    elif output_format == "ION":
         # Ion lines become DynamoDB JSON lines first, so both formats take the same fast path.
         text, output_format = Text.of(ion_to_json_lines(text, obj=data_file.name)), "DYNAMODB_JSON"
     if _worker.dictionary_maps is None:
@@ -270,7 +289,7 @@ def _parse_piece(text: Text, data_file: DataFile, *, first: bool,
     first_line = first_item_names(text) if first else ()
     table, _worker.schema = parse_items(text, output_format=output_format, obj=data_file.name,
                                         known=_worker.schema, dictionary_maps=_worker.dictionary_maps)
-    return table, first_line
+    return table, first_line, changes if changes is not None else ChangeColumns.upserts(table.num_rows)
 
 
 def _in_file(error: ExportFormatError, data_file: DataFile, offset: int) -> ExportFormatError:
@@ -296,6 +315,29 @@ class _WriteJob:
     only: frozenset[str] | None
     buffer_bytes: int
     s3: S3Options | None
+    key_columns: tuple[str, ...] | None = None  # an incremental export's key columns: its changes' keys are kept
+    skip_before_micros: int | None = None  # allow_overlap: changes written before the table's mark are skipped
+
+
+def _write_items(writer: PartitionedWriter, item: pa.StructArray, changes: ChangeColumns, job: _WriteJob,
+                 keys: list[pa.Table]) -> None:
+    """Flatten items and write them; for an incremental export, keep every change's keys (for the
+    merge) and write only the upserts' new images."""
+    if job.skip_before_micros is not None:
+        recent = pc.fill_null(pc.greater_equal(changes.write_micros, job.skip_before_micros), True)
+        item, changes = item.filter(recent), ChangeColumns(changes.operation.filter(recent),
+                                                           changes.write_micros.filter(recent), changes.key_names)
+    flat = flatten_items(item, job.plan)
+    if job.key_columns is not None:
+        keys.append(flat.select(list(job.key_columns)).append_column("op", changes.operation)
+                    .append_column("write_micros", changes.write_micros))
+        flat = flat.filter(pc.equal(changes.operation, UPSERT))
+    if flat.num_rows:
+        writer.write(flat)
+
+
+def _keys_table(keys: list[pa.Table]) -> pa.Table | None:
+    return pa.concat_tables(keys) if keys else None
 
 
 def _partition_writer(worker: int, job: _WriteJob) -> PartitionedWriter:
@@ -305,19 +347,22 @@ def _partition_writer(worker: int, job: _WriteJob) -> PartitionedWriter:
                              keep=(lambda name: name in only) if only is not None else (lambda name: True))
 
 
-def _write_group(worker: int, spills: list[str], job: _WriteJob) -> list[WrittenFile]:
+def _write_group(worker: int, spills: list[str], job: _WriteJob) -> tuple[list[WrittenFile], pa.Table | None]:
     writer = _partition_writer(worker, job)
+    keys: list[pa.Table] = []
     try:
         for spill in spills:
             # Mapped, the table's buffers are the page cache's pages: no copy into fresh memory.
             with pa.memory_map(spill, "r") as source:
                 table = pa.ipc.open_file(source).read_all()
             item = table.column("Item").combine_chunks()
-            writer.write(flatten_items(item, job.plan))
-            del table, item
+            changes = ChangeColumns(table.column("op").combine_chunks(), table.column("write_micros").combine_chunks(),
+                                    ())
+            _write_items(writer, item, changes, job, keys)
+            del table, item, changes
             os.remove(spill)  # its disk and page cache are free as soon as it is written out
             _release_memory()
-        return writer.close()
+        return writer.close(), _keys_table(keys)
     except BaseException:
         writer.abort()
         raise
@@ -326,45 +371,50 @@ def _write_group(worker: int, spills: list[str], job: _WriteJob) -> list[Written
 # -- one pass, when the profile is known ---------------------------------------------------------
 
 def _convert_files(worker: int, files: list[tuple[int, DataFile]], job: _WriteJob, options: ConvertOptions,
-                   conversion: str, export_id: str) -> tuple[list[WrittenFile], list[_Parsed]]:
+                   conversion: str, export_id: str,
+                   incremental: bool = False) -> tuple[list[WrittenFile], list[_Parsed], pa.Table | None]:
     """Read, check, profile, flatten and write a worker's share of the data files in one pass."""
     writer = _partition_writer(worker, job)
+    keys: list[pa.Table] = []
 
-    def write(number: int, item: pa.StructArray) -> None:
+    def write(number: int, item: pa.StructArray, changes: ChangeColumns) -> None:
         try:
-            flat = flatten_items(item, job.plan)
+            _write_items(writer, item, changes, job, keys)
         except (pa.ArrowException, ValueError, TypeError) as exc:
             # Loudly wrong (a decimal where the profile saw integers): the profile is not this
             # export's. Quietly wrong (a type the plan has no column for) is found by the end check.
             raise ProfileMismatch(f"the items of export {export_id} do not fit the schema planned from the "
                                   f"profile given ({exc}). Profile the export again (inspect --save-profile), "
                                   f"or convert without a profile") from None
-        writer.write(flat)
 
     try:
         reads = [_read_file(index, data_file, conversion, options.dictionary_keys, options.partition,
-                            options.piece_bytes, write) for index, data_file in files]
-        return writer.close(), reads
+                            options.piece_bytes, write, incremental) for index, data_file in files]
+        return writer.close(), reads, _keys_table(keys)
     except BaseException:
         writer.abort()
         raise
 
 
 def _run_one_pass(pool: Executor, export: Export, job: _WriteJob, options: ConvertOptions, workers: int,
-                  notify: ProgressCallback) -> tuple[list[_Parsed], list[WrittenFile]]:
+                  notify: ProgressCallback) -> tuple[list[_Parsed], list[WrittenFile], list[pa.Table]]:
     conversion = uuid.uuid4().hex
     # Each worker keeps its partitions' files open across its data files (one file per partition
     # and worker, not per data file): so the shares are fixed up front, biggest files first.
     shares = _balance(list(enumerate(export.files)), workers, lambda indexed: indexed[1].manifest.item_count)
-    futures = [pool.submit(_convert_files, worker, share, job, options, conversion, export.export_id)
+    futures = [pool.submit(_convert_files, worker, share, job, options, conversion, export.export_id,
+                           export.summary.export_type == INCREMENTAL)
                for worker, share in enumerate(shares) if share]
     reads: list[_Parsed] = []
     written: list[WrittenFile] = []
+    keys: list[pa.Table] = []
     try:
         for future in futures:
-            files, share_reads = future.result()
+            files, share_reads, share_keys = future.result()
             reads.extend(share_reads)
             written.extend(files)
+            if share_keys is not None:
+                keys.append(share_keys)
             for read in share_reads:
                 notify("parsed", {"index": read.index, "rows": read.rows, "bytes": read.uncompressed,
                                   "compressed": read.compressed})
@@ -372,7 +422,7 @@ def _run_one_pass(pool: Executor, export: Export, job: _WriteJob, options: Conve
     except BaseException:
         _discard(futures, written, options.s3, lambda result: result[0])
         raise
-    return reads, written
+    return reads, written, keys
 
 
 # -- orchestration -----------------------------------------------------------------------------
@@ -484,7 +534,8 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
                 pending = _start_stage_one(pool, export, spill_dir, options)
                 try:
                     target = lake_target(dest, options)
-                    stored = stored_schema(load_table(target.catalog, *target.identifier))
+                    table = _base_table(target, export)
+                    stored = stored_schema(table)
                 except BaseException:
                     for future in pending:
                         future.cancel()
@@ -494,16 +545,17 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
                 profile = Profile.merged(p.profile for p in sorted(parsed, key=lambda p: p.index))
                 plan = _plan(profile, options, stored)
                 notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
-                job = _write_job(plan, target, run, options)
-                written = _run_stage_two(pool, parsed, job, workers, notify)
+                job = _write_job(plan, target, run, options, export, profile, table)
+                written, keys = _run_stage_two(pool, parsed, job, workers, notify)
             else:
                 target = lake_target(dest, options)
-                stored = stored_schema(load_table(target.catalog, *target.identifier))
+                table = _base_table(target, export)
+                stored = stored_schema(table)
                 options = options.with_table(stored)
                 plan = _plan(known, options, stored)
                 notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
-                job = _write_job(plan, target, run, options)
-                parsed, written = _run_one_pass(pool, export, job, options, workers, notify)
+                job = _write_job(plan, target, run, options, export, known, table)
+                parsed, written, keys = _run_one_pass(pool, export, job, options, workers, notify)
                 profile = Profile.merged(p.profile for p in sorted(parsed, key=lambda p: p.index))
                 check_profile(_plan(profile, options, stored), plan, export.export_id)
         written = merge_small_files(written, resolve(job.target.data, options.s3), plan.arrow_schema, job.target,
@@ -515,57 +567,116 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
         if spill_dir is not None:
             shutil.rmtree(spill_dir, ignore_errors=True)
         _worker.release()  # workers=1 ran the files in this process
+    merged = None
     try:
-        commit = commit_export(target.catalog, target.identifier, target.location.uri, plan, written,
-                               export_record(export), only_partitions=options.only_partitions,
-                               rebuild=options.rebuild, stored_at_plan=stored)
-    except NOT_COMMITTED:
+        if job.key_columns is not None:
+            merged = merge_export(target.catalog, target.identifier, plan, written, _keys_or_empty(keys, job),
+                                  export_record(export), job.target, allow_overlap=options.allow_overlap,
+                                  stored_at_plan=stored, s3=options.s3)
+            if merged.commit is None:  # applied before: nothing to commit, the files are not needed
+                _remove_files(written, options.s3)
+            commit = merged.commit or _current(target)
+        else:
+            commit = commit_export(target.catalog, target.identifier, target.location.uri, plan, written,
+                                   export_record(export), only_partitions=options.only_partitions,
+                                   rebuild=options.rebuild, stored_at_plan=stored)
+    except NOT_COMMITTED + (ChainError,):
         _remove_files(written, options.s3)
         raise
     # Any other failure leaves the files: the commit may have landed (an answer lost on the way).
     notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows})
     return ConvertResult(commit, f"{target.namespace}.{target.name}", target.location.uri, profile, plan, export,
                          written, sum(p.compressed for p in parsed), sum(p.uncompressed for p in parsed),
-                         time.monotonic() - started, sum(p.spilled for p in parsed), one_pass=known is not None)
+                         time.monotonic() - started, sum(p.spilled for p in parsed), one_pass=known is not None,
+                         merge=merged)
+
+
+def _base_table(target: LakeTarget, export: Export) -> Any:
+    """The table as stored (None if new). An incremental export needs one: it is applied to the
+    state a full export gave the table (refused before any work otherwise)."""
+    table = load_table(target.catalog, *target.identifier)
+    if table is None and export.summary.export_type == INCREMENTAL:
+        raise ChainError(f"table {target.name} does not exist: incremental export {export.export_id} applies to "
+                         f"a table made from a full export (convert the full export into it first)")
+    return table
+
+
+def _current(target: LakeTarget) -> CommitResult:
+    from ddb_assets.lake.commit import _result
+
+    table = load_table(target.catalog, *target.identifier)
+    return _result(table, 0, 0, False, [])
+
+
+def _keys_or_empty(keys: list[pa.Table], job: _WriteJob) -> pa.Table:
+    if keys:
+        return pa.concat_tables(keys)
+    schema = job.plan.arrow_schema
+    fields = [schema.field(name).remove_metadata() for name in job.key_columns or ()]
+    return pa.schema([*fields, pa.field("op", pa.int8()), pa.field("write_micros", pa.int64())]).empty_table()
 
 
 def _plan(profile: Profile, options: ConvertOptions, stored: TableSchema | None) -> TablePlan:
-    return plan_table(profile, options.schema_options, options.partition, stored, rebuild=options.rebuild)
+    plan = plan_table(profile, options.schema_options, options.partition, stored, rebuild=options.rebuild)
+    if profile.key_names:  # an incremental export holds only what changed: nothing vanished
+        plan.vanished = []
+    return plan
 
 
-def _write_job(plan: TablePlan, target: LakeTarget, run: str, options: ConvertOptions) -> _WriteJob:
+def _write_job(plan: TablePlan, target: LakeTarget, run: str, options: ConvertOptions, export: Export,
+               profile: Profile, table: Any) -> _WriteJob:
     source = plan.schema.partition_source()
     file_target = FileTarget(data=target.location.join("data").uri, run=run,
                              partition=plan.schema.partition if source is not None else None,
                              source_column=source.name if source is not None else None,
                              compression=options.compression)
-    return _WriteJob(plan, file_target, options.only_partitions, options.buffer_bytes, options.s3)
+    key_columns = skip_before = None
+    if export.summary.export_type == INCREMENTAL:
+        key_columns = tuple(_key_column(plan, name) for name in profile.key_names)
+        if options.allow_overlap and table is not None:
+            mark, _ = high_water_mark(table)
+            skip_before = int(instant(mark) * 1_000_000) if mark else None
+    return _WriteJob(plan, file_target, options.only_partitions, options.buffer_bytes, options.s3, key_columns,
+                     skip_before)
+
+
+def _key_column(plan: TablePlan, attribute: str) -> str:
+    for column in plan.columns:
+        if column.path == (attribute,) and column.encoding == "scalar":
+            return column.name
+    raise ValueError(f"the key attribute {attribute!r} has no column in the table")
 
 
 def export_record(export: Export) -> ExportRecord:
     summary = export.summary
+    window = (getattr(summary, "export_from_time", None) or summary.extra.get("exportFromTime"),
+              getattr(summary, "export_to_time", None) or summary.extra.get("exportToTime"))
     return ExportRecord(export_arn=summary.export_arn, export_id=summary.export_id,
-                        export_time=summary.export_time, item_count=summary.item_count,
+                        export_time=summary.export_time or window[1], item_count=summary.item_count,
                         table_arn=summary.table_arn, export_type=summary.export_type,
-                        output_format=summary.output_format, source=export.folder.uri)
+                        output_format=summary.output_format, source=export.folder.uri,
+                        export_from_time=window[0], export_to_time=window[1])
 
 
 def _run_stage_two(pool: Executor, parsed: list[_Parsed], job: _WriteJob, workers: int,
-                   notify: ProgressCallback) -> list[WrittenFile]:
+                   notify: ProgressCallback) -> tuple[list[WrittenFile], list[pa.Table]]:
     groups = [sorted(group, key=lambda p: p.index)  # each worker writes its files in export order
               for group in _balance([p for p in parsed if p.rows], workers, lambda p: p.uncompressed)]
     futures = [pool.submit(_write_group, worker, [spill for p in group for spill in p.spills], job)
                for worker, group in enumerate(groups) if group]
     written: list[WrittenFile] = []
+    keys: list[pa.Table] = []
     try:
         for future in futures:
-            files = future.result()
+            files, group_keys = future.result()
             written.extend(files)
+            if group_keys is not None:
+                keys.append(group_keys)
             notify("written", {"files": len(files), "rows": sum(f.rows for f in files)})
     except BaseException:
-        _discard(futures, written, job.s3, lambda result: result)
+        _discard(futures, written, job.s3, lambda result: result[0])
         raise
-    return written
+    return written, keys
 
 
 def _discard(futures: list[Future], written: list[WrittenFile], s3: S3Options | None,
@@ -622,7 +733,7 @@ def _start_stage_one(pool: Executor, export: Export, spill_dir: str | None, opti
     # left with a big file at the end while the others idle.
     order = sorted(range(len(export.files)), key=lambda i: -export.files[i].manifest.item_count)
     return [pool.submit(_parse_file, index, export.files[index], spill_dir, options.dictionary_keys, conversion,
-                        options.partition, options.piece_bytes)
+                        options.partition, options.piece_bytes, export.summary.export_type == INCREMENTAL)
             for index in order]
 
 

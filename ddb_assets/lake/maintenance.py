@@ -183,7 +183,7 @@ def compact_small_files(table: Any, small_file_bytes: int, s3: S3Options | None 
     try:
         for files in groups.values():
             for data_file in files:
-                writer.write(_read_as(data_file.file_path, arrow_schema, s3))
+                writer.write(read_as(data_file.file_path, arrow_schema, s3))
         written = writer.close()
     except BaseException:
         writer.abort()
@@ -203,7 +203,7 @@ def compact_small_files(table: Any, small_file_bytes: int, s3: S3Options | None 
     return plan, table.current_snapshot().snapshot_id
 
 
-def _read_as(path: str, schema: pa.Schema, s3: S3Options | None) -> pa.Table:
+def read_as(path: str, schema: pa.Schema, s3: S3Options | None) -> pa.Table:
     """A data file in the table's current schema, matching columns by Iceberg field id (older
     files lack newer columns: null; a widened decimal is cast up, exactly)."""
     location = resolve(path, s3)

@@ -104,10 +104,13 @@ class Profile:
     # (file index, attribute names of that file's first item, in order): the table's key
     # attributes come first in every export line, so the earliest file's first line orders columns.
     first_line: tuple[int, tuple[str, ...]] | None = None
+    # An incremental export's primary key (its lines' Keys object); () for a full export.
+    key_names: tuple[str, ...] = ()
 
     def merge(self, other: "Profile") -> "Profile":
         self.items += other.items
         self.partition_values |= other.partition_values
+        self.key_names = self.key_names or other.key_names
         if other.first_line is not None and (self.first_line is None or other.first_line[0] < self.first_line[0]):
             self.first_line = other.first_line
         for path, stats in other.nodes.items():
@@ -150,6 +153,7 @@ def profile_to_json(profile: Profile, export_id: str) -> bytes:
         "items": profile.items,
         "partition_values": sorted(profile.partition_values),
         "first_line": [profile.first_line[0], list(profile.first_line[1])] if profile.first_line else None,
+        "key_names": list(profile.key_names),
         "nodes": [[list(path), _node_to_dict(stats)] for path, stats in profile.nodes.items()],
     })
 
@@ -164,6 +168,7 @@ def profile_from_json(data: bytes, *, obj: str) -> tuple[str, Profile]:
         return document["export_id"], Profile(
             items=document["items"], partition_values=set(document["partition_values"]),
             first_line=(first_line[0], tuple(first_line[1])) if first_line else None,
+            key_names=tuple(document.get("key_names") or ()),
             nodes={tuple(path): _node_from_dict(stats) for path, stats in document["nodes"]})
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{obj}: cannot read the profile ({exc})") from None

@@ -106,7 +106,12 @@ def history(table: Any) -> list[dict[str, Any]]:
             .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "operation": summary.get("operation", ""),
             "export_id": summary.get(f"{SUMMARY_PREFIX}export-id", ""),
+            "export_type": summary.get(f"{SUMMARY_PREFIX}export-type", ""),
             "export_time": summary.get(f"{SUMMARY_PREFIX}export-time", ""),
+            "high_water_mark": summary.get(f"{SUMMARY_PREFIX}high-water-mark", "")
+            or summary.get(f"{SUMMARY_PREFIX}export-time", ""),
+            "upserts": int(summary.get(f"{SUMMARY_PREFIX}upserts", 0) or 0),
+            "deletes": int(summary.get(f"{SUMMARY_PREFIX}deletes", 0) or 0),
             "partitions": summary.get(f"{SUMMARY_PREFIX}partitions", ""),
             "rows": int(summary.get("total-records", 0)),
             "files_added": int(summary.get("added-data-files", 0)),
