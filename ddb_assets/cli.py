@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -219,6 +221,13 @@ def _catalog_config(catalog: Optional[str], namespace: Optional[str]):  # type: 
     return CatalogConfig.parse(catalog, namespace)
 
 
+QUERY_FORMAT_HELP = (
+    "table: a grid (on a terminal too narrow for it, vertical instead); vertical: one line per column, a block "
+    "per row (psql's \\x); csv: a header line, then RFC 4180 rows; json: one object per line. Every type prints "
+    "in every format: decimals exact (in json as strings, \"1.50\"), binary as base64, times as ISO-8601 "
+    "(2025-11-30T00:09:00Z), NULL empty in csv; lists, sets, structs and maps as JSON text in table, vertical and "
+    "csv. A repeated column name gets _1, _2 in json.")
+
 CATALOG_HELP = ("Iceberg catalog: sql (default: a SQLite file, catalog.db in the lake folder), "
                 "sqlite:///path/catalog.db, glue (AWS Glue, what Athena reads) or rest:https://...")
 
@@ -413,7 +422,9 @@ def _engine_with_lake(lake: Optional[str], catalog: Optional[str], namespace: Op
     return engine, root, config, iceberg
 
 
-@app.command()
+# SQL may start with a comment ("-- top customers\nSELECT ..."): an unknown option-like
+# argument is passed on as the SQL rather than refused by the option parser.
+@app.command(context_settings={"ignore_unknown_options": True})
 def query(
     sql: str = typer.Argument(..., help="SQL to run (DuckDB dialect). Lake tables are views named after "
                                         "the table; reports are <table>_<report>."),
@@ -427,46 +438,40 @@ def query(
                                                      "one struct column `item` (item.customer_id.s)."),
     schema: Optional[str] = typer.Option(None, help="Schema to register tables in, e.g. default (for SQL "
                                                     "written as \"default\".\"data\")."),
-    output: str = typer.Option("table", "--format", help="table, csv or json"),
-    limit: int = typer.Option(1000, help="Rows printed at most in table format."),
+    output: str = typer.Option("table", "--format", help=QUERY_FORMAT_HELP),
+    limit: int = typer.Option(1000, help="Rows printed at most in table and vertical format (csv and json print "
+                                         "every row)."),
 ) -> None:
     """Run SQL over the lake with the embedded DuckDB engine and print the result."""
     import duckdb
 
-    if output not in ("table", "csv", "json"):
-        raise CliError(f"--format must be table, csv or json, not {output!r}")
+    from ddb_assets.query.duckdb_engine import EmptyStatement
+    from ddb_assets.query.output import FORMATS, render
+
+    if output not in FORMATS:
+        raise CliError(f"--format must be one of {', '.join(FORMATS)}, not {output!r}")
+    if re.fullmatch(r"--?[A-Za-z][\w-]*(=\S*)?", sql):
+        raise CliError(f"no such option: {sql.partition('=')[0]} (see ddb-assets query --help)")
     engine, _, _, _ = _engine_with_lake(lake, catalog, namespace, table, raw, schema, as_of)
     try:
         try:
             result = engine.query(sql).table
+        except EmptyStatement as exc:
+            raise CliError(str(exc)) from None
         except duckdb.Error as exc:
             message = str(exc).splitlines()[0]
             broken = [f"{name} ({why})" for name, why in engine.errors.items() if name in sql]
             raise CliError(f"query failed: {message}" + (f"; unreadable: {', '.join(broken)}" if broken else "")) from None
     finally:
         engine.close()
-    if output == "csv":
-        import pyarrow.csv as pacsv
-
-        buffer = __import__("io").BytesIO()
-        pacsv.write_csv(result, buffer)
-        sys.stdout.write(buffer.getvalue().decode("utf-8"))
-    elif output == "json":
-        import json
-
-        for row in result.to_pylist():
-            sys.stdout.write(json.dumps(row, default=str, ensure_ascii=False) + "\n")
-    else:
-        from rich.table import Table
-
-        out = Table(show_lines=False)
-        for column in result.column_names:
-            out.add_column(column)
-        for row in result.slice(0, limit).to_pylist():
-            out.add_row(*("" if v is None else str(v) for v in row.values()))
-        console.print(out)
-        if result.num_rows > limit:
-            console.print(f"({result.num_rows:,} rows, first {limit:,} shown)")
+    # A terminal's width decides between the grid and one line per column; piped or captured
+    # output has no width, so nothing is ever wrapped or squeezed for it.
+    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+    rendered = render(result, output, width=width, limit=limit,
+                      unicode=(sys.stdout.encoding or "").lower().replace("-", "") in ("utf8", "utf_8"))
+    for note in rendered.notes:
+        err_console.print(note, highlight=False, markup=False, soft_wrap=True)
+    sys.stdout.write(rendered.text)
 
 
 @app.command()

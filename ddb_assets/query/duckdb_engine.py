@@ -23,6 +23,10 @@ from ddb_assets.query.result import QueryResult, quote_identifier, quote_literal
 EMPTY_COLUMN = "_no_columns_yet"
 
 
+class EmptyStatement(ValueError):
+    """The SQL holds no statement: empty, blanks, only ``;`` or only comments."""
+
+
 class DuckDBEngine:
     """DuckDB over lake tables: each registered Iceberg table is a view over its snapshot's data
     files, resolved again before every query (a commit in between is seen, never a deleted file)."""
@@ -131,7 +135,9 @@ class DuckDBEngine:
             self.connection.execute(f"CREATE OR REPLACE VIEW {target} AS SELECT * FROM {quote_identifier(hidden)}")
 
     def query(self, sql: str, parameters: list[Any] | None = None, measure: bool = False) -> QueryResult:
-        """Run SQL; with ``measure`` also report the bytes DuckDB read (its JSON profile's I/O)."""
+        """Run SQL; with ``measure`` also report the bytes DuckDB read (its JSON profile's I/O).
+
+        Raises EmptyStatement when ``sql`` holds no statement, duckdb.Error when DuckDB refuses it."""
         self.refresh()
         if measure:
             return self._measured(sql, parameters)
@@ -139,6 +145,12 @@ class DuckDBEngine:
             relation = self.connection.sql(sql, params=parameters)
         else:
             relation = self.connection.sql(sql)
+        if relation is None:
+            # DuckDB returns no relation for SQL without a statement (and used to for statements
+            # that return no rows): the first is the user's mistake, the second an empty result.
+            if not self.connection.extract_statements(sql):
+                raise EmptyStatement("the SQL holds no statement (it is empty, blank, only ';' or only comments)")
+            return QueryResult(pa.table({}))
         # DuckDB 2 renamed arrow() (a table) to to_arrow_table(); both are in the tested range.
         fetch = getattr(relation, "to_arrow_table", None) or relation.arrow
         return QueryResult(fetch())
