@@ -404,7 +404,7 @@ def _engine_with_lake(lake: Optional[str], catalog: Optional[str], namespace: Op
                       raw: list[str], schema: Optional[str], as_of: Optional[str] = None):  # type: ignore[no-untyped-def]
     from ddb_assets.exports.reader import open_export
     from ddb_assets.lake.catalog import list_tables
-    from ddb_assets.query.duckdb_engine import DuckDBEngine
+    from ddb_assets.query.duckdb_engine import DuckDBEngine, NameCollision
 
     root, config, iceberg = _lake(lake, catalog, namespace)
     names = list_tables(iceberg, config.namespace)
@@ -418,7 +418,10 @@ def _engine_with_lake(lake: Optional[str], catalog: Optional[str], namespace: Op
         name, sep, source = spec.partition("=")
         if not sep or not name or not source:
             raise CliError(f"--raw takes NAME=SOURCE (an export folder or manifest), not {spec!r}")
-        engine.register_raw_export(name, open_export(source), schema=schema)
+        try:
+            engine.register_raw_export(name, open_export(source), schema=schema)
+        except NameCollision as exc:
+            raise CliError(f"--raw {name}: {exc}") from None
     return engine, root, config, iceberg
 
 
