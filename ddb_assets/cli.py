@@ -381,8 +381,9 @@ def _lake(lake: Optional[str], catalog: Optional[str], namespace: Optional[str])
     """(lake root Location, CatalogConfig, pyiceberg catalog): from --lake/--catalog, else the
     configuration (DDB_ASSETS_CONFIG, else the packaged local profile)."""
     from ddb_assets.exports.storage import resolve
-    from ddb_assets.lake.catalog import CatalogConfig, open_catalog
+    from ddb_assets.lake.catalog import CATALOG_FILE, CatalogConfig, open_catalog
 
+    given = lake is not None
     if lake is None or catalog is None:
         from ddb_assets.settings import load_settings
 
@@ -395,8 +396,21 @@ def _lake(lake: Optional[str], catalog: Optional[str], namespace: Optional[str])
     else:
         config = _catalog_config(catalog, namespace)
     root = resolve(lake)
-    if config.kind == "sql" and config.uri is None and root.scheme == "file" and not os.path.isdir(root.path):
-        raise CliError(f"the lake {root.uri} does not exist (give --lake, or convert an export into it first)")
+    default_sql = config.kind == "sql" and config.uri is None
+    if root.scheme == "file" and (given or default_sql) and not os.path.isdir(root.path):
+        what = "is not a folder" if os.path.exists(root.path) else "does not exist"
+        if given:
+            raise CliError(f"--lake {root.uri} {what} (convert an export into it first: ddb-assets convert SOURCE "
+                           f"{root.uri}/TABLE)")
+        raise CliError(f"the lake {root.uri} (lake_root of the configuration) {what}: give --lake, or convert an "
+                       f"export into it first")
+    # These commands only read: opening a SQLite catalog that is not there would create an empty one.
+    if default_sql and root.scheme == "file" and not os.path.isfile(os.path.join(root.path, CATALOG_FILE)):
+        raise CliError(f"the lake {root.uri} has no catalog ({CATALOG_FILE}): convert an export into it first, "
+                       f"or give the catalog (--catalog)")
+    if config.kind == "sql" and config.uri and config.uri.startswith("sqlite:///") and ":memory:" not in config.uri \
+            and not os.path.isfile(config.uri[len("sqlite:///"):]):
+        raise CliError(f"the catalog {config.uri} does not exist (convert an export with this --catalog first)")
     return root, config, open_catalog(config, root)
 
 
