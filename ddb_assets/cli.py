@@ -24,8 +24,20 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+
+
+def _console(stderr: bool = False) -> Console:
+    """Rich output that never hard-wraps: text soft-wraps (a terminal folds a long line, a copy of
+    it keeps it whole), and output piped or captured has no width at all, so ARNs, paths, tables
+    and progress lines keep their natural width there whatever COLUMNS says. No log decorations
+    (times, ``file.py:123``)."""
+    terminal = Console(stderr=stderr).is_terminal
+    return Console(stderr=stderr, soft_wrap=True, width=None if terminal else 1_000_000, log_time=False,
+                   log_path=False)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 
 class CliError(Exception):
@@ -66,12 +78,12 @@ def emulator(
 ) -> None:
     """Serve the local AWS world (moto with faithful DynamoDB exports) until Ctrl-C."""
     from ddb_assets.local.demo import EXPORT_BUCKET, load_sample_table
-    from ddb_assets.local.world import LocalWorld, PortInUseError
+    from ddb_assets.local.world import BindError, LocalWorld
 
     world = LocalWorld(port=port, host=host)
     try:
         world.start()
-    except PortInUseError as exc:
+    except BindError as exc:
         raise CliError(str(exc)) from None
     console.print(f"local AWS world listening on [bold]{world.endpoint}[/]")
     console.print("point the AWS SDK and ddb-assets at it with:")
@@ -142,12 +154,21 @@ def export(
     when = export_time.replace(tzinfo=export_time.tzinfo or timezone.utc) if export_time else None
     started = start_export(ddb, table_arn=arn, bucket=bucket, prefix=prefix or f"exports/{name}",
                            export_format=export_format.upper(), export_time=when, client_token=client_token)
-    console.print(f"export started: {started['ExportArn']}")
+    console.print(f"export started: {started['ExportArn']}", highlight=False, markup=False)
     if wait:
-        done = wait_for_export(ddb, started["ExportArn"],
-                               on_poll=lambda d, t: console.log(f"{d['ExportStatus']} after {t:.0f}s"))
-        console.print(f"[green]COMPLETED[/]: {done['ItemCount']} items, "
-                      f"manifest s3://{bucket}/{done['ExportManifest']}")
+        shown: list[str] = []
+
+        def on_poll(description: dict, elapsed: float) -> None:  # type: ignore[type-arg]
+            # One line per status, not per poll (polls back off to every 30 s over an export's minutes).
+            status = description["ExportStatus"]
+            if status != "COMPLETED" and status not in shown:
+                shown.append(status)
+                console.print(f"{status} after {elapsed:.0f}s (waiting for COMPLETED)", highlight=False)
+
+        started_wait = time.monotonic()
+        done = wait_for_export(ddb, started["ExportArn"], on_poll=on_poll)
+        console.print(f"[green]COMPLETED[/] after {time.monotonic() - started_wait:.0f}s: {done['ItemCount']} items, "
+                      f"manifest s3://{bucket}/{done['ExportManifest']}", highlight=False)
 
 
 @app.command("generate-export")
@@ -164,7 +185,7 @@ def generate_export(
 
     summary_path = generate_folder_export(dest, items=items, files=files, seed=seed,
                                           export_format=export_format.upper(), prefix=prefix, console=console)
-    console.print(f"export written: {summary_path}")
+    console.print(f"export written: {summary_path}", highlight=False, markup=False)
 
 
 def _check_naming(naming: str) -> None:
@@ -188,21 +209,37 @@ def _conversion_progress():  # type: ignore[no-untyped-def]
 
     # auto_refresh=False: no refresh thread, so the conversion can fork its workers (a process
     # with other threads must use the slower forkserver).
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=err_console,
-                        auto_refresh=False)
+    class _Progress(Progress):
+        def stop(self) -> None:
+            if self.tasks:
+                return super().stop()
+            # Stopped before its first task (a bad export): rich would print an empty display, a
+            # blank line that the error message would then follow.
+            self.live.transient = True
+            self.live.stop()
+
+    progress = _Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                         TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=err_console,
+                         auto_refresh=False)
     tasks: dict[str, int] = {}
+    totals = {"items": 0, "rows": 0}  # events carry one data file's or one worker's share: show running totals
 
     def on_event(kind: str, info: dict) -> None:  # type: ignore[type-arg]
         if kind == "opened":
             tasks["parse"] = progress.add_task("parse + verify", total=info["files"], detail="")
         elif kind == "parsed":
+            totals["items"] += info["rows"]
             progress.advance(tasks["parse"])
-            progress.update(tasks["parse"], detail=f"{info['rows']:,} items")
+            progress.update(tasks["parse"], detail=f"{totals['items']:,} items")
         elif kind == "planned":
             tasks["write"] = progress.add_task("write parquet", total=None, detail=f"{info['columns']} columns")
         elif kind == "written":
-            progress.update(tasks["write"], detail=f"{info['rows']:,} rows")
+            totals["rows"] += info["rows"]
+            progress.advance(tasks["write"], info["files"])
+            progress.update(tasks["write"], detail=f"{totals['rows']:,} rows")
+        elif kind == "committed" and "write" in tasks:
+            done = progress.tasks[tasks["write"]].completed
+            progress.update(tasks["write"], total=done, detail=f"{totals['rows']:,} rows in {done:,.0f} files")
         progress.refresh()
 
     return progress, on_event
@@ -642,15 +679,21 @@ def main() -> None:
         app()
     except (CliError, ExportFormatError, ExportFailed, ExportTimeout, ConfigError, LookupError, ScratchSpaceError,
             CommitConflict, StaleExport, ProfileMismatch, SchemaConflict, PartitionError, CatalogError) as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        _error(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
     except ClientError as exc:
         error = exc.response.get("Error", {})
-        err_console.print(f"[red]error:[/] {error.get('Code')}: {error.get('Message')}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        _error(f"{error.get('Code')}: {error.get('Message')}")
     except BotoCoreError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        _error(str(exc))
+
+
+def _error(message: str) -> None:
+    """``error: MESSAGE`` on one line (whitespace runs, line breaks included, become one space; the
+    message is text, never markup), and exit 1."""
+    from rich.text import Text
+
+    err_console.print(Text.assemble(("error:", "red"), " ", " ".join(message.split())), highlight=False)
+    sys.exit(1)
 
 
 if __name__ == "__main__":
