@@ -504,6 +504,8 @@ def query(
 
     if output not in FORMATS:
         raise CliError(f"--format must be one of {', '.join(FORMATS)}, not {output!r}")
+    if limit < 0:
+        raise CliError(f"--limit must be 0 or more, not {limit}")
     if re.fullmatch(r"--?[A-Za-z][\w-]*(=\S*)?", sql):
         raise CliError(f"no such option: {sql.partition('=')[0]} (see ddb-assets query --help)")
     engine, _, _, _ = _engine_with_lake(lake, catalog, namespace, table, raw, schema, as_of)
@@ -601,6 +603,8 @@ def history(
 
     from ddb_assets.lake.tables import history as table_history
 
+    if output not in ("table", "json"):
+        raise CliError(f"--format must be table or json, not {output!r}")
     entries = table_history(_table(lake, catalog, namespace, table))
     if output == "json":
         sys.stdout.write(json.dumps(entries, indent=1) + "\n")

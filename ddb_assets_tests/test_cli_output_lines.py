@@ -136,6 +136,10 @@ ERRORS = [
                                                                           "not 'xml'"),
     ("a bad query --format", ["query", "SELECT 1", "--lake", "{lake}", "--format", "xml"],
      "error: --format must be one of table, vertical, csv, json, not 'xml'"),
+    ("a bad history --format", ["history", "reviews", "--lake", "{lake}", "--format", "xml"],
+     "error: --format must be table or json, not 'xml'"),
+    ("a negative --limit", ["query", "SELECT 1", "--lake", "{lake}", "--limit", "-1"],
+     "error: --limit must be 0 or more, not -1"),
 ]
 
 
