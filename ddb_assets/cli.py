@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -22,8 +24,20 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+
+
+def _console(stderr: bool = False) -> Console:
+    """Rich output that never hard-wraps: text soft-wraps (a terminal folds a long line, a copy of
+    it keeps it whole), and output piped or captured has no width at all, so ARNs, paths, tables
+    and progress lines keep their natural width there whatever COLUMNS says. No log decorations
+    (times, ``file.py:123``)."""
+    terminal = Console(stderr=stderr).is_terminal
+    return Console(stderr=stderr, soft_wrap=True, width=None if terminal else 1_000_000, log_time=False,
+                   log_path=False)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 
 class CliError(Exception):
@@ -64,12 +78,12 @@ def emulator(
 ) -> None:
     """Serve the local AWS world (moto with faithful DynamoDB exports) until Ctrl-C."""
     from ddb_assets.local.demo import EXPORT_BUCKET, load_sample_table
-    from ddb_assets.local.world import LocalWorld, PortInUseError
+    from ddb_assets.local.world import BindError, LocalWorld
 
     world = LocalWorld(port=port, host=host)
     try:
         world.start()
-    except PortInUseError as exc:
+    except BindError as exc:
         raise CliError(str(exc)) from None
     console.print(f"local AWS world listening on [bold]{world.endpoint}[/]")
     console.print("point the AWS SDK and ddb-assets at it with:")
@@ -140,12 +154,21 @@ def export(
     when = export_time.replace(tzinfo=export_time.tzinfo or timezone.utc) if export_time else None
     started = start_export(ddb, table_arn=arn, bucket=bucket, prefix=prefix or f"exports/{name}",
                            export_format=export_format.upper(), export_time=when, client_token=client_token)
-    console.print(f"export started: {started['ExportArn']}")
+    console.print(f"export started: {started['ExportArn']}", highlight=False, markup=False)
     if wait:
-        done = wait_for_export(ddb, started["ExportArn"],
-                               on_poll=lambda d, t: console.log(f"{d['ExportStatus']} after {t:.0f}s"))
-        console.print(f"[green]COMPLETED[/]: {done['ItemCount']} items, "
-                      f"manifest s3://{bucket}/{done['ExportManifest']}")
+        shown: list[str] = []
+
+        def on_poll(description: dict, elapsed: float) -> None:  # type: ignore[type-arg]
+            # One line per status, not per poll (polls back off to every 30 s over an export's minutes).
+            status = description["ExportStatus"]
+            if status != "COMPLETED" and status not in shown:
+                shown.append(status)
+                console.print(f"{status} after {elapsed:.0f}s (waiting for COMPLETED)", highlight=False)
+
+        started_wait = time.monotonic()
+        done = wait_for_export(ddb, started["ExportArn"], on_poll=on_poll)
+        console.print(f"[green]COMPLETED[/] after {time.monotonic() - started_wait:.0f}s: {done['ItemCount']} items, "
+                      f"manifest s3://{bucket}/{done['ExportManifest']}", highlight=False)
 
 
 @app.command("generate-export")
@@ -162,7 +185,7 @@ def generate_export(
 
     summary_path = generate_folder_export(dest, items=items, files=files, seed=seed,
                                           export_format=export_format.upper(), prefix=prefix, console=console)
-    console.print(f"export written: {summary_path}")
+    console.print(f"export written: {summary_path}", highlight=False, markup=False)
 
 
 def _check_naming(naming: str) -> None:
@@ -186,21 +209,37 @@ def _conversion_progress():  # type: ignore[no-untyped-def]
 
     # auto_refresh=False: no refresh thread, so the conversion can fork its workers (a process
     # with other threads must use the slower forkserver).
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=err_console,
-                        auto_refresh=False)
+    class _Progress(Progress):
+        def stop(self) -> None:
+            if self.tasks:
+                return super().stop()
+            # Stopped before its first task (a bad export): rich would print an empty display, a
+            # blank line that the error message would then follow.
+            self.live.transient = True
+            self.live.stop()
+
+    progress = _Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                         TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=err_console,
+                         auto_refresh=False)
     tasks: dict[str, int] = {}
+    totals = {"items": 0, "rows": 0}  # events carry one data file's or one worker's share: show running totals
 
     def on_event(kind: str, info: dict) -> None:  # type: ignore[type-arg]
         if kind == "opened":
             tasks["parse"] = progress.add_task("parse + verify", total=info["files"], detail="")
         elif kind == "parsed":
+            totals["items"] += info["rows"]
             progress.advance(tasks["parse"])
-            progress.update(tasks["parse"], detail=f"{info['rows']:,} items")
+            progress.update(tasks["parse"], detail=f"{totals['items']:,} items")
         elif kind == "planned":
             tasks["write"] = progress.add_task("write parquet", total=None, detail=f"{info['columns']} columns")
         elif kind == "written":
-            progress.update(tasks["write"], detail=f"{info['rows']:,} rows")
+            totals["rows"] += info["rows"]
+            progress.advance(tasks["write"], info["files"])
+            progress.update(tasks["write"], detail=f"{totals['rows']:,} rows")
+        elif kind == "committed" and "write" in tasks:
+            done = progress.tasks[tasks["write"]].completed
+            progress.update(tasks["write"], total=done, detail=f"{totals['rows']:,} rows in {done:,.0f} files")
         progress.refresh()
 
     return progress, on_event
@@ -218,6 +257,13 @@ def _catalog_config(catalog: Optional[str], namespace: Optional[str]):  # type: 
 
     return CatalogConfig.parse(catalog, namespace)
 
+
+QUERY_FORMAT_HELP = (
+    "table: a grid (on a terminal too narrow for it, vertical instead); vertical: one line per column, a block "
+    "per row (psql's \\x); csv: a header line, then RFC 4180 rows; json: one object per line. Every type prints "
+    "in every format: decimals exact (in json as strings, \"1.50\"), binary as base64, times as ISO-8601 "
+    "(2025-11-30T00:09:00Z), NULL empty in csv; lists, sets, structs and maps as JSON text in table, vertical and "
+    "csv. A repeated column name gets _1, _2 in json.")
 
 CATALOG_HELP = ("Iceberg catalog: sql (default: a SQLite file, catalog.db in the lake folder), "
                 "sqlite:///path/catalog.db, glue (AWS Glue, what Athena reads) or rest:https://...")
@@ -384,8 +430,9 @@ def _lake(lake: Optional[str], catalog: Optional[str], namespace: Optional[str])
     """(lake root Location, CatalogConfig, pyiceberg catalog): from --lake/--catalog, else the
     configuration (DDB_ASSETS_CONFIG, else the packaged local profile)."""
     from ddb_assets.exports.storage import resolve
-    from ddb_assets.lake.catalog import CatalogConfig, open_catalog
+    from ddb_assets.lake.catalog import CATALOG_FILE, CatalogConfig, open_catalog
 
+    given = lake is not None
     if lake is None or catalog is None:
         from ddb_assets.settings import load_settings
 
@@ -398,8 +445,21 @@ def _lake(lake: Optional[str], catalog: Optional[str], namespace: Optional[str])
     else:
         config = _catalog_config(catalog, namespace)
     root = resolve(lake)
-    if config.kind == "sql" and config.uri is None and root.scheme == "file" and not os.path.isdir(root.path):
-        raise CliError(f"the lake {root.uri} does not exist (give --lake, or convert an export into it first)")
+    default_sql = config.kind == "sql" and config.uri is None
+    if root.scheme == "file" and (given or default_sql) and not os.path.isdir(root.path):
+        what = "is not a folder" if os.path.exists(root.path) else "does not exist"
+        if given:
+            raise CliError(f"--lake {root.uri} {what} (convert an export into it first: ddb-assets convert SOURCE "
+                           f"{root.uri}/TABLE)")
+        raise CliError(f"the lake {root.uri} (lake_root of the configuration) {what}: give --lake, or convert an "
+                       f"export into it first")
+    # These commands only read: opening a SQLite catalog that is not there would create an empty one.
+    if default_sql and root.scheme == "file" and not os.path.isfile(os.path.join(root.path, CATALOG_FILE)):
+        raise CliError(f"the lake {root.uri} has no catalog ({CATALOG_FILE}): convert an export into it first, "
+                       f"or give the catalog (--catalog)")
+    if config.kind == "sql" and config.uri and config.uri.startswith("sqlite:///") and ":memory:" not in config.uri \
+            and not os.path.isfile(config.uri[len("sqlite:///"):]):
+        raise CliError(f"the catalog {config.uri} does not exist (convert an export with this --catalog first)")
     return root, config, open_catalog(config, root)
 
 
@@ -407,7 +467,7 @@ def _engine_with_lake(lake: Optional[str], catalog: Optional[str], namespace: Op
                       raw: list[str], schema: Optional[str], as_of: Optional[str] = None):  # type: ignore[no-untyped-def]
     from ddb_assets.exports.reader import open_export
     from ddb_assets.lake.catalog import list_tables
-    from ddb_assets.query.duckdb_engine import DuckDBEngine
+    from ddb_assets.query.duckdb_engine import DuckDBEngine, NameCollision
 
     root, config, iceberg = _lake(lake, catalog, namespace)
     names = list_tables(iceberg, config.namespace)
@@ -421,11 +481,16 @@ def _engine_with_lake(lake: Optional[str], catalog: Optional[str], namespace: Op
         name, sep, source = spec.partition("=")
         if not sep or not name or not source:
             raise CliError(f"--raw takes NAME=SOURCE (an export folder or manifest), not {spec!r}")
-        engine.register_raw_export(name, open_export(source), schema=schema)
+        try:
+            engine.register_raw_export(name, open_export(source), schema=schema)
+        except NameCollision as exc:
+            raise CliError(f"--raw {name}: {exc}") from None
     return engine, root, config, iceberg
 
 
-@app.command()
+# SQL may start with a comment ("-- top customers\nSELECT ..."): an unknown option-like
+# argument is passed on as the SQL rather than refused by the option parser.
+@app.command(context_settings={"ignore_unknown_options": True})
 def query(
     sql: str = typer.Argument(..., help="SQL to run (DuckDB dialect). Lake tables are views named after "
                                         "the table; reports are <table>_<report>."),
@@ -439,46 +504,42 @@ def query(
                                                      "one struct column `item` (item.customer_id.s)."),
     schema: Optional[str] = typer.Option(None, help="Schema to register tables in, e.g. default (for SQL "
                                                     "written as \"default\".\"data\")."),
-    output: str = typer.Option("table", "--format", help="table, csv or json"),
-    limit: int = typer.Option(1000, help="Rows printed at most in table format."),
+    output: str = typer.Option("table", "--format", help=QUERY_FORMAT_HELP),
+    limit: int = typer.Option(1000, help="Rows printed at most in table and vertical format (csv and json print "
+                                         "every row)."),
 ) -> None:
     """Run SQL over the lake with the embedded DuckDB engine and print the result."""
     import duckdb
 
-    if output not in ("table", "csv", "json"):
-        raise CliError(f"--format must be table, csv or json, not {output!r}")
+    from ddb_assets.query.duckdb_engine import EmptyStatement
+    from ddb_assets.query.output import FORMATS, render
+
+    if output not in FORMATS:
+        raise CliError(f"--format must be one of {', '.join(FORMATS)}, not {output!r}")
+    if limit < 0:
+        raise CliError(f"--limit must be 0 or more, not {limit}")
+    if re.fullmatch(r"--?[A-Za-z][\w-]*(=\S*)?", sql):
+        raise CliError(f"no such option: {sql.partition('=')[0]} (see ddb-assets query --help)")
     engine, _, _, _ = _engine_with_lake(lake, catalog, namespace, table, raw, schema, as_of)
     try:
         try:
             result = engine.query(sql).table
+        except EmptyStatement as exc:
+            raise CliError(str(exc)) from None
         except duckdb.Error as exc:
             message = str(exc).splitlines()[0]
             broken = [f"{name} ({why})" for name, why in engine.errors.items() if name in sql]
             raise CliError(f"query failed: {message}" + (f"; unreadable: {', '.join(broken)}" if broken else "")) from None
     finally:
         engine.close()
-    if output == "csv":
-        import pyarrow.csv as pacsv
-
-        buffer = __import__("io").BytesIO()
-        pacsv.write_csv(result, buffer)
-        sys.stdout.write(buffer.getvalue().decode("utf-8"))
-    elif output == "json":
-        import json
-
-        for row in result.to_pylist():
-            sys.stdout.write(json.dumps(row, default=str, ensure_ascii=False) + "\n")
-    else:
-        from rich.table import Table
-
-        out = Table(show_lines=False)
-        for column in result.column_names:
-            out.add_column(column)
-        for row in result.slice(0, limit).to_pylist():
-            out.add_row(*("" if v is None else str(v) for v in row.values()))
-        console.print(out)
-        if result.num_rows > limit:
-            console.print(f"({result.num_rows:,} rows, first {limit:,} shown)")
+    # A terminal's width decides between the grid and one line per column; piped or captured
+    # output has no width, so nothing is ever wrapped or squeezed for it.
+    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+    rendered = render(result, output, width=width, limit=limit,
+                      unicode=(sys.stdout.encoding or "").lower().replace("-", "") in ("utf8", "utf_8"))
+    for note in rendered.notes:
+        err_console.print(note, highlight=False, markup=False, soft_wrap=True)
+    sys.stdout.write(rendered.text)
 
 
 @app.command()
@@ -554,6 +615,8 @@ def history(
 
     from ddb_assets.lake.tables import history as table_history
 
+    if output not in ("table", "json"):
+        raise CliError(f"--format must be table or json, not {output!r}")
     entries = table_history(_table(lake, catalog, namespace, table))
     if output == "json":
         sys.stdout.write(json.dumps(entries, indent=1) + "\n")
@@ -632,15 +695,21 @@ def main() -> None:
         app()
     except (CliError, ExportFormatError, ExportFailed, ExportTimeout, ConfigError, LookupError, ScratchSpaceError,
             CommitConflict, StaleExport, ProfileMismatch, SchemaConflict, PartitionError, CatalogError) as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        _error(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
     except ClientError as exc:
         error = exc.response.get("Error", {})
-        err_console.print(f"[red]error:[/] {error.get('Code')}: {error.get('Message')}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        _error(f"{error.get('Code')}: {error.get('Message')}")
     except BotoCoreError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        _error(str(exc))
+
+
+def _error(message: str) -> None:
+    """``error: MESSAGE`` on one line (whitespace runs, line breaks included, become one space; the
+    message is text, never markup), and exit 1."""
+    from rich.text import Text
+
+    err_console.print(Text.assemble(("error:", "red"), " ", " ".join(message.split())), highlight=False)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -192,18 +192,64 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     try:
         text = chosen.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"{chosen}: cannot read the configuration ({exc.strerror})") from None
+        named_by = f" (named by {CONFIG_ENV})" if not path and os.environ.get(CONFIG_ENV) else ""
+        raise ConfigError(f"{chosen}: cannot read the configuration{named_by} ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{chosen}: not UTF-8 text, so not a YAML configuration") from None
     try:
         document = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{chosen}: not valid YAML ({exc})") from None
+        # One line: PyYAML's message spans several, with a caret drawing of the spot.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise ConfigError(f"{chosen}: not valid YAML{where}: {problem}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"{chosen}: the configuration is a mapping of keys (lake_root, tables, ...), "
+                          f"not a {type(document).__name__}")
     document = _expand(document, chosen.parent)
     try:
         return Settings.model_validate(document)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
-                             for e in exc.errors())
-        raise ConfigError(f"{chosen}: {problems}") from None
+        raise ConfigError(f"{chosen}: " + "; ".join(_problem(e) for e in exc.errors())) from None
+
+
+def _problem(error: Any) -> str:
+    """One pydantic error as ``key.path: what is wrong (got VALUE)``, on one line."""
+    loc = tuple(error["loc"])
+    message = " ".join(str(error["msg"]).removeprefix("Value error, ").split())
+    if error["type"] == "extra_forbidden":
+        known = _known_keys(loc[:-1])
+        if known:
+            message += f" (known keys here: {', '.join(known)})"
+    elif isinstance(error.get("input"), (str, int, float, bool)) and len(repr(error["input"])) <= 80:
+        message += f" (got {error['input']!r})"
+    return f"{'.'.join(str(p) for p in loc) or '(top level)'}: {message}"
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys of the model at ``loc`` (best effort: [] where it cannot be told)."""
+    import typing
+
+    model: Any = Settings
+    for part in loc:
+        if isinstance(part, int):
+            continue  # a list item: the model is the list's element, found below
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            # A discriminated union's tag (query_engine.athena): the member of that kind.
+            members = [m for m in typing.get_args(model) if getattr(m, "model_fields", {}).get("kind") is not None
+                       and m.model_fields["kind"].default == part]
+            if not members:
+                return []
+            model = members[0]
+            continue
+        model = field.annotation
+        while typing.get_origin(model) is list:
+            model = typing.get_args(model)[0]
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
 
 
 def _expand(value: object, base: Path) -> object:

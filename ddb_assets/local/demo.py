@@ -77,7 +77,9 @@ def run_demo(console: Console, *, items: int = 3000, seed: int = 7, export_forma
                 table=TABLE_NAME, export_bucket=EXPORT_BUCKET, export_prefix=f"exports/{TABLE_NAME}",
                 export_format=export_format)]})
         with dg.DagsterInstance.local_temp(home) as instance:
-            run = run_pipeline(settings, instance, log=lambda message: console.log(message), quiet=True)
+            # print, not console.log: a log line carries its time and demo.py:NN, which are noise here.
+            run = run_pipeline(settings, instance, quiet=True,
+                               log=lambda message: console.print(message, highlight=False, markup=False))
             export = _describe_demo_export(world, run.export_id, instance, run)
         print_export(console, export)
         reports = {}

@@ -26,7 +26,11 @@ ACCOUNT_ID = "123456789012"  # moto's default account
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
-class PortInUseError(RuntimeError):
+class BindError(RuntimeError):
+    """The world cannot listen on the address asked for; the message says why, in one line."""
+
+
+class PortInUseError(BindError):
     """The requested port is taken by another process."""
 
 
@@ -47,13 +51,14 @@ class LocalWorld:
         if self._server is None:
             raise RuntimeError("the local world is not started")
         host, port = self._server.get_host_and_port()
-        return f"http://{host}:{port}"
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def start(self) -> "LocalWorld":
         from moto.server import ThreadedMotoServer
 
-        if self.requested_port:
-            _check_port_free(self.host, self.requested_port)
+        # Checked here, in this thread: the server binds on its own thread, where a failure would
+        # leave start() waiting for ever (and werkzeug prints its own lines, then exits).
+        _check_bindable(self.host, self.requested_port)
         emulator.install()
         # werkzeug logs every request at INFO; a served world should be quiet unless asked.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -111,11 +116,26 @@ class LocalWorld:
                     os.environ[key] = value
 
 
-def _check_port_free(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+def _check_bindable(host: str, port: int) -> None:
+    """Raise BindError (PortInUseError for a port in use) unless ``host:port`` can be listened on."""
+    if not 0 <= port <= 65535:
+        raise BindError(f"port {port} does not exist; --port takes 0-65535 (0: any free port)")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise BindError(f"cannot listen on {host}:{port}: {host!r} is not an address or host name of this "
+                        f"machine ({exc.strerror})") from None
+    with socket.socket(family, kind, proto) as probe:
         try:
-            probe.bind((host, port))
+            probe.bind(address)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise PortInUseError(f"port {port} on {host} is already in use; pick another with --port") from None
-            raise
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise BindError(f"cannot listen on {host}:{port}: {host} is not an address of this machine "
+                                f"(--host takes one of its addresses: 127.0.0.1, or 0.0.0.0 for all)") from None
+            if exc.errno == errno.EACCES:
+                raise BindError(f"cannot listen on {host}:{port}: permission denied (ports below 1024 need "
+                                f"privileges; pick another with --port)") from None
+            raise BindError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

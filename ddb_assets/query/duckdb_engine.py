@@ -23,6 +23,44 @@ from ddb_assets.query.result import QueryResult, quote_identifier, quote_literal
 EMPTY_COLUMN = "_no_columns_yet"
 
 
+class EmptyStatement(ValueError):
+    """The SQL holds no statement: empty, blanks, only ``;`` or only comments."""
+
+
+class NameCollision(ValueError):
+    """Two names DuckDB does not tell apart (it ignores ASCII case): attributes of a raw export
+    that differ only in case, or a view name already taken. The message names both."""
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def duckdb_folded(name: str) -> str:
+    """``name`` as DuckDB compares identifiers and struct fields: ASCII letters in lowercase
+    (``Name`` = ``name``; ``É`` and ``é`` stay distinct)."""
+    return name.translate(_ASCII_LOWER)
+
+
+def case_collisions(kind: pa.DataType, path: str) -> list[tuple[str, str]]:
+    """Struct fields, at any depth of ``kind`` (lists and maps included), whose names DuckDB would
+    not tell apart: ``[(path.Name, path.name), ...]``, each pair once."""
+    found: list[tuple[str, str]] = []
+    if pa.types.is_struct(kind):
+        seen: dict[str, str] = {}
+        for child in kind:
+            folded = duckdb_folded(child.name)
+            if folded in seen:
+                found.append((f"{path}.{seen[folded]}", f"{path}.{child.name}"))
+            else:
+                seen[folded] = child.name
+            found += case_collisions(child.type, f"{path}.{child.name}")
+    elif pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        found += case_collisions(kind.value_type, f"{path}[]")
+    elif pa.types.is_map(kind):
+        found += case_collisions(kind.item_type, f"{path}[]")
+    return found
+
+
 class DuckDBEngine:
     """DuckDB over lake tables: each registered Iceberg table is a view over its snapshot's data
     files, resolved again before every query (a commit in between is seen, never a deleted file)."""
@@ -32,9 +70,19 @@ class DuckDBEngine:
         self.tables: dict[str, SnapshotView] = {}
         self.errors: dict[str, str] = {}  # tables that could not be registered, and why
         self._sources: dict[str, tuple[Any, str | None, str | None]] = {}  # name -> (table, schema, as_of)
+        self._claimed: dict[tuple[str, str], tuple[str, str]] = {}  # (schema, folded name) -> (name, what)
 
     def table_reference(self, name: str) -> str:
         return quote_identifier(name)
+
+    def _claim(self, name: str, schema: str | None, what: str) -> None:
+        """Reserve the view name ``name`` for a lake table or a raw export (``what``): DuckDB
+        ignores case in names, so ``Reviews`` would silently replace the view ``reviews``."""
+        key = (schema or "main", duckdb_folded(name))
+        owner = self._claimed.setdefault(key, (name, what))
+        if owner != (name, what):
+            raise NameCollision(f"{name!r} names the {owner[1]} {owner[0]!r} already (DuckDB names ignore case): "
+                                f"give the {what} another name")
 
     def _view_name(self, name: str, schema: str | None) -> str:
         if schema and schema != "main":
@@ -45,10 +93,14 @@ class DuckDBEngine:
     def register_raw_export(self, name: str, export: Export, schema: str | None = None) -> int:
         """The export itself as a table with one struct column ``item`` (DynamoDB JSON shape:
         ``item.customer_id.s``), like Athena over a crawled export. Reads the whole export into
-        memory: meant for exploring, the lake table is for everything else."""
+        memory: meant for exploring, the lake table is for everything else.
+
+        Raises NameCollision when attribute names differ only in case (``Name``, ``name``) at
+        any level: DuckDB could not tell them apart. Returns the number of items."""
         from ddb_assets.exports.buffers import ByteArena, gunzip_into
         from ddb_assets.exports.decode import parse_items
 
+        self._claim(name, schema, "raw export")
         tables, known, arena = [], None, ByteArena()
         for data_file in export.files:
             raw = gunzip_into(data_file.read_verified(), arena, obj=data_file.name)
@@ -58,6 +110,14 @@ class DuckDBEngine:
         combined = pa.concat_tables(tables, promote_options="permissive") if tables else \
             pa.table({"Item": pa.array([], pa.struct([]))})
         combined = combined.rename_columns(["item"])
+        collisions = case_collisions(combined.schema.field("item").type, "item")
+        if collisions:
+            # DuckDB's struct fields ignore case: item.name would read one attribute and hide the
+            # other (item.* even repeats the first). Refused, as Athena refuses such JSON.
+            pairs = "; ".join(f"{a} and {b}" for a, b in collisions)
+            raise NameCollision(f"the export's items have attributes whose names differ only in case ({pairs}), "
+                                f"which DuckDB's struct fields do not tell apart; query the converted lake table, "
+                                f"where each is a column of its own")
         hidden = f"__raw_{schema or 'main'}_{name}"
         self.connection.register(hidden, combined)
         self.connection.execute(f"CREATE OR REPLACE VIEW {self._view_name(name, schema)} AS "
@@ -67,6 +127,7 @@ class DuckDBEngine:
     def register_table(self, name: str, table: Any, schema: str | None = None, as_of: str | None = None) -> SnapshotView:
         """``table`` (a pyiceberg Table) as the view ``name``: the current snapshot, re-resolved
         before each query, or the snapshot at ``as_of`` (a snapshot id or ISO-8601 time), fixed."""
+        self._claim(name, schema, "lake table")
         view = snapshot_view(table, as_of)
         self._create_view(name, view, schema, table.io)
         self._sources[name] = (table, schema, as_of)
@@ -131,7 +192,9 @@ class DuckDBEngine:
             self.connection.execute(f"CREATE OR REPLACE VIEW {target} AS SELECT * FROM {quote_identifier(hidden)}")
 
     def query(self, sql: str, parameters: list[Any] | None = None, measure: bool = False) -> QueryResult:
-        """Run SQL; with ``measure`` also report the bytes DuckDB read (its JSON profile's I/O)."""
+        """Run SQL; with ``measure`` also report the bytes DuckDB read (its JSON profile's I/O).
+
+        Raises EmptyStatement when ``sql`` holds no statement, duckdb.Error when DuckDB refuses it."""
         self.refresh()
         if measure:
             return self._measured(sql, parameters)
@@ -139,6 +202,12 @@ class DuckDBEngine:
             relation = self.connection.sql(sql, params=parameters)
         else:
             relation = self.connection.sql(sql)
+        if relation is None:
+            # DuckDB returns no relation for SQL without a statement (and used to for statements
+            # that return no rows): the first is the user's mistake, the second an empty result.
+            if not self.connection.extract_statements(sql):
+                raise EmptyStatement("the SQL holds no statement (it is empty, blank, only ';' or only comments)")
+            return QueryResult(pa.table({}))
         # DuckDB 2 renamed arrow() (a table) to to_arrow_table(); both are in the tested range.
         fetch = getattr(relation, "to_arrow_table", None) or relation.arrow
         return QueryResult(fetch())

@@ -1,0 +1,95 @@
+"""Configuration and lake errors on the command line: one line naming the file and key, exit 1,
+for every command that reads the configuration; and read commands never create a lake or catalog."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ddb_assets.settings import ConfigError, load_settings
+from ddb_assets_tests.cli_helpers import run_cli
+
+VALID = "lake_root: {lake}\ntables:\n  - table: reviews\n    export_bucket: ddb-exports\n"
+
+# Every command that reads the configuration (query, tables, history, rollback, maintain).
+COMMANDS = [("query", "SELECT 1"), ("tables",), ("history", "t"), ("rollback", "t", "1"), ("maintain", "t", "--dry-run")]
+
+# (case, file text or None for a missing file, the error after "error: <file>: ")
+PROBLEMS = [
+    ("unknown key", VALID + "bogus: 1\n",
+     "bogus: Extra inputs are not permitted (known keys here: profile, lake_root, aws, catalog, query_engine, "
+     "maintenance, tables, sensor_interval_seconds, convert_workers, convert_work_dir, report_dirs)"),
+    ("unknown nested key", VALID + "    partition_bye: year\n",
+     "tables.0.partition_bye: Extra inputs are not permitted (known keys here: table, name, export_bucket, "
+     "export_prefix, export_format, partition_by, naming, max_depth, dictionary_keys, compression, key_attributes, "
+     "wait_for_export, enable_pitr, owners)"),
+    ("wrong value", VALID + "    max_depth: lots\n",
+     "tables.0.max_depth: Input should be a valid integer, unable to parse string as an integer (got 'lots')"),
+    ("wrong choice", VALID + "    naming: camel\n", "tables.0.naming: Input should be 'snake' or 'glue' (got 'camel')"),
+    ("validator message", VALID.replace("table: reviews", "table: r"),
+     "tables.0.table: a table name has 3-255 characters of a-z, A-Z, 0-9, '_', '-', '.' (got 'r')"),
+    ("invalid YAML", "lake_root: [\n",
+     "not valid YAML at line 2, column 1: expected the node content, but found '<stream end>'"),
+    ("not a mapping", "- a\n- b\n", "the configuration is a mapping of keys (lake_root, tables, ...), not a list"),
+    ("missing file", None, "cannot read the configuration (named by DDB_ASSETS_CONFIG) (No such file or directory)"),
+]
+
+
+# Every problem through `tables`; every other command with one problem of each kind (a key, the
+# YAML, the file): they share the loading, so the whole matrix would only repeat itself slowly.
+MATRIX = [(c, *p) for c in COMMANDS for p in PROBLEMS
+          if c[0] == "tables" or p[0] in ("unknown nested key", "invalid YAML", "missing file")]
+
+
+@pytest.mark.parametrize("command, case, text, error", MATRIX, ids=[f"{m[0][0]}-{m[1]}" for m in MATRIX])
+def test_a_bad_configuration_is_one_line_naming_file_and_key(tmp_path: Path, command: tuple[str, ...], case: str,
+                                                             text: str | None, error: str) -> None:
+    path = tmp_path / "config.yaml"
+    if text is not None:
+        path.write_text(text.format(lake=tmp_path / "lake"))
+    result = run_cli(*command, env={"DDB_ASSETS_CONFIG": str(path)})
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"error: {path}: {error}\n"
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("case, text, error", [p for p in PROBLEMS if p[1] is not None], ids=[p[0] for p in PROBLEMS
+                                                                                               if p[1] is not None])
+def test_dagster_gets_the_same_message(tmp_path: Path, case: str, text: str, error: str) -> None:
+    # definitions.py loads the configuration with load_settings: the message Dagster shows is this one.
+    path = tmp_path / "config.yaml"
+    path.write_text(text.format(lake=tmp_path / "lake"))
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path)
+    assert str(raised.value) == f"{path}: {error}"
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[c[0] for c in COMMANDS])
+def test_a_lake_that_does_not_exist_is_an_error_and_nothing_is_created(tmp_path: Path,
+                                                                       command: tuple[str, ...]) -> None:
+    missing = tmp_path / "no-lake"
+    result = run_cli(*command, "--lake", str(missing))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (f"error: --lake {missing} does not exist (convert an export into it first: "
+                             f"ddb-assets convert SOURCE {missing}/TABLE)\n")
+
+    empty = tmp_path / "empty"
+    empty.mkdir(exist_ok=True)
+    result = run_cli(*command, "--lake", str(empty))
+    assert result.stderr == (f"error: the lake {empty} has no catalog (catalog.db): convert an export into it "
+                             f"first, or give the catalog (--catalog)\n")
+
+    catalog = f"sqlite:///{tmp_path / 'none.db'}"
+    result = run_cli(*command, "--lake", str(empty), "--catalog", catalog)
+    assert result.stderr == f"error: the catalog {catalog} does not exist (convert an export with this --catalog first)\n"
+    assert not missing.exists() and list(empty.iterdir()) == [] and not (tmp_path / "none.db").exists()
+
+
+def test_the_configured_lake_root_that_does_not_exist_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(VALID.format(lake=tmp_path / "lake"))
+    result = run_cli("tables", env={"DDB_ASSETS_CONFIG": str(path)})
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (f"error: the lake {tmp_path / 'lake'} (lake_root of the configuration) does not exist: "
+                             f"give --lake, or convert an export into it first\n")
