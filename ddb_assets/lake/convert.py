@@ -463,6 +463,7 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
     started = time.monotonic()
     options = replace(options, s3=(options.s3 or S3Options()).with_environment())
     export = source if isinstance(source, Export) else open_export(source, options.s3)
+    export.require_full_export("converting into a table")
     notify("opened", {"files": len(export.files), "items": export.summary.item_count,
                       "export_id": export.export_id})
     workers = min(options.worker_count, max(1, len(export.files)))
@@ -601,6 +602,7 @@ def profile_export(source: str | os.PathLike[str] | Export, options: ConvertOpti
     """Read and validate every item of an export and profile it, writing nothing."""
     notify = progress or (lambda kind, info: None)
     export = source if isinstance(source, Export) else open_export(source, options.s3)
+    export.require_full_export("profiling its items")
     notify("opened", {"files": len(export.files), "items": export.summary.item_count,
                       "export_id": export.export_id})
     try:

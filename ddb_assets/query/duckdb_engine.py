@@ -49,6 +49,7 @@ class DuckDBEngine:
         from ddb_assets.exports.buffers import ByteArena, gunzip_into
         from ddb_assets.exports.decode import parse_items
 
+        export.require_full_export("registering it as a raw table")
         tables, known, arena = [], None, ByteArena()
         for data_file in export.files:
             raw = gunzip_into(data_file.read_verified(), arena, obj=data_file.name)
