@@ -255,3 +255,36 @@ def test_without_pitr_only_the_present_is_kept(world: LocalWorld, ddb: Any, cloc
         ddb.put_item(TableName=name, Item={"pk": {"S": f"k{value % 4}"}, "sk": {"N": "1"}, "v": {"N": str(value)}})
         clock.advance(1)
     assert len(_history_of(world, name)) <= 5  # one entry per key, plus the latest write
+
+
+def test_transactions_are_recorded_and_a_failed_one_leaves_no_trace(world: LocalWorld, ddb: Any) -> None:
+    name, _ = make_table(ddb)
+    ddb.put_item(TableName=name, Item={"pk": {"S": "a"}, "sk": {"N": "1"}})
+    with pytest.raises(ClientError):
+        ddb.transact_write_items(TransactItems=[
+            {"Put": {"TableName": name, "Item": {"pk": {"S": "b"}, "sk": {"N": "1"}}}},
+            {"Put": {"TableName": name, "Item": {"pk": {"S": "a"}, "sk": {"N": "1"}},
+                     "ConditionExpression": "attribute_not_exists(pk)"}},
+        ])
+    assert [w.item["pk"]["S"] for w in _history_of(world, name).writes if w.item] == ["a"]
+    ddb.transact_write_items(TransactItems=[
+        {"Put": {"TableName": name, "Item": {"pk": {"S": "c"}, "sk": {"N": "1"}}}},
+        {"Delete": {"TableName": name, "Key": {"pk": {"S": "a"}, "sk": {"N": "1"}}}},
+    ])
+    assert [(w.key, w.item is None) for w in _history_of(world, name).writes][1:] == [
+        ('[{"S": "c"}, {"N": "1"}]', False), ('[{"S": "a"}, {"N": "1"}]', True)]
+
+
+def test_the_cli_shows_and_moves_the_clock(world: LocalWorld, clock: WorldClock) -> None:
+    from ddb_assets_tests.cli_helpers import run_cli
+
+    env = world.env()
+    start = clock.now()
+    result = run_cli("clock", "--advance", "15m", env=env)
+    assert result.returncode == 0, result.stderr
+    assert clock.now() == start + 900 and "frozen" in result.stdout
+    assert datetime.fromtimestamp(start + 900, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") in result.stdout
+    result = run_cli("clock", "--set", "2001-01-01T00:00:00", env=env)
+    assert result.returncode == 1 and "only moves forward" in result.stderr
+    assert run_cli("clock", "--real-time", env=env).returncode == 0
+    assert not clock.frozen and abs(clock.now() - time.time()) < 1
