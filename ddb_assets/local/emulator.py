@@ -69,6 +69,11 @@ def _error(name: str, message: str) -> JsonRESTError:
 # Write history: what every item looked like at every second
 
 
+# The server handles requests on several threads: a write may prune a history while an export
+# reads it. One lock for all histories (a lock inside each would break moto's deepcopy of a table).
+_HISTORY_LOCK = threading.RLock()
+
+
 def _history(table: Any) -> WriteHistory:
     if not isinstance(getattr(table, "_ddb_assets_history", None), WriteHistory):
         table._ddb_assets_history = WriteHistory()
@@ -92,10 +97,11 @@ def _record(table: Any, key_attributes: dict[str, Any]) -> None:
     hash_value = DynamoType(key_attributes[table.hash_key_attr])
     range_value = DynamoType(key_attributes[table.range_key_attr]) if table.range_key_attr else None
     item = table.get_item(hash_value, range_value)
-    now = clock.now()
-    history = _history(table)
-    history.record(now, _key_of(table, key_attributes), _item_json(item) if item is not None else None)
-    history.prune(_restorable_from(table, now))
+    with _HISTORY_LOCK:
+        now = clock.now()
+        history = _history(table)
+        history.record(now, _key_of(table, key_attributes), _item_json(item) if item is not None else None)
+        history.prune(_restorable_from(table, now))
 
 
 def _restorable_from(table: Any, now: float) -> float:
@@ -352,6 +358,13 @@ def _check_window(table: Any, start: float, end: float | None, now: float) -> fl
 
 
 def _start_export(handler: DynamoHandler) -> dict[str, Any]:
+    # Under the history lock throughout: the window checked against the PITR window is the one
+    # read, with no pruning by a concurrent write in between.
+    with _HISTORY_LOCK:
+        return _start_export_locked(handler)
+
+
+def _start_export_locked(handler: DynamoHandler) -> dict[str, Any]:
     body = handler.body
     backend = handler.dynamodb_backend
     table_arn = body.get("TableArn")
@@ -428,9 +441,9 @@ def _start_export(handler: DynamoHandler) -> dict[str, Any]:
     exports[request.export_arn] = export
     # What the export holds is fixed now (the window is in the past, the export time too); the
     # files appear a little later, as on AWS.
+    content: list[dict[str, Any]] | list[Change]
     history = _history(table)
     history.prune(_restorable_from(table, now))
-    content: list[dict[str, Any]] | list[Change]
     if incremental is None:
         content = history.items_at(export_time if export_time is not None else math.inf)
     else:
