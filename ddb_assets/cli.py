@@ -103,6 +103,49 @@ def emulator(
 
 
 @app.command()
+def clock(
+    advance: Optional[str] = typer.Option(None, help="Move the clock ahead by this long: 900, 90s, 15m, 2h, 1d."),
+    set_to: Optional[datetime] = typer.Option(None, "--set", help="Move the clock to this instant (UTC unless "
+                                                                   "a zone is given); never backwards."),
+    freeze: bool = typer.Option(False, help="Stand still (at --set, or at now): every write gets that time."),
+    real_time: bool = typer.Option(False, "--real-time", help="Back to the wall clock."),
+) -> None:
+    """Show or move the local world's clock (write times, PITR windows, export times), so that
+    15-minute incremental windows and 35-day PITR windows pass at once. Talks to the world at
+    AWS_ENDPOINT_URL (`ddb-assets emulator`)."""
+    from ddb_assets.local.clock import ClockClient
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        raise CliError("the clock belongs to the local world: start `ddb-assets emulator` and set AWS_ENDPOINT_URL")
+    remote = ClockClient(endpoint)
+    try:
+        if real_time:
+            remote.real_time()
+        if set_to is not None or freeze:
+            when = (set_to.replace(tzinfo=set_to.tzinfo or timezone.utc).timestamp() if set_to is not None
+                    else remote.now())
+            remote.set(when, frozen=freeze)
+        if advance is not None:
+            remote.advance(_seconds(advance))
+        state = remote.state()
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:  # requests' connection errors
+        raise CliError(f"no local world answers at {endpoint} ({type(exc).__name__})") from None
+    console.print(f"{state['iso']}  ({'frozen' if state['frozen'] else 'running'}, "
+                  f"{state['offset']:+.0f}s from the wall clock)", highlight=False)
+
+
+def _seconds(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        return float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
+    except ValueError:
+        raise CliError(f"--advance {text!r}: expected seconds or a number with s, m, h or d") from None
+
+
+@app.command()
 def load(
     table: str = typer.Option("reviews", help="Table to create (if missing) and fill."),
     items: int = typer.Option(3000, help="How many sample reviews."),

@@ -93,3 +93,92 @@ def plain_ion(value: Any) -> Any:
     if ion_type is IonType.STRUCT:
         return {str(k): plain_ion(v) for k, v in value.items()}
     raise AssertionError(f"unexpected Ion value {value!r} ({ion_type})")
+
+
+# -- incremental exports (EXPORT_FORMAT.md §4) ---------------------------------------------------
+
+
+@dataclass
+class ReadIncrementalExport:
+    folder: str  # the export's own folder: <prefix>/AWSDynamoDB/<ExportId>
+    keys: dict[str, bytes]  # objects below the export folder (manifests, checksums, _started)
+    summary: dict[str, Any]
+    summary_bytes: bytes
+    files: list[dict[str, Any]]
+    files_bytes: bytes
+    data: dict[str, bytes]  # dataFileS3Key -> the .gz object as stored
+    lines_by_file: dict[str, list[Any]]  # dataFileS3Key -> JSON objects, or Ion text lines
+
+    @property
+    def lines(self) -> list[Any]:
+        return [line for lines in self.lines_by_file.values() for line in lines]
+
+    def changes(self) -> list["PlainChange"]:
+        return [plain_change(line, self.summary["outputFormat"]) for line in self.lines]
+
+
+def read_incremental_export(s3: Any, bucket: str, manifest_key: str) -> ReadIncrementalExport:
+    """Read an incremental export from its manifest-summary.json key. Data files are fetched by
+    their ``dataFileS3Key`` (bucket-root keys, §6.3): they live in the shared ``AWSDynamoDB/data/``
+    folder, so only the manifest says which are this export's (§4.1)."""
+    folder = manifest_key.rsplit("/", 1)[0]
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix=folder + "/")
+    keys = {o["Key"][len(folder) + 1:]: s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+            for o in listing.get("Contents", [])}
+    summary_bytes = keys["manifest-summary.json"]
+    summary = json.loads(summary_bytes)
+    files_bytes = s3.get_object(Bucket=bucket, Key=summary["manifestFilesS3Key"])["Body"].read()
+    files = [json.loads(line) for line in files_bytes.decode().split("\n") if line]
+    data, lines_by_file = {}, {}
+    for entry in files:
+        gz = s3.get_object(Bucket=bucket, Key=entry["dataFileS3Key"])["Body"].read()
+        data[entry["dataFileS3Key"]] = gz
+        lines = gzip.decompress(gz).decode("utf-8").split("\n")
+        assert lines[-1] == "", "every data line ends with a newline, including the last"
+        lines = lines[:-1]
+        lines_by_file[entry["dataFileS3Key"]] = (lines if summary["outputFormat"] == "ION"
+                                                 else [json.loads(line) for line in lines])
+    return ReadIncrementalExport(folder, keys, summary, summary_bytes, files, files_bytes, data, lines_by_file)
+
+
+@dataclass(frozen=True)
+class PlainChange:
+    """One incremental line in comparable form: images as :func:`plain_value` gives them."""
+
+    keys: dict[str, Any]
+    old: dict[str, Any] | None
+    new: dict[str, Any] | None
+    write_micros: int
+    fields: tuple[str, ...]  # the line's top-level fields, in order
+
+
+def plain_change(line: Any, output_format: str) -> PlainChange:
+    """A data line of an incremental export (a JSON object, or an Ion text line) -> PlainChange.
+
+    The shape is decided from the top-level fields only (§6.9). ``WriteTimestampMicros`` may be
+    ``{"N": "..."}``, a bare string or a number (an Ion decimal); an Ion line may wrap everything in
+    a top-level ``Record`` struct (§4.3).
+    """
+    if output_format == "ION":
+        from amazon.ion import simpleion
+
+        document = simpleion.loads(line)
+        if "Record" in document and "Keys" not in document:
+            document = document["Record"]
+        fields = tuple(str(k) for k in document.keys())
+        image = lambda name: ({str(k): plain_ion(v) for k, v in document[name].items()}  # noqa: E731
+                              if name in document else None)
+        stamp = document["Metadata"]["WriteTimestampMicros"]
+    else:
+        fields = tuple(line)
+        image = lambda name: ({k: plain_value(v) for k, v in line[name].items()}  # noqa: E731
+                              if name in line else None)
+        stamp = line["Metadata"]["WriteTimestampMicros"]
+        if isinstance(stamp, dict):
+            [(kind, stamp)] = stamp.items()
+            assert kind == "N", f"WriteTimestampMicros is typed {kind}, expected N"
+    micros = Decimal(str(stamp))
+    assert micros == micros.to_integral_value(), f"WriteTimestampMicros {stamp!r} is not a whole number"
+    keys = image("Keys")
+    assert keys is not None, "every incremental line has Keys"
+    return PlainChange(keys, image("OldImage"), image("NewImage"), int(micros), fields)

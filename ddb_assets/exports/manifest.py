@@ -2,7 +2,8 @@
 
 Parsing is tolerant where AWS varies (unknown keys, ``null`` prefix, absent ``exportType``) and
 strict where a wrong value would corrupt the lake (counts, keys, checksums). Rendering reproduces
-the exact bytes AWS writes: key order, compact separators and newlines (EXPORT_FORMAT.md §1.1-1.2).
+the exact bytes AWS writes: key order, compact separators and newlines (EXPORT_FORMAT.md §1.1-1.2,
+§4.2 for incremental exports).
 """
 
 from __future__ import annotations
@@ -17,17 +18,35 @@ FULL_EXPORT_VERSION = "2020-06-30"
 INCREMENTAL_EXPORT_VERSION = "2023-08-01"
 OUTPUT_FORMATS = ("DYNAMODB_JSON", "ION")
 
+EXPORT_TYPES = ("FULL_EXPORT", "INCREMENTAL_EXPORT")
+OUTPUT_VIEWS = ("NEW_AND_OLD_IMAGES", "NEW_IMAGE")
+
 # Key order of a real full-export summary, as observed byte for byte.
 _SUMMARY_KEYS = (
     "version", "exportArn", "startTime", "endTime", "tableArn", "tableId", "exportTime",
     "s3Bucket", "s3Prefix", "s3SseAlgorithm", "s3SseKmsKeyId", "manifestFilesS3Key",
     "billedSizeBytes", "itemCount", "outputFormat",
 )
+# Key order of an incremental summary, per the AWS docs' example (EXPORT_FORMAT.md §4.2; no real
+# file seen). A stray ``exportTime`` (one emulator writes it) goes where full exports have it.
+_INCREMENTAL_SUMMARY_KEYS = (
+    "version", "exportArn", "startTime", "endTime", "tableArn", "tableId", "exportTime",
+    "exportFromTime", "exportToTime", "s3Bucket", "s3Prefix", "s3SseAlgorithm", "s3SseKmsKeyId",
+    "manifestFilesS3Key", "billedSizeBytes", "itemCount", "outputFormat", "outputView", "exportType",
+)
 
 
 @dataclass(frozen=True)
 class ManifestSummary:
-    """``manifest-summary.json``: what was exported, when, where, and how many items."""
+    """``manifest-summary.json``: what was exported, when, where, and how many items.
+
+    Full exports (``version`` 2020-06-30) have ``export_time``; incremental ones (2023-08-01,
+    ``export_type == "INCREMENTAL_EXPORT"``) have ``export_from_time`` (inclusive) and
+    ``export_to_time`` (exclusive) instead, and ``output_view`` (``NEW_AND_OLD_IMAGES`` |
+    ``NEW_IMAGE``; None if the file omits it). Times are the file's strings, ISO-8601 UTC with
+    milliseconds (``2024-05-14T08:15:42.517Z``). For an incremental export ``item_count`` counts
+    change lines, deletes included.
+    """
 
     version: str
     export_arn: str
@@ -46,6 +65,9 @@ class ManifestSummary:
     output_format: str
     export_type: str = "FULL_EXPORT"
     extra: dict[str, Any] = field(default_factory=dict)
+    export_from_time: str | None = None
+    export_to_time: str | None = None
+    output_view: str | None = None
 
     @property
     def export_id(self) -> str:
@@ -54,6 +76,11 @@ class ManifestSummary:
     @property
     def data_suffix(self) -> str:
         return ".ion.gz" if self.output_format == "ION" else ".json.gz"
+
+    @property
+    def incremental(self) -> bool:
+        """An incremental export: its data files sit in the prefix's shared ``AWSDynamoDB/data/``."""
+        return self.export_type == "INCREMENTAL_EXPORT"
 
     def to_json_bytes(self) -> bytes:
         """The summary exactly as AWS writes it: one compact line, no trailing newline."""
@@ -65,23 +92,47 @@ class ManifestSummary:
             "manifestFilesS3Key": self.manifest_files_s3_key, "billedSizeBytes": self.billed_size_bytes,
             "itemCount": self.item_count, "outputFormat": self.output_format,
         }
-        ordered = {key: values[key] for key in _SUMMARY_KEYS}
+        if self.incremental:
+            values.update(exportFromTime=self.export_from_time, exportToTime=self.export_to_time,
+                          outputView=self.output_view, exportType=self.export_type)
+            # exportTime and outputView only when present: AWS writes no exportTime here, and a
+            # summary read without outputView is rendered back without it.
+            ordered = {key: values[key] for key in _INCREMENTAL_SUMMARY_KEYS
+                       if not (key in ("exportTime", "outputView") and values[key] is None)}
+        else:
+            ordered = {key: values[key] for key in _SUMMARY_KEYS}
         ordered.update(self.extra)
         return json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
     @classmethod
     def parse(cls, data: bytes, *, obj: str) -> "ManifestSummary":
+        """Parse ``manifest-summary.json`` (full or incremental). Raises ExportFormatError naming
+        ``obj`` for invalid JSON, a missing or mistyped required field, an unknown version,
+        outputFormat, exportType or outputView, or a version that contradicts the exportType."""
         doc = _load_json_object(data, obj=obj)
         version = _require(doc, "version", str, obj)
-        if version == INCREMENTAL_EXPORT_VERSION or doc.get("exportType") == "INCREMENTAL_EXPORT":
-            raise ExportFormatError(obj, "incremental exports (version 2023-08-01) are not supported yet; "
-                                         "convert a full export (version 2020-06-30)")
-        if version != FULL_EXPORT_VERSION:
-            raise ExportFormatError(obj, f"unknown manifest version {version!r}; expected {FULL_EXPORT_VERSION!r}")
+        if version not in (FULL_EXPORT_VERSION, INCREMENTAL_EXPORT_VERSION):
+            raise ExportFormatError(obj, f"unknown manifest version {version!r}; expected {FULL_EXPORT_VERSION!r} "
+                                         f"(full export) or {INCREMENTAL_EXPORT_VERSION!r} (incremental export)")
+        incremental = version == INCREMENTAL_EXPORT_VERSION
+        # Full summaries usually have no exportType (EXPORT_FORMAT.md §1.1); the version decides.
+        export_type = doc.get("exportType")
+        if export_type is None:
+            export_type = "INCREMENTAL_EXPORT" if incremental else "FULL_EXPORT"
+        if export_type not in EXPORT_TYPES:
+            raise ExportFormatError(obj, f"exportType {export_type!r} is not one of {', '.join(EXPORT_TYPES)}")
+        if (export_type == "INCREMENTAL_EXPORT") != incremental:
+            raise ExportFormatError(obj, f"exportType {export_type} contradicts version {version} "
+                                         f"({INCREMENTAL_EXPORT_VERSION} is incremental, {FULL_EXPORT_VERSION} full)")
         output_format = _require(doc, "outputFormat", str, obj)
         if output_format not in OUTPUT_FORMATS:
             raise ExportFormatError(obj, f"outputFormat {output_format!r} is not one of {', '.join(OUTPUT_FORMATS)}")
-        known = set(_SUMMARY_KEYS) | {"exportType"}
+        output_view = None
+        if incremental:
+            output_view = doc.get("outputView")
+            if output_view is not None and output_view not in OUTPUT_VIEWS:
+                raise ExportFormatError(obj, f"outputView {output_view!r} is not one of {', '.join(OUTPUT_VIEWS)}")
+        known = set(_INCREMENTAL_SUMMARY_KEYS if incremental else _SUMMARY_KEYS) | {"exportType"}
         return cls(
             version=version,
             export_arn=_require(doc, "exportArn", str, obj),
@@ -98,8 +149,11 @@ class ManifestSummary:
             billed_size_bytes=int(doc.get("billedSizeBytes") or 0),
             item_count=_require(doc, "itemCount", int, obj),
             output_format=output_format,
-            export_type=str(doc.get("exportType") or "FULL_EXPORT"),
+            export_type=export_type,
             extra={k: v for k, v in doc.items() if k not in known},
+            export_from_time=_require(doc, "exportFromTime", str, obj) if incremental else None,
+            export_to_time=_require(doc, "exportToTime", str, obj) if incremental else None,
+            output_view=output_view,
         )
 
 

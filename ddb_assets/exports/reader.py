@@ -3,14 +3,17 @@
 An export is addressed by its ``AWSDynamoDB/<export-id>/`` folder or its ``manifest-summary.json``,
 on a local path or ``s3://``. Data files are located relative to the export folder (everything
 before ``AWSDynamoDB/<export-id>/`` in a manifest key is ignored), so copies of an export in another
-bucket or on disk read the same as the original. A manifest is input like any other: a key that
-would lead outside the export is refused (``place_of_key``), never followed.
+bucket or on disk read the same as the original. An incremental export's data files sit in the
+prefix's shared ``AWSDynamoDB/data/`` folder, beside the export folder (EXPORT_FORMAT.md §4.1): only
+its manifest-files.json says which of them are its own. A manifest is input like any other: a key
+that would lead outside the export is refused (``place_of_key``), never followed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -23,7 +26,6 @@ from ddb_assets.exports.errors import (
     UnreadableObject,
 )
 from ddb_assets.exports.manifest import (
-    INCREMENTAL_EXPORT_VERSION,
     ManifestFile,
     ManifestSummary,
     parse_manifest_files,
@@ -148,9 +150,24 @@ class Export:
     def compressed_bytes(self) -> int:
         return sum(f.location.size() for f in self.files)
 
+    def require_full_export(self, use: str) -> None:
+        """Raise ExportFormatError (naming the summary) if this export is incremental: its lines
+        are changes, not items, and ``use`` (what the caller does, e.g. "convert") needs items."""
+        if self.summary.incremental:
+            raise ExportFormatError(self.folder.join("manifest-summary.json").uri,
+                                    f"export {self.export_id} is an incremental export (version "
+                                    f"{self.summary.version}): its lines are changes, not items; "
+                                    f"{use} takes a full export")
+
 
 def open_export(source: str | os.PathLike[str], s3: S3Options | None = None) -> Export:
-    """Read and cross-check both manifests; raises an ExportFormatError naming the object at fault."""
+    """Read and cross-check both manifests; raises an ExportFormatError naming the object at fault.
+
+    Full and incremental exports alike (``summary.export_type``). For an incremental export
+    ``files`` are the data files its manifest lists, resolved into the shared ``AWSDynamoDB/data/``
+    folder next to the export folder; their lines are changes (``Keys``/``NewImage``/``OldImage``),
+    not items, and ``summary.item_count`` counts them.
+    """
     location = resolve(source, s3)
     folder = location.parent() if location.name.startswith("manifest-summary") else location
     summary_location = folder.join("manifest-summary.json")
@@ -160,9 +177,12 @@ def open_export(source: str | os.PathLike[str], s3: S3Options | None = None) -> 
         verified.append("manifest-summary")
     summary = ManifestSummary.parse(summary_bytes, obj=summary_location.uri)
 
-    incremental = summary.version == INCREMENTAL_EXPORT_VERSION
+    incremental = summary.incremental
+    # An incremental summary may name its manifest under another export id than its ARN's (the
+    # AWS docs' own example does, EXPORT_FORMAT.md §4.2): accept the folder's own id there too.
     files_location = _locate(folder, summary.manifest_files_s3_key, summary.export_id, field="manifestFilesS3Key",
-                             named_in=summary_location.uri)
+                             named_in=summary_location.uri,
+                             other_ids=(folder.name, _export_id_in(summary.manifest_files_s3_key)) if incremental else ())
     files_bytes = _read(files_location, "manifest-files.json (named by manifestFilesS3Key)")
     if _verify_checksum_file(folder, "manifest-files", files_bytes):
         verified.append("manifest-files")
@@ -260,9 +280,32 @@ def place_of_key(key: str, export_id: str, *, shared_data: bool = False) -> KeyP
 
 
 def _locate(folder: Location, key: str, export_id: str, *, field: str, named_in: str, line: int | None = None,
-            shared_data: bool = False) -> Location:
+            shared_data: bool = False, other_ids: tuple[str | None, ...] = ()) -> Location:
+    """``key`` resolved below ``folder`` (or the shared data folder beside it). ``other_ids``: more
+    export ids the key may name instead of ``export_id``; what it names is still read from ``folder``."""
     try:
         place = place_of_key(key, export_id, shared_data=shared_data)
     except ValueError as exc:
-        raise ExportFormatError(named_in, f"{field} {key!r} {exc}", line=line) from None
+        for other in other_ids:
+            if other and other != export_id:
+                try:
+                    place = place_of_key(key, other, shared_data=shared_data)
+                    break
+                except ValueError:
+                    continue
+        else:
+            raise ExportFormatError(named_in, f"{field} {key!r} {exc}", line=line) from None
     return folder.parent().join("data", place.path) if place.shared else folder.join(place.path)
+
+
+_EXPORT_ID = re.compile(r"^\d{14}-[0-9a-f]{8}$")
+
+
+def _export_id_in(key: str) -> str | None:
+    """The export id a key names after its last ``AWSDynamoDB/``, if it has the id's form
+    (``01715674542517-a4c123b1``); None otherwise."""
+    segments = key.split("/")
+    for i in range(len(segments) - 2, -1, -1):
+        if segments[i] == "AWSDynamoDB" and _EXPORT_ID.match(segments[i + 1]):
+            return segments[i + 1]
+    return None

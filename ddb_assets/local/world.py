@@ -18,6 +18,7 @@ import requests
 from botocore.config import Config
 
 from ddb_assets.local import emulator
+from ddb_assets.local.clock import WorldClock, clock
 from ddb_assets.local.iceberg_catalog import glue_catalog_properties
 
 DEFAULT_REGION = "us-east-1"
@@ -77,8 +78,16 @@ class LocalWorld:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    @property
+    def clock(self) -> WorldClock:
+        """The world's clock (real time until moved): ``advance(seconds)``, ``set(epoch, frozen=...)``,
+        ``real_time()``. The emulator reads it for write times, PITR windows, export times and
+        "now" checks. It is this process's clock (the world runs here); another process drives a
+        served world with ``ClockClient(endpoint)`` (``local/clock.py``)."""
+        return clock
+
     def reset(self) -> None:
-        """Forget every table, bucket and export (moto's reset API)."""
+        """Forget every table, bucket and export (moto's reset API); the clock goes back to real time."""
         requests.post(f"{self.endpoint}/moto-api/reset", timeout=10).raise_for_status()
 
     def env(self) -> dict[str, str]:

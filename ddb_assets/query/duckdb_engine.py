@@ -100,6 +100,7 @@ class DuckDBEngine:
         from ddb_assets.exports.buffers import ByteArena, gunzip_into
         from ddb_assets.exports.decode import parse_items
 
+        export.require_full_export("registering it as a raw table")
         self._claim(name, schema, "raw export")
         tables, known, arena = [], None, ByteArena()
         for data_file in export.files:
