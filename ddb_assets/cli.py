@@ -711,9 +711,11 @@ def maintain(
     options = MaintenanceOptions(expire_after=timedelta(days=expire_after_days), keep_snapshots=keep_snapshots,
                                  grace=timedelta(hours=grace_hours), small_file_bytes=int(small_file_mb * (1 << 20)),
                                  dry_run=dry_run)
-    result = run_maintenance(_table(lake, catalog, namespace, table), options)
+    iceberg_table = _table(lake, catalog, namespace, table)
+    result = run_maintenance(iceberg_table, options)
     would = "would be " if dry_run else ""
-    _summary_lines([("compacted", f"{len(result.compacted)} partition(s) {would}rewritten"
+    _summary_lines([("table", f"{'.'.join(iceberg_table.name())} at {iceberg_table.location()}"),
+                    ("compacted", f"{len(result.compacted)} partition(s) {would}rewritten"
                                   + (f" ({sum(b for b, _ in result.compacted.values())} files into "
                                      f"{len(result.compacted)})" if result.compacted else "")),
                     ("expired", f"{len(result.expired_snapshots)} snapshot(s) {would}expired"),
