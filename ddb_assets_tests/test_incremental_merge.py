@@ -219,3 +219,37 @@ def test_deletes_of_keys_the_table_never_held_are_counted_not_errors(world: Loca
     result = chain.convert(str(tmp_path / "bucket" / request.folder), "t")
     assert result.merge.deletes == 2 and result.merge.deletes_missing == 1
     assert chain.items("t") == []
+
+
+def test_the_cli_exports_a_window_and_merges_it(world: LocalWorld, clock: WorldClock, tmp_path: Path,
+                                                aws_env: dict[str, str]) -> None:
+    from datetime import datetime, timezone
+
+    from ddb_assets_tests.cli_helpers import run_cli
+
+    chain = Chain(world, clock, tmp_path, "DYNAMODB_JSON", "NEW_AND_OLD_IMAGES")
+    chain.put("a", 1, year={"N": "2015"})
+    clock.advance(5)
+    full = run_cli("export", chain.name, "--bucket", chain.bucket, "--prefix", "cli", env=aws_env)
+    assert full.returncode == 0, full.stderr
+    manifest = full.stdout.split("manifest ")[-1].strip()
+    mark = clock.now()
+    assert run_cli("convert", manifest, str(tmp_path / "lake" / "t"), "--partition-by", "year",
+                   env=aws_env).returncode == 0
+    history = run_cli("history", "t", "--lake", str(tmp_path / "lake"), "--format", "json")
+    start = __import__("json").loads(history.stdout)[-1]["high_water_mark"]
+    clock.advance(30)
+    chain.put("b", 2, year={"N": "2016"})
+    clock.set(mark + WINDOW + 60, frozen=True)
+    end = datetime.fromtimestamp(datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp() + WINDOW,
+                                 timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    window = run_cli("export", chain.name, "--bucket", chain.bucket, "--prefix", "cli-inc", "--incremental",
+                     "--from", start.replace("Z", "").split(".")[0], "--to", end, env=aws_env)
+    assert window.returncode == 0, window.stderr
+    merged = run_cli("convert", window.stdout.split("manifest ")[-1].strip(), str(tmp_path / "lake" / "t"),
+                     env=aws_env)
+    assert merged.returncode == 0, merged.stderr
+    assert "1 upserts, 0 deletes" in merged.stdout and "high-water mark" in merged.stdout
+    assert [(i["pk"], str(i["year"])) for i in chain.items("t")] == [("a", "2015"), ("b", "2016")]
+    refused = run_cli("export", chain.name, "--bucket", chain.bucket, "--incremental", "--from", end, env=aws_env)
+    assert refused.returncode == 1 and "--incremental needs --from and --to" in refused.stderr
