@@ -333,3 +333,20 @@ def test_tables_json_describes_each_table_for_other_tools(tmp_path: Path) -> Non
     assert entry["current_snapshot_id"] == meta["table"].current_snapshot().snapshot_id
     assert entry["partition_spec"] == [{"name": "year", "transform": "identity", "source": "year"}]
     assert [c["name"] for c in entry["schema"]] == [c["name"] for c in meta["columns"]]
+
+
+def test_a_rebuild_replans_names_and_partitioning_in_one_commit(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    folder = doctor.make_export(tmp_path / "export", items=120)
+    assert run_cli("convert", str(folder), str(lake / "t"), "--partition-by", "year").returncode == 0
+    refused = run_cli("convert", str(folder), str(lake / "t"), "--partition-by", "bucket(4, product_id)")
+    assert refused.returncode == 1 and "--rebuild" in refused.stderr
+    rebuilt = run_cli("convert", str(folder), str(lake / "t"), "--partition-by", "bucket(4, product_id)",
+                      "--naming", "glue", "--rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    meta, rows = read_rows(str(lake / "t"))
+    assert meta["partition_spec"] == [("item.product_id.s_bucket", "bucket[4]")] and len(rows) == 120
+    assert all(c["name"].startswith("item.") for c in meta["columns"])
+    history = json.loads(run_cli("history", "t", "--lake", str(lake), "--format", "json").stdout)
+    assert [h["operation"] for h in history] == ["append", "overwrite", "append"]  # the rebuild: one commit
+    assert history[1]["committed_at"][:19] == history[2]["committed_at"][:19] or history[1]["rows"] == 0

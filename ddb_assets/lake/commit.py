@@ -145,14 +145,24 @@ def _commit_existing(table: Any, plan: TablePlan, written: list[WrittenFile], su
                      export: ExportRecord, only_partitions: frozenset[str] | None, rebuild: bool,
                      stored_at_plan: TableSchema | None) -> CommitResult:
     _check_order(table, export, rebuild)
-    transaction, changed = begin_transaction(table, plan, rebuild, stored_at_plan)
     removed = _files_to_replace(table, only_partitions if not rebuild else None)
     if only_partitions is not None and not rebuild and any(f.spec_id != table.spec().spec_id for f in removed):
         raise CommitConflict(f"{table.name()} holds files of an older partition spec; convert every partition")
-    if removed:
-        replace_files(transaction, removed, written, summary)
-    else:
+    if rebuild:
+        # The old files are removed under the old schema first (pyiceberg reads their partition
+        # values through the current spec, which a rebuild replaces), then the new schema and
+        # spec and the new files: two snapshots, one atomic commit.
+        transaction = table.transaction()
+        if removed:
+            replace_files(transaction, removed, [], {**summary, f"{SUMMARY_PREFIX}operation": "rebuild"})
+        changed = apply_plan(transaction, table, plan, rebuild, stored_at_plan)
         _append(transaction, written, summary)
+    else:
+        transaction, changed = begin_transaction(table, plan, rebuild, stored_at_plan)
+        if removed:
+            replace_files(transaction, removed, written, summary)
+        else:
+            _append(transaction, written, summary)
     transaction.commit_transaction()
     table.refresh()
     return _result(table, len(written), len(removed), False, plan.changes() if changed else [])
@@ -162,6 +172,13 @@ def begin_transaction(table: Any, plan: TablePlan, rebuild: bool, stored_at_plan
     """A transaction on ``table`` holding the schema, partition spec and property updates the plan
     needs against the table as it is now (re-validated: ``merge_schema``). Returns (transaction,
     whether the schema changes)."""
+    transaction = table.transaction()
+    return transaction, apply_plan(transaction, table, plan, rebuild, stored_at_plan)
+
+
+def apply_plan(transaction: Any, table: Any, plan: TablePlan, rebuild: bool,
+               stored_at_plan: TableSchema | None) -> bool:
+    """Stage on ``transaction`` what ``begin_transaction`` describes; returns whether the schema changes."""
     from pyiceberg.table.update import (AddPartitionSpecUpdate, AddSchemaUpdate, AssertCurrentSchemaId,
                                         AssertDefaultSpecId, SetCurrentSchemaUpdate, SetDefaultSpecUpdate,
                                         SetPropertiesUpdate)
@@ -171,7 +188,6 @@ def begin_transaction(table: Any, plan: TablePlan, rebuild: bool, stored_at_plan
     # A plan for a new table meets an existing one when another run created it meanwhile: it is
     # re-validated like any other (the same ids must mean the same columns).
     target = plan.schema if rebuild else merge_schema(current, plan, stored_at_plan)
-    transaction = table.transaction()
     updates: tuple = ()
     requirements: tuple = ()
     changed = _schema_key(target) != _schema_key(current)
@@ -191,7 +207,7 @@ def begin_transaction(table: Any, plan: TablePlan, rebuild: bool, stored_at_plan
         updates += (SetPropertiesUpdate(updates=properties),)
     if updates:
         transaction._apply(updates, requirements)  # pyiceberg's own UpdateSchema commits this way
-    return transaction, changed
+    return changed
 
 
 def replace_files(transaction: Any, removed: list[Any], written: list[WrittenFile], summary: dict[str, str]) -> None:
