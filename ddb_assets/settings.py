@@ -82,6 +82,36 @@ class MaintenanceSettings(_Strict):
     schedule: str | None = Field("0 3 * * *", description="Cron schedule of the maintenance job (null: none).")
 
 
+WINDOWS = {"15m": "*/15 * * * *", "30m": "*/30 * * * *", "1h": "0 * * * *", "2h": "0 */2 * * *",
+           "3h": "0 */3 * * *", "4h": "0 */4 * * *", "6h": "0 */6 * * *", "8h": "0 */8 * * *",
+           "12h": "0 */12 * * *", "24h": "0 0 * * *"}
+
+
+class IncrementalSettings(_Strict):
+    window: Literal["15m", "30m", "1h", "2h", "3h", "4h", "6h", "8h", "12h", "24h"] = Field(
+        "1h", description="Length of each incremental export's window (AWS allows 15 minutes to 24 hours).")
+    start: str = Field(..., description="ISO-8601 UTC time the first window starts: the time of the full export "
+                                        "the table was made from (the chain continues from there).")
+    view: Literal["NEW_AND_OLD_IMAGES", "NEW_IMAGE"] = Field("NEW_AND_OLD_IMAGES",
+                                                             description="ExportViewType of the windows' exports.")
+    allow_overlap: bool = Field(False, description="Apply windows that overlap the table's mark, by write time.")
+
+    @field_validator("start")
+    @classmethod
+    def _iso(cls, value: str) -> str:
+        from datetime import datetime
+
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("start must be an ISO-8601 time, e.g. 2026-11-30T00:00:00Z") from None
+        return value
+
+    @property
+    def cron(self) -> str:
+        return WINDOWS[self.window]
+
+
 class TableSettings(_Strict):
     table: str = Field(..., description="DynamoDB table name or ARN.")
     name: str | None = Field(None, description="Name in the lake and in asset keys (default: the table's name).")
@@ -102,6 +132,8 @@ class TableSettings(_Strict):
                                                            "(default: yes locally, no on AWS).")
     enable_pitr: bool = Field(False, description="Turn point-in-time recovery on if it is off (else fail clearly).")
     owners: list[str] = Field(default_factory=list, description="Asset owners: emails or team:name.")
+    incremental: IncrementalSettings | None = Field(
+        None, description="Incremental exports of time windows, merged into the lake table (off when absent).")
 
     @field_validator("table")
     @classmethod

@@ -49,10 +49,12 @@ class DynamoDBResource(dg.ConfigurableResource):
         dynamodb_exports.enable_pitr(self.get_client(), table.rsplit("/", 1)[-1])
 
     def start_export(self, *, table_arn: str, bucket: str, prefix: str | None, export_format: str,
-                     export_time: datetime | None = None, client_token: str | None = None) -> dict[str, Any]:
+                     export_time: datetime | None = None, client_token: str | None = None,
+                     incremental: tuple[datetime, datetime] | None = None,
+                     view: str = "NEW_AND_OLD_IMAGES") -> dict[str, Any]:
         return dynamodb_exports.start_export(self.get_client(), table_arn=table_arn, bucket=bucket, prefix=prefix,
                                              export_format=export_format, export_time=export_time,
-                                             client_token=client_token)
+                                             client_token=client_token, incremental=incremental, view=view)
 
     def describe_export(self, export_arn: str) -> dict[str, Any]:
         return dynamodb_exports.describe_export(self.get_client(), export_arn)

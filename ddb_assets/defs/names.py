@@ -33,6 +33,10 @@ class TableNames:
         return self.key("pitr_export")
 
     @property
+    def incremental_export_key(self) -> dg.AssetKey:
+        return self.key("incremental_export")
+
+    @property
     def raw_export_key(self) -> dg.AssetKey:
         return self.key("raw_export")
 
