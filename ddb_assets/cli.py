@@ -46,14 +46,47 @@ def demo(
     seed: int = typer.Option(7, help="Seed of the sample data (same seed, same data)."),
     export_format: str = typer.Option("DYNAMODB_JSON", "--format", help="DYNAMODB_JSON or ION."),
     lake: str = typer.Option("var/lake", help="Lake folder the demo publishes into (kept afterwards)."),
+    exports: str = typer.Option("var/exports", help="Folder the export is copied to, as <bucket>/<key> "
+                                                    "(kept afterwards: `inspect` and `convert` read it)."),
+    dagster_home: Optional[str] = typer.Option(None, help="Dagster home for the runs (default: $DAGSTER_HOME, "
+                                                          "else var/dagster, the one `make dev` shows)."),
 ) -> None:
     """The whole pipeline on the local world, through Dagster: load sample reviews, export the table
-    (PITR), validate the export, convert it to partitioned Parquet, build the report tables."""
-    from ddb_assets.local.demo import run_demo
+    (PITR), validate the export, convert it to partitioned Parquet, build the report tables. Also
+    writes the AWS walkthrough's tables (default.data, default.ddbs3_parquetpartitioned__output_flat_partitioned)."""
+    from ddb_assets.local.demo import DemoRefused, run_demo
 
     started = time.monotonic()
-    run_demo(console, items=items, seed=seed, export_format=export_format.upper(), lake_root=lake)
+    try:
+        run_demo(console, items=items, seed=seed, export_format=export_format.upper(), lake_root=lake,
+                 exports_root=exports, dagster_home=dagster_home)
+    except DemoRefused as exc:
+        raise CliError(str(exc)) from None
     console.print(f"[green]demo finished in {time.monotonic() - started:.1f}s[/]")
+
+
+@app.command()
+def dev(
+    port: int = typer.Option(3000, help="Port of the Dagster UI."),
+    emulator_port: int = typer.Option(4566, help="Port of the local AWS world."),
+    host: str = typer.Option("127.0.0.1", help="Address both listen on."),
+    sample_items: int = typer.Option(3000, help="Sample reviews loaded into the `reviews` table."),
+    dagster_home: Optional[str] = typer.Option(None, help="Dagster home (default: $DAGSTER_HOME, else var/dagster: "
+                                                          "the demo's runs are there)."),
+    lake: Optional[str] = typer.Option(None, help="Lake root (default: $DDB_ASSETS_LAKE_ROOT, else var/lake)."),
+) -> None:
+    """The local AWS world (with the sample `reviews` table) and `dagster dev` on the local profile,
+    until Ctrl-C or SIGTERM (which stop both, and every process they started). Refuses to start
+    when another `dev` serves the same Dagster home or a port is taken, naming the process."""
+    from ddb_assets.local.dev import DevRefused, run_dev
+
+    try:
+        code = run_dev(host=host, port=port, emulator_port=emulator_port, sample_items=sample_items,
+                       home=Path(dagster_home) if dagster_home else None, lake=lake,
+                       log=lambda line: console.print(line, highlight=False, soft_wrap=True, markup=False))
+    except DevRefused as exc:
+        raise CliError(str(exc)) from None
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -392,9 +425,10 @@ def _lake(lake: Optional[str], catalog: Optional[str], namespace: Optional[str])
 
 
 def _engine_with_lake(lake: Optional[str], catalog: Optional[str], namespace: Optional[str], only: Optional[str],
-                      raw: list[str], schema: Optional[str], as_of: Optional[str] = None):  # type: ignore[no-untyped-def]
+                      raw: list[str], schema: Optional[str], as_of: Optional[str] = None,
+                      sql: Optional[str] = None):  # type: ignore[no-untyped-def]
     from ddb_assets.exports.reader import open_export
-    from ddb_assets.lake.catalog import list_tables
+    from ddb_assets.lake.catalog import list_tables, namespaces_named_in
     from ddb_assets.query.duckdb_engine import DuckDBEngine
 
     root, config, iceberg = _lake(lake, catalog, namespace)
@@ -405,6 +439,13 @@ def _engine_with_lake(lake: Optional[str], catalog: Optional[str], namespace: Op
         raise CliError("--as-of SNAPSHOT_ID needs --table (snapshot ids are per table); a time applies to all")
     engine = DuckDBEngine()
     engine.register_catalog(iceberg, config.namespace, only=only, schema=schema, as_of=as_of)
+    if only is None and sql is not None:
+        # Every namespace the SQL names is a DuckDB schema of that name ("default"."data"); the
+        # configured one's tables are also unqualified, as above. Only the named ones: a Glue
+        # catalog can hold many databases, and each table costs a scan plan.
+        for other in namespaces_named_in(iceberg, sql):
+            if other != (schema or "main"):
+                engine.register_catalog(iceberg, other, schema=other, as_of=as_of)
     for spec in raw:
         name, sep, source = spec.partition("=")
         if not sep or not name or not source:
@@ -416,7 +457,9 @@ def _engine_with_lake(lake: Optional[str], catalog: Optional[str], namespace: Op
 @app.command()
 def query(
     sql: str = typer.Argument(..., help="SQL to run (DuckDB dialect). Lake tables are views named after "
-                                        "the table; reports are <table>_<report>."),
+                                        "the table; reports are <table>_<report>; the tables of any other "
+                                        "catalog namespace the SQL names are in a schema of that name "
+                                        "(\"default\".\"data\")."),
     lake: Optional[str] = typer.Option(None, help="Lake root (default: the configured lake_root)."),
     catalog: Optional[str] = typer.Option(None, help=CATALOG_HELP),
     namespace: Optional[str] = typer.Option(None, help="Catalog namespace (default: the configured one, ddb_lake)."),
@@ -435,7 +478,7 @@ def query(
 
     if output not in ("table", "csv", "json"):
         raise CliError(f"--format must be table, csv or json, not {output!r}")
-    engine, _, _, _ = _engine_with_lake(lake, catalog, namespace, table, raw, schema, as_of)
+    engine, _, _, _ = _engine_with_lake(lake, catalog, namespace, table, raw, schema, as_of, sql)
     try:
         try:
             result = engine.query(sql).table
@@ -449,13 +492,13 @@ def query(
         import pyarrow.csv as pacsv
 
         buffer = __import__("io").BytesIO()
-        pacsv.write_csv(result, buffer)
+        pacsv.write_csv(_csv_ready(result), buffer)
         sys.stdout.write(buffer.getvalue().decode("utf-8"))
     elif output == "json":
         import json
 
         for row in result.to_pylist():
-            sys.stdout.write(json.dumps(row, default=str, ensure_ascii=False) + "\n")
+            sys.stdout.write(json.dumps(row, default=_json_default, ensure_ascii=False) + "\n")
     else:
         from rich.table import Table
 
@@ -467,6 +510,32 @@ def query(
         console.print(out)
         if result.num_rows > limit:
             console.print(f"({result.num_rows:,} rows, first {limit:,} shown)")
+
+
+def _json_default(value: object) -> str:
+    """Binary values as base64 (how DynamoDB JSON writes B); anything else as its text."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        import base64
+
+        return base64.b64encode(bytes(value)).decode("ascii")
+    return str(value)
+
+
+def _csv_ready(table):  # type: ignore[no-untyped-def]
+    """CSV holds text: lists, structs and maps become their JSON text, binary values base64."""
+    import json
+
+    import pyarrow as pa
+
+    columns = []
+    for column in table.columns:
+        if pa.types.is_nested(column.type):
+            column = pa.array([None if v is None else json.dumps(v, default=_json_default, ensure_ascii=False)
+                               for v in column.to_pylist()], pa.string())
+        elif pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+            column = pa.array([None if v is None else _json_default(v) for v in column.to_pylist()], pa.string())
+        columns.append(column)
+    return pa.table(columns, names=table.column_names)
 
 
 @app.command()

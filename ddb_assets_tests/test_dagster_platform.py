@@ -75,6 +75,10 @@ def test_pitr_export_starts_and_waits(platform: dict[str, Any]) -> None:
     assert mat.metadata["export_arn"].value.startswith(p["arn"] + "/export/")
     # Same run, same token: a retry returns the same export instead of starting another.
     assert mat.metadata["client_token"].value == f"dagster-{result.run_id}"
+    # Dagster recorded this export already: the sensor adds no materialization of its own.
+    tick = _sensor_tick(p, f"{p['names'].name}_export_completion_sensor")
+    assert [r.partition_key for r in tick.run_requests] == [mat.metadata["export_id"].value]
+    assert not tick.asset_events
 
 
 def test_export_sensor_new_external_failed_and_restart(platform: dict[str, Any], ddb: Any) -> None:
@@ -84,6 +88,11 @@ def test_export_sensor_new_external_failed_and_restart(platform: dict[str, Any],
     tick = _sensor_tick(p, name)
     assert [r.partition_key for r in tick.run_requests] == [first]
     assert tick.dynamic_partitions_requests[0].partition_keys == [first]
+    # pitr_export is not left grey: the export is recorded as its (runless) materialization.
+    [recorded] = tick.asset_events
+    assert isinstance(recorded, dg.AssetMaterialization) and recorded.asset_key == p["names"].pitr_export_key
+    assert recorded.metadata["export_id"].value == first and recorded.metadata["item_count"].value == 400
+    assert recorded.metadata["started_by"].value.startswith("outside Dagster")
     cursor = tick.cursor
 
     again = _sensor_tick(p, name, cursor)  # restart with the stored cursor: nothing twice

@@ -46,18 +46,10 @@ class DuckDBEngine:
         """The export itself as a table with one struct column ``item`` (DynamoDB JSON shape:
         ``item.customer_id.s``), like Athena over a crawled export. Reads the whole export into
         memory: meant for exploring, the lake table is for everything else."""
-        from ddb_assets.exports.buffers import ByteArena, gunzip_into
-        from ddb_assets.exports.decode import parse_items
+        from ddb_assets.lake.raw_table import crawler_shape, export_items
 
-        tables, known, arena = [], None, ByteArena()
-        for data_file in export.files:
-            raw = gunzip_into(data_file.read_verified(), arena, obj=data_file.name)
-            table, known = parse_items(raw, output_format=data_file.output_format, obj=data_file.name, known=known)
-            if table.num_rows:
-                tables.append(table)
-        combined = pa.concat_tables(tables, promote_options="permissive") if tables else \
-            pa.table({"Item": pa.array([], pa.struct([]))})
-        combined = combined.rename_columns(["item"])
+        # The same shape as the demo's Iceberg table default.data: one query runs on either.
+        combined = pa.table({"item": crawler_shape(export_items(export))})
         hidden = f"__raw_{schema or 'main'}_{name}"
         self.connection.register(hidden, combined)
         self.connection.execute(f"CREATE OR REPLACE VIEW {self._view_name(name, schema)} AS "
@@ -175,10 +167,18 @@ def _local_path(path: str) -> str:
 def duckdb_type(kind: Any) -> str:
     """An Iceberg type as DuckDB's SQL type."""
     from pyiceberg.types import (BinaryType, BooleanType, DateType, DecimalType, DoubleType, FloatType,
-                                 IntegerType, ListType, LongType, StringType, TimestampType, TimestamptzType)
+                                 IntegerType, ListType, LongType, MapType, StringType, StructType, TimestampType,
+                                 TimestamptzType)
 
     if isinstance(kind, ListType):
         return duckdb_type(kind.element_type) + "[]"
+    if isinstance(kind, StructType):
+        # Nested fields are matched by name inside the top-level column read by field id: the
+        # lake's writer keeps the schema's names in the files (pyiceberg's own writer would not).
+        return "STRUCT(" + ", ".join(f"{quote_identifier(f.name)} {duckdb_type(f.field_type)}"
+                                     for f in kind.fields) + ")"
+    if isinstance(kind, MapType):
+        return f"MAP({duckdb_type(kind.key_type)}, {duckdb_type(kind.value_type)})"
     if isinstance(kind, DecimalType):
         return f"DECIMAL({kind.precision},{kind.scale})"
     simple = {StringType: "VARCHAR", LongType: "BIGINT", IntegerType: "INTEGER", BooleanType: "BOOLEAN",
