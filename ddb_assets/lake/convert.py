@@ -49,6 +49,7 @@ from ddb_assets.lake.catalog import CatalogConfig, CatalogError, load_table, ope
 from ddb_assets.lake.commit import NOT_COMMITTED, TABLE_PROPERTIES, CommitResult, ExportRecord, commit_export
 from ddb_assets.lake.evolution import TablePlan, plan_table
 from ddb_assets.lake.flatten import ItemColumns, flatten_items, partition_names
+from ddb_assets.lake.lifetime import die_with_parent
 from ddb_assets.lake.partitioning import PartitionBy
 from ddb_assets.lake.plan_checks import ProfileMismatch, check_profile
 from ddb_assets.lake.profile import Profile, profile_items
@@ -376,16 +377,22 @@ class _InlineExecutor(Executor):
 
 
 def _executor(workers: int) -> Executor:
+    # Workers end with the process that owns them (lake/lifetime.py): a conversion killed with
+    # kill -9 must not leave workers behind, writing files that no commit will ever reference.
     if workers <= 1:
         return _InlineExecutor()
     if threading.active_count() == 1:
         # fork: workers start at once with everything already imported. Only safe when no other
         # thread could hold a lock at fork time.
-        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=die_with_parent, initargs=(os.getpid(), None))
     # Inside a threaded host (Dagster, a web server): forkserver, with our modules preloaded once.
+    # The workers' parent is then the fork server (which exits when this process does); they
+    # also watch this process itself.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=die_with_parent,
+                               initargs=(None, os.getpid()))
 
 
 @dataclass
