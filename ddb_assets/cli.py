@@ -653,22 +653,30 @@ def maintain(
     grace_hours: float = typer.Option(24, help="Remove unreferenced files older than this many hours."),
     small_file_mb: float = typer.Option(32, help="Compact partitions holding several files under this size."),
     dry_run: bool = typer.Option(False, help="Say what would be done; change nothing."),
+    work_dir: Optional[str] = typer.Option(None, help="Where conversions keep their scratch (convert --work-dir; "
+                                                      "default TMPDIR): folders of runs no longer running are "
+                                                      "removed."),
 ) -> None:
-    """Compact small files, expire old snapshots, remove orphan files (of failed runs and expired snapshots)."""
+    """Compact small files, expire old snapshots, remove orphan files (of failed runs and expired snapshots)
+    and the scratch folders of conversions that were killed."""
     from datetime import timedelta
 
     from ddb_assets.lake.maintenance import MaintenanceOptions, maintain as run_maintenance
+    from ddb_assets.lake.scratch import remove_stale_scratch
 
     options = MaintenanceOptions(expire_after=timedelta(days=expire_after_days), keep_snapshots=keep_snapshots,
                                  grace=timedelta(hours=grace_hours), small_file_bytes=int(small_file_mb * (1 << 20)),
                                  dry_run=dry_run)
     result = run_maintenance(_table(lake, catalog, namespace, table), options)
+    scratch = remove_stale_scratch(work_dir, dry_run=dry_run)
     would = "would be " if dry_run else ""
     _summary_lines([("compacted", f"{len(result.compacted)} partition(s) {would}rewritten"
                                   + (f" ({sum(b for b, _ in result.compacted.values())} files into "
                                      f"{len(result.compacted)})" if result.compacted else "")),
                     ("expired", f"{len(result.expired_snapshots)} snapshot(s) {would}expired"),
                     ("orphans", f"{len(result.orphans)} file(s) {would}removed, {result.orphan_bytes:,} bytes"),
+                    ("scratch", f"{len(scratch)} folder(s) of ended runs {would}removed, "
+                                f"{sum(s.bytes for s in scratch):,} bytes in {work_dir or tempfile.gettempdir()}"),
                     ("time", f"{result.seconds:.2f}s")])
 
 

@@ -3,8 +3,10 @@ scratch folder is removed by the next run or by maintenance."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +15,7 @@ from typing import Iterator
 
 import pytest
 
+from ddb_assets.lake.scratch import OWNER_FILE, PREFIX, _start_time, remove_stale_scratch
 from ddb_assets.local.bulk_export import generate_folder_export
 from ddb_assets_tests.cli_helpers import ddb_assets_command, run_cli
 
@@ -128,3 +131,78 @@ def test_kill_9_of_a_threaded_host_takes_the_fork_server_and_its_workers(export:
                                              str(profile)], lake, settle=1.5)
     assert len(workers) >= 3  # the fork server and two workers (and maybe the resource tracker)
     _assert_all_gone(workers, lake, at_kill)
+
+
+def _scratch_folders(work_dir: Path) -> list[Path]:
+    return sorted(work_dir.glob(f"{PREFIX}*")) if work_dir.exists() else []
+
+
+def test_a_killed_runs_scratch_is_removed_by_the_next_run(export: tuple[Path, Path], tmp_path: Path) -> None:
+    folder, profile = export
+    lake, scratch = tmp_path / "lake", tmp_path / "scratch"
+    command = [*ddb_assets_command(), "convert", str(folder), str(lake / "t"), "--workers", "2",
+               "--work-dir", str(scratch)]
+    workers, _ = _kill_mid_conversion(command, lake)
+    [left] = _scratch_folders(scratch)  # the two-stage run's spill folder, its owner killed
+    owner = json.loads((left / OWNER_FILE).read_text())
+    assert owner["host"] == socket.gethostname() and not _alive(owner["pid"])
+
+    again = run_cli("convert", str(folder), str(lake / "t"), "--workers", "1", "--work-dir", str(scratch),
+                    "--profile", str(profile))
+    assert again.returncode == 0, again.stderr
+    assert _scratch_folders(scratch) == []
+
+
+def test_maintain_removes_the_scratch_of_ended_runs_only(tmp_path: Path) -> None:
+    from ddb_assets_tests import doctor
+
+    export = doctor.make_export(tmp_path / "export", items=50)
+    assert run_cli("convert", str(export), str(tmp_path / "lake" / "t"), "--workers", "1").returncode == 0
+    scratch = tmp_path / "scratch"
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = _fake_scratch(scratch, "dead", pid=int(ended.stdout))
+    live = _fake_scratch(scratch, "live", pid=os.getpid(), start=_start_time(os.getpid()))
+    result = run_cli("maintain", "t", "--lake", str(tmp_path / "lake"), "--work-dir", str(scratch))
+    assert result.returncode == 0, result.stderr
+    assert "1 folder(s) of ended runs removed" in result.stdout
+    assert not dead.exists() and live.exists()
+
+
+def _fake_scratch(work_dir: Path, name: str, **owner: object) -> Path:
+    folder = work_dir / f"{PREFIX}{name}"
+    folder.mkdir(parents=True)
+    (folder / "000000-0000.arrow").write_bytes(b"x" * 100)
+    record = {"pid": os.getpid(), "host": socket.gethostname(), "start": None, "boot": None, **owner}
+    (folder / OWNER_FILE).write_text(json.dumps(record))
+    return folder
+
+
+@pytest.mark.fast
+def test_which_scratch_folders_are_stale(tmp_path: Path) -> None:
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    me, started = os.getpid(), _start_time(os.getpid())
+    kept = [_fake_scratch(tmp_path, "running", pid=me, start=started),
+            _fake_scratch(tmp_path, "other-host", pid=int(ended.stdout), host="elsewhere"),
+            _fake_scratch(tmp_path, "unreadable", pid="not a pid")]
+    removed = [_fake_scratch(tmp_path, "ended", pid=int(ended.stdout)),
+               _fake_scratch(tmp_path, "reused-pid", pid=me, start="1"),  # same pid, another process
+               _fake_scratch(tmp_path, "before-reboot", pid=me, boot="another-boot-id")]
+    young = tmp_path / f"{PREFIX}unmarked-young"
+    young.mkdir()
+    (young / "000001-0000.arrow").write_bytes(b"y")
+    foreign = tmp_path / f"{PREFIX}unmarked-foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("not ours")
+    old = tmp_path / f"{PREFIX}unmarked-old"
+    old.mkdir()
+    (old / "000002-0001.arrow").write_bytes(b"z")
+    long_ago = time.time() - 3 * 24 * 3600
+    for folder in (foreign, old):
+        os.utime(folder, (long_ago, long_ago))
+    listed = remove_stale_scratch(str(tmp_path), dry_run=True)
+    assert sorted(Path(r.path).name for r in listed) == sorted(f.name for f in [*removed, old])
+    assert all(Path(r.path).exists() for r in listed)  # a dry run changes nothing
+    done = remove_stale_scratch(str(tmp_path))
+    assert {Path(r.path).name: r.bytes for r in done}[f"{PREFIX}ended"] > 100
+    assert all(f.exists() for f in [*kept, young, foreign])
+    assert not any(f.exists() for f in [*removed, old])

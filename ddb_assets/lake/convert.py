@@ -23,7 +23,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -53,6 +52,7 @@ from ddb_assets.lake.lifetime import die_with_parent
 from ddb_assets.lake.partitioning import PartitionBy
 from ddb_assets.lake.plan_checks import ProfileMismatch, check_profile
 from ddb_assets.lake.profile import Profile, profile_items
+from ddb_assets.lake.scratch import make_scratch, remove_stale_scratch
 from ddb_assets.lake.schema import SchemaOptions, TableSchema
 from ddb_assets.lake.writer import FileTarget, PartitionedWriter, WrittenFile, parquet_options
 
@@ -464,11 +464,11 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
         raise ProfileMismatch(f"the profile given describes {known.items:,} items; export {export.export_id} "
                               f"holds {export.summary.item_count:,}: it is another export's")
     stored = stored_schema(load_table(target.catalog, *target.identifier))
-    spill_dir = None
-    if known is None:
-        if options.work_dir:
-            os.makedirs(options.work_dir, exist_ok=True)
-        spill_dir = tempfile.mkdtemp(prefix="ddb-assets-", dir=options.work_dir)
+    # Runs killed before they could clean up left their scratch here: this run removes it.
+    cleaned = remove_stale_scratch(options.work_dir)
+    if cleaned:
+        notify("scratch_removed", {"folders": [c.path for c in cleaned], "bytes": sum(c.bytes for c in cleaned)})
+    spill_dir = make_scratch(options.work_dir) if known is None else None
     run = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
     written: list[WrittenFile] = []
     try:
