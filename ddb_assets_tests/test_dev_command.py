@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ddb_assets.local.dev import TELEMETRY_OFF, lock_held, prepare_dagster_home
+from ddb_assets.local.dev import QUICK_QUEUE, TELEMETRY_OFF, lock_held, prepare_dagster_home
 from ddb_assets_tests.cli_helpers import ddb_assets_command, free_port, run_cli
 
 
@@ -48,16 +48,21 @@ def _one_line_error(result: subprocess.CompletedProcess[str], *expected: str) ->
     return lines[0]
 
 
+@pytest.mark.fast
 def test_prepare_dagster_home_turns_telemetry_off_once_and_keeps_a_users_choice(tmp_path: Path) -> None:
+    import dagster as dg
+
     home = prepare_dagster_home(tmp_path / "home")
-    assert (home / "dagster.yaml").read_text() == TELEMETRY_OFF
+    assert (home / "dagster.yaml").read_text() == TELEMETRY_OFF + QUICK_QUEUE
     prepare_dagster_home(home)
-    assert (home / "dagster.yaml").read_text() == TELEMETRY_OFF  # not appended twice
+    assert (home / "dagster.yaml").read_text() == TELEMETRY_OFF + QUICK_QUEUE  # not appended twice
+    with dg.DagsterInstance.local_temp(str(home)) as instance:  # Dagster accepts it
+        assert not instance.telemetry_enabled and instance.run_coordinator.dequeue_interval_seconds == 1
     other = tmp_path / "other"
     other.mkdir()
     (other / "dagster.yaml").write_text("telemetry:\n  enabled: true\n")
     prepare_dagster_home(other)
-    assert (other / "dagster.yaml").read_text() == "telemetry:\n  enabled: true\n"
+    assert (other / "dagster.yaml").read_text() == "telemetry:\n  enabled: true\n" + QUICK_QUEUE
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the process table from /proc")

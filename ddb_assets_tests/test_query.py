@@ -106,7 +106,8 @@ def test_the_walkthrough_tables_answer_the_walkthrough_sql_verbatim_from_the_cli
     lake_root = tmp_path / "lake"
     lake_root.mkdir()
     convert_export(export, lake_root / "reviews", ConvertOptions(workers=1, partition_by="year"))
-    written = write_walkthrough_tables(export, str(lake_root))
+    write_walkthrough_tables(doctor.make_export(tmp_path / "older", items=50, seed=1), str(lake_root))
+    written = write_walkthrough_tables(export, str(lake_root))  # replaces them (as each demo does)
     assert written.raw.name() == ("default", "data") and written.flat.name() == ("default", GLUE_TABLE)
     items = list(ReviewGenerator(600, seed=3))
     counts = collections.Counter(item["customer_id"]["S"] for item in items)

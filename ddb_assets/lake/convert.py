@@ -57,6 +57,9 @@ from ddb_assets.lake.schema import SchemaOptions, TableSchema
 from ddb_assets.lake.writer import FileTarget, PartitionedWriter, WrittenFile, parquet_options
 
 ProgressCallback = Callable[[str, dict[str, Any]], None]
+# Below both (and with workers=0), an export is converted in this process: see workers_for.
+SMALL_EXPORT_ITEMS = 20_000
+SMALL_EXPORT_BYTES = 32 << 20  # the summary's billedSizeBytes (0 where an export does not say)
 _T = TypeVar("_T")
 
 
@@ -66,7 +69,7 @@ class ConvertOptions:
 
     partition_by: str | None = None  # "year", "month(created_at)", "bucket(16, pk)" (lake/partitioning.py)
     naming: str = "snake"
-    workers: int = 0  # 0: one per core
+    workers: int = 0  # 0: one per core (one, in process, for a small export: workers_for)
     max_depth: int = 3
     dictionary_keys: int = 64
     only_partitions: frozenset[str] | None = None  # rewrite just these; keep the others as they are
@@ -95,6 +98,16 @@ class ConvertOptions:
     @property
     def worker_count(self) -> int:
         return self.workers or os.cpu_count() or 1
+
+    def workers_for(self, export: Export) -> int:
+        """Worker processes for ``export``: ``workers`` if set; else one per core, but a single
+        worker, in this process, for a small export. Starting a pool costs about a second (several
+        inside a threaded host such as a Dagster run, where workers come from a fork server): a
+        3,000-item export converts in 0.9 s inline against 4-5 s with two workers."""
+        if not self.workers and export.summary.item_count < SMALL_EXPORT_ITEMS and \
+                export.summary.billed_size_bytes < SMALL_EXPORT_BYTES:
+            return 1
+        return min(self.worker_count, max(1, len(export.files)))
 
 
 @dataclass
@@ -459,7 +472,7 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
     target = lake_target(dest, options)
     notify("opened", {"files": len(export.files), "items": export.summary.item_count,
                       "export_id": export.export_id})
-    workers = min(options.worker_count, max(1, len(export.files)))
+    workers = options.workers_for(export)
     if known is not None and known.items != export.summary.item_count:
         raise ProfileMismatch(f"the profile given describes {known.items:,} items; export {export.export_id} "
                               f"holds {export.summary.item_count:,}: it is another export's")
@@ -585,7 +598,7 @@ def profile_export(source: str | os.PathLike[str] | Export, options: ConvertOpti
     notify("opened", {"files": len(export.files), "items": export.summary.item_count,
                       "export_id": export.export_id})
     try:
-        with _executor(min(options.worker_count, max(1, len(export.files)))) as pool:
+        with _executor(options.workers_for(export)) as pool:
             parsed = _run_stage_one(pool, export, None, options, notify)
     finally:
         _worker.release()

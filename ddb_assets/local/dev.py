@@ -11,7 +11,8 @@ profile, supervised.
   workers) is killed. ``dagster dev`` is also tied to this process (``lake.lifetime``), so even
   ``kill -9`` of this process stops it.
 - The home gets a ``dagster.yaml`` with telemetry off (the only switch Dagster has for its
-  telemetry banner), and the ``dagster dev`` supersession warning is filtered by its exact text.
+  telemetry banner) and a run queue checked every second, and the ``dagster dev`` supersession
+  warning is filtered by its exact text.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ SUPERSESSION_FILTER = "ignore:Function `dev_command` is superseded"
 TELEMETRY_OFF = ("# Written by ddb-assets: Dagster prints a telemetry notice on the first run of an "
                  "instance\n# unless this is set (dagster_shared/telemetry). Set it to true to send "
                  "usage statistics.\ntelemetry:\n  enabled: false\n")
+QUICK_QUEUE = ("# Written by ddb-assets: queued runs start within a second (Dagster's default checks the "
+               "queue every 5 s).\nrun_coordinator:\n  module: dagster._core.run_coordinator\n"
+               "  class: QueuedRunCoordinator\n  config:\n    dequeue_interval_seconds: 1\n")
+# What the home's dagster.yaml gets when it does not set these keys itself.
+HOME_DEFAULTS = {"telemetry": TELEMETRY_OFF, "run_coordinator": QUICK_QUEUE}
 STOP_TIMEOUT_SECONDS = 45
 
 
@@ -52,8 +58,9 @@ def default_dagster_home() -> Path:
 
 
 def prepare_dagster_home(home: Path) -> Path:
-    """Create the Dagster home with a ``dagster.yaml`` (telemetry off unless the file already says
-    otherwise). Returns the home, absolute."""
+    """Create the Dagster home with a ``dagster.yaml``: telemetry off and a queue checked every
+    second, for each key the file does not set already (a user's choice stays). Returns the home,
+    absolute."""
     import yaml
 
     home = home.absolute()
@@ -66,8 +73,10 @@ def prepare_dagster_home(home: Path) -> Path:
         document = yaml.safe_load(text) or {}
     except yaml.YAMLError:
         return home  # the user's file; Dagster will say what is wrong with it
-    if not isinstance(document, dict) or "telemetry" not in document:
-        config.write_text(text + ("\n" if text and not text.endswith("\n") else "") + TELEMETRY_OFF, encoding="utf-8")
+    missing = [block for key, block in HOME_DEFAULTS.items() if not isinstance(document, dict) or key not in document]
+    if missing:
+        config.write_text(text + ("\n" if text and not text.endswith("\n") else "") + "".join(missing),
+                          encoding="utf-8")
     return home
 
 

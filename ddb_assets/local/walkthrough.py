@@ -20,7 +20,7 @@ from typing import Any
 
 from ddb_assets.exports.reader import Export, open_export
 from ddb_assets.exports.storage import resolve
-from ddb_assets.lake.catalog import CatalogConfig, default_sql_uri, open_catalog
+from ddb_assets.lake.catalog import CatalogConfig, default_sql_uri, load_table, open_catalog
 from ddb_assets.lake.convert import ConvertOptions, convert_export
 from ddb_assets.lake.profile import Profile
 from ddb_assets.lake.raw_table import write_raw_table
@@ -44,14 +44,18 @@ def write_walkthrough_tables(export: str | os.PathLike[str] | Export, lake_root:
                              known: Profile | None = None, workers: int = 1) -> WalkthroughTables:
     """Write (or replace) both walkthrough tables from ``export`` into the local lake at
     ``lake_root`` (its SQLite catalog, namespace ``default``). ``known``: the export's profile,
-    for a one-pass conversion. Raises ExportFormatError (bad export) before committing anything."""
+    for a one-pass conversion. Raises ExportFormatError (a bad export) before replacing anything."""
     source = export if isinstance(export, Export) else open_export(export)
     root = resolve(lake_root)
     config = CatalogConfig("sql", uri=default_sql_uri(root), namespace=NAMESPACE)
-    raw = write_raw_table(open_catalog(config, root), (NAMESPACE, RAW_TABLE), root.join(NAMESPACE, RAW_TABLE).uri,
-                          source)
-    # rebuild: each demo's export replaces the table outright (its schema planned afresh).
+    catalog = open_catalog(config, root)
+    raw = write_raw_table(catalog, (NAMESPACE, RAW_TABLE), root.join(NAMESPACE, RAW_TABLE).uri, source)
+    # Each demo's export replaces the table outright: it is a copy of the latest export, not a
+    # history (and its schema is planned afresh). Dropped and created again rather than rebuilt:
+    # convert --rebuild of a partitioned table fails inside pyiceberg's overwrite today.
+    if load_table(catalog, NAMESPACE, FLAT_TABLE) is not None:
+        catalog.purge_table((NAMESPACE, FLAT_TABLE))
     flat = convert_export(source, root.join(NAMESPACE, FLAT_TABLE).uri,
                           ConvertOptions(naming="glue", partition_by="year", catalog=config, table_name=FLAT_TABLE,
-                                         workers=workers, rebuild=True), known=known)
+                                         workers=workers), known=known)
     return WalkthroughTables(raw, flat.commit.table)
