@@ -1,13 +1,14 @@
 # Two commands on a fresh machine with python3 and make:
 #   make demo   - create .venv, install, run the whole pipeline on the local world
 #   make test   - install the dev extras and run the whole test suite
+#   make test-fast - only the fast tier (pytest -m fast: in-memory Arrow and hypothesis, under 2 min)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 DEV_INSTALLED := $(VENV)/.installed-dev
 
-.PHONY: demo test install dev bench emulator clean
+.PHONY: demo test test-fast install dev bench emulator clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,9 @@ demo: $(INSTALLED)
 
 test: $(DEV_INSTALLED)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: $(DEV_INSTALLED)
+	$(BIN)/pytest -m fast $(PYTEST_ARGS)
 
 dev: $(INSTALLED)
 	scripts/dev.sh

@@ -63,6 +63,7 @@ def test_partition_filters_read_only_the_partitions_row_groups(lake: dict) -> No
     assert f"Scanning Files: {len(engine.tables['reviews'].files)}" not in text or "Filters" in text
 
 
+@pytest.mark.fast
 def test_identifiers_are_quoted_so_odd_names_cannot_inject() -> None:
     assert quote_identifier('a"; DROP TABLE x; --') == '"a""; DROP TABLE x; --"'
     engine = DuckDBEngine()
@@ -137,6 +138,7 @@ def test_the_walkthrough_tables_answer_the_walkthrough_sql_verbatim_from_the_cli
     assert namespaces_named_in(catalog, "SELECT 1 AS defaulted") == []
 
 
+@pytest.mark.fast
 def test_the_crawler_shape_lowercases_tags_and_types_what_iceberg_cannot() -> None:
     import pyarrow as pa
 
