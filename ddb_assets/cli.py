@@ -252,6 +252,7 @@ def _catalog_config(catalog: Optional[str], namespace: Optional[str]):  # type: 
     return CatalogConfig.parse(catalog, namespace)
 
 
+MIN_COLUMN_WIDTH = 8  # below this a table column shows nothing readable: rows are printed as blocks instead
 CATALOG_HELP = ("Iceberg catalog: sql (default: a SQLite file, catalog.db in the lake folder), "
                 "sqlite:///path/catalog.db, glue (AWS Glue, what Athena reads) or rest:https://...")
 
@@ -470,7 +471,8 @@ def query(
                                                      "one struct column `item` (item.customer_id.s)."),
     schema: Optional[str] = typer.Option(None, help="Schema to register tables in, e.g. default (for SQL "
                                                     "written as \"default\".\"data\")."),
-    output: str = typer.Option("table", "--format", help="table, csv or json"),
+    output: str = typer.Option("table", "--format", help="table (a block per row when the columns do not fit "
+                                                         "the terminal), csv or json"),
     limit: int = typer.Option(1000, help="Rows printed at most in table format."),
 ) -> None:
     """Run SQL over the lake with the embedded DuckDB engine and print the result."""
@@ -502,12 +504,23 @@ def query(
     else:
         from rich.table import Table
 
-        out = Table(show_lines=False)
-        for column in result.column_names:
-            out.add_column(column)
-        for row in result.slice(0, limit).to_pylist():
-            out.add_row(*("" if v is None else str(v) for v in row.values()))
-        console.print(out)
+        rows = result.slice(0, limit).to_pylist()
+        if len(result.column_names) * MIN_COLUMN_WIDTH > console.width:
+            # Too many columns for a table this wide (SELECT * over a flattened export): one
+            # block per row, a column per line, as psql's expanded display.
+            name_width = max(len(c) for c in result.column_names)
+            for number, row in enumerate(rows, 1):
+                console.print(f"-[ row {number} ]" + "-" * max(0, name_width - 8), highlight=False, markup=False)
+                for column, value in zip(result.column_names, row.values()):
+                    console.print(f"{column:<{name_width}} | {'' if value is None else value}", highlight=False,
+                                  markup=False, soft_wrap=True)
+        else:
+            out = Table(show_lines=False)
+            for column in result.column_names:
+                out.add_column(column)
+            for row in rows:
+                out.add_row(*("" if v is None else str(v) for v in row.values()))
+            console.print(out)
         if result.num_rows > limit:
             console.print(f"({result.num_rows:,} rows, first {limit:,} shown)")
 
