@@ -117,3 +117,24 @@ def test_a_second_dev_refuses_and_sigterm_stops_everything(tmp_path: Path) -> No
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+@pytest.mark.fast
+def test_a_port_just_released_is_free_and_a_listened_one_is_not() -> None:
+    import socket
+
+    from ddb_assets.local.dev import DevRefused, check_port
+
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    with pytest.raises(DevRefused, match=f"port {port} .*already in use by pid {os.getpid()}"):
+        check_port("127.0.0.1", port, "a test")
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    accepted.close()  # the server side closes first: its end of the connection waits in TIME_WAIT
+    server.close()
+    client.close()
+    check_port("127.0.0.1", port, "a test")  # a server restarted at once can bind it: so may we

@@ -191,6 +191,9 @@ def command_line(pid: int) -> str:
 def check_port(host: str, port: int, what: str) -> None:
     """Raises DevRefused if ``port`` on ``host`` cannot be bound, naming the listener if known."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the servers bind (SO_REUSEADDR): connections of a server just stopped (TIME_WAIT)
+        # do not hold the port; a listener does.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
