@@ -196,13 +196,17 @@ def test_which_scratch_folders_are_stale(tmp_path: Path) -> None:
     old = tmp_path / f"{PREFIX}unmarked-old"
     old.mkdir()
     (old / "000002-0001.arrow").write_bytes(b"z")
+    stale_profile = tmp_path / "ddb-assets-profile-abc123.json"
+    stale_profile.write_text("{}")
+    fresh_profile = tmp_path / "ddb-assets-profile-def456.json"
+    fresh_profile.write_text("{}")
     long_ago = time.time() - 3 * 24 * 3600
-    for folder in (foreign, old):
-        os.utime(folder, (long_ago, long_ago))
+    for path in (foreign, old, stale_profile):
+        os.utime(path, (long_ago, long_ago))
     listed = remove_stale_scratch(str(tmp_path), dry_run=True)
-    assert sorted(Path(r.path).name for r in listed) == sorted(f.name for f in [*removed, old])
+    assert sorted(Path(r.path).name for r in listed) == sorted(f.name for f in [*removed, old, stale_profile])
     assert all(Path(r.path).exists() for r in listed)  # a dry run changes nothing
     done = remove_stale_scratch(str(tmp_path))
     assert {Path(r.path).name: r.bytes for r in done}[f"{PREFIX}ended"] > 100
-    assert all(f.exists() for f in [*kept, young, foreign])
-    assert not any(f.exists() for f in [*removed, old])
+    assert all(f.exists() for f in [*kept, young, foreign, fresh_profile])
+    assert not any(f.exists() for f in [*removed, old, stale_profile])

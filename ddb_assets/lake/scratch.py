@@ -7,7 +7,8 @@ pid, the process's start time and the machine's boot id, so a reused pid is not 
 owner), and the next conversion in the same work dir, or ``ddb-assets maintain``, removes the
 folders whose owner is no longer running. Folders of other hosts (a shared work dir) are left to
 their hosts. Folders from before owner files (no owner file) are removed once older than a grace
-period, and only if they hold nothing but spill files.
+period, and only if they hold nothing but spill files; so are the query engine's profiling files
+(``ddb-assets-profile-*.json``, a few kilobytes) that a killed process left.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 PREFIX = "ddb-assets-"
 OWNER_FILE = "owner.json"
 SPILL_NAME = re.compile(r"^\d{6}-\d{4}\.arrow$")  # lake.convert's spill files
+# query.duckdb_engine's profiling output (kilobytes, removed at once unless the process is killed).
+PROFILE_FILE = re.compile(r"^ddb-assets-profile-[A-Za-z0-9_]+\.json$")
 UNMARKED_GRACE_SECONDS = 24 * 3600
 
 
@@ -131,6 +134,19 @@ def remove_stale_scratch(work_dir: str | None = None, dry_run: bool = False) -> 
         entries = [e for e in os.scandir(base) if e.name.startswith(PREFIX) and e.is_dir(follow_symlinks=False)]
     except OSError:
         return []
+    try:
+        leftovers = [e for e in os.scandir(base) if PROFILE_FILE.match(e.name) and e.is_file(follow_symlinks=False)]
+    except OSError:
+        leftovers = []
+    for entry in leftovers:
+        try:
+            stat = entry.stat(follow_symlinks=False)
+            if now - stat.st_mtime > UNMARKED_GRACE_SECONDS:
+                if not dry_run:
+                    os.unlink(entry.path)
+                removed.append(RemovedScratch(entry.path, stat.st_size, "a query profile left by a killed process"))
+        except OSError:
+            continue
     for entry in entries:
         reason = _why_stale(entry.path, now)
         if reason is None:
