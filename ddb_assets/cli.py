@@ -60,14 +60,47 @@ def demo(
     seed: int = typer.Option(7, help="Seed of the sample data (same seed, same data)."),
     export_format: str = typer.Option("DYNAMODB_JSON", "--format", help="DYNAMODB_JSON or ION."),
     lake: str = typer.Option("var/lake", help="Lake folder the demo publishes into (kept afterwards)."),
+    exports: str = typer.Option("var/exports", help="Folder the export is copied to, as <bucket>/<key> "
+                                                    "(kept afterwards: `inspect` and `convert` read it)."),
+    dagster_home: Optional[str] = typer.Option(None, help="Dagster home for the runs (default: $DAGSTER_HOME, "
+                                                          "else var/dagster, the one `make dev` shows)."),
 ) -> None:
     """The whole pipeline on the local world, through Dagster: load sample reviews, export the table
-    (PITR), validate the export, convert it to partitioned Parquet, build the report tables."""
-    from ddb_assets.local.demo import run_demo
+    (PITR), validate the export, convert it to partitioned Parquet, build the report tables. Also
+    writes the AWS walkthrough's tables (default.data, default.ddbs3_parquetpartitioned__output_flat_partitioned)."""
+    from ddb_assets.local.demo import DemoRefused, run_demo
 
     started = time.monotonic()
-    run_demo(console, items=items, seed=seed, export_format=export_format.upper(), lake_root=lake)
+    try:
+        run_demo(console, items=items, seed=seed, export_format=export_format.upper(), lake_root=lake,
+                 exports_root=exports, dagster_home=dagster_home)
+    except DemoRefused as exc:
+        raise CliError(str(exc)) from None
     console.print(f"[green]demo finished in {time.monotonic() - started:.1f}s[/]")
+
+
+@app.command()
+def dev(
+    port: int = typer.Option(3000, help="Port of the Dagster UI."),
+    emulator_port: int = typer.Option(4566, help="Port of the local AWS world."),
+    host: str = typer.Option("127.0.0.1", help="Address both listen on."),
+    sample_items: int = typer.Option(3000, help="Sample reviews loaded into the `reviews` table."),
+    dagster_home: Optional[str] = typer.Option(None, help="Dagster home (default: $DAGSTER_HOME, else var/dagster: "
+                                                          "the demo's runs are there)."),
+    lake: Optional[str] = typer.Option(None, help="Lake root (default: $DDB_ASSETS_LAKE_ROOT, else var/lake)."),
+) -> None:
+    """The local AWS world (with the sample `reviews` table) and `dagster dev` on the local profile,
+    until Ctrl-C or SIGTERM (which stop both, and every process they started). Refuses to start
+    when another `dev` serves the same Dagster home or a port is taken, naming the process."""
+    from ddb_assets.local.dev import DevRefused, run_dev
+
+    try:
+        code = run_dev(host=host, port=port, emulator_port=emulator_port, sample_items=sample_items,
+                       home=Path(dagster_home) if dagster_home else None, lake=lake,
+                       log=lambda line: console.print(line, highlight=False, soft_wrap=True, markup=False))
+    except DevRefused as exc:
+        raise CliError(str(exc)) from None
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -340,7 +373,7 @@ def convert(
     naming: Optional[str] = typer.Option(None, help="snake: review_text, reviewer__name; glue: AWS Glue "
                                                     "Relationalize names such as item.product_title.s "
                                                     "(default: the table's, else snake)."),
-    workers: int = typer.Option(0, help="Worker processes (0: one per core)."),
+    workers: int = typer.Option(0, help="Worker processes (0: one per core, or none for an export under 20,000 items)."),
     max_depth: Optional[int] = typer.Option(None, help="Map levels flattened into columns; deeper maps become "
                                                        "JSON text (default: the table's, else 3)."),
     dictionary_keys: Optional[int] = typer.Option(None, help="A map with more distinct keys is kept as one JSON "
@@ -438,7 +471,7 @@ def inspect(
     source: str = typer.Argument(..., help="Export folder or manifest-summary.json (local path or s3://)."),
     partition_by: Optional[str] = typer.Option(None, help="Partition setting, as convert would use it."),
     naming: str = typer.Option("snake", help="Column naming, as convert would use it."),
-    workers: int = typer.Option(0, help="Worker processes (0: one per core)."),
+    workers: int = typer.Option(0, help="Worker processes (0: one per core, or none for an export under 20,000 items)."),
     save_profile: Optional[str] = typer.Option(None, help="Also write the profile to this file (local or "
                                                           "s3://), for 'convert --profile'."),
 ) -> None:
@@ -523,9 +556,10 @@ def _lake(lake: Optional[str], catalog: Optional[str], namespace: Optional[str])
 
 
 def _engine_with_lake(lake: Optional[str], catalog: Optional[str], namespace: Optional[str], only: Optional[str],
-                      raw: list[str], schema: Optional[str], as_of: Optional[str] = None):  # type: ignore[no-untyped-def]
+                      raw: list[str], schema: Optional[str], as_of: Optional[str] = None,
+                      sql: Optional[str] = None):  # type: ignore[no-untyped-def]
     from ddb_assets.exports.reader import open_export
-    from ddb_assets.lake.catalog import list_tables
+    from ddb_assets.lake.catalog import list_tables, namespaces_named_in
     from ddb_assets.query.duckdb_engine import DuckDBEngine, NameCollision
 
     root, config, iceberg = _lake(lake, catalog, namespace)
@@ -536,6 +570,13 @@ def _engine_with_lake(lake: Optional[str], catalog: Optional[str], namespace: Op
         raise CliError("--as-of SNAPSHOT_ID needs --table (snapshot ids are per table); a time applies to all")
     engine = DuckDBEngine()
     engine.register_catalog(iceberg, config.namespace, only=only, schema=schema, as_of=as_of)
+    if only is None and sql is not None:
+        # Every namespace the SQL names is a DuckDB schema of that name ("default"."data"); the
+        # configured one's tables are also unqualified, as above. Only the named ones: a Glue
+        # catalog can hold many databases, and each table costs a scan plan.
+        for other in namespaces_named_in(iceberg, sql):
+            if other != (schema or "main"):
+                engine.register_catalog(iceberg, other, schema=other, as_of=as_of)
     for spec in raw:
         name, sep, source = spec.partition("=")
         if not sep or not name or not source:
@@ -552,7 +593,9 @@ def _engine_with_lake(lake: Optional[str], catalog: Optional[str], namespace: Op
 @app.command(context_settings={"ignore_unknown_options": True})
 def query(
     sql: str = typer.Argument(..., help="SQL to run (DuckDB dialect). Lake tables are views named after "
-                                        "the table; reports are <table>_<report>."),
+                                        "the table; reports are <table>_<report>; the tables of any other "
+                                        "catalog namespace the SQL names are in a schema of that name "
+                                        "(\"default\".\"data\")."),
     lake: Optional[str] = typer.Option(None, help="Lake root (default: the configured lake_root)."),
     catalog: Optional[str] = typer.Option(None, help=CATALOG_HELP),
     namespace: Optional[str] = typer.Option(None, help="Catalog namespace (default: the configured one, ddb_lake)."),
@@ -579,7 +622,7 @@ def query(
         raise CliError(f"--limit must be 0 or more, not {limit}")
     if re.fullmatch(r"--?[A-Za-z][\w-]*(=\S*)?", sql):
         raise CliError(f"no such option: {sql.partition('=')[0]} (see ddb-assets query --help)")
-    engine, _, _, _ = _engine_with_lake(lake, catalog, namespace, table, raw, schema, as_of)
+    engine, _, _, _ = _engine_with_lake(lake, catalog, namespace, table, raw, schema, as_of, sql)
     try:
         try:
             result = engine.query(sql).table
@@ -718,17 +761,23 @@ def maintain(
     grace_hours: float = typer.Option(24, help="Remove unreferenced files older than this many hours."),
     small_file_mb: float = typer.Option(32, help="Compact partitions holding several files under this size."),
     dry_run: bool = typer.Option(False, help="Say what would be done; change nothing."),
+    work_dir: Optional[str] = typer.Option(None, help="Where conversions keep their scratch (convert --work-dir; "
+                                                      "default TMPDIR): folders of runs no longer running are "
+                                                      "removed."),
 ) -> None:
-    """Compact small files, expire old snapshots, remove orphan files (of failed runs and expired snapshots)."""
+    """Compact small files, expire old snapshots, remove orphan files (of failed runs and expired snapshots)
+    and the scratch folders of conversions that were killed."""
     from datetime import timedelta
 
     from ddb_assets.lake.maintenance import MaintenanceOptions, maintain as run_maintenance
+    from ddb_assets.lake.scratch import remove_stale_scratch
 
     options = MaintenanceOptions(expire_after=timedelta(days=expire_after_days), keep_snapshots=keep_snapshots,
                                  grace=timedelta(hours=grace_hours), small_file_bytes=int(small_file_mb * (1 << 20)),
                                  dry_run=dry_run)
     iceberg_table = _table(lake, catalog, namespace, table)
     result = run_maintenance(iceberg_table, options)
+    scratch = remove_stale_scratch(work_dir, dry_run=dry_run)
     would = "would be " if dry_run else ""
     _summary_lines([("table", f"{'.'.join(iceberg_table.name())} at {iceberg_table.location()}"),
                     ("compacted", f"{len(result.compacted)} partition(s) {would}rewritten"
@@ -736,6 +785,8 @@ def maintain(
                                      f"{len(result.compacted)})" if result.compacted else "")),
                     ("expired", f"{len(result.expired_snapshots)} snapshot(s) {would}expired"),
                     ("orphans", f"{len(result.orphans)} file(s) {would}removed, {result.orphan_bytes:,} bytes"),
+                    ("scratch", f"{len(scratch)} folder(s) of ended runs {would}removed, "
+                                f"{sum(s.bytes for s in scratch):,} bytes in {work_dir or tempfile.gettempdir()}"),
                     ("time", f"{result.seconds:.2f}s")])
 
 

@@ -48,7 +48,11 @@ def build_resources(settings: Settings) -> dict[str, Any]:
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     per_table = [table_definitions(settings, table) for table in settings.tables]
-    return dg.Definitions.merge(*per_table, dg.Definitions(resources=build_resources(settings)))
+    # Locally every step runs in the run's own process: the multiprocess default starts a Python
+    # process per step (seconds each, importing Dagster and the lake), which dominated the local
+    # world's small runs. Conversions still use their own worker processes (lake/convert.py).
+    executor = dg.in_process_executor if settings.profile == "local" else None
+    return dg.Definitions.merge(*per_table, dg.Definitions(resources=build_resources(settings), executor=executor))
 
 
 @dg.definitions

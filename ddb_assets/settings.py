@@ -176,7 +176,8 @@ class Settings(_Strict):
     maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
     tables: list[TableSettings] = Field(..., min_length=1)
     sensor_interval_seconds: int = Field(30, ge=5)
-    convert_workers: int = Field(0, ge=0, description="Conversion worker processes (0: one per core).")
+    convert_workers: int = Field(0, ge=0, description="Conversion worker processes (0: one per core, or "
+                                                      "none for an export under 20,000 items).")
     convert_work_dir: str | None = Field(None, description="Local folder for the parsed items between the "
                                                            "conversion's two stages (default: TMPDIR), used when "
                                                            "raw_export's profile is not there for a one-pass "

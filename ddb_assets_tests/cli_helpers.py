@@ -16,8 +16,11 @@ def ddb_assets_command() -> list[str]:
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 180,
-            cwd: str | None = None) -> subprocess.CompletedProcess[str]:
+            cwd: str | os.PathLike[str] | None = None, unset: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """``ddb-assets ARGS`` with this environment plus ``env``, minus the variables in ``unset``."""
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    for name in unset:
+        full_env.pop(name, None)
     return subprocess.run([*ddb_assets_command(), *args], capture_output=True, text=True, env=full_env,
                           timeout=timeout, cwd=cwd)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -17,6 +18,68 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 from ddb_assets.local import emulator
 from ddb_assets.local.world import LocalWorld
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _repo_state() -> dict[str, tuple[int, int]]:
+    """What a test could leave in the checkout: the repo's top-level entries and everything under
+    var/ (the demo's lake, exports and Dagster home belong to the user)."""
+    state = {entry.name: (0, 0) for entry in REPO.iterdir()}
+    var = REPO / "var"
+    if var.is_dir():
+        for path in var.rglob("*"):
+            try:
+                stat = path.stat()
+            except OSError:  # removed while we walk (a make dev running beside the tests)
+                continue
+            state[str(path.relative_to(REPO))] = (stat.st_size, stat.st_mtime_ns)
+    return state
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config._ddb_repo_state = _repo_state()  # type: ignore[attr-defined]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # A tripwire: `make test` must never touch the user's var/ (a test once ran the demo from the
+    # repo root and replaced the demo's lake) nor leave anything in the checkout.
+    before = getattr(session.config, "_ddb_repo_state", None)
+    if before is None:
+        return
+    after = _repo_state()
+    changed = sorted(k for k in before.keys() | after.keys()
+                     if before.get(k) != after.get(k) and not k.startswith((".pytest_cache", ".hypothesis")))
+    if changed:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = f"the tests changed the checkout at {REPO}: {', '.join(changed[:20])}"
+        if reporter is not None:
+            reporter.write_line(message, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every test runs from a temporary folder, with the Dagster home and the configured lake
+    there too: defaults such as ``var/lake`` resolve outside the user's checkout."""
+    scratch = tmp_path_factory.mktemp("session-cwd")
+    saved_cwd = os.getcwd()
+    saved_env = {k: os.environ.get(k) for k in ("DAGSTER_HOME", "DDB_ASSETS_LAKE_ROOT")}
+    (scratch / "dagster_home").mkdir()
+    (scratch / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    os.environ["DAGSTER_HOME"] = str(scratch / "dagster_home")
+    os.environ["DDB_ASSETS_LAKE_ROOT"] = str(scratch / "var" / "lake")
+    os.chdir(scratch)
+    try:
+        yield
+    finally:
+        os.chdir(saved_cwd)
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture(autouse=True)

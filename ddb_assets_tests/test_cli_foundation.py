@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import collections
+import json
+import re
 import socket
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import boto3
 
+from ddb_assets.local.sample_data import ReviewGenerator
+from ddb_assets.local.walkthrough import FLAT_QUERY, RAW_QUERY
 from ddb_assets.local.world import LocalWorld
 from ddb_assets_tests.cli_helpers import ddb_assets_command, free_port, run_cli
 from ddb_assets_tests.conftest import make_table, unique
@@ -30,11 +36,47 @@ def test_help_lists_the_subcommands() -> None:
         assert command in result.stdout
 
 
-def test_demo_runs_end_to_end() -> None:
-    result = run_cli("demo", "--items", "300")
+def test_demo_runs_end_to_end_and_what_it_made_stays(tmp_path: Path) -> None:
+    # As a user runs it: from the checkout (here a temporary folder: never the user's var/), with
+    # no DAGSTER_HOME or lake set, so the defaults `make dev` shares apply.
+    user = ("DAGSTER_HOME", "DDB_ASSETS_LAKE_ROOT", "DDB_ASSETS_CONFIG", "AWS_ENDPOINT_URL")
+    result = run_cli("demo", "--items", "300", cwd=tmp_path, unset=user)
     assert result.returncode == 0, result.stderr
     assert "ItemCount" in result.stdout and "300" in result.stdout
     assert "manifest-summary.json" in result.stdout and "manifest-files.md5" in result.stdout
+    for noise in ("Telemetry:", "SupersessionWarning", "Warning"):
+        assert noise not in result.stdout + result.stderr
+
+    # The AWS walkthrough's two queries, verbatim, right after the demo.
+    items = list(ReviewGenerator(300, seed=7))
+    top = run_cli("query", RAW_QUERY, "--format", "json", cwd=tmp_path, unset=user)
+    assert top.returncode == 0, top.stderr
+    counts = collections.Counter(item["customer_id"]["S"] for item in items)
+    rows = [json.loads(line) for line in top.stdout.splitlines()]
+    assert [r["Count"] for r in rows] == [n for _, n in counts.most_common(10)]
+    assert all(counts[r["customer"]] == r["Count"] for r in rows)
+    dune = run_cli("query", FLAT_QUERY, "--format", "json", cwd=tmp_path, unset=user)
+    assert dune.returncode == 0, dune.stderr
+    years = [json.loads(line)["item.year.n"] for line in dune.stdout.splitlines()]
+    assert years == sorted(int(i["year"]["N"]) for i in items if i["product_title"]["S"] == "Dune")[:100]
+    assert years
+
+    # The export it printed can be inspected afterwards (the local world is gone).
+    [kept] = re.findall(r"export kept in (\S+) ", result.stdout)
+    assert kept.startswith("var/exports/ddb-exports/exports/reviews/AWSDynamoDB/")
+    inspected = run_cli("inspect", kept, cwd=tmp_path, unset=user)
+    assert inspected.returncode == 0, inspected.stderr
+    assert "itemCount     300" in inspected.stdout
+
+    # The runs are in the Dagster home `make dev` serves, with telemetry off there.
+    import dagster as dg
+
+    home = tmp_path / "var" / "dagster"
+    assert "enabled: false" in (home / "dagster.yaml").read_text()
+    with dg.DagsterInstance.local_temp(str(home)) as instance:
+        for asset in ("pitr_export", "raw_export", "parquet", "top_customers"):
+            assert instance.get_latest_materialization_event(dg.AssetKey(["reviews", asset])) is not None, asset
+        assert len(instance.get_runs()) >= 4
 
 
 def test_export_of_an_unknown_table_is_a_one_line_error(world: LocalWorld) -> None:

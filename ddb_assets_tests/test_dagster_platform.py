@@ -75,6 +75,10 @@ def test_pitr_export_starts_and_waits(platform: dict[str, Any]) -> None:
     assert mat.metadata["export_arn"].value.startswith(p["arn"] + "/export/")
     # Same run, same token: a retry returns the same export instead of starting another.
     assert mat.metadata["client_token"].value == f"dagster-{result.run_id}"
+    # Dagster recorded this export already: the sensor adds no materialization of its own.
+    tick = _sensor_tick(p, f"{p['names'].name}_export_completion_sensor")
+    assert [r.partition_key for r in tick.run_requests] == [mat.metadata["export_id"].value]
+    assert not tick.asset_events
 
 
 def test_export_sensor_new_external_failed_and_restart(platform: dict[str, Any], ddb: Any) -> None:
@@ -84,6 +88,11 @@ def test_export_sensor_new_external_failed_and_restart(platform: dict[str, Any],
     tick = _sensor_tick(p, name)
     assert [r.partition_key for r in tick.run_requests] == [first]
     assert tick.dynamic_partitions_requests[0].partition_keys == [first]
+    # pitr_export is not left grey: the export is recorded as its (runless) materialization.
+    [recorded] = tick.asset_events
+    assert isinstance(recorded, dg.AssetMaterialization) and recorded.asset_key == p["names"].pitr_export_key
+    assert recorded.metadata["export_id"].value == first and recorded.metadata["item_count"].value == 400
+    assert recorded.metadata["started_by"].value.startswith("outside Dagster")
     cursor = tick.cursor
 
     again = _sensor_tick(p, name, cursor)  # restart with the stored cursor: nothing twice
@@ -219,17 +228,22 @@ def test_a_profile_that_cannot_be_saved_does_not_fail_the_validation(platform: d
     assert len(read_rows(str(table_root))[1]) == 400
 
 
-def test_automation_requests_every_partition_after_a_new_export(platform: dict[str, Any]) -> None:
+def test_automation_requests_every_partition_after_a_new_export(platform: dict[str, Any], ddb: Any) -> None:
     p = platform
     run_pipeline(p["settings"], p["instance"], quiet=True)
     names, instance = p["names"], p["instance"]
     defs = p["defs"]
     result = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     assert not result.get_requested_partitions(names.parquet_key)  # everything is up to date
-    # A new export lands and is validated (as the sensor would request):
-    instance.add_dynamic_partitions(names.export_partitions.name, ["09999999999999-00000000"])
-    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=names.raw_export_key,
-                                                                partition="09999999999999-00000000"))
+    # A new export lands and is validated (as the sensor would request); a materialization alone
+    # is not enough: automation waits for raw_export's blocking check to pass.
+    newer = _export_outside_dagster(p, ddb)
+    instance.add_dynamic_partitions(names.export_partitions.name, [newer])
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=names.raw_export_key, partition=newer))
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+    assert not result.get_requested_partitions(names.parquet_key)
+    dg.materialize([_assets(defs)[names.raw_export_key]], partition_key=newer, instance=instance,
+                   resources=defs.resources)
     result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
     everything = set(names.value_partitions.get_partition_keys(dynamic_partitions_store=instance))
     assert result.get_requested_partitions(names.parquet_key) == everything
@@ -332,3 +346,63 @@ def test_schema_drift_warns_with_details(platform: dict[str, Any], ddb: Any) -> 
     drift = {c.check_name: c for c in result.get_asset_check_evaluations()}["schema_drift"]
     assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
     assert drift.metadata["details"].value["new"] == ["brand_new"]
+
+
+def _corrupt_a_data_file(p: dict[str, Any], ddb: Any, s3: Any, export_id: str) -> str:
+    """Damage one data file of a COMPLETED export (its md5 no longer matches); returns its key."""
+    description = ddb.describe_export(ExportArn=f"{p['arn']}/export/{export_id}")["ExportDescription"]
+    folder = description["ExportManifest"].rsplit("/", 1)[0]
+    files = s3.get_object(Bucket=p["bucket"], Key=f"{folder}/manifest-files.json")["Body"].read().decode()
+    entry = max((json.loads(line) for line in files.splitlines() if line), key=lambda e: e["itemCount"])
+    data = s3.get_object(Bucket=p["bucket"], Key=entry["dataFileS3Key"])["Body"].read()
+    s3.put_object(Bucket=p["bucket"], Key=entry["dataFileS3Key"], Body=data[:-3] + b"xyz")
+    return str(entry["dataFileS3Key"])
+
+
+def test_an_export_that_fails_validation_is_never_converted(platform: dict[str, Any], ddb: Any, s3: Any) -> None:
+    p = platform
+    names, instance, assets, defs = p["names"], p["instance"], _assets(p["defs"]), p["defs"]
+    good = run_pipeline(p["settings"], instance, quiet=True).export_id  # validated and converted
+    automation = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    assert not automation.get_requested_partitions(names.parquet_key)
+
+    # A newer export COMPLETES, but its data does not match its manifest.
+    ddb.put_item(TableName=p["table"], Item={"product_id": {"S": "X"}, "review_id": {"S": "Y"}, "year": {"N": "2015"}})
+    bad = _export_outside_dagster(p, ddb)
+    damaged = _corrupt_a_data_file(p, ddb, s3, bad)
+    instance.add_dynamic_partitions(names.export_partitions.name, [bad])
+    validation = dg.materialize([assets[names.raw_export_key]], partition_key=bad, instance=instance,
+                                resources=defs.resources, raise_on_error=False)
+    assert not validation.success  # the blocking check fails the run
+    [record] = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=names.raw_export_key, asset_partitions=[bad]), limit=1).records
+    metadata = record.asset_materialization.metadata
+    assert metadata["valid"].value is False and damaged in metadata["error"].value
+    assert metadata["latest_valid_export"].value == good  # the UI says which export the lake keeps
+
+    # Automation does not convert it: no partition of the lake table is requested.
+    automation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=automation.cursor)
+    assert not automation.get_requested_partitions(names.parquet_key)
+
+    # A backfill by hand converts the latest valid export, and says which newer one it passed over.
+    partitions = names.value_partitions.get_partition_keys(dynamic_partitions_store=instance)
+    backfill = dg.materialize([assets[names.raw_export_key], assets[names.parquet_key]],
+                              selection=[names.parquet_key], instance=instance, resources=defs.resources,
+                              tags=_partition_range(partitions))
+    assert backfill.success
+    [mat] = list(backfill.asset_materializations_for_node("__".join(names.parquet_key.path)))[:1]
+    assert mat.metadata["export_id"].value == good
+    assert bad in mat.metadata["latest_valid_export"].value and "failed validation" in \
+        mat.metadata["latest_valid_export"].value
+    assert len(read_rows(str(p["lake"] / names.name))[1]) == 400  # not the bad export's 401 items
+    automation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=automation.cursor)
+    assert not automation.get_requested_partitions(names.parquet_key)  # up to date with the valid export
+
+    # Once a valid export arrives, automation converts it as before.
+    newer = _export_outside_dagster(p, ddb)
+    instance.add_dynamic_partitions(names.export_partitions.name, [newer])
+    assert dg.materialize([assets[names.raw_export_key]], partition_key=newer, instance=instance,
+                          resources=defs.resources).success
+    automation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=automation.cursor)
+    assert automation.get_requested_partitions(names.parquet_key) == \
+        set(names.value_partitions.get_partition_keys(dynamic_partitions_store=instance))

@@ -13,6 +13,9 @@ from ddb_assets.exports.buffers import ByteArena, Text, gunzip_into, gunzip_piec
 from ddb_assets.exports.decode import RAW_MAP, detect_dictionary_maps, parse_items
 from ddb_assets.exports.errors import ExportFormatError
 
+# Pure: in-memory Arrow and local files, no local world or subprocess (make test-fast).
+pytestmark = pytest.mark.fast
+
 
 def lines_of(items: list[dict]) -> bytes:
     return b"".join(orjson.dumps({"Item": item}) + b"\n" for item in items)

@@ -252,6 +252,7 @@ def test_list_exports_paginates(ddb: Any, bucket: str) -> None:
     assert set(seen) == arns and len(seen) == 5 and pages == 3
 
 
+@pytest.mark.fast
 def test_manifest_rendering_matches_the_documented_test_vector() -> None:
     # EXPORT_FORMAT.md §1.3: the two example manifests hash to these .md5 values.
     from ddb_assets.exports.manifest import ManifestFile, ManifestSummary, render_manifest_files

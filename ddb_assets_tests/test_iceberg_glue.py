@@ -257,6 +257,7 @@ def test_an_empty_iceberg_table_reads_as_no_rows_with_its_columns(lake: Lake) ->
     assert [c["Name"] for c in columns] == ["id", "name", "price", "tags"] and rows == [] and scanned == 0
 
 
+@pytest.mark.fast
 def test_which_glue_tables_are_iceberg() -> None:
     location = "s3://b/t/metadata/00001-x.metadata.json"
     assert iceberg_metadata_location({"Parameters": {"table_type": "iceberg", "metadata_location": location}}) == location

@@ -6,6 +6,9 @@ import pytest
 
 from ddb_assets.exports.numbers import canonical_number
 
+# Pure: in-memory Arrow and local files, no local world or subprocess (make test-fast).
+pytestmark = pytest.mark.fast
+
 
 @pytest.mark.parametrize("text,expected", [
     ("1.0000000000000000000000000001", "1.0000000000000000000000000001"),  # 29 digits: > default precision

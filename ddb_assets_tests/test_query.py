@@ -8,9 +8,11 @@ from pathlib import Path
 
 from ddb_assets.exports.reader import open_export
 from ddb_assets.exports.storage import resolve
-from ddb_assets.lake.catalog import CatalogConfig, load_table, open_catalog
+from ddb_assets.lake.catalog import CatalogConfig, load_table, namespaces_named_in, open_catalog
 from ddb_assets.lake.convert import ConvertOptions, convert_export
+from ddb_assets.lake.raw_table import crawler_shape
 from ddb_assets.local.sample_data import ReviewGenerator
+from ddb_assets.local.walkthrough import write_walkthrough_tables
 from ddb_assets.query.duckdb_engine import DuckDBEngine, quote_identifier
 from ddb_assets_tests import doctor
 from ddb_assets_tests.cli_helpers import run_cli
@@ -61,6 +63,7 @@ def test_partition_filters_read_only_the_partitions_row_groups(lake: dict) -> No
     assert f"Scanning Files: {len(engine.tables['reviews'].files)}" not in text or "Filters" in text
 
 
+@pytest.mark.fast
 def test_identifiers_are_quoted_so_odd_names_cannot_inject() -> None:
     assert quote_identifier('a"; DROP TABLE x; --') == '"a""; DROP TABLE x; --"'
     engine = DuckDBEngine()
@@ -97,3 +100,65 @@ def test_bytes_scanned_shrink_with_partition_filters(lake: dict, tmp_path: Path)
     one_year = engine.query("SELECT sum(length(review_body)) FROM reviews WHERE year = 2015", measure=True)
     assert everything.bytes_scanned and one_year.bytes_scanned
     assert one_year.bytes_scanned < everything.bytes_scanned
+
+
+def test_the_walkthrough_tables_answer_the_walkthrough_sql_verbatim_from_the_cli(tmp_path: Path) -> None:
+    export = doctor.make_export(tmp_path / "export", items=600, seed=3)
+    lake_root = tmp_path / "lake"
+    lake_root.mkdir()
+    convert_export(export, lake_root / "reviews", ConvertOptions(workers=1, partition_by="year"))
+    write_walkthrough_tables(doctor.make_export(tmp_path / "older", items=50, seed=1), str(lake_root))
+    written = write_walkthrough_tables(export, str(lake_root))  # replaces them (as each demo does)
+    assert written.raw.name() == ("default", "data") and written.flat.name() == ("default", GLUE_TABLE)
+    items = list(ReviewGenerator(600, seed=3))
+    counts = collections.Counter(item["customer_id"]["S"] for item in items)
+
+    # No --raw, no --schema: "default" is a catalog namespace the SQL names.
+    top = run_cli("query", WALKTHROUGH_RAW, "--lake", str(lake_root), "--format", "json")
+    assert top.returncode == 0, top.stderr
+    assert [json.loads(line)["Count"] for line in top.stdout.splitlines()] == [n for _, n in counts.most_common(10)]
+    dune = run_cli("query", WALKTHROUGH_FLAT, "--lake", str(lake_root), "--format", "csv")
+    assert dune.returncode == 0, dune.stderr  # nested and binary columns as text in CSV
+    expected = sorted(int(i["year"]["N"]) for i in items if i["product_title"]["S"] == "Dune")[:100]
+    assert len(dune.stdout.strip().splitlines()) == 1 + len(expected) > 1
+    # In a terminal: too many columns for a table, so a block per row (psql's expanded display).
+    shown = run_cli("query", WALKTHROUGH_FLAT, "--lake", str(lake_root), env={"COLUMNS": "80"})
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.count("-[ row ") == len(expected) and "item.product_title.s" in shown.stdout
+    assert all(line.split("|", 1)[1].strip() == "Dune" for line in shown.stdout.splitlines()
+               if line.startswith("item.product_title.s "))
+    # The configured namespace's tables stay unqualified, and are also under their namespace.
+    both = run_cli("query", "SELECT (SELECT count(*) FROM reviews) AS a, (SELECT count(*) FROM ddb_lake.reviews) AS b",
+                   "--lake", str(lake_root), "--format", "json")
+    assert both.returncode == 0 and json.loads(both.stdout) == {"a": 600, "b": 600}
+
+    # The Iceberg table holds exactly what --raw reads from the export itself.
+    engine = DuckDBEngine()
+    engine.register_raw_export("raw", open_export(export), schema="default")
+    catalog = open_catalog(CatalogConfig(), resolve(lake_root))
+    engine.register_catalog(catalog, "default", schema="default")
+    same = engine.query('SELECT count(*) AS n FROM "default"."raw" r JOIN "default"."data" d '
+                        "ON r.item::VARCHAR = d.item::VARCHAR").table.to_pylist()
+    assert same == [{"n": 600}]
+    assert namespaces_named_in(catalog, WALKTHROUGH_RAW) == ["default"]
+    assert namespaces_named_in(catalog, "SELECT 1 AS defaulted") == []
+
+
+@pytest.mark.fast
+def test_the_crawler_shape_lowercases_tags_and_types_what_iceberg_cannot() -> None:
+    import pyarrow as pa
+
+    items = pa.array([
+        {"Name": {"S": "a"}, "Tags": {"M": {}}, "Never": {"L": []}, "Nothing": {"NULL": None},
+         "Deep": {"M": {"Inner": {"L": [{"N": "1"}, {"S": "x"}]}}}},
+        {"Name": {"S": "b"}, "Tags": None, "Never": {"L": None}, "Nothing": None,
+         "Deep": {"M": {"Inner": {"L": []}}}},
+    ])
+    shaped = crawler_shape(items)
+    assert str(shaped.type) == ("struct<Name: struct<s: string>, Tags: struct<m: string>, "
+                                "Never: struct<l: list<item: string>>, Nothing: struct<null: string>, "
+                                "Deep: struct<m: struct<Inner: struct<l: list<item: struct<n: string, s: string>>>>>>")
+    first, second = shaped.to_pylist()
+    assert first["Tags"] == {"m": "{}"} and second["Tags"] is None  # an empty map is kept, as text
+    assert first["Deep"]["m"]["Inner"]["l"] == [{"n": "1", "s": None}, {"n": None, "s": "x"}]
+    assert first["Never"] == {"l": []} and second["Never"] == {"l": None}

@@ -6,17 +6,21 @@ import base64
 import collections
 from typing import Any
 
+import pytest
+
 from ddb_assets.local.loader import batch_write
 from ddb_assets.local.sample_data import ReviewGenerator
 from ddb_assets.local.tables import create_reviews_table
 from ddb_assets_tests.conftest import unique
 
 
+@pytest.mark.fast
 def test_same_seed_same_items_other_seed_other_items() -> None:
     assert list(ReviewGenerator(300, seed=1)) == list(ReviewGenerator(300, seed=1))
     assert list(ReviewGenerator(300, seed=1)) != list(ReviewGenerator(300, seed=2))
 
 
+@pytest.mark.fast
 def test_reviews_are_shaped_like_the_walkthrough_dataset() -> None:
     items = list(ReviewGenerator(5000, seed=7))
     required = {"product_id", "review_id", "customer_id", "product_title", "product_category", "star_rating",
@@ -32,6 +36,7 @@ def test_reviews_are_shaped_like_the_walkthrough_dataset() -> None:
     assert any(i["product_title"]["S"] == "Dune" for i in items)
 
 
+@pytest.mark.fast
 def test_hard_cases_are_always_present() -> None:
     items = list(ReviewGenerator(3000, seed=7))
     kinds: dict[str, set[str]] = collections.defaultdict(set)

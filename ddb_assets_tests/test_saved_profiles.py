@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ddb_assets.exports.storage import resolve
 from ddb_assets.lake.convert import ConvertOptions, profile_export
 from ddb_assets.lake.saved_profiles import KEEP, load_profile, profile_location, save_profile
 from ddb_assets.lake.evolution import plan_table
 from ddb_assets_tests import doctor
+
+# Pure: in-memory Arrow and local files, no local world or subprocess (make test-fast).
+pytestmark = pytest.mark.fast
 
 
 def test_a_saved_profile_plans_the_same_table_and_only_for_its_export(tmp_path: Path) -> None:

@@ -15,6 +15,9 @@ from ddb_assets.local.export_writer import ExportRequest, FolderSink, write_expo
 from ddb_assets_tests.lake_reader import read_rows
 from datetime import datetime, timezone
 
+# Pure: in-memory Arrow and local files, no local world or subprocess (make test-fast).
+pytestmark = pytest.mark.fast
+
 
 def export_of(tmp: Path, items: list[dict[str, Any]], files: int = 2, at: datetime | None = None) -> Path:
     now = at or datetime.now(timezone.utc)

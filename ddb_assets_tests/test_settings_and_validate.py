@@ -18,12 +18,14 @@ tables:
 """
 
 
+@pytest.mark.fast
 def test_the_packaged_local_profile_loads() -> None:
     settings = load_settings(default_config_path())
     assert settings.profile == "local" and settings.tables[0].partition_by == "year"
     assert settings.wait_for_export(settings.tables[0]) is True
 
 
+@pytest.mark.fast
 def test_a_second_table_is_one_more_entry(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(VALID + "  - table: orders\n    export_bucket: ddb-exports\n    partition_by: month\n")
@@ -43,6 +45,7 @@ def test_a_second_table_is_one_more_entry(tmp_path: Path) -> None:
     ("profile: local\ntables: []\n", ["lake_root", "tables"]),
     ("profile: [\n", ["not valid YAML"]),
 ])
+@pytest.mark.fast
 def test_invalid_configuration_names_the_key(tmp_path: Path, text: str, fragments: list[str]) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text)
@@ -53,6 +56,7 @@ def test_invalid_configuration_names_the_key(tmp_path: Path, text: str, fragment
         assert fragment in str(raised.value)
 
 
+@pytest.mark.fast
 def test_environment_variables_expand_in_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(VALID.replace("./lake", "${MY_LAKE:-/default}"))
@@ -74,6 +78,7 @@ def test_dagster_definitions_validate_passes_without_warnings_from_our_code(tmp_
     assert not [line for line in warnings if "ddb_assets" in line], warnings
 
 
+@pytest.mark.fast
 def test_the_aws_example_profile_builds_definitions_without_touching_aws() -> None:
     from ddb_assets.definitions import build_definitions
 
@@ -87,6 +92,7 @@ def test_the_aws_example_profile_builds_definitions_without_touching_aws() -> No
     assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
 
 
+@pytest.mark.fast
 def test_a_report_is_added_by_adding_a_sql_file(tmp_path: Path) -> None:
     from ddb_assets.definitions import build_definitions
 

@@ -1,15 +1,17 @@
-"""The Dagster UI in headless Chromium: `dagster dev` on the local profile, an export started from
-the CLI picked up by the sensor, then a backfill of every Parquet partition launched from the UI."""
+"""The Dagster UI in headless Chromium, on `ddb-assets dev` (what `make dev` runs): an export started
+from the CLI is picked up by the sensor and converted by automation, then a backfill of every
+Parquet partition is launched from the UI.
 
-import json
+Robust under load: the test waits for automation's own backfill to finish before it launches one,
+and finds its backfill in the instance by what it is (not tagged by automation, not seen before),
+instead of counting backfills on a page."""
+
 import os
 import signal
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -19,6 +21,7 @@ CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.browser
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FROM_AUTOMATION = "dagster/from_automation_condition"
 
 
 def _wait_for(predicate, timeout: float, what: str, interval: float = 1.0):  # type: ignore[no-untyped-def]
@@ -31,22 +34,6 @@ def _wait_for(predicate, timeout: float, what: str, interval: float = 1.0):  # t
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def _backfill_ids(page, url: str) -> list[str]:  # type: ignore[no-untyped-def]
-    page.goto(f"{url}/runs?view=backfills", wait_until="networkidle")
-    page.wait_for_timeout(1000)
-    links = page.locator("a[href*='/runs/b/']")
-    hrefs = [links.nth(i).get_attribute("href") or "" for i in range(links.count())]
-    return sorted({h.split("/runs/b/")[1].split("?")[0] for h in hrefs if "/runs/b/" in h})
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def dagster_dev(tmp_path: Path) -> Iterator[dict]:
     if not os.path.exists(CHROMIUM):
@@ -55,83 +42,106 @@ def dagster_dev(tmp_path: Path) -> Iterator[dict]:
     emulator_port, ui_port = free_port(), free_port()
     endpoint = f"http://127.0.0.1:{emulator_port}"
     home, lake = tmp_path / "dagster_home", tmp_path / "lake"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "DDB_ASSETS_ENDPOINT_URL": endpoint,
-           "DDB_ASSETS_LAKE_ROOT": str(lake), "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+    env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     env.pop("DDB_ASSETS_CONFIG", None)
-    logs = open(tmp_path / "dagster-dev.log", "w")
-    emulator = subprocess.Popen([*ddb_assets_command(), "emulator", "--port", str(emulator_port),
-                                 "--sample-items", "300"], stdout=logs, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
-    root = Path(__file__).resolve().parents[1]
-    dagster = Path(sys.executable).parent / "dagster"
-    server = subprocess.Popen([str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(ui_port)],
-                              cwd=root, stdout=logs, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    log_path = tmp_path / "dagster-dev.log"
+    with open(log_path, "w") as log:
+        dev = subprocess.Popen([*ddb_assets_command(), "dev", "--port", str(ui_port), "--emulator-port",
+                                str(emulator_port), "--sample-items", "300", "--dagster-home", str(home), "--lake",
+                                str(lake)], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=env,
+                               start_new_session=True)
     try:
-        _wait_for(lambda: _http_ok(f"http://127.0.0.1:{ui_port}/server_info"), 120, "dagster dev to serve")
-        yield {"url": f"http://127.0.0.1:{ui_port}", "env": env, "lake": lake, "log": tmp_path / "dagster-dev.log"}
+        _wait_for(lambda: "Dagster UI:" in log_path.read_text() or dev.poll() is not None, 180,
+                  "ddb-assets dev to serve the UI")
+        assert dev.poll() is None, log_path.read_text()
+        yield {"url": f"http://127.0.0.1:{ui_port}", "env": env, "lake": lake, "home": home, "log": log_path}
     finally:
-        for process in (server, emulator):
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for process in (server, emulator):
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-        logs.close()
+        dev.send_signal(signal.SIGTERM)  # stops dagster dev and everything it started
+        try:
+            dev.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(dev.pid, signal.SIGKILL)
+
+
+def _instance(home: Path) -> Any:
+    import dagster as dg
+
+    return dg.DagsterInstance.local_temp(str(home))
+
+
+def _backfills(home: Path) -> list[Any]:
+    with _instance(home) as instance:
+        return list(instance.get_backfills())
+
+
+def _snapshot_id(lake: Path) -> int | None:
+    from ddb_assets.exports.storage import resolve
+    from ddb_assets.lake.catalog import CatalogConfig, load_table, open_catalog
+
+    if not (lake / "catalog.db").exists():
+        return None
+    table = load_table(open_catalog(CatalogConfig(), resolve(lake)), "ddb_lake", "reviews")
+    snapshot = table.current_snapshot() if table is not None else None
+    return snapshot.snapshot_id if snapshot is not None else None
+
+
+def _quiet(home: Path) -> bool:
+    """No backfill or run in progress: automation has done what the export asked for."""
+    import dagster as dg
+
+    with _instance(home) as instance:
+        busy = instance.get_runs(filters=dg.RunsFilter(statuses=[
+            dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]))
+        backfills = list(instance.get_backfills())
+    return not busy and all(b.status.value not in ("REQUESTED", "CANCELING") for b in backfills)
 
 
 def test_backfill_all_parquet_partitions_from_the_ui(dagster_dev: dict) -> None:
     from playwright.sync_api import sync_playwright
 
-    lake_table = dagster_dev["lake"] / "reviews" / "_ddb_assets.json"
+    home, lake = dagster_dev["home"], dagster_dev["lake"]
     # An export started from the CLI: the sensor validates it and automation converts it, no click.
     started = run_cli("export", "reviews", env=dagster_dev["env"])
     assert started.returncode == 0, started.stderr
-    _wait_for(lake_table.exists, 240, "the sensor and automation to publish the table")
-    first_version = json.loads(lake_table.read_text())["version"]
+    _wait_for(lambda: _snapshot_id(lake), 300, "the sensor and automation to publish the table", interval=2)
+    _wait_for(lambda: _quiet(home), 300, "automation's backfill and the report run to finish", interval=2)
+    automatic = [b for b in _backfills(home) if b.tags.get(FROM_AUTOMATION)]
+    assert automatic and all(b.status.value == "COMPLETED_SUCCESS" for b in automatic), automatic
+    first_snapshot = _snapshot_id(lake)
+    before = {b.backfill_id for b in _backfills(home)}
+    with _instance(home) as instance:
+        partitions = instance.get_dynamic_partitions("reviews__year")
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(f"{dagster_dev['url']}/assets/reviews/parquet", wait_until="networkidle")
-            page.get_by_role("button", name="Materialize…").wait_for(timeout=30_000)
+            page.get_by_role("button", name="Materialize…").wait_for(timeout=60_000)
             page.wait_for_timeout(1500)
             if page.get_by_role("button", name="Skip").count():  # the first-visit community dialog
                 page.get_by_role("button", name="Skip").click()
-            before = _backfill_ids(page, dagster_dev["url"])
-            page.goto(f"{dagster_dev['url']}/assets/reviews/parquet", wait_until="networkidle")
             page.get_by_role("button", name="Materialize…").click()
             page.get_by_role("button", name="All", exact=True).click()
-            partitions = json.loads(lake_table.read_text())["partitions"]
-            page.get_by_text(f"{len(partitions)} partitions selected").wait_for(timeout=10_000)
+            page.get_by_text(f"{len(partitions)} partitions selected").wait_for(timeout=30_000)
             page.get_by_role("button", name="Launch backfill").click()
 
-            page.wait_for_timeout(1000)
-            new = _wait_for(lambda: [b for b in _backfill_ids(page, dagster_dev["url"]) if b not in before], 60,
-                            "the backfill to appear in the UI")
-            assert len(new) == 1, new
-
-            def backfill_status() -> str | None:
-                page.goto(f"{dagster_dev['url']}/runs/b/{new[0]}", wait_until="networkidle")
-                page.get_by_text("Status").first.wait_for(timeout=20_000)
-                text = page.locator("body").inner_text()
-                for status in ("Succeeded", "Failed", "Canceled"):
-                    if f"Status\n{status}" in text:
-                        return status
-                return None
-
-            status = _wait_for(backfill_status, 240, "the backfill launched from the UI to finish", interval=3)
-            assert status == "Succeeded", f"the backfill {new[0]} ended {status}; see {dagster_dev['log']}"
+            # Ours: new, and not one automation launched (it may, if anything changed meanwhile).
+            [mine] = _wait_for(lambda: [b for b in _backfills(home) if b.backfill_id not in before
+                                        and not b.tags.get(FROM_AUTOMATION)], 120, "the UI's backfill to be created")
+            done = _wait_for(lambda: [b for b in _backfills(home) if b.backfill_id == mine.backfill_id
+                                      and b.status.value not in ("REQUESTED", "CANCELING")], 300,
+                             "the backfill launched from the UI to finish", interval=2)
+            assert done[0].status.value == "COMPLETED_SUCCESS", f"{done[0].status}; see {dagster_dev['log']}"
+            # And the UI says so.
+            page.goto(f"{dagster_dev['url']}/runs/b/{mine.backfill_id}", wait_until="networkidle")
+            page.get_by_text("Succeeded").first.wait_for(timeout=60_000)
             page.screenshot(path=str(dagster_dev["log"].with_suffix(".png")))
         finally:
             browser.close()
-    published = json.loads(lake_table.read_text())
-    assert published["version"] != first_version  # the UI's backfill republished the table
-    assert set(published["partitions"]) == set(partitions)
+    assert _snapshot_id(lake) != first_snapshot  # the UI's backfill committed a new snapshot
+    with _instance(home) as instance:
+        import dagster as dg
+
+        assert instance.get_materialized_partitions(dg.AssetKey(["reviews", "parquet"])) == set(partitions)

@@ -2,6 +2,7 @@
 
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -116,10 +117,47 @@ def locate_export(names: TableNames, dynamodb: DynamoDBResource, export_id: str)
     return f"s3://{description['S3Bucket']}/{description['ExportManifest']}", description
 
 
+@dataclass
+class ValidExport:
+    """Which export the lake table consumes: the newest that passed validation."""
+
+    export_id: str | None  # None: no export passed validation yet
+    passed_over: dict[str, str]  # newer exports, each with why it is not used
+
+    def describe(self) -> str:
+        chosen = f"export {self.export_id}" if self.export_id else "no export"
+        if not self.passed_over:
+            return f"{chosen}, the latest, passed validation"
+        skipped = "; ".join(f"{k}: {v}" for k, v in self.passed_over.items())
+        return f"{chosen} is the latest valid one (newer, not used: {skipped})"
+
+
+def latest_valid_export(instance: dg.DagsterInstance, names: TableNames, newest_first: int = 50) -> ValidExport:
+    """The newest raw_export partition whose latest validation passed (metadata ``valid``), and the
+    newer ones passed over (failed validation, or not validated yet). Export ids begin with the
+    export's start time in milliseconds, so their order is the exports' order."""
+    keys = sorted(names.export_partitions.get_partition_keys(dynamic_partitions_store=instance), reverse=True)
+    passed_over: dict[str, str] = {}
+    for export_id in keys[:newest_first]:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=names.raw_export_key, asset_partitions=[export_id]), limit=1).records
+        materialization = records[0].asset_materialization if records else None
+        if materialization is None:
+            passed_over[export_id] = "not validated (yet)"
+            continue
+        valid = materialization.metadata.get("valid")
+        if valid is not None and valid.value is True:
+            return ValidExport(export_id, passed_over)
+        error = materialization.metadata.get("error")
+        passed_over[export_id] = f"failed validation: {error.value if error is not None else 'invalid'}"
+    return ValidExport(None, passed_over)
+
+
 def build_raw_export(names: TableNames) -> dg.AssetsDefinition:
     checksums = dg.AssetCheckSpec("checksums_verified", asset=names.raw_export_key, blocking=True,
                                   description="Manifests, checksums and item counts all check out (blocking: "
-                                              "an invalid export fails the run and nothing converts it).")
+                                              "an invalid export fails the run, automation does not convert it, "
+                                              "and the lake table keeps the latest valid export).")
     drift = dg.AssetCheckSpec("schema_drift", asset=names.raw_export_key,
                               description="Attributes new, vanished or retyped since the previous export (WARN).")
 
@@ -136,9 +174,14 @@ def build_raw_export(names: TableNames) -> dg.AssetsDefinition:
         try:
             export, profile = profile_export(uri, options)
         except ExportFormatError as exc:
-            context.log.error(f"export {export_id} is invalid: {exc}")
+            # Recorded (so the UI shows why), never consumed: the lake table converts the latest
+            # valid export (latest_valid_export), and automation waits for a passing check.
+            kept = latest_valid_export(context.instance, names).export_id
+            context.log.error(f"export {export_id} is invalid: {exc}. The lake table "
+                              + (f"keeps export {kept}, the latest valid one" if kept else "has no valid export yet"))
             return dg.MaterializeResult(
-                metadata={"valid": False, "error": str(exc), "manifest": dg.MetadataValue.url(uri)},
+                metadata={"valid": False, "error": str(exc), "manifest": dg.MetadataValue.url(uri),
+                          "latest_valid_export": kept or "none"},
                 check_results=[
                     dg.AssetCheckResult(check_name="checksums_verified", passed=False,
                                         metadata={"error": str(exc), "object": exc.obj}),
@@ -212,4 +255,5 @@ def _drift_check(previous_event: Any, types: dict[str, list[str]], export_id: st
                                          "details": dg.MetadataValue.json(drift)})
 
 
-__all__ = ["build_pitr_export", "build_raw_export", "source_spec", "ExportConfig", "json"]
+__all__ = ["build_pitr_export", "build_raw_export", "latest_valid_export", "source_spec", "ExportConfig",
+           "ValidExport", "json"]

@@ -9,7 +9,7 @@ import dagster as dg
 from pydantic import Field
 
 from ddb_assets.aws.resources import DynamoDBResource, LakeResource, QueryEngineResource
-from ddb_assets.defs.export_assets import locate_export
+from ddb_assets.defs.export_assets import latest_valid_export, locate_export
 from ddb_assets.defs.names import TableNames
 from ddb_assets.lake.convert import ConvertResult, convert_export
 from ddb_assets.lake.saved_profiles import load_profile
@@ -44,16 +44,28 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
         ins={"raw_export": dg.AssetIn(key=names.raw_export_key, partition_mapping=dg.LastPartitionMapping(),
                                       dagster_type=dg.Nothing)},
         backfill_policy=dg.BackfillPolicy.single_run(),
-        # A new export (a new raw_export partition) makes every partition stale: one backfill of all.
-        automation_condition=dg.AutomationCondition.eager(),
+        # A new export (a new raw_export partition) makes every partition stale: one backfill of all;
+        # but only once it passed validation (raw_export's blocking check).
+        automation_condition=(dg.AutomationCondition.eager()
+                              & dg.AutomationCondition.all_deps_blocking_checks_passed()).with_label(
+            "eager, once the export passed validation"),
         kinds={"iceberg", "parquet"}, group_name=names.group, owners=names.table.owners,
         check_specs=[row_count, keys],
         description=f"`{names.table.table}` as an Apache Iceberg table of typed, flattened Parquet, partitioned by "
-                    f"`{names.table.partition_by}`: the latest export, converted and committed as one snapshot.",
+                    f"`{names.table.partition_by}`: the latest export that passed validation, converted and committed as "
+                    "one snapshot.",
     )
     def parquet(context: dg.AssetExecutionContext, config: LakeTableConfig, dynamodb: DynamoDBResource,
                 lake: LakeResource, query_engine: QueryEngineResource) -> dg.MaterializeResult:
-        export_id = context.asset_partition_key_for_input("raw_export")
+        # Never the last partition as such: an export that failed validation is passed over.
+        valid = latest_valid_export(context.instance, names)
+        if valid.export_id is None:
+            raise dg.Failure(f"no export of {names.table.table} has passed validation yet ("
+                             + ("; ".join(f"{k}: {v}" for k, v in valid.passed_over.items()) or "none registered")
+                             + "): materialize raw_export for a completed export first")
+        export_id = valid.export_id
+        if valid.passed_over:
+            context.log.warning(f"converting {valid.describe()}")
         uri, _ = locate_export(names, dynamodb, export_id)
         selected = frozenset(context.partition_keys)
         everything = frozenset(names.value_partitions.get_partition_keys(dynamic_partitions_store=context.instance))
@@ -97,6 +109,8 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
                 "snapshot_id": str(commit.snapshot_id),
                 "metadata_location": commit.metadata_location,
                 "source_export": result.export.summary.export_arn,
+                "export_id": export_id,
+                "latest_valid_export": valid.describe(),
                 "export_time": result.export.summary.export_time or "",
                 "schema_changes": dg.MetadataValue.json(commit.schema_changes),
                 "vanished_attributes": dg.MetadataValue.json(result.plan.vanished),

@@ -8,6 +8,7 @@ import dagster as dg
 from ddb_assets.aws.resources import LakeResource
 from ddb_assets.defs.names import TableNames
 from ddb_assets.lake.maintenance import MaintenanceOptions, maintain
+from ddb_assets.lake.scratch import remove_stale_scratch
 
 
 def build_maintenance(names: TableNames) -> tuple[dg.JobDefinition, list[dg.ScheduleDefinition]]:
@@ -15,8 +16,12 @@ def build_maintenance(names: TableNames) -> tuple[dg.JobDefinition, list[dg.Sche
 
     @dg.op(name=f"{names.name}_maintain",
            description=f"Compact small files, expire snapshots older than {settings.expire_after_days:g} days "
-                       f"(keeping {settings.keep_snapshots}) and remove orphan files of `{names.name}`.")
+                       f"(keeping {settings.keep_snapshots}) and remove orphan files of `{names.name}`, and the "
+                       "scratch folders of conversions that were killed.")
     def maintain_table(context: dg.OpExecutionContext, lake: LakeResource) -> None:
+        # Scratch of conversions that were killed (the next conversion removes it too).
+        for removed in remove_stale_scratch(names.settings.convert_work_dir):
+            context.log.info(f"removed the scratch folder {removed.path} ({removed.bytes:,} bytes): {removed.reason}")
         table = lake.table(names.name)
         if table is None:
             context.log.info(f"{names.name} has no snapshot yet: nothing to maintain")

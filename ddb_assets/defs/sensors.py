@@ -39,7 +39,7 @@ def build_export_completion_sensor(names: TableNames, raw_export: dg.AssetsDefin
             elif summary["ExportStatus"] == "FAILED":
                 failed.append(dynamodb.describe_export(summary["ExportArn"]))
         completed.sort()  # ids start with the start time in ms: chronological
-        events = []
+        events: list[Any] = _export_events(context.instance, names, dynamodb, table_arn, completed)
         for description in failed:
             message = (f"export {description['ExportArn']} FAILED: {description.get('FailureCode')}: "
                        f"{description.get('FailureMessage')}")
@@ -61,6 +61,42 @@ def build_export_completion_sensor(names: TableNames, raw_export: dg.AssetsDefin
         )
 
     return export_completion_sensor
+
+
+def _export_events(instance: dg.DagsterInstance, names: TableNames, dynamodb: DynamoDBResource, table_arn: str,
+                   completed: list[str]) -> list[Any]:
+    """pitr_export's record of exports completed outside Dagster (the console, the CLI, an SDK):
+    a runless materialization, so the asset shows the latest export instead of staying grey. An
+    export Dagster started without waiting (IN_PROGRESS then) gets an observation of its completion."""
+    recorded: dict[str, str] = {}
+    for record in instance.fetch_materializations(names.pitr_export_key, limit=100).records:
+        metadata = record.asset_materialization.metadata if record.asset_materialization else {}
+        if "export_id" in metadata:
+            status = metadata.get("status")
+            recorded.setdefault(str(metadata["export_id"].value), str(status.value) if status is not None else "")
+    table = names.table
+    events: list[Any] = []
+    for export_id in completed:
+        if recorded.get(export_id) == "COMPLETED":
+            continue
+        description = dynamodb.describe_export(f"{table_arn}/export/{export_id}")
+        metadata: dict[str, Any] = {
+            "export_arn": description["ExportArn"], "export_id": export_id, "status": "COMPLETED",
+            "export_time": str(description.get("ExportTime")),
+            "s3_location": dg.MetadataValue.url(f"s3://{description.get('S3Bucket', table.export_bucket)}/"
+                                                f"{description['ExportManifest'].rsplit('/', 1)[0]}/"),
+        }
+        if description.get("ItemCount") is not None:
+            metadata["item_count"] = description["ItemCount"]
+        if export_id in recorded:
+            events.append(dg.AssetObservation(asset_key=names.pitr_export_key, metadata=metadata,
+                                              description=f"export {export_id}, started by Dagster, completed"))
+        else:
+            metadata["started_by"] = "outside Dagster (console, CLI or SDK)"
+            events.append(dg.AssetMaterialization(asset_key=names.pitr_export_key, metadata=metadata,
+                                                  description=f"export {export_id}, started outside Dagster, "
+                                                              "completed"))
+    return events
 
 
 def build_reports_sensor(names: TableNames, reports_job: Any) -> dg.SensorDefinition:

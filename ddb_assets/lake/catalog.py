@@ -170,3 +170,16 @@ def list_tables(catalog: Any, namespace: str) -> list[str]:
         return sorted(identifier[-1] for identifier in catalog.list_tables(namespace))
     except NoSuchNamespaceError:
         return []
+
+
+def list_namespaces(catalog: Any) -> list[str]:
+    """Every namespace of the catalog, dotted (``a.b`` for a nested one)."""
+    return sorted(".".join(namespace) for namespace in catalog.list_namespaces())
+
+
+def namespaces_named_in(catalog: Any, sql: str) -> list[str]:
+    """The catalog's namespaces whose name appears in ``sql`` as a word (quoted or not)."""
+    import re
+
+    return [name for name in list_namespaces(catalog)
+            if re.search(r"(?<![\w$])" + re.escape(name) + r"(?![\w$])", sql, flags=re.IGNORECASE)]

@@ -135,7 +135,7 @@ def _create(catalog: Any, identifier: tuple[str, str], location: str, plan: Tabl
     created = transaction.table_metadata.schema()
     if [(f.field_id, f.name) for f in created.fields] != [(c.field_id, c.name) for c in schema.columns]:
         raise AssertionError("the created table numbered its columns unlike the files")  # a bug, not input
-    _append(transaction, written, summary)
+    append_files(transaction, written, summary)
     transaction.commit_transaction()
     table = catalog.load_table(identifier)
     return _result(table, len(written), 0, True, plan.changes())
@@ -156,13 +156,13 @@ def _commit_existing(table: Any, plan: TablePlan, written: list[WrittenFile], su
         if removed:
             replace_files(transaction, removed, [], {**summary, f"{SUMMARY_PREFIX}operation": "rebuild"})
         changed = apply_plan(transaction, table, plan, rebuild, stored_at_plan)
-        _append(transaction, written, summary)
+        append_files(transaction, written, summary)
     else:
         transaction, changed = begin_transaction(table, plan, rebuild, stored_at_plan)
         if removed:
             replace_files(transaction, removed, written, summary)
         else:
-            _append(transaction, written, summary)
+            append_files(transaction, written, summary)
     transaction.commit_transaction()
     table.refresh()
     return _result(table, len(written), len(removed), False, plan.changes() if changed else [])
@@ -219,7 +219,8 @@ def replace_files(transaction: Any, removed: list[Any], written: list[WrittenFil
             producer.append_data_file(data_file)
 
 
-def _append(transaction: Any, written: list[WrittenFile], summary: dict[str, str]) -> None:
+def append_files(transaction: Any, written: list[WrittenFile], summary: dict[str, str]) -> None:
+    """Add ``written`` to ``transaction`` as one appended snapshot carrying ``summary``."""
     with transaction.update_snapshot(snapshot_properties=summary).fast_append() as producer:
         for data_file in data_files_for(transaction, written):
             producer.append_data_file(data_file)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -53,15 +52,20 @@ from ddb_assets.lake.commit import (NOT_COMMITTED, CommitResult, ExportRecord, c
 from ddb_assets.lake.merge import ChainError, MergeResult, merge_export
 from ddb_assets.lake.evolution import TablePlan, plan_table
 from ddb_assets.lake.flatten import ItemColumns, flatten_items, partition_names
+from ddb_assets.lake.lifetime import die_with_parent
 from ddb_assets.lake.partitioning import PartitionBy
 from ddb_assets.lake.plan_checks import ProfileMismatch, check_profile
 from ddb_assets.lake.profile import Profile, profile_items
+from ddb_assets.lake.scratch import make_scratch, remove_stale_scratch
 from ddb_assets.lake.schema import SchemaOptions, TableSchema
 from ddb_assets.lake.writer import (SMALL_PARTITION_BYTES, FileTarget, PartitionedWriter, WrittenFile,
                                     merge_small_files, parquet_options)
 
 ProgressCallback = Callable[[str, dict[str, Any]], None]
 INCREMENTAL = "INCREMENTAL_EXPORT"
+# Below both (and with workers=0), an export is converted in this process: see workers_for.
+SMALL_EXPORT_ITEMS = 20_000
+SMALL_EXPORT_BYTES = 32 << 20  # the summary's billedSizeBytes (0 where an export does not say)
 _T = TypeVar("_T")
 
 
@@ -71,7 +75,7 @@ class ConvertOptions:
 
     partition_by: str | None = None  # "year", "month(created_at)", "bucket(16, pk)" (lake/partitioning.py)
     naming: str = "snake"
-    workers: int = 0  # 0: one per core
+    workers: int = 0  # 0: one per core (one, in process, for a small export: workers_for)
     max_depth: int = 3
     dictionary_keys: int = 64
     only_partitions: frozenset[str] | None = None  # rewrite just these; keep the others as they are
@@ -114,6 +118,16 @@ class ConvertOptions:
     @property
     def worker_count(self) -> int:
         return self.workers or os.cpu_count() or 1
+
+    def workers_for(self, export: Export) -> int:
+        """Worker processes for ``export``: ``workers`` if set; else one per core, but a single
+        worker, in this process, for a small export. Starting a pool costs about a second (several
+        inside a threaded host such as a Dagster run, where workers come from a fork server): a
+        3,000-item export converts in 0.9 s inline against 4-5 s with two workers."""
+        if not self.workers and export.summary.item_count < SMALL_EXPORT_ITEMS and \
+                export.summary.billed_size_bytes < SMALL_EXPORT_BYTES:
+            return 1
+        return min(self.worker_count, max(1, len(export.files)))
 
 
 @dataclass
@@ -440,16 +454,22 @@ class _InlineExecutor(Executor):
 
 
 def _executor(workers: int) -> Executor:
+    # Workers end with the process that owns them (lake/lifetime.py): a conversion killed with
+    # kill -9 must not leave workers behind, writing files that no commit will ever reference.
     if workers <= 1:
         return _InlineExecutor()
     if threading.active_count() == 1:
         # fork: workers start at once with everything already imported. Only safe when no other
         # thread could hold a lock at fork time.
-        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=die_with_parent, initargs=(os.getpid(), None))
     # Inside a threaded host (Dagster, a web server): forkserver, with our modules preloaded once.
+    # The workers' parent is then the fork server (which exits when this process does); they
+    # also watch this process itself.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=die_with_parent,
+                               initargs=(None, os.getpid()))
 
 
 @dataclass
@@ -515,15 +535,15 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
     export = source if isinstance(source, Export) else open_export(source, options.s3)
     notify("opened", {"files": len(export.files), "items": export.summary.item_count,
                       "export_id": export.export_id})
-    workers = min(options.worker_count, max(1, len(export.files)))
+    workers = options.workers_for(export)
     if known is not None and known.items != export.summary.item_count:
         raise ProfileMismatch(f"the profile given describes {known.items:,} items; export {export.export_id} "
                               f"holds {export.summary.item_count:,}: it is another export's")
-    spill_dir = None
-    if known is None:
-        if options.work_dir:
-            os.makedirs(options.work_dir, exist_ok=True)
-        spill_dir = tempfile.mkdtemp(prefix="ddb-assets-", dir=options.work_dir)
+    # Runs killed before they could clean up left their scratch here: this run removes it.
+    cleaned = remove_stale_scratch(options.work_dir)
+    if cleaned:
+        notify("scratch_removed", {"folders": [c.path for c in cleaned], "bytes": sum(c.bytes for c in cleaned)})
+    spill_dir = make_scratch(options.work_dir) if known is None else None
     run = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
     written: list[WrittenFile] = []
     try:
@@ -715,7 +735,7 @@ def profile_export(source: str | os.PathLike[str] | Export, options: ConvertOpti
     notify("opened", {"files": len(export.files), "items": export.summary.item_count,
                       "export_id": export.export_id})
     try:
-        with _executor(min(options.worker_count, max(1, len(export.files)))) as pool:
+        with _executor(options.workers_for(export)) as pool:
             parsed = _run_stage_one(pool, export, None, options, notify)
     finally:
         _worker.release()

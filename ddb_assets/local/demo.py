@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -55,50 +56,106 @@ def _progress(console: Console) -> Progress:
                     console=console, transient=False)
 
 
-def run_demo(console: Console, *, items: int = 3000, seed: int = 7, export_format: str = "DYNAMODB_JSON",
-             lake_root: str = "var/lake") -> dict[str, Any]:
-    """The whole graph through Dagster, in process: export, validate, convert, report."""
-    import tempfile
+class DemoRefused(RuntimeError):
+    """The demo cannot run now (``ddb-assets dev`` is serving the same Dagster home)."""
 
+
+def run_demo(console: Console, *, items: int = 3000, seed: int = 7, export_format: str = "DYNAMODB_JSON",
+             lake_root: str = "var/lake", exports_root: str = "var/exports",
+             dagster_home: str | None = None) -> dict[str, Any]:
+    """The whole graph through Dagster, in process: export, validate, convert, report.
+
+    Everything it makes stays: the lake (``lake_root``), a copy of the export (``exports_root``,
+    laid out as ``<bucket>/<key>``: the local world dies with the demo), and the runs in the
+    Dagster home ``make dev`` uses (``dagster_home``, default ``$DAGSTER_HOME`` or
+    ``var/dagster``). Also writes the tables the AWS walkthrough's SQL names (``default.data``,
+    ``default.ddbs3_parquetpartitioned__output_flat_partitioned``). Raises DemoRefused while
+    ``ddb-assets dev`` serves the same home (its sensors would act on the demo's runs).
+    """
     import dagster as dg
 
     from ddb_assets.exports.storage import resolve
     from ddb_assets.lake.catalog import load_table, open_catalog
+    from ddb_assets.lake.saved_profiles import load_profile
+    from ddb_assets.local.dev import DevLock, DevRefused, default_dagster_home, prepare_dagster_home
     from ddb_assets.local.pipeline import local_settings, run_pipeline
+    from ddb_assets.local.walkthrough import FLAT_QUERY, FLAT_TABLE, NAMESPACE, RAW_QUERY, RAW_TABLE, \
+        write_walkthrough_tables
     from ddb_assets.settings import TableSettings
 
     lake = os.path.abspath(lake_root)
-    with LocalWorld() as world, tempfile.TemporaryDirectory(prefix="ddb-assets-dagster-") as home:
-        console.print(f"local AWS world at [bold]{world.endpoint}[/] (moto server with faithful exports)")
-        load_sample_table(world, items, seed, console)
-        settings = local_settings(world.endpoint, lake)
-        if export_format != "DYNAMODB_JSON":
-            settings = settings.model_copy(update={"tables": [TableSettings(
-                table=TABLE_NAME, export_bucket=EXPORT_BUCKET, export_prefix=f"exports/{TABLE_NAME}",
-                export_format=export_format)]})
-        with dg.DagsterInstance.local_temp(home) as instance:
-            # print, not console.log: a log line carries its time and demo.py:NN, which are noise here.
-            run = run_pipeline(settings, instance, quiet=True,
-                               log=lambda message: console.print(message, highlight=False, markup=False))
-            export = _describe_demo_export(world, run.export_id, instance, run)
-        print_export(console, export)
-        reports = {}
-        catalog = open_catalog(settings.catalog.config(), resolve(lake))
-        for report in ("top_customers", "most_reviewed_products", "reviews_per_year"):
-            table = load_table(catalog, settings.catalog.namespace, run.names.report_table(report)).scan().to_arrow()
-            reports[report] = table
-            rich_table = Table(title=f"{report} ({table.num_rows} rows; first 10)")
-            for column in table.column_names:
-                rich_table.add_column(column)
-            for row in table.slice(0, 10).to_pylist():
-                rich_table.add_row(*("" if v is None else str(v) for v in row.values()))
-            console.print(rich_table)
-        lake_table = load_table(catalog, settings.catalog.namespace, run.names.name)
-        console.print(f"lake: {lake} (Iceberg table {settings.catalog.namespace}.{run.names.name}: "
-                      f"{len(run.partitions)} partitions by year; catalog {os.path.join(lake, 'catalog.db')})",
-                      highlight=False, soft_wrap=True, markup=False)
-        console.print(f"metadata: {lake_table.metadata_location}", highlight=False, soft_wrap=True, markup=False)
-        return {"export_id": run.export_id, "partitions": run.partitions, "lake": lake, "reports": reports}
+    home = prepare_dagster_home(Path(dagster_home) if dagster_home else default_dagster_home())
+    try:
+        lock = DevLock.acquire(home, {"pid": os.getpid(), "command": "ddb-assets demo"})
+    except DevRefused as exc:
+        raise DemoRefused(f"{exc} (its sensors would act on the demo's runs)") from None
+    try:
+        with LocalWorld() as world:
+            console.print(f"local AWS world at [bold]{world.endpoint}[/] (moto server with faithful exports)")
+            load_sample_table(world, items, seed, console)
+            settings = local_settings(world.endpoint, lake)
+            if export_format != "DYNAMODB_JSON":
+                settings = settings.model_copy(update={"tables": [TableSettings(
+                    table=TABLE_NAME, export_bucket=EXPORT_BUCKET, export_prefix=f"exports/{TABLE_NAME}",
+                    export_format=export_format)]})
+            with dg.DagsterInstance.local_temp(str(home)) as instance:
+                # print, not console.log: a log line carries its time and demo.py:NN, which are noise here.
+                run = run_pipeline(settings, instance, quiet=True,
+                                   log=lambda message: console.print(message, highlight=False, markup=False))
+                export = _describe_demo_export(world, run.export_id, instance, run)
+            kept = keep_export(world, export, exports_root)
+    finally:
+        lock.release()
+    print_export(console, export)
+    console.print(f"export kept in {_shown(kept)} (inspect it: ddb-assets inspect {_shown(kept)})",
+                  highlight=False, soft_wrap=True, markup=False)
+    reports = {}
+    catalog = open_catalog(settings.catalog.config(), resolve(lake))
+    for report in ("top_customers", "most_reviewed_products", "reviews_per_year"):
+        table = load_table(catalog, settings.catalog.namespace, run.names.report_table(report)).scan().to_arrow()
+        reports[report] = table
+        rich_table = Table(title=f"{report} ({table.num_rows} rows; first 10)")
+        for column in table.column_names:
+            rich_table.add_column(column)
+        for row in table.slice(0, 10).to_pylist():
+            rich_table.add_row(*("" if v is None else str(v) for v in row.values()))
+        console.print(rich_table)
+    lake_table = load_table(catalog, settings.catalog.namespace, run.names.name)
+    known = load_profile(resolve(lake).join(run.names.lake_path), run.export_id)
+    write_walkthrough_tables(kept, lake, known=known)
+    report_count = len(run.report_keys)
+    for line in (
+        f"lake: {_shown(lake)} (Iceberg table {settings.catalog.namespace}.{run.names.name}: "
+        f"{len(run.partitions)} partitions by year, {report_count} report tables; catalog "
+        f"{_shown(os.path.join(lake, 'catalog.db'))})",
+        f"metadata: {lake_table.metadata_location}",
+        f"the AWS walkthrough's tables: {NAMESPACE}.{RAW_TABLE} (the export's items) and {NAMESPACE}.{FLAT_TABLE}",
+        f"  ddb-assets query '{RAW_QUERY}'",
+        "Dagster: the runs are in " + _shown(str(home)) + "; `make dev` shows them (http://127.0.0.1:3000)",
+    ):
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
+    return {"export_id": run.export_id, "partitions": run.partitions, "lake": lake, "reports": reports,
+            "export_folder": kept, "dagster_home": str(home), "report_count": report_count,
+            "walkthrough_queries": (RAW_QUERY, FLAT_QUERY)}
+
+
+def keep_export(world: LocalWorld, export: DemoExport, exports_root: str) -> str:
+    """Copy the export's objects out of the local world to ``<exports_root>/<bucket>/<key>``;
+    returns the export folder (``.../AWSDynamoDB/<export id>/``), which ``inspect`` and ``convert`` read."""
+    s3 = world.client("s3")
+    folder = export.description["ExportManifest"].rsplit("/", 1)[0]
+    target = os.path.join(os.path.abspath(exports_root), EXPORT_BUCKET, *folder.split("/"))
+    for key, _ in export.objects:
+        path = os.path.join(target, *key.split("/"))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        s3.download_file(EXPORT_BUCKET, f"{folder}/{key}", path)
+    return target + os.sep
+
+
+def _shown(path: str) -> str:
+    """A path relative to the current folder when it is below it (what the user typed), else absolute."""
+    relative = os.path.relpath(path)
+    return relative + (os.sep if path.endswith(os.sep) else "") if not relative.startswith("..") else path
 
 
 def _describe_demo_export(world: LocalWorld, export_id: str, instance: Any, run: Any) -> DemoExport:

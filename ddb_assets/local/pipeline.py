@@ -24,6 +24,7 @@ class PipelineRun:
     export_id: str
     partitions: list[str]
     names: TableNames
+    report_keys: list[dg.AssetKey]
 
 
 def run_pipeline(settings: Settings, instance: dg.DagsterInstance,
@@ -65,7 +66,7 @@ def run_pipeline(settings: Settings, instance: dg.DagsterInstance,
                    (names.pitr_export_key, names.raw_export_key, names.parquet_key)]
     log(f"materializing {len(report_keys)} report tables")
     materialize([by_key[names.parquet_key], *(by_key[k] for k in report_keys)], selection=report_keys)
-    return PipelineRun(export_id, partitions, names)
+    return PipelineRun(export_id, partitions, names, report_keys)
 
 
 def _node(key: dg.AssetKey) -> str:

@@ -136,6 +136,8 @@ def _check_bindable(host: str, port: int) -> None:
         raise BindError(f"cannot listen on {host}:{port}: {host!r} is not an address or host name of this "
                         f"machine ({exc.strerror})") from None
     with socket.socket(family, kind, proto) as probe:
+        # As werkzeug binds (SO_REUSEADDR): a server stopped a moment ago does not hold the port.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(address)
         except OSError as exc:

@@ -97,20 +97,12 @@ class DuckDBEngine:
 
         Raises NameCollision when attribute names differ only in case (``Name``, ``name``) at
         any level: DuckDB could not tell them apart. Returns the number of items."""
-        from ddb_assets.exports.buffers import ByteArena, gunzip_into
-        from ddb_assets.exports.decode import parse_items
+        from ddb_assets.lake.raw_table import crawler_shape, export_items
 
         export.require_full_export("registering it as a raw table")
         self._claim(name, schema, "raw export")
-        tables, known, arena = [], None, ByteArena()
-        for data_file in export.files:
-            raw = gunzip_into(data_file.read_verified(), arena, obj=data_file.name)
-            table, known = parse_items(raw, output_format=data_file.output_format, obj=data_file.name, known=known)
-            if table.num_rows:
-                tables.append(table)
-        combined = pa.concat_tables(tables, promote_options="permissive") if tables else \
-            pa.table({"Item": pa.array([], pa.struct([]))})
-        combined = combined.rename_columns(["item"])
+        # The same shape as the demo's Iceberg table default.data: one query runs on either.
+        combined = pa.table({"item": crawler_shape(export_items(export))})
         collisions = case_collisions(combined.schema.field("item").type, "item")
         if collisions:
             # DuckDB's struct fields ignore case: item.name would read one attribute and hide the
@@ -245,10 +237,18 @@ def _local_path(path: str) -> str:
 def duckdb_type(kind: Any) -> str:
     """An Iceberg type as DuckDB's SQL type."""
     from pyiceberg.types import (BinaryType, BooleanType, DateType, DecimalType, DoubleType, FloatType,
-                                 IntegerType, ListType, LongType, StringType, TimestampType, TimestamptzType)
+                                 IntegerType, ListType, LongType, MapType, StringType, StructType, TimestampType,
+                                 TimestamptzType)
 
     if isinstance(kind, ListType):
         return duckdb_type(kind.element_type) + "[]"
+    if isinstance(kind, StructType):
+        # Nested fields are matched by name inside the top-level column read by field id: the
+        # lake's writer keeps the schema's names in the files (pyiceberg's own writer would not).
+        return "STRUCT(" + ", ".join(f"{quote_identifier(f.name)} {duckdb_type(f.field_type)}"
+                                     for f in kind.fields) + ")"
+    if isinstance(kind, MapType):
+        return f"MAP({duckdb_type(kind.key_type)}, {duckdb_type(kind.value_type)})"
     if isinstance(kind, DecimalType):
         return f"DECIMAL({kind.precision},{kind.scale})"
     simple = {StringType: "VARCHAR", LongType: "BIGINT", IntegerType: "INTEGER", BooleanType: "BOOLEAN",
