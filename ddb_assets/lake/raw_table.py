@@ -93,41 +93,26 @@ def _as_text(array: pa.Array, text: str) -> pa.Array:
     return pc.if_else(array.is_valid(), pa.scalar(text, pa.string()), pa.scalar(None, pa.string()))
 
 
-def write_raw_table(catalog: Any, identifier: tuple[str, str], location: str, export: Export,
-                    s3: Any = None) -> Any:
+def write_raw_table(catalog: Any, identifier: tuple[str, str], location: str, export: Export) -> Any:
     """Replace the Iceberg table ``identifier`` (at ``location``) by ``export``'s items in one
     struct column ``item`` (see the module docstring); returns the pyiceberg Table.
 
     Raises ExportFormatError (the export does not match its manifests) before anything is written.
     """
-    from pyiceberg.io.pyarrow import schema_to_pyarrow
-
-    from ddb_assets.exports.storage import resolve
     from ddb_assets.lake.catalog import ensure_namespace, load_table
-    from ddb_assets.lake.commit import SUMMARY_PREFIX, TABLE_PROPERTIES, append_files
-    from ddb_assets.lake.writer import FileTarget, PartitionedWriter
+    from ddb_assets.lake.commit import SUMMARY_PREFIX, TABLE_PROPERTIES
 
     items = crawler_shape(export_items(export))
     table = pa.table({"item": items})
     ensure_namespace(catalog, identifier[0])
     if load_table(catalog, *identifier) is not None:
         catalog.purge_table(identifier)  # the table is the export's copy: replaced, not evolved
-    created = catalog.create_table(identifier, schema=table.schema, location=location,
-                                   properties={**TABLE_PROPERTIES, f"{SUMMARY_PREFIX}raw-export": export.export_id})
-    arrow_schema = schema_to_pyarrow(created.schema())
-    data = resolve(location, s3).join("data")
-    writer = PartitionedWriter(data, arrow_schema, FileTarget(data=data.uri, run=f"raw-{export.export_id}",
-                                                              iceberg_schema=created.schema(),
-                                                              properties=dict(created.properties)), worker=0)
-    try:
-        writer.write(table.cast(arrow_schema))
-        written = writer.close()
-    except BaseException:
-        writer.abort()
-        raise
-    transaction = created.transaction()
-    append_files(transaction, written, {f"{SUMMARY_PREFIX}export-id": export.export_id,
-                                        f"{SUMMARY_PREFIX}export-arn": export.summary.export_arn,
-                                        f"{SUMMARY_PREFIX}source": export.folder.uri})
+    # pyiceberg writes it (the items are in memory already): created and filled in one commit.
+    transaction = catalog.create_table_transaction(
+        identifier, schema=table.schema, location=location,
+        properties={**TABLE_PROPERTIES, f"{SUMMARY_PREFIX}raw-export": export.export_id})
+    transaction.append(table, snapshot_properties={f"{SUMMARY_PREFIX}export-id": export.export_id,
+                                                   f"{SUMMARY_PREFIX}export-arn": export.summary.export_arn,
+                                                   f"{SUMMARY_PREFIX}source": export.folder.uri})
     transaction.commit_transaction()
     return load_table(catalog, *identifier)
