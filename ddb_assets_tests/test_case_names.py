@@ -142,7 +142,7 @@ def test_the_raw_export_refuses_case_collisions_naming_both(tmp_path: Path) -> N
     engine = DuckDBEngine()
     with pytest.raises(NameCollision) as caught:
         engine.register_raw_export("r", open_export(folder))
-    assert "item.Name and item.name; item.m.M.A and item.m.M.a" in str(caught.value)
+    assert "item.Name and item.name; item.m.m.A and item.m.m.a" in str(caught.value)
 
     convert_export(folder, tmp_path / "lake" / "t", ConvertOptions(workers=1))  # the lake table takes them
     result = run_cli("query", "SELECT 1", "--lake", str(tmp_path / "lake"), "--catalog", "sql",
