@@ -150,7 +150,7 @@ def test_the_raw_export_refuses_case_collisions_naming_both(tmp_path: Path) -> N
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == (
         "error: --raw r: the export's items have attributes whose names differ only in case (item.Name and "
-        "item.name; item.m.M.A and item.m.M.a), which DuckDB's struct fields do not tell apart; query the "
+        "item.name; item.m.m.A and item.m.m.a), which DuckDB's struct fields do not tell apart; query the "
         "converted lake table, where each is a column of its own\n")
 
 
