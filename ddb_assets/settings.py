@@ -95,6 +95,8 @@ class IncrementalSettings(_Strict):
     view: Literal["NEW_AND_OLD_IMAGES", "NEW_IMAGE"] = Field("NEW_AND_OLD_IMAGES",
                                                              description="ExportViewType of the windows' exports.")
     allow_overlap: bool = Field(False, description="Apply windows that overlap the table's mark, by write time.")
+    future_windows: int = Field(0, ge=0, le=1000, description="Windows past the current one that Dagster lists "
+                                                               "(for a local world whose clock runs ahead).")
 
     @field_validator("start")
     @classmethod

@@ -132,6 +132,48 @@ class ValidExport:
         return f"{chosen} is the latest valid one (newer, not used: {skipped})"
 
 
+@dataclass(frozen=True)
+class ValidatedExport:
+    """A raw_export partition that passed validation, with what the lake table needs to order it."""
+
+    export_id: str
+    export_type: str  # FULL_EXPORT | INCREMENTAL_EXPORT
+    export_time: str  # a full export's time
+    export_from_time: str  # an incremental export's window
+    export_to_time: str
+
+    @property
+    def incremental(self) -> bool:
+        return self.export_type == "INCREMENTAL_EXPORT"
+
+    @property
+    def mark(self) -> str:
+        """The point in time the table holds once this export is applied."""
+        return self.export_to_time if self.incremental else self.export_time
+
+
+def validated_exports(instance: dg.DagsterInstance, names: TableNames, newest_first: int = 500) -> list[ValidatedExport]:
+    """The raw_export partitions whose latest validation passed, oldest first (export ids begin
+    with the export's start time in milliseconds)."""
+    keys = sorted(names.export_partitions.get_partition_keys(dynamic_partitions_store=instance))[-newest_first:]
+    out = []
+    for export_id in keys:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=names.raw_export_key, asset_partitions=[export_id]), limit=1).records
+        materialization = records[0].asset_materialization if records else None
+        if materialization is None or materialization.metadata.get("valid") is None or \
+                materialization.metadata["valid"].value is not True:
+            continue
+
+        def text(key: str) -> str:
+            entry = materialization.metadata.get(key)  # type: ignore[union-attr]
+            return str(entry.value) if entry is not None and entry.value is not None else ""
+
+        out.append(ValidatedExport(export_id, text("export_type") or "FULL_EXPORT", text("export_time"),
+                                   text("export_from_time"), text("export_to_time")))
+    return out
+
+
 def latest_valid_export(instance: dg.DagsterInstance, names: TableNames, newest_first: int = 50) -> ValidExport:
     """The newest raw_export partition whose latest validation passed (metadata ``valid``), and the
     newer ones passed over (failed validation, or not validated yet). Export ids begin with the
@@ -214,7 +256,10 @@ def build_raw_export(names: TableNames) -> dg.AssetsDefinition:
             metadata={
                 "valid": True,
                 "export_arn": summary.export_arn,
-                "export_time": summary.export_time,
+                "export_type": summary.export_type,
+                "export_time": summary.export_time or "",
+                "export_from_time": summary.export_from_time or "",
+                "export_to_time": summary.export_to_time or "",
                 "output_format": summary.output_format,
                 "dagster/row_count": summary.item_count,
                 "data_files": len(export.files),

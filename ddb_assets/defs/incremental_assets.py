@@ -16,7 +16,7 @@ def window_partitions(names: TableNames) -> dg.TimeWindowPartitionsDefinition:
     assert settings is not None
     start = datetime.fromisoformat(settings.start.replace("Z", "+00:00"))
     return dg.TimeWindowPartitionsDefinition(cron_schedule=settings.cron, start=start.astimezone(timezone.utc),
-                                             fmt="%Y-%m-%dT%H:%M", timezone="UTC")
+                                             fmt="%Y-%m-%dT%H:%M", timezone="UTC", end_offset=settings.future_windows)
 
 
 def build_incremental_export(names: TableNames) -> dg.AssetsDefinition:
@@ -35,15 +35,22 @@ def build_incremental_export(names: TableNames) -> dg.AssetsDefinition:
     def incremental_export(context: dg.AssetExecutionContext, dynamodb: DynamoDBResource) -> dg.MaterializeResult:
         window = context.partition_time_window
         start, end = window.start.astimezone(timezone.utc), window.end.astimezone(timezone.utc)
-        if end > datetime.now(timezone.utc):
-            raise dg.Failure(f"the window {start.isoformat()} to {end.isoformat()} has not closed yet; its export "
-                             f"can start after {end.isoformat()}")
+        # A window that has not closed yet is refused by DynamoDB (ExportToTime in the future),
+        # with its own message: DynamoDB's clock is the one that counts.
         table_arn = dynamodb.table_arn(table.table)
         # One token per window: retries and re-executions return the same export.
         token = f"dagster-{names.name}-{start.strftime('%Y%m%dT%H%M')}"[:64]
-        started = dynamodb.start_export(table_arn=table_arn, bucket=table.export_bucket, prefix=table.prefix,
-                                        export_format=table.export_format, client_token=token,
-                                        incremental=(start, end), view=settings.view)
+        from botocore.exceptions import ClientError
+
+        try:
+            started = dynamodb.start_export(table_arn=table_arn, bucket=table.export_bucket, prefix=table.prefix,
+                                            export_format=table.export_format, client_token=token,
+                                            incremental=(start, end), view=settings.view)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            raise dg.Failure(f"DynamoDB refused the export of the window {start.isoformat()} to {end.isoformat()}: "
+                             f"{error.get('Code')}: {error.get('Message')}",
+                             metadata={"code": str(error.get("Code"))}) from None
         context.log.info(f"incremental export started: {started['ExportArn']} ({start.isoformat()} to "
                          f"{end.isoformat()})")
         description = started

@@ -9,8 +9,9 @@ import dagster as dg
 from pydantic import Field
 
 from ddb_assets.aws.resources import DynamoDBResource, LakeResource, QueryEngineResource
-from ddb_assets.defs.export_assets import latest_valid_export, locate_export
+from ddb_assets.defs.export_assets import ValidatedExport, latest_valid_export, locate_export, validated_exports
 from ddb_assets.defs.names import TableNames
+from ddb_assets.lake.commit import high_water_mark, instant
 from ddb_assets.lake.convert import ConvertResult, convert_export
 from ddb_assets.lake.saved_profiles import load_profile
 from ddb_assets.lake.tables import partition_rows
@@ -63,26 +64,62 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
             raise dg.Failure(f"no export of {names.table.table} has passed validation yet ("
                              + ("; ".join(f"{k}: {v}" for k, v in valid.passed_over.items()) or "none registered")
                              + "): materialize raw_export for a completed export first")
-        export_id = valid.export_id
         if valid.passed_over:
-            context.log.warning(f"converting {valid.describe()}")
-        uri, _ = locate_export(names, dynamodb, export_id)
+            context.log.warning(f"latest valid export: {valid.describe()}")
         selected = frozenset(context.partition_keys)
         everything = frozenset(names.value_partitions.get_partition_keys(dynamic_partitions_store=context.instance))
-        location = lake.location(names.lake_path)
-        # raw_export read every item of this export already: with its profile the schema is
-        # planned up front and the conversion is one pass, with no local work folder.
-        known = load_profile(location, export_id)
         whole = selected >= everything or config.rebuild
-        context.log.info(f"converting export {export_id} into {location.uri}: "
-                         f"{'all' if whole else len(selected)} partition(s), "
-                         + ("in one pass from raw_export's profile" if known is not None else
-                            "in two stages (no saved profile of this export)"))
-        options = names.settings.convert_options(
-            names.table, s3=lake.s3_options(), catalog=lake.catalog_config(), rebuild=config.rebuild,
-            only_partitions=None if whole else selected)
-        result = convert_export(uri, location.uri, options, known=known,
-                                progress=lambda kind, info: context.log.debug(f"{kind}: {info}"))
+        location = lake.location(names.lake_path)
+        current = lake.table(names.name)
+        validated = validated_exports(context.instance, names)
+        chain = exports_to_apply(validated, current, config.rebuild)
+        if not chain:
+            # Nothing newer than what the table holds: a backfill converts the latest full export
+            # again, unless incremental exports were applied on top of it since.
+            latest_full = next((e for e in reversed(validated) if not e.incremental), None)
+            mark, held = high_water_mark(current) if current is not None else (None, None)
+            if latest_full is None or (mark is not None and instant(mark) > instant(latest_full.export_time)):
+                raise dg.Failure(f"{names.name} is up to date (it holds changes up to {mark}, export {held}); "
+                                 f"a backfill cannot re-convert older exports over applied incremental ones "
+                                 f"(run config rebuild: true rebuilds it from the latest full export)")
+            chain = [latest_full]
+        if any(e.incremental for e in chain) and not whole:
+            raise dg.Failure(f"incremental export(s) {', '.join(e.export_id for e in chain if e.incremental)} change "
+                             f"the whole table: materialize every partition of {names.parquet_key.to_user_string()} "
+                             f"(automation does)")
+        results: list[ConvertResult] = []
+        for position, export in enumerate(chain):
+            uri, _ = locate_export(names, dynamodb, export.export_id)
+            # raw_export read every item of this export already: with its profile the schema is
+            # planned up front and the conversion is one pass, with no local work folder.
+            known = load_profile(location, export.export_id)
+            context.log.info(f"{'merging' if export.incremental else 'converting'} export {export.export_id} into "
+                             f"{location.uri}" + (f" (window {export.export_from_time} to {export.export_to_time})"
+                                                  if export.incremental else
+                                                  f": {'all' if whole else len(selected)} partition(s)")
+                             + (", in one pass from raw_export's profile" if known is not None else
+                                ", in two stages (no saved profile of this export)"))
+            options = names.settings.convert_options(
+                names.table, s3=lake.s3_options(), catalog=lake.catalog_config(),
+                rebuild=config.rebuild and position == 0,
+                allow_overlap=names.table.incremental.allow_overlap if names.table.incremental else False,
+                only_partitions=None if whole or export.incremental else selected)
+            try:
+                results.append(convert_export(uri, location.uri, options, known=known,
+                                              progress=lambda kind, info: context.log.debug(f"{kind}: {info}")))
+            except Exception as exc:
+                blocked = [e.export_id for e in chain[position + 1:]]
+                applied = [r.export.export_id for r in results]
+                raise dg.Failure(
+                    f"export {export.export_id} could not be applied: {exc}"
+                    + (f"; applied before it: {', '.join(applied)}" if applied else "")
+                    + (f"; waiting behind it: {', '.join(blocked)}" if blocked else ""),
+                    metadata={"failed_export": export.export_id, "applied": dg.MetadataValue.json(applied),
+                              "blocked": dg.MetadataValue.json(blocked)}) from exc
+            for warning in (results[-1].merge.warnings if results[-1].merge else []):
+                context.log.warning(warning)
+        result = results[-1]
+        export_id = result.export.export_id
         table = result.commit.table
         rows_now = partition_rows(table)
         for partition in context.partition_keys:
@@ -110,6 +147,12 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
                 "metadata_location": commit.metadata_location,
                 "source_export": result.export.summary.export_arn,
                 "export_id": export_id,
+                "exports_applied": dg.MetadataValue.json([r.export.export_id for r in results]),
+                "high_water_mark": high_water_mark(table)[0] or "",
+                "merged": dg.MetadataValue.json([{"export_id": r.export.export_id, "upserts": r.merge.upserts,
+                                                  "deletes": r.merge.deletes, "deletes_missing": r.merge.deletes_missing,
+                                                  "files_rewritten": r.merge.files_rewritten}
+                                                 for r in results if r.merge is not None]),
                 "latest_valid_export": valid.describe(),
                 "export_time": result.export.summary.export_time or "",
                 "schema_changes": dg.MetadataValue.json(commit.schema_changes),
@@ -131,7 +174,31 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
     return parquet
 
 
+def exports_to_apply(validated: list[ValidatedExport], table: Any, rebuild: bool = False) -> list[ValidatedExport]:
+    """The valid exports the table has not applied yet, in the order to apply them: the newest full
+    export newer than the table's high-water mark (it replaces the table), then every incremental
+    export ending after the mark it leaves, in window order. A gap among them is found by the merge
+    (ChainError), which stops the chain there: later windows wait."""
+    from ddb_assets.lake.merge import applied_already
+
+    mark = high_water_mark(table)[0] if table is not None and not rebuild else None
+    newest_full = next((e for e in reversed(validated) if not e.incremental and e.export_time
+                        and (mark is None or instant(e.export_time) > instant(mark))), None)
+    chain = [newest_full] if newest_full is not None else []
+    base = newest_full.export_time if newest_full is not None else mark
+    if base is None:
+        return chain
+    incremental = [e for e in validated if e.incremental and e.export_to_time
+                   and instant(e.export_to_time) > instant(base)
+                   and (table is None or not applied_already(table, e.export_id))]
+    return chain + sorted(incremental, key=lambda e: (instant(e.export_from_time), e.export_id))
+
+
 def _row_count_check(result: ConvertResult, whole: bool, rows_now: dict[str, int]) -> dg.AssetCheckResult:
+    if result.merge is not None:  # an incremental export: its lines are changes, not the table's rows
+        return dg.AssetCheckResult(check_name="row_count_matches_export", passed=True, metadata={
+            "merged_export": result.export.export_id, "upserts": result.merge.upserts,
+            "deletes": result.merge.deletes, "table_rows": result.commit.rows})
     expected = result.export.summary.item_count
     written = sum(w.rows for w in result.written)
     details: dict[str, Any] = {"rows_from_export": written, "export_item_count": expected,
