@@ -373,7 +373,8 @@ def convert(
     naming: Optional[str] = typer.Option(None, help="snake: review_text, reviewer__name; glue: AWS Glue "
                                                     "Relationalize names such as item.product_title.s "
                                                     "(default: the table's, else snake)."),
-    workers: int = typer.Option(0, help="Worker processes (0: one per core, or none for an export under 20,000 items)."),
+    workers: int = typer.Option(0, help="Worker processes (0: one per core, or none for an export under "
+                                        "20,000 items)."),
     max_depth: Optional[int] = typer.Option(None, help="Map levels flattened into columns; deeper maps become "
                                                        "JSON text (default: the table's, else 3)."),
     dictionary_keys: Optional[int] = typer.Option(None, help="A map with more distinct keys is kept as one JSON "
@@ -471,7 +472,8 @@ def inspect(
     source: str = typer.Argument(..., help="Export folder or manifest-summary.json (local path or s3://)."),
     partition_by: Optional[str] = typer.Option(None, help="Partition setting, as convert would use it."),
     naming: str = typer.Option("snake", help="Column naming, as convert would use it."),
-    workers: int = typer.Option(0, help="Worker processes (0: one per core, or none for an export under 20,000 items)."),
+    workers: int = typer.Option(0, help="Worker processes (0: one per core, or none for an export under "
+                                        "20,000 items)."),
     save_profile: Optional[str] = typer.Option(None, help="Also write the profile to this file (local or "
                                                           "s3://), for 'convert --profile'."),
 ) -> None:

@@ -406,3 +406,21 @@ def test_an_export_that_fails_validation_is_never_converted(platform: dict[str, 
     automation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=automation.cursor)
     assert automation.get_requested_partitions(names.parquet_key) == \
         set(names.value_partitions.get_partition_keys(dynamic_partitions_store=instance))
+
+
+def test_an_export_of_an_earlier_local_world_fails_with_what_to_do(platform: dict[str, Any], ddb: Any) -> None:
+    # make dev after make demo: the demo's export is the latest valid one, but its world is gone.
+    p = platform
+    names, instance, assets = p["names"], p["instance"], _assets(p["defs"])
+    gone = "01700000000000-0000dead"
+    instance.add_dynamic_partitions(names.export_partitions.name, [gone])
+    instance.add_dynamic_partitions(names.value_partitions.name, ["2015"])
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=names.raw_export_key, partition=gone,
+                                                                metadata={"valid": True}))
+    result = dg.materialize([assets[names.raw_export_key], assets[names.parquet_key]], selection=[names.parquet_key],
+                            partition_key="2015", instance=instance, resources=p["defs"].resources,
+                            raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.step_failure_data.error.message
+    assert f"export/{gone} is not known to DynamoDB" in message and "var/exports" in message

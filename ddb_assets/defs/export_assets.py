@@ -109,8 +109,23 @@ def schema_drift(previous: dict[str, list[str]], current: dict[str, list[str]]) 
 
 def locate_export(names: TableNames, dynamodb: DynamoDBResource, export_id: str) -> tuple[str, dict[str, Any]]:
     """(URI of manifest-summary.json, ExportDescription) for one of this table's exports."""
+    from botocore.exceptions import ClientError
+
     arn = export_arn_for(names, dynamodb.table_arn(names.table.table), export_id)
-    description = dynamodb.describe_export(arn)
+    try:
+        description = dynamodb.describe_export(arn)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ExportNotFoundException":
+            raise
+        # Locally the usual case: the demo's local world (and its exports) ended with the demo.
+        local = names.settings.profile == "local"
+        raise dg.Failure(f"export {arn} is not known to DynamoDB"
+                         + (f" at {dynamodb.endpoint_url}" if dynamodb.endpoint_url else "") + ": "
+                         + ("an export made in an earlier local world (`make demo`, or a restarted `make dev`) "
+                            "went with it (the demo keeps a copy under var/exports, for `ddb-assets inspect` and "
+                            "`convert`). " if local else "")
+                         + "Start a new export; the export sensor validates it and the lake table converts it") \
+            from None
     if description["ExportStatus"] != "COMPLETED":
         raise dg.Failure(f"export {arn} is {description['ExportStatus']}, not COMPLETED"
                          + (f": {description.get('FailureCode')}" if description.get("FailureCode") else ""))

@@ -53,8 +53,8 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
         kinds={"iceberg", "parquet"}, group_name=names.group, owners=names.table.owners,
         check_specs=[row_count, keys],
         description=f"`{names.table.table}` as an Apache Iceberg table of typed, flattened Parquet, partitioned by "
-                    f"`{names.table.partition_by}`: the latest export that passed validation, converted and committed as "
-                    "one snapshot.",
+                    f"`{names.table.partition_by}`: the latest export that passed validation, converted and "
+                    "committed as one snapshot.",
     )
     def parquet(context: dg.AssetExecutionContext, config: LakeTableConfig, dynamodb: DynamoDBResource,
                 lake: LakeResource, query_engine: QueryEngineResource) -> dg.MaterializeResult:

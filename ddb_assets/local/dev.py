@@ -275,8 +275,9 @@ def run_dev(*, host: str = "127.0.0.1", port: int = 3000, emulator_port: int = 4
     lake_root = os.path.abspath(lake or os.environ.get("DDB_ASSETS_LAKE_ROOT") or "var/lake")
     endpoint = f"http://{host}:{emulator_port}"
     ui = f"http://{host}:{port}"
-    lock = DevLock.acquire(home, {"command": "ddb-assets dev", "pid": os.getpid(), "ui": ui, "endpoint": endpoint, "lake": lake_root,
-                                  "started": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    lock = DevLock.acquire(home, {"command": "ddb-assets dev", "pid": os.getpid(), "ui": ui, "endpoint": endpoint,
+                                  "lake": lake_root, "started": started})
     stop: list[int] = []
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -300,6 +301,8 @@ def run_dev(*, host: str = "127.0.0.1", port: int = 3000, emulator_port: int = 4
             from rich.console import Console
 
             load_sample_table(world, sample_items, 7, Console(stderr=True))
+        if stop:
+            return 0
         env = {**os.environ, "DAGSTER_HOME": str(home), "DDB_ASSETS_ENDPOINT_URL": endpoint,
                "DDB_ASSETS_LAKE_ROOT": lake_root,
                "PYTHONWARNINGS": ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), SUPERSESSION_FILTER]))}
