@@ -137,9 +137,13 @@ def test_an_incremental_manifest_naming_a_foreign_folder_is_still_refused(tmp_pa
         open_export(folder)
 
 
-def test_paths_that_need_items_refuse_an_incremental_export(tmp_path: Path) -> None:
+def test_an_incremental_export_profiles_as_changes_and_the_raw_table_refuses_it(tmp_path: Path) -> None:
+    from ddb_assets.exports.reader import open_export
     from ddb_assets.lake.convert import profile_export
+    from ddb_assets.query.duckdb_engine import DuckDBEngine
 
     folder = _write_incremental(tmp_path, manifest_id=ARN_ID, lines=[])
+    export, profile = profile_export(folder)  # its changes decode to items (exports/changes.py)
+    assert export.summary.incremental and profile.items == 0
     with pytest.raises(ExportFormatError, match="incremental export .*changes, not items"):
-        profile_export(folder)
+        DuckDBEngine().register_raw_export("data", open_export(folder))

@@ -99,20 +99,35 @@ def write_raw_table(catalog: Any, identifier: tuple[str, str], location: str, ex
 
     Raises ExportFormatError (the export does not match its manifests) before anything is written.
     """
+    from pyiceberg.io.pyarrow import schema_to_pyarrow
+
+    from ddb_assets.exports.storage import resolve
     from ddb_assets.lake.catalog import ensure_namespace, load_table
-    from ddb_assets.lake.commit import SUMMARY_PREFIX, TABLE_PROPERTIES
+    from ddb_assets.lake.commit import SUMMARY_PREFIX, TABLE_PROPERTIES, append_files
+    from ddb_assets.lake.writer import FileTarget, PartitionedWriter
 
     items = crawler_shape(export_items(export))
     table = pa.table({"item": items})
     ensure_namespace(catalog, identifier[0])
     if load_table(catalog, *identifier) is not None:
         catalog.purge_table(identifier)  # the table is the export's copy: replaced, not evolved
-    # pyiceberg writes it (the items are in memory already): created and filled in one commit.
+    # Created and filled in one commit. Our writer writes the files: pyiceberg's would rename
+    # nested fields such as "Review Text" (Avro-safe names), which readers matching nested fields
+    # by name then miss.
     transaction = catalog.create_table_transaction(
         identifier, schema=table.schema, location=location,
         properties={**TABLE_PROPERTIES, f"{SUMMARY_PREFIX}raw-export": export.export_id})
-    transaction.append(table, snapshot_properties={f"{SUMMARY_PREFIX}export-id": export.export_id,
-                                                   f"{SUMMARY_PREFIX}export-arn": export.summary.export_arn,
-                                                   f"{SUMMARY_PREFIX}source": export.folder.uri})
+    arrow_schema = schema_to_pyarrow(transaction.table_metadata.schema())
+    data = resolve(location).join("data")
+    writer = PartitionedWriter(data, arrow_schema, FileTarget(data=data.uri, run=f"raw-{export.export_id}"), worker=0)
+    try:
+        writer.write(table.cast(arrow_schema))
+        written = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    append_files(transaction, written, {f"{SUMMARY_PREFIX}export-id": export.export_id,
+                                        f"{SUMMARY_PREFIX}export-arn": export.summary.export_arn,
+                                        f"{SUMMARY_PREFIX}source": export.folder.uri})
     transaction.commit_transaction()
     return load_table(catalog, *identifier)
