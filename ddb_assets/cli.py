@@ -64,13 +64,32 @@ def demo(
                                                     "(kept afterwards: `inspect` and `convert` read it)."),
     dagster_home: Optional[str] = typer.Option(None, help="Dagster home for the runs (default: $DAGSTER_HOME, "
                                                           "else var/dagster, the one `make dev` shows)."),
+    incremental: bool = typer.Option(False, "--incremental", help="Instead: a full export into the lake, then "
+                                     "windows of changes exported incrementally and merged, then a fresh full export "
+                                     "into reviews_check, reconciled with the merged table."),
+    windows: int = typer.Option(4, min=1, max=96, help="--incremental: how many 15-minute windows."),
 ) -> None:
     """The whole pipeline on the local world, through Dagster: load sample reviews, export the table
     (PITR), validate the export, convert it to partitioned Parquet, build the report tables. Also
-    writes the AWS walkthrough's tables (default.data, default.ddbs3_parquetpartitioned__output_flat_partitioned)."""
+    writes the AWS walkthrough's tables (default.data, default.ddbs3_parquetpartitioned__output_flat_partitioned).
+
+    With --incremental: the incremental chain instead (exit code 1 if the merged table and the fresh
+    full export differ)."""
     from ddb_assets.local.demo import DemoRefused, run_demo
 
     started = time.monotonic()
+    if incremental:
+        from ddb_assets.local.demo import load_sample_table
+        from ddb_assets.local.incremental_demo import run_incremental_demo
+
+        outcome = run_incremental_demo(
+            lambda line: console.print(line, highlight=False, soft_wrap=True, markup=False), items=items, seed=seed,
+            windows=windows, export_format=export_format.upper(), lake_root=lake,
+            load=lambda world, n, s: load_sample_table(world, n, s, console))
+        if not outcome["equal"]:
+            raise CliError("the merged table differs from the fresh full export (see above)")
+        console.print(f"[green]incremental demo finished in {time.monotonic() - started:.1f}s[/]")
+        return
     try:
         run_demo(console, items=items, seed=seed, export_format=export_format.upper(), lake_root=lake,
                  exports_root=exports, dagster_home=dagster_home)

@@ -97,6 +97,10 @@ class IncrementalSettings(_Strict):
     allow_overlap: bool = Field(False, description="Apply windows that overlap the table's mark, by write time.")
     future_windows: int = Field(0, ge=0, le=1000, description="Windows past the current one that Dagster lists "
                                                                "(for a local world whose clock runs ahead).")
+    max_lag_minutes: int | None = Field(None, ge=1, description="The freshness check fails when the table's "
+                                        "high-water mark is older than this (default: two windows plus an hour).")
+    reconcile_schedule: str | None = Field(None, description="Cron schedule of the reconciliation check (a full "
+                                           "export at the mark, compared item by item); off when absent.")
 
     @field_validator("start")
     @classmethod
@@ -112,6 +116,14 @@ class IncrementalSettings(_Strict):
     @property
     def cron(self) -> str:
         return WINDOWS[self.window]
+
+    @property
+    def window_seconds(self) -> int:
+        return int(self.window[:-1]) * (60 if self.window.endswith("m") else 3600)
+
+    @property
+    def max_lag_seconds(self) -> int:
+        return self.max_lag_minutes * 60 if self.max_lag_minutes else 2 * self.window_seconds + 3600
 
 
 class TableSettings(_Strict):

@@ -4,6 +4,7 @@ lake table applying the exports in window order (a missing window blocks the lat
 from __future__ import annotations
 
 import math
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -148,3 +149,27 @@ def test_windows_are_exported_validated_and_merged_in_order(world: LocalWorld, c
         [failure] = [e for e in early.all_events if e.is_step_failure]
         message = failure.event_specific_data.error.message  # type: ignore[union-attr]
         assert "DynamoDB refused the export of the window" in message and "InvalidExportTimeException" in message
+
+        # The checks of a table fed by windows: the mark's freshness, then reconciliation with a full
+        # export at the mark (equal), then after a row is lost behind the pipeline's back (not equal).
+        mark = p.start + 2 * WINDOW
+        fresh = p.defs.resolve_job_def(f"{p.names.name}_freshness_job").execute_in_process(instance=instance)
+        [evaluation] = fresh.get_asset_check_evaluations()
+        assert evaluation.passed and evaluation.check_name == "high_water_mark_fresh"
+        assert abs(evaluation.metadata["lag_seconds"].value - (time.time() - mark)) < 60
+        reconcile_job = p.defs.resolve_job_def(f"{p.names.name}_reconcile_job")
+        [equal] = reconcile_job.execute_in_process(instance=instance).get_asset_check_evaluations()
+        assert equal.passed, equal.metadata["result"].value
+        assert (equal.metadata["table_rows"].value, equal.metadata["full_export_rows"].value) == (2, 2)
+        from pyiceberg.expressions import EqualTo
+
+        from ddb_assets.aws.resources import LakeResource
+
+        lake = p.defs.resources["lake"]
+        assert isinstance(lake, LakeResource)
+        lake.table(p.names.name).delete(EqualTo("review_id", "r3"))
+        [differs] = reconcile_job.execute_in_process(instance=instance).get_asset_check_evaluations()
+        assert not differs.passed
+        assert (differs.metadata["missing"].value, differs.metadata["extra"].value,
+                differs.metadata["different"].value) == (1, 0, 0)
+        assert differs.metadata["examples"].value == [{"problem": "missing", "key": "product_id=p, review_id=r3"}]

@@ -16,6 +16,7 @@ from ddb_assets.lake.catalog import CatalogConfig
 from ddb_assets.lake.commit import StaleExport
 from ddb_assets.lake.convert import ConvertOptions, convert_export
 from ddb_assets.lake.merge import ChainError
+from ddb_assets.lake.reconcile import reconcile
 from ddb_assets.local import emulator
 from ddb_assets.local.clock import WorldClock
 from ddb_assets.local.world import LocalWorld
@@ -135,6 +136,9 @@ def test_full_plus_incremental_merges_equal_a_fresh_full_export(world: LocalWorl
     check = chain.full("t_check", at=chain.mark)  # a fresh full export at the last window's end
     assert chain.items("t") == chain.items("t_check"), (export_format, view)
     assert check.commit.rows == len(chain.items("t"))
+    # The product's reconciliation (DuckDB, canonical cells) agrees with the independent reader.
+    reconciled = reconcile(result.commit.table, check.commit.table, ["pk", "sk"])
+    assert reconciled.equal, reconciled.describe()
 
 
 def test_gaps_overlaps_and_the_same_export_twice(world: LocalWorld, clock: WorldClock, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ import dagster as dg
 
 from ddb_assets.defs.export_assets import build_pitr_export, build_raw_export, source_spec
 from ddb_assets.defs.incremental_assets import build_incremental_export
+from ddb_assets.defs.incremental_checks import build_incremental_checks
 from ddb_assets.defs.lake_assets import build_parquet
 from ddb_assets.defs.maintenance import build_maintenance
 from ddb_assets.defs.names import TableNames
@@ -31,10 +32,12 @@ def table_definitions(settings: Settings, table: TableSettings) -> dg.Definition
                     "export lands; starts each incremental export once its window has closed.",
     )
     maintenance_job, maintenance_schedules = build_maintenance(names)
+    checks, check_jobs, check_schedules = build_incremental_checks(names) if table.incremental else ([], [], [])
     return dg.Definitions(
         assets=[source_spec(names), pitr_export, *incremental, raw_export, parquet, *reports],
-        jobs=[reports_job, maintenance_job],
-        schedules=maintenance_schedules,
+        asset_checks=checks,
+        jobs=[reports_job, maintenance_job, *check_jobs],
+        schedules=[*maintenance_schedules, *check_schedules],
         sensors=[build_export_completion_sensor(names, raw_export), build_reports_sensor(names, reports_job),
                  automation],
     )

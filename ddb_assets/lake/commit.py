@@ -349,12 +349,18 @@ def _same_spec(mine: Any, theirs: Any) -> bool:
 
 
 def high_water_mark(table: Any) -> tuple[str | None, str | None]:
-    """(the point in time the table holds, the export that brought it there), from the current
-    snapshot's summary: a rollback moves it back with the snapshot."""
+    """(the point in time the table holds, the export that brought it there), from the summary of
+    the current snapshot or its nearest ancestor that records one: a rollback moves it back with the
+    snapshot, and a snapshot committed by another writer (a DELETE from Spark or Athena, pyiceberg)
+    does not hide it. (None, None) when no snapshot in the current lineage records an export."""
     snapshot = table.current_snapshot()
-    summary = (snapshot.summary.additional_properties if snapshot is not None and snapshot.summary else {})
-    mark = summary.get(f"{SUMMARY_PREFIX}high-water-mark") or summary.get(f"{SUMMARY_PREFIX}export-time") or None
-    return mark, summary.get(f"{SUMMARY_PREFIX}export-id")
+    while snapshot is not None:
+        summary = snapshot.summary.additional_properties if snapshot.summary else {}
+        mark = summary.get(f"{SUMMARY_PREFIX}high-water-mark") or summary.get(f"{SUMMARY_PREFIX}export-time")
+        if mark:
+            return mark, summary.get(f"{SUMMARY_PREFIX}export-id")
+        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+    return None, None
 
 
 def _check_order(table: Any, export: ExportRecord, rebuild: bool) -> None:
