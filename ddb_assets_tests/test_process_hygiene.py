@@ -57,6 +57,13 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _files(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()} if root.exists() else {}
 
@@ -73,8 +80,10 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Pat
     yield folder, profile
 
 
-def _kill_mid_conversion(command: list[str], lake: Path, settle: float = 0.4) -> tuple[set[int], dict[str, int]]:
-    """Start ``command``, kill -9 it once its workers run; returns (its descendants then, files then)."""
+def _kill_mid_conversion(command: list[str], lake: Path, needed: int = 2,
+                         settle: float = 0.3) -> tuple[set[int], dict[str, int]]:
+    """Start ``command``, kill -9 it once ``needed`` descendants (the resource tracker aside) run;
+    returns (every descendant seen, files at the kill)."""
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
     try:
@@ -82,12 +91,14 @@ def _kill_mid_conversion(command: list[str], lake: Path, settle: float = 0.4) ->
         workers: set[int] = set()
         while time.monotonic() < deadline and process.poll() is None:
             workers = _descendants(process.pid)
-            if len([p for p in workers if b"resource_tracker" not in Path(f"/proc/{p}/cmdline").read_bytes()]) >= 2:
+            if len([p for p in workers if b"resource_tracker" not in _cmdline(p)]) >= needed:
                 break
             time.sleep(0.05)
         assert process.poll() is None, f"the conversion ended before it could be killed: {process.stderr.read()}"
-        time.sleep(settle)  # the workers are reading and writing now
-        workers = _descendants(process.pid)
+        # The workers are reading and writing now. A fast machine may finish a worker's share within
+        # the settle time, so every descendant seen is kept: each must be gone after the kill.
+        time.sleep(settle)
+        workers |= _descendants(process.pid)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
         return workers, _files(lake)
@@ -100,7 +111,7 @@ def _assert_all_gone(workers: set[int], lake: Path, files_at_kill: dict[str, int
     deadline = time.monotonic() + 5
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
-    survivors = [Path(f"/proc/{pid}/cmdline").read_bytes()[:120] for pid in workers if _alive(pid)]
+    survivors = [_cmdline(pid)[:120] for pid in workers if _alive(pid)]
     for pid in workers:  # never leave them to the rest of the session
         try:
             os.kill(pid, signal.SIGKILL)
@@ -128,7 +139,7 @@ def test_kill_9_of_a_threaded_host_takes_the_fork_server_and_its_workers(export:
     folder, profile = export
     lake = tmp_path / "lake"
     workers, at_kill = _kill_mid_conversion([sys.executable, "-c", THREADED_CONVERT, str(folder), str(lake / "t"),
-                                             str(profile)], lake, settle=1.5)
+                                             str(profile)], lake, needed=3)
     assert len(workers) >= 3  # the fork server and two workers (and maybe the resource tracker)
     _assert_all_gone(workers, lake, at_kill)
 
