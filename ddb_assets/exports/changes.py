@@ -57,14 +57,72 @@ def incremental_to_items(raw: bytes | memoryview, *, obj: str, ion: bool = False
     JSON/Ion, no ``Keys`` object, a ``NewImage`` that lacks a key attribute or disagrees with
     ``Keys``, a missing or malformed ``WriteTimestampMicros``.
     """
-    lines = bytes(raw).split(b"\n")
     out: list[bytes] = []
     operations: list[int] = []
     micros: list[int] = []
     key_names: tuple[str, ...] = ()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
+    for line, decoded in _lines(raw, obj, ion):
+        if decoded is None:
             out.append(line)
+            continue
+        change, item, operation, written, key_names = decoded
+        out.append(orjson.dumps({"Item": item}))
+        operations.append(operation)
+        micros.append(written)
+    return b"\n".join(out), ChangeColumns(pa.array(operations, pa.int8()), pa.array(micros, pa.int64()), key_names)
+
+
+@dataclass
+class ChangeImages:
+    """A piece of an incremental data file as three sets of ``{"Item": ...}`` lines, one line per
+    change each, in line order (blank lines dropped): the new images (``{}`` for a delete), the old
+    images (``{}`` where the line has none: inserts, and every line of the NEW_IMAGE view) and the
+    keys; with the change columns and, per change, whether it carried an old image."""
+
+    new: bytes
+    old: bytes
+    keys: bytes
+    columns: ChangeColumns
+    has_old: pa.Array  # bool
+
+
+def incremental_images(raw: bytes | memoryview, *, obj: str, ion: bool = False) -> ChangeImages:
+    """An incremental piece -> its changes' new images, old images and keys as item lines (for the
+    change history). Raises ExportFormatError as ``incremental_to_items`` does, and for an
+    ``OldImage`` whose key attributes disagree with ``Keys``."""
+    new: list[bytes] = []
+    old: list[bytes] = []
+    keys: list[bytes] = []
+    operations: list[int] = []
+    micros: list[int] = []
+    has_old: list[bool] = []
+    key_names: tuple[str, ...] = ()
+    for number, (_, decoded) in enumerate(_lines(raw, obj, ion), start=1):
+        if decoded is None:
+            continue
+        change, item, operation, written, key_names = decoded
+        old_image = change.get("OldImage")
+        for name, value in change["Keys"].items():
+            if old_image is not None and old_image.get(name) != value:
+                raise ExportFormatError(obj, f"OldImage's key attribute {name!r} is {old_image.get(name)!r}, "
+                                             f"Keys says {value!r}", line=number)
+        new.append(orjson.dumps({"Item": item if operation == UPSERT else {}}))
+        old.append(orjson.dumps({"Item": old_image or {}}))
+        keys.append(orjson.dumps({"Item": change["Keys"]}))
+        operations.append(operation)
+        micros.append(written)
+        has_old.append(old_image is not None)
+    columns = ChangeColumns(pa.array(operations, pa.int8()), pa.array(micros, pa.int64()), key_names)
+    return ChangeImages(b"\n".join(new), b"\n".join(old), b"\n".join(keys), columns, pa.array(has_old, pa.bool_()))
+
+
+def _lines(raw: bytes | memoryview, obj: str, ion: bool):  # type: ignore[no-untyped-def]
+    """Per line: (the line, None) for a blank one, else (line, (the change as a dict, its item,
+    operation, write micros, key names)); errors name ``obj`` and the line."""
+    key_names: tuple[str, ...] = ()
+    for number, line in enumerate(bytes(raw).split(b"\n"), start=1):
+        if not line.strip():
+            yield line, None
             continue
         try:
             change = _parse_ion(line) if ion else orjson.loads(line)
@@ -78,10 +136,9 @@ def incremental_to_items(raw: bytes | memoryview, *, obj: str, ion: bool = False
             raise ExportFormatError(obj, f"Keys holds {', '.join(names)}; earlier lines hold "
                                          f"{', '.join(key_names)}", line=number)
         key_names = names
-        out.append(orjson.dumps({"Item": item}))
-        operations.append(operation)
-        micros.append(written)
-    return b"\n".join(out), ChangeColumns(pa.array(operations, pa.int8()), pa.array(micros, pa.int64()), key_names)
+        if set(change) == {"Record"}:
+            change = change["Record"]
+        yield line, (change, item, operation, written, names)
 
 
 def _decode(change: Any) -> tuple[dict[str, Any], int, int, tuple[str, ...]]:
@@ -167,4 +224,4 @@ def _parse_ion(line: bytes) -> dict[str, Any]:
     return out
 
 
-__all__ = ["ChangeColumns", "DELETE", "UPSERT", "incremental_to_items"]
+__all__ = ["ChangeColumns", "ChangeImages", "DELETE", "UPSERT", "incremental_images", "incremental_to_items"]

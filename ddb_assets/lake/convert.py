@@ -50,6 +50,7 @@ from ddb_assets.lake.catalog import CatalogConfig, CatalogError, load_table, ope
 from ddb_assets.lake.commit import (NOT_COMMITTED, CommitResult, ExportRecord, commit_export, high_water_mark,
                                     instant)
 from ddb_assets.lake.merge import ChainError, MergeResult, merge_export
+from ddb_assets.lake.change_history import HistoryResult, record_history
 from ddb_assets.lake.evolution import TablePlan, plan_table
 from ddb_assets.lake.flatten import ItemColumns, flatten_items, partition_names
 from ddb_assets.lake.lifetime import die_with_parent
@@ -81,6 +82,7 @@ class ConvertOptions:
     only_partitions: frozenset[str] | None = None  # rewrite just these; keep the others as they are
     rebuild: bool = False  # plan the schema from scratch (new field ids) and replace every data file
     allow_overlap: bool = False  # an incremental window may start before the table's mark (applied by write time)
+    history: bool = False  # append each incremental export's changes to <table>_changes (lake/change_history.py)
     work_dir: str | None = None  # where parsed files are spilled between the stages
     buffer_bytes: int = 64 << 20  # per worker, for partition buffers
     piece_bytes: int = 32 << 20  # decompressed JSON parsed at a time per worker: bounds memory
@@ -145,6 +147,8 @@ class ConvertResult:
     scratch_bytes: int = 0  # the most the work folder held (every parsed piece, before stage 2)
     one_pass: bool = False  # converted in one pass from a known profile (no work folder)
     merge: MergeResult | None = None  # an incremental export's merge (upserts, deletes, files rewritten)
+    history: HistoryResult | None = None  # with options.history: what the change history appended
+    history_error: str | None = None  # the history's append failed (the merge is committed; the next run appends it)
 
     @property
     def partitions(self) -> dict[str, dict[str, int]]:
@@ -605,10 +609,19 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
         raise
     # Any other failure leaves the files: the commit may have landed (an answer lost on the way).
     notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows})
+    history, history_error = None, None
+    if options.history and merged is not None:
+        try:
+            history = record_history(target.catalog, target.identifier, export, s3=options.s3,
+                                     compression=options.compression, piece_bytes=options.piece_bytes)
+            notify("history", {"appended": history.appended})
+        except Exception as exc:  # noqa: BLE001 - the merge is committed whatever the history's trouble
+            history_error = (f"the change history {target.name}_changes was not appended ({type(exc).__name__}: "
+                             f"{exc}); the merge is committed, and the next run with the history on appends it")
     return ConvertResult(commit, f"{target.namespace}.{target.name}", target.location.uri, profile, plan, export,
                          written, sum(p.compressed for p in parsed), sum(p.uncompressed for p in parsed),
                          time.monotonic() - started, sum(p.spilled for p in parsed), one_pass=known is not None,
-                         merge=merged)
+                         merge=merged, history=history, history_error=history_error)
 
 
 def _base_table(target: LakeTarget, export: Export) -> Any:

@@ -1,0 +1,315 @@
+"""The change history of a lake table: ``<table>_changes``, an append-only Iceberg table with one
+row per change of every incremental export applied to the table (opt-in: ``history: true``).
+
+Columns, in order: the table's key columns (as the table names and types them); ``operation``;
+``write_time`` (``Metadata.WriteTimestampMicros``, timestamp with time zone, UTC, microseconds);
+``export_id``, ``export_arn``, ``export_to_time`` (the window's end, the table's high-water mark
+after it); then every column of the table twice, ``new_<column>`` (the image after the change,
+null for a REMOVE) and ``old_<column>`` (the image before the window, null for an INSERT and
+always under the NEW_IMAGE view), flattened exactly as the table's columns are. Plain prefixed
+columns rather than two structs: every engine (DuckDB, Athena, Spark, BI tools) reads, filters and
+compares them without struct syntax, ``SELECT *`` shows them, and a new attribute is one more
+top-level column.
+
+``operation``: REMOVE for a delete; for an upsert, under NEW_AND_OLD_IMAGES, MODIFY when the line
+carries the old image and INSERT when it has none (the key did not exist before the window); under
+NEW_IMAGE DynamoDB does not say which, so UPSERT. An item inserted and deleted inside one window
+is in no export, hence in no history. A full export adds no rows: the history starts with the
+first incremental export applied while it is on (the table's state at the full export is the
+table's own snapshot, ``query --as-of``).
+
+Appended after the export's merge committed, one snapshot per export, whose summary records the
+export (lake/commit.py's ``ExportRecord``) and so the point the history is up to (its high-water
+mark). **Idempotent**: an export the history records already is not appended again. **Catching
+up**: when an append failed after its merge committed, the next run appends every incremental
+export that the table's lineage applied after the history's mark, oldest first, read again from
+the source the table's snapshot recorded. Changes written before the history's mark (an
+overlapping window applied by write time) are skipped, as the merge skips them. The export is read
+a second time for this (its old images are not part of the merge), in two passes: the profile of
+both images first, which plans the columns by the table's schema evolution policy (a new
+attribute appends ``new_``/``old_`` columns), then the rows; memory stays one piece of a data file.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ddb_assets.exports.buffers import ByteArena, Text
+from ddb_assets.exports.changes import DELETE, ChangeImages, incremental_images
+from ddb_assets.exports.decode import detect_dictionary_maps, parse_items
+from ddb_assets.exports.reader import Export, open_export
+from ddb_assets.exports.storage import S3Options, resolve
+from ddb_assets.lake.commit import (COMMIT_ATTEMPTS, SUMMARY_PREFIX, TABLE_PROPERTIES, append_files,
+                                    high_water_mark, instant)
+from ddb_assets.lake.evolution import TablePlan, plan_table
+from ddb_assets.lake.flatten import flatten_items
+from ddb_assets.lake.profile import Profile, profile_items
+from ddb_assets.lake.schema import TableSchema
+from ddb_assets.lake.writer import FileTarget, PartitionedWriter
+
+SUFFIX = "_changes"
+NEW, OLD = "new_", "old_"
+HISTORY_OF = f"{SUMMARY_PREFIX}history-of"  # table property: which table this is the history of
+CHANGE_COLUMNS = ("operation", "write_time", "export_id", "export_arn", "export_to_time")
+TIME = pa.timestamp("us", tz="UTC")
+
+
+class HistoryError(RuntimeError):
+    """The change history could not be appended (the table's merge itself is committed)."""
+
+
+@dataclass
+class HistoryResult:
+    table: Any  # the pyiceberg history table (None when nothing was to append and it does not exist)
+    appended: list[tuple[str, int]] = field(default_factory=list)  # (export id, rows), oldest first
+
+    @property
+    def rows(self) -> int:
+        return sum(rows for _, rows in self.appended)
+
+
+def history_name(table_name: str) -> str:
+    return f"{table_name}{SUFFIX}"
+
+
+def record_history(catalog: Any, identifier: tuple[str, str], export: Export, *, s3: S3Options | None = None,
+                   compression: str = "zstd", piece_bytes: int = 32 << 20) -> HistoryResult:
+    """Append ``export`` (an incremental export the table ``identifier`` has applied) to the
+    table's change history, after any export the history is missing before it. Raises HistoryError
+    naming the export and why (an unreadable source, a name taken by another table)."""
+    from ddb_assets.lake.catalog import load_table
+
+    namespace, name = identifier
+    main = load_table(catalog, namespace, name)
+    if main is None:
+        raise HistoryError(f"table {name} does not exist")
+    history = load_table(catalog, namespace, history_name(name))
+    if history is not None and history.properties.get(HISTORY_OF) != name:
+        raise HistoryError(f"table {history_name(name)} exists and is not the change history of {name}: rename one "
+                           f"of them (--table-name) or turn the history off")
+    result = HistoryResult(history)
+    for export_id, source in _pending(main, history, export):
+        try:
+            pending = export if export_id == export.export_id else open_export(source, s3)
+        except Exception as exc:  # noqa: BLE001 - any reason the old export cannot be read again
+            raise HistoryError(f"the change history of {name} lacks export {export_id}, applied before; reading it "
+                               f"again from {source} failed ({exc}). Restore the export there, or drop "
+                               f"{history_name(name)} to start the history anew") from None
+        stored = TableSchema.from_iceberg(main.schema(), main.properties, main.metadata.last_column_id)
+        table, rows = _append(catalog, (namespace, history_name(name)), main, stored, pending, s3, compression,
+                              piece_bytes)
+        result.table = table
+        if rows is not None:
+            result.appended.append((export_id, rows))
+    return result
+
+
+def _pending(main: Any, history: Any, export: Export) -> list[tuple[str, str]]:
+    """(export id, source) of the incremental exports to append, oldest first: those the table's
+    lineage applied after the history's mark (only ``export`` for a history not yet made)."""
+    from ddb_assets.lake.merge import applied_already
+
+    lineage: list[tuple[str, str, str]] = []
+    snapshot = main.current_snapshot()
+    while snapshot is not None:
+        summary = snapshot.summary.additional_properties if snapshot.summary else {}
+        if summary.get(f"{SUMMARY_PREFIX}export-type") == "INCREMENTAL_EXPORT":
+            lineage.append((summary[f"{SUMMARY_PREFIX}export-id"], summary.get(f"{SUMMARY_PREFIX}source", ""),
+                            summary.get(f"{SUMMARY_PREFIX}export-to-time", "")))
+        snapshot = main.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+    lineage.reverse()
+    if history is None:
+        return [(i, s) for i, s, _ in lineage if i == export.export_id][:1]
+    mark, _ = high_water_mark(history)
+    out: list[tuple[str, str]] = []
+    for export_id, source, end in lineage:
+        if (mark is None or (end and instant(end) > instant(mark))) and not applied_already(history, export_id) \
+                and export_id not in {i for i, _ in out}:
+            out.append((export_id, source))
+    return out
+
+
+def _append(catalog: Any, identifier: tuple[str, str], main: Any, stored: TableSchema, export: Export,
+            s3: S3Options | None, compression: str, piece_bytes: int) -> tuple[Any, int | None]:
+    """One snapshot of ``identifier`` holding ``export``'s changes; (table, rows), rows None when
+    the history recorded the export already."""
+    from pyiceberg.exceptions import CommitFailedException, TableAlreadyExistsError
+
+    from ddb_assets import __version__
+    from ddb_assets.lake.catalog import load_table
+    from ddb_assets.lake.convert import export_record
+
+    dictionary_keys = stored.options.dictionary_keys
+    profile = Profile()
+    for piece in _pieces(export, piece_bytes, dictionary_keys):
+        profile.key_names = profile.key_names or piece.images.columns.key_names
+        for items in (piece.new, piece.old, piece.keys):
+            profile.merge(profile_items(items, 0))
+    plan = plan_table(profile, stored.options, stored.partition, stored)
+    keys = [_key_column(plan, attribute) for attribute in profile.key_names]
+    wanted = _schema(plan, keys)
+    record = export_record(export)
+    location = main.location().rstrip("/").rsplit("/", 1)[0] + f"/{identifier[1]}"
+    for attempt in range(COMMIT_ATTEMPTS):
+        history = load_table(catalog, *identifier)
+        mark = high_water_mark(history)[0] if history is not None else None
+        if history is not None:
+            from ddb_assets.lake.merge import applied_already
+
+            if applied_already(history, export.export_id):
+                return history, None
+            transaction = history.transaction()
+            try:
+                with transaction.update_schema() as update:
+                    update.union_by_name(wanted)
+            except ValueError as exc:
+                raise HistoryError(f"{identifier[1]} cannot take the columns of {identifier[0]}.{main.name()[-1]} "
+                                   f"as it is now ({exc}; was the table rebuilt?): drop {identifier[1]} to start the "
+                                   f"history anew") from None
+        else:
+            transaction = catalog.create_table_transaction(
+                identifier, schema=wanted, location=location,
+                properties={**TABLE_PROPERTIES, HISTORY_OF: main.name()[-1]})
+        schema = transaction.table_metadata.schema().as_arrow()
+        target = FileTarget(data=f"{location}/data", run=f"{export.export_id}-{uuid.uuid4().hex[:12]}",
+                            compression=compression)
+        writer = PartitionedWriter(resolve(target.data, s3), schema, target, worker=0)
+        rows = 0
+        try:
+            skip_before = int(instant(mark) * 1_000_000) if mark else None
+            for piece in _pieces(export, piece_bytes, dictionary_keys):
+                table = _rows(piece, plan, keys, export, record.export_to_time, skip_before)
+                if table.num_rows:
+                    writer.write(_conform(table, schema))
+                    rows += table.num_rows
+            written = writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        summary = {**record.summary(__version__, "history"), f"{SUMMARY_PREFIX}history-rows": str(rows)}
+        append_files(transaction, written, summary)
+        try:
+            transaction.commit_transaction()
+        except (CommitFailedException, TableAlreadyExistsError):
+            for w in written:  # someone committed first: again, against the table as it is then
+                location_ = resolve(w.path, s3)
+                location_.fs.delete_file(location_.path)
+            time.sleep(random.uniform(0.05, 0.25) * (attempt + 1))
+            continue
+        return load_table(catalog, *identifier), rows
+    raise HistoryError(f"{identifier[1]} kept changing under this run; gave up after {COMMIT_ATTEMPTS} attempts "
+                       f"(nothing was appended; run again)")
+
+
+@dataclass
+class _Piece:
+    new: pa.StructArray
+    old: pa.StructArray
+    keys: pa.StructArray
+    images: ChangeImages
+
+
+def _pieces(export: Export, piece_bytes: int, dictionary_keys: int) -> Iterator[_Piece]:
+    """Every piece of the export's data files as its changes' parsed images (md5s checked)."""
+    from ddb_assets.exports.buffers import gunzip_pieces
+
+    arena = ByteArena()
+    known: dict[str, pa.Schema | None] = {"new": None, "old": None, "keys": None}
+    maps: dict[str, frozenset] = {}
+    for data_file in export.files:
+        compressed = data_file.stream_verified()
+        for text, _ in gunzip_pieces(compressed, arena, obj=data_file.name, piece_bytes=piece_bytes):
+            images = incremental_images(text.view(), obj=data_file.name, ion=data_file.output_format == "ION")
+            parsed = {}
+            for side, lines in (("new", images.new), ("old", images.old), ("keys", images.keys)):
+                if side not in maps:
+                    maps[side] = detect_dictionary_maps(Text.of(lines), dictionary_keys)
+                table, known[side] = parse_items(lines, output_format="DYNAMODB_JSON", obj=data_file.name,
+                                                 known=known[side], dictionary_maps=maps[side])
+                parsed[side] = table.column("Item").combine_chunks()
+            yield _Piece(parsed["new"], parsed["old"], parsed["keys"], images)
+        compressed.verify()
+
+
+def _rows(piece: _Piece, plan: TablePlan, keys: list[str], export: Export, export_to_time: str | None,
+          skip_before: int | None) -> pa.Table:
+    """A piece's history rows (unconformed: the plan's types, no field ids)."""
+    columns = piece.images.columns
+    count = len(columns.operation)
+    new = flatten_items(piece.new, plan)
+    old = flatten_items(piece.old, plan)
+    key_values = flatten_items(piece.keys, plan).select(keys)
+    deleted = pc.equal(columns.operation, DELETE)
+    if (export.summary.output_view or "NEW_AND_OLD_IMAGES") == "NEW_IMAGE":
+        upsert = pa.array(["UPSERT"] * count, pa.string())
+    else:
+        upsert = pc.if_else(piece.images.has_old, "MODIFY", "INSERT")
+    arrays = {name: key_values.column(name) for name in keys}
+    arrays.update({
+        "operation": pc.if_else(deleted, "REMOVE", upsert),
+        "write_time": columns.write_micros.cast(TIME),
+        "export_id": pa.array([export.export_id] * count, pa.string()),
+        "export_arn": pa.array([export.summary.export_arn] * count, pa.string()),
+        "export_to_time": pa.array([_micros(export_to_time)] * count, pa.int64()).cast(TIME)})
+    arrays.update({NEW + name: new.column(name) for name in new.column_names})
+    arrays.update({OLD + name: old.column(name) for name in old.column_names})
+    table = pa.table(arrays)
+    if skip_before is not None:
+        table = table.filter(pc.greater_equal(columns.write_micros, skip_before))
+    return table
+
+
+def _schema(plan: TablePlan, keys: list[str]) -> pa.Schema:
+    """The history's columns for ``plan`` (every one nullable, no field ids: the catalog numbers them)."""
+    types = {f.name: f.type for f in plan.arrow_schema}
+    fields = [pa.field(name, _plain(types[name])) for name in keys]
+    fields += [pa.field("operation", pa.string()), pa.field("write_time", TIME), pa.field("export_id", pa.string()),
+               pa.field("export_arn", pa.string()), pa.field("export_to_time", TIME)]
+    image = [pa.field(f.name, _plain(f.type)) for f in plan.arrow_schema]
+    fields += [pa.field(NEW + f.name, f.type) for f in image] + [pa.field(OLD + f.name, f.type) for f in image]
+    names = [f.name for f in fields]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise HistoryError(f"the change history would hold two columns named {', '.join(clash)} (a key attribute "
+                           f"named like a history column): the history cannot be kept for this table")
+    return pa.schema(fields)
+
+
+def _plain(kind: pa.DataType) -> pa.DataType:
+    """``kind`` without field-id metadata on list elements."""
+    if pa.types.is_list(kind):
+        return pa.list_(pa.field("element", _plain(kind.value_type)))
+    return kind
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` in the history's schema: its columns in order and types (with field ids), the
+    columns it lacks (added by another export's attributes) null."""
+    arrays = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+              for f in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _key_column(plan: TablePlan, attribute: str) -> str:
+    for column in plan.columns:
+        if column.path == (attribute,) and column.encoding == "scalar":
+            return column.name
+    raise HistoryError(f"the key attribute {attribute!r} has no column in the table")
+
+
+def _micros(text: str | None) -> int | None:
+    if not text:
+        return None
+    return int(round(datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc).timestamp()
+                     * 1_000_000))
+
+
+__all__ = ["HistoryError", "HistoryResult", "NEW", "OLD", "SUFFIX", "history_name", "record_history"]

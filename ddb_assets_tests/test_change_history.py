@@ -1,0 +1,162 @@
+"""The change history table (``<table>_changes``): one row per change of each incremental export
+applied with the history on, appended once, caught up after a failure, read back by DuckDB."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from ddb_assets.lake.catalog import CatalogConfig, open_catalog
+from ddb_assets.local.clock import WorldClock
+from ddb_assets.local.world import LocalWorld
+from ddb_assets_tests.cli_helpers import run_cli
+from ddb_assets_tests.test_incremental_merge import WINDOW, Chain, clock  # noqa: F401 - the fixture
+
+COLUMNS = ["pk", "sk", "operation", "write_time", "export_id", "new_year", "new_v", "old_year", "old_v"]
+
+
+def history_rows(chain: Chain, table: str = "t") -> list[dict[str, Any]]:
+    """The history table's rows as pyiceberg reads them (by field id), ordered by write time."""
+    catalog = open_catalog(CatalogConfig(), str(chain.lake))
+    rows = catalog.load_table(("ddb_lake", f"{table}_changes")).scan().to_arrow().to_pylist()
+    return sorted(rows, key=lambda r: (r["write_time"], r["pk"]))
+
+
+def at(epoch: float) -> datetime:
+    return datetime.fromtimestamp(round(epoch * 1_000_000) / 1_000_000, timezone.utc)
+
+
+def pick(row: dict[str, Any], columns: list[str] = COLUMNS) -> tuple:
+    return tuple(row.get(c) for c in columns)
+
+
+def test_history_holds_each_change_of_each_window_once(world: LocalWorld, clock: WorldClock, tmp_path: Path) -> None:
+    chain = Chain(world, clock, tmp_path, "DYNAMODB_JSON", "NEW_AND_OLD_IMAGES")
+    chain.put("a", 1, year={"N": "2015"}, v={"S": "a0"})
+    chain.put("b", 1, year={"N": "2015"}, v={"S": "b0"})
+    chain.full()
+    start = chain.mark
+    clock.advance(10)
+    chain.put("a", 1, year={"N": "2016"}, v={"S": "a1"})  # a modify that moves partition
+    t_a = clock.now()
+    clock.advance(10)
+    chain.put("c", 2, year={"N": "2017"}, v={"S": "c1"})  # an insert
+    t_c = clock.now()
+    clock.advance(10)
+    chain.delete("b", 1)  # a remove
+    t_b = clock.now()
+    clock.set(start + WINDOW + 1, frozen=True)
+    first = chain.incremental(start, start + WINDOW, history=True)
+    assert first.history_error is None and first.history is not None
+    one = first.export.export_id
+    assert first.history.appended == [(one, 3)]
+    assert [pick(r) for r in history_rows(chain)] == [
+        ("a", 1, "MODIFY", at(t_a), one, 2016, "a1", 2015, "a0"),
+        ("c", 2, "INSERT", at(t_c), one, 2017, "c1", None, None),
+        ("b", 1, "REMOVE", at(t_b), one, None, None, 2015, "b0")]
+    row = history_rows(chain)[0]
+    assert row["export_arn"] == first.export.summary.export_arn
+    assert row["export_to_time"] == at(start + WINDOW)
+
+    # The second window brings an attribute the table never had: a column of the table, and
+    # new_/old_ columns of the history.
+    clock.advance(30)
+    chain.put("c", 2, year={"N": "2017"}, v={"S": "c2"}, late={"N": "1.5"})
+    t_c2 = clock.now()
+    clock.set(start + 2 * WINDOW + 1, frozen=True)
+    second = chain.incremental(start + WINDOW, start + 2 * WINDOW, history=True)
+    two = second.export.export_id
+    assert second.history.appended == [(two, 1)]
+    rows = history_rows(chain)
+    assert len(rows) == 4
+    assert pick(rows[-1], COLUMNS + ["new_late", "old_late"]) == \
+        ("c", 2, "MODIFY", at(t_c2), two, 2017, "c2", 2017, "c1", Decimal("1.5"), None)
+    assert [r["new_late"] for r in rows[:3]] == [None, None, None]
+
+    # Applying the first export again changes neither the table nor its history.
+    history_snapshots = len(second.history.table.snapshots())
+    again = chain.convert(first.export.folder.uri, "t", history=True)
+    assert again.merge.already_applied and again.history.appended == []
+    assert len(history_rows(chain)) == 4
+    catalog = open_catalog(CatalogConfig(), str(chain.lake))
+    assert len(catalog.load_table(("ddb_lake", "t_changes")).snapshots()) == history_snapshots
+
+    # DuckDB reads it through the CLI, with the table's other views.
+    out = run_cli("query", "SELECT pk, operation, new_v, old_v, new_late FROM t_changes ORDER BY write_time",
+                  "--lake", str(chain.lake), "--format", "json")
+    assert out.returncode == 0, out.stderr
+    assert [json.loads(line) for line in out.stdout.splitlines()] == [
+        {"pk": "a", "operation": "MODIFY", "new_v": "a1", "old_v": "a0", "new_late": None},
+        {"pk": "c", "operation": "INSERT", "new_v": "c1", "old_v": None, "new_late": None},
+        {"pk": "b", "operation": "REMOVE", "new_v": None, "old_v": "b0", "new_late": None},
+        {"pk": "c", "operation": "MODIFY", "new_v": "c2", "old_v": "c1", "new_late": "1.5"}]
+    listed = run_cli("tables", "--lake", str(chain.lake), "--format", "json")
+    assert [t["identifier"] for t in json.loads(listed.stdout)["tables"]] == ["ddb_lake.t", "ddb_lake.t_changes"]
+
+
+def test_new_image_view_says_upsert_and_has_no_old_image(world: LocalWorld, clock: WorldClock, tmp_path: Path) -> None:
+    chain = Chain(world, clock, tmp_path, "ION", "NEW_IMAGE")
+    chain.put("a", 1, year={"N": "2015"}, v={"S": "a0"})
+    chain.full()
+    start = chain.mark
+    clock.advance(5)
+    chain.put("a", 1, year={"N": "2015"}, v={"S": "a1"})
+    t_a = clock.now()
+    clock.advance(5)
+    chain.put("n", 3, year={"N": "2018"}, v={"S": "n1"})
+    t_n = clock.now()
+    clock.advance(5)
+    chain.delete("a", 1)  # after the update: the window's final state is a delete
+    t_gone = clock.now()
+    clock.set(start + WINDOW + 1, frozen=True)
+    result = chain.incremental(start, start + WINDOW, history=True)
+    one = result.export.export_id
+    assert [pick(r) for r in history_rows(chain)] == [
+        ("n", 3, "UPSERT", at(t_n), one, 2018, "n1", None, None),
+        ("a", 1, "REMOVE", at(t_gone), one, None, None, None, None)]
+    assert t_a < t_gone  # only the key's final state is exported
+
+
+def test_a_failed_history_append_is_caught_up_by_the_next_run(world: LocalWorld, clock: WorldClock,
+                                                              tmp_path: Path) -> None:
+    chain = Chain(world, clock, tmp_path, "DYNAMODB_JSON", "NEW_AND_OLD_IMAGES")
+    chain.put("a", 1, year={"N": "2015"}, v={"S": "a0"})
+    chain.full()
+    start = chain.mark
+    ends = [start + WINDOW * (n + 1) for n in range(3)]
+    exports = []
+    for n, end in enumerate(ends):
+        clock.set(end - WINDOW + 10, frozen=True)
+        chain.put("a", 1, year={"N": "2015"}, v={"S": f"a{n + 1}"})
+        clock.set(end + 1, frozen=True)
+        # The second window's history is not appended (its run had the history off, as when the
+        # append failed after the merge committed).
+        result = chain.incremental(end - WINDOW, end, history=n != 1)
+        assert result.history_error is None
+        exports.append(result.export.export_id)
+    assert result.history.appended == [(exports[1], 1), (exports[2], 1)]
+    assert [(r["export_id"], r["old_v"], r["new_v"]) for r in history_rows(chain)] == [
+        (exports[0], "a0", "a1"), (exports[1], "a1", "a2"), (exports[2], "a2", "a3")]
+
+
+def test_a_history_that_cannot_be_appended_leaves_the_merge_committed(world: LocalWorld, clock: WorldClock,
+                                                                      tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    chain = Chain(world, clock, tmp_path, "DYNAMODB_JSON", "NEW_AND_OLD_IMAGES")
+    chain.put("a", 1, year={"N": "2015"}, v={"S": "a0"})
+    chain.full()
+    catalog = open_catalog(CatalogConfig(), str(chain.lake))
+    catalog.create_table(("ddb_lake", "t_changes"), schema=pa.schema([pa.field("x", pa.string())]),
+                         location=str(tmp_path / "lake" / "t_changes"))  # someone else's table of that name
+    start = chain.mark
+    clock.advance(5)
+    chain.put("a", 1, year={"N": "2015"}, v={"S": "a1"})
+    clock.set(start + WINDOW + 1, frozen=True)
+    result = chain.incremental(start, start + WINDOW, history=True)
+    assert result.merge.commit is not None and result.history is None
+    assert "t_changes exists and is not the change history of t" in result.history_error
+    assert [i["v"] for i in chain.items("t")] == ["a1"]
