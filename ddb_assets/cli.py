@@ -11,7 +11,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -414,6 +414,10 @@ def convert(
     allow_overlap: bool = typer.Option(False, help="Incremental exports: apply a window that starts before the "
                                                    "table's high-water mark, by write time (changes written "
                                                    "before the mark are skipped)."),
+    history: bool = typer.Option(False, "--history", help="Incremental exports: also append each change (key, "
+                                                          "operation, write time, new and old images) to the change "
+                                                          "history table <table>_changes, created if needed; "
+                                                          "catches up exports it lacks."),
 ) -> None:
     """Convert a DynamoDB export into an Iceberg table of typed, flattened Parquet, in one commit.
 
@@ -436,7 +440,7 @@ def convert(
         **{key: (value or None if key == "partition_by" else value) if value is not None else defaults[key]
            for key, value in given.items()},
         workers=workers, work_dir=work_dir, compression=compression, catalog=_catalog_config(catalog, namespace),
-        table_name=table_name, rebuild=rebuild, allow_overlap=allow_overlap,
+        table_name=table_name, rebuild=rebuild, allow_overlap=allow_overlap, history=history,
         from_table=frozenset(key for key, value in given.items() if value is None))  # the table's own
     export, known = open_export(source), None
     if profile:
@@ -457,7 +461,8 @@ def convert(
     merge, record = result.merge, export_record(result.export)
     if merge is not None and merge.already_applied:
         _summary_lines([("unchanged", f"{result.table}: export {result.export.export_id} was applied already "
-                                      f"(snapshot {commit.snapshot_id})")])
+                                      f"(snapshot {commit.snapshot_id})"), *_history_lines(result)])
+        _history_failed(result)
         return
     rows = [("committed", f"{result.table} snapshot {commit.snapshot_id}" + (" (new table)" if commit.created else "")),
             ("export", result.export.summary.export_arn)]
@@ -483,7 +488,21 @@ def convert(
         rows.append(("mixed types", ", ".join(f"{k} {v}" for k, v in plan.variants.items())))
     if plan.vanished:
         rows.append(("vanished", ", ".join(plan.vanished) + " (kept as columns, null in this export's rows)"))
-    _summary_lines(rows)
+    _summary_lines(rows + _history_lines(result))
+    _history_failed(result)
+
+
+def _history_lines(result: Any) -> list[tuple[str, str]]:
+    if result.history is None:
+        return []
+    appended = ", ".join(f"{rows:,} changes of export {export_id}" for export_id, rows in result.history.appended)
+    return [("history", f"{result.table}_changes: " + (f"appended {appended}" if appended else
+                                                            "holds this export already"))]
+
+
+def _history_failed(result: Any) -> None:
+    if result.history_error:
+        raise CliError(result.history_error)
 
 
 @app.command()

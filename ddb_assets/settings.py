@@ -148,6 +148,8 @@ class TableSettings(_Strict):
     owners: list[str] = Field(default_factory=list, description="Asset owners: emails or team:name.")
     incremental: IncrementalSettings | None = Field(
         None, description="Incremental exports of time windows, merged into the lake table (off when absent).")
+    history: bool = Field(False, description="Keep the change history <name>_changes: one row per change of each "
+                                             "incremental export merged (operation, write time, new and old images).")
 
     @field_validator("table")
     @classmethod
@@ -224,7 +226,8 @@ class Settings(_Strict):
         values: dict[str, Any] = dict(partition_by=table.partition_by, naming=table.naming, max_depth=table.max_depth,
                                       dictionary_keys=table.dictionary_keys, compression=table.compression,
                                       workers=self.convert_workers, work_dir=self.convert_work_dir,
-                                      table_name=table.lake_name, catalog=self.catalog.config())
+                                      table_name=table.lake_name, catalog=self.catalog.config(),
+                                      history=table.history)
         values.update(overrides)
         return ConvertOptions(**values)
 

@@ -43,7 +43,8 @@ def _iso(epoch: float) -> str:
 
 
 class Platform:
-    def __init__(self, world: LocalWorld, clock: WorldClock, tmp: Path, instance: dg.DagsterInstance):
+    def __init__(self, world: LocalWorld, clock: WorldClock, tmp: Path, instance: dg.DagsterInstance,
+                 history: bool = False):
         self.world, self.clock, self.instance = world, clock, instance
         self.ddb = world.client("dynamodb")
         self.table, bucket = unique("reviews"), unique("exports")
@@ -53,7 +54,8 @@ class Platform:
         base = local_settings(world.endpoint, str(tmp / "lake"), table=self.table, bucket=bucket, convert_workers=1)
         table = TableSettings(table=self.table, export_bucket=bucket, export_prefix=f"exports/{self.table}",
                               incremental=IncrementalSettings(window="15m", start=_iso(self.start),
-                                                              future_windows=16))  # the clock runs ahead
+                                                              future_windows=16),  # the clock runs ahead
+                              history=history)
         self.settings = base.model_copy(update={"tables": [table]})
         self.names = TableNames(self.settings, table)
         self.defs = build_definitions(self.settings)
@@ -173,3 +175,39 @@ def test_windows_are_exported_validated_and_merged_in_order(world: LocalWorld, c
         assert (differs.metadata["missing"].value, differs.metadata["extra"].value,
                 differs.metadata["different"].value) == (1, 0, 0)
         assert differs.metadata["examples"].value == [{"problem": "missing", "key": "product_id=p, review_id=r3"}]
+
+
+def test_the_lake_table_keeps_the_change_history_of_its_windows(world: LocalWorld, clock: WorldClock,
+                                                               tmp_path: Path) -> None:
+    with dg.instance_for_test() as instance:
+        p = Platform(world, clock, tmp_path, instance, history=True)
+        p.put("r1", 2015)
+        p.put("r2", 2015)
+        clock.set(p.start, frozen=True)
+        assert p.materialize([p.names.pitr_export_key], run_config={"ops": {
+            "__".join(p.names.pitr_export_key.path): {"config": {"export_time": _iso(p.start)}}}}).success
+        assert p.sensor_tick_and_validate()
+        assert p.lake_table().success
+        clock.advance(60)
+        p.put("r1", 2016, note={"S": "moved"})
+        moved = clock.now()
+        clock.advance(1)
+        p.delete("r2")
+        clock.set(p.start + WINDOW + 1, frozen=True)
+        key = datetime.fromtimestamp(p.start, timezone.utc).strftime("%Y-%m-%dT%H:%M")
+        window = p.materialize([p.names.incremental_export_key], partition_key=key)
+        assert window.success
+        [started] = window.asset_materializations_for_node("__".join(p.names.incremental_export_key.path))
+        export_id = started.metadata["export_id"].value
+        assert export_id in p.sensor_tick_and_validate()
+        merged = p.lake_table()
+        assert merged.success
+        [event] = merged.asset_materializations_for_node("__".join(p.names.parquet_key.path))[:1]
+        assert event.metadata["history_appended"].value == [{"export_id": export_id, "changes": 2}]
+        lake = p.defs.resources["lake"]
+        changes = lake.table(f"{p.names.name}_changes").scan().to_arrow().to_pylist()
+        assert sorted((r["review_id"], r["operation"], r["old_year"], r["new_year"], r["new_note"], r["export_id"])
+                      for r in changes) == [("r1", "MODIFY", 2015, 2016, "moved", export_id),
+                                            ("r2", "REMOVE", 2015, None, None, export_id)]
+        assert [r["write_time"] for r in changes if r["review_id"] == "r1"] == \
+            [datetime.fromtimestamp(round(moved * 1e6) / 1e6, timezone.utc)]

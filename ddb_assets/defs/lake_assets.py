@@ -118,6 +118,14 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
                               "blocked": dg.MetadataValue.json(blocked)}) from exc
             for warning in (results[-1].merge.warnings if results[-1].merge else []):
                 context.log.warning(warning)
+            if results[-1].history_error:
+                # The merge is committed; the next run appends what the history lacks (later
+                # windows wait, so the history stays in window order).
+                blocked = [e.export_id for e in chain[position + 1:]]
+                raise dg.Failure(results[-1].history_error + (f"; waiting behind it: {', '.join(blocked)}"
+                                                               if blocked else ""),
+                                 metadata={"failed_export": export.export_id,
+                                           "blocked": dg.MetadataValue.json(blocked)})
         result = results[-1]
         export_id = result.export.export_id
         table = result.commit.table
@@ -153,6 +161,9 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
                                                   "deletes": r.merge.deletes, "deletes_missing": r.merge.deletes_missing,
                                                   "files_rewritten": r.merge.files_rewritten}
                                                  for r in results if r.merge is not None]),
+                "history_appended": dg.MetadataValue.json([{"export_id": export_id_, "changes": rows}
+                                                            for r in results if r.history is not None
+                                                            for export_id_, rows in r.history.appended]),
                 "latest_valid_export": valid.describe(),
                 "export_time": result.export.summary.export_time or "",
                 "schema_changes": dg.MetadataValue.json(commit.schema_changes),
