@@ -159,3 +159,27 @@ def test_a_history_that_cannot_be_appended_leaves_the_merge_committed(world: Loc
     assert result.merge.commit is not None and result.history is None
     assert "t_changes exists and is not the change history of t" in result.history_error
     assert [i["v"] for i in chain.items("t")] == ["a1"]
+
+
+def test_convert_history_flag(world: LocalWorld, clock: WorldClock, tmp_path: Path, aws_env: dict[str, str]) -> None:
+    from ddb_assets_tests.conftest import wait_done
+
+    chain = Chain(world, clock, tmp_path, "DYNAMODB_JSON", "NEW_AND_OLD_IMAGES")
+    chain.put("a", 1, year={"N": "2015"}, v={"S": "a0"})
+    chain.full()
+    start = chain.mark
+    clock.advance(5)
+    chain.put("b", 2, year={"N": "2016"}, v={"S": "b1"})
+    clock.set(start + WINDOW + 1, frozen=True)
+    spec = {"ExportFromTime": start, "ExportToTime": start + WINDOW, "ExportViewType": "NEW_AND_OLD_IMAGES"}
+    done = wait_done(chain.ddb, chain.ddb.export_table_to_point_in_time(
+        TableArn=chain.arn, S3Bucket=chain.bucket, S3Prefix="inc", ExportType="INCREMENTAL_EXPORT",
+        IncrementalExportSpecification=spec)["ExportDescription"]["ExportArn"])
+    merged = run_cli("convert", chain._source(done), str(chain.lake / "t"), "--history", env=aws_env)
+    assert merged.returncode == 0, merged.stderr
+    export_id = done["ExportArn"].rsplit("/", 1)[-1]
+    assert f"history        ddb_lake.t_changes: appended 1 changes of export {export_id}" in merged.stdout
+    again = run_cli("convert", chain._source(done), str(chain.lake / "t"), "--history", env=aws_env)
+    assert again.returncode == 0, again.stderr
+    assert "ddb_lake.t_changes: holds this export already" in again.stdout
+    assert [(r["pk"], r["operation"], r["new_v"]) for r in history_rows(chain)] == [("b", "INSERT", "b1")]
