@@ -94,6 +94,17 @@ def test_history_holds_each_change_of_each_window_once(world: LocalWorld, clock:
         {"pk": "c", "operation": "INSERT", "new_v": "c1", "old_v": None, "new_late": None},
         {"pk": "b", "operation": "REMOVE", "new_v": None, "old_v": "b0", "new_late": None},
         {"pk": "c", "operation": "MODIFY", "new_v": "c2", "old_v": "c1", "new_late": "1.5"}]
+    # The README's SCD type 2 query: each version with the time it was valid from and to.
+    scd = run_cli("query", """SELECT pk, v, valid_from, valid_to FROM (
+                   SELECT pk, sk, operation, new_v AS v, write_time AS valid_from,
+                          lead(write_time) OVER (PARTITION BY pk, sk ORDER BY write_time) AS valid_to
+                   FROM t_changes) AS versions
+                 WHERE operation <> 'REMOVE' ORDER BY pk, sk, valid_from""",
+                  "--lake", str(chain.lake), "--format", "json")
+    assert scd.returncode == 0, scd.stderr
+    iso = lambda t: at(t).strftime("%Y-%m-%dT%H:%M:%S.%fZ").replace(".000000Z", "Z")  # noqa: E731
+    assert [tuple(json.loads(line).values()) for line in scd.stdout.splitlines()] == [
+        ("a", "a1", iso(t_a), None), ("c", "c1", iso(t_c), iso(t_c2)), ("c", "c2", iso(t_c2), None)]
     listed = run_cli("tables", "--lake", str(chain.lake), "--format", "json")
     assert [t["identifier"] for t in json.loads(listed.stdout)["tables"]] == ["ddb_lake.t", "ddb_lake.t_changes"]
 
