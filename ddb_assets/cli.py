@@ -488,6 +488,9 @@ def convert(
         rows.append(("mixed types", ", ".join(f"{k} {v}" for k, v in plan.variants.items())))
     if plan.vanished:
         rows.append(("vanished", ", ".join(plan.vanished) + " (kept as columns, null in this export's rows)"))
+    if history and merge is None:
+        rows.append(("history", f"{result.table}_changes: a full export adds no changes (the history starts with "
+                                f"the next incremental export merged)"))
     _summary_lines(rows + _history_lines(result))
     _history_failed(result)
 

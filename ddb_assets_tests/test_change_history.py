@@ -150,6 +150,11 @@ def test_a_failed_history_append_is_caught_up_by_the_next_run(world: LocalWorld,
     assert result.history.appended == [(exports[1], 1), (exports[2], 1)]
     assert [(r["export_id"], r["old_v"], r["new_v"]) for r in history_rows(chain)] == [
         (exports[0], "a0", "a1"), (exports[1], "a1", "a2"), (exports[2], "a2", "a3")]
+    # A window without changes is recorded too (the history's mark moves on), with no rows.
+    clock.set(ends[-1] + WINDOW + 1, frozen=True)
+    empty = chain.incremental(ends[-1], ends[-1] + WINDOW, history=True)
+    assert empty.history.appended == [(empty.export.export_id, 0)]
+    assert len(history_rows(chain)) == 3
 
 
 def test_a_history_that_cannot_be_appended_leaves_the_merge_committed(world: LocalWorld, clock: WorldClock,

@@ -141,7 +141,7 @@ def _append(catalog: Any, identifier: tuple[str, str], main: Any, stored: TableS
             s3: S3Options | None, compression: str, piece_bytes: int) -> tuple[Any, int | None]:
     """One snapshot of ``identifier`` holding ``export``'s changes; (table, rows), rows None when
     the history recorded the export already."""
-    from pyiceberg.exceptions import CommitFailedException, TableAlreadyExistsError
+    from pyiceberg.exceptions import CommitFailedException, TableAlreadyExistsError, ValidationError
 
     from ddb_assets import __version__
     from ddb_assets.lake.catalog import load_table
@@ -170,7 +170,7 @@ def _append(catalog: Any, identifier: tuple[str, str], main: Any, stored: TableS
             try:
                 with transaction.update_schema() as update:
                     update.union_by_name(wanted)
-            except ValueError as exc:
+            except (ValueError, ValidationError) as exc:
                 raise HistoryError(f"{identifier[1]} cannot take the columns of {identifier[0]}.{main.name()[-1]} "
                                    f"as it is now ({exc}; was the table rebuilt?): drop {identifier[1]} to start the "
                                    f"history anew") from None
