@@ -23,7 +23,7 @@ PROBLEMS = [
     ("unknown nested key", VALID + "    partition_bye: year\n",
      "tables.0.partition_bye: Extra inputs are not permitted (known keys here: table, name, export_bucket, "
      "export_prefix, export_format, partition_by, naming, max_depth, dictionary_keys, compression, key_attributes, "
-     "wait_for_export, enable_pitr, owners, incremental)"),
+     "wait_for_export, enable_pitr, owners, incremental, history)"),
     ("wrong value", VALID + "    max_depth: lots\n",
      "tables.0.max_depth: Input should be a valid integer, unable to parse string as an integer (got 'lots')"),
     ("wrong choice", VALID + "    naming: camel\n", "tables.0.naming: Input should be 'snake' or 'glue' (got 'camel')"),
