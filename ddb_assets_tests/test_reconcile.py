@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ddb_assets.lake.reconcile import reconcile
 from ddb_assets.local.clock import WorldClock
 from ddb_assets.local.world import LocalWorld
@@ -51,3 +53,28 @@ def test_merged_and_fresh_tables_reconcile_then_each_difference_is_counted(world
                               {"problem": "extra", "key": "pk=new, sk=9"},
                               {"problem": "missing", "key": "pk=k2, sk=2"}]
     assert "1 missing from" in found.describe() and "1 with different attributes" in found.describe()
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(("value", "types"), [
+    ("0.25", ["DECIMAL(2,2)", "DECIMAL(3,2)", "DECIMAL(38,10)"]),  # DuckDB prints decimal(2,2) as '.25'
+    ("-0.25", ["DECIMAL(2,2)", "DECIMAL(5,3)"]),
+    ("0", ["DECIMAL(2,2)", "DECIMAL(4,0)", "BIGINT"]),
+    ("-0.00", ["DECIMAL(3,2)", "DECIMAL(2,2)", "BIGINT"]),
+    ("15.00", ["DECIMAL(5,2)", "DECIMAL(4,0)", "BIGINT"]),
+    ("100.50", ["DECIMAL(6,2)", "DECIMAL(20,9)"]),
+])
+def test_a_number_has_one_canonical_text_whatever_its_column_type(value: str, types: list[str]) -> None:
+    import duckdb
+    import pyarrow as pa
+
+    from ddb_assets.lake.reconcile import _scalar_sql
+
+    connection = duckdb.connect()
+    texts = set()
+    for sql_type in types:
+        expression = f"CAST(CAST('{value}' AS DECIMAL(38,10)) AS {sql_type})"
+        kind = pa.int64() if sql_type == "BIGINT" else pa.decimal128(38, 10)
+        texts.add(connection.execute(f"SELECT {_scalar_sql(expression, kind)}").fetchone()[0])
+    expected = {"0.25": "0.25", "-0.25": "-0.25", "0": "0", "-0.00": "0", "15.00": "15", "100.50": "100.5"}[value]
+    assert texts == {expected}

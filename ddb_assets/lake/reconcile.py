@@ -173,7 +173,9 @@ def _scalar_sql(expression: str, kind: Any) -> str:
 
     if pa.types.is_decimal(kind):
         # 15.00 and 15 are one DynamoDB number: drop trailing fractional zeros, then a bare point.
-        text = f"CAST({expression} AS VARCHAR)"
+        # DuckDB prints a decimal without integer digits (decimal(2, 2)) as '.25': a 0 goes first.
+        text = f"regexp_replace(CAST({expression} AS VARCHAR), '^(-?)\\.', '\\10.')"
+        text = f"regexp_replace({text}, '^-(0(\\.0*)?)$', '\\1')"  # -0.00 is 0
         return f"regexp_replace(regexp_replace({text}, '(\\.[0-9]*?)0+$', '\\1'), '\\.$', '')"
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
         return f"base64({expression})"
