@@ -418,6 +418,13 @@ def convert(
                                                           "operation, write time, new and old images) to the change "
                                                           "history table <table>_changes, created if needed; "
                                                           "catches up exports it lacks."),
+    runner: str = typer.Option("local", help="local: worker processes on this machine; spark: shard tasks in one "
+                                             "Spark application (spark-submit; needs the spark extra and Java). "
+                                             "Incremental exports always merge on this machine."),
+    spark_master: str = typer.Option("local[*]", help="spark-submit's --master for --runner spark: local[N], "
+                                                      "spark://HOST:7077, yarn."),
+    shards: int = typer.Option(0, help="Shard tasks for --runner spark (0: about one per 256 MiB of gzip input, "
+                                       "at least two, at most one per data file)."),
 ) -> None:
     """Convert a DynamoDB export into an Iceberg table of typed, flattened Parquet, in one commit.
 
@@ -434,6 +441,7 @@ def convert(
     if naming is not None:
         _check_naming(naming)
     _check_compression(compression)
+    runner_options = _runner_options(runner, spark_master, shards)
     given = {"partition_by": partition_by, "naming": naming, "max_depth": max_depth, "dictionary_keys": dictionary_keys}
     defaults = {"partition_by": None, "naming": "snake", "max_depth": 3, "dictionary_keys": 64}
     options = ConvertOptions(
@@ -441,6 +449,7 @@ def convert(
            for key, value in given.items()},
         workers=workers, work_dir=work_dir, compression=compression, catalog=_catalog_config(catalog, namespace),
         table_name=table_name, rebuild=rebuild, allow_overlap=allow_overlap, history=history,
+        runner=runner_options,
         from_table=frozenset(key for key, value in given.items() if value is None))  # the table's own
     export, known = open_export(source), None
     if profile:
@@ -480,7 +489,8 @@ def convert(
             ("columns", f"{len(plan.columns)}" + (f" ({'; '.join(changes)})" if changes else "")),
             ("input", f"{mb:,.1f} MB uncompressed, {result.compressed_bytes / 1e6:,.1f} MB gzip"),
             ("time", f"{result.seconds:.2f}s, {mb / max(result.seconds, 1e-9):,.1f} MB/s"),
-            ("scratch", "none: one pass, planned from the profile" if result.one_pass else
+            ("scratch", f"none: {result.shards} shard tasks on the {runner} runner" if result.shards else
+             "none: one pass, planned from the profile" if result.one_pass else
              f"{result.scratch_bytes / 1e6:,.1f} MB at most in {work_dir or tempfile.gettempdir()}"),
             ("location", result.location),
             ("metadata", commit.metadata_location)]
@@ -506,6 +516,46 @@ def _history_lines(result: Any) -> list[tuple[str, str]]:
 def _history_failed(result: Any) -> None:
     if result.history_error:
         raise CliError(result.history_error)
+
+
+def _runner_options(runner: str, spark_master: str, shards: int):  # type: ignore[no-untyped-def]
+    from ddb_assets.lake.shards.options import RunnerOptions
+
+    try:
+        return RunnerOptions(kind=runner, shards=shards, spark_master=spark_master)
+    except ValueError as exc:
+        raise CliError(f"--{exc}") from None
+
+
+shard_app = typer.Typer(help="Shard tasks: the pieces of a conversion that runners hand to other machines.",
+                        no_args_is_help=True)
+app.add_typer(shard_app, name="shard")
+
+
+@shard_app.command("run")
+def shard_run(
+    spec: str = typer.Option(..., help="The shard spec (JSON, as a runner writes it): local path or s3://."),
+    result: Optional[str] = typer.Option(None, help="Where the result JSON goes (default: beside the spec, "
+                                                    "<spec name>.result.json)."),
+) -> None:
+    """Run one shard task here: read and check its data files (and, for a writing shard, write its
+    Parquet files into the table's data folder, named by run, attempt and shard). Commits nothing:
+    the runner's driver commits every shard's result in one snapshot. Bad input is reported in the
+    result (and here, with its file and line; exit code 1)."""
+    from ddb_assets.lake.shards.worker import result_path_for, run_shard_at
+
+    try:
+        done = run_shard_at(spec, result)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    where = result or result_path_for(spec)
+    if done.error is not None:
+        raise CliError(f"{done.error.message} (result: {where})")
+    _summary_lines([("shard", f"{done.shard + 1} (attempt {done.attempt}) of run {done.run}"),
+                    ("items", f"{sum(r.items for r in done.reads):,} read from {len(done.reads)} data file(s)"),
+                    ("files", f"{len(done.written):,} written, {sum(w.rows for w in done.written):,} rows"),
+                    ("time", f"{done.seconds:.2f}s"),
+                    ("result", where)])
 
 
 @app.command()
@@ -844,12 +894,14 @@ def main() -> None:
     from ddb_assets.lake.evolution import SchemaConflict
     from ddb_assets.lake.partitioning import PartitionError
     from ddb_assets.lake.plan_checks import ProfileMismatch
+    from ddb_assets.lake.shards.spec import ShardFailed
     from ddb_assets.settings import ConfigError
 
     try:
         app()
     except (CliError, ExportFormatError, ExportFailed, ExportTimeout, ConfigError, LookupError, ScratchSpaceError,
-            CommitConflict, StaleExport, ProfileMismatch, SchemaConflict, PartitionError, CatalogError) as exc:
+            CommitConflict, StaleExport, ProfileMismatch, SchemaConflict, PartitionError, CatalogError,
+            ShardFailed) as exc:
         _error(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
     except ClientError as exc:
         error = exc.response.get("Error", {})

@@ -126,6 +126,20 @@ class IncrementalSettings(_Strict):
         return self.max_lag_minutes * 60 if self.max_lag_minutes else 2 * self.window_seconds + 3600
 
 
+class SparkSettings(_Strict):
+    master: str = Field("local[*]", description="spark-submit's --master: local[N], spark://HOST:7077, yarn "
+                                                "(EMR on EC2).")
+    submit: str | None = Field(None, description="The spark-submit to run (default: $SPARK_HOME's, else "
+                                                 "pyspark's, else the one on PATH).")
+    conf: dict[str, str] = Field(default_factory=dict, description="Extra --conf key=value pairs "
+                                                                   "(spark.executor.memory, ...).")
+    shards: int = Field(0, ge=0, description="Shard tasks per conversion (0: about one per 256 MiB of gzip "
+                                             "input, at least two, at most one per data file).")
+    staging: str | None = Field(None, description="Folder (local or s3://) the shard specs and results pass "
+                                                  "through (default: a temporary local folder; use s3:// "
+                                                  "with --deploy-mode cluster).")
+
+
 class TableSettings(_Strict):
     table: str = Field(..., description="DynamoDB table name or ARN.")
     name: str | None = Field(None, description="Name in the lake and in asset keys (default: the table's name).")
@@ -199,6 +213,11 @@ class Settings(_Strict):
                                                            "raw_export's profile is not there for a one-pass "
                                                            "conversion; needs up to about 0.8x an export's "
                                                            "decompressed size.")
+    runner: Literal["local", "spark"] = Field("local", description="Who converts full exports: local (worker "
+                                                                   "processes here) or spark (shard tasks in "
+                                                                   "one Spark application; see spark). "
+                                                                   "Incremental exports merge locally.")
+    spark: SparkSettings = Field(default_factory=SparkSettings)
     report_dirs: list[str] = Field(default_factory=list, description="Folders of extra report SQL files "
                                                                      "({table} is the lake table).")
 
@@ -222,8 +241,12 @@ class Settings(_Strict):
     def convert_options(self, table: TableSettings, **overrides: Any) -> "ConvertOptions":
         """The conversion options of one table: the CLI and the Dagster assets share this model."""
         from ddb_assets.lake.convert import ConvertOptions
+        from ddb_assets.lake.shards.options import RunnerOptions
 
-        values: dict[str, Any] = dict(partition_by=table.partition_by, naming=table.naming, max_depth=table.max_depth,
+        runner = RunnerOptions(kind=self.runner, shards=self.spark.shards, spark_master=self.spark.master,
+                               spark_submit=self.spark.submit, spark_conf=tuple(sorted(self.spark.conf.items())),
+                               staging=self.spark.staging)
+        values: dict[str, Any] = dict(runner=runner, partition_by=table.partition_by, naming=table.naming, max_depth=table.max_depth,
                                       dictionary_keys=table.dictionary_keys, compression=table.compression,
                                       workers=self.convert_workers, work_dir=self.convert_work_dir,
                                       table_name=table.lake_name, catalog=self.catalog.config(),

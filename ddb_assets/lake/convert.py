@@ -58,6 +58,7 @@ from ddb_assets.lake.partitioning import PartitionBy
 from ddb_assets.lake.plan_checks import ProfileMismatch, check_profile
 from ddb_assets.lake.profile import Profile, profile_items
 from ddb_assets.lake.scratch import make_scratch, remove_stale_scratch
+from ddb_assets.lake.shards.options import RunnerOptions
 from ddb_assets.lake.schema import SchemaOptions, TableSchema
 from ddb_assets.lake.writer import (SMALL_PARTITION_BYTES, FileTarget, PartitionedWriter, WrittenFile,
                                     merge_small_files, parquet_options)
@@ -94,6 +95,7 @@ class ConvertOptions:
     # Options to take from the table as stored, when it exists (the CLI's options not given):
     # any of "partition_by", "naming", "max_depth", "dictionary_keys".
     from_table: frozenset[str] = frozenset()
+    runner: RunnerOptions = RunnerOptions()  # local: the process pool here; spark: shard tasks (lake/shards)
 
     def with_table(self, stored: "TableSchema | None") -> "ConvertOptions":
         """These options with those named in ``from_table`` taken from the stored table."""
@@ -149,6 +151,7 @@ class ConvertResult:
     merge: MergeResult | None = None  # an incremental export's merge (upserts, deletes, files rewritten)
     history: HistoryResult | None = None  # with options.history: what the change history appended
     history_error: str | None = None  # the history's append failed (the merge is committed; the next run appends it)
+    shards: int = 0  # shard tasks an engine ran (options.runner); 0: converted by the local pool
 
     @property
     def partitions(self) -> dict[str, dict[str, int]]:
@@ -414,6 +417,28 @@ def _convert_files(worker: int, files: list[tuple[int, DataFile]], job: _WriteJo
         raise
 
 
+def convert_share(worker: int, files: list[tuple[int, DataFile]], options: ConvertOptions, *, conversion: str,
+                  export_id: str, incremental: bool = False, plan: TablePlan | None = None,
+                  target: FileTarget | None = None) -> tuple[list[WrittenFile], list[_Parsed]]:
+    """One share of an export's data files (``(index in the manifest, file)`` pairs), in this
+    process: each read, checked (md5, item count) and profiled, as a local worker does; with a
+    ``plan`` and its file ``target``, also flattened and written in one pass, ``worker`` numbering
+    the files. What a shard task runs (lake/shards). Returns (files written, one read per file:
+    ``index``, ``profile``, ``compressed`` and ``uncompressed`` bytes). Raises ExportFormatError
+    (bad input: the files written so far are removed) or ProfileMismatch (items ``plan`` cannot hold)."""
+    try:
+        if plan is None:
+            return [], [_parse_file(index, data_file, None, options.dictionary_keys, conversion, options.partition,
+                                    options.piece_bytes, incremental) for index, data_file in files]
+        if incremental or target is None:
+            raise ValueError("writing a share needs a file target, and a full export (incremental ones merge locally)")
+        job = _WriteJob(plan, target, options.only_partitions, options.buffer_bytes, options.s3)
+        written, reads, _ = _convert_files(worker, files, job, options, conversion, export_id)
+        return written, reads
+    finally:
+        _worker.release()  # a long-lived worker (a Spark executor's Python) runs other shards next
+
+
 def _run_one_pass(pool: Executor, export: Export, job: _WriteJob, options: ConvertOptions, workers: int,
                   notify: ProgressCallback) -> tuple[list[_Parsed], list[WrittenFile], list[pa.Table]]:
     conversion = uuid.uuid4().hex
@@ -543,6 +568,11 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
     if known is not None and known.items != export.summary.item_count:
         raise ProfileMismatch(f"the profile given describes {known.items:,} items; export {export.export_id} "
                               f"holds {export.summary.item_count:,}: it is another export's")
+    if options.runner.kind != "local" and export.summary.export_type != INCREMENTAL:
+        # Incremental exports merge on the local runner (their changes' keys are not shard results yet).
+        from ddb_assets.lake.shards.driver import convert_in_shards
+
+        return convert_in_shards(export, dest, options, notify, known, started)
     # Runs killed before they could clean up left their scratch here: this run removes it.
     cleaned = remove_stale_scratch(options.work_dir)
     if cleaned:
@@ -796,5 +826,6 @@ def _balance(items: list[_T], workers: int, size: Callable[[_T], int]) -> list[l
     return groups
 
 
-__all__ = ["ConvertOptions", "ConvertResult", "LakeTarget", "convert_export", "export_record", "lake_target",
+__all__ = ["ConvertOptions", "ConvertResult", "LakeTarget", "convert_export", "convert_share", "export_record",
+           "lake_target",
            "profile_export", "stored_schema", "ExportFormatError", "ProfileMismatch", "ScratchSpaceError"]

@@ -1,0 +1,181 @@
+"""The ``spark`` runner: one Spark application maps a conversion's shard tasks over its executors.
+
+``spark-submit`` runs the package's own driver script (lake/shards/spark_job.py) with ``--master``
+as configured (``local[*]``, a standalone cluster, YARN; EMR on EC2 is YARN), so the same code runs
+on a laptop and on a cluster. One application serves every pass of a conversion (the profile pass,
+then the write pass: starting an application costs seconds to minutes, and it starts while this
+process opens the table). The passes go through a staging folder: this process writes a round of
+shard specs (``round-N.json``), the application runs one Spark task per shard and writes the
+collected results (``round-N.results.json``); a ``stop`` round ends it. The executors need the
+package (and Python 3.11) installed.
+
+Retries are Spark's: a task that raises is retried up to ``spark.task.maxFailures`` times (1 in
+local mode unless the master says ``local[N,F]``), each attempt writing files of its own
+(``<run>-<attempt>-<shard>``). Bad input is not retried (it cannot get better): the shard's result
+carries the error, with its object and line.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import orjson
+
+from ddb_assets.exports.storage import Location, resolve
+from ddb_assets.lake.shards.spec import ShardFailed, ShardResult, ShardSpec
+
+JOB_SCRIPT = Path(__file__).with_name("spark_job.py")
+RESULTS_FORMAT = "ddb_assets.shard-results/1"
+LOG_TAIL_LINES = 30
+POLL_SECONDS = 0.25
+STOP_SECONDS = 120  # for the application to end after its stop round
+
+
+def spark_submit_path(configured: str | None = None) -> str:
+    """The spark-submit to run: the configured one, else ``$SPARK_HOME/bin/spark-submit``, else
+    the one pyspark's wheel ships, else the one on PATH. Raises ShardFailed when there is none."""
+    if configured:
+        return configured
+    candidates = []
+    if os.environ.get("SPARK_HOME"):
+        candidates.append(Path(os.environ["SPARK_HOME"]) / "bin" / "spark-submit")
+    import importlib.util
+
+    found = importlib.util.find_spec("pyspark")
+    if found is not None and found.submodule_search_locations:
+        candidates.append(Path(list(found.submodule_search_locations)[0]) / "bin" / "spark-submit")
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate)
+    on_path = shutil.which("spark-submit")
+    if on_path:
+        return on_path
+    raise ShardFailed("the spark runner needs spark-submit: install the spark extra (pip install "
+                      "'ddb_assets[spark]') and a Java runtime, set SPARK_HOME, or configure spark_submit")
+
+
+class SparkEngine:
+    """One Spark application for one conversion: ``with SparkEngine(options, run) as engine:
+    engine.run(specs)`` per pass. ``options``: the conversion's ConvertOptions (its ``runner`` and
+    ``s3``)."""
+
+    def __init__(self, options: Any, run: str):
+        self.runner, self.s3, self.run_id = options.runner, options.s3, run
+        self.temporary = self.runner.staging is None
+        staging = tempfile.mkdtemp(prefix="ddb-assets-shards-") if self.temporary else self.runner.staging
+        self.staging_root = staging
+        self.folder: Location = resolve(staging, self.s3).join(run)
+        self.work = staging if self.temporary else tempfile.gettempdir()
+        self.log = Path(tempfile.gettempdir()) / f"ddb-assets-spark-{run}.log"
+        self.process: subprocess.Popen | None = None
+        self.rounds = 0
+
+    def __enter__(self) -> "SparkEngine":
+        if self.folder.scheme == "file":
+            self.folder.fs.create_dir(self.folder.path, recursive=True)
+        command = [sys.executable, "-m", "ddb_assets.lake.lifetime", str(os.getpid()), str(int(signal.SIGTERM)),
+                   spark_submit_path(self.runner.spark_submit), "--master", self.runner.spark_master,
+                   "--name", f"ddb-assets {self.run_id}"]
+        for key, value in self.runner.spark_conf:
+            command += ["--conf", f"{key}={value}"]
+        command += [str(JOB_SCRIPT), self.folder.uri]
+        with open(self.log, "wb") as out:
+            # spark-submit ends with this process (lake/lifetime.py); the driver script with spark-submit.
+            # In a folder of its own: Spark may leave files in its working directory.
+            self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                            env=_environment(self.runner.spark_master, self.s3), cwd=self.work)
+        return self
+
+    def run(self, specs: list[ShardSpec], options: Any = None) -> list[ShardResult]:
+        """Run one pass's ``specs``; their results. Raises ShardFailed when a task kept failing
+        (its shard and error) or the application ended (spark-submit's status and log tail)."""
+        number = self.rounds
+        self.rounds += 1
+        uris = []
+        for spec in specs:
+            location = self.folder.join(f"round-{number}", f"shard-{spec.shard:05d}.json")
+            if location.scheme == "file":
+                location.fs.create_dir(location.parent().path, recursive=True)
+            location.write_bytes(spec.to_json())
+            uris.append(location.uri)
+        results = self.folder.join(f"round-{number}.results.json")
+        self._publish(self.folder.join(f"round-{number}.json"), orjson.dumps({"specs": uris}))
+        document = self._wait_for(results)
+        if document.get("failed"):
+            failed = document["failed"]
+            raise ShardFailed(f"{failed['where']} failed after Spark's retries: {failed['kind']}: "
+                              f"{failed['message']} (its spec: {failed.get('spec', '')}; run it alone with "
+                              f"`ddb-assets shard run --spec URI`; spark-submit's log: {self.log})")
+        return [ShardResult.from_json(orjson.dumps(r), obj=results.uri) for r in document["results"]]
+
+    def _publish(self, location: Location, data: bytes) -> None:
+        # Written under another name and renamed: the application never reads half a round.
+        partial = location.parent().join(location.name + ".partial")
+        partial.write_bytes(data)
+        location.fs.move(partial.path, location.path)
+
+    def _wait_for(self, results: Location) -> dict:
+        assert self.process is not None
+        while True:
+            if results.exists():
+                document = orjson.loads(results.read_bytes())
+                if document.get("format") == RESULTS_FORMAT:
+                    return document
+            status = self.process.poll()
+            if status is not None:
+                raise ShardFailed(f"spark-submit ended (status {status}) before the shards' results came back "
+                                  f"(its log: {self.log}):\n{_tail(self.log)}")
+            time.sleep(POLL_SECONDS)
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        process = self.process
+        if process is None:
+            return
+        try:
+            if process.poll() is None:
+                self._publish(self.folder.join(f"round-{self.rounds}.json"), orjson.dumps({"stop": True}))
+            process.wait(timeout=STOP_SECONDS)
+        except (OSError, subprocess.TimeoutExpired):
+            process.terminate()
+            process.wait()
+        if kind is None:
+            if self.temporary:
+                shutil.rmtree(self.staging_root, ignore_errors=True)
+            self.log.unlink(missing_ok=True)
+        # On failure the specs and the log stay, for `ddb-assets shard run` and reading.
+
+
+def _environment(master: str, s3: Any) -> dict[str, str]:
+    env = dict(os.environ)
+    # The driver (client mode, spark-submit's default) runs on this machine, with this interpreter,
+    # which has the package; so do local executors. A cluster's executors use the Python set there.
+    env.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    if master.startswith("local"):
+        env.setdefault("PYSPARK_PYTHON", sys.executable)
+    if s3 is not None and s3.access_key and s3.secret_key:
+        # Explicit keys (the local world's dummy ones) reach the executors by their environment,
+        # never through a spec file.
+        env.setdefault("AWS_ACCESS_KEY_ID", s3.access_key)
+        env.setdefault("AWS_SECRET_ACCESS_KEY", s3.secret_key)
+    return env
+
+
+def _tail(log: Path) -> str:
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(lines[-LOG_TAIL_LINES:])
+
+
+__all__ = ["SparkEngine", "spark_submit_path"]

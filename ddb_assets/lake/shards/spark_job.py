@@ -1,0 +1,93 @@
+"""The Spark application of the spark runner (lake/shards/spark.py), run by spark-submit:
+
+    spark-submit --master MASTER .../ddb_assets/lake/shards/spark_job.py STAGING_URI
+
+It serves the rounds the runner writes to STAGING_URI (local or s3://), in order: ``round-N.json``
+lists shard spec URIs; the specs are read here, on the driver, and each becomes one Spark task
+(one partition of one element) running ``run_shard_document`` on an executor. The collected
+results go to ``round-N.results.json``; a task that kept failing after Spark's retries is written
+there instead, with its shard and error, and the application goes on to the next round. A round
+``{"stop": true}`` ends it, and so does the end of the process that started spark-submit (this
+script ends with its parent, and waits for a round at most IDLE_SECONDS).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+
+import orjson
+
+RESULTS_FORMAT = "ddb_assets.shard-results/1"
+# A task's failure reaches the driver as text (Spark's exception, the executor's traceback in it):
+# the shard and error are carried between these marks so the driver can report them exactly.
+MARK = "@@ddb-assets-shard-failure@@"
+POLL_SECONDS = 0.2
+IDLE_SECONDS = 6 * 3600  # a round is planned in seconds; a runner gone this long is not coming back
+
+
+def run_task(element: tuple[int, str, bytes]) -> bytes:
+    """One shard, on an executor: (shard number, spec URI, spec document) -> result document."""
+    from pyspark import TaskContext
+
+    from ddb_assets.lake.shards.worker import run_shard_document
+
+    shard, uri, document = element
+    context = TaskContext.get()
+    attempt = context.attemptNumber() if context is not None else 0
+    try:
+        return run_shard_document(document, obj=uri, attempt=attempt)
+    except Exception as error:  # noqa: BLE001 - raised again, for Spark to retry, with what to report
+        failure = {"where": f"shard {shard + 1} (attempt {attempt})", "kind": type(error).__name__,
+                   "message": str(error), "spec": uri}
+        raise RuntimeError(MARK + orjson.dumps(failure).decode() + MARK) from error
+
+
+def run_round(context, uris: list[str]) -> dict:  # type: ignore[no-untyped-def]
+    from ddb_assets.exports.storage import resolve
+
+    elements = [(number, uri, resolve(uri).read_bytes()) for number, uri in enumerate(uris)]
+    try:
+        results = context.parallelize(elements, len(elements)).map(run_task).collect()
+        return {"format": RESULTS_FORMAT, "results": [orjson.loads(r) for r in results]}
+    except Exception as error:  # noqa: BLE001 - a job that failed: reported through the results file
+        found = re.search(re.escape(MARK) + "(.*?)" + re.escape(MARK), str(error), re.S)
+        failure = orjson.loads(found.group(1)) if found else {
+            "where": "the Spark job", "kind": type(error).__name__,
+            "message": (str(error).strip().splitlines() or [""])[0]}
+        return {"format": RESULTS_FORMAT, "failed": failure}
+
+
+def main(argv: list[str]) -> int:
+    from pyspark.sql import SparkSession
+
+    from ddb_assets.exports.storage import resolve
+    from ddb_assets.lake.lifetime import die_with_parent
+
+    die_with_parent(None)  # spark-submit's JVM started this driver: it ends with it
+    staging = resolve(argv[1])
+    spark = SparkSession.builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    number, waited_since = 0, time.monotonic()
+    try:
+        while time.monotonic() - waited_since < IDLE_SECONDS:
+            request = staging.join(f"round-{number}.json")
+            if not request.exists():
+                time.sleep(POLL_SECONDS)
+                continue
+            document = orjson.loads(request.read_bytes())
+            if document.get("stop"):
+                return 0
+            answer = run_round(spark.sparkContext, document["specs"])
+            partial = staging.join(f"round-{number}.results.json.partial")
+            partial.write_bytes(orjson.dumps(answer))
+            staging.fs.move(partial.path, staging.join(f"round-{number}.results.json").path)
+            number, waited_since = number + 1, time.monotonic()
+        return 1
+    finally:
+        spark.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

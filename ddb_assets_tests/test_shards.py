@@ -1,0 +1,171 @@
+"""Shard tasks: balanced plans, specs and results that survive JSON, attempts that never collide,
+`ddb-assets shard run`, and the spark runner (pyspark local mode, spark-submit) converting an export
+into the same table as the local runner, or failing on bad input with its file and line and
+committing nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from ddb_assets.exports.errors import ExportFormatError
+from ddb_assets.exports.reader import open_export
+from ddb_assets.lake.catalog import load_table
+from ddb_assets.lake.convert import ConvertOptions, convert_export, lake_target, profile_export
+from ddb_assets.lake.evolution import plan_table
+from ddb_assets.lake.shards.driver import shard_specs
+from ddb_assets.lake.shards.options import RunnerOptions
+from ddb_assets.lake.shards.plan import plan_shards, shard_count
+from ddb_assets.lake.shards.spec import ShardFile, ShardResult, ShardSpec
+from ddb_assets.lake.shards.worker import run_shard
+from ddb_assets.lake.writer import FileTarget
+from ddb_assets.local.sample_data import PARTITION_KEY, SORT_KEY
+from ddb_assets_tests import doctor
+from ddb_assets_tests.cli_helpers import run_cli
+
+
+def _file(index: int, items: int, size: int | None) -> ShardFile:
+    return ShardFile(index, f"data/{index}.json.gz", f"/exports/data/{index}.json.gz", "md5", "etag", items, size)
+
+
+@pytest.mark.fast
+def test_shards_balance_skewed_files_by_size_largest_first_and_keep_export_order() -> None:
+    # A hot partition key: file 2 is as big as the four small ones together.
+    files = [_file(0, 100, 100), _file(1, 100, 110), _file(2, 400, 420), _file(3, 100, 100), _file(4, 100, 105)]
+    groups = plan_shards(files, 2)
+    assert [[f.index for f in g] for g in groups] == [[2], [0, 1, 3, 4]]
+    # sizes not listed for every file: the manifest's item counts weigh them instead
+    by_items = plan_shards([_file(0, 50, None), _file(1, 300, 1), _file(2, 200, 1), _file(3, 100, 1)], 2)
+    assert [[f.index for f in g] for g in by_items] == [[0, 1], [2, 3]]
+    # never more shards than files with items; automatic: at least two
+    assert shard_count(files, 9) == 5 and shard_count(files[:1], 0) == 1 and shard_count(files, 0) == 2
+    assert [len(g) for g in plan_shards(files, 5)] == [1, 1, 1, 1, 1]
+
+
+def _written_specs(tmp_path: Path, items: int = 600, files: int = 3) -> tuple[Path, list[ShardSpec]]:
+    """An export and its writing shard specs for an unpartitioned table at tmp_path/lake/t."""
+    folder = doctor.make_export(tmp_path / "export", items=items, files=files)
+    options = ConvertOptions(workers=1, runner=RunnerOptions(shards=2))
+    export, profile = profile_export(folder, options)
+    plan = plan_table(profile, options.schema_options)
+    data = lake_target(tmp_path / "lake" / "t", options).location.join("data").uri
+    specs = [dataclasses.replace(spec, schema=plan.schema, active=plan.active, target=FileTarget(data, "run1"))
+             for spec in shard_specs(export, options, "run1")]
+    return folder, specs
+
+
+def test_a_shard_spec_and_result_survive_json_and_attempts_write_distinct_files(tmp_path: Path) -> None:
+    folder, specs = _written_specs(tmp_path)
+    spec = ShardSpec.from_json(specs[0].to_json(), obj="spec.json")
+    assert spec == specs[0]
+    first = run_shard(spec)
+    retry = run_shard(dataclasses.replace(spec, attempt=1))
+    assert [Path(w.path).name for w in first.written] == ["run1-0-00000.parquet"]
+    assert [Path(w.path).name for w in retry.written] == ["run1-1-00000.parquet"]
+    assert all(Path(w.path).exists() for w in first.written + retry.written)  # the retry overwrote nothing
+    assert first.partitions == {"": spec.items}
+    back = ShardResult.from_json(first.to_json(), obj="result.json")
+    assert back.partitions == first.partitions and back.profile.items == spec.items
+    [written], [again] = first.written, back.written
+    assert (again.path, again.rows, again.bytes) == (written.path, written.rows, written.bytes)
+    assert again.footer is not None and again.footer.equals(pq.read_metadata(written.path))  # what the commit reads
+    assert [(r.key, r.items) for r in back.reads] == [(f.key, f.items) for f in spec.files]
+
+
+def test_shard_run_writes_the_result_beside_the_spec_and_reports_bad_input_with_its_line(tmp_path: Path) -> None:
+    folder, specs = _written_specs(tmp_path)
+    spec_path = tmp_path / "specs" / "shard-00001.json"
+    spec_path.parent.mkdir()
+    spec_path.write_bytes(specs[1].to_json())
+    done = run_cli("shard", "run", "--spec", str(spec_path))
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "specs" / "shard-00001.result.json").read_bytes())
+    assert result["error"] is None and sum(result["partitions"].values()) == specs[1].items
+    assert [Path(w["path"]).name for w in result["written"]] == ["run1-0-00001.parquet"]
+
+    bad = specs[1].files[0]
+    entry = next(e for e in doctor.manifest_lines(folder) if e["dataFileS3Key"] == bad.key)
+    doctor.edit_lines(folder, entry, lambda lines: lines.__setitem__(2, lines[2][:-7]))  # line 3 cut short
+    fixed = dataclasses.replace(bad, md5=next(e for e in doctor.manifest_lines(folder)
+                                              if e["dataFileS3Key"] == bad.key)["md5Checksum"])
+    spec_path.write_bytes(dataclasses.replace(specs[1], files=(fixed, *specs[1].files[1:])).to_json())
+    failed = run_cli("shard", "run", "--spec", str(spec_path), "--result", str(tmp_path / "failed.json"))
+    assert failed.returncode == 1
+    assert f"{bad.key}:3: malformed JSON" in failed.stderr and failed.stderr.count("\n") == 1, failed.stderr
+    error = json.loads((tmp_path / "failed.json").read_bytes())["error"]
+    assert (error["kind"], error["obj"], error["line"]) == ("ExportFormatError", bad.key, 3)
+
+
+# -- the spark runner -------------------------------------------------------------------------------
+
+def _spark_missing() -> str | None:
+    if shutil.which("java") is None:
+        return "no Java runtime (the spark runner needs one: apt-get install default-jre-headless)"
+    if importlib.util.find_spec("pyspark") is None:
+        return "pyspark is not installed (pip install '.[spark]')"
+    return None
+
+
+def needs_spark(test):  # type: ignore[no-untyped-def]
+    """Marked ``spark``; skipped, saying why, only where Java or pyspark is missing (CI has both)."""
+    missing = _spark_missing()
+    return pytest.mark.spark(pytest.mark.skipif(missing is not None, reason=missing or "")(test))
+
+
+
+SPARK = RunnerOptions(kind="spark", shards=3, spark_master="local[2]")
+
+
+def _sorted_rows(table, keys: list[str]):  # type: ignore[no-untyped-def]
+    return table.scan().to_arrow().sort_by([(k, "ascending") for k in keys])
+
+
+def _key_columns(result) -> list[str]:  # type: ignore[no-untyped-def]
+    return [next(c.name for c in result.plan.columns if c.path == (name,) and c.encoding == "scalar")
+            for name in (PARTITION_KEY, SORT_KEY)]
+
+
+@needs_spark
+def test_the_spark_runner_gives_the_table_the_local_runner_gives(tmp_path: Path) -> None:
+    folder = doctor.make_export(tmp_path / "export", items=3000, files=5, seed=11)
+    lake = tmp_path / "lake"
+    local = convert_export(folder, lake / "by_local", ConvertOptions(partition_by="year", workers=2))
+    events: list[str] = []
+    spark = convert_export(folder, lake / "by_spark", ConvertOptions(partition_by="year", runner=SPARK),
+                           progress=lambda kind, info: events.append(kind))
+    assert spark.shards == 3 and events[:2] == ["opened", "sharded"] and events[-1] == "committed"
+    assert spark.commit.rows == local.commit.rows == 3000
+    assert spark.partitions.keys() == local.partitions.keys()
+    assert {k: v["rows"] for k, v in spark.partitions.items()} == {k: v["rows"] for k, v in local.partitions.items()}
+    by_local, by_spark = local.commit.table, spark.commit.table
+    assert by_spark.schema() == by_local.schema() and by_spark.spec() == by_local.spec()
+    keys = _key_columns(local)
+    expected, got = _sorted_rows(by_local, keys), _sorted_rows(by_spark, keys)
+    assert got.schema.equals(expected.schema, check_metadata=True)
+    assert got.equals(expected)
+    # one snapshot, recording the export, as a local conversion's
+    summary = by_spark.current_snapshot().summary.additional_properties
+    assert summary["ddb-assets.export-id"] == local.export.export_id and len(by_spark.history()) == 1
+
+
+@needs_spark
+def test_a_shard_that_fails_fails_the_run_with_file_and_line_and_commits_nothing(tmp_path: Path) -> None:
+    folder = doctor.make_export(tmp_path / "export", items=1500, files=4, seed=3)
+    _, known = profile_export(folder, ConvertOptions(workers=1))
+    # The profile was read before the damage: the write pass meets it, after other shards wrote files.
+    entry = doctor.biggest_entry(folder)
+    doctor.edit_lines(folder, entry, lambda lines: lines.__setitem__(4, lines[4][:-7]))  # line 5 cut short
+    root = tmp_path / "lake" / "t"
+    with pytest.raises(ExportFormatError) as raised:
+        convert_export(open_export(folder), root, ConvertOptions(runner=SPARK), known=known)
+    assert raised.value.obj == entry["dataFileS3Key"] and raised.value.line == 5
+    assert f"{entry['dataFileS3Key']}:5: malformed JSON" in str(raised.value)
+    target = lake_target(root, ConvertOptions())
+    assert load_table(target.catalog, *target.identifier) is None  # nothing committed
+    assert list(root.rglob("*.parquet")) == []  # and no shard's files left behind
