@@ -37,6 +37,8 @@ setup(
             "hypothesis>=6.100,<7",
             "playwright>=1.50,<2",
         ],
+        # The spark runner (convert --runner spark): spark-submit and pyspark; Spark needs a Java 17+ runtime.
+        "spark": ["pyspark>=3.5,<4.1"],
     },
     entry_points={"console_scripts": ["ddb-assets=ddb_assets.cli:main"]},
 )

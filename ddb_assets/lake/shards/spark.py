@@ -148,11 +148,12 @@ class SparkEngine:
         except (OSError, subprocess.TimeoutExpired):
             process.terminate()
             process.wait()
-        if kind is None:
+        if kind is None or not issubclass(kind, ShardFailed):
             if self.temporary:
                 shutil.rmtree(self.staging_root, ignore_errors=True)
             self.log.unlink(missing_ok=True)
-        # On failure the specs and the log stay, for `ddb-assets shard run` and reading.
+        # When the engine failed, the specs and its log stay, for `ddb-assets shard run` and reading
+        # (bad input is reported with its object and line: nothing more to read).
 
 
 def _environment(master: str, s3: Any) -> dict[str, str]:
