@@ -246,11 +246,11 @@ class Settings(_Strict):
         runner = RunnerOptions(kind=self.runner, shards=self.spark.shards, spark_master=self.spark.master,
                                spark_submit=self.spark.submit, spark_conf=tuple(sorted(self.spark.conf.items())),
                                staging=self.spark.staging)
-        values: dict[str, Any] = dict(runner=runner, partition_by=table.partition_by, naming=table.naming, max_depth=table.max_depth,
+        values: dict[str, Any] = dict(partition_by=table.partition_by, naming=table.naming, max_depth=table.max_depth,
                                       dictionary_keys=table.dictionary_keys, compression=table.compression,
                                       workers=self.convert_workers, work_dir=self.convert_work_dir,
                                       table_name=table.lake_name, catalog=self.catalog.config(),
-                                      history=table.history)
+                                      history=table.history, runner=runner)
         values.update(overrides)
         return ConvertOptions(**values)
 

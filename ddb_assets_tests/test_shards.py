@@ -48,6 +48,23 @@ def test_shards_balance_skewed_files_by_size_largest_first_and_keep_export_order
     assert [len(g) for g in plan_shards(files, 5)] == [1, 1, 1, 1, 1]
 
 
+@pytest.mark.fast
+def test_the_settings_choose_the_runner_and_a_wrong_one_is_named(tmp_path: Path) -> None:
+    from ddb_assets.settings import ConfigError, load_settings
+
+    base = "lake_root: ./lake\ntables:\n  - table: reviews\n    export_bucket: ddb-exports\n"
+    path = tmp_path / "c.yaml"
+    path.write_text(base + "runner: spark\nspark:\n  master: spark://head:7077\n  shards: 64\n"
+                           "  conf: {spark.executor.memory: 4g}\n")
+    settings = load_settings(path)
+    assert settings.convert_options(settings.tables[0]).runner == RunnerOptions(
+        kind="spark", shards=64, spark_master="spark://head:7077", spark_conf=(("spark.executor.memory", "4g"),))
+    path.write_text(base + "runner: glue\n")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path)
+    assert "runner" in str(raised.value) and "'local' or 'spark'" in str(raised.value)
+
+
 def _written_specs(tmp_path: Path, items: int = 600, files: int = 3) -> tuple[Path, list[ShardSpec]]:
     """An export and its writing shard specs for an unpartitioned table at tmp_path/lake/t."""
     folder = doctor.make_export(tmp_path / "export", items=items, files=files)

@@ -70,6 +70,7 @@ class SparkEngine:
 
     def __init__(self, options: Any, run: str):
         self.runner, self.s3, self.run_id = options.runner, options.s3, run
+        self.submit = spark_submit_path(self.runner.spark_submit)  # before anything is made: none, no run
         self.temporary = self.runner.staging is None
         staging = tempfile.mkdtemp(prefix="ddb-assets-shards-") if self.temporary else self.runner.staging
         self.staging_root = staging
@@ -83,7 +84,7 @@ class SparkEngine:
         if self.folder.scheme == "file":
             self.folder.fs.create_dir(self.folder.path, recursive=True)
         command = [sys.executable, "-m", "ddb_assets.lake.lifetime", str(os.getpid()), str(int(signal.SIGTERM)),
-                   spark_submit_path(self.runner.spark_submit), "--master", self.runner.spark_master,
+                   self.submit, "--master", self.runner.spark_master,
                    "--name", f"ddb-assets {self.run_id}"]
         for key, value in self.runner.spark_conf:
             command += ["--conf", f"{key}={value}"]
