@@ -43,8 +43,8 @@ def run_shard(spec: ShardSpec) -> ShardResult:
 
 def run_shard_document(data: bytes, *, obj: str, attempt: int | None = None) -> bytes:
     """A spec document in, a result document out (an engine's task body). Bad input is not worth
-    a retry: it comes back as the result's ``error``. Any other failure raises, for the engine to
-    retry the task. ``attempt`` overrides the spec's (an engine's task attempt number)."""
+    a retry: it comes back as the result's ``error``. Any other failure (a read that kept failing
+    included) raises, for the engine to retry the task. ``attempt`` overrides the spec's (an engine's task attempt number)."""
     spec = ShardSpec.from_json(data, obj=obj)
     if attempt is not None:
         from dataclasses import replace
@@ -54,6 +54,8 @@ def run_shard_document(data: bytes, *, obj: str, attempt: int | None = None) -> 
     try:
         return run_shard(spec).to_json()
     except (ExportFormatError, ProfileMismatch) as error:
+        if getattr(error, "transient", False):
+            raise  # storage kept failing through its own retries (UnreadableObject): worth another attempt
         return ShardResult(spec.shard, spec.attempt, spec.run, seconds=time.monotonic() - started,
                            host=socket.gethostname(), error=ShardError.of(error)).to_json()
 
