@@ -136,7 +136,8 @@ def needs_spark(test):  # type: ignore[no-untyped-def]
 
 
 
-SPARK = RunnerOptions(kind="spark", shards=3, spark_master="local[2]")
+# No web UI: parallel test runs would race for its port 4040.
+SPARK = RunnerOptions(kind="spark", shards=3, spark_master="local[2]", spark_conf=(("spark.ui.enabled", "false"),))
 
 
 def _sorted_rows(table, keys: list[str]):  # type: ignore[no-untyped-def]
