@@ -35,7 +35,7 @@ def clock(world: LocalWorld) -> Iterator[WorldClock]:
     try:
         yield world.clock
     finally:
-        world.clock.real_time()
+        world.clock.reset()
         emulator.settings["export_delay_seconds"] = 0.2
 
 

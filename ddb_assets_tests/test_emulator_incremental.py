@@ -44,7 +44,7 @@ def clock(world: LocalWorld) -> Iterator[WorldClock]:
     try:
         yield world.clock
     finally:
-        world.clock.real_time()
+        world.clock.reset()
 
 
 def iso_millis(epoch: float) -> str:

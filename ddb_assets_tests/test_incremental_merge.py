@@ -33,7 +33,7 @@ def clock(world: LocalWorld) -> Iterator[WorldClock]:
     try:
         yield world.clock
     finally:
-        world.clock.real_time()
+        world.clock.reset()
         emulator.settings["export_delay_seconds"] = 0.2
 
 
@@ -256,4 +256,4 @@ def test_the_cli_exports_a_window_and_merges_it(world: LocalWorld, clock: WorldC
     assert "1 upserts, 0 deletes" in merged.stdout and "high-water mark" in merged.stdout
     assert [(i["pk"], str(i["year"])) for i in chain.items("t")] == [("a", "2015"), ("b", "2016")]
     refused = run_cli("export", chain.name, "--bucket", chain.bucket, "--incremental", "--from", end, env=aws_env)
-    assert refused.returncode == 1 and "--incremental needs --from and --to" in refused.stderr
+    assert refused.returncode == 2 and "error: --incremental needs --from and --to" in refused.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -31,7 +32,7 @@ def clock(world: LocalWorld) -> Iterator[WorldClock]:
     try:
         yield world.clock
     finally:
-        world.clock.real_time()
+        world.clock.reset()
 
 
 # -- the clock ----------------------------------------------------------------------------------
@@ -56,8 +57,34 @@ def test_a_new_clock_is_real_time_and_moves_only_forward() -> None:
         clock.advance(-1)
     flowing = clock.set(target + 2000)
     assert not clock.frozen and abs(flowing - (target + 2000)) < 0.5
-    back = clock.real_time()
+    # Real time again, but never backwards: a clock ahead keeps its lead and flows from there...
+    ahead = clock.real_time()
+    assert ahead >= flowing and not clock.frozen and clock.state()["offset"] > 10_000
+    time.sleep(0.02)
+    assert clock.now() > ahead
+    # ...and a frozen one that fell behind the wall clock joins it.
+    behind = WorldClock()
+    behind.advance(0, frozen=True)
+    time.sleep(0.05)
+    assert behind.state()["offset"] < -0.04
+    assert abs(behind.real_time() - time.time()) < 0.01 and abs(behind.state()["offset"]) < 0.01
+    # reset() is a fresh world's clock: the wall clock, even if that is a step back (the end of a test).
+    back = clock.reset()
     assert abs(back - time.time()) < 0.5 and not clock.frozen and abs(clock.state()["offset"]) < 0.5
+
+
+@pytest.mark.parametrize("frozen", [None, True, False])
+def test_advance_keeps_or_sets_the_clock_standing(frozen: bool | None) -> None:
+    clock = WorldClock()
+    clock.set(math.ceil(clock.now()) + 100, frozen=True)
+    start = clock.now()
+    assert clock.advance(60, frozen=frozen) == start + 60 or frozen is False
+    assert clock.frozen == (frozen is not False)
+    assert clock.now() >= start + 60
+    with pytest.raises(ValueError, match="only moves forward"):
+        clock.advance(float("inf"))
+    with pytest.raises(ValueError, match="only moves forward"):
+        clock.advance(float("nan"))
 
 
 def test_the_world_clock_is_driven_over_http(world: LocalWorld, clock: WorldClock) -> None:
@@ -71,8 +98,9 @@ def test_the_world_clock_is_driven_over_http(world: LocalWorld, clock: WorldCloc
         remote.set(now)
     with pytest.raises(ValueError, match="must be a number"):
         remote.advance("soon")  # type: ignore[arg-type]
-    remote.real_time()
-    assert not clock.frozen and abs(clock.now() - time.time()) < 0.5
+    remote.real_time()  # the clock is two days ahead: it flows on from there, never back
+    assert not clock.frozen and clock.now() >= now + 2 * DAY
+    assert remote.advance(0, frozen=True) == clock.now() and clock.frozen  # freeze at the present, in one step
 
 
 def test_exports_take_their_times_from_the_clock(ddb: Any, s3: Any, bucket: str, clock: WorldClock) -> None:
@@ -286,5 +314,43 @@ def test_the_cli_shows_and_moves_the_clock(world: LocalWorld, clock: WorldClock)
     assert datetime.fromtimestamp(start + 900, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") in result.stdout
     result = run_cli("clock", "--set", "2001-01-01T00:00:00", env=env)
     assert result.returncode == 1 and "only moves forward" in result.stderr
-    assert run_cli("clock", "--real-time", env=env).returncode == 0
-    assert not clock.frozen and abs(clock.now() - time.time()) < 1
+
+
+def test_the_cli_clock_never_moves_back_and_checks_every_flag_first(world: LocalWorld, clock: WorldClock) -> None:
+    from ddb_assets_tests.cli_helpers import run_cli
+
+    env = world.env()
+    clock.reset()
+    shown = run_cli("clock", env=env)
+    assert shown.returncode == 0 and shown.stdout.endswith("  (running, on the wall clock)\n"), shown.stdout
+    assert "-0s" not in shown.stdout
+
+    ahead = run_cli("clock", "--advance", "1h", env=env)
+    assert ahead.returncode == 0 and "(running, 1h ahead of the wall clock)" in ahead.stdout, ahead.stdout
+    before = clock.now()
+    # Back to real time: a step back would rewrite history, so the clock keeps its lead, and says so.
+    real = run_cli("clock", "--real-time", env=env)
+    assert real.returncode == 0, real.stderr
+    assert clock.now() >= before and not clock.frozen and clock.state()["offset"] > 3590
+    assert re.search(r"\(running, (1h|59m 5\ds) ahead of the wall clock\)", real.stdout), real.stdout
+    assert real.stderr.startswith("note: the clock stays ") and "never moves backwards" in real.stderr
+
+    # Refused options change nothing: each is checked before the clock is touched.
+    for args, message in [(["--freeze", "--real-time"], "error: --real-time goes alone"),
+                          (["--advance", "15m", "--real-time"], "error: --real-time goes alone"),
+                          (["--freeze", "--advance", "-5m"], "error: invalid value for '--advance': '-5m' is not a "
+                                                             "duration"),
+                          (["--advance", "soon"], "error: invalid value for '--advance': 'soon' is not a duration"),
+                          (["--advance", "inf"], "error: invalid value for '--advance': 'inf' is not a duration")]:
+        state = clock.state()
+        refused = run_cli("clock", *args, env=env)
+        assert refused.returncode == 2 and refused.stdout == "", (args, refused)
+        assert refused.stderr.splitlines()[-1].startswith(message), (args, refused.stderr)
+        assert clock.frozen == state["frozen"] and abs(clock.state()["offset"] - state["offset"]) < 1, args
+    refused = run_cli("clock", "--set", "2001-01-01T00:00:00", "--freeze", env=env)
+    assert refused.returncode == 1 and not clock.frozen  # one request: refused whole
+
+    # --freeze alone stands still at the present (it used to race the flowing clock and fail).
+    frozen = run_cli("clock", "--freeze", "--advance", "90s", env=env)
+    assert frozen.returncode == 0 and clock.frozen, frozen.stderr
+    assert "(frozen, 1h 1m" in frozen.stdout or "(frozen, 1h 2m" in frozen.stdout, frozen.stdout

@@ -15,6 +15,7 @@ The clock lives in the process that serves the world. Another process (``dagster
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from datetime import datetime, timezone
@@ -28,8 +29,9 @@ CLOCK_PATH = "/moto-api/ddb-assets/clock"
 class WorldClock:
     """Epoch seconds for the local world: the wall clock plus an offset, or frozen at an instant.
 
-    Time never runs backwards through :meth:`advance` or :meth:`set` (DynamoDB's history only
-    grows); :meth:`real_time` is the one way back, for the end of a test. Thread-safe.
+    Time never runs backwards through :meth:`advance`, :meth:`set` or :meth:`real_time`
+    (DynamoDB's history only grows); :meth:`reset`, a fresh world's clock, is the one way back
+    (moto's reset, the end of a test). Thread-safe.
     """
 
     def __init__(self) -> None:
@@ -51,22 +53,27 @@ class WorldClock:
         with self._lock:
             return self._frozen_at is not None
 
-    def advance(self, seconds: float) -> float:
-        """Jump ``seconds`` (>= 0) ahead; a frozen clock stays frozen at the new instant. Returns
-        the new now. Raises ValueError for a negative step."""
-        if seconds < 0:
+    def advance(self, seconds: float, *, frozen: bool | None = None) -> float:
+        """Jump ``seconds`` (>= 0) ahead. ``frozen``: True stands still at the new instant, False
+        flows from it, None (the default) keeps the clock as it is (frozen or flowing); so
+        ``advance(0, frozen=True)`` freezes the clock at its present instant, in one step.
+        Returns the new now. Raises ValueError for a negative or infinite step."""
+        if not math.isfinite(seconds) or seconds < 0:
             raise ValueError(f"the clock only moves forward; cannot advance by {seconds} seconds")
         with self._lock:
-            if self._frozen_at is not None:
-                self._frozen_at += seconds
+            target = self._now() + seconds
+            if frozen if frozen is not None else self._frozen_at is not None:
+                self._frozen_at = target
             else:
-                self._offset += seconds
+                self._frozen_at, self._offset = None, target - time.time()
             return self._now()
 
     def set(self, epoch: float, *, frozen: bool = False) -> float:
         """Jump to ``epoch`` (epoch seconds, not before now). ``frozen``: stand still there (every
         write gets exactly that time until the next move), else keep flowing from it. Returns the
         new now. Raises ValueError for an instant in the clock's past."""
+        if not math.isfinite(epoch):
+            raise ValueError(f"cannot set the clock to {epoch}")
         with self._lock:
             current = self._now()
             if epoch < current:
@@ -79,9 +86,20 @@ class WorldClock:
             return self._now()
 
     def real_time(self) -> float:
-        """Back to the wall clock, flowing. This can step back in time: tables written meanwhile
-        keep their history (later writes are stamped no earlier than their last one), so use
-        fresh tables afterwards. Returns the new now."""
+        """Flow with the wall clock again, never stepping back: a clock at or behind the wall
+        clock (a frozen one falls behind) joins it; a clock ahead of it (moved forward) flows on
+        from where it is, keeping its lead, since going back would rewrite history. Returns the
+        new now; :meth:`state`'s ``offset`` says how far ahead it stays."""
+        with self._lock:
+            current = self._now()
+            self._frozen_at, self._offset = None, max(0.0, current - time.time())
+            return self._now()
+
+    def reset(self) -> float:
+        """A fresh world's clock: the wall clock, flowing, even if that steps back in time. For
+        moto's reset (``/moto-api/reset``: every table is gone) and the end of a test; tables
+        written meanwhile keep their history (later writes are stamped no earlier than their
+        last one), so use fresh tables afterwards. Returns the new now."""
         with self._lock:
             self._offset, self._frozen_at = 0.0, None
             return self._now()
@@ -113,7 +131,8 @@ def clock_endpoint(request: Any, full_url: str, headers: Any) -> tuple[int, dict
     """moto-api handler for ``/moto-api/ddb-assets/clock``.
 
     ``GET``: the clock's :meth:`WorldClock.state`. ``POST`` a JSON object, one of
-    ``{"advance": seconds}``, ``{"set": epoch_seconds, "frozen": bool}`` or ``{"real_time": true}``;
+    ``{"advance": seconds}`` (optionally with ``"frozen": bool``), ``{"set": epoch_seconds, "frozen": bool}``
+    or ``{"real_time": true}`` (never a step back: see :meth:`WorldClock.real_time`);
     the answer is the new state. A refused move (backwards, malformed) is a 400 with ``{"error": "..."}``.
     """
     json_headers = {"Content-Type": "application/json"}
@@ -126,20 +145,24 @@ def clock_endpoint(request: Any, full_url: str, headers: Any) -> tuple[int, dict
         if not isinstance(body, dict):
             raise ValueError("the body must be a JSON object")
         if "advance" in body:
-            clock.advance(_number(body["advance"], "advance"))
+            frozen = body.get("frozen")
+            if frozen is not None and not isinstance(frozen, bool):
+                raise ValueError(f"frozen must be true, false or absent, not {frozen!r}")
+            clock.advance(_number(body["advance"], "advance"), frozen=frozen)
         elif "set" in body:
             clock.set(_number(body["set"], "set"), frozen=bool(body.get("frozen", False)))
         elif body.get("real_time"):
             clock.real_time()
         else:
-            raise ValueError('expected {"advance": seconds}, {"set": epoch, "frozen": bool} or {"real_time": true}')
+            raise ValueError('expected {"advance": seconds, "frozen": bool}, {"set": epoch, "frozen": bool} or '
+                             '{"real_time": true}')
     except ValueError as exc:
         return 400, json_headers, json.dumps({"error": str(exc)})
     return 200, json_headers, json.dumps(clock.state())
 
 
 def _number(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{name} must be a number of seconds, not {value!r}")
     return float(value)
 
@@ -170,8 +193,8 @@ class ClockClient:
         response.raise_for_status()
         return response.json()  # type: ignore[no-any-return]
 
-    def advance(self, seconds: float) -> float:
-        return self._post({"advance": seconds})
+    def advance(self, seconds: float, *, frozen: bool | None = None) -> float:
+        return self._post({"advance": seconds} if frozen is None else {"advance": seconds, "frozen": frozen})
 
     def set(self, epoch: float, *, frozen: bool = False) -> float:
         return self._post({"set": epoch, "frozen": frozen})

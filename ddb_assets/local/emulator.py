@@ -613,7 +613,8 @@ def _wrap_athena_execution() -> None:
 
 def _serve_clock() -> None:
     """``/moto-api/ddb-assets/clock`` beside moto's own endpoints (``local/clock.py``), and a
-    moto reset (``/moto-api/reset``: a fresh world) puts the clock back to real time."""
+    moto reset (``/moto-api/reset``: a fresh world) puts the clock back to the wall clock
+    (``WorldClock.reset``)."""
     from moto.moto_api._internal import urls
     from moto.moto_api._internal.models import MotoAPIBackend
 
@@ -622,7 +623,7 @@ def _serve_clock() -> None:
 
     def reset(self: Any) -> None:
         original_reset(self)
-        clock.real_time()
+        clock.reset()
 
     MotoAPIBackend.reset = reset  # type: ignore[method-assign]
 

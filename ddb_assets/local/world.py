@@ -80,8 +80,9 @@ class LocalWorld:
 
     @property
     def clock(self) -> WorldClock:
-        """The world's clock (real time until moved): ``advance(seconds)``, ``set(epoch, frozen=...)``,
-        ``real_time()``. The emulator reads it for write times, PITR windows, export times and
+        """The world's clock (real time until moved; only ever forward): ``advance(seconds)``,
+        ``set(epoch, frozen=...)``, ``real_time()``, and ``reset()`` back to the wall clock (the
+        end of a test). The emulator reads it for write times, PITR windows, export times and
         "now" checks. It is this process's clock (the world runs here); another process drives a
         served world with ``ClockClient(endpoint)`` (``local/clock.py``)."""
         return clock
