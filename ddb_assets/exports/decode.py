@@ -579,6 +579,8 @@ def _attribute_problem(value: Any, path: str) -> str | None:
         return f"attribute {path!r}: {kind} must be a JSON string"
     if kind in ("BOOL", "NULL") and not isinstance(inner, bool):
         return f"attribute {path!r}: {kind} must be a JSON boolean"
+    if kind == "NULL" and inner is not True:
+        return f"attribute {path!r}: NULL must be true"
     if kind in SET_DESCRIPTORS and (not isinstance(inner, list) or not inner
                                     or not all(isinstance(v, str) for v in inner)):
         return f"attribute {path!r}: {kind} must be a non-empty list of strings"

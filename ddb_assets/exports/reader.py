@@ -43,7 +43,10 @@ class DataFile:
 
     @property
     def name(self) -> str:
-        return self.manifest.data_file_s3_key
+        """Where the user finds the file, as errors name it: the local path or ``s3://`` URI it is
+        read from (the manifest's key names the bucket it was first written to, which a copy of
+        the export, in a folder or another bucket, does not have)."""
+        return self.location.uri
 
     def read_verified(self) -> bytes:
         """The compressed bytes, after checking them against the manifest's ``md5Checksum``.
