@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+import importlib
+import math
 import os
 import re
 import shutil
@@ -10,19 +13,92 @@ import sys
 import tempfile
 import time
 from datetime import datetime, timezone
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import typer
 from rich.console import Console
 
+from typer.core import TyperGroup
+
+try:  # typer 0.26 and later carry their own copy of click
+    import typer._click as typer_click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - older typer uses click itself
+    import click as typer_click  # type: ignore[no-redef]
+    from click import exceptions as click_errors  # type: ignore[no-redef]
+
+class _HelpFormatter(typer_click.HelpFormatter):  # type: ignore[misc,valid-type]
+    """click's plain help (it wraps at the terminal's width, at most 80 columns, and never cuts a
+    word), except that a word is never broken at a hyphen either: ``manifest-summary.json``,
+    ``--save-profile`` and ``ddb-assets`` stay whole, so help piped or copied still reads."""
+
+    def write_usage(self, *args: Any, **kwargs: Any) -> None:
+        with _whole_words():
+            super().write_usage(*args, **kwargs)
+
+    def write_text(self, *args: Any, **kwargs: Any) -> None:
+        with _whole_words():
+            super().write_text(*args, **kwargs)
+
+    def write_dl(self, *args: Any, **kwargs: Any) -> None:
+        with _whole_words():
+            super().write_dl(*args, **kwargs)
+
+
+@contextmanager
+def _whole_words() -> Iterator[None]:
+    """click's ``wrap_text`` builds its ``TextWrapper`` from its ``_textwrap`` module at each call:
+    for the duration, that wrapper keeps hyphenated words whole."""
+    module = importlib.import_module(typer_click.HelpFormatter.__module__.rsplit(".", 1)[0] + "._textwrap")
+    original = module.TextWrapper
+
+    class WholeWords(original):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **{**kwargs, "break_on_hyphens": False})
+
+    module.TextWrapper = WholeWords
+    try:
+        yield
+    finally:
+        module.TextWrapper = original
+
+
+class _Context(typer_click.Context):  # type: ignore[misc,valid-type]
+    formatter_class = _HelpFormatter
+
+
+class _Group(TyperGroup):
+    """The command group: every command's help uses the formatter above, and the list of
+    commands shows each one's first sentence whole (click would cut it at 45 characters)."""
+
+    context_class = _Context
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for command in self.commands.values():
+            command.context_class = _Context
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = [(name, command.get_short_help_str(limit=1_000)) for name in self.list_commands(ctx)
+                if (command := self.get_command(ctx, name)) is not None and not command.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
 app = typer.Typer(
+    cls=_Group,
     help="DynamoDB point-in-time exports turned into a typed, partitioned Parquet lake.\n\n"
          "Runs against AWS through the ordinary AWS settings (credentials chain, AWS_REGION, "
-         "AWS_ENDPOINT_URL), or against the local world started by `ddb-assets emulator`.",
+         "AWS_ENDPOINT_URL), or against the local world started by `ddb-assets emulator`.\n\n"
+         "Errors are one line, `error: ...`, exit code 1 (2 for a usage error, after the usage line); "
+         "DDB_ASSETS_DEBUG=1 also prints the traceback.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: wrapped, never truncated, the same on a terminal and piped
 )
 
 
@@ -54,20 +130,40 @@ def _client(service: str):  # type: ignore[no-untyped-def]
     return boto3.client(service, region_name=_region())
 
 
-@app.command()
+def _one_of(*choices: str):  # type: ignore[no-untyped-def]
+    """An option's callback: the value if it is one of ``choices`` (in any case; returned as
+    spelled there), else a usage error naming them. Checked as the command line is parsed."""
+    def check(value: Optional[str]) -> Optional[str]:
+        if value is None:
+            return None
+        for choice in choices:
+            if value.lower() == choice.lower():
+                return choice
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}")
+
+    return check
+
+
+EXPORT_FORMATS = ("DYNAMODB_JSON", "ION")
+PORT = {"min": 0, "max": 65535, "metavar": "PORT"}
+
+
+@app.command(short_help="The whole pipeline on the local world, through Dagster.")
 def demo(
-    items: int = typer.Option(3000, help="How many sample reviews to load."),
-    seed: int = typer.Option(7, help="Seed of the sample data (same seed, same data)."),
-    export_format: str = typer.Option("DYNAMODB_JSON", "--format", help="DYNAMODB_JSON or ION."),
-    lake: str = typer.Option("var/lake", help="Lake folder the demo publishes into (kept afterwards)."),
-    exports: str = typer.Option("var/exports", help="Folder the export is copied to, as <bucket>/<key> "
-                                                    "(kept afterwards: `inspect` and `convert` read it)."),
-    dagster_home: Optional[str] = typer.Option(None, help="Dagster home for the runs (default: $DAGSTER_HOME, "
-                                                          "else var/dagster, the one `make dev` shows)."),
+    items: int = typer.Option(3000, min=1, metavar="N", help="How many sample reviews to load."),
+    seed: int = typer.Option(7, metavar="N", help="Seed of the sample data (same seed, same data)."),
+    export_format: str = typer.Option("DYNAMODB_JSON", "--format", metavar="[DYNAMODB_JSON|ION]",
+                                      callback=_one_of(*EXPORT_FORMATS), help="The export's format."),
+    lake: str = typer.Option("var/lake", metavar="DIR", help="Lake folder the demo publishes into (kept "
+                                                             "afterwards)."),
+    exports: str = typer.Option("var/exports", metavar="DIR", help="Folder the export is copied to, as "
+                                "<bucket>/<key> (kept afterwards: `inspect` and `convert` read it)."),
+    dagster_home: Optional[str] = typer.Option(None, metavar="DIR", help="Dagster home for the runs (default: "
+                                               "$DAGSTER_HOME, else var/dagster, the one `make dev` shows)."),
     incremental: bool = typer.Option(False, "--incremental", help="Instead: a full export into the lake, then "
                                      "windows of changes exported incrementally and merged, then a fresh full export "
                                      "into reviews_check, reconciled with the merged table."),
-    windows: int = typer.Option(4, min=1, max=96, help="--incremental: how many 15-minute windows."),
+    windows: int = typer.Option(4, min=1, max=96, metavar="N", help="--incremental: how many 15-minute windows."),
 ) -> None:
     """The whole pipeline on the local world, through Dagster: load sample reviews, export the table
     (PITR), validate the export, convert it to partitioned Parquet, build the report tables. Also
@@ -84,29 +180,32 @@ def demo(
 
         outcome = run_incremental_demo(
             lambda line: console.print(line, highlight=False, soft_wrap=True, markup=False), items=items, seed=seed,
-            windows=windows, export_format=export_format.upper(), lake_root=lake,
+            windows=windows, export_format=export_format, lake_root=lake,
             load=lambda world, n, s: load_sample_table(world, n, s, console))
         if not outcome["equal"]:
             raise CliError("the merged table differs from the fresh full export (see above)")
         console.print(f"[green]incremental demo finished in {time.monotonic() - started:.1f}s[/]")
         return
     try:
-        run_demo(console, items=items, seed=seed, export_format=export_format.upper(), lake_root=lake,
+        run_demo(console, items=items, seed=seed, export_format=export_format, lake_root=lake,
                  exports_root=exports, dagster_home=dagster_home)
     except DemoRefused as exc:
         raise CliError(str(exc)) from None
     console.print(f"[green]demo finished in {time.monotonic() - started:.1f}s[/]")
 
 
-@app.command()
+@app.command(short_help="The local AWS world plus `dagster dev` on http://127.0.0.1:3000.")
 def dev(
-    port: int = typer.Option(3000, help="Port of the Dagster UI."),
-    emulator_port: int = typer.Option(4566, help="Port of the local AWS world."),
-    host: str = typer.Option("127.0.0.1", help="Address both listen on."),
-    sample_items: int = typer.Option(3000, help="Sample reviews loaded into the `reviews` table."),
-    dagster_home: Optional[str] = typer.Option(None, help="Dagster home (default: $DAGSTER_HOME, else var/dagster: "
-                                                          "the demo's runs are there)."),
-    lake: Optional[str] = typer.Option(None, help="Lake root (default: $DDB_ASSETS_LAKE_ROOT, else var/lake)."),
+    port: int = typer.Option(3000, **{**PORT, "min": 1}, help="Port of the Dagster UI."),
+    emulator_port: int = typer.Option(4566, **{**PORT, "min": 1}, help="Port of the local AWS world."),
+    host: str = typer.Option("127.0.0.1", metavar="ADDRESS", help="Address both listen on."),
+    sample_items: int = typer.Option(3000, min=0, metavar="N", help="Sample reviews loaded into the `reviews` "
+                                                                    "table."),
+    dagster_home: Optional[str] = typer.Option(None, metavar="DIR", help="Dagster home (default: $DAGSTER_HOME, "
+                                                                         "else var/dagster: the demo's runs are "
+                                                                         "there)."),
+    lake: Optional[str] = typer.Option(None, metavar="DIR", help="Lake root (default: $DDB_ASSETS_LAKE_ROOT, else "
+                                                                 "var/lake)."),
 ) -> None:
     """The local AWS world (with the sample `reviews` table) and `dagster dev` on the local profile,
     until Ctrl-C or SIGTERM (which stop both, and every process they started). Refuses to start
@@ -124,9 +223,10 @@ def dev(
 
 @app.command()
 def emulator(
-    port: int = typer.Option(4566, help="Port to listen on (127.0.0.1)."),
-    host: str = typer.Option("127.0.0.1", help="Address to bind."),
-    sample_items: int = typer.Option(0, help="Create the `reviews` table with this many sample items."),
+    port: int = typer.Option(4566, **PORT, help="Port to listen on (0: any free port)."),
+    host: str = typer.Option("127.0.0.1", metavar="ADDRESS", help="Address to bind."),
+    sample_items: int = typer.Option(0, min=0, metavar="N", help="Create the `reviews` table with this many "
+                                                                 "sample items (before the world is announced)."),
 ) -> None:
     """Serve the local AWS world (moto with faithful DynamoDB exports) until Ctrl-C."""
     from ddb_assets.local.demo import EXPORT_BUCKET, load_sample_table
@@ -137,13 +237,13 @@ def emulator(
         world.start()
     except BindError as exc:
         raise CliError(str(exc)) from None
+    if sample_items:  # before the announcement: a client that starts on it finds the table whole
+        load_sample_table(world, sample_items, 7, console)
+        console.print(f"table [bold]reviews[/] loaded; export bucket [bold]{EXPORT_BUCKET}[/]")
     console.print(f"local AWS world listening on [bold]{world.endpoint}[/]")
     console.print("point the AWS SDK and ddb-assets at it with:")
     for key, value in world.env().items():
         console.print(f"  export {key}={value}", highlight=False)
-    if sample_items:
-        load_sample_table(world, sample_items, 7, console)
-        console.print(f"table [bold]reviews[/] loaded; export bucket [bold]{EXPORT_BUCKET}[/]")
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     try:
         while True:
@@ -154,19 +254,30 @@ def emulator(
         world.stop()
 
 
-@app.command()
+@app.command(short_help="Show or move the local world's clock.")
 def clock(
-    advance: Optional[str] = typer.Option(None, help="Move the clock ahead by this long: 900, 90s, 15m, 2h, 1d."),
-    set_to: Optional[datetime] = typer.Option(None, "--set", help="Move the clock to this instant (UTC unless "
-                                                                   "a zone is given); never backwards."),
-    freeze: bool = typer.Option(False, help="Stand still (at --set, or at now): every write gets that time."),
-    real_time: bool = typer.Option(False, "--real-time", help="Back to the wall clock."),
+    advance: Optional[str] = typer.Option(None, metavar="DURATION", help="Move the clock ahead by this long: 900 "
+                                                                          "(seconds), 90s, 15m, 2h, 1d."),
+    set_to: Optional[datetime] = typer.Option(None, "--set", metavar="TIME", help="Move the clock to this instant "
+                                              "(ISO-8601; UTC unless a zone is given), never backwards; with "
+                                              "--advance, to that much after it."),
+    freeze: bool = typer.Option(False, "--freeze", help="Stand still (at --set, or at now, plus --advance): every "
+                                                        "write gets that time until the clock is moved again."),
+    real_time: bool = typer.Option(False, "--real-time", help="Flow with the wall clock again. A clock ahead of "
+                                                              "the wall clock keeps its lead (it never moves "
+                                                              "backwards); alone, without the other options."),
 ) -> None:
     """Show or move the local world's clock (write times, PITR windows, export times), so that
-    15-minute incremental windows and 35-day PITR windows pass at once. Talks to the world at
-    AWS_ENDPOINT_URL (`ddb-assets emulator`)."""
+    15-minute incremental windows and 35-day PITR windows pass at once.
+
+    The clock only moves forward. It belongs to the world at AWS_ENDPOINT_URL (`ddb-assets
+    emulator`); a new world starts at the wall clock."""
     from ddb_assets.local.clock import ClockClient
 
+    # Every option is checked before the clock is touched: a refused command changes nothing.
+    if real_time and (advance is not None or set_to is not None or freeze):
+        raise click_errors.UsageError("--real-time goes alone (it cannot be combined with --advance, --set or --freeze)")
+    step = _seconds(advance) if advance is not None else 0.0
     endpoint = os.environ.get("AWS_ENDPOINT_URL")
     if not endpoint:
         raise CliError("the clock belongs to the local world: start `ddb-assets emulator` and set AWS_ENDPOINT_URL")
@@ -174,34 +285,62 @@ def clock(
     try:
         if real_time:
             remote.real_time()
-        if set_to is not None or freeze:
-            when = (set_to.replace(tzinfo=set_to.tzinfo or timezone.utc).timestamp() if set_to is not None
-                    else remote.now())
-            remote.set(when, frozen=freeze)
-        if advance is not None:
-            remote.advance(_seconds(advance))
+        elif set_to is not None:  # one request: refused as a whole, or done
+            remote.set(set_to.replace(tzinfo=set_to.tzinfo or timezone.utc).timestamp() + step, frozen=freeze)
+        elif freeze or advance is not None:
+            remote.advance(step, frozen=True if freeze else None)
         state = remote.state()
     except ValueError as exc:
         raise CliError(str(exc)) from None
     except OSError as exc:  # requests' connection errors
-        raise CliError(f"no local world answers at {endpoint} ({type(exc).__name__})") from None
+        raise CliError(f"no local world answers at {endpoint} ({type(exc).__name__}): start `ddb-assets "
+                       f"emulator`, or point AWS_ENDPOINT_URL at it") from None
     console.print(f"{state['iso']}  ({'frozen' if state['frozen'] else 'running'}, "
-                  f"{state['offset']:+.0f}s from the wall clock)", highlight=False)
+                  f"{_lead(state['offset'])})", highlight=False)
+    if real_time and state["offset"] >= 0.5:
+        err_console.print(f"note: the clock stays {_duration(state['offset'])} ahead of the wall clock and flows "
+                          f"from there: it never moves backwards (a new world, after restarting `ddb-assets "
+                          f"emulator`, starts at the wall clock)", highlight=False, markup=False, soft_wrap=True)
 
 
 def _seconds(text: str) -> float:
+    """``--advance``'s duration in seconds: a number of seconds, or one with s, m, h or d; never
+    negative, infinite or not a number."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value = text.strip().lower()
     try:
-        return float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
+        seconds = float(value[:-1]) * units[value[-1]] if value and value[-1] in units else float(value)
     except ValueError:
-        raise CliError(f"--advance {text!r}: expected seconds or a number with s, m, h or d") from None
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise typer.BadParameter(f"{text!r} is not a duration: expected seconds (900) or a number with s, m, h "
+                                 f"or d (90s, 15m, 2h, 1d), 0 or more", param_hint="'--advance'")
+    return seconds
+
+
+def _duration(seconds: float) -> str:
+    """``3725`` → ``1h 2m 5s``; whole seconds, largest units first, zero parts left out."""
+    left, parts = round(abs(seconds)), []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if left >= size or (unit == "s" and not parts):
+            parts.append(f"{left // size}{unit}")
+            left %= size
+    return " ".join(parts)
+
+
+def _lead(offset: float) -> str:
+    """Where the world clock stands against the wall clock: ``on the wall clock``, ``1h ahead of
+    the wall clock``, ``5m 2s behind the wall clock`` (a frozen clock falls behind)."""
+    if abs(offset) < 0.5:
+        return "on the wall clock"
+    return f"{_duration(offset)} {'ahead of' if offset > 0 else 'behind'} the wall clock"
 
 
 @app.command()
 def load(
-    table: str = typer.Option("reviews", help="Table to create (if missing) and fill."),
-    items: int = typer.Option(3000, help="How many sample reviews."),
-    seed: int = typer.Option(7, help="Seed of the sample data."),
+    table: str = typer.Option("reviews", metavar="NAME", help="Table to create (if missing) and fill."),
+    items: int = typer.Option(3000, min=1, metavar="N", help="How many sample reviews."),
+    seed: int = typer.Option(7, metavar="N", help="Seed of the sample data."),
 ) -> None:
     """Create the reviews-shaped table with PITR on (if missing) and load sample items."""
     from rich.progress import Progress
@@ -219,20 +358,28 @@ def load(
     console.print(f"{written} items written to {table}")
 
 
-@app.command()
+@app.command(short_help="Start a PITR export of TABLE (full, or a window's changes) and wait for it.")
 def export(
-    table: str = typer.Argument(..., help="Table name or ARN."),
-    bucket: str = typer.Option("ddb-exports", help="S3 bucket the export is written to."),
-    prefix: Optional[str] = typer.Option(None, help="S3 prefix (default: exports/<table>)."),
-    export_format: str = typer.Option("DYNAMODB_JSON", "--format", help="DYNAMODB_JSON or ION."),
-    export_time: Optional[datetime] = typer.Option(None, help="Point in time to export (UTC); default now."),
-    client_token: Optional[str] = typer.Option(None, help="Idempotency token (8 hours)."),
+    table: str = typer.Argument(..., metavar="TABLE", help="Table name or ARN."),
+    bucket: str = typer.Option("ddb-exports", metavar="BUCKET", help="S3 bucket the export is written to."),
+    prefix: Optional[str] = typer.Option(None, metavar="PREFIX", help="S3 prefix (default: exports/<table>)."),
+    export_format: str = typer.Option("DYNAMODB_JSON", "--format", metavar="[DYNAMODB_JSON|ION]",
+                                      callback=_one_of(*EXPORT_FORMATS), help="The export's format."),
+    export_time: Optional[datetime] = typer.Option(None, metavar="TIME", help="Point in time to export (ISO-8601, "
+                                                                              "UTC); default now."),
+    client_token: Optional[str] = typer.Option(None, metavar="TOKEN", help="Idempotency token (8 hours)."),
     wait: bool = typer.Option(True, help="Wait for the export to finish."),
-    incremental: bool = typer.Option(False, help="An incremental export of the window --from .. --to: only what "
-                                                 "changed (15 minutes to 24 hours); merge it with convert."),
-    from_time: Optional[datetime] = typer.Option(None, "--from", help="Incremental: ExportFromTime (UTC, inclusive)."),
-    to_time: Optional[datetime] = typer.Option(None, "--to", help="Incremental: ExportToTime (UTC, exclusive)."),
-    view: str = typer.Option("NEW_AND_OLD_IMAGES", help="Incremental: NEW_AND_OLD_IMAGES or NEW_IMAGE."),
+    incremental: bool = typer.Option(False, "--incremental", help="An incremental export of the window --from .. "
+                                                                  "--to: only what changed (15 minutes to 24 "
+                                                                  "hours); merge it with convert."),
+    from_time: Optional[datetime] = typer.Option(None, "--from", metavar="TIME", help="Incremental: "
+                                                 "ExportFromTime (ISO-8601, UTC, inclusive)."),
+    to_time: Optional[datetime] = typer.Option(None, "--to", metavar="TIME", help="Incremental: ExportToTime "
+                                                                                  "(ISO-8601, UTC, exclusive)."),
+    view: Optional[str] = typer.Option(None, metavar="[NEW_AND_OLD_IMAGES|NEW_IMAGE]",
+                                       callback=_one_of("NEW_AND_OLD_IMAGES", "NEW_IMAGE"),
+                                       help="Incremental: what each changed item's line holds (default "
+                                            "NEW_AND_OLD_IMAGES)."),
 ) -> None:
     """Start a PITR export (ExportTableToPointInTime) of TABLE and, by default, wait for it: a full
     export, or with --incremental the changes of a window."""
@@ -240,6 +387,11 @@ def export(
 
     from ddb_assets.aws.dynamodb_exports import start_export, table_arn_of, wait_for_export
 
+    # The options' combinations are checked before anything is asked of AWS.
+    if incremental and (from_time is None or to_time is None or export_time is not None):
+        raise click_errors.UsageError("--incremental needs --from and --to (the window), and no --export-time")
+    if not incremental and (from_time is not None or to_time is not None or view is not None):
+        raise click_errors.UsageError("--from, --to and --view are for --incremental exports")
     ddb = _client("dynamodb")
     try:
         arn = table_arn_of(ddb, table)
@@ -255,16 +407,10 @@ def export(
     utc = lambda moment: moment.replace(tzinfo=moment.tzinfo or timezone.utc) if moment else None  # noqa: E731
     window = None
     if incremental:
-        if from_time is None or to_time is None or export_time is not None:
-            raise CliError("--incremental needs --from and --to (the window), and no --export-time")
-        if view.upper() not in ("NEW_AND_OLD_IMAGES", "NEW_IMAGE"):
-            raise CliError(f"--view must be NEW_AND_OLD_IMAGES or NEW_IMAGE, not {view!r}")
         window = (utc(from_time), utc(to_time))
-    elif from_time is not None or to_time is not None:
-        raise CliError("--from and --to are for --incremental exports")
     started = start_export(ddb, table_arn=arn, bucket=bucket, prefix=prefix or f"exports/{name}",
-                           export_format=export_format.upper(), export_time=utc(export_time),
-                           client_token=client_token, incremental=window, view=view.upper())
+                           export_format=export_format, export_time=utc(export_time),
+                           client_token=client_token, incremental=window, view=view or "NEW_AND_OLD_IMAGES")
     console.print(f"export started: {started['ExportArn']}", highlight=False, markup=False)
     if wait:
         shown: list[str] = []
@@ -284,35 +430,28 @@ def export(
 
 @app.command("generate-export")
 def generate_export(
-    dest: Path = typer.Argument(..., help="Folder standing in for the bucket root."),
-    items: int = typer.Option(1_000_000, help="How many sample reviews."),
-    files: int = typer.Option(16, help="How many data files (hash ranges)."),
-    seed: int = typer.Option(7, help="Seed of the sample data."),
-    export_format: str = typer.Option("DYNAMODB_JSON", "--format", help="DYNAMODB_JSON or ION."),
-    prefix: str = typer.Option("bench", help="Export prefix inside DEST."),
+    dest: Path = typer.Argument(..., metavar="DEST", help="Folder standing in for the bucket root."),
+    items: int = typer.Option(1_000_000, min=1, metavar="N", help="How many sample reviews."),
+    files: int = typer.Option(16, min=1, metavar="N", help="How many data files (hash ranges)."),
+    seed: int = typer.Option(7, metavar="N", help="Seed of the sample data."),
+    export_format: str = typer.Option("DYNAMODB_JSON", "--format", metavar="[DYNAMODB_JSON|ION]",
+                                      callback=_one_of(*EXPORT_FORMATS), help="The export's format."),
+    prefix: str = typer.Option("bench", metavar="PREFIX", help="Export prefix inside DEST."),
 ) -> None:
     """Write a sample export straight to a folder, in the exact AWS layout (for benchmarks)."""
     from ddb_assets.local.bulk_export import generate_folder_export
 
     summary_path = generate_folder_export(dest, items=items, files=files, seed=seed,
-                                          export_format=export_format.upper(), prefix=prefix, console=console)
+                                          export_format=export_format, prefix=prefix, console=console)
     console.print(f"export written: {summary_path}", highlight=False, markup=False)
 
 
-def _check_naming(naming: str) -> None:
-    from ddb_assets.lake.schema import NAMING_MODES
-
-    if naming not in NAMING_MODES:
-        raise CliError(f"--naming must be one of {', '.join(NAMING_MODES)}, not {naming!r}")
-
-
-def _check_compression(compression: str) -> None:
-    from ddb_assets.lake.writer import parquet_options
-
-    try:
-        parquet_options(compression)
-    except ValueError as exc:
-        raise CliError(f"--{exc}") from None
+# lake.schema.NAMING_MODES, lake.writer.COMPRESSIONS and lake.shards.options.RUNNERS (a test keeps them
+# equal), spelled out so that parsing the command line imports neither pyarrow nor pyiceberg.
+NAMINGS = ("snake", "glue")
+COMPRESSIONS = ("zstd", "snappy", "lz4", "gzip", "none")
+RUNNERS = ("local", "spark")
+WORKERS_HELP = "Worker processes (0: one per core, or none for an export under 20,000 items)."
 
 
 def _conversion_progress():  # type: ignore[no-untyped-def]
@@ -369,6 +508,7 @@ def _catalog_config(catalog: Optional[str], namespace: Optional[str]):  # type: 
     return CatalogConfig.parse(catalog, namespace)
 
 
+QUERY_FORMATS = ("table", "vertical", "csv", "json")  # query.output.FORMATS (a test keeps them equal)
 QUERY_FORMAT_HELP = (
     "table: a grid (on a terminal too narrow for it, vertical instead); vertical: one line per column, a block "
     "per row (psql's \\x); csv: a header line, then RFC 4180 rows; json: one object per line. Every type prints "
@@ -376,55 +516,68 @@ QUERY_FORMAT_HELP = (
     "(2025-11-30T00:09:00Z), NULL empty in csv; lists, sets, structs and maps as JSON text in table, vertical and "
     "csv. A repeated column name gets _1, _2 in json.")
 
-CATALOG_HELP = ("Iceberg catalog: sql (default: a SQLite file, catalog.db in the lake folder), "
-                "sqlite:///path/catalog.db, glue (AWS Glue, what Athena reads) or rest:https://...")
+CATALOG_HELP = ("Iceberg catalog: sql (the default: a SQLite file, catalog.db in the lake folder), "
+                "sqlite:///path/catalog.db (another SQLite file), glue (AWS Glue, what Athena reads) or "
+                "rest:https://host/path (an Iceberg REST catalog).")
+LAKE_HELP = ("Lake root: a folder or s3:// (default: lake_root of the configuration; with --lake the "
+             "configuration file is not read).")
+NAMESPACE_HELP = "Catalog namespace, the Glue database (default: the configuration's, ddb_lake)."
 
 
 @app.command()
 def convert(
-    source: str = typer.Argument(..., help="Export folder (.../AWSDynamoDB/<export-id>/) or its "
-                                           "manifest-summary.json; local path or s3://."),
-    dest: str = typer.Argument(..., help="The table's location (its data/ and metadata/ go there; local path or "
-                                         "s3://). The table is named after its last segment."),
-    partition_by: Optional[str] = typer.Option(None, help="ATTR, year|month|day|hour(ATTR[, UNIT]) or "
-                                                          "bucket(N, ATTR); '' for none. Default: the table's "
-                                                          "partitioning, or none for a new table."),
-    naming: Optional[str] = typer.Option(None, help="snake: review_text, reviewer__name; glue: AWS Glue "
-                                                    "Relationalize names such as item.product_title.s "
-                                                    "(default: the table's, else snake)."),
-    workers: int = typer.Option(0, help="Worker processes (0: one per core, or none for an export under "
-                                        "20,000 items)."),
-    max_depth: Optional[int] = typer.Option(None, help="Map levels flattened into columns; deeper maps become "
-                                                       "JSON text (default: the table's, else 3)."),
-    dictionary_keys: Optional[int] = typer.Option(None, help="A map with more distinct keys is kept as one JSON "
-                                                             "column (default: the table's, else 64)."),
-    work_dir: Optional[str] = typer.Option(None, help="Local folder for the parsed items between the two stages "
-                                                       "(default: TMPDIR); needs up to about 0.8x the export's "
-                                                       "decompressed size."),
-    compression: str = typer.Option("zstd", help="Parquet codec: zstd (smallest files), snappy (for readers "
-                                                 "without zstd), lz4, gzip, none."),
-    profile: Optional[str] = typer.Option(None, help="The export's profile from 'inspect --save-profile': the "
-                                                     "schema is planned up front and the export converted in "
-                                                     "one pass, with no work folder."),
-    catalog: Optional[str] = typer.Option(None, help=CATALOG_HELP),
-    namespace: Optional[str] = typer.Option(None, help="Catalog namespace (the Glue database); default ddb_lake."),
-    table_name: Optional[str] = typer.Option(None, help="Name in the catalog (default: DEST's last segment)."),
-    rebuild: bool = typer.Option(False, help="Re-plan the table's schema and partitioning from scratch (new "
-                                             "columns) and replace every data file, in one new snapshot."),
-    allow_overlap: bool = typer.Option(False, help="Incremental exports: apply a window that starts before the "
-                                                   "table's high-water mark, by write time (changes written "
-                                                   "before the mark are skipped)."),
+    source: str = typer.Argument(..., metavar="SOURCE", help="Export folder (.../AWSDynamoDB/<export-id>/) or "
+                                                             "its manifest-summary.json; local path or s3://."),
+    dest: str = typer.Argument(..., metavar="DEST", help="The table's location (its data/ and metadata/ go there; "
+                                                         "local path or s3://). The table is named after its "
+                                                         "last segment."),
+    partition_by: Optional[str] = typer.Option(None, metavar="SPEC", help="ATTR (identity), "
+                                               "year|month|day|hour(ATTR[, UNIT]) or bucket(N, ATTR); '' for none. "
+                                               "Default: the table's partitioning, or none for a new table."),
+    naming: Optional[str] = typer.Option(None, metavar="[snake|glue]", callback=_one_of(*NAMINGS),
+                                         help="Column names. snake: review_text, reviewer__name; glue: AWS Glue "
+                                              "Relationalize names such as item.product_title.s (default: the "
+                                              "table's, else snake)."),
+    workers: int = typer.Option(0, min=0, metavar="N", help=WORKERS_HELP),
+    max_depth: Optional[int] = typer.Option(None, min=1, max=16, metavar="N", help="Map levels flattened into "
+                                            "columns, 1 to 16; deeper maps become JSON text (default: the "
+                                            "table's, else 3)."),
+    dictionary_keys: Optional[int] = typer.Option(None, min=1, metavar="N", help="A map with more distinct keys "
+                                                  "is kept as one JSON column (default: the table's, else 64)."),
+    work_dir: Optional[str] = typer.Option(None, metavar="DIR", help="Local folder for the parsed items between "
+                                           "the two stages (default: TMPDIR); needs up to about 0.8x the "
+                                           "export's decompressed size."),
+    compression: str = typer.Option("zstd", metavar="CODEC", callback=_one_of(*COMPRESSIONS),
+                                    help="Parquet codec: zstd (smallest files), snappy (for readers without "
+                                         "zstd), lz4, gzip or none."),
+    profile: Optional[str] = typer.Option(None, metavar="FILE", help="The export's profile from 'inspect "
+                                          "--save-profile': the schema is planned up front and the export "
+                                          "converted in one pass, with no work folder."),
+    catalog: Optional[str] = typer.Option(None, metavar="CATALOG", help=CATALOG_HELP + " An s3:// DEST needs "
+                                                                                      "one other than sql."),
+    namespace: Optional[str] = typer.Option(None, metavar="NAME", help="Catalog namespace, the Glue database "
+                                                                       "(default: ddb_lake)."),
+    table_name: Optional[str] = typer.Option(None, metavar="NAME", help="Name in the catalog (default: DEST's "
+                                                                        "last segment)."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Re-plan the table's schema and partitioning from "
+                                                          "scratch (new columns) and replace every data file, in "
+                                                          "one new snapshot."),
+    allow_overlap: bool = typer.Option(False, "--allow-overlap", help="Incremental exports: apply a window that "
+                                                                      "starts before the table's high-water "
+                                                                      "mark, by write time (changes written "
+                                                                      "before the mark are skipped)."),
     history: bool = typer.Option(False, "--history", help="Incremental exports: also append each change (key, "
                                                           "operation, write time, new and old images) to the change "
                                                           "history table <table>_changes, created if needed; "
                                                           "catches up exports it lacks."),
-    runner: str = typer.Option("local", help="local: worker processes on this machine; spark: shard tasks in one "
-                                             "Spark application (spark-submit; needs the spark extra and Java). "
-                                             "Incremental exports always merge on this machine."),
-    spark_master: str = typer.Option("local[*]", help="spark-submit's --master for --runner spark: local[N], "
-                                                      "spark://HOST:7077, yarn."),
-    shards: int = typer.Option(0, help="Shard tasks for --runner spark (0: about one per 256 MiB of gzip input, "
-                                       "at least two, at most one per data file)."),
+    runner: str = typer.Option("local", metavar="[local|spark]", callback=_one_of(*RUNNERS),
+                               help="local: worker processes on this machine; spark: shard tasks in one Spark "
+                                    "application (spark-submit; needs the spark extra and Java). Incremental "
+                                    "exports always merge on this machine."),
+    spark_master: str = typer.Option("local[*]", metavar="MASTER", help="spark-submit's --master for --runner "
+                                     "spark: local[N], spark://HOST:7077, yarn."),
+    shards: int = typer.Option(0, min=0, metavar="N", help="Shard tasks for --runner spark (0: about one per 256 "
+                               "MiB of gzip input, at least two, at most one per data file)."),
 ) -> None:
     """Convert a DynamoDB export into an Iceberg table of typed, flattened Parquet, in one commit.
 
@@ -438,9 +591,6 @@ def convert(
     from ddb_assets.lake.convert import ConvertOptions, convert_export, export_record
     from ddb_assets.lake.profile import profile_from_json
 
-    if naming is not None:
-        _check_naming(naming)
-    _check_compression(compression)
     runner_options = _runner_options(runner, spark_master, shards)
     given = {"partition_by": partition_by, "naming": naming, "max_depth": max_depth, "dictionary_keys": dictionary_keys}
     defaults = {"partition_by": None, "naming": "snake", "max_depth": 3, "dictionary_keys": 64}
@@ -560,13 +710,16 @@ def shard_run(
 
 @app.command()
 def inspect(
-    source: str = typer.Argument(..., help="Export folder or manifest-summary.json (local path or s3://)."),
-    partition_by: Optional[str] = typer.Option(None, help="Partition setting, as convert would use it."),
-    naming: str = typer.Option("snake", help="Column naming, as convert would use it."),
-    workers: int = typer.Option(0, help="Worker processes (0: one per core, or none for an export under "
-                                        "20,000 items)."),
-    save_profile: Optional[str] = typer.Option(None, help="Also write the profile to this file (local or "
-                                                          "s3://), for 'convert --profile'."),
+    source: str = typer.Argument(..., metavar="SOURCE", help="Export folder or manifest-summary.json (local path "
+                                                             "or s3://)."),
+    partition_by: Optional[str] = typer.Option(None, metavar="SPEC", help="Partitioning, as convert's "
+                                                                          "--partition-by."),
+    naming: str = typer.Option("snake", metavar="[snake|glue]", callback=_one_of(*NAMINGS),
+                               help="Column naming, as convert's --naming."),
+    workers: int = typer.Option(0, min=0, metavar="N", help=WORKERS_HELP),
+    save_profile: Optional[str] = typer.Option(None, metavar="FILE", help="Also write the profile to this file "
+                                                                          "(local or s3://), for 'convert "
+                                                                          "--profile'."),
 ) -> None:
     """Show an export's summary manifest and the schema inferred from every item."""
     from rich.table import Table
@@ -575,7 +728,6 @@ def inspect(
     from ddb_assets.lake.evolution import plan_table
     from ddb_assets.lake.report import attribute_rows
 
-    _check_naming(naming)
     options = ConvertOptions(partition_by=partition_by or None, naming=naming, workers=workers)
     progress, on_event = _conversion_progress()
     with progress:
@@ -612,26 +764,29 @@ def inspect(
 
 
 def _lake(lake: Optional[str], catalog: Optional[str], namespace: Optional[str]):  # type: ignore[no-untyped-def]
-    """(lake root Location, CatalogConfig, pyiceberg catalog): from --lake/--catalog, else the
-    configuration (DDB_ASSETS_CONFIG, else the packaged local profile)."""
+    """(lake root Location, CatalogConfig, pyiceberg catalog). With --lake, as convert does: that
+    lake with --catalog, or the SQLite catalog in its folder; the configuration file is not read.
+    Without, the configuration's lake_root and catalog (DDB_ASSETS_CONFIG, else the packaged local
+    profile); --catalog and --namespace override its catalog."""
     from ddb_assets.exports.storage import resolve
     from ddb_assets.lake.catalog import CATALOG_FILE, CatalogConfig, open_catalog
 
     given = lake is not None
-    if lake is None or catalog is None:
+    if lake is None:
         from ddb_assets.settings import load_settings
 
         settings = load_settings()  # a bad configuration is an error here, never a silent default
-        lake = lake or settings.lake_root
-        config = _catalog_config(catalog, namespace) if catalog else \
-            (settings.catalog.config() if lake == settings.lake_root else CatalogConfig.parse(None, namespace))
+        lake = settings.lake_root
+        config = _catalog_config(catalog, namespace) if catalog else settings.catalog.config()
         if namespace and not catalog:
             config = CatalogConfig(config.kind, config.uri, namespace, config.properties)
     else:
         config = _catalog_config(catalog, namespace)
     root = resolve(lake)
     default_sql = config.kind == "sql" and config.uri is None
-    if root.scheme == "file" and (given or default_sql) and not os.path.isdir(root.path):
+    # The folder matters only when the catalog lives in it; a Glue, REST or named SQLite catalog
+    # knows where its tables are.
+    if root.scheme == "file" and default_sql and not os.path.isdir(root.path):
         what = "is not a folder" if os.path.exists(root.path) else "does not exist"
         if given:
             raise CliError(f"--lake {root.uri} {what} (convert an export into it first: ddb-assets convert SOURCE "
@@ -682,39 +837,55 @@ def _engine_with_lake(lake: Optional[str], catalog: Optional[str], namespace: Op
 
 
 # SQL may start with a comment ("-- top customers\nSELECT ..."): an unknown option-like
-# argument is passed on as the SQL rather than refused by the option parser.
-@app.command(context_settings={"ignore_unknown_options": True})
+# argument is passed on as the SQL (or an extra argument) rather than refused by the option
+# parser, and the command tells the two apart.
+@app.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 def query(
-    sql: str = typer.Argument(..., help="SQL to run (DuckDB dialect). Lake tables are views named after "
-                                        "the table; reports are <table>_<report>; the tables of any other "
-                                        "catalog namespace the SQL names are in a schema of that name "
-                                        "(\"default\".\"data\")."),
-    lake: Optional[str] = typer.Option(None, help="Lake root (default: the configured lake_root)."),
-    catalog: Optional[str] = typer.Option(None, help=CATALOG_HELP),
-    namespace: Optional[str] = typer.Option(None, help="Catalog namespace (default: the configured one, ddb_lake)."),
-    table: Optional[str] = typer.Option(None, "--table", help="Register only this lake table."),
-    as_of: Optional[str] = typer.Option(None, help="Read the table(s) as of a snapshot id (with --table) or an "
-                                                   "ISO-8601 time (2026-11-30T12:00:00Z)."),
-    raw: list[str] = typer.Option([], "--raw", help="Also register an export as NAME=SOURCE: its items as "
-                                                     "one struct column `item` (item.customer_id.s)."),
-    schema: Optional[str] = typer.Option(None, help="Schema to register tables in, e.g. default (for SQL "
-                                                    "written as \"default\".\"data\")."),
-    output: str = typer.Option("table", "--format", help=QUERY_FORMAT_HELP),
-    limit: int = typer.Option(1000, help="Rows printed at most in table and vertical format (csv and json print "
-                                         "every row)."),
+    ctx: typer.Context,
+    sql: str = typer.Argument(..., metavar="SQL", help="One SQL statement (DuckDB dialect), quoted as "
+                                      "one argument. Lake tables are views named after the table; reports are "
+                                      "<table>_<report>; the tables of any other catalog namespace the SQL names "
+                                      "are in a schema of that name (\"default\".\"data\")."),
+    lake: Optional[str] = typer.Option(None, metavar="DIR", help=LAKE_HELP),
+    catalog: Optional[str] = typer.Option(None, metavar="CATALOG", help=CATALOG_HELP),
+    namespace: Optional[str] = typer.Option(None, metavar="NAME", help=NAMESPACE_HELP),
+    table: Optional[str] = typer.Option(None, "--table", metavar="NAME", help="Register only this lake table."),
+    as_of: Optional[str] = typer.Option(None, metavar="SNAPSHOT|TIME", help="Read the table(s) as of a snapshot "
+                                        "id (with --table) or an ISO-8601 time (2026-11-30T12:00:00Z)."),
+    raw: list[str] = typer.Option([], "--raw", metavar="NAME=SOURCE", help="Also register an export (its folder "
+                                  "or manifest) as NAME: its items as one struct column `item` "
+                                  "(item.customer_id.s). Repeatable."),
+    schema: Optional[str] = typer.Option(None, metavar="NAME", help="Schema to register tables in, e.g. default "
+                                                                    "(for SQL written as \"default\".\"data\")."),
+    output: str = typer.Option("table", "--format", metavar="[table|vertical|csv|json]",
+                               callback=_one_of(*QUERY_FORMATS), help=QUERY_FORMAT_HELP),
+    limit: int = typer.Option(1000, min=0, metavar="N", help="Rows printed at most in table and vertical format "
+                                                             "(csv and json print every row)."),
 ) -> None:
     """Run SQL over the lake with the embedded DuckDB engine and print the result."""
     import duckdb
 
     from ddb_assets.query.duckdb_engine import EmptyStatement
-    from ddb_assets.query.output import FORMATS, render
+    from ddb_assets.query.output import render
 
-    if output not in FORMATS:
-        raise CliError(f"--format must be one of {', '.join(FORMATS)}, not {output!r}")
-    if limit < 0:
-        raise CliError(f"--limit must be 0 or more, not {limit}")
-    if re.fullmatch(r"--?[A-Za-z][\w-]*(=\S*)?", sql):
-        raise CliError(f"no such option: {sql.partition('=')[0]} (see ddb-assets query --help)")
+    # Unknown options reach here as words (SQL may start with "-- a comment"): an option-like
+    # word is a usage error as anywhere else, and so is SQL in several arguments.
+    words = [sql, *ctx.args]
+    for word in words:
+        if re.fullmatch(r"--?[A-Za-z][\w-]*(=\S*)?", word):
+            name = word.partition("=")[0]
+            known = [o for p in ctx.command.params for o in getattr(p, "opts", []) if o.startswith("-")]
+            raise click_errors.NoSuchOption(name, possibilities=difflib.get_close_matches(name, known), ctx=ctx)
+    if ctx.args:
+        raise click_errors.UsageError(f"the SQL is {len(words)} arguments; quote it as one "
+                                      f"(ddb-assets query \"SELECT ...\")", ctx=ctx)
+    try:
+        statements = len(duckdb.extract_statements(sql))
+    except duckdb.Error:
+        statements = 1  # not parseable: the engine reports it, with the tables it could not read
+    if statements > 1:
+        raise CliError(f"the SQL holds {statements} statements; query runs one at a time: run each with its own "
+                       f"ddb-assets query")
     engine, _, _, _ = _engine_with_lake(lake, catalog, namespace, table, raw, schema, as_of, sql)
     try:
         try:
@@ -739,14 +910,16 @@ def query(
 
 @app.command()
 def tables(
-    lake: Optional[str] = typer.Option(None, help="Lake root (default: the configured lake_root)."),
-    catalog: Optional[str] = typer.Option(None, help=CATALOG_HELP),
-    namespace: Optional[str] = typer.Option(None, help="Catalog namespace (default: the configured one, ddb_lake)."),
-    output: str = typer.Option("table", "--format", help="table, or json: per table its identifier, catalog, "
-                                                         "metadata_location, current snapshot, rows, partition "
-                                                         "spec and schema (a stable interface)."),
+    lake: Optional[str] = typer.Option(None, metavar="DIR", help=LAKE_HELP),
+    catalog: Optional[str] = typer.Option(None, metavar="CATALOG", help=CATALOG_HELP),
+    namespace: Optional[str] = typer.Option(None, metavar="NAME", help=NAMESPACE_HELP + " One namespace is "
+                                            "listed: the demo's walkthrough tables are in --namespace default."),
+    output: str = typer.Option("table", "--format", metavar="[table|json]", callback=_one_of("table", "json"),
+                               help="table, or json: per table its identifier, catalog, metadata_location, "
+                                    "current snapshot, rows, partition spec and schema (a stable interface)."),
 ) -> None:
-    """List the lake's tables (reports included) with their snapshot, partitioning and columns."""
+    """List the tables of one catalog namespace (reports included) with their snapshot,
+    partitioning and columns."""
     import json
 
     from rich.table import Table
@@ -754,8 +927,6 @@ def tables(
     from ddb_assets.lake.catalog import list_tables, load_table
     from ddb_assets.lake.tables import describe
 
-    if output not in ("table", "json"):
-        raise CliError(f"--format must be table or json, not {output!r}")
     root, config, iceberg = _lake(lake, catalog, namespace)
     described, errors = [], {}
     for name in list_tables(iceberg, config.namespace):
@@ -799,19 +970,18 @@ def _table(lake: Optional[str], catalog: Optional[str], namespace: Optional[str]
 
 @app.command()
 def history(
-    table: str = typer.Argument(..., help="Table name."),
-    lake: Optional[str] = typer.Option(None, help="Lake root (default: the configured lake_root)."),
-    catalog: Optional[str] = typer.Option(None, help=CATALOG_HELP),
-    namespace: Optional[str] = typer.Option(None, help="Catalog namespace."),
-    output: str = typer.Option("table", "--format", help="table or json"),
+    table: str = typer.Argument(..., metavar="TABLE", help="Table name."),
+    lake: Optional[str] = typer.Option(None, metavar="DIR", help=LAKE_HELP),
+    catalog: Optional[str] = typer.Option(None, metavar="CATALOG", help=CATALOG_HELP),
+    namespace: Optional[str] = typer.Option(None, metavar="NAME", help=NAMESPACE_HELP),
+    output: str = typer.Option("table", "--format", metavar="[table|json]", callback=_one_of("table", "json"),
+                               help="table: one line per snapshot; json: a list of snapshots."),
 ) -> None:
     """The table's snapshots, oldest first: when, which export, rows, files added and removed."""
     import json
 
     from ddb_assets.lake.tables import history as table_history
 
-    if output not in ("table", "json"):
-        raise CliError(f"--format must be table or json, not {output!r}")
     entries = table_history(_table(lake, catalog, namespace, table))
     if output == "json":
         sys.stdout.write(json.dumps(entries, indent=1) + "\n")
@@ -829,11 +999,12 @@ def history(
 
 @app.command()
 def rollback(
-    table: str = typer.Argument(..., help="Table name."),
-    snapshot_id: int = typer.Argument(..., help="An earlier snapshot of the table (see `history`)."),
-    lake: Optional[str] = typer.Option(None, help="Lake root (default: the configured lake_root)."),
-    catalog: Optional[str] = typer.Option(None, help=CATALOG_HELP),
-    namespace: Optional[str] = typer.Option(None, help="Catalog namespace."),
+    table: str = typer.Argument(..., metavar="TABLE", help="Table name."),
+    snapshot_id: int = typer.Argument(..., metavar="SNAPSHOT_ID", help="An earlier snapshot of the table (see "
+                                                                       "`history`)."),
+    lake: Optional[str] = typer.Option(None, metavar="DIR", help=LAKE_HELP),
+    catalog: Optional[str] = typer.Option(None, metavar="CATALOG", help=CATALOG_HELP),
+    namespace: Optional[str] = typer.Option(None, metavar="NAME", help=NAMESPACE_HELP),
 ) -> None:
     """Make an earlier snapshot current again (one commit; later snapshots stay until maintenance)."""
     from ddb_assets.lake.tables import rollback as table_rollback
@@ -843,20 +1014,24 @@ def rollback(
                   f"(metadata {rolled.metadata_location})", highlight=False, soft_wrap=True, markup=False)
 
 
-@app.command()
+@app.command(short_help="Compact small files, expire old snapshots, remove orphan files.")
 def maintain(
-    table: str = typer.Argument(..., help="Table name."),
-    lake: Optional[str] = typer.Option(None, help="Lake root (default: the configured lake_root)."),
-    catalog: Optional[str] = typer.Option(None, help=CATALOG_HELP),
-    namespace: Optional[str] = typer.Option(None, help="Catalog namespace."),
-    expire_after_days: float = typer.Option(7, help="Expire snapshots older than this many days..."),
-    keep_snapshots: int = typer.Option(10, help="...keeping at least this many."),
-    grace_hours: float = typer.Option(24, help="Remove unreferenced files older than this many hours."),
-    small_file_mb: float = typer.Option(32, help="Compact partitions holding several files under this size."),
-    dry_run: bool = typer.Option(False, help="Say what would be done; change nothing."),
-    work_dir: Optional[str] = typer.Option(None, help="Where conversions keep their scratch (convert --work-dir; "
-                                                      "default TMPDIR): folders of runs no longer running are "
-                                                      "removed."),
+    table: str = typer.Argument(..., metavar="TABLE", help="Table name."),
+    lake: Optional[str] = typer.Option(None, metavar="DIR", help=LAKE_HELP),
+    catalog: Optional[str] = typer.Option(None, metavar="CATALOG", help=CATALOG_HELP),
+    namespace: Optional[str] = typer.Option(None, metavar="NAME", help=NAMESPACE_HELP),
+    expire_after_days: float = typer.Option(7, min=0, max=36500, metavar="DAYS", help="Expire snapshots older than this "
+                                                                           "many days..."),
+    keep_snapshots: int = typer.Option(10, min=1, metavar="N", help="...keeping at least this many (the current "
+                                                                    "one always stays)."),
+    grace_hours: float = typer.Option(24, min=0, max=876000, metavar="HOURS", help="Remove unreferenced files older than this "
+                                                                       "many hours."),
+    small_file_mb: float = typer.Option(32, min=0, metavar="MB", help="Compact partitions holding several files "
+                                                                      "under this size."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be done; change nothing."),
+    work_dir: Optional[str] = typer.Option(None, metavar="DIR", help="Where conversions keep their scratch "
+                                           "(convert --work-dir; default TMPDIR): folders of runs no longer "
+                                           "running are removed."),
 ) -> None:
     """Compact small files, expire old snapshots, remove orphan files (of failed runs and expired snapshots)
     and the scratch folders of conversions that were killed."""
@@ -884,39 +1059,85 @@ def maintain(
 
 
 def main() -> None:
+    """The console script. Usage errors (an unknown option, a missing argument, a value out of
+    range or not among the choices) print the usage line and ``error: ...``, exit code 2. Every
+    other error the user can act on prints ``error: ...`` on one line, exit code 1: our own
+    refusals, bad exports, AWS errors, and the environment's (a read-only or full disk, a missing
+    bucket, a catalog file that is not one, a server that does not answer), naming the path or
+    URI. ``DDB_ASSETS_DEBUG=1`` also prints the traceback. Anything else is a bug: a traceback."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from ddb_assets.aws.dynamodb_exports import ExportFailed, ExportTimeout
+    from ddb_assets.cli_errors import environment_message
     from ddb_assets.exports.errors import ExportFormatError
     from ddb_assets.lake.catalog import CatalogError
     from ddb_assets.lake.commit import CommitConflict, StaleExport
     from ddb_assets.lake.convert import ScratchSpaceError
     from ddb_assets.lake.evolution import SchemaConflict
+    from ddb_assets.lake.merge import ChainError
     from ddb_assets.lake.partitioning import PartitionError
     from ddb_assets.lake.plan_checks import ProfileMismatch
     from ddb_assets.lake.shards.spec import ShardFailed
     from ddb_assets.settings import ConfigError
 
     try:
-        app()
+        code = app(standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click_errors.UsageError as exc:
+        _usage_error(exc)
+    except click_errors.ClickException as exc:
+        _error(exc.format_message(), exc)
+    except typer.Abort as exc:
+        _error("aborted", exc)
     except (CliError, ExportFormatError, ExportFailed, ExportTimeout, ConfigError, LookupError, ScratchSpaceError,
             CommitConflict, StaleExport, ProfileMismatch, SchemaConflict, PartitionError, CatalogError,
-            ShardFailed) as exc:
-        _error(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
+            ChainError, ShardFailed) as exc:
+        _error(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc), exc)
     except ClientError as exc:
         error = exc.response.get("Error", {})
-        _error(f"{error.get('Code')}: {error.get('Message')}")
+        _error(f"{error.get('Code')}: {error.get('Message')}", exc)
     except BotoCoreError as exc:
-        _error(str(exc))
+        _error(str(exc), exc)
+    except Exception as exc:  # noqa: BLE001 - the environment's errors become one line; bugs stay tracebacks
+        message = environment_message(exc)
+        if message is None:
+            raise
+        _error(message, exc)
+    # Not standalone, click returns what the command returned (None), or an exit code (--help, typer.Exit).
+    sys.exit(code if isinstance(code, int) else 0)
 
 
-def _error(message: str) -> None:
+def _usage_error(exc: click_errors.UsageError) -> None:
+    """The usage line, then ``error: MESSAGE (see COMMAND --help)``; exit code 2, as click's."""
+    context = exc.ctx
+    message = exc.format_message()
+    # click's sentences ("No such option: --x.", "Invalid value for '--n': Input should be ...") as
+    # the rest of our lines: lower case, no final period.
+    message = re.sub(r"^([A-Z])(?=[a-z ])", lambda m: m[1].lower(), message)
+    message = re.sub(r"^(invalid value for '[^']+': )(?:Value error, )?([A-Z])(?=[a-z ])",
+                     lambda m: m[1] + m[2].lower(), message).rstrip(".")
+    if context is not None:
+        err_console.print(context.get_usage(), highlight=False, markup=False, soft_wrap=True)
+        message += f" (see {context.command_path} --help)"
+    _error(message, exc, code=exc.exit_code)
+
+
+def _error(message: str, exc: Optional[BaseException] = None, code: int = 1) -> None:
     """``error: MESSAGE`` on one line (whitespace runs, line breaks included, become one space; the
-    message is text, never markup), and exit 1."""
+    message is text, never markup), and exit ``code``. With DDB_ASSETS_DEBUG=1, the traceback of
+    ``exc`` first."""
+    import traceback
+
     from rich.text import Text
 
+    from ddb_assets.cli_errors import debug_requested
+
+    if exc is not None and debug_requested():
+        traceback.print_exception(exc, file=sys.stderr)
     err_console.print(Text.assemble(("error:", "red"), " ", " ".join(message.split())), highlight=False)
-    sys.exit(1)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -132,14 +132,8 @@ ERRORS = [
      "error: /no/[bold]such/manifest-summary.json: missing: the export's manifest-summary.json was expected here"),
     ("an unknown table", ["history", "nope", "--lake", "{lake}"],
      "error: no table 'nope' in the lake at {lake} (found: reviews)"),
-    ("a bad --format", ["tables", "--lake", "{lake}", "--format", "xml"], "error: --format must be table or json, "
-                                                                          "not 'xml'"),
-    ("a bad query --format", ["query", "SELECT 1", "--lake", "{lake}", "--format", "xml"],
-     "error: --format must be one of table, vertical, csv, json, not 'xml'"),
-    ("a bad history --format", ["history", "reviews", "--lake", "{lake}", "--format", "xml"],
-     "error: --format must be table or json, not 'xml'"),
-    ("a negative --limit", ["query", "SELECT 1", "--lake", "{lake}", "--limit", "-1"],
-     "error: --limit must be 0 or more, not -1"),
+    ("several statements", ["query", "SELECT 1; SELECT 2", "--lake", "{lake}"],
+     "error: the SQL holds 2 statements; query runs one at a time: run each with its own ddb-assets query"),
 ]
 
 
@@ -149,3 +143,34 @@ def test_errors_are_one_line(setup: dict[str, Any], case: str, args: list[str], 
     result = _narrow(*[a.format(lake=lake) for a in args])
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == expected.format(lake=lake) + "\n"
+
+
+# Usage errors: the usage line, then one error line naming the option; exit code 2. Checked while
+# the command line is parsed, before anything is read or written.
+USAGE_ERRORS = [
+    ("a bad --format", ["tables", "--lake", "{lake}", "--format", "xml"], "Usage: ddb-assets tables [OPTIONS]",
+     "error: invalid value for '--format': 'xml' is not one of table, json (see ddb-assets tables --help)"),
+    ("a bad query --format", ["query", "SELECT 1", "--lake", "{lake}", "--format", "xml"],
+     "Usage: ddb-assets query [OPTIONS] {{SQL}}",
+     "error: invalid value for '--format': 'xml' is not one of table, vertical, csv, json (see ddb-assets query "
+     "--help)"),
+    ("a bad history --format", ["history", "reviews", "--lake", "{lake}", "--format", "xml"],
+     "Usage: ddb-assets history [OPTIONS] {{TABLE}}",
+     "error: invalid value for '--format': 'xml' is not one of table, json (see ddb-assets history --help)"),
+    ("a negative --limit", ["query", "SELECT 1", "--lake", "{lake}", "--limit", "-1"],
+     "Usage: ddb-assets query [OPTIONS] {{SQL}}",
+     "error: invalid value for '--limit': input should be greater than or equal to 0 (see ddb-assets query --help)"),
+    ("an unknown option after the SQL", ["query", "SELECT 1", "--lake", "{lake}", "--bogus"],
+     "Usage: ddb-assets query [OPTIONS] {{SQL}}", "error: no such option: --bogus (see ddb-assets query --help)"),
+    ("SQL in two arguments", ["query", "SELECT", "1", "--lake", "{lake}"], "Usage: ddb-assets query [OPTIONS] {{SQL}}",
+     'error: the SQL is 2 arguments; quote it as one (ddb-assets query "SELECT ...") (see ddb-assets query --help)'),
+]
+
+
+@pytest.mark.parametrize("case, args, usage, expected", USAGE_ERRORS, ids=[e[0] for e in USAGE_ERRORS])
+def test_usage_errors_are_the_usage_line_and_one_error_line(setup: dict[str, Any], case: str, args: list[str],
+                                                            usage: str, expected: str) -> None:
+    lake = str(setup["lake"])
+    result = _narrow(*[a.format(lake=lake) for a in args])
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == usage.format() + "\n" + expected.format(lake=lake) + "\n"

@@ -15,6 +15,7 @@ Whatever the kind, a table's current snapshot is what the catalog points at: com
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,22 +120,39 @@ def open_catalog(config: CatalogConfig, lake: Location | None, s3: S3Options | N
             glue.update({"glue.access-key-id": settings.access_key, "glue.secret-access-key": settings.secret_key})
         return GlueCatalog("ddb_assets", **{**glue, **properties})
     from pyiceberg.catalog.rest import RestCatalog
+    from requests.exceptions import RequestException
 
-    return RestCatalog("ddb_assets", **{"uri": config.uri or "", **properties})
+    try:
+        return RestCatalog("ddb_assets", **{"uri": config.uri or "", **properties})
+    except RequestException as exc:  # it asks the server for its configuration on opening
+        found = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(exc))
+        reason = found[1].strip() if found else type(exc).__name__
+        raise CatalogError(f"no Iceberg REST catalog answers at {config.uri} ({reason}): start it, or check "
+                           f"--catalog (catalog.uri in the configuration)") from exc
 
 
 def _sql_catalog(factory: Any, properties: dict[str, str]) -> Any:
     """A SqlCatalog; two runs opening a new catalog file at once both create its tables, and the
-    slower one's CREATE TABLE fails: the tables exist then, so opening again succeeds."""
-    from sqlalchemy.exc import OperationalError
+    slower one's CREATE TABLE fails: the tables exist then, so opening again succeeds. A file
+    that is not a SQLite database (or cannot be opened) is a CatalogError naming it."""
+    from sqlalchemy.exc import DatabaseError, OperationalError
 
     for attempt in range(3):
         try:
             return factory("ddb_assets", **properties)
         except OperationalError as exc:
-            if "already exists" not in str(exc) or attempt == 2:
-                raise
+            if "already exists" in str(exc) and attempt < 2:
+                continue
+            raise _unreadable_catalog(properties["uri"], exc) from exc
+        except DatabaseError as exc:
+            raise _unreadable_catalog(properties["uri"], exc) from exc
     raise AssertionError("unreachable")
+
+
+def _unreadable_catalog(uri: str, exc: Exception) -> CatalogError:
+    detail = " ".join(str(getattr(exc, "orig", None) or exc).split("\n[SQL:")[0].split())
+    return CatalogError(f"the catalog {uri} cannot be opened ({detail}): is it an Iceberg SQL catalog? Give "
+                        f"another --catalog, or repair or move the file")
 
 
 def ensure_namespace(catalog: Any, namespace: str) -> None:
