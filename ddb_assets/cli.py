@@ -12,15 +12,16 @@ import signal
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import typer
 from rich.console import Console
-
 from typer.core import TyperGroup
+
+from ddb_assets.wording import counted
 
 try:  # typer 0.26 and later carry their own copy of click
     import typer._click as typer_click
@@ -28,6 +29,7 @@ try:  # typer 0.26 and later carry their own copy of click
 except ImportError:  # pragma: no cover - older typer uses click itself
     import click as typer_click  # type: ignore[no-redef]
     from click import exceptions as click_errors  # type: ignore[no-redef]
+
 
 class _HelpFormatter(typer_click.HelpFormatter):  # type: ignore[misc,valid-type]
     """click's plain help (it wraps at the terminal's width, at most 80 columns, and never cuts a
@@ -355,7 +357,7 @@ def load(
     with Progress(console=console) as progress:
         task = progress.add_task(f"loading {table}", total=items)
         written = batch_write(ddb, table, ReviewGenerator(items, seed=seed), lambda n: progress.advance(task, n))
-    console.print(f"{written} items written to {table}")
+    console.print(f"{counted(written, 'item')} written to {table}", highlight=False, markup=False)
 
 
 @app.command(short_help="Start a PITR export of TABLE (full, or a window's changes) and wait for it.")
@@ -424,7 +426,7 @@ def export(
 
         started_wait = time.monotonic()
         done = wait_for_export(ddb, started["ExportArn"], on_poll=on_poll)
-        console.print(f"[green]COMPLETED[/] after {time.monotonic() - started_wait:.0f}s: {done['ItemCount']} items, "
+        console.print(f"[green]COMPLETED[/] after {time.monotonic() - started_wait:.0f}s: {counted(done['ItemCount'], 'item')}, "
                       f"manifest s3://{bucket}/{done['ExportManifest']}", highlight=False)
 
 
@@ -480,16 +482,16 @@ def _conversion_progress():  # type: ignore[no-untyped-def]
         elif kind == "parsed":
             totals["items"] += info["rows"]
             progress.advance(tasks["parse"])
-            progress.update(tasks["parse"], detail=f"{totals['items']:,} items")
+            progress.update(tasks["parse"], detail=counted(totals['items'], 'item'))
         elif kind == "planned":
-            tasks["write"] = progress.add_task("write parquet", total=None, detail=f"{info['columns']} columns")
+            tasks["write"] = progress.add_task("write parquet", total=None, detail=counted(info['columns'], 'column'))
         elif kind == "written":
             totals["rows"] += info["rows"]
             progress.advance(tasks["write"], info["files"])
-            progress.update(tasks["write"], detail=f"{totals['rows']:,} rows")
+            progress.update(tasks["write"], detail=counted(totals['rows'], 'row'))
         elif kind == "committed" and "write" in tasks:
             done = progress.tasks[tasks["write"]].completed
-            progress.update(tasks["write"], total=done, detail=f"{totals['rows']:,} rows in {done:,.0f} files")
+            progress.update(tasks["write"], total=done, detail=f"{counted(totals['rows'], 'row')} in {counted(int(done), 'file')}")
         progress.refresh()
 
     return progress, on_event
@@ -626,8 +628,9 @@ def convert(
     rows = [("committed", f"{result.table} snapshot {commit.snapshot_id}" + (" (new table)" if commit.created else "")),
             ("export", result.export.summary.export_arn)]
     if merge is not None:
-        rows += [("merged", f"{merge.upserts:,} upserts, {merge.deletes:,} deletes ({merge.deletes_missing:,} of keys "
-                            f"the table did not hold), {merge.files_rewritten:,} files rewritten"),
+        rows += [("merged", f"{counted(merge.upserts, 'upsert')}, {counted(merge.deletes, 'delete')} "
+                            f"({merge.deletes_missing:,} of keys the table did not hold), "
+                            f"{counted(merge.files_rewritten, 'file')} rewritten"),
                  ("window", f"{record.export_from_time} to {record.export_to_time} (the table's high-water mark now)")]
         rows += [("warning", warning) for warning in merge.warnings]
     rows += [
@@ -741,7 +744,7 @@ def inspect(
                      (", ".join(f"{c}.md5" for c in export.checksum_files_verified) or "no .md5 files") +
                      " verified")])
     plan = plan_table(profile, options.schema_options, options.partition)
-    schema = Table(title=f"schema inferred from all {profile.items:,} items")
+    schema = Table(title=f"schema inferred from all {counted(profile.items, 'item')}")
     for column in ("attribute", "types (count)", "null %", "mixed", "columns"):
         schema.add_column(column)
     for row in attribute_rows(profile, plan):
@@ -753,7 +756,7 @@ def inspect(
     source_column = plan.schema.partition_source()
     if options.partition is not None and source_column is not None:
         console.print(f"partitioned by {options.partition.text} (column {source_column.name}, {source_column.type_}; "
-                      f"{len(profile.partition_values)} partitions)", highlight=False, markup=False)
+                      f"{counted(len(profile.partition_values), 'partition')})", highlight=False, markup=False)
     if save_profile:
         from ddb_assets.exports.storage import resolve
         from ddb_assets.lake.profile import profile_to_json
@@ -942,7 +945,7 @@ def tables(
                       highlight=False, soft_wrap=True)
     for entry in described:
         spec = ", ".join(f"{p['transform']}({p['source']})" for p in entry["partition_spec"]) or "nothing"
-        console.print(f"{entry['identifier']}: {entry['rows']:,} rows, {entry['data_files']:,} files, "
+        console.print(f"{entry['identifier']}: {counted(entry['rows'], 'row')}, {counted(entry['data_files'], 'file')}, "
                       f"partitioned by {spec}" + (f", export {entry['export_id']}" if entry["export_id"] else ""),
                       highlight=False, soft_wrap=True, markup=False)
         out = Table()
@@ -1048,13 +1051,13 @@ def maintain(
     scratch = remove_stale_scratch(work_dir, dry_run=dry_run)
     would = "would be " if dry_run else ""
     _summary_lines([("table", f"{'.'.join(iceberg_table.name())} at {iceberg_table.location()}"),
-                    ("compacted", f"{len(result.compacted)} partition(s) {would}rewritten"
-                                  + (f" ({sum(b for b, _ in result.compacted.values())} files into "
+                    ("compacted", f"{counted(len(result.compacted), 'partition')} {would}rewritten"
+                                  + (f" ({counted(sum(b for b, _ in result.compacted.values()), 'file')} into "
                                      f"{len(result.compacted)})" if result.compacted else "")),
-                    ("expired", f"{len(result.expired_snapshots)} snapshot(s) {would}expired"),
-                    ("orphans", f"{len(result.orphans)} file(s) {would}removed, {result.orphan_bytes:,} bytes"),
-                    ("scratch", f"{len(scratch)} folder(s) of ended runs {would}removed, "
-                                f"{sum(s.bytes for s in scratch):,} bytes in {work_dir or tempfile.gettempdir()}"),
+                    ("expired", f"{counted(len(result.expired_snapshots), 'snapshot')} {would}expired"),
+                    ("orphans", f"{counted(len(result.orphans), 'file')} {would}removed, {counted(result.orphan_bytes, 'byte')}"),
+                    ("scratch", f"{counted(len(scratch), 'folder')} of ended runs {would}removed, "
+                                f"{counted(sum(s.bytes for s in scratch), 'byte')} in {work_dir or tempfile.gettempdir()}"),
                     ("time", f"{result.seconds:.2f}s")])
 
 

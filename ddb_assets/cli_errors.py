@@ -43,8 +43,9 @@ _S3_HINTS = {
     "NETWORK_CONNECTION": "S3 does not answer: check AWS_ENDPOINT_URL (a local world must be running) and "
                           "the network",
 }
-# A local path inside pyarrow's messages ("Failed to open local file '/x'. Detail: ...").
-_QUOTED_PATH = re.compile(r"local (?:file|directory|path) '(?P<path>[^']+)'")
+# A local path inside pyarrow's messages ("Failed to open local file '/x'. Detail: ...", "Cannot
+# create directory '/x'. Detail: ...").
+_QUOTED_PATH = re.compile(r"(?:file|directory|path) '(?P<path>[^']+)'")
 
 
 def debug_requested() -> bool:

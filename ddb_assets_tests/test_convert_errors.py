@@ -314,6 +314,8 @@ def test_a_profile_that_is_not_the_exports_fails_and_publishes_nothing(
     ({"NS": ["1", "x"]}, "NS must hold a number, found 'x'"),
     ({"B": "not base64!"}, "B must hold base64"),
     ({"BS": ["AAEC", "AAE"]}, "BS must hold base64, found 'AAE'"),
+    ({"NULL": False}, "attribute 'odd': NULL must be true"),  # was read as a null, silently
+    ({"NULL": "true"}, "attribute 'odd': NULL must be a JSON boolean"),
 ])
 def test_a_malformed_number_or_binary_is_named_with_its_line(tmp_path: Path, published: tuple[Path, dict],
                                                              value: dict, expected: str) -> None:

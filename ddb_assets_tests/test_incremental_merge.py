@@ -253,7 +253,7 @@ def test_the_cli_exports_a_window_and_merges_it(world: LocalWorld, clock: WorldC
     merged = run_cli("convert", window.stdout.split("manifest ")[-1].strip(), str(tmp_path / "lake" / "t"),
                      env=aws_env)
     assert merged.returncode == 0, merged.stderr
-    assert "1 upserts, 0 deletes" in merged.stdout and "high-water mark" in merged.stdout
+    assert "1 upsert, 0 deletes" in merged.stdout and "high-water mark" in merged.stdout
     assert [(i["pk"], str(i["year"])) for i in chain.items("t")] == [("a", "2015"), ("b", "2016")]
     refused = run_cli("export", chain.name, "--bucket", chain.bucket, "--incremental", "--from", end, env=aws_env)
     assert refused.returncode == 2 and "error: --incremental needs --from and --to" in refused.stderr

@@ -54,6 +54,8 @@ class CatalogConfig:
             return cls(**ns)
         if text == "glue":
             return cls("glue", **ns)
+        if text in ("rest", "rest:") or (text.startswith("rest:") and not text[len("rest:"):].strip()):
+            raise CatalogError(f"--catalog {text!r}: a rest catalog needs its endpoint, as rest:https://host/path")
         if text.startswith("rest:"):
             return cls("rest", uri=text[len("rest:"):], **ns)
         if "://" in text:

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from ddb_assets.local.sample_data import PARTITION_KEY, SORT_KEY, TABLE_NAME, ReviewGenerator
+from ddb_assets.wording import counted
 
 WINDOW_SECONDS = 15 * 60
 CHECK_TABLE = f"{TABLE_NAME}_check"
@@ -37,8 +38,8 @@ class WindowChanges:
     moves: int = 0
 
     def text(self) -> str:
-        return (f"{self.inserts} inserts, {self.updates} updates, {self.deletes} deletes, "
-                f"{self.moves} partition moves")
+        return (f"{counted(self.inserts, 'insert')}, {counted(self.updates, 'update')}, "
+                f"{counted(self.deletes, 'delete')}, {counted(self.moves, 'partition move')}")
 
 
 def run_incremental_demo(log: Callable[[str], None], *, items: int = 3000, seed: int = 7, windows: int = 4,
@@ -106,8 +107,8 @@ def run_incremental_demo(log: Callable[[str], None], *, items: int = 3000, seed:
             seconds = time.monotonic() - started
             merge = merged.merge
             log(f"window {window + 1} ({_iso(start)} to {_iso(end)}): {changes.text()}; merged: "
-                f"{merge.upserts} upserts, {merge.deletes} deletes, {merge.files_rewritten} files rewritten, "
-                f"{merged.commit.rows:,} rows ({seconds:.1f}s)"
+                f"{counted(merge.upserts, 'upsert')}, {counted(merge.deletes, 'delete')}, "
+                f"{counted(merge.files_rewritten, 'file')} rewritten, {counted(merged.commit.rows, 'row')} ({seconds:.1f}s)"
                 + (f"; new columns {', '.join(c.name for c in merged.plan.added)}" if merged.plan.added else ""))
             figures.append({"window": [_iso(start), _iso(end)], "changes": vars(changes), "upserts": merge.upserts,
                             "deletes": merge.deletes, "files_rewritten": merge.files_rewritten,

@@ -1,0 +1,294 @@
+"""What the command line says when the input or the environment is wrong: a usage error is the
+usage line and one ``error:`` line, exit code 2, before anything is read or written; an error of
+the environment (a read-only or occupied path, a missing bucket, a catalog file that is not one, a
+server that does not answer) or of the chain of incremental exports is one ``error:`` line naming
+the path or URI, exit code 1, never a traceback; help reads at 80 columns."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from ddb_assets.cli_errors import environment_message
+from ddb_assets.wording import counted
+from ddb_assets_tests import doctor
+from ddb_assets_tests.cli_helpers import ddb_assets_command, free_port, run_cli
+from ddb_assets_tests.conftest import unique
+
+COMMANDS = ["demo", "dev", "emulator", "clock", "load", "export", "generate-export", "convert", "inspect", "query",
+            "tables", "history", "rollback", "maintain"]
+
+
+# -- the words ---------------------------------------------------------------------------------
+
+@pytest.mark.fast
+@pytest.mark.parametrize("number, noun, plural, expected", [
+    (1, "delete", None, "1 delete"),
+    (0, "delete", None, "0 deletes"),
+    (2, "upsert", None, "2 upserts"),
+    (3000, "item", None, "3,000 items"),
+    (1, "entry", "entries", "1 entry"),
+    (5, "entry", "entries", "5 entries"),
+    (1.0, "file", None, "1 file"),  # rich's progress counts in floats
+    (1.5, "day", None, "1.5 days"),
+])
+def test_counts_agree_with_their_number(number: float, noun: str, plural: str | None, expected: str) -> None:
+    assert counted(number, noun, plural) == expected
+
+
+# -- the environment's errors, as the system raises them ----------------------------------------
+
+@pytest.mark.fast
+@pytest.mark.parametrize("code, expected", [
+    (errno.EROFS, "/x/lake: read-only file system: give a destination on a writable volume"),
+    (errno.EACCES, "/x/lake: permission denied: fix its permissions, or give another destination"),
+    (errno.ENOSPC, "/x/lake: no space left on the device: free some space, or give a destination on another volume "
+                   "(--work-dir for convert's scratch)"),
+    (errno.ENAMETOOLONG, "/x/lake: the name is too long: give a shorter path"),
+])
+def test_an_os_error_names_the_path_and_what_to_do(code: int, expected: str) -> None:
+    assert environment_message(OSError(code, os.strerror(code), "/x/lake")) == expected
+
+
+@pytest.mark.fast
+def test_real_errors_of_files_databases_and_servers_become_one_line(tmp_path: Path) -> None:
+    import pyarrow.fs
+    import requests
+    import sqlalchemy
+
+    occupied = tmp_path / "a-file"
+    occupied.write_text("")
+    with pytest.raises(OSError) as raised:  # pyarrow words it: "Cannot create directory '...'. Detail: ..."
+        pyarrow.fs.LocalFileSystem().create_dir(str(occupied / "lake"), recursive=True)
+    assert environment_message(raised.value) == (f"{occupied / 'lake'}: a file stands where a folder is needed: "
+                                                 f"give a folder path, or move the file away")
+
+    garbage = tmp_path / "catalog.db"
+    garbage.write_bytes(b"not a database, not at all")
+    with pytest.raises(sqlalchemy.exc.DatabaseError) as db_error:
+        with sqlalchemy.create_engine(f"sqlite:///{garbage}").connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT 1 FROM iceberg_tables"))
+    assert environment_message(db_error.value) == ("the catalog database failed: file is not a database (give another --catalog, or repair or move the "
+                                                   "catalog file)")
+
+    port = free_port()
+    with pytest.raises(requests.ConnectionError) as refused:
+        requests.get(f"http://127.0.0.1:{port}/v1/config", timeout=5)
+    assert environment_message(refused.value) == (f"nothing answers at http://127.0.0.1:{port}/v1/config (Connection "
+                                                  f"refused): start the server, or check the URI given (--catalog "
+                                                  f"rest:..., AWS_ENDPOINT_URL)")
+    assert environment_message(ValueError("a bug")) is None  # anything else keeps its traceback
+
+
+# -- the same, through the command line -------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return doctor.make_export(tmp_path_factory.mktemp("export"), items=40, files=1)
+
+
+def _one_line(result: subprocess.CompletedProcess[str], expected: str) -> None:
+    """Exit code 1 and, on stderr, exactly one line, ``expected``, beside progress bars."""
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [expected], result.stderr
+
+
+def test_a_catalog_file_that_is_not_a_database_is_named(tmp_path: Path, export: Path) -> None:
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    (lake / "catalog.db").write_text("garbage\n")
+    expected = (f"error: the catalog sqlite:///{lake}/catalog.db cannot be opened (file is not a database): is it "
+                f"an Iceberg SQL catalog? Give another --catalog, or repair or move the file")
+    for args in (["convert", str(export), str(lake / "reviews"), "--workers", "1"], ["tables", "--lake", str(lake)],
+                 ["query", "SELECT 1", "--lake", str(lake)]):
+        _one_line(run_cli(*args), expected)
+    assert (lake / "catalog.db").read_text() == "garbage\n" and sorted(p.name for p in lake.iterdir()) == ["catalog.db"]
+
+
+def test_a_file_where_the_lake_folder_goes_is_named(tmp_path: Path, export: Path) -> None:
+    occupied = tmp_path / "lake"
+    occupied.write_text("")
+    _one_line(run_cli("convert", str(export), str(occupied / "reviews"), "--workers", "1"),
+              f"error: {occupied}: a file stands where a folder is needed: give a folder path, or move the file away")
+
+
+@pytest.fixture
+def read_only(tmp_path: Path) -> Iterator[Path]:
+    """A read-only file system (a tmpfs mounted read-only), where the system can make one."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    mount = shutil.which("mount")
+    if os.geteuid() != 0 or mount is None or subprocess.run(
+            [mount, "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("mounting a read-only file system needs root and mount")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_read_only_destination_is_one_line_naming_it(read_only: Path, tmp_path: Path, export: Path) -> None:
+    catalog = f"sqlite:///{tmp_path / 'catalog.db'}"  # the catalog elsewhere: the data files meet the read-only disk
+    result = run_cli("convert", str(export), str(read_only / "lake" / "reviews"), "--workers", "1", "--catalog",
+                     catalog)
+    _one_line(result, f"error: {read_only / 'lake'}: read-only file system: give a destination on a writable volume")
+    debug = run_cli("convert", str(export), str(read_only / "lake" / "reviews"), "--workers", "1", "--catalog",
+                    catalog, env={"DDB_ASSETS_DEBUG": "1"})
+    assert "Traceback" in debug.stderr and debug.stderr.splitlines()[-1] == result.stderr.splitlines()[-1]
+
+
+def test_a_missing_bucket_is_named(aws_env: dict[str, str], tmp_path: Path, export: Path) -> None:
+    bucket = unique("missing")
+    result = run_cli("convert", str(export), f"s3://{bucket}/lake/reviews", "--workers", "1", "--catalog",
+                     f"sqlite:///{tmp_path / 'catalog.db'}", env=aws_env)
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert re.fullmatch(rf"error: s3://{bucket}/lake/reviews/data/\S+\.parquet: the bucket does not exist: create it, "
+                        rf"or check the s3:// URI \(NO_SUCH_BUCKET during \w+\)", line), line
+
+
+@pytest.mark.parametrize("catalog, expected", [
+    ("rest", "error: --catalog 'rest': a rest catalog needs its endpoint, as rest:https://host/path"),
+    ("rest:", "error: --catalog 'rest:': a rest catalog needs its endpoint, as rest:https://host/path"),
+    ("rest:http://127.0.0.1:{port}", "error: no Iceberg REST catalog answers at http://127.0.0.1:{port} (Connection "
+                                     "refused): start it, or check --catalog (catalog.uri in the configuration)"),
+])
+def test_a_rest_catalog_without_an_endpoint_or_a_server_is_one_line(tmp_path: Path, catalog: str,
+                                                                    expected: str) -> None:
+    port = free_port()
+    for args in (["tables"], ["query", "SELECT 1"]):
+        result = run_cli(*args, "--lake", str(tmp_path), "--catalog", catalog.format(port=port))
+        assert (result.returncode, result.stdout) == (1, "")
+        assert result.stderr == expected.format(port=port) + "\n"
+
+
+def test_an_incremental_export_without_its_table_is_one_line(tmp_path: Path) -> None:
+    """The chain's refusals (ChainError) are the user's to fix, not bugs."""
+    from ddb_assets.local.export_writer import ExportRequest, FolderSink, IncrementalWindow, write_incremental_export
+    from ddb_assets.local.history import Change
+
+    at = lambda epoch: datetime.fromtimestamp(epoch, timezone.utc)  # noqa: E731
+    start = 1_764_000_000
+    arn = "arn:aws:dynamodb:us-east-1:000000000000:table/t"
+    request = ExportRequest(export_arn=f"{arn}/export/{(start + 900) * 1000:014d}-0000abcd", table_arn=arn,
+                            table_id="x", bucket="b", prefix="inc", output_format="DYNAMODB_JSON",
+                            start_time=at(start + 901), export_time=at(start + 900), key_attributes=("pk", "sk"),
+                            incremental=IncrementalWindow(at(start), at(start + 900)))
+    key = {"pk": {"S": "a"}, "sk": {"N": "1"}}
+    write_incremental_export(request, [Change("a", None, {**key, "v": {"N": "1"}}, start + 5)],
+                             FolderSink(tmp_path / "bucket"))
+    lake = tmp_path / "lake"
+    result = run_cli("convert", str(tmp_path / "bucket" / request.folder), str(lake / "nothing_yet"), "--workers", "1")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert line.startswith("error: table nothing_yet does not exist: ") and "convert the full export into it first" \
+        in line, line
+    assert not (lake / "nothing_yet" / "data").exists()
+
+
+# -- usage errors -------------------------------------------------------------------------------
+
+USAGE = [
+    (["convert", "SRC", "DEST", "--workers", "-1"], "convert [OPTIONS] {SOURCE} {DEST}",
+     "invalid value for '--workers': input should be greater than or equal to 0"),
+    (["convert", "SRC", "DEST", "--max-depth", "0"], "convert [OPTIONS] {SOURCE} {DEST}",
+     "invalid value for '--max-depth': input should be greater than or equal to 1"),
+    (["convert", "SRC", "DEST", "--max-depth", "17"], "convert [OPTIONS] {SOURCE} {DEST}",
+     "invalid value for '--max-depth': input should be less than or equal to 16"),
+    (["convert", "SRC", "DEST", "--dictionary-keys", "0"], "convert [OPTIONS] {SOURCE} {DEST}",
+     "invalid value for '--dictionary-keys': input should be greater than or equal to 1"),
+    (["convert", "SRC", "DEST", "--naming", "camel"], "convert [OPTIONS] {SOURCE} {DEST}",
+     "invalid value for '--naming': 'camel' is not one of snake, glue"),
+    (["convert", "SRC", "DEST", "--compression", "brotli"], "convert [OPTIONS] {SOURCE} {DEST}",
+     "invalid value for '--compression': 'brotli' is not one of zstd, snappy, lz4, gzip, none"),
+    (["inspect", "SRC", "--workers", "-2"], "inspect [OPTIONS] {SOURCE}",
+     "invalid value for '--workers': input should be greater than or equal to 0"),
+    (["load", "--items", "-5"], "load [OPTIONS]",
+     "invalid value for '--items': input should be greater than or equal to 1"),
+    (["generate-export", "DEST", "--format", "XML"], "generate-export [OPTIONS] {DEST}",
+     "invalid value for '--format': 'XML' is not one of DYNAMODB_JSON, ION"),
+    (["generate-export", "DEST", "--files", "0"], "generate-export [OPTIONS] {DEST}",
+     "invalid value for '--files': input should be greater than or equal to 1"),
+    (["export", "t", "--view", "NEW_IMAGE"], "export [OPTIONS] {TABLE}",
+     "--from, --to and --view are for --incremental exports"),
+    (["export", "t", "--incremental", "--from", "2026-01-01T00:00:00"], "export [OPTIONS] {TABLE}",
+     "--incremental needs --from and --to (the window), and no --export-time"),
+    (["export", "t", "--incremental", "--from", "2026-01-01T00:00:00", "--to", "2026-01-01T00:15:00", "--view",
+      "OLD_IMAGE"], "export [OPTIONS] {TABLE}",
+     "invalid value for '--view': 'OLD_IMAGE' is not one of NEW_AND_OLD_IMAGES, NEW_IMAGE"),
+    (["emulator", "--port", "70000"], "emulator [OPTIONS]",
+     "invalid value for '--port': input should be less than or equal to 65535"),
+    (["clock", "--advance", "-5m"], "clock [OPTIONS]",
+     "invalid value for '--advance': '-5m' is not a duration: expected seconds (900) or a number with s, m, h or d "
+     "(90s, 15m, 2h, 1d), 0 or more"),
+    (["maintain", "t", "--keep-snapshots", "0"], "maintain [OPTIONS] {TABLE}",
+     "invalid value for '--keep-snapshots': input should be greater than or equal to 1"),
+]
+
+
+@pytest.mark.parametrize("args, usage, message", USAGE, ids=[" ".join(u[0]) for u in USAGE])
+def test_a_usage_error_is_the_usage_line_and_one_error_line(tmp_path: Path, args: list[str], usage: str,
+                                                            message: str) -> None:
+    result = run_cli(*args, cwd=tmp_path, env={"AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"})
+    command = args[0]
+    assert (result.returncode, result.stdout) == (2, ""), result
+    assert result.stderr == (f"Usage: ddb-assets {usage}\n"
+                             f"error: {message} (see ddb-assets {command} --help)\n")
+    assert list(tmp_path.iterdir()) == []  # refused while parsing: nothing was written
+
+
+# -- help ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help_reads_at_80_columns(command: str | None) -> None:
+    result = run_cli(*([command] if command else []), "--help", env={"COLUMNS": "80"})
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Usage: ddb-assets" + (f" {command} " if command else " ")), lines[0]
+    assert max(len(line) for line in lines) <= 80, [line for line in lines if len(line) > 80]
+    assert not any(ch in result.stdout for ch in "╭╮╰╯│─…"), result.stdout  # no rich panels, nothing cut short
+    if command is None:  # every command listed, with its whole first sentence
+        listed = re.findall(r"^  ([a-z][\w-]*) {2,}", result.stdout, re.M)
+        assert listed == COMMANDS, listed
+        return
+    options = set(re.findall(r"--[a-z][a-z-]*[a-z]", result.stdout))
+    for hyphenated in options:  # an option name is never broken over two lines
+        assert not any(line.rstrip().endswith(hyphenated.rsplit("-", 1)[0] + "-") for line in lines), hyphenated
+
+
+# -- the emulator -------------------------------------------------------------------------------
+
+def test_the_emulator_announces_its_address_once_it_serves_it_with_the_sample_table() -> None:
+    import boto3
+
+    port = free_port()
+    process = subprocess.Popen([*ddb_assets_command(), "emulator", "--port", str(port), "--sample-items", "5"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               env={**os.environ, "COLUMNS": "200"})
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 120
+        for line in process.stdout:
+            if "listening on" in line or time.monotonic() > deadline:
+                break
+        assert line.strip() == f"local AWS world listening on http://127.0.0.1:{port}", line
+        # At once, with no retry: the world answers, and the sample table is whole.
+        ddb = boto3.client("dynamodb", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        assert ddb.scan(TableName="reviews", Select="COUNT")["Count"] == 5
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
