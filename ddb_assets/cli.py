@@ -1092,7 +1092,7 @@ def main() -> None:
         _usage_error(exc)
     except click_errors.ClickException as exc:
         _error(exc.format_message(), exc)
-    except typer.Abort as exc:
+    except typer.Abort as exc:  # end of input where some was needed (typer exits 130 on Ctrl-C itself)
         _error("aborted", exc)
     except (CliError, ExportFormatError, ExportFailed, ExportTimeout, ConfigError, LookupError, ScratchSpaceError,
             CommitConflict, StaleExport, ProfileMismatch, SchemaConflict, PartitionError, CatalogError,

@@ -93,3 +93,23 @@ def test_the_configured_lake_root_that_does_not_exist_is_named(tmp_path: Path) -
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == (f"error: the lake {tmp_path / 'lake'} (lake_root of the configuration) does not exist: "
                              f"give --lake, or convert an export into it first\n")
+
+
+@pytest.mark.parametrize("command", [("tables",), ("query", "SELECT 42 AS answer", "--format", "json")],
+                         ids=["tables", "query"])
+def test_with_lake_the_configuration_file_is_not_read(tmp_path: Path, command: tuple[str, ...]) -> None:
+    """--lake names the whole lake (its folder and the catalog in it), as convert's DEST does: the
+    configuration, even a broken one, is not read (README, "Usage errors and exit codes")."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    SqlCatalog("ddb_assets", uri=f"sqlite:///{lake / 'catalog.db'}", warehouse=f"file://{lake}")  # an empty lake
+    broken = tmp_path / "config.yaml"
+    broken.write_text("lake_root: [\n")
+    result = run_cli(*command, "--lake", str(lake), env={"DDB_ASSETS_CONFIG": str(broken)})
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout == {"tables": f"no tables in sql catalog namespace ddb_lake (lake {lake})\n",
+                             "query": "{\"answer\": 42}\n"}[command[0]]
+    without = run_cli(*command, env={"DDB_ASSETS_CONFIG": str(broken)})  # and without --lake, it is read
+    assert without.returncode == 1 and without.stderr.startswith(f"error: {broken}: not valid YAML")
