@@ -45,6 +45,18 @@ def test_counts_agree_with_their_number(number: float, noun: str, plural: str | 
     assert counted(number, noun, plural) == expected
 
 
+@pytest.mark.fast
+def test_the_command_lines_choices_are_the_libraries() -> None:
+    """The CLI spells its choices out (parsing the command line imports neither pyarrow nor
+    pyiceberg): they must stay the ones the code accepts."""
+    from ddb_assets import cli
+    from ddb_assets.lake.schema import NAMING_MODES
+    from ddb_assets.lake.writer import COMPRESSIONS
+    from ddb_assets.query.output import FORMATS
+
+    assert (cli.NAMINGS, set(cli.COMPRESSIONS), cli.QUERY_FORMATS) == (NAMING_MODES, set(COMPRESSIONS), FORMATS)
+
+
 # -- the environment's errors, as the system raises them ----------------------------------------
 
 @pytest.mark.fast
