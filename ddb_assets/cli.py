@@ -990,7 +990,7 @@ def history(
         sys.stdout.write(json.dumps(entries, indent=1) + "\n")
         return
     # Plain lines, not a table: snapshot and export ids stay whole in any terminal or pipe.
-    console.print(f"{table}: {len(entries)} snapshot(s), oldest first", highlight=False, markup=False)
+    console.print(f"{table}: {counted(len(entries), 'snapshot')}, oldest first", highlight=False, markup=False)
     header = f"{'snapshot':<20} {'committed (UTC)':<24} {'operation':<9} {'export':<24} {'rows':>12} {'files':>11}"
     console.print(header, highlight=False, markup=False, soft_wrap=True)
     for e in entries:

@@ -117,7 +117,7 @@ def test_export_prints_its_arn_whole_and_each_status_once(world: LocalWorld, ddb
     lines = result.stdout.splitlines()
     assert re.fullmatch(rf"export started: {re.escape(arn)}/export/\d{{14}}-[0-9a-f]{{8}}", lines[0]), lines
     export_id = lines[0].rsplit("/", 1)[-1]
-    assert re.fullmatch(rf"COMPLETED after \d+s: 1 items, manifest s3://lines-exports/exports/{name}/AWSDynamoDB/"
+    assert re.fullmatch(rf"COMPLETED after \d+s: 1 item, manifest s3://lines-exports/exports/{name}/AWSDynamoDB/"
                         rf"{export_id}/manifest-summary.json", lines[-1]), lines
     assert all(re.fullmatch(r"IN_PROGRESS after \d+s \(waiting for COMPLETED\)", line) for line in lines[1:-1])
     assert len(lines) <= 3

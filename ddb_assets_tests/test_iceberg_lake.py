@@ -314,8 +314,8 @@ def test_the_maintain_command(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     # two conversions (each partition already one file: nothing to compact): the newest is kept, and
     # the files only the older one referenced go
-    assert "0 partition(s) rewritten" in result.stdout and "1 snapshot(s) expired" in result.stdout
-    assert "orphans" in result.stdout and " 0 file(s) removed" not in result.stdout
+    assert "0 partitions rewritten" in result.stdout and "1 snapshot expired" in result.stdout
+    assert "orphans" in result.stdout and " 0 files removed" not in result.stdout
     missing = run_cli("maintain", "nope", "--lake", str(lake))
     assert missing.returncode == 1 and "no table 'nope'" in missing.stderr and "reviews" in missing.stderr
 

@@ -175,7 +175,7 @@ def test_maintain_removes_the_scratch_of_ended_runs_only(tmp_path: Path) -> None
     live = _fake_scratch(scratch, "live", pid=os.getpid(), start=_start_time(os.getpid()))
     result = run_cli("maintain", "t", "--lake", str(tmp_path / "lake"), "--work-dir", str(scratch))
     assert result.returncode == 0, result.stderr
-    assert "1 folder(s) of ended runs removed" in result.stdout
+    assert "1 folder of ended runs removed" in result.stdout
     assert not dead.exists() and live.exists()
 
 

@@ -143,7 +143,7 @@ def test_a_partition_attribute_of_a_type_that_cannot_partition_is_refused(value:
 
 
 def test_an_absent_partition_attribute_is_refused_unless_the_export_is_empty() -> None:
-    with pytest.raises(PartitionError, match="'yeer' is in none of the 1 items"):
+    with pytest.raises(PartitionError, match="'yeer' is in none of the 1 item;"):
         plan([{"year": {"N": "2015"}}], partition="yeer")
     empty = plan_table(Profile(), SchemaOptions(), PartitionBy.parse("year"))
     assert empty.columns == [] and empty.schema.partition_source() is None

@@ -32,6 +32,7 @@ from ddb_assets.lake.partitioning import TIMESTAMP, PartitionBy, PartitionError,
 from ddb_assets.lake.profile import NumberStats, Profile
 from ddb_assets.lake.schema import (Column, Inferred, SchemaOptions, TableSchema, column_name, infer_columns,
                                     path_text, snake, unique_name, with_id)
+from ddb_assets.wording import counted
 
 
 class SchemaConflict(ValueError):
@@ -220,7 +221,7 @@ class _Planner:
             if profile.items:
                 raise PartitionError(
                     f"partition_by {partition.text}: attribute {partition.attribute!r} is in none of the "
-                    f"{profile.items:,} items; check its spelling (attribute names are case-sensitive)")
+                    f"{counted(profile.items, 'item')}; check its spelling (attribute names are case-sensitive)")
             return  # an empty export: the partitioning starts with the first export that has the attribute
         allowed = ("N", "S") if partition.derives_time else ("N", "S", "BOOL")
         if source is None or source.descriptor not in allowed or source.encoding != "scalar":

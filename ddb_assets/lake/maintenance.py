@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from ddb_assets.exports.storage import S3Options, resolve
 from ddb_assets.lake.commit import SUMMARY_PREFIX, data_files_for, file_partition_name
 from ddb_assets.lake.schema import TableSchema
+from ddb_assets.wording import counted
 
 ProgressCallback = Callable[[str], None]
 
@@ -62,12 +63,12 @@ def maintain(table: Any, options: MaintenanceOptions = MaintenanceOptions(), s3:
     if options.compact:
         result.compacted, result.snapshot_id = compact_small_files(table, options.small_file_bytes, s3,
                                                                    dry_run=options.dry_run)
-        progress(f"compacted {len(result.compacted)} partition(s)")
+        progress(f"compacted {counted(len(result.compacted), 'partition')}")
     result.expired_snapshots = expire_snapshots(table, options.expire_after, options.keep_snapshots,
                                                 dry_run=options.dry_run)
-    progress(f"expired {len(result.expired_snapshots)} snapshot(s)")
+    progress(f"expired {counted(len(result.expired_snapshots), 'snapshot')}")
     result.orphans, result.orphan_bytes = remove_orphan_files(table, options.grace, s3, dry_run=options.dry_run)
-    progress(f"removed {len(result.orphans)} orphan file(s)")
+    progress(f"removed {counted(len(result.orphans), 'orphan file')}")
     result.seconds = time.monotonic() - started
     return result
 

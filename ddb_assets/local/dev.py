@@ -31,6 +31,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Callable
 
+from ddb_assets.wording import counted
+
 LOCK_FILE = "ddb-assets-dev.lock"
 # Dagster 1.13 marks `dagster dev` superseded by `dg dev` (dagster-dg-cli, which needs a [tool.dg]
 # project); the warning is raised by click's callback in the `dagster` process itself. Python's
@@ -291,7 +293,7 @@ def run_dev(*, host: str = "127.0.0.1", port: int = 3000, emulator_port: int = 4
         check_port(host, port, "the Dagster UI")
         stale = cancel_orphaned_runs(home, "marked canceled by ddb-assets dev: the dev session running it had ended")
         if stale:
-            log(f"{len(stale)} run(s) left in progress by an earlier session marked canceled: {', '.join(stale)}")
+            log(f"{counted(len(stale), 'run')} left in progress by an earlier session marked canceled: {', '.join(stale)}")
         world = LocalWorld(port=emulator_port, host=host)
         try:
             world.start()
@@ -332,7 +334,7 @@ def run_dev(*, host: str = "127.0.0.1", port: int = 3000, emulator_port: int = 4
             _stop(dagster, log)
             stopped = cancel_orphaned_runs(home, "canceled: ddb-assets dev stopped while the run was in progress")
             if stopped:
-                log(f"{len(stopped)} run(s) in progress when dev stopped marked canceled: {', '.join(stopped)}")
+                log(f"{counted(len(stopped), 'run')} in progress when dev stopped marked canceled: {', '.join(stopped)}")
         if world is not None:
             world.stop()
         lock.release()
