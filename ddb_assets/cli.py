@@ -680,16 +680,16 @@ def _runner_options(runner: str, spark_master: str, shards: int):  # type: ignor
         raise CliError(f"--{exc}") from None
 
 
-shard_app = typer.Typer(help="Shard tasks: the pieces of a conversion that runners hand to other machines.",
-                        no_args_is_help=True)
+shard_app = typer.Typer(cls=_Group, help="Shard tasks: the pieces of a conversion that runners hand to other "
+                        "machines.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(shard_app, name="shard")
 
 
-@shard_app.command("run")
+@shard_app.command("run", short_help="Run one shard task here (a runner's worker; commits nothing).")
 def shard_run(
-    spec: str = typer.Option(..., help="The shard spec (JSON, as a runner writes it): local path or s3://."),
-    result: Optional[str] = typer.Option(None, help="Where the result JSON goes (default: beside the spec, "
-                                                    "<spec name>.result.json)."),
+    spec: str = typer.Option(..., metavar="FILE", help="The shard spec (JSON, as a runner writes it): local path or s3://."),
+    result: Optional[str] = typer.Option(None, metavar="FILE", help="Where the result JSON goes (default: beside "
+                                                                    "the spec, <spec name>.result.json)."),
 ) -> None:
     """Run one shard task here: read and check its data files (and, for a writing shard, write its
     Parquet files into the table's data folder, named by run, attempt and shard). Commits nothing:
@@ -705,7 +705,7 @@ def shard_run(
     if done.error is not None:
         raise CliError(f"{done.error.message} (result: {where})")
     _summary_lines([("shard", f"{done.shard + 1} (attempt {done.attempt}) of run {done.run}"),
-                    ("items", f"{sum(r.items for r in done.reads):,} read from {len(done.reads)} data file(s)"),
+                    ("items", f"{sum(r.items for r in done.reads):,} read from {counted(len(done.reads), 'data file')}"),
                     ("files", f"{len(done.written):,} written, {sum(w.rows for w in done.written):,} rows"),
                     ("time", f"{done.seconds:.2f}s"),
                     ("result", where)])

@@ -25,7 +25,7 @@ from ddb_assets_tests.cli_helpers import ddb_assets_command, free_port, run_cli
 from ddb_assets_tests.conftest import unique
 
 COMMANDS = ["demo", "dev", "emulator", "clock", "load", "export", "generate-export", "convert", "inspect", "query",
-            "tables", "history", "rollback", "maintain"]
+            "tables", "history", "rollback", "maintain", "shard"]
 
 
 # -- the words ---------------------------------------------------------------------------------
@@ -51,10 +51,12 @@ def test_the_command_lines_choices_are_the_libraries() -> None:
     pyiceberg): they must stay the ones the code accepts."""
     from ddb_assets import cli
     from ddb_assets.lake.schema import NAMING_MODES
+    from ddb_assets.lake.shards.options import RUNNERS
     from ddb_assets.lake.writer import COMPRESSIONS
     from ddb_assets.query.output import FORMATS
 
-    assert (cli.NAMINGS, set(cli.COMPRESSIONS), cli.QUERY_FORMATS) == (NAMING_MODES, set(COMPRESSIONS), FORMATS)
+    assert (cli.NAMINGS, set(cli.COMPRESSIONS), cli.RUNNERS, cli.QUERY_FORMATS) == \
+        (NAMING_MODES, set(COMPRESSIONS), RUNNERS, FORMATS)
 
 
 # -- the environment's errors, as the system raises them ----------------------------------------
@@ -244,6 +246,10 @@ USAGE = [
     (["clock", "--advance", "-5m"], "clock [OPTIONS]",
      "invalid value for '--advance': '-5m' is not a duration: expected seconds (900) or a number with s, m, h or d "
      "(90s, 15m, 2h, 1d), 0 or more"),
+    (["convert", "SRC", "DEST", "--runner", "sparky"], "convert [OPTIONS] {SOURCE} {DEST}",
+     "invalid value for '--runner': 'sparky' is not one of local, spark"),
+    (["convert", "SRC", "DEST", "--shards", "-1"], "convert [OPTIONS] {SOURCE} {DEST}",
+     "invalid value for '--shards': input should be greater than or equal to 0"),
     (["maintain", "t", "--keep-snapshots", "0"], "maintain [OPTIONS] {TABLE}",
      "invalid value for '--keep-snapshots': input should be greater than or equal to 1"),
 ]
@@ -262,9 +268,9 @@ def test_a_usage_error_is_the_usage_line_and_one_error_line(tmp_path: Path, args
 
 # -- help ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("command", [None, *COMMANDS])
+@pytest.mark.parametrize("command", [None, *COMMANDS, "shard run"])
 def test_help_reads_at_80_columns(command: str | None) -> None:
-    result = run_cli(*([command] if command else []), "--help", env={"COLUMNS": "80"})
+    result = run_cli(*(command.split() if command else []), "--help", env={"COLUMNS": "80"})
     assert result.returncode == 0 and result.stderr == "", result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("Usage: ddb-assets" + (f" {command} " if command else " ")), lines[0]
