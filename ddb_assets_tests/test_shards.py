@@ -114,9 +114,10 @@ def test_shard_run_writes_the_result_beside_the_spec_and_reports_bad_input_with_
     spec_path.write_bytes(dataclasses.replace(specs[1], files=(fixed, *specs[1].files[1:])).to_json())
     failed = run_cli("shard", "run", "--spec", str(spec_path), "--result", str(tmp_path / "failed.json"))
     assert failed.returncode == 1
-    assert f"{bad.key}:3: malformed JSON" in failed.stderr and failed.stderr.count("\n") == 1, failed.stderr
+    # The file is named where it is read from (the manifest's key names the bucket first written to).
+    assert f"{bad.uri}:3: malformed JSON" in failed.stderr and failed.stderr.count("\n") == 1, failed.stderr
     error = json.loads((tmp_path / "failed.json").read_bytes())["error"]
-    assert (error["kind"], error["obj"], error["line"]) == ("ExportFormatError", bad.key, 3)
+    assert (error["kind"], error["obj"], error["line"]) == ("ExportFormatError", bad.uri, 3)
 
 
 # -- the spark runner -------------------------------------------------------------------------------
@@ -182,8 +183,9 @@ def test_a_shard_that_fails_fails_the_run_with_file_and_line_and_commits_nothing
     root = tmp_path / "lake" / "t"
     with pytest.raises(ExportFormatError) as raised:
         convert_export(open_export(folder), root, ConvertOptions(runner=SPARK), known=known)
-    assert raised.value.obj == entry["dataFileS3Key"] and raised.value.line == 5
-    assert f"{entry['dataFileS3Key']}:5: malformed JSON" in str(raised.value)
+    path = str(doctor.data_path(folder, entry))  # where it is read from, not the manifest's key
+    assert raised.value.obj == path and raised.value.line == 5
+    assert f"{path}:5: malformed JSON" in str(raised.value)
     target = lake_target(root, ConvertOptions())
     assert load_table(target.catalog, *target.identifier) is None  # nothing committed
     assert list(root.rglob("*.parquet")) == []  # and no shard's files left behind
