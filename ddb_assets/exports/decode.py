@@ -23,7 +23,8 @@ from ddb_assets.exports.buffers import Text
 from ddb_assets.exports.errors import ExportFormatError
 from ddb_assets.exports.ion_codec import parse_ion_line
 from ddb_assets.exports.numbers import NUMBER_TEXT
-from ddb_assets.exports.plain_json import BASE64_TEXT, checked_plain_map, plain_json_text
+from ddb_assets.exports.plain_json import (BASE64_TEXT, RAW_LIST, RAW_MAP, checked_plain_map, plain_json_text,
+                                           plain_map, plain_value)
 
 SCALAR_DESCRIPTORS = {"S": "string", "N": "string", "B": "string", "BOOL": "bool", "NULL": "bool"}
 SET_DESCRIPTORS = ("SS", "NS", "BS")
@@ -33,11 +34,15 @@ DESCRIPTORS = ("S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS")
 # descriptor: pyarrow's reader would otherwise build one struct field per key and append to every
 # one of them for every row (an export with 4,000 such keys parses 40x slower, 100x when the map is
 # nested). Such maps are lifted out of the text before the parse and attached afterwards.
-RAW_MAP = "_Mjson"
+# (RAW_MAP is defined in exports.plain_json, with RAW_LIST: see carry_deep_values.)
 # What N/NS and B/BS values may hold (exports.numbers, exports.plain_json: why a regex).
 _TEXT_RULES = {"N": ("a number", NUMBER_TEXT), "B": ("base64", BASE64_TEXT)}
 _PYTHON_RULES = {kind: re.compile(pattern) for kind, (_, pattern) in _TEXT_RULES.items()}
 MAP_DEPTH = 8  # how deep in maps of maps dictionary maps are looked for
+# Attribute path length (a top-level attribute is 1, a list element one more than its list) from
+# which maps and lists are carried as their JSON text (carry_deep_values). One more than the
+# deepest column there can be (lake.schema.SchemaOptions: max_depth <= 16), so no plan changes.
+CARRIED_DEPTH = 17
 MAX_KEYS_SAMPLED = 4096  # past this a map is a dictionary whatever the threshold: stop descending
 # An attribute path through maps: ("stats", "daily") is the map under key "daily" of map "stats".
 MapPath = tuple[str, ...]
@@ -366,6 +371,70 @@ def _swap_markers(attributes: pa.StructArray, path: MapPath, table: pa.Array) ->
         parts[inner], found = _swap_markers(parts[inner], path[1:], table)
     children[index] = pa.StructArray.from_arrays(parts, fields=list(wrapper.type), mask=wrapper.is_null())
     return pa.StructArray.from_arrays(children, fields=list(attributes.type), mask=attributes.is_null()), found
+
+
+# -- deep values -------------------------------------------------------------------------------
+
+def carry_deep_values(item: pa.StructArray) -> pa.StructArray:
+    """Parsed items with every map and list at attribute path length ``CARRIED_DEPTH`` or more
+    replaced by its plain JSON text (as the lake writes it), under ``RAW_MAP`` / ``RAW_LIST``.
+
+    DynamoDB nests maps and lists up to 32 levels, two Arrow levels each (the type-descriptor
+    wrapper and its value), and Arrow IPC (the scratch files between the two stages) refuses
+    more than 64 ("Max recursion depth reached"). No column is deeper than 16 levels, and what
+    lies below one is written as JSON text anyway: carried as that text from the start, the
+    items stay about 36 Arrow levels deep at most. When nothing reaches that depth (the common
+    case) only the type is looked at, and ``item`` is returned as it is.
+    """
+    if not _any_reaches(item.type, 1):
+        return item
+    return _carry_attributes(item, 1)
+
+
+def _reaches(wrapper: pa.DataType, depth: int) -> bool:
+    """Whether a wrapper type at path length ``depth`` holds a map or list at ``CARRIED_DEPTH``
+    or deeper (where it has to be carried)."""
+    if not pa.types.is_struct(wrapper):
+        return False
+    for field in wrapper:
+        if field.name == "M" and pa.types.is_struct(field.type):
+            if depth >= CARRIED_DEPTH or _any_reaches(field.type, depth + 1):
+                return True
+        elif field.name == "L" and pa.types.is_list(field.type):
+            if depth >= CARRIED_DEPTH or _reaches(field.type.value_type, depth + 1):
+                return True
+    return False
+
+
+def _any_reaches(attributes: pa.DataType, depth: int) -> bool:
+    return any(_reaches(field.type, depth) for field in attributes)
+
+
+def _carry_attributes(attributes: pa.StructArray, depth: int) -> pa.StructArray:
+    """A struct of attributes (the items, or an M value) whose fields are at path length ``depth``."""
+    children = [_carry_wrapper(child, depth) if _reaches(field.type, depth) else child
+                for field, child in zip(attributes.type, attributes.flatten())]
+    return pa.StructArray.from_arrays(children, names=[f.name for f in attributes.type],
+                                      mask=attributes.is_null() if attributes.null_count else None)
+
+
+def _carry_wrapper(wrapper: pa.StructArray, depth: int) -> pa.StructArray:
+    names, children = [], []
+    for field, child in zip(wrapper.type, wrapper.flatten()):
+        name = field.name
+        if name in ("M", "L") and depth >= CARRIED_DEPTH:
+            render = plain_map if name == "M" else (lambda elements: [plain_value(e) for e in elements])
+            name, child = (RAW_MAP if name == "M" else RAW_LIST), pa.array(
+                [None if value is None else plain_json_text(render(value)) for value in child.to_pylist()],
+                pa.string())
+        elif name == "M" and pa.types.is_struct(child.type) and _any_reaches(child.type, depth + 1):
+            child = _carry_attributes(child, depth + 1)
+        elif name == "L" and pa.types.is_list(child.type) and _reaches(child.type.value_type, depth + 1):
+            child = pa.ListArray.from_arrays(child.offsets, _carry_wrapper(child.values, depth + 1),
+                                             mask=child.is_null() if child.null_count else None)
+        names.append(name)
+        children.append(child)
+    return pa.StructArray.from_arrays(children, names=names, mask=wrapper.is_null() if wrapper.null_count else None)
 
 
 def ion_to_json_lines(raw: bytes | Text, *, obj: str) -> bytes:

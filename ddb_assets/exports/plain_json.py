@@ -3,6 +3,10 @@
 How maps used as dictionaries and lists of mixed types are stored (one JSON text column, see
 docs/schema_rules.md). Numbers keep their exact decimal text, as JSON numbers; sets are sorted and
 map keys too, so that one value always gives one text, however it was parsed.
+
+A map or list already turned into its text (a dictionary map lifted before the parse, a value
+carried as text below ``exports.decode.CARRIED_DEPTH``) comes under an internal descriptor,
+``RAW_MAP`` or ``RAW_LIST``; its text goes into an enclosing value's text as it is.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ _SORTED = orjson.OPT_SORT_KEYS
 _JSON_NUMBER = re.compile(JSON_NUMBER_TEXT)
 _NUMBER = re.compile(NUMBER_TEXT)
 _BASE64 = re.compile(BASE64_TEXT)
+# Internal type descriptors of a map / a list carried as its plain JSON text (never in an export:
+# exports.decode rejects them there).
+RAW_MAP = "_Mjson"
+RAW_LIST = "_Ljson"
 
 
 def plain_json_text(value: Any) -> str:
@@ -54,6 +62,8 @@ def plain_value(wrapper: dict[str, Any] | None) -> Any:
             return plain_map(value)
         if kind == "L":
             return [plain_value(element) for element in value]
+        if kind in (RAW_MAP, RAW_LIST):
+            return orjson.Fragment(value)  # plain_json_text's output already
     return None
 
 

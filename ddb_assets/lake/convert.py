@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 
 from ddb_assets.exports.buffers import ByteArena, Text, count_lines_before, gunzip_pieces
 from ddb_assets.exports.decode import (
+    carry_deep_values,
     check_utf8,
     detect_dictionary_maps,
     first_item_names,
@@ -233,7 +234,7 @@ def _read_file(index: int, data_file: DataFile, conversion: str, dictionary_keys
             del text
             if first_line:
                 profile.first_line = (index, first_line)
-            item = table.column("Item").combine_chunks()
+            item = carry_deep_values(table.column("Item").combine_chunks())  # bounded depth: see there
             del table
             piece_profile = profile_items(item, index)
             piece_profile.key_names = changes.key_names

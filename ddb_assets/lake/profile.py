@@ -19,7 +19,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ddb_assets.exports.decode import RAW_MAP
+from ddb_assets.exports.decode import RAW_LIST, RAW_MAP
 from ddb_assets.exports.numbers import EXACT
 
 Path = tuple  # tuple[str | None, ...]
@@ -214,9 +214,12 @@ def _walk_wrapper(wrapper: pa.Array, path: Path, profile: Profile, order: tuple[
         if not count:
             continue
         kind = field_.name
-        if kind == RAW_MAP:  # a dictionary map carried as text: a map, and not a schema
+        if kind == RAW_MAP:  # a dictionary map (or one below CARRIED_DEPTH) carried as text: a map, not a schema
             stats.descriptors["M"] = stats.descriptors.get("M", 0) + count
             stats.map_keys_overflow = True
+            continue
+        if kind == RAW_LIST:  # a list carried as text (below exports.decode.CARRIED_DEPTH): not profiled inside
+            stats.descriptors["L"] = stats.descriptors.get("L", 0) + count
             continue
         stats.descriptors[kind] = stats.descriptors.get(kind, 0) + count
         if kind == "N":

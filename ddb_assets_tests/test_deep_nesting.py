@@ -1,0 +1,202 @@
+"""Items nested as deep as DynamoDB allows (32 levels of maps and lists) convert by every path:
+two stages (scratch files), one pass from a saved profile, an incremental export merged; both
+formats. Read back by pyiceberg, value for value: what lies below a column is its JSON text."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pytest
+
+from ddb_assets.exports.decode import CARRIED_DEPTH, carry_deep_values, parse_items
+from ddb_assets.lake.convert import ConvertOptions, convert_export, profile_export
+from ddb_assets.lake.profile import profile_from_json, profile_to_json
+from ddb_assets.lake.schema import SchemaOptions
+from ddb_assets.local.export_writer import (ExportRequest, FolderSink, IncrementalWindow, write_export,
+                                            write_incremental_export)
+from ddb_assets.local.history import Change
+from ddb_assets_tests.lake_reader import expected_item, read_rows, rebuild_items
+
+DYNAMODB_MAX_DEPTH = 32  # "DynamoDB supports nested attributes up to 32 levels deep"
+TABLE_ARN = "arn:aws:dynamodb:us-east-1:111122223333:table/deep"
+EXPORT_TIME = datetime(2024, 5, 14, 8, 0, 0, tzinfo=timezone.utc)
+BOTTOM = "-123456789012345678901234567890.123456789"  # 39 digits: no float or decimal128 holds it
+
+
+def _scalars(level: int) -> dict[str, Any]:
+    """Every scalar and set type, different at each level."""
+    return {"s": {"S": f"level {level} \u00e9"}, "n": {"N": f"{level}.50"}, "b": {"B": "AAEC/w=="},
+            "t": {"BOOL": level % 2 == 0}, "z": {"NULL": True}, "ss": {"SS": ["b", "a", f"{level}"]},
+            "ns": {"NS": ["10", "-1.5", f"{level}"]}, "bs": {"BS": ["AQ==", "AA=="]}}
+
+
+def nested(kinds: str, bottom: str = BOTTOM) -> dict[str, Any]:
+    """``len(kinds)`` nested maps (``M``) and lists (``L``), outermost first, with scalars beside
+    each level's child and a number of 39 digits at the bottom."""
+    value: dict[str, Any] = {"N": bottom}
+    for level, kind in reversed(list(enumerate(kinds, start=1))):
+        if kind == "M":
+            value = {"M": {**_scalars(level), f"child{level}": value}}
+        else:
+            value = {"L": [{"S": f"first {level}"}, value, {"N": str(level)}]}
+    return value
+
+
+def deep_items() -> list[dict[str, Any]]:
+    depth = DYNAMODB_MAX_DEPTH
+    return [{"pk": {"S": "deep-maps"}, "deep": nested("M" * depth)},
+            {"pk": {"S": "deep-lists"}, "deep": nested("L" * depth)},
+            {"pk": {"S": "deep-mixed"}, "deep": nested("ML" * (depth // 2))},
+            # Flattened as far as max_depth allows, with lists and deep maps below the columns.
+            {"pk": {"S": "deep-wide"}, "deep": {"M": {"top": {"S": "x"}, "inner": nested("M" * (depth - 1))}},
+             "other": nested("MMLM" * (depth // 4))}]
+
+
+def normal_items(count: int = 40) -> list[dict[str, Any]]:
+    return [{"pk": {"S": f"item-{i:03d}"}, "n": {"N": str(i)}, "text": {"S": f"text {i}"},
+             "deep": {"M": {"top": {"S": f"t{i}"}}}} for i in range(count)]
+
+
+def _request(export_format: str, export_id: str, window: IncrementalWindow | None = None) -> ExportRequest:
+    end = window.export_to_time if window else EXPORT_TIME
+    return ExportRequest(export_arn=f"{TABLE_ARN}/export/{export_id}", table_arn=TABLE_ARN, table_id="deep-id",
+                         bucket="bucket", prefix="exports", output_format=export_format,
+                         start_time=end + timedelta(seconds=1), export_time=end, key_attributes=("pk",),
+                         data_files=2, incremental=window)
+
+
+def full_export(root: Path, export_format: str, items: list[dict[str, Any]]) -> Path:
+    request = _request(export_format, "01715673600000-0000full")
+    write_export(request, items, FolderSink(root), end_time=lambda: EXPORT_TIME + timedelta(minutes=1))
+    return root / request.folder
+
+
+def incremental_export(root: Path, export_format: str, changes: list[Change]) -> Path:
+    window = IncrementalWindow(EXPORT_TIME, EXPORT_TIME + timedelta(minutes=15))
+    request = _request(export_format, "01715674500000-00000inc", window)
+    write_incremental_export(request, changes, FolderSink(root),
+                             end_time=lambda: EXPORT_TIME + timedelta(minutes=16))
+    return root / request.folder
+
+
+def _key(item: dict[str, Any]) -> str:
+    return str(item["pk"])  # as read back (and as expected_item gives it): plain text
+
+
+def assert_table_holds(table: Path, items: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The table, read by pyiceberg, holds exactly ``items`` (returns its columns and rows); and every deep
+    number is in its JSON text as the exact text the export gave."""
+    meta, rows = read_rows(str(table))
+    got = sorted(rebuild_items(meta, rows), key=_key)
+    want = sorted((expected_item(item, meta) for item in items), key=_key)
+    assert [_key(i) for i in got] == [_key(i) for i in want]
+    for mine, theirs in zip(got, want):
+        assert mine == theirs, mine["pk"]
+    texts = [value for row in rows for value in row.values() if isinstance(value, str) and value[:1] in "{["]
+    assert sum(text.count(BOTTOM) for text in texts) == sum(orjson.dumps(i).count(BOTTOM.encode()) for i in items)
+    return meta, rows
+
+
+def _walk(text: str, steps: list[Any]) -> Any:
+    """Down a JSON text by keys and indexes, read by hand (numbers as Decimal)."""
+    value = json.loads(text, parse_float=Decimal, parse_int=Decimal)
+    for step in steps:
+        value = value[step]
+    return value
+
+
+def _row(rows: list[dict[str, Any]], pk: str) -> dict[str, Any]:
+    [row] = [row for row in rows if row["pk"] == pk]
+    return row
+
+
+@pytest.mark.parametrize("export_format", ["DYNAMODB_JSON", "ION"])
+@pytest.mark.parametrize("max_depth", [3, 16])
+def test_items_32_levels_deep_convert_by_every_path(tmp_path: Path, export_format: str, max_depth: int) -> None:
+    depth = DYNAMODB_MAX_DEPTH
+    items = normal_items() + deep_items()
+    folder = full_export(tmp_path / "bucket", export_format, items)
+    options = ConvertOptions(workers=1, max_depth=max_depth, work_dir=str(tmp_path / "scratch"))
+    # The deepest map column (the max_depth rule) holds the rest of the 32 levels as JSON text.
+    deepest = "deep__" + "__".join(f"child{level}" for level in range(1, max_depth))
+    below = [f"child{level}" for level in range(max_depth, depth + 1)]
+
+    # Two stages: every parsed piece goes through an Arrow IPC scratch file.
+    two = convert_export(folder, tmp_path / "lake" / "two", options)
+    assert two.scratch_bytes > 0 and not two.one_pass
+    meta, rows = assert_table_holds(tmp_path / "lake" / "two", items)
+    assert _walk(_row(rows, "deep-maps")[deepest], below) == Decimal(BOTTOM)
+    assert _walk(_row(rows, "deep-lists")["deep__l"], [1] * depth) == Decimal(BOTTOM)
+    assert max(len(c["path"]) for c in meta["columns"]) == max_depth
+
+    # One pass, planned from the saved profile (inspect --save-profile, then convert --profile).
+    export, profile = profile_export(folder, options)
+    _, saved = profile_from_json(profile_to_json(profile, export.export_id), obj="saved")
+    one = convert_export(folder, tmp_path / "lake" / "one", options, known=saved)
+    assert one.one_pass and one.scratch_bytes == 0
+    assert assert_table_holds(tmp_path / "lake" / "one", items)[0]["columns"] == meta["columns"]
+
+    # An incremental export merged into the two-stage table: deep items replaced, added, deleted.
+    by_key = {item["pk"]["S"]: item for item in items}
+    at = EXPORT_TIME.timestamp()
+    final = dict(by_key)
+    final["deep-maps"] = {"pk": {"S": "deep-maps"}, "deep": nested("M" * depth, bottom="-1E-130")}
+    final["deep-added"] = {"pk": {"S": "deep-added"}, "deep": nested("LM" * (depth // 2)), "n": {"N": "7"}}
+    final["item-000"] = {**by_key["item-000"], "deep": nested("M" * depth)}
+    del final["deep-lists"]
+    changes = [Change("deep-maps", by_key["deep-maps"], final["deep-maps"], at + 10),
+               Change("deep-added", None, final["deep-added"], at + 20),
+               Change("deep-lists", by_key["deep-lists"], None, at + 30),
+               Change("item-000", by_key["item-000"], final["item-000"], at + 40)]
+    merged = convert_export(incremental_export(tmp_path / "bucket", export_format, changes),
+                            tmp_path / "lake" / "two", options)
+    assert merged.merge is not None and (merged.merge.upserts, merged.merge.deletes) == (3, 1)
+    _, rows = assert_table_holds(tmp_path / "lake" / "two", list(final.values()))
+    assert _walk(_row(rows, "deep-maps")[deepest], below) == Decimal("-1E-130")
+    assert _walk(_row(rows, "item-000")[deepest], below) == Decimal(BOTTOM)
+
+
+def test_deep_values_are_carried_as_text_below_the_deepest_column() -> None:
+    """Parsed items keep their structure down to the deepest column max_depth allows, and carry
+    what lies below as its JSON text: shallow enough for Arrow IPC (64 levels) at any DynamoDB
+    depth, and the same text the lake writes."""
+    assert SchemaOptions(max_depth=CARRIED_DEPTH - 1).max_depth == CARRIED_DEPTH - 1
+    with pytest.raises(ValueError, match="max_depth"):
+        SchemaOptions(max_depth=CARRIED_DEPTH)
+    lines = b"".join(orjson.dumps({"Item": item}) + b"\n" for item in normal_items(3) + deep_items())
+    item = parse_items(lines, output_format="DYNAMODB_JSON", obj="mem")[0].column("Item").combine_chunks()
+    with pytest.raises(pa.ArrowInvalid, match="recursion depth"):
+        _ipc_round_trip(item)  # what the scratch files refused
+    carried = carry_deep_values(item)
+    assert _ipc_round_trip(carried).equals(carried)
+    assert carried.field("pk").equals(item.field("pk"))
+    shallow = parse_items(orjson.dumps({"Item": normal_items(1)[0]}), output_format="DYNAMODB_JSON",
+                          obj="mem")[0].column("Item").combine_chunks()
+    assert carry_deep_values(shallow) is shallow  # nothing that deep: not even copied
+
+
+def _ipc_round_trip(item: pa.StructArray) -> pa.StructArray:
+    sink = io.BytesIO()
+    table = pa.table({"Item": item})
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return pa.ipc.open_file(pa.BufferReader(sink.getvalue())).read_all().column("Item").combine_chunks()
+
+
+def test_a_dictionary_map_below_a_json_column_keeps_its_value(tmp_path: Path) -> None:
+    """A dictionary map (carried as text from the parse) inside a map stored as JSON text is part
+    of that text, not null."""
+    items = [{"pk": {"S": f"p{i}"}, "a": {"M": {"b": {"M": {f"k{i}{j}": {"N": f"{j}.0"} for j in range(5)}},
+                                               "c": {"S": "x"}}}} for i in range(4)]
+    folder = full_export(tmp_path / "bucket", "DYNAMODB_JSON", items)
+    convert_export(folder, tmp_path / "lake" / "t", ConvertOptions(workers=1, max_depth=1, dictionary_keys=2))
+    meta, rows = read_rows(str(tmp_path / "lake" / "t"))
+    assert {c["name"]: c["encoding"] for c in meta["columns"]} == {"pk": "scalar", "a": "json"}
+    assert sorted(rebuild_items(meta, rows), key=_key) == sorted((expected_item(i, meta) for i in items), key=_key)
