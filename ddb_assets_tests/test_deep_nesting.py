@@ -1,6 +1,8 @@
 """Items nested as deep as DynamoDB allows (32 levels of maps and lists) convert by every path:
 two stages (scratch files), one pass from a saved profile, an incremental export merged; both
-formats. Read back by pyiceberg, value for value: what lies below a column is its JSON text."""
+formats. Read back by pyiceberg, value for value: what lies below a column is its JSON text.
+Queried through the CLI (lake table and raw export) and on the raw Iceberg table; deeper than 32
+levels is refused, naming the line and attribute."""
 
 from __future__ import annotations
 
@@ -16,12 +18,19 @@ import pyarrow as pa
 import pytest
 
 from ddb_assets.exports.decode import CARRIED_DEPTH, carry_deep_values, parse_items
+from ddb_assets.exports.errors import ExportFormatError
+from ddb_assets.exports.reader import open_export
+from ddb_assets.exports.storage import resolve
+from ddb_assets.lake.catalog import CatalogConfig, load_table, open_catalog
 from ddb_assets.lake.convert import ConvertOptions, convert_export, profile_export
 from ddb_assets.lake.profile import profile_from_json, profile_to_json
 from ddb_assets.lake.schema import SchemaOptions
 from ddb_assets.local.export_writer import (ExportRequest, FolderSink, IncrementalWindow, write_export,
                                             write_incremental_export)
+from ddb_assets.lake.raw_table import NESTED_LEVELS, write_raw_table
 from ddb_assets.local.history import Change
+from ddb_assets.query.duckdb_engine import DuckDBEngine
+from ddb_assets_tests.cli_helpers import run_cli
 from ddb_assets_tests.lake_reader import expected_item, read_rows, rebuild_items
 
 DYNAMODB_MAX_DEPTH = 32  # "DynamoDB supports nested attributes up to 32 levels deep"
@@ -200,3 +209,110 @@ def test_a_dictionary_map_below_a_json_column_keeps_its_value(tmp_path: Path) ->
     meta, rows = read_rows(str(tmp_path / "lake" / "t"))
     assert {c["name"]: c["encoding"] for c in meta["columns"]} == {"pk": "scalar", "a": "json"}
     assert sorted(rebuild_items(meta, rows), key=_key) == sorted((expected_item(i, meta) for i in items), key=_key)
+
+
+def _json_rows(completed: Any) -> list[dict[str, Any]]:
+    assert completed.returncode == 0, completed.stderr
+    return [json.loads(line) for line in completed.stdout.splitlines() if line.strip()]
+
+
+def test_cli_inspect_convert_and_query_reach_the_innermost_value(tmp_path: Path) -> None:
+    """inspect --save-profile, convert --profile (one pass), then query: the lake table's deepest
+    column and the raw export (--raw) give the innermost values exactly, in SQL too."""
+    depth = DYNAMODB_MAX_DEPTH
+    folder = full_export(tmp_path / "bucket", "DYNAMODB_JSON", normal_items(5) + deep_items())
+    profile, lake = tmp_path / "profile.json", tmp_path / "lake"
+    inspected = run_cli("inspect", str(folder), "--workers", "1", "--save-profile", str(profile))
+    assert inspected.returncode == 0, inspected.stderr
+    assert "deep.child1.child2" in inspected.stdout
+    converted = run_cli("convert", str(folder), str(lake / "deep"), "--profile", str(profile), "--workers", "1")
+    assert converted.returncode == 0, converted.stderr
+
+    # --max-depth 3 (the default): deep__child1__child2 holds child3 ... child32 as JSON text.
+    innermost = ".".join(f"child{level}" for level in range(3, depth))
+    [row] = _json_rows(run_cli(
+        "query", f"SELECT deep__child1__child2 AS rest, json_extract_string(deep__child1__child2, "
+                 f"'$.{innermost}.s') AS s FROM deep WHERE pk = 'deep-maps'", "--lake", str(lake),
+        "--format", "json"))
+    assert row["s"] == f"level {depth} \u00e9"
+    assert _walk(row["rest"], [f"child{level}" for level in range(3, depth + 1)]) == Decimal(BOTTOM)
+
+    # The raw export: structs down to NESTED_LEVELS, the rest as DynamoDB JSON text.
+    struct_path = ".".join(["item.deep.m"] + [f"child{level}.m" for level in range(1, NESTED_LEVELS + 1)])
+    [raw] = _json_rows(run_cli(
+        "query", f"SELECT {struct_path} AS rest FROM data WHERE item.pk.s = 'deep-maps'",
+        "--raw", f"data={folder}", "--lake", str(lake), "--format", "json"))
+    steps = [step for level in range(NESTED_LEVELS + 1, depth + 1) for step in (f"child{level}", "M")][:-1]
+    assert _walk(raw["rest"], steps) == {"N": BOTTOM}
+
+
+@pytest.mark.parametrize("export_format", ["DYNAMODB_JSON", "ION"])
+def test_raw_iceberg_table_holds_every_level(tmp_path: Path, export_format: str) -> None:
+    """The raw table (the crawler's shape, as the walkthrough's default.data) is created, loaded
+    and queried: structs down to NESTED_LEVELS, then each map or list as its DynamoDB JSON text,
+    whole (every tag, set and number text as exported)."""
+    depth = DYNAMODB_MAX_DEPTH
+    items = normal_items(3) + deep_items()
+    export = open_export(str(full_export(tmp_path / "bucket", export_format, items)))
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    catalog = open_catalog(CatalogConfig(), resolve(str(lake)))
+    write_raw_table(catalog, ("default", "data"), str(lake / "default" / "data"), export)
+    table = load_table(catalog, "default", "data")
+    assert table is not None and table.scan().to_arrow().num_rows == len(items)
+
+    engine = DuckDBEngine()
+    engine.register_catalog(catalog, "default")
+    maps = ".".join(["item.deep.m"] + [f"child{level}.m" for level in range(1, NESTED_LEVELS + 1)])
+    lists = "item.deep.l" + "[2].l" * NESTED_LEVELS  # DuckDB lists count from 1
+    want = nested("M" * depth)
+    for level in range(1, NESTED_LEVELS + 1):
+        want = want["M"][f"child{level}"]
+    rest = json.loads(_one(engine, f"SELECT {maps} FROM data WHERE item.pk.s = 'deep-maps'"))
+    assert _by_value(rest) == _by_value(want["M"])  # Ion exports write 17.50 as 17.5
+    rest = _one(engine, f"SELECT {lists} FROM data WHERE item.pk.s = 'deep-lists'")
+    assert _walk(rest, [1, "L"] * (depth - NESTED_LEVELS - 1) + [1]) == {"N": BOTTOM}
+
+
+def _by_value(value: Any) -> Any:
+    """DynamoDB JSON with numbers as Decimal and sets sorted: equal when DynamoDB holds the same."""
+    if isinstance(value, list):
+        return [_by_value(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"N"}:
+        return {"N": Decimal(value["N"])}
+    if set(value) & {"SS", "NS", "BS"}:
+        [(kind, values)] = value.items()
+        return {kind: sorted(Decimal(v) for v in values) if kind == "NS" else sorted(values)}
+    return {name: _by_value(v) for name, v in value.items()}
+
+
+def _one(engine: DuckDBEngine, sql: str) -> Any:
+    [[value]] = [list(row.values()) for row in engine.query(sql).table.to_pylist()]
+    return value
+
+
+@pytest.mark.parametrize("kinds, path", [("M" * (DYNAMODB_MAX_DEPTH + 1), "deep" + "".join(
+    f".child{level}" for level in range(1, DYNAMODB_MAX_DEPTH + 1))),
+                                         ("L" * (DYNAMODB_MAX_DEPTH + 1), "deep" + "[]" * DYNAMODB_MAX_DEPTH)])
+@pytest.mark.parametrize("export_format", ["DYNAMODB_JSON", "ION"])
+def test_deeper_than_dynamodb_allows_is_refused(tmp_path: Path, kinds: str, path: str, export_format: str) -> None:
+    """33 levels is no DynamoDB item: one error naming the file, the line and the attribute, and
+    nothing committed."""
+    items = normal_items(3) + [{"pk": {"S": "too-deep"}, "deep": nested(kinds)}]
+    folder = full_export(tmp_path / "bucket", export_format, items)
+    with pytest.raises(ExportFormatError) as raised:
+        convert_export(folder, tmp_path / "lake" / "t", ConvertOptions(workers=1, work_dir=str(tmp_path / "s")))
+    message = str(raised.value)
+    line = next(number for name in sorted((folder / "data").iterdir()) for number, text in enumerate(
+        _lines(name), start=1) if "too-deep" in text)
+    assert f".gz:{line}: attribute {path!r}: maps and lists nest deeper than DynamoDB's 32 levels" in message
+    catalog = open_catalog(CatalogConfig(), resolve(str(tmp_path / "lake")))
+    assert load_table(catalog, CatalogConfig().namespace, "t") is None
+
+
+def _lines(data_file: Path) -> list[str]:
+    import gzip
+
+    return gzip.decompress(data_file.read_bytes()).decode("utf-8").splitlines()

@@ -43,6 +43,9 @@ MAP_DEPTH = 8  # how deep in maps of maps dictionary maps are looked for
 # which maps and lists are carried as their JSON text (carry_deep_values). One more than the
 # deepest column there can be (lake.schema.SchemaOptions: max_depth <= 16), so no plan changes.
 CARRIED_DEPTH = 17
+# DynamoDB refuses items whose maps and lists nest deeper ("Nesting Levels have exceeded supported
+# limits"): a map or list at a greater path length is refused, with its line and attribute path.
+MAX_NESTING = 32
 MAX_KEYS_SAMPLED = 4096  # past this a map is a dictionary whatever the threshold: stop descending
 # An attribute path through maps: ("stats", "daily") is the map under key "daily" of map "stats".
 MapPath = tuple[str, ...]
@@ -119,6 +122,8 @@ def _schema_from_sample(raw: Text, sample_bytes: int = 1 << 20) -> pa.Schema | N
                                   read_options=pajson.ReadOptions(use_threads=False, block_size=end + 2))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None  # the full parse reports the problem with its line number
+    if _deepest_nesting(sample.schema) > MAX_NESTING:
+        return None  # likewise
     return without_nulls(pin_strings(sample.schema))
 
 
@@ -126,7 +131,7 @@ def _read_json(raw: Text, obj: str, schema: pa.Schema | None) -> pa.Table:
     # The reader copies every value into its own arrays, so the table does not point into ``raw``
     # (whose arena the next file overwrites).
     try:
-        return pajson.read_json(
+        table = pajson.read_json(
             pa.BufferReader(raw.buffer()),
             read_options=pajson.ReadOptions(use_threads=False, block_size=len(raw) + 1),
             parse_options=pajson.ParseOptions(newlines_in_values=False, explicit_schema=schema,
@@ -135,6 +140,39 @@ def _read_json(raw: Text, obj: str, schema: pa.Schema | None) -> pa.Table:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         find_first_bad_line(raw, obj=obj)
         raise ExportFormatError(obj, f"cannot parse DynamoDB JSON ({exc})") from None
+    # Checked first: every later step walks the types recursively, and the reader takes any depth.
+    if _deepest_nesting(table.schema) > MAX_NESTING:
+        find_first_bad_line(raw, obj=obj)
+        raise ExportFormatError(obj, f"maps and lists nest deeper than DynamoDB's {MAX_NESTING} levels")
+    return table
+
+
+def _deepest_nesting(schema: pa.Schema) -> int:
+    """The greatest attribute path length of a map or list in parsed lines (0: none), counted up
+    to one past ``MAX_NESTING``: from the types alone, as the reader unites every line's."""
+    index = schema.get_field_index("Item")
+    if index < 0 or not pa.types.is_struct(schema.field(index).type):
+        return 0  # not items: the checks after the parse say what is wrong
+    return _deepest_in_attributes(schema.field(index).type, 1)
+
+
+def _deepest_in_attributes(attributes: pa.DataType, depth: int) -> int:
+    return max((_deepest_in_wrapper(field.type, depth) for field in attributes), default=0)
+
+
+def _deepest_in_wrapper(wrapper: pa.DataType, depth: int) -> int:
+    if not pa.types.is_struct(wrapper):
+        return 0
+    deepest = 0
+    for field in wrapper:
+        if field.name == "M" and pa.types.is_struct(field.type):
+            below = _deepest_in_attributes(field.type, depth + 1) if depth <= MAX_NESTING else 0
+        elif field.name == "L" and pa.types.is_list(field.type):
+            below = _deepest_in_wrapper(field.type.value_type, depth + 1) if depth <= MAX_NESTING else 0
+        else:
+            continue
+        deepest = max(deepest, depth, below)
+    return deepest
 
 
 def without_nulls(schema: pa.Schema) -> pa.Schema:
@@ -632,13 +670,14 @@ def line_problem(doc: Any) -> str | None:
     if not isinstance(doc["Item"], dict):
         return "'Item' must be an object of attributes"
     for name, value in doc["Item"].items():
-        problem = _attribute_problem(value, name)
+        problem = _attribute_problem(value, name, 1)
         if problem:
             return problem
     return None
 
 
-def _attribute_problem(value: Any, path: str) -> str | None:
+def _attribute_problem(value: Any, path: str, depth: int) -> str | None:
+    """What is wrong with an AttributeValue at attribute path length ``depth`` (None: nothing)."""
     if not isinstance(value, dict) or len(value) != 1:
         return f"attribute {path!r} must be an object with exactly one type descriptor"
     [(kind, inner)] = value.items()
@@ -658,18 +697,20 @@ def _attribute_problem(value: Any, path: str) -> str | None:
         for text in (inner if kind in SET_DESCRIPTORS else [inner]):
             if not rule.fullmatch(text):
                 return f"attribute {path!r}: {kind} must hold {_TEXT_RULES[kind[0]][0]}, found {text!r}"
+    if kind in ("M", "L") and depth > MAX_NESTING:
+        return f"attribute {path!r}: maps and lists nest deeper than DynamoDB's {MAX_NESTING} levels"
     if kind == "M":
         if not isinstance(inner, dict):
             return f"attribute {path!r}: M must be an object"
         for name, child in inner.items():
-            problem = _attribute_problem(child, f"{path}.{name}")
+            problem = _attribute_problem(child, f"{path}.{name}", depth + 1)
             if problem:
                 return problem
     if kind == "L":
         if not isinstance(inner, list):
             return f"attribute {path!r}: L must be a list"
         for child in inner:
-            problem = _attribute_problem(child, f"{path}[]")
+            problem = _attribute_problem(child, f"{path}[]", depth + 1)
             if problem:
                 return problem
     return None
