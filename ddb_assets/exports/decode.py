@@ -24,7 +24,7 @@ from ddb_assets.exports.errors import ExportFormatError
 from ddb_assets.exports.ion_codec import parse_ion_line
 from ddb_assets.exports.numbers import NUMBER_TEXT
 from ddb_assets.exports.plain_json import (BASE64_TEXT, RAW_LIST, RAW_MAP, checked_plain_map, plain_json_text,
-                                           plain_map, plain_value)
+                                           plain_value)
 
 SCALAR_DESCRIPTORS = {"S": "string", "N": "string", "B": "string", "BOOL": "bool", "NULL": "bool"}
 SET_DESCRIPTORS = ("SS", "NS", "BS")
@@ -461,10 +461,9 @@ def _carry_wrapper(wrapper: pa.StructArray, depth: int) -> pa.StructArray:
     for field, child in zip(wrapper.type, wrapper.flatten()):
         name = field.name
         if name in ("M", "L") and depth >= CARRIED_DEPTH:
-            render = plain_map if name == "M" else (lambda elements: [plain_value(e) for e in elements])
-            name, child = (RAW_MAP if name == "M" else RAW_LIST), pa.array(
-                [None if value is None else plain_json_text(render(value)) for value in child.to_pylist()],
-                pa.string())
+            texts = [None if value is None else plain_json_text(plain_value({name: value}))
+                     for value in child.to_pylist()]
+            name, child = (RAW_MAP if name == "M" else RAW_LIST), pa.array(texts, pa.string())
         elif name == "M" and pa.types.is_struct(child.type) and _any_reaches(child.type, depth + 1):
             child = _carry_attributes(child, depth + 1)
         elif name == "L" and pa.types.is_list(child.type) and _reaches(child.type.value_type, depth + 1):
