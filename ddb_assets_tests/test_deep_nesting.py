@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -165,11 +166,17 @@ def test_items_32_levels_deep_convert_by_every_path(tmp_path: Path, export_forma
                Change("deep-lists", by_key["deep-lists"], None, at + 30),
                Change("item-000", by_key["item-000"], final["item-000"], at + 40)]
     merged = convert_export(incremental_export(tmp_path / "bucket", export_format, changes),
-                            tmp_path / "lake" / "two", options)
+                            tmp_path / "lake" / "two", replace(options, history=True))
     assert merged.merge is not None and (merged.merge.upserts, merged.merge.deletes) == (3, 1)
     _, rows = assert_table_holds(tmp_path / "lake" / "two", list(final.values()))
     assert _walk(_row(rows, "deep-maps")[deepest], below) == Decimal("-1E-130")
     assert _walk(_row(rows, "item-000")[deepest], below) == Decimal(BOTTOM)
+    # The change history (history: true) holds both images, whole.
+    assert merged.history_error is None and merged.history is not None
+    history = {row["pk"]: row for row in merged.history.table.scan().to_arrow().to_pylist()}
+    assert _walk(history["deep-maps"]["new_" + deepest], below) == Decimal("-1E-130")
+    assert _walk(history["deep-maps"]["old_" + deepest], below) == Decimal(BOTTOM)
+    assert _walk(history["deep-lists"]["old_deep__l"], [1] * depth) == Decimal(BOTTOM)
 
 
 def test_deep_values_are_carried_as_text_below_the_deepest_column() -> None:

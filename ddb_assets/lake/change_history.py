@@ -44,7 +44,7 @@ import pyarrow.compute as pc
 
 from ddb_assets.exports.buffers import ByteArena, Text
 from ddb_assets.exports.changes import DELETE, ChangeImages, incremental_images
-from ddb_assets.exports.decode import detect_dictionary_maps, parse_items
+from ddb_assets.exports.decode import carry_deep_values, detect_dictionary_maps, parse_items
 from ddb_assets.exports.reader import Export, open_export
 from ddb_assets.exports.storage import S3Options, resolve
 from ddb_assets.lake.commit import (COMMIT_ATTEMPTS, SUMMARY_PREFIX, TABLE_PROPERTIES, append_files,
@@ -234,7 +234,8 @@ def _pieces(export: Export, piece_bytes: int, dictionary_keys: int) -> Iterator[
                     maps[side] = detect_dictionary_maps(Text.of(lines), dictionary_keys)
                 table, known[side] = parse_items(lines, output_format="DYNAMODB_JSON", obj=data_file.name,
                                                  known=known[side], dictionary_maps=maps[side])
-                parsed[side] = table.column("Item").combine_chunks()
+                # Bounded depth, and profiled as the conversion profiles: see carry_deep_values.
+                parsed[side] = carry_deep_values(table.column("Item").combine_chunks())
             yield _Piece(parsed["new"], parsed["old"], parsed["keys"], images)
         compressed.verify()
 
