@@ -323,3 +323,33 @@ def _lines(data_file: Path) -> list[str]:
     import gzip
 
     return gzip.decompress(data_file.read_bytes()).decode("utf-8").splitlines()
+
+
+def test_shard_tasks_carry_deep_items_through_their_json(tmp_path: Path) -> None:
+    """A shard task (what the spark runner runs) reads, profiles and writes deep items; its spec
+    and result pass through JSON, and its Parquet files hold the innermost value."""
+    import dataclasses
+
+    import pyarrow.parquet as pq
+
+    from ddb_assets.lake.convert import lake_target
+    from ddb_assets.lake.evolution import plan_table
+    from ddb_assets.lake.shards.driver import shard_specs
+    from ddb_assets.lake.shards.options import RunnerOptions
+    from ddb_assets.lake.shards.spec import ShardResult, ShardSpec
+    from ddb_assets.lake.shards.worker import run_shard
+    from ddb_assets.lake.writer import FileTarget
+
+    depth = DYNAMODB_MAX_DEPTH
+    folder = full_export(tmp_path / "bucket", "DYNAMODB_JSON", normal_items(5) + deep_items())
+    options = ConvertOptions(workers=1, runner=RunnerOptions(shards=2))
+    export, profile = profile_export(folder, options)
+    plan = plan_table(profile, options.schema_options)
+    data = lake_target(tmp_path / "lake" / "t", options).location.join("data").uri
+    results = [ShardResult.from_json(run_shard(ShardSpec.from_json(dataclasses.replace(
+        spec, schema=plan.schema, active=plan.active, target=FileTarget(data, "run1")).to_json(), obj="spec")).to_json(),
+        obj="result") for spec in shard_specs(export, options, "run1")]
+    assert all(r.error is None for r in results) and sum(r.profile.items for r in results) == profile.items
+    rows = [row for r in results for w in r.written for row in pq.read_table(w.path).to_pylist()]
+    [deep] = [row for row in rows if row["pk"] == "deep-maps"]
+    assert _walk(deep["deep__child1__child2"], [f"child{level}" for level in range(3, depth + 1)]) == Decimal(BOTTOM)
