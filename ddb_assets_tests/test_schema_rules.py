@@ -19,9 +19,12 @@ from datetime import datetime, timezone
 pytestmark = pytest.mark.fast
 
 
-def export_of(tmp: Path, items: list[dict[str, Any]], files: int = 2, at: datetime | None = None) -> Path:
+def export_of(tmp: Path, items: list[dict[str, Any]], files: int = 2, at: datetime | None = None,
+              export_id: str = "01715674542517-a4c123b1") -> Path:
+    """A full export of table ``t`` holding ``items``; exports made at other times (``at``, now by
+    default) are other exports, even under the same ``export_id``."""
     now = at or datetime.now(timezone.utc)
-    request = ExportRequest(export_arn="arn:aws:dynamodb:us-east-1:123456789012:table/t/export/01715674542517-a4c123b1",
+    request = ExportRequest(export_arn=f"arn:aws:dynamodb:us-east-1:123456789012:table/t/export/{export_id}",
                             table_arn="arn:aws:dynamodb:us-east-1:123456789012:table/t", table_id="x", bucket="b",
                             prefix="p", output_format="DYNAMODB_JSON", start_time=now, export_time=now,
                             key_attributes=("pk",), data_files=files)
