@@ -876,7 +876,8 @@ def query(
     namespace: Optional[str] = typer.Option(None, metavar="NAME", help=NAMESPACE_HELP),
     table: Optional[str] = typer.Option(None, "--table", metavar="NAME", help="Register only this lake table."),
     as_of: Optional[str] = typer.Option(None, metavar="SNAPSHOT|TIME", help="Read the table(s) as of a snapshot "
-                                        "id (with --table) or an ISO-8601 time (2026-11-30T12:00:00Z)."),
+                                        "id (with --table) or an ISO-8601 time (2026-11-30T12:00:00Z); at a time, tables made "
+                                        "later are left out, named on stderr."),
     raw: list[str] = typer.Option([], "--raw", metavar="NAME=SOURCE", help="Also register an export (its folder "
                                   "or manifest) as NAME: its items as one struct column `item` "
                                   "(item.customer_id.s). Repeatable."),
