@@ -457,3 +457,16 @@ def test_tables_shows_the_attribute_each_column_and_the_partition_comes_from(tmp
                                         "attribute": {"attribute": "Größe", "path": ["Größe"], "descriptor": "N",
                                                       "encoding": "scalar", "text": "Größe (N)"}}]
     assert [c["source"]["attribute"] for c in entry["schema"]] == ["pk", "Größe", "tags"]
+
+
+@pytest.mark.fast
+def test_an_applied_export_again_with_the_history_on_catches_the_history_up(tmp_path: Path) -> None:
+    dest = tmp_path / "lake" / "t"
+    convert(full_export(tmp_path / "full", [item("a", v=1)]), dest)
+    window = incremental_export(tmp_path / "w1", T0, [put("a", T0 + timedelta(seconds=5), v=2)])
+    applied = convert(window, dest)  # the history off (or its append failed after the merge)
+    again = convert(window, dest, history=True)
+    assert again.unchanged and again.commit.snapshot_id == applied.commit.snapshot_id
+    assert again.history is not None and again.history.appended == [(applied.export.export_id, 1)]
+    assert again.history_error is None
+    assert convert(window, dest, history=True).history.appended == []  # held already: nothing appended
