@@ -561,13 +561,13 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
         return ConvertResult(current_result(table), f"{target.namespace}.{target.name}", target.location.uri,
                              Profile(), TablePlan(stored or TableSchema([]), frozenset()), export, [], 0, 0,
                              time.monotonic() - started, history=history, history_error=history_error)
+    notify("opened", {"files": len(export.files), "items": export.summary.item_count,
+                      "export_id": export.export_id})
     if options.runner.kind != "local" and export.summary.export_type != INCREMENTAL:
         # Incremental exports merge on the local runner (their changes' keys are not shard results yet).
         from ddb_assets.lake.shards.driver import convert_in_shards
 
         return convert_in_shards(export, target, table, stored, options, notify, known, started)
-    notify("opened", {"files": len(export.files), "items": export.summary.item_count,
-                      "export_id": export.export_id})
     workers = options.workers_for(export)
     # Runs killed before they could clean up left their scratch here: this run removes it.
     cleaned = remove_stale_scratch(options.work_dir)
