@@ -470,3 +470,25 @@ def test_an_applied_export_again_with_the_history_on_catches_the_history_up(tmp_
     assert again.history is not None and again.history.appended == [(applied.export.export_id, 1)]
     assert again.history_error is None
     assert convert(window, dest, history=True).history.appended == []  # held already: nothing appended
+
+
+@pytest.mark.fast
+def test_the_spark_runner_is_refused_or_unchanged_before_an_engine_starts(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from ddb_assets.lake.shards import driver
+    from ddb_assets.lake.shards.options import RunnerOptions
+
+    dest = _evt_table(tmp_path)
+    held = read_rows(str(dest))[0]["table"].current_snapshot().snapshot_id
+
+    def no_engine(*args: Any) -> Any:
+        raise AssertionError("an engine was started")
+    monkeypatch.setattr(driver, "open_engine", no_engine)
+    forbid_reads(monkeypatch)
+    spark = RunnerOptions(kind="spark", shards=2, spark_master="local[1]")
+    reviews = full_export(tmp_path / "reviews", [item("r1")], table_arn=REVIEWS, at=T0 + timedelta(hours=1))
+    with pytest.raises(SourceTableMismatch):
+        convert_export(reviews, dest, ConvertOptions(runner=spark))
+    again = convert_export(next((tmp_path / "evt").rglob("manifest-summary.json")).parent, dest,
+                           ConvertOptions(runner=spark))
+    assert again.unchanged and again.commit.snapshot_id == held
