@@ -448,7 +448,7 @@ def test_tables_shows_the_attribute_each_column_and_the_partition_comes_from(tmp
     text = run_cli("tables", "--lake", str(dest.parent))
     assert text.returncode == 0, text.stderr
     assert text.stdout.splitlines()[0].startswith(
-        "ddb_lake.t: 1 rows, 1 files, partitioned by identity(item.größe.n) of attribute Größe (N), export ")
+        "ddb_lake.t: 1 row, 1 file, partitioned by identity(item.größe.n) of attribute Größe (N), export ")
     rows = [line.split("│")[1:-1] for line in text.stdout.splitlines() if line.startswith("│")]
     cells = {cells[1].strip(): cells[3].strip() for cells in rows}
     assert cells == {"item.pk.s": "pk (S)", "item.größe.n": "Größe (N)", "item.tags.ss": "tags (SS, a list)"}
