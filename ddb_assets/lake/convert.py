@@ -115,8 +115,8 @@ class ConvertOptions:
         self.partition
         self.schema_options
         for option, least, what in (("workers", 0, "0 (one per core) or more"),
-                                    ("buffer_bytes", 1 << 20, "at least 1 MiB"),
-                                    ("piece_bytes", 1 << 16, "at least 64 KiB"),
+                                    ("buffer_bytes", 1 << 10, "at least 1 KiB"),
+                                    ("piece_bytes", 1 << 10, "at least 1 KiB"),
                                     ("small_partition_bytes", 0, "0 (never merge) or more")):
             value = getattr(self, option)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
