@@ -118,6 +118,19 @@ def test_two_folders_never_become_one_table(tmp_path: Path, monkeypatch: pytest.
 
 
 @pytest.mark.fast
+def test_two_tables_never_share_a_folder(tmp_path: Path) -> None:
+    """Found by a new user: `convert E lk/x --table-name xx` then `convert E lk/x` made table x in
+    xx's folder, and `maintain x` then removed xx's files as orphans."""
+    lake = tmp_path / "lake"
+    convert(full_export(tmp_path / "e1", [item("a")]), lake / "x", table_name="xx")
+    with pytest.raises(TableLocationConflict) as refused:
+        convert(full_export(tmp_path / "e2", [item("b")]), lake / "x")
+    assert str(refused.value) == (f"{lake / 'x'} is the location of table ddb_lake.xx ({lake / 'x'}): "
+                                  f"give table x a folder of its own")
+    assert snapshots(lake / "x") == 1  # xx untouched, no table x
+
+
+@pytest.mark.fast
 def test_data_files_go_under_the_catalog_location_even_when_spelled_otherwise(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
     convert(full_export(tmp_path / "e1", [item("a")]), lake / "t")

@@ -50,7 +50,7 @@ from ddb_assets.exports.storage import S3Options, resolve
 from ddb_assets.lake.catalog import CatalogConfig, load_table
 from ddb_assets.lake.commit import NOT_COMMITTED, CommitResult, ExportRecord, commit_export, current_result
 from ddb_assets.lake.destination import LakeTarget, lake_target as _lake_target
-from ddb_assets.lake.guards import Verdict, check_identity, check_state
+from ddb_assets.lake.guards import Verdict, check_identity, check_location_free, check_state
 from ddb_assets.lake.merge import MergeResult, merge_export
 from ddb_assets.lake.change_history import HistoryResult, record_history
 from ddb_assets.lake.evolution import TablePlan, check_options, plan_table
@@ -658,6 +658,8 @@ def preflight(dest: str | os.PathLike[str], export: Export,
         check_identity(table, record, target.location.uri, options.rebuild)
         # Data files go under the table's location as the catalog records it, always.
         target = replace(target, location=resolve(table.location(), options.s3))
+    else:
+        check_location_free(target.catalog, target.namespace, target.name, target.location.uri)
     stored = stored_schema(table)
     options = options.with_table(stored)
     if stored is not None and not options.rebuild:

@@ -86,6 +86,27 @@ def check_location(table: Any, location: str) -> None:
             f"it, or give the table at {location} another name (--table-name)")
 
 
+def check_location_free(catalog: Any, namespace: str, name: str, location: str) -> None:
+    """Refuse to create table ``name`` at ``location`` when another table of the namespace lives
+    there, or around it: two tables in one folder would share data/ and metadata/, and one's
+    maintenance would remove the other's files as orphans. Called only when ``name`` is new (it
+    loads each table of the namespace once)."""
+    from ddb_assets.lake.catalog import list_tables, load_table
+
+    wanted = normal_location(location).rstrip("/")
+    for other in list_tables(catalog, namespace):
+        if other == name:
+            continue
+        table = load_table(catalog, namespace, other)
+        if table is None:
+            continue
+        held = normal_location(table.location()).rstrip("/")
+        if held == wanted or wanted.startswith(held + "/") or held.startswith(wanted + "/"):
+            raise TableLocationConflict(
+                f"{location} is {'the location of' if held == wanted else 'inside or around the location of'} "
+                f"table {_name(table)} ({held}): give table {name} a folder of its own")
+
+
 def check_source(table: Any, export: ExportRecord, rebuild: bool) -> None:
     """Refuse an export of another DynamoDB table than the one ``table`` holds (a full export may
     replace the table with ``rebuild``, on purpose)."""
