@@ -84,6 +84,7 @@ def parse_items(raw: bytes | Text, *, output_format: str, obj: str, known: pa.Sc
 
 def _parse_lines(text: Text, obj: str, known: pa.Schema | None, dictionary_maps: frozenset[MapPath],
                  lifted: list[str]) -> tuple[pa.Table, pa.Schema | None]:
+    _check_first_line(text, obj)
     if known is None:
         known = _schema_from_sample(text)
     table = _read_json(text, obj, known)
@@ -107,6 +108,16 @@ def _parse_lines(text: Text, obj: str, known: pa.Schema | None, dictionary_maps:
         _check_wrapper(item.field(index), field.name, text, obj,
                        lifted=frozenset(p[1:] for p in dictionary_maps if p[0] == field.name))
     return pa.table({"Item": item}), without_nulls(merge_schemas(known, pinned))
+
+
+def _check_first_line(text: Text, obj: str) -> None:
+    """pyarrow's reader crashes the process (pyarrow 26: a segmentation fault) when the first row
+    of its input is a JSON ``null``: such a first line is reported here, before any reader."""
+    for line in _leading_lines(text):
+        if line.lstrip().startswith(b"null"):
+            find_first_bad_line(text, obj=obj)
+            raise ExportFormatError(obj, "expected a {\"Item\": ...} line of a full export, found null")
+        return
 
 
 def _schema_from_sample(raw: Text, sample_bytes: int = 1 << 20) -> pa.Schema | None:
