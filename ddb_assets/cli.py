@@ -456,6 +456,13 @@ RUNNERS = ("local", "spark")
 WORKERS_HELP = "Worker processes (0: one per core, or none for an export under 20,000 items)."
 
 
+JSON_READER_HELP = ("JSON parser: arrow-rs (less CPU; pyarrow's reader takes any piece it cannot be shown to "
+                    "read exactly) or pyarrow.")
+
+
+JSON_READERS = ("arrow-rs", "pyarrow")  # exports.json_reader.JSON_READERS, without importing pyarrow here
+
+
 def _conversion_progress():  # type: ignore[no-untyped-def]
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -552,6 +559,8 @@ def convert(
     compression: str = typer.Option("zstd", metavar="CODEC", callback=_one_of(*COMPRESSIONS),
                                     help="Parquet codec: zstd (smallest files), snappy (for readers without "
                                          "zstd), lz4, gzip or none."),
+    json_reader: str = typer.Option("arrow-rs", metavar="[arrow-rs|pyarrow]", callback=_one_of(*JSON_READERS),
+                                    help=JSON_READER_HELP),
     profile: Optional[str] = typer.Option(None, metavar="FILE", help="The export's profile from 'inspect "
                                           "--save-profile': the schema is planned up front and the export "
                                           "converted in one pass, with no work folder."),
@@ -599,7 +608,8 @@ def convert(
     options = ConvertOptions(
         **{key: (value or None if key == "partition_by" else value) if value is not None else defaults[key]
            for key, value in given.items()},
-        workers=workers, work_dir=work_dir, compression=compression, catalog=_catalog_config(catalog, namespace),
+        workers=workers, work_dir=work_dir, compression=compression, json_reader=json_reader,
+        catalog=_catalog_config(catalog, namespace),
         table_name=table_name, rebuild=rebuild, allow_overlap=allow_overlap, history=history,
         runner=runner_options,
         from_table=frozenset(key for key, value in given.items() if value is None))  # the table's own
@@ -723,6 +733,8 @@ def inspect(
     save_profile: Optional[str] = typer.Option(None, metavar="FILE", help="Also write the profile to this file "
                                                                           "(local or s3://), for 'convert "
                                                                           "--profile'."),
+    json_reader: str = typer.Option("arrow-rs", metavar="[arrow-rs|pyarrow]", callback=_one_of(*JSON_READERS),
+                                    help=JSON_READER_HELP),
 ) -> None:
     """Show an export's summary manifest and the schema inferred from every item."""
     from rich.table import Table
@@ -731,7 +743,8 @@ def inspect(
     from ddb_assets.lake.evolution import plan_table
     from ddb_assets.lake.report import attribute_rows
 
-    options = ConvertOptions(partition_by=partition_by or None, naming=naming, workers=workers)
+    options = ConvertOptions(partition_by=partition_by or None, naming=naming, workers=workers,
+                             json_reader=json_reader)
     progress, on_event = _conversion_progress()
     with progress:
         export, profile = profile_export(source, options, progress=on_event)

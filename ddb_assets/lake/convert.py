@@ -43,6 +43,7 @@ from ddb_assets.exports.decode import (
     ion_to_json_lines,
     parse_items,
 )
+from ddb_assets.exports.json_reader import DEFAULT_JSON_READER, check_reader
 from ddb_assets.exports.changes import UPSERT, ChangeColumns, incremental_to_items
 from ddb_assets.exports.errors import ChecksumMismatch, ExportFormatError, ItemCountMismatch
 from ddb_assets.exports.reader import DataFile, Export, open_export
@@ -89,6 +90,7 @@ class ConvertOptions:
     buffer_bytes: int = 64 << 20  # per worker, for partition buffers
     piece_bytes: int = 32 << 20  # decompressed JSON parsed at a time per worker: bounds memory
     compression: str = "zstd"  # Parquet codec: zstd, lz4, snappy, gzip or none (lake/writer.py)
+    json_reader: str = DEFAULT_JSON_READER  # "arrow-rs" (pyarrow's where it cannot be shown exact) or "pyarrow"
     small_partition_bytes: int = SMALL_PARTITION_BYTES  # a partition's files merged into one below this (0: never)
     table_name: str | None = None  # default: the destination folder's name
     catalog: CatalogConfig = CatalogConfig()
@@ -109,6 +111,7 @@ class ConvertOptions:
 
     def __post_init__(self) -> None:
         parquet_options(self.compression)  # a bad codec fails here, before any work
+        check_reader(self.json_reader)
         self.partition  # a bad partition_by too
         self.schema_options
 
@@ -214,7 +217,8 @@ _worker = _WorkerState()
 
 def _read_file(index: int, data_file: DataFile, conversion: str, dictionary_keys: int,
                partition: PartitionBy | None, piece_bytes: int,
-               use: Callable[[int, pa.StructArray, ChangeColumns], None], incremental: bool = False) -> _Parsed:
+               use: Callable[[int, pa.StructArray, ChangeColumns], None], incremental: bool = False,
+               json_reader: str = DEFAULT_JSON_READER) -> _Parsed:
     """Stream one data file a piece at a time: parse, validate and profile each piece and hand its
     items and their change columns to ``use(piece number, items, changes)``; the md5 and the item
     (line) count are checked at the end. An incremental export's lines become items first (the new
@@ -228,7 +232,8 @@ def _read_file(index: int, data_file: DataFile, conversion: str, dictionary_keys
             raw_size += len(text)
             try:
                 table, first_line, changes = _parse_piece(text, data_file, first=number == 0,
-                                                          dictionary_keys=dictionary_keys, incremental=incremental)
+                                                          dictionary_keys=dictionary_keys, incremental=incremental,
+                                                          json_reader=json_reader)
             except ExportFormatError as error:
                 raise _in_file(error, data_file, offset) from None
             del text
@@ -258,7 +263,7 @@ def _read_file(index: int, data_file: DataFile, conversion: str, dictionary_keys
 
 def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictionary_keys: int,
                 conversion: str, partition: PartitionBy | None = None, piece_bytes: int = 32 << 20,
-                incremental: bool = False) -> _Parsed:
+                incremental: bool = False, json_reader: str = DEFAULT_JSON_READER) -> _Parsed:
     """Stage 1 of two: read a data file, spilling its parsed pieces to ``spill_dir`` (if any)."""
     spills: list[str] = []
     spilled = 0
@@ -271,7 +276,8 @@ def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictiona
             spilled += _spill(pa.table({"Item": item, "op": changes.operation,
                                         "write_micros": changes.write_micros}), spills[-1])
 
-    parsed = _read_file(index, data_file, conversion, dictionary_keys, partition, piece_bytes, spill, incremental)
+    parsed = _read_file(index, data_file, conversion, dictionary_keys, partition, piece_bytes, spill, incremental,
+                        json_reader)
     return replace(parsed, spills=spills, spilled=spilled)
 
 
@@ -293,7 +299,8 @@ def _spill(table: pa.Table, path: str) -> int:
 
 
 def _parse_piece(text: Text, data_file: DataFile, *, first: bool, dictionary_keys: int,
-                 incremental: bool = False) -> tuple[pa.Table, tuple[str, ...], ChangeColumns]:
+                 incremental: bool = False,
+                 json_reader: str = DEFAULT_JSON_READER) -> tuple[pa.Table, tuple[str, ...], ChangeColumns]:
     """One piece of a data file -> (its items, the attribute names of its first item if ``first``,
     the items' change columns)."""
     output_format = data_file.output_format
@@ -310,7 +317,8 @@ def _parse_piece(text: Text, data_file: DataFile, *, first: bool, dictionary_key
         _worker.dictionary_maps = detect_dictionary_maps(text, dictionary_keys)
     first_line = first_item_names(text) if first else ()
     table, _worker.schema = parse_items(text, output_format=output_format, obj=data_file.name,
-                                        known=_worker.schema, dictionary_maps=_worker.dictionary_maps)
+                                        known=_worker.schema, dictionary_maps=_worker.dictionary_maps,
+                                        json_reader=json_reader)
     return table, first_line, changes if changes is not None else ChangeColumns.upserts(table.num_rows)
 
 
@@ -411,7 +419,8 @@ def _convert_files(worker: int, files: list[tuple[int, DataFile]], job: _WriteJo
 
     try:
         reads = [_read_file(index, data_file, conversion, options.dictionary_keys, options.partition,
-                            options.piece_bytes, write, incremental) for index, data_file in files]
+                            options.piece_bytes, write, incremental, options.json_reader)
+                 for index, data_file in files]
         return writer.close(), reads, _keys_table(keys)
     except BaseException:
         writer.abort()
@@ -797,7 +806,8 @@ def _start_stage_one(pool: Executor, export: Export, spill_dir: str | None, opti
     # left with a big file at the end while the others idle.
     order = sorted(range(len(export.files)), key=lambda i: -export.files[i].manifest.item_count)
     return [pool.submit(_parse_file, index, export.files[index], spill_dir, options.dictionary_keys, conversion,
-                        options.partition, options.piece_bytes, export.summary.export_type == INCREMENTAL)
+                        options.partition, options.piece_bytes, export.summary.export_type == INCREMENTAL,
+                        options.json_reader)
             for index in order]
 
 
