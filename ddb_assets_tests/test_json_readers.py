@@ -306,3 +306,29 @@ def test_a_conversion_gives_the_same_table_with_either_reader(tmp_path: Path) ->
     assert meta_fast["columns"] == meta_slow["columns"]
     key = lambda row: row["review_id"]  # noqa: E731
     assert sorted(rows_fast, key=key) == sorted(rows_slow, key=key) and len(rows_fast) == 3000
+
+
+def test_pieces_that_keep_bringing_new_attributes_are_tried_less_and_less(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A vain try costs arrow-rs's read on top of pyarrow's: after misses, pieces go straight to
+    pyarrow's reader for a while (1, 3, 7, then 15 pieces); a success starts over. Same tables."""
+    from ddb_assets.exports import decode
+
+    tries: list[bool] = []
+
+    def spy(text: Text, schema: pa.Schema) -> pa.Table | None:
+        table = json_reader.read_items(text, schema)
+        tries.append(table is not None)
+        return table
+
+    monkeypatch.setattr(decode, "read_items", spy)
+    known = learned(lines_of(reviews(20)))
+    for number in range(40):  # each piece brings a new attribute
+        piece = lines_of(reviews(20, **{f"new{number}": {"S": "x"}}))
+        reference, _ = parse_items(piece, output_format="DYNAMODB_JSON", obj="f", known=known, json_reader="pyarrow")
+        table, known = parse_items(piece, output_format="DYNAMODB_JSON", obj="f", known=known)
+        assert table.equals(reference)
+    assert tries == [False] * 5  # pieces 0, 2, 6, 14 and 30
+    covered = len(tries)
+    for _ in range(16):  # then pieces the schema covers: tried once the skips run out, and every time after
+        _, known = parse_items(lines_of(reviews(20)), output_format="DYNAMODB_JSON", obj="f", known=known)
+    assert tries[covered:] == [True] * 10

@@ -22,7 +22,7 @@ import pyarrow.json as pajson
 from ddb_assets.exports.buffers import Text
 from ddb_assets.exports.errors import ExportFormatError
 from ddb_assets.exports.ion_codec import parse_ion_line
-from ddb_assets.exports.json_reader import DEFAULT_JSON_READER, check_reader, read_items
+from ddb_assets.exports.json_reader import DEFAULT_JSON_READER, check_reader, read_items, remember, worth_trying
 from ddb_assets.exports.numbers import NUMBER_TEXT
 from ddb_assets.exports.plain_json import (BASE64_TEXT, RAW_LIST, RAW_MAP, checked_plain_map, plain_json_text,
                                            plain_value)
@@ -93,7 +93,9 @@ def _parse_lines(text: Text, obj: str, known: pa.Schema | None, dictionary_maps:
     _check_first_line(text, obj)
     if known is None:
         known = _schema_from_sample(text)
-    table = read_items(text, known) if json_reader == "arrow-rs" and known is not None else None
+    tried = json_reader == "arrow-rs" and known is not None and worth_trying(known)
+    table = read_items(text, known) if tried else None
+    read = table is not None
     if table is None:
         table = _read_json(text, obj, without_nulls(known) if known is not None else None)
     pinned = pin_strings(table.schema)
@@ -115,7 +117,7 @@ def _parse_lines(text: Text, obj: str, known: pa.Schema | None, dictionary_maps:
     for index, field in enumerate(item.type):
         _check_wrapper(item.field(index), field.name, text, obj,
                        lifted=frozenset(p[1:] for p in dictionary_maps if p[0] == field.name))
-    return pa.table({"Item": item}), learned_schema(known, pinned)
+    return pa.table({"Item": item}), remember(learned_schema(known, pinned), known, tried, read)
 
 
 def _check_first_line(text: Text, obj: str) -> None:

@@ -55,6 +55,34 @@ _NEVER_IN_A_LINE = (b"{,", b",,", b",}", b"}{")
 _ESCAPE = re.compile(rb"\\u00(?:3[aA]|2[cC])")  # ':' or ',' written as a \u escape
 
 
+# When arrow-rs could not read a piece (it brought what the schema lacks), pyarrow's reader parsed
+# it after all: the next 1, 3, 7, then 15 pieces go straight to pyarrow while misses continue, so a
+# table whose pieces keep bringing new attributes pays for few vain tries. Carried in the learned
+# schema's metadata, which is all a worker keeps from one piece to the next.
+_MISSES, _SKIP = b"ddb_assets.arrow_rs_misses", b"ddb_assets.arrow_rs_skip"
+MAX_SKIP = 15
+
+
+def worth_trying(schema: pa.Schema) -> bool:
+    return int((schema.metadata or {}).get(_SKIP, b"0")) == 0
+
+
+def remember(learned: pa.Schema, used: pa.Schema | None, tried: bool, read: bool) -> pa.Schema:
+    """``learned`` (the next piece's schema) with the record of tries updated after this piece."""
+    record = (used.metadata or {}) if used is not None else {}
+    misses, skip = int(record.get(_MISSES, b"0")), int(record.get(_SKIP, b"0"))
+    if not tried:
+        skip = max(skip - 1, 0)
+    elif read:
+        misses, skip = 0, 0
+    else:
+        misses += 1
+        skip = min(2 ** misses - 1, MAX_SKIP)
+    if not (misses or skip):
+        return learned
+    return learned.with_metadata({_MISSES: str(misses).encode(), _SKIP: str(skip).encode()})
+
+
 def available() -> bool:
     return _arrow_rs_read_json is not None
 
