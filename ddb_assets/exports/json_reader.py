@@ -232,7 +232,9 @@ def _count(array: pa.Array, members: _Members) -> None:
     kind = array.type
     if pa.types.is_struct(kind):
         children = array.flatten()
-        if children:
+        if len(children) == 1:  # a type descriptor's wrapper, mostly: one key or none
+            members.keys += len(children[0]) - children[0].null_count
+        elif children:
             held = pc.cast(pc.is_valid(children[0]), pa.int32())
             for child in children[1:]:
                 held = pc.add(held, pc.cast(pc.is_valid(child), pa.int32()))
