@@ -7,6 +7,7 @@ the exact text of the export. Whatever arrow-rs cannot be shown to read exactly 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -266,6 +267,16 @@ def test_commas_in_strings_and_names_are_not_taken_for_structure() -> None:
     the_same(raw, known)
     plain = lines_of([{"pk": {"S": f"a,{i}:b"}, "x,y:z": {"SS": ["p", "q:,r"]}} for i in range(20)])
     assert json_reader.read_items(Text(plain), learned(plain)) is not None
+
+
+def test_blank_lines_a_missing_last_line_end_and_spaced_json_read_the_same() -> None:
+    raw = lines_of(reviews(30))
+    known = learned(raw)
+    spaced = b"".join(json.dumps({"Item": doc}).encode() + b"\n" for doc in reviews(30))  # ", " and ": "
+    for text in (raw[:-1], b"\n" + raw, raw.replace(b"}\n", b"}\n\n", 3), spaced, raw.replace(b"}\n", b"}   \n")):
+        the_same(text, known)
+    assert json_reader.read_items(Text(raw[:-1]), known) is not None
+    assert json_reader.read_items(Text(spaced), known) is not None
 
 
 def test_escaped_colons_and_commas_are_left_to_pyarrow() -> None:

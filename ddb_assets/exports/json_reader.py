@@ -51,7 +51,7 @@ _DELETE_FROM_STRINGS = bytes(c for c in range(256) if c not in b":,")
 # opening bracket, before a closing one or after another comma; two values with nothing between
 # (seen with everything else deleted, these can come from inside strings too: a false alarm only
 # sends the piece to pyarrow).
-_NEVER_IN_A_LINE = (b"{,", b",,", b",}", b"}{")
+_NEVER_IN_A_LINE = r"\{,|,,|,\}|\}\{"  # one RE2 pass (pyarrow.compute) over what the text pass kept
 _ESCAPE = re.compile(rb"\\u00(?:3[aA]|2[cC])")  # ':' or ',' written as a \u escape
 
 
@@ -190,17 +190,25 @@ def _without_absent_empty_lists(array: pa.Array) -> pa.Array | None:
 # -- accounting: the text against the table ---------------------------------------------------------
 
 def _text_counts(text: Text) -> tuple[int, int, int] | None:
-    """(colons, commas, non-blank lines) of the text, strings included; None for text not to try
+    """(colons, commas, lines) of the text, strings included; None for text not to try
     (raw control characters, escaped colons or commas, what no valid line holds)."""
     kept = text.translate(_BRACKETS_AS_BRACES, _DELETE_FROM_TEXT)
     if kept.translate(None, _STRUCTURAL):
         return None  # a raw control character (a tab, a CR): in a string pyarrow refuses it
-    if any(pair in kept for pair in _NEVER_IN_A_LINE):
+    if _holds(kept, _NEVER_IN_A_LINE):
         return None
     if b"\\" in kept and text.find(b"\\u00") >= 0 and _ESCAPE.search(text.view()):
         return None
-    # No two rows share a line (no "}{"), so as many lines as rows means none spans two lines.
-    return kept.count(b":"), kept.count(b","), len(kept.split())
+    # No two rows share a line (no "}{"), so as many lines as rows means none spans two lines (a
+    # blank line counted here only makes them differ: the piece goes to pyarrow).
+    return kept.count(b":"), kept.count(b","), kept.count(b"\n") + (not kept.endswith(b"\n"))
+
+
+def _holds(data: bytes, pattern: str) -> bool:
+    """Whether ``pattern`` (RE2) matches somewhere in ``data``: one pass, no copy."""
+    whole = pa.LargeBinaryArray.from_buffers(pa.large_binary(), 1, [None, pa.py_buffer(
+        b"\0" * 8 + len(data).to_bytes(8, "little")), pa.py_buffer(data)])
+    return pc.match_substring_regex(whole, pattern)[0].as_py()
 
 
 @dataclass
