@@ -1,7 +1,9 @@
 """Decompressed data files -> Arrow: parse every line, and check that each is a well-formed item.
 
 (Decompression is in ``exports.buffers``.) DYNAMODB_JSON goes through pyarrow's C++ JSON reader
-with one block per piece of a file, so each piece is typed in one pass and no Python runs per row.
+with one block per piece of a file, so each piece is typed in one pass and no Python runs per row;
+or, by default, through arrow-rs's reader when the schema learned from earlier pieces covers the
+piece and its table can be shown to be the one pyarrow's would give (``exports.json_reader``).
 Type descriptors determine JSON types (``N`` is always a string, ``BOOL`` a bool, ...), so
 inference is exact: numbers stay strings here.
 The result is the raw wrapper shape, ``Item: struct<attr: struct<S, N, ...>>``, validated
