@@ -439,3 +439,20 @@ def test_a_line_of_null_is_reported_where_pyarrows_reader_would_crash(text: byte
     assert done.returncode == 0, done.stderr[-2000:]
     line = [row.strip() for row in text.split(b"\n")].index(b"null") + 1
     assert done.stdout.decode().startswith(f"data/f.json.gz:{line}: "), done.stdout
+
+
+@pytest.mark.parametrize("value, problem", [
+    ('{"L":[{"S":"x"},null]}', "attribute 'a[]' must be an object with exactly one type descriptor"),
+    ('{"L":[null]}', "attribute 'a[]' must be an object with exactly one type descriptor"),
+    ('{"SS":["x",null]}', "attribute 'a': SS must be a non-empty list of strings"),
+    ('{"NS":["1",null]}', "attribute 'a': NS must be a non-empty list of strings"),
+    ('{"M":{"b":{"L":[null]}}}', "attribute 'a.b[]' must be an object with exactly one type descriptor"),
+])
+def test_a_null_element_of_a_list_or_set_is_refused_with_its_line(value: str, problem: str) -> None:
+    from ddb_assets.exports.decode import parse_items
+
+    text = b'{"Item":{"pk":{"S":"ok"},"a":{"L":[]}}}\n' + b'{"Item":{"pk":{"S":"x"},"a":' + value.encode() + b"}}\n"
+    for reader in ("pyarrow", "arrow-rs"):
+        with pytest.raises(ExportFormatError) as raised:
+            parse_items(text, output_format="DYNAMODB_JSON", obj="data/f.json.gz", json_reader=reader)
+        assert str(raised.value) == f"data/f.json.gz:2: {problem}"

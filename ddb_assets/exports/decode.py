@@ -650,7 +650,7 @@ def _check_wrapper(array: pa.Array, path: str, raw: Text, obj: str,
             if name in _TEXT_RULES and pa.types.is_string(kind):
                 _check_texts(child, name, path, raw, obj)
         elif name in SET_DESCRIPTORS:
-            if not (pa.types.is_list(kind) and (pa.types.is_string(kind.value_type))):
+            if not (pa.types.is_list(kind) and (pa.types.is_string(kind.value_type))) or pc.list_flatten(child).null_count:
                 _fail_path(raw, obj, path, f"attribute {path!r}: {name} must be a non-empty list of strings")
             if pc.any(pc.equal(pc.list_value_length(child), 0)).as_py():
                 _fail_path(raw, obj, path, f"attribute {path!r}: {name} sets cannot be empty")
@@ -665,6 +665,8 @@ def _check_wrapper(array: pa.Array, path: str, raw: Text, obj: str,
         elif name == "L":
             if not pa.types.is_list(kind):
                 _fail_path(raw, obj, path, f"attribute {path!r}: L must be a list")
+            if pc.list_flatten(child).null_count:  # a null element: not an AttributeValue
+                _fail_path(raw, obj, path, f"attribute {path!r}[] must be an object with exactly one type descriptor")
             if not pa.types.is_null(kind.value_type):
                 _check_wrapper(pc.list_flatten(child), f"{path}[]", raw, obj)
 
