@@ -66,9 +66,6 @@ def contenders(known: pa.Schema, batch_sizes: list[int]) -> dict[str, Callable[[
     found: dict[str, Callable[[Text], pa.Array]] = {
         "pyarrow": lambda text: _read_json(text, "bench", explicit).column("Item").combine_chunks(),
     }
-    if not json_reader.available():
-        print("arro3-io is not installed: pyarrow only", file=sys.stderr)
-        return found
     from arro3.io import read_json
 
     def arrow_rs(batch: int) -> Callable[[Text], pa.Array]:

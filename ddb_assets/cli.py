@@ -655,6 +655,7 @@ def convert(
             ("scratch", f"none: {result.shards} shard tasks on the {runner} runner" if result.shards else
              "none: one pass, planned from the profile" if result.one_pass else
              f"{result.scratch_bytes / 1e6:,.1f} MB at most in {work_dir or tempfile.gettempdir()}"),
+            ("parse", result.parse_path),
             ("location", result.location),
             ("metadata", commit.metadata_location)]
     if plan.variants:
@@ -739,6 +740,7 @@ def inspect(
     """Show an export's summary manifest and the schema inferred from every item."""
     from rich.table import Table
 
+    from ddb_assets.exports.json_reader import ReaderCounts
     from ddb_assets.lake.convert import ConvertOptions, profile_export
     from ddb_assets.lake.evolution import plan_table
     from ddb_assets.lake.report import attribute_rows
@@ -746,8 +748,15 @@ def inspect(
     options = ConvertOptions(partition_by=partition_by or None, naming=naming, workers=workers,
                              json_reader=json_reader)
     progress, on_event = _conversion_progress()
+    readers = ReaderCounts()
+
+    def on_parsed(kind: str, info: dict) -> None:  # type: ignore[type-arg]
+        if kind == "parsed":
+            readers.add(info["readers"])
+        on_event(kind, info)
+
     with progress:
-        export, profile = profile_export(source, options, progress=on_event)
+        export, profile = profile_export(source, options, progress=on_parsed)
     s = export.summary
     _summary_lines([("exportArn", s.export_arn), ("tableArn", s.table_arn), ("exportTime", str(s.export_time)),
                     ("startTime", s.start_time), ("endTime", s.end_time), ("outputFormat", s.output_format),
@@ -755,7 +764,7 @@ def inspect(
                     ("s3", f"s3://{s.s3_bucket}/{s.s3_prefix or ''}"),
                     ("checksums", "md5 of every data file verified; " +
                      (", ".join(f"{c}.md5" for c in export.checksum_files_verified) or "no .md5 files") +
-                     " verified")])
+                     " verified"), ("parse", readers.describe(json_reader))])
     plan = plan_table(profile, options.schema_options, options.partition)
     schema = Table(title=f"schema inferred from all {counted(profile.items, 'item')}")
     for column in ("attribute", "types (count)", "null %", "mixed", "columns"):

@@ -8,8 +8,10 @@ the exact text of the export. Whatever arrow-rs cannot be shown to read exactly 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +27,8 @@ from ddb_assets.exports.decode import RAW_MAP, parse_items
 from ddb_assets.exports.errors import ExportFormatError
 from ddb_assets.lake.convert import ConvertOptions, convert_export
 from ddb_assets_tests import doctor
-from ddb_assets_tests.lake_reader import read_rows
+from ddb_assets_tests.lake_reader import read_rows, rebuild_items
 from ddb_assets_tests.strategies import item_batches, items
-
-pytestmark = pytest.mark.skipif(not json_reader.available(), reason="arro3-io is not installed")
 
 
 def lines_of(docs: list[dict]) -> bytes:
@@ -309,14 +309,140 @@ def test_an_unknown_reader_is_refused() -> None:
         parse_items(b"", output_format="DYNAMODB_JSON", obj="f", json_reader="fast")
 
 
+# Values arrow-rs must read as pyarrow's reader does: exact numbers, every set, nested maps and
+# lists, binary, text beyond ASCII and every JSON escape (none of them a colon or a comma).
+SPECIAL = {
+    "exact": {"N": "0.1000000000000000000000000000000000001"},
+    "huge": {"N": "99999999999999999999999999999999999999"},
+    "tiny": {"N": "-1E-130"},
+    "words": {"SS": ["naïve, café", "日本語: テキスト", "🎉 party (x)"]},
+    "sizes": {"NS": ["1.50", "-0", "1e+125"]},
+    "blobs": {"BS": ["AAEC", "/w=="]},
+    "blob": {"B": "3q2+7w=="},
+    "deep": {"M": {"level 1": {"M": {"level, 2": {"L": [{"N": "7.000"}, {"S": "é"}, {"B": "AA=="},
+                                                         {"M": {"k:v": {"BOOL": True}}}]}}}}},
+}
+# Written with \uXXXX escapes (json.dumps' ensure_ascii) where the others are raw UTF-8.
+ESCAPED = 'quote " backslash \\ slash / tab \t newline \n ÿ \x01 😀 end'
+
+
+def _special_export(tmp_path: Path, items: int = 3000, files: int = 3, special: bool = True) -> tuple[Path, int]:
+    """A generated export, every fifth item of each file given the SPECIAL attributes and ESCAPED
+    (unless not ``special``); and how many items have them."""
+    folder = doctor.make_export(tmp_path / "export", items=items, files=files)
+    extra = b"".join(b',"' + name.encode() + b'":' + orjson.dumps(value) for name, value in SPECIAL.items())
+    extra += b',"escaped":' + json.dumps({"S": ESCAPED}, separators=(",", ":")).encode()
+    assert b"\\u00ff" in extra and b"\\ud83d\\ude00" in extra and b"\\u0001" in extra
+
+    def edit(lines: list[bytes]) -> None:
+        for number, line in enumerate(lines):
+            if line:
+                # A map with open keys (day numbers) too rare to be seen as a dictionary map in
+                # small pieces would bring new attributes to every piece: pyarrow's for all.
+                doc = orjson.loads(line)
+                doc["Item"].pop("votes_by_day", None)
+                lines[number] = orjson.dumps(doc)
+                if special and number % 5 == 0:
+                    lines[number] = lines[number][:-2] + extra + b"}}"
+                    edited[0] += 1
+
+    edited = [0]
+    for entry in doctor.manifest_lines(folder):
+        doctor.edit_lines(folder, entry, edit)
+    return folder, edited[0]
+
+
 def test_a_conversion_gives_the_same_table_with_either_reader(tmp_path: Path) -> None:
-    folder = doctor.make_export(tmp_path / "export", items=3000, files=3)
-    for reader in ("pyarrow", "arrow-rs"):
-        convert_export(folder, tmp_path / reader, ConvertOptions(workers=1, piece_bytes=64 << 10, json_reader=reader))
+    folder, edited = _special_export(tmp_path)
+    results = {reader: convert_export(folder, tmp_path / reader, ConvertOptions(workers=1, piece_bytes=64 << 10,
+                                                                                json_reader=reader))
+               for reader in ("pyarrow", "arrow-rs")}
+    pieces = results["pyarrow"].readers.pyarrow
+    assert pieces > 10 and results["pyarrow"].readers.arrow_rs == 0
+    assert results["pyarrow"].parse_path == f"pyarrow (setting): {pieces} pieces"
+    fast = results["arrow-rs"].readers
+    assert fast.arrow_rs + fast.pyarrow == pieces and fast.arrow_rs >= pieces - 3  # a few bring optional attributes
+    assert results["arrow-rs"].parse_path == f"arrow-rs: {fast.arrow_rs} of {pieces} pieces, {fast.pyarrow} fell " \
+                                             f"back to pyarrow's reader"
     (meta_slow, rows_slow), (meta_fast, rows_fast) = read_rows(str(tmp_path / "pyarrow")), read_rows(str(tmp_path / "arrow-rs"))
     assert meta_fast["columns"] == meta_slow["columns"]
     key = lambda row: row["review_id"]  # noqa: E731
     assert sorted(rows_fast, key=key) == sorted(rows_slow, key=key) and len(rows_fast) == 3000
+    special = [item for item in rebuild_items(meta_fast, rows_fast) if "escaped" in item]
+    assert len(special) == edited >= 600
+    assert all(item["escaped"] == ESCAPED for item in special)
+    first = special[0]
+    assert first["exact"] == Decimal("0.1000000000000000000000000000000000001") and str(first["exact"]) == \
+        "0.1000000000000000000000000000000000001"
+    assert first["huge"] == Decimal("9" * 38) and first["tiny"] == Decimal("-1E-130")
+    assert first["words"] == frozenset(["naïve, café", "日本語: テキスト", "🎉 party (x)"])
+    assert first["sizes"] == frozenset([Decimal("1.50"), Decimal("-0"), Decimal("1e+125")])
+    assert first["blob"] == bytes.fromhex("deadbeef") and first["blobs"] == frozenset([b"\x00\x01\x02", b"\xff"])
+    deep = first["deep"]["level 1"]["level, 2"]
+    assert deep == ("json", [Decimal("7.000"), "é", "AA==", {"k:v": True}])  # a list of mixed types: JSON text
+
+
+def test_an_attribute_or_descriptor_a_later_piece_brings_is_kept_under_arrow_rs(tmp_path: Path) -> None:
+    """Pieces after the first are parsed with the schema learned so far: what it lacks sends the
+    piece to pyarrow's reader, and its values reach the table."""
+    folder, _ = _special_export(tmp_path, items=2000, files=1, special=False)
+    [entry] = doctor.manifest_lines(folder)
+
+    def edit(lines: list[bytes]) -> None:
+        late = orjson.loads(lines[900])
+        late["Item"]["late_arrival"] = {"S": "found, at last"}
+        changed = orjson.loads(lines[1500])
+        assert changed["Item"]["star_rating"].keys() == {"N"}
+        changed["Item"]["star_rating"] = {"S": "five"}  # N everywhere else: a new descriptor
+        lines[900], lines[1500] = orjson.dumps(late), orjson.dumps(changed)
+
+    doctor.edit_lines(folder, entry, edit)
+    result = convert_export(folder, tmp_path / "lake", ConvertOptions(workers=1, piece_bytes=16 << 10))
+    assert result.readers.pyarrow >= 2 and result.readers.arrow_rs >= 10, result.parse_path
+    meta, rows = read_rows(str(tmp_path / "lake"))
+    items = {item["review_id"]: item for item in rebuild_items(meta, rows)}
+    lines = doctor.decompressed(folder, entry).split(b"\n")
+    late, changed = (json.loads(lines[n])["Item"]["review_id"]["S"] for n in (900, 1500))
+    assert items[late]["late_arrival"] == "found, at last"
+    assert items[changed]["star_rating"] == "five", items[changed]
+    assert sum("late_arrival" in item for item in items.values()) == 1
+    assert result.plan.variants["star_rating"] == {"N": 1999, "S": 1}
+
+
+def test_a_malformed_line_deep_in_a_file_is_reported_with_file_and_line_under_arrow_rs(tmp_path: Path) -> None:
+    from ddb_assets_tests.cli_helpers import run_cli
+
+    folder, _ = _special_export(tmp_path, items=2000, files=1, special=False)
+    [entry] = doctor.manifest_lines(folder)
+    doctor.edit_lines(folder, entry, lambda lines: lines.__setitem__(
+        1200, lines[1200].replace(b"},", b"} ", 1)))  # a missing comma: arrow-rs would read it
+    with pytest.raises(ExportFormatError) as raised:
+        convert_export(folder, tmp_path / "lake", ConvertOptions(workers=1, piece_bytes=16 << 10,
+                                                                 json_reader="arrow-rs"))
+    assert str(raised.value).startswith(f"{entry['dataFileS3Key']}:1201: malformed JSON"), str(raised.value)
+    done = run_cli("convert", str(folder), str(tmp_path / "lake"), "--json-reader", "arrow-rs")
+    assert done.returncode == 1
+    assert f"{entry['dataFileS3Key']}:1201: malformed JSON" in done.stderr, done.stderr
+
+
+def test_the_cli_summary_says_which_reader_parsed(tmp_path: Path) -> None:
+    from ddb_assets_tests.cli_helpers import run_cli
+
+    folder, _ = _special_export(tmp_path, items=1200, files=4)
+    lines = {}
+    for reader in ("pyarrow", "arrow-rs", None):
+        done = run_cli("convert", str(folder), str(tmp_path / f"lake-{reader}"),
+                       *(("--json-reader", reader) if reader else ()))
+        assert done.returncode == 0, done.stderr[-2000:]
+        [lines[reader]] = [line.split(None, 1)[1] for line in done.stdout.splitlines() if line.startswith("parse ")]
+    assert lines["pyarrow"] == "pyarrow (setting): 4 pieces"
+    assert re.fullmatch(r"arrow-rs: ([1-4]) of 4 pieces, ([0-3]) fell back to pyarrow's reader", lines["arrow-rs"])
+    assert lines[None] == lines["arrow-rs"]  # the default
+    inspected = run_cli("inspect", str(folder), "--json-reader", "pyarrow")
+    assert inspected.returncode == 0, inspected.stderr[-2000:]
+    assert "pyarrow (setting): 4 pieces" in inspected.stdout
+    refused = run_cli("convert", str(folder), str(tmp_path / "lake-x"), "--json-reader", "simd")
+    assert refused.returncode != 0 and "--json-reader: unknown JSON reader 'simd'" in refused.stderr
 
 
 def test_pieces_that_keep_bringing_new_attributes_are_tried_less_and_less(monkeypatch: pytest.MonkeyPatch) -> None:

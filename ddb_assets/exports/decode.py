@@ -24,7 +24,14 @@ import pyarrow.json as pajson
 from ddb_assets.exports.buffers import Text
 from ddb_assets.exports.errors import ExportFormatError
 from ddb_assets.exports.ion_codec import parse_ion_line
-from ddb_assets.exports.json_reader import DEFAULT_JSON_READER, check_reader, read_items, remember, worth_trying
+from ddb_assets.exports.json_reader import (
+    DEFAULT_JSON_READER,
+    ReaderCounts,
+    check_reader,
+    read_items,
+    remember,
+    worth_trying,
+)
 from ddb_assets.exports.numbers import NUMBER_TEXT
 from ddb_assets.exports.plain_json import (BASE64_TEXT, RAW_LIST, RAW_MAP, checked_plain_map, plain_json_text,
                                            plain_value)
@@ -56,7 +63,8 @@ MapPath = tuple[str, ...]
 
 def parse_items(raw: bytes | Text, *, output_format: str, obj: str, known: pa.Schema | None = None,
                 dictionary_maps: frozenset[MapPath] = frozenset(),
-                json_reader: str = DEFAULT_JSON_READER) -> tuple[pa.Table, pa.Schema | None]:
+                json_reader: str = DEFAULT_JSON_READER,
+                counts: ReaderCounts | None = None) -> tuple[pa.Table, pa.Schema | None]:
     """Decompressed data file -> (table with one struct column ``Item``, schema to pass next time).
 
     pyarrow's JSON reader infers ISO-8601-looking strings as timestamps, which would change text.
@@ -65,7 +73,7 @@ def parse_items(raw: bytes | Text, *, output_format: str, obj: str, known: pa.Sc
     attributes that were inferred as timestamps, it is parsed once more with them pinned.
     With ``json_reader="arrow-rs"`` (the default) a piece that the learned schema covers is parsed
     by arrow-rs instead, into the same table with less CPU (exports.json_reader: when that cannot
-    be shown, pyarrow's reader parses it as before).
+    be shown, pyarrow's reader parses it as before). ``counts``, if given, is told which one did.
     Dictionary maps are taken out of ``raw`` in place (it is copied first if it is ``bytes``).
     """
     check_reader(json_reader)
@@ -82,7 +90,7 @@ def parse_items(raw: bytes | Text, *, output_format: str, obj: str, known: pa.Sc
         text = text.writable()
         lifted, originals = _lift_dictionary_maps(text, dictionary_maps, obj)
     try:
-        return _parse_lines(text, obj, known, dictionary_maps, lifted, json_reader)
+        return _parse_lines(text, obj, known, dictionary_maps, lifted, json_reader, counts)
     except ExportFormatError:
         # The error was located on the rewritten text: look again on the lines as they were read.
         if originals:
@@ -91,7 +99,8 @@ def parse_items(raw: bytes | Text, *, output_format: str, obj: str, known: pa.Sc
 
 
 def _parse_lines(text: Text, obj: str, known: pa.Schema | None, dictionary_maps: frozenset[MapPath],
-                 lifted: list[str], json_reader: str) -> tuple[pa.Table, pa.Schema | None]:
+                 lifted: list[str], json_reader: str,
+                 counts: ReaderCounts | None) -> tuple[pa.Table, pa.Schema | None]:
     _check_first_line(text, obj)
     if known is None:
         known = _schema_from_sample(text)
@@ -100,6 +109,8 @@ def _parse_lines(text: Text, obj: str, known: pa.Schema | None, dictionary_maps:
     read = table is not None
     if table is None:
         table = _read_json(text, obj, without_nulls(known) if known is not None else None)
+    if counts is not None:
+        counts.add(ReaderCounts(arrow_rs=1) if read else ReaderCounts(pyarrow=1))
     pinned = pin_strings(table.schema)
     if not pinned.equals(table.schema):
         table = _read_json(text, obj, pinned)

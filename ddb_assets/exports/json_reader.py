@@ -26,13 +26,9 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from arro3.io import read_json as _arrow_rs_read_json
 
 from ddb_assets.exports.buffers import Text, translate_view
-
-try:
-    from arro3.io import read_json as _arrow_rs_read_json
-except ImportError:  # pragma: no cover - a dependency; the setting falls back to pyarrow without it
-    _arrow_rs_read_json = None
 
 JSON_READERS = ("arrow-rs", "pyarrow")
 DEFAULT_JSON_READER = "arrow-rs"
@@ -83,8 +79,23 @@ def remember(learned: pa.Schema, used: pa.Schema | None, tried: bool, read: bool
     return learned.with_metadata({_MISSES: str(misses).encode(), _SKIP: str(skip).encode()})
 
 
-def available() -> bool:
-    return _arrow_rs_read_json is not None
+@dataclass
+class ReaderCounts:
+    """Pieces parsed by each reader (a conversion's summary says which parse path ran)."""
+
+    arrow_rs: int = 0  # read by arrow-rs, its table shown to be the one pyarrow's reader gives
+    pyarrow: int = 0  # read by pyarrow's reader: by the setting, or fallen back to from arrow-rs
+
+    def add(self, other: "ReaderCounts") -> None:
+        self.arrow_rs += other.arrow_rs
+        self.pyarrow += other.pyarrow
+
+    def describe(self, setting: str) -> str:
+        """One line, e.g. ``arrow-rs: 38 of 40 pieces, 2 fell back to pyarrow's reader``."""
+        pieces = self.arrow_rs + self.pyarrow
+        if setting == "pyarrow":
+            return f"pyarrow (setting): {pieces} piece{'s' * (pieces != 1)}"
+        return f"arrow-rs: {self.arrow_rs} of {pieces} pieces, {self.pyarrow} fell back to pyarrow's reader"
 
 
 def check_reader(name: str) -> str:
@@ -97,7 +108,7 @@ def read_items(text: Text, schema: pa.Schema) -> pa.Table | None:
     """``text`` (DYNAMODB_JSON lines) parsed by arrow-rs with ``schema`` (learned, with the types
     of empty lists kept: see ``reader_schema``), as pyarrow's reader would have returned it; or
     None when it cannot be shown to be that table (the caller then parses with pyarrow's reader)."""
-    if _arrow_rs_read_json is None or not _fits(schema):
+    if not _fits(schema):
         return None
     counted = _text_counts(text)
     if counted is None:

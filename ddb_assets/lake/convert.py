@@ -43,7 +43,7 @@ from ddb_assets.exports.decode import (
     ion_to_json_lines,
     parse_items,
 )
-from ddb_assets.exports.json_reader import DEFAULT_JSON_READER, check_reader
+from ddb_assets.exports.json_reader import DEFAULT_JSON_READER, ReaderCounts, check_reader
 from ddb_assets.exports.changes import UPSERT, ChangeColumns, incremental_to_items
 from ddb_assets.exports.errors import ChecksumMismatch, ExportFormatError, ItemCountMismatch
 from ddb_assets.exports.reader import DataFile, Export, open_export
@@ -156,6 +156,13 @@ class ConvertResult:
     history: HistoryResult | None = None  # with options.history: what the change history appended
     history_error: str | None = None  # the history's append failed (the merge is committed; the next run appends it)
     shards: int = 0  # shard tasks an engine ran (options.runner); 0: converted by the local pool
+    json_reader: str = DEFAULT_JSON_READER  # the setting the items were parsed under
+    readers: ReaderCounts = field(default_factory=ReaderCounts)  # pieces parsed by each reader
+
+    @property
+    def parse_path(self) -> str:
+        """Which JSON reader parsed the pieces, e.g. ``arrow-rs: 38 of 40 pieces, 2 fell back to pyarrow's reader``."""
+        return self.readers.describe(self.json_reader)
 
     @property
     def partitions(self) -> dict[str, dict[str, int]]:
@@ -185,6 +192,7 @@ class _Parsed:
     compressed: int
     uncompressed: int
     spilled: int = 0  # bytes of the spills
+    readers: ReaderCounts = field(default_factory=ReaderCounts)  # pieces parsed by each JSON reader
 
     @property
     def rows(self) -> int:
@@ -225,7 +233,7 @@ def _read_file(index: int, data_file: DataFile, conversion: str, dictionary_keys
     image of an upsert, the keys of a delete: exports/changes.py)."""
     _worker.begin(conversion)
     compressed = data_file.stream_verified()  # read as the pieces need it, md5 checked at the end
-    profile, raw_size = Profile(), 0
+    profile, raw_size, readers = Profile(), 0, ReaderCounts()
     try:
         pieces = gunzip_pieces(compressed, _worker.decompressed, obj=data_file.name, piece_bytes=piece_bytes)
         for number, (text, offset) in enumerate(pieces):
@@ -233,7 +241,7 @@ def _read_file(index: int, data_file: DataFile, conversion: str, dictionary_keys
             try:
                 table, first_line, changes = _parse_piece(text, data_file, first=number == 0,
                                                           dictionary_keys=dictionary_keys, incremental=incremental,
-                                                          json_reader=json_reader)
+                                                          json_reader=json_reader, counts=readers)
             except ExportFormatError as error:
                 raise _in_file(error, data_file, offset) from None
             del text
@@ -258,7 +266,7 @@ def _read_file(index: int, data_file: DataFile, conversion: str, dictionary_keys
         raise ItemCountMismatch(data_file.name, f"holds {profile.items} items, manifest-files.json says "
                                                 f"{data_file.manifest.item_count}")
     _release_memory()
-    return _Parsed(index, [], profile, compressed.size, raw_size)
+    return _Parsed(index, [], profile, compressed.size, raw_size, readers=readers)
 
 
 def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictionary_keys: int,
@@ -300,7 +308,8 @@ def _spill(table: pa.Table, path: str) -> int:
 
 def _parse_piece(text: Text, data_file: DataFile, *, first: bool, dictionary_keys: int,
                  incremental: bool = False,
-                 json_reader: str = DEFAULT_JSON_READER) -> tuple[pa.Table, tuple[str, ...], ChangeColumns]:
+                 json_reader: str = DEFAULT_JSON_READER,
+                 counts: ReaderCounts | None = None) -> tuple[pa.Table, tuple[str, ...], ChangeColumns]:
     """One piece of a data file -> (its items, the attribute names of its first item if ``first``,
     the items' change columns)."""
     output_format = data_file.output_format
@@ -318,7 +327,7 @@ def _parse_piece(text: Text, data_file: DataFile, *, first: bool, dictionary_key
     first_line = first_item_names(text) if first else ()
     table, _worker.schema = parse_items(text, output_format=output_format, obj=data_file.name,
                                         known=_worker.schema, dictionary_maps=_worker.dictionary_maps,
-                                        json_reader=json_reader)
+                                        json_reader=json_reader, counts=counts)
     return table, first_line, changes if changes is not None else ChangeColumns.upserts(table.num_rows)
 
 
@@ -470,7 +479,7 @@ def _run_one_pass(pool: Executor, export: Export, job: _WriteJob, options: Conve
                 keys.append(share_keys)
             for read in share_reads:
                 notify("parsed", {"index": read.index, "rows": read.rows, "bytes": read.uncompressed,
-                                  "compressed": read.compressed})
+                                  "compressed": read.compressed, "readers": read.readers})
             notify("written", {"files": len(files), "rows": sum(f.rows for f in files)})
     except BaseException:
         _discard(futures, written, options.s3, lambda result: result[0])
@@ -661,7 +670,15 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
     return ConvertResult(commit, f"{target.namespace}.{target.name}", target.location.uri, profile, plan, export,
                          written, sum(p.compressed for p in parsed), sum(p.uncompressed for p in parsed),
                          time.monotonic() - started, sum(p.spilled for p in parsed), one_pass=known is not None,
-                         merge=merged, history=history, history_error=history_error)
+                         merge=merged, history=history, history_error=history_error,
+                         json_reader=options.json_reader, readers=_readers(parsed))
+
+
+def _readers(parsed: list[_Parsed]) -> ReaderCounts:
+    total = ReaderCounts()
+    for p in parsed:
+        total.add(p.readers)
+    return total
 
 
 def _base_table(target: LakeTarget, export: Export) -> Any:
@@ -818,7 +835,7 @@ def _finish_stage_one(futures: list[Future], notify: ProgressCallback) -> list[_
             result = future.result()
             parsed.append(result)
             notify("parsed", {"index": result.index, "rows": result.rows, "bytes": result.uncompressed,
-                              "compressed": result.compressed})
+                              "compressed": result.compressed, "readers": result.readers})
     except BaseException:
         for future in futures:
             future.cancel()
