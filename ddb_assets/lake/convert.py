@@ -448,7 +448,8 @@ def convert_share(worker: int, files: list[tuple[int, DataFile]], options: Conve
     try:
         if plan is None:
             return [], [_parse_file(index, data_file, None, options.dictionary_keys, conversion, options.partition,
-                                    options.piece_bytes, incremental) for index, data_file in files]
+                                    options.piece_bytes, incremental, options.json_reader)
+                        for index, data_file in files]
         if incremental or target is None:
             raise ValueError("writing a share needs a file target, and a full export (incremental ones merge locally)")
         job = _WriteJob(plan, target, options.only_partitions, options.buffer_bytes, options.s3)
