@@ -122,6 +122,11 @@ class CliError(Exception):
     """A user-facing failure: printed as one line, exit code 1."""
 
 
+# Times as users type them and as ddb-assets prints them (a high-water mark: 2026-11-30T00:00:00.517Z).
+TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f",
+                "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z"]
+
+
 def _region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
@@ -260,7 +265,7 @@ def emulator(
 def clock(
     advance: Optional[str] = typer.Option(None, metavar="DURATION", help="Move the clock ahead by this long: 900 "
                                                                           "(seconds), 90s, 15m, 2h, 1d."),
-    set_to: Optional[datetime] = typer.Option(None, "--set", metavar="TIME", help="Move the clock to this instant "
+    set_to: Optional[datetime] = typer.Option(None, "--set", metavar="TIME", formats=TIME_FORMATS, help="Move the clock to this instant "
                                               "(ISO-8601; UTC unless a zone is given), never backwards; with "
                                               "--advance, to that much after it."),
     freeze: bool = typer.Option(False, "--freeze", help="Stand still (at --set, or at now, plus --advance): every "
@@ -367,16 +372,16 @@ def export(
     prefix: Optional[str] = typer.Option(None, metavar="PREFIX", help="S3 prefix (default: exports/<table>)."),
     export_format: str = typer.Option("DYNAMODB_JSON", "--format", metavar="[DYNAMODB_JSON|ION]",
                                       callback=_one_of(*EXPORT_FORMATS), help="The export's format."),
-    export_time: Optional[datetime] = typer.Option(None, metavar="TIME", help="Point in time to export (ISO-8601, "
+    export_time: Optional[datetime] = typer.Option(None, metavar="TIME", formats=TIME_FORMATS, help="Point in time to export (ISO-8601, "
                                                                               "UTC); default now."),
     client_token: Optional[str] = typer.Option(None, metavar="TOKEN", help="Idempotency token (8 hours)."),
     wait: bool = typer.Option(True, help="Wait for the export to finish."),
     incremental: bool = typer.Option(False, "--incremental", help="An incremental export of the window --from .. "
                                                                   "--to: only what changed (15 minutes to 24 "
                                                                   "hours); merge it with convert."),
-    from_time: Optional[datetime] = typer.Option(None, "--from", metavar="TIME", help="Incremental: "
+    from_time: Optional[datetime] = typer.Option(None, "--from", metavar="TIME", formats=TIME_FORMATS, help="Incremental: "
                                                  "ExportFromTime (ISO-8601, UTC, inclusive)."),
-    to_time: Optional[datetime] = typer.Option(None, "--to", metavar="TIME", help="Incremental: ExportToTime "
+    to_time: Optional[datetime] = typer.Option(None, "--to", metavar="TIME", formats=TIME_FORMATS, help="Incremental: ExportToTime "
                                                                                   "(ISO-8601, UTC, exclusive)."),
     view: Optional[str] = typer.Option(None, metavar="[NEW_AND_OLD_IMAGES|NEW_IMAGE]",
                                        callback=_one_of("NEW_AND_OLD_IMAGES", "NEW_IMAGE"),
@@ -537,9 +542,10 @@ NAMESPACE_HELP = "Catalog namespace, the Glue database (default: the configurati
 def convert(
     source: str = typer.Argument(..., metavar="SOURCE", help="Export folder (.../AWSDynamoDB/<export-id>/) or "
                                                              "its manifest-summary.json; local path or s3://."),
-    dest: str = typer.Argument(..., metavar="DEST", help="The table's location (its data/ and metadata/ go there; "
-                                                         "local path or s3://). The table is named after its "
-                                                         "last segment."),
+    dest: str = typer.Argument(..., metavar="DEST", help="The table's own folder (its data/ and metadata/ go "
+                                                         "there; local path or s3://). The table is named after "
+                                                         "its last segment; a table of that name at another "
+                                                         "location is refused."),
     partition_by: Optional[str] = typer.Option(None, metavar="SPEC", help="ATTR (identity), "
                                                "year|month|day|hour(ATTR[, UNIT]) or bucket(N, ATTR); '' for none. "
                                                "Default: the table's partitioning, or none for a new table."),
@@ -572,7 +578,9 @@ def convert(
                                                                         "last segment)."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Re-plan the table's schema and partitioning from "
                                                           "scratch (new columns) and replace every data file, in "
-                                                          "one new snapshot."),
+                                                          "one new snapshot: also to convert the export the "
+                                                          "table holds again, an older one, or one of another "
+                                                          "DynamoDB table (which the table then holds)."),
     allow_overlap: bool = typer.Option(False, "--allow-overlap", help="Incremental exports: apply a window that "
                                                                       "starts before the table's high-water "
                                                                       "mark, by write time (changes written "
@@ -601,11 +609,12 @@ def convert(
     from ddb_assets.exports.storage import resolve
     from ddb_assets.lake.convert import ConvertOptions, convert_export, export_record
     from ddb_assets.lake.profile import profile_from_json
+    from ddb_assets.lake.record import high_water_mark, iso_millis
 
     runner_options = _runner_options(runner, spark_master, shards)
     given = {"partition_by": partition_by, "naming": naming, "max_depth": max_depth, "dictionary_keys": dictionary_keys}
     defaults = {"partition_by": None, "naming": "snake", "max_depth": 3, "dictionary_keys": 64}
-    options = ConvertOptions(
+    options = ConvertOptions(  # bad values fail here (OptionError), before the export is opened
         **{key: (value or None if key == "partition_by" else value) if value is not None else defaults[key]
            for key, value in given.items()},
         workers=workers, work_dir=work_dir, compression=compression, json_reader=json_reader,
@@ -630,9 +639,13 @@ def convert(
     partitions = result.partitions
     changes = commit.schema_changes
     merge, record = result.merge, export_record(result.export)
-    if merge is not None and merge.already_applied:
+    mark = ("high-water mark", f"{iso_millis(high_water_mark(commit.table)[0])} (the --from of the next "
+                               f"incremental export)")
+    if result.unchanged:
         _summary_lines([("unchanged", f"{result.table}: export {result.export.export_id} was applied already "
-                                      f"(snapshot {commit.snapshot_id})"), *_history_lines(result)])
+                                      f"(snapshot {commit.snapshot_id})"
+                                      + ("" if record.incremental else "; --rebuild converts it again")), mark,
+                        *_history_lines(result)])
         _history_failed(result)
         return
     rows = [("committed", f"{result.table} snapshot {commit.snapshot_id}" + (" (new table)" if commit.created else "")),
@@ -643,6 +656,8 @@ def convert(
                             f"{counted(merge.files_rewritten, 'file')} rewritten"),
                  ("window", f"{record.export_from_time} to {record.export_to_time} (the table's high-water mark now)")]
         rows += [("warning", warning) for warning in merge.warnings]
+    else:
+        rows.append(mark)
     rows += [
             ("items", f"{sum(p['rows'] for p in partitions.values()):,} written; the table now holds {commit.rows:,}"),
             ("partitions", f"{len(partitions):,}" + (f" by {spec.text}" if spec else " (unpartitioned)")),
@@ -758,9 +773,16 @@ def inspect(
     with progress:
         export, profile = profile_export(source, options, progress=on_parsed)
     s = export.summary
-    _summary_lines([("exportArn", s.export_arn), ("tableArn", s.table_arn), ("exportTime", str(s.export_time)),
+    if s.incremental:
+        when = [("window", f"{s.export_from_time} to {s.export_to_time} (ExportFromTime inclusive, ExportToTime "
+                           f"exclusive)"),
+                ("outputView", s.output_view or "not given (NEW_AND_OLD_IMAGES is the default)")]
+        count = f"{s.item_count:,} change lines: {s.item_count - profile.deletes:,} upserts, {profile.deletes:,} deletes"
+    else:
+        when, count = [("exportTime", str(s.export_time))], f"{s.item_count:,}"
+    _summary_lines([("exportArn", s.export_arn), ("tableArn", s.table_arn), ("exportType", s.export_type), *when,
                     ("startTime", s.start_time), ("endTime", s.end_time), ("outputFormat", s.output_format),
-                    ("itemCount", f"{s.item_count:,}"), ("data files", str(len(export.files))),
+                    ("itemCount", count), ("data files", str(len(export.files))),
                     ("s3", f"s3://{s.s3_bucket}/{s.s3_prefix or ''}"),
                     ("checksums", "md5 of every data file verified; " +
                      (", ".join(f"{c}.md5" for c in export.checksum_files_verified) or "no .md5 files") +
@@ -876,7 +898,8 @@ def query(
     namespace: Optional[str] = typer.Option(None, metavar="NAME", help=NAMESPACE_HELP),
     table: Optional[str] = typer.Option(None, "--table", metavar="NAME", help="Register only this lake table."),
     as_of: Optional[str] = typer.Option(None, metavar="SNAPSHOT|TIME", help="Read the table(s) as of a snapshot "
-                                        "id (with --table) or an ISO-8601 time (2026-11-30T12:00:00Z)."),
+                                        "id (with --table) or an ISO-8601 time (2026-11-30T12:00:00Z); at a time, tables made "
+                                        "later are left out, named on stderr."),
     raw: list[str] = typer.Option([], "--raw", metavar="NAME=SOURCE", help="Also register an export (its folder "
                                   "or manifest) as NAME: its items as one struct column `item` "
                                   "(item.customer_id.s). Repeatable."),
@@ -920,9 +943,17 @@ def query(
         except duckdb.Error as exc:
             message = str(exc).splitlines()[0]
             broken = [f"{name} ({why})" for name, why in engine.errors.items() if name in sql]
-            raise CliError(f"query failed: {message}" + (f"; unreadable: {', '.join(broken)}" if broken else "")) from None
+            absent = [f"{name} ({why})" for name, why in engine.left_out.items() if name in sql]
+            raise CliError(f"query failed: {message}" + (f"; unreadable: {', '.join(broken)}" if broken else "")
+                           + (f"; left out: {', '.join(absent)}" if absent else "")) from None
     finally:
         engine.close()
+    # The tables left out are reported (stderr: the result on stdout stays clean).
+    for name, why in engine.left_out.items():
+        err_console.print(f"note: table {name} left out: {why}", highlight=False, markup=False, soft_wrap=True)
+    for name, why in engine.errors.items():
+        err_console.print(f"warning: table {name} cannot be read, left out: {why}", highlight=False, markup=False,
+                          soft_wrap=True)
     # A terminal's width decides between the grid and one line per column; piped or captured
     # output has no width, so nothing is ever wrapped or squeezed for it.
     width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
@@ -941,10 +972,11 @@ def tables(
                                             "listed: the demo's walkthrough tables are in --namespace default."),
     output: str = typer.Option("table", "--format", metavar="[table|json]", callback=_one_of("table", "json"),
                                help="table, or json: per table its identifier, catalog, metadata_location, "
-                                    "current snapshot, rows, partition spec and schema (a stable interface)."),
+                                    "current snapshot, rows, high-water mark, source table, partition spec and "
+                                    "schema with each column's source attribute (a stable interface)."),
 ) -> None:
-    """List the tables of one catalog namespace (reports included) with their snapshot,
-    partitioning and columns."""
+    """List the tables of one catalog namespace (reports included) with their snapshot, high-water
+    mark, partitioning and columns (each with the attribute it comes from)."""
     import json
 
     from rich.table import Table
@@ -966,15 +998,19 @@ def tables(
         console.print(f"no tables in {config.describe()} catalog namespace {config.namespace} (lake {root.uri})",
                       highlight=False, soft_wrap=True)
     for entry in described:
-        spec = ", ".join(f"{p['transform']}({p['source']})" for p in entry["partition_spec"]) or "nothing"
+        spec = ", ".join(f"{p['transform']}({p['source']})" + (f" of attribute {p['attribute']['text']}"
+                                                              if p["attribute"] else "")
+                         for p in entry["partition_spec"]) or "nothing"
         console.print(f"{entry['identifier']}: {counted(entry['rows'], 'row')}, {counted(entry['data_files'], 'file')}, "
-                      f"partitioned by {spec}" + (f", export {entry['export_id']}" if entry["export_id"] else ""),
+                      f"partitioned by {spec}" + (f", export {entry['export_id']}" if entry["export_id"] else "")
+                      + (f", high-water mark {entry['high_water_mark']}" if entry["high_water_mark"] else ""),
                       highlight=False, soft_wrap=True, markup=False)
         out = Table()
-        for column in ("id", "column", "type"):
+        for column in ("id", "column", "type", "source"):
             out.add_column(column)
         for column in entry["schema"]:
-            out.add_row(str(column["id"]), column["name"], column["type"])
+            out.add_row(str(column["id"]), column["name"], column["type"],
+                        column["source"]["text"] if column["source"] else "")
         console.print(out)
         console.print(f"metadata: {entry['metadata_location']}", highlight=False, soft_wrap=True, markup=False)
     for name, why in errors.items():
@@ -1096,13 +1132,14 @@ def main() -> None:
     from ddb_assets.cli_errors import environment_message
     from ddb_assets.exports.errors import ExportFormatError
     from ddb_assets.lake.catalog import CatalogError
-    from ddb_assets.lake.commit import CommitConflict, StaleExport
+    from ddb_assets.lake.commit import CommitConflict
     from ddb_assets.lake.convert import ScratchSpaceError
     from ddb_assets.lake.evolution import SchemaConflict
-    from ddb_assets.lake.merge import ChainError
+    from ddb_assets.lake.guards import Refused
     from ddb_assets.lake.partitioning import PartitionError
     from ddb_assets.lake.plan_checks import ProfileMismatch
     from ddb_assets.lake.shards.spec import ShardFailed
+    from ddb_assets.lake.schema import OptionError
     from ddb_assets.settings import ConfigError
 
     try:
@@ -1114,11 +1151,13 @@ def main() -> None:
         _usage_error(exc)
     except click_errors.ClickException as exc:
         _error(exc.format_message(), exc)
+    except OptionError as exc:  # the CLI's spelling of the option
+        _error(f"--{exc.option.replace('_', '-')} {exc.problem}", exc)
     except typer.Abort as exc:  # end of input where some was needed (typer exits 130 on Ctrl-C itself)
         _error("aborted", exc)
     except (CliError, ExportFormatError, ExportFailed, ExportTimeout, ConfigError, LookupError, ScratchSpaceError,
-            CommitConflict, StaleExport, ProfileMismatch, SchemaConflict, PartitionError, CatalogError,
-            ChainError, ShardFailed) as exc:
+            CommitConflict, Refused, ProfileMismatch, SchemaConflict, PartitionError, CatalogError,
+            ShardFailed) as exc:
         _error(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc), exc)
     except ClientError as exc:
         error = exc.response.get("Error", {})

@@ -83,9 +83,9 @@ def test_two_runs_rewriting_different_partitions_at_once_keep_both(
     else:
         root = str(tmp_path / "lake" / "reviews")
         config = CatalogConfig()
-    source = doctor.make_export(tmp_path / "export", items=200, seed=1)
     options = ConvertOptions(workers=1, partition_by="year", catalog=config)
-    first = convert_export(source, root, options)
+    first = convert_export(doctor.make_export(tmp_path / "export", items=200, seed=1), root, options)
+    source = doctor.make_export(tmp_path / "newer", items=200, seed=1)  # the same items, exported later
     partitions = sorted(first.partitions)
     mine, theirs = frozenset(partitions[:2]), frozenset(partitions[2:4])
     results: dict[str, Any] = {}
@@ -110,10 +110,15 @@ def test_two_runs_rewriting_different_partitions_at_once_keep_both(
 def test_two_new_tables_created_at_once_end_as_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     source = doctor.make_export(tmp_path / "export", items=100, seed=3)
     root = tmp_path / "lake" / "reviews"
-    errors = _race(monkeypatch, [lambda: convert_export(source, root, ConvertOptions(workers=1))] * 2)
+    results: list[Any] = []
+    errors = _race(monkeypatch, [lambda: results.append(convert_export(source, root, ConvertOptions(workers=1)))] * 2)
     assert not errors, errors
     meta, rows = read_rows(str(root))
-    assert len(rows) == 100 and len(meta["table"].snapshots()) == 2
+    # The loser finds, at its commit, the table holding the same export: nothing to add (its files go).
+    assert len(rows) == 100 and len(meta["table"].snapshots()) == 1
+    assert sorted(r.unchanged for r in results) == [False, True]
+    on_disk = {str(p) for p in (root / "data").rglob("*.parquet")}
+    assert on_disk == {task.file.file_path for task in meta["table"].scan().plan_files()}
 
 
 def test_a_concurrent_run_that_added_other_columns_is_a_conflict_not_a_corruption(
@@ -123,8 +128,9 @@ def test_a_concurrent_run_that_added_other_columns_is_a_conflict_not_a_corruptio
     root = tmp_path / "lake" / "t"
     convert_export(export_of(tmp_path / "base", [{"a": {"S": "x"}}]), root, ConvertOptions(workers=1))
     at = datetime.now(timezone.utc)  # one export time: neither is older than the other
-    left = export_of(tmp_path / "left", [{"a": {"S": "x"}, "b": {"N": "1"}}], at=at)
-    right = export_of(tmp_path / "right", [{"a": {"S": "x"}, "c": {"BOOL": True}}], at=at)
+    left = export_of(tmp_path / "left", [{"a": {"S": "x"}, "b": {"N": "1"}}], at=at, export_id="01715674542517-aaaa0001")
+    right = export_of(tmp_path / "right", [{"a": {"S": "x"}, "c": {"BOOL": True}}], at=at,
+                      export_id="01715674542517-bbbb0002")
     errors = _race(monkeypatch, [lambda: convert_export(left, root, ConvertOptions(workers=1)),
                                  lambda: convert_export(right, root, ConvertOptions(workers=1))])
     assert len(errors) == 1 and isinstance(errors[0], CommitConflict) and "run again" in str(errors[0])
@@ -244,8 +250,13 @@ def test_an_empty_export_gives_an_empty_table_every_command_and_engine_reads(tmp
     meta, rows = read_rows(str(lake / "empty"))  # pyiceberg reads it too
     assert rows == [] and meta["columns"] == []
 
-    # The next export that has items gives the table its columns and its partitioning.
-    assert run_cli("convert", str(doctor.make_export(tmp_path / "export", items=50)), str(lake / "empty")).returncode == 0
+    # The next export of the table that has items gives the table its columns and its partitioning.
+    later = doctor.make_export(tmp_path / "export", items=50)
+    summary = doctor.summary(later)
+    summary["tableArn"] = "arn:aws:dynamodb:us-east-1:111122223333:table/EmptyTable"
+    summary["exportArn"] = f"{summary['tableArn']}/export/{later.name}"
+    doctor.write_summary(later, summary)
+    assert run_cli("convert", str(later), str(lake / "empty")).returncode == 0
     meta, rows = read_rows(str(lake / "empty"))
     assert len(rows) == 50 and meta["partition_spec"] == [("year", "identity")]
 
@@ -257,8 +268,8 @@ def test_maintenance_compacts_expires_and_removes_orphans(tmp_path: Path) -> Non
     from ddb_assets.lake.maintenance import MaintenanceOptions, maintain
 
     root = tmp_path / "lake" / "reviews"
-    folder = doctor.make_export(tmp_path / "export", items=400, files=4, seed=4)
-    for _ in range(3):  # three snapshots, each replacing the last; two workers: two files per year
+    for number in range(3):  # three exports, three snapshots, each replacing the last; two workers: two files per year
+        folder = doctor.make_export(tmp_path / f"export{number}", items=400, files=4, seed=4)
         convert_export(folder, root, ConvertOptions(workers=2, partition_by="year", small_partition_bytes=0))
     orphan = root / "data" / "year=2015" / "killed-run-00000.parquet"
     orphan.write_bytes(b"PAR1")
@@ -306,8 +317,8 @@ def _files_per_partition(table: Any) -> dict[str, int]:
 
 def test_the_maintain_command(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
-    folder = doctor.make_export(tmp_path / "export", items=100)
-    for _ in range(2):
+    for number in range(2):
+        folder = doctor.make_export(tmp_path / f"export{number}", items=100)
         assert run_cli("convert", str(folder), str(lake / "reviews"), "--partition-by", "year").returncode == 0
     result = run_cli("maintain", "reviews", "--lake", str(lake), "--expire-after-days", "0", "--keep-snapshots", "1",
                      "--grace-hours", "0")
@@ -331,7 +342,8 @@ def test_tables_json_describes_each_table_for_other_tools(tmp_path: Path) -> Non
     assert entry["identifier"] == "ddb_lake.reviews" and entry["catalog"] == "sql"
     assert entry["metadata_location"] == meta["metadata_location"] and entry["rows"] == 80
     assert entry["current_snapshot_id"] == meta["table"].current_snapshot().snapshot_id
-    assert entry["partition_spec"] == [{"name": "year", "transform": "identity", "source": "year"}]
+    assert entry["partition_spec"] == [{"name": "year", "transform": "identity", "source": "year", "attribute": {
+        "attribute": "year", "path": ["year"], "descriptor": "N", "encoding": "scalar", "text": "year (N)"}}]
     assert [c["name"] for c in entry["schema"]] == [c["name"] for c in meta["columns"]]
 
 

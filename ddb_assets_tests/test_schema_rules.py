@@ -19,9 +19,12 @@ from datetime import datetime, timezone
 pytestmark = pytest.mark.fast
 
 
-def export_of(tmp: Path, items: list[dict[str, Any]], files: int = 2, at: datetime | None = None) -> Path:
+def export_of(tmp: Path, items: list[dict[str, Any]], files: int = 2, at: datetime | None = None,
+              export_id: str = "01715674542517-a4c123b1") -> Path:
+    """A full export of table ``t`` holding ``items``; exports made at other times (``at``, now by
+    default) are other exports, even under the same ``export_id``."""
     now = at or datetime.now(timezone.utc)
-    request = ExportRequest(export_arn="arn:aws:dynamodb:us-east-1:123456789012:table/t/export/01715674542517-a4c123b1",
+    request = ExportRequest(export_arn=f"arn:aws:dynamodb:us-east-1:123456789012:table/t/export/{export_id}",
                             table_arn="arn:aws:dynamodb:us-east-1:123456789012:table/t", table_id="x", bucket="b",
                             prefix="p", output_format="DYNAMODB_JSON", start_time=now, export_time=now,
                             key_attributes=("pk",), data_files=files)
@@ -163,3 +166,23 @@ def test_ion_exports_convert_like_json_ones(tmp_path: Path) -> None:
     votes = next(c for c in ion_meta["columns"] if c["name"] == "votes_by_day")
     assert votes["encoding"] == "json"  # a dictionary map stays one column on the Ion path too
     assert json_rows == ion_rows
+
+
+@pytest.mark.parametrize("naming, expected", [
+    ("snake", {"Größe": "gr_e", "Café": "caf", "名前": "attr", "🎉": "attr_2", " ": "attr_3", "🎉party": "party",
+               "_private": "private", "__x__": "x", "a.b": "a_b", "a__b": "a_b_2", "x-y z": "x_y_z", "Name": "name",
+               "NAME": "name_2", "9lives": "_9lives"}),
+    ("glue", {"Größe": "item.größe.n", "Café": "item.café.s", "名前": "item.名前.s", "🎉": "item.🎉.s",
+              " ": "item. .s", "🎉party": "item.🎉party.s", "_private": "item._private.s", "__x__": "item.__x__.s",
+              "a.b": "item.a.b.s", "a__b": "item.a__b.s", "x-y z": "item.x-y z.s", "Name": "item.name.s",
+              "NAME": "item.name.s_2", "9lives": "item.9lives.s"}),
+])
+def test_non_ascii_and_odd_attribute_names_become_the_documented_columns(tmp_path: Path, naming: str,
+                                                                          expected: dict[str, str]) -> None:
+    # The table of docs/schema_rules.md ("Names"), in one item, in that order.
+    item = {name: {"N": "1"} if name == "Größe" else {"S": name} for name in expected}
+    meta, schema, rows = convert(tmp_path, [item], naming=naming, partition_by=None)
+    mapping = {".".join(c["path"]): c["name"] for c in meta["columns"] if c["path"] != ["pk"]}
+    assert mapping == expected
+    assert {name: rows[0][column] for name, column in mapping.items() if name != "Größe"} == \
+        {name: name for name in expected if name != "Größe"}  # every value in its own column

@@ -168,7 +168,9 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
                 "export_time": result.export.summary.export_time or "",
                 "schema_changes": dg.MetadataValue.json(commit.schema_changes),
                 "vanished_attributes": dg.MetadataValue.json(result.plan.vanished),
-                "conversion": "one pass (raw_export's profile)" if result.one_pass else
+                "conversion": f"none: the table holds export {export_id} already (run config rebuild: true "
+                              f"converts it again)" if result.unchanged else
+                              "one pass (raw_export's profile)" if result.one_pass else
                               f"two stages ({result.scratch_bytes:,} bytes of scratch)",
                 "json_parse": result.parse_path,
                 "dagster/uri": result.location,
@@ -207,12 +209,14 @@ def exports_to_apply(validated: list[ValidatedExport], table: Any, rebuild: bool
 
 
 def _row_count_check(result: ConvertResult, whole: bool, rows_now: dict[str, int]) -> dg.AssetCheckResult:
-    if result.merge is not None:  # an incremental export: its lines are changes, not the table's rows
+    if result.export.summary.incremental:  # its lines are changes, not the table's rows
+        merge = result.merge  # None: the table had applied it already
         return dg.AssetCheckResult(check_name="row_count_matches_export", passed=True, metadata={
-            "merged_export": result.export.export_id, "upserts": result.merge.upserts,
-            "deletes": result.merge.deletes, "table_rows": result.commit.rows})
+            "merged_export": result.export.export_id, "upserts": merge.upserts if merge else 0,
+            "deletes": merge.deletes if merge else 0, "table_rows": result.commit.rows})
     expected = result.export.summary.item_count
-    written = sum(w.rows for w in result.written)
+    # An export the table held already was not read again: the table's rows are that export's.
+    written = result.commit.rows if result.unchanged else sum(w.rows for w in result.written)
     details: dict[str, Any] = {"rows_from_export": written, "export_item_count": expected,
                                "table_rows": result.commit.rows}
     if not whole:  # a partial backfill: the other partitions still hold an earlier export's rows

@@ -22,12 +22,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
 from ddb_assets.lake.evolution import TablePlan
+from ddb_assets.lake.guards import Refused, StaleExport, check_identity, check_state
+from ddb_assets.lake.record import SOURCE_TABLE_PROPERTY, SUMMARY_PREFIX, ExportRecord, high_water_mark, instant
 from ddb_assets.lake.partitioning import NULL_PARTITION, iceberg_transform, partition_field_name, partition_name
 from ddb_assets.lake.schema import TableSchema, iceberg_type
 from ddb_assets.lake.writer import WrittenFile
 
 COMMIT_ATTEMPTS = 8
-SUMMARY_PREFIX = "ddb-assets."
 # pyiceberg would retry a failed commit itself, re-using the delete set planned first; our loop
 # re-plans it against the table as it is then (a concurrent run may have added files to the same
 # partitions), so pyiceberg's own retries are off for our tables.
@@ -39,10 +40,6 @@ class CommitConflict(RuntimeError):
     """A concurrent change to the table that this run's files cannot be committed over; run again."""
 
 
-class StaleExport(ValueError):
-    """The export is older than the one the table already holds."""
-
-
 def _validation_exception() -> type:
     from pyiceberg.exceptions import ValidationException
 
@@ -50,42 +47,7 @@ def _validation_exception() -> type:
 
 
 # Failures that guarantee the snapshot did not land: the run's files may be deleted at once.
-NOT_COMMITTED: tuple[type[BaseException], ...] = (CommitConflict, StaleExport, _validation_exception())
-
-
-@dataclass(frozen=True)
-class ExportRecord:
-    """What a snapshot's summary records about the export it applied."""
-
-    export_arn: str
-    export_id: str
-    export_time: str | None
-    item_count: int
-    table_arn: str
-    export_type: str = "FULL_EXPORT"
-    output_format: str = "DYNAMODB_JSON"
-    source: str = ""  # where the export was read from
-    export_from_time: str | None = None  # incremental exports: the window [from, to)
-    export_to_time: str | None = None
-
-    @property
-    def incremental(self) -> bool:
-        return self.export_type == "INCREMENTAL_EXPORT"
-
-    @property
-    def high_water_mark(self) -> str:
-        """The point in time the table holds after applying this export: a full export's time, an
-        incremental export's ExportToTime."""
-        return (self.export_to_time if self.incremental else self.export_time) or ""
-
-    def summary(self, version: str, partitions: str) -> dict[str, str]:
-        values = {"export-arn": self.export_arn, "export-id": self.export_id, "export-time": self.export_time or "",
-                  "item-count": str(self.item_count), "table-arn": self.table_arn, "export-type": self.export_type,
-                  "output-format": self.output_format, "source": self.source, "partitions": partitions,
-                  "high-water-mark": self.high_water_mark, "version": version}
-        if self.incremental:
-            values.update({"export-from-time": self.export_from_time or "", "export-to-time": self.export_to_time or ""})
-        return {f"{SUMMARY_PREFIX}{key}": value for key, value in values.items()}
+NOT_COMMITTED: tuple[type[BaseException], ...] = (CommitConflict, Refused, _validation_exception())
 
 
 @dataclass
@@ -98,6 +60,7 @@ class CommitResult:
     rows: int  # in the current snapshot
     created: bool
     schema_changes: list[str] = field(default_factory=list)
+    unchanged: bool = False  # the table held the export already (a concurrent run committed it): nothing done
 
 
 def commit_export(catalog: Any, identifier: tuple[str, str], location: str, plan: TablePlan,
@@ -105,7 +68,9 @@ def commit_export(catalog: Any, identifier: tuple[str, str], location: str, plan
                   rebuild: bool = False, stored_at_plan: TableSchema | None = None) -> CommitResult:
     """Commit ``written`` as one snapshot of the table ``identifier`` (created at ``location`` if
     new): appended to a new table; for an existing one, replacing every data file (a full export)
-    or those of ``only_partitions``. Raises CommitConflict, StaleExport, or the catalog's errors."""
+    or those of ``only_partitions``. Checks the table again as it is at commit (lake/guards.py): a
+    table that holds this export already is left as it is (``unchanged``). Raises CommitConflict,
+    Refused (StaleExport, TableLocationConflict, SourceTableMismatch), or the catalog's errors."""
     from pyiceberg.exceptions import CommitFailedException, TableAlreadyExistsError
 
     from ddb_assets import __version__
@@ -118,8 +83,9 @@ def commit_export(catalog: Any, identifier: tuple[str, str], location: str, plan
         table = load_table(catalog, *identifier)
         try:
             if table is None:
-                return _create(catalog, identifier, location, plan, written, summary)
-            return _commit_existing(table, plan, written, summary, export, only_partitions, rebuild, stored_at_plan)
+                return _create(catalog, identifier, location, plan, written, summary, export)
+            return _commit_existing(table, location, plan, written, summary, export, only_partitions, rebuild,
+                                    stored_at_plan)
         except (CommitFailedException, TableAlreadyExistsError):
             time.sleep(random.uniform(0.05, 0.25) * (attempt + 1))  # someone committed first: again
     raise CommitConflict(f"table {'.'.join(identifier)} kept changing under this run; gave up after "
@@ -127,11 +93,11 @@ def commit_export(catalog: Any, identifier: tuple[str, str], location: str, plan
 
 
 def _create(catalog: Any, identifier: tuple[str, str], location: str, plan: TablePlan,
-            written: list[WrittenFile], summary: dict[str, str]) -> CommitResult:
+            written: list[WrittenFile], summary: dict[str, str], export: ExportRecord) -> CommitResult:
     schema = plan.schema
     transaction = catalog.create_table_transaction(
         identifier, schema=schema.iceberg_schema(), location=location, partition_spec=partition_spec(schema),
-        properties={**TABLE_PROPERTIES, **schema.properties()})
+        properties={**TABLE_PROPERTIES, **schema.properties(), **source_properties(export)})
     created = transaction.table_metadata.schema()
     if [(f.field_id, f.name) for f in created.fields] != [(c.field_id, c.name) for c in schema.columns]:
         raise AssertionError("the created table numbered its columns unlike the files")  # a bug, not input
@@ -141,10 +107,14 @@ def _create(catalog: Any, identifier: tuple[str, str], location: str, plan: Tabl
     return _result(table, len(written), 0, True, plan.changes())
 
 
-def _commit_existing(table: Any, plan: TablePlan, written: list[WrittenFile], summary: dict[str, str],
+def _commit_existing(table: Any, location: str, plan: TablePlan, written: list[WrittenFile], summary: dict[str, str],
                      export: ExportRecord, only_partitions: frozenset[str] | None, rebuild: bool,
                      stored_at_plan: TableSchema | None) -> CommitResult:
-    _check_order(table, export, rebuild)
+    # Checked before the export was read (lake/convert.py); again here, against the table as it
+    # is now: another run may have created it elsewhere, or committed this export, meanwhile.
+    check_identity(table, export, location, rebuild)
+    if check_state(table, export, rebuild=rebuild, only_partitions=only_partitions).unchanged:
+        return _result(table, 0, 0, False, [], unchanged=True)
     removed = _files_to_replace(table, only_partitions if not rebuild else None)
     if only_partitions is not None and not rebuild and any(f.spec_id != table.spec().spec_id for f in removed):
         raise CommitConflict(f"{table.name()} holds files of an older partition spec; convert every partition")
@@ -155,10 +125,10 @@ def _commit_existing(table: Any, plan: TablePlan, written: list[WrittenFile], su
         transaction = table.transaction()
         if removed:
             replace_files(transaction, removed, [], {**summary, f"{SUMMARY_PREFIX}operation": "rebuild"})
-        changed = apply_plan(transaction, table, plan, rebuild, stored_at_plan)
+        changed = apply_plan(transaction, table, plan, rebuild, stored_at_plan, source_properties(export))
         append_files(transaction, written, summary)
     else:
-        transaction, changed = begin_transaction(table, plan, rebuild, stored_at_plan)
+        transaction, changed = begin_transaction(table, plan, rebuild, stored_at_plan, source_properties(export))
         if removed:
             replace_files(transaction, removed, written, summary)
         else:
@@ -168,16 +138,22 @@ def _commit_existing(table: Any, plan: TablePlan, written: list[WrittenFile], su
     return _result(table, len(written), len(removed), False, plan.changes() if changed else [])
 
 
-def begin_transaction(table: Any, plan: TablePlan, rebuild: bool, stored_at_plan: TableSchema | None) -> tuple[Any, bool]:
+def source_properties(export: ExportRecord) -> dict[str, str]:
+    """The table properties naming the DynamoDB table the export is of (lake/record.py)."""
+    return {SOURCE_TABLE_PROPERTY: export.table_arn} if export.table_arn else {}
+
+
+def begin_transaction(table: Any, plan: TablePlan, rebuild: bool, stored_at_plan: TableSchema | None,
+                      properties: dict[str, str] | None = None) -> tuple[Any, bool]:
     """A transaction on ``table`` holding the schema, partition spec and property updates the plan
-    needs against the table as it is now (re-validated: ``merge_schema``). Returns (transaction,
-    whether the schema changes)."""
+    needs against the table as it is now (re-validated: ``merge_schema``), plus ``properties``.
+    Returns (transaction, whether the schema changes)."""
     transaction = table.transaction()
-    return transaction, apply_plan(transaction, table, plan, rebuild, stored_at_plan)
+    return transaction, apply_plan(transaction, table, plan, rebuild, stored_at_plan, properties)
 
 
 def apply_plan(transaction: Any, table: Any, plan: TablePlan, rebuild: bool,
-               stored_at_plan: TableSchema | None) -> bool:
+               stored_at_plan: TableSchema | None, properties: dict[str, str] | None = None) -> bool:
     """Stage on ``transaction`` what ``begin_transaction`` describes; returns whether the schema changes."""
     from pyiceberg.table.update import (AddPartitionSpecUpdate, AddSchemaUpdate, AssertCurrentSchemaId,
                                         AssertDefaultSpecId, SetCurrentSchemaUpdate, SetDefaultSpecUpdate,
@@ -202,7 +178,7 @@ def apply_plan(transaction: Any, table: Any, plan: TablePlan, rebuild: bool,
         spec = replace_spec_id(spec, max(s.spec_id for s in metadata.partition_specs) + 1)
         updates += (AddPartitionSpecUpdate(spec=spec), SetDefaultSpecUpdate(spec_id=-1))
         requirements += (AssertDefaultSpecId(default_spec_id=metadata.default_spec_id),)
-    properties = target.properties()
+    properties = {**target.properties(), **(properties or {})}
     if any(table.properties.get(k) != v for k, v in properties.items()):
         updates += (SetPropertiesUpdate(updates=properties),)
     if updates:
@@ -348,45 +324,19 @@ def _same_spec(mine: Any, theirs: Any) -> bool:
         [(f.source_id, str(f.transform), f.name) for f in theirs.fields]
 
 
-def high_water_mark(table: Any) -> tuple[str | None, str | None]:
-    """(the point in time the table holds, the export that brought it there), from the summary of
-    the current snapshot or its nearest ancestor that records one: a rollback moves it back with the
-    snapshot, and a snapshot committed by another writer (a DELETE from Spark or Athena, pyiceberg)
-    does not hide it. (None, None) when no snapshot in the current lineage records an export."""
-    snapshot = table.current_snapshot()
-    while snapshot is not None:
-        summary = snapshot.summary.additional_properties if snapshot.summary else {}
-        mark = summary.get(f"{SUMMARY_PREFIX}high-water-mark") or summary.get(f"{SUMMARY_PREFIX}export-time")
-        if mark:
-            return mark, summary.get(f"{SUMMARY_PREFIX}export-id")
-        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
-    return None, None
-
-
-def _check_order(table: Any, export: ExportRecord, rebuild: bool) -> None:
-    """A full export never replaces a newer state (two runs finishing out of order, or an old export
-    after incremental ones)."""
-    if rebuild or not export.export_time:
-        return
-    held, held_id = high_water_mark(table)
-    if held and instant(held) > instant(export.export_time):
-        raise StaleExport(f"export {export.export_id} ({export.export_time}) is older than what "
-                          f"{table.name()[-1]} already holds (up to {held}, export {held_id}); convert a newer "
-                          f"export, or rebuild the table from this one on purpose (--rebuild)")
-
-
-def instant(text: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
-def _result(table: Any, added: int, removed: int, created: bool, changes: list[str]) -> CommitResult:
+def _result(table: Any, added: int, removed: int, created: bool, changes: list[str],
+            unchanged: bool = False) -> CommitResult:
     snapshot = table.current_snapshot()
     rows = int(snapshot.summary.additional_properties.get("total-records", 0)) if snapshot and snapshot.summary else 0
     return CommitResult(table, snapshot.snapshot_id if snapshot else 0, table.metadata_location, added, removed, rows,
-                        created, changes)
+                        created, changes, unchanged)
 
 
-__all__ = ["CommitConflict", "CommitResult", "ExportRecord", "StaleExport", "commit_export", "file_partition_name",
-           "partition_spec", "TABLE_PROPERTIES", "iceberg_type", "partition_name"]
+def current_result(table: Any) -> CommitResult:
+    """The table as it is, as a CommitResult that committed nothing."""
+    return _result(table, 0, 0, False, [], unchanged=True)
+
+
+__all__ = ["CommitConflict", "CommitResult", "ExportRecord", "StaleExport", "SUMMARY_PREFIX", "commit_export",
+           "current_result", "file_partition_name", "high_water_mark", "instant", "partition_spec", "TABLE_PROPERTIES",
+           "iceberg_type", "partition_name"]

@@ -44,16 +44,18 @@ from ddb_assets.exports.decode import (
     parse_items,
 )
 from ddb_assets.exports.json_reader import DEFAULT_JSON_READER, ReaderCounts, check_reader
-from ddb_assets.exports.changes import UPSERT, ChangeColumns, incremental_to_items
+from ddb_assets.exports.changes import DELETE, UPSERT, ChangeColumns, incremental_to_items
 from ddb_assets.exports.errors import ChecksumMismatch, ExportFormatError, ItemCountMismatch
 from ddb_assets.exports.reader import DataFile, Export, open_export
-from ddb_assets.exports.storage import Location, S3Options, resolve
-from ddb_assets.lake.catalog import CatalogConfig, CatalogError, load_table, open_catalog
-from ddb_assets.lake.commit import (NOT_COMMITTED, CommitResult, ExportRecord, commit_export, high_water_mark,
-                                    instant)
-from ddb_assets.lake.merge import ChainError, MergeResult, merge_export
+from ddb_assets.exports.storage import S3Options, resolve
+from ddb_assets.lake.catalog import CatalogConfig, load_table
+from ddb_assets.lake.commit import NOT_COMMITTED, CommitResult, ExportRecord, commit_export, current_result
+from ddb_assets.lake.destination import LakeTarget, lake_target as _lake_target
+from ddb_assets.lake.guards import Verdict, check_identity, check_state
+from ddb_assets.lake.merge import MergeResult, merge_export
 from ddb_assets.lake.change_history import HistoryResult, record_history
-from ddb_assets.lake.evolution import TablePlan, plan_table
+from ddb_assets.lake.evolution import TablePlan, check_options, plan_table
+from ddb_assets.lake.record import INCREMENTAL, high_water_mark, instant
 from ddb_assets.lake.flatten import ItemColumns, flatten_items, partition_names
 from ddb_assets.lake.lifetime import die_with_parent
 from ddb_assets.lake.partitioning import PartitionBy
@@ -61,12 +63,11 @@ from ddb_assets.lake.plan_checks import ProfileMismatch, check_profile
 from ddb_assets.lake.profile import Profile, profile_items
 from ddb_assets.lake.scratch import make_scratch, remove_stale_scratch
 from ddb_assets.lake.shards.options import RunnerOptions
-from ddb_assets.lake.schema import SchemaOptions, TableSchema
+from ddb_assets.lake.schema import OptionError, SchemaOptions, TableSchema
 from ddb_assets.lake.writer import (SMALL_PARTITION_BYTES, FileTarget, PartitionedWriter, WrittenFile,
                                     merge_small_files, parquet_options)
 
 ProgressCallback = Callable[[str, dict[str, Any]], None]
-INCREMENTAL = "INCREMENTAL_EXPORT"
 # Below both (and with workers=0), an export is converted in this process: see workers_for.
 SMALL_EXPORT_ITEMS = 20_000
 SMALL_EXPORT_BYTES = 32 << 20  # the summary's billedSizeBytes (0 where an export does not say)
@@ -110,10 +111,19 @@ class ConvertOptions:
         return replace(self, **{k: v for k, v in values.items() if k in self.from_table})
 
     def __post_init__(self) -> None:
-        parquet_options(self.compression)  # a bad codec fails here, before any work
+        # Bad options fail here, before anything is read: the codec, the JSON reader, partition_by,
+        # the naming options (SchemaOptions), and every count and size.
+        parquet_options(self.compression)
         check_reader(self.json_reader)
-        self.partition  # a bad partition_by too
+        self.partition
         self.schema_options
+        for option, least, what in (("workers", 0, "0 (one per core) or more"),
+                                    ("buffer_bytes", 1 << 20, "at least 1 MiB"),
+                                    ("piece_bytes", 1 << 16, "at least 64 KiB"),
+                                    ("small_partition_bytes", 0, "0 (never merge) or more")):
+            value = getattr(self, option)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise OptionError(option, f"must be {what}, not {value!r}")
 
     @property
     def schema_options(self) -> SchemaOptions:
@@ -163,6 +173,11 @@ class ConvertResult:
     def parse_path(self) -> str:
         """Which JSON reader parsed the pieces, e.g. ``arrow-rs: 38 of 40 pieces, 2 fell back to pyarrow's reader``."""
         return self.readers.describe(self.json_reader)
+
+    @property
+    def unchanged(self) -> bool:
+        """The table held this export already: nothing was committed (``commit`` is the table as it is)."""
+        return self.commit.unchanged
 
     @property
     def partitions(self) -> dict[str, dict[str, int]]:
@@ -251,6 +266,8 @@ def _read_file(index: int, data_file: DataFile, conversion: str, dictionary_keys
             del table
             piece_profile = profile_items(item, index)
             piece_profile.key_names = changes.key_names
+            if incremental:
+                piece_profile.deletes = int(pc.sum(pc.equal(changes.operation, DELETE)).as_py() or 0)
             if partition is not None:
                 piece_profile.partition_values = partition_names(ItemColumns(item), partition, len(item))
             profile.merge(piece_profile)
@@ -521,43 +538,9 @@ def _executor(workers: int) -> Executor:
                                initargs=(None, os.getpid()))
 
 
-@dataclass
-class LakeTarget:
-    """Where a conversion's table lives: its catalog, identifier and location."""
-
-    catalog: Any
-    namespace: str
-    name: str
-    location: Location
-
-    @property
-    def identifier(self) -> tuple[str, str]:
-        return (self.namespace, self.name)
-
-
 def lake_target(dest: str | os.PathLike[str], options: ConvertOptions) -> LakeTarget:
-    """The table at ``dest`` (its location; the name is the last path segment unless given) in
-    the catalog of ``options`` (the SQLite default lives in dest's parent folder, the lake root)."""
-    location = resolve(dest, options.s3)
-    name = options.table_name or table_name_for(location.name)
-    _check_table_name(name)
-    catalog = open_catalog(options.catalog, location.parent(), options.s3)
-    return LakeTarget(catalog, options.catalog.namespace, name, location)
-
-
-def table_name_for(folder: str) -> str:
-    """The catalog name a table folder gets: lowercase ``[a-z0-9_]`` (what Glue and Athena accept)."""
-    import re
-
-    return re.sub(r"[^a-z0-9_]+", "_", folder.lower()).strip("_")
-
-
-def _check_table_name(name: str) -> None:
-    import re
-
-    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,127}", name):
-        raise CatalogError(f"table name {name!r}: use lowercase letters, digits and _ (not starting with a digit); "
-                         f"it is the folder's name, lowercased, unless --table-name gives one")
+    """The table at ``dest`` in the catalog of ``options`` (lake/destination.py)."""
+    return _lake_target(dest, options.table_name, options.catalog, options.s3)
 
 
 def stored_schema(table: Any) -> TableSchema | None:
@@ -571,28 +554,40 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
                    known: Profile | None = None) -> ConvertResult:
     """Convert an export into the Iceberg table at ``dest`` (its location) in one commit.
 
-    With ``known``, the export's profile from an earlier read (``profile_export``: the Dagster
-    ``raw_export`` asset, ``inspect --save-profile``), the schema is planned up front and the
-    export is converted in one pass: no spill, no work folder. Every item is profiled again on
-    the way, and a profile that turns out not to be this export's fails the run (ProfileMismatch).
-    Raises ExportFormatError (bad input: nothing committed), SchemaConflict, PartitionError,
-    StaleExport, CommitConflict.
+    Everything the manifests and the catalog can tell is checked before a data file is read
+    (``preflight``: the destination, the table's location and source table, its options, the
+    export's order or chain); an export the table holds already changes nothing (the result is
+    ``unchanged``). With ``known``, the export's profile from an earlier read (``profile_export``:
+    the Dagster ``raw_export`` asset, ``inspect --save-profile``), the schema is planned up front
+    and the export is converted in one pass: no spill, no work folder. Every item is profiled
+    again on the way, and a profile that turns out not to be this export's fails the run
+    (ProfileMismatch). Raises ExportFormatError (bad input: nothing committed), Refused (lake/guards.py),
+    SchemaConflict, PartitionError, CommitConflict.
     """
     notify = progress or (lambda kind, info: None)
     started = time.monotonic()
     options = replace(options, s3=(options.s3 or S3Options()).with_environment())
     export = source if isinstance(source, Export) else open_export(source, options.s3)
-    notify("opened", {"files": len(export.files), "items": export.summary.item_count,
-                      "export_id": export.export_id})
-    workers = options.workers_for(export)
     if known is not None and known.items != export.summary.item_count:
         raise ProfileMismatch(f"the profile given describes {known.items:,} items; export {export.export_id} "
                               f"holds {export.summary.item_count:,}: it is another export's")
+    target, table, stored, options, verdict = preflight(dest, export, options)
+    if verdict.unchanged:
+        # An incremental export applied before may still be missing from the change history (an
+        # append that failed after its merge): this run catches it up.
+        history, history_error = _history(target, export, options, notify) if export.summary.incremental \
+            else (None, None)
+        return ConvertResult(current_result(table), f"{target.namespace}.{target.name}", target.location.uri,
+                             Profile(), TablePlan(stored or TableSchema([]), frozenset()), export, [], 0, 0,
+                             time.monotonic() - started, history=history, history_error=history_error)
+    notify("opened", {"files": len(export.files), "items": export.summary.item_count,
+                      "export_id": export.export_id})
     if options.runner.kind != "local" and export.summary.export_type != INCREMENTAL:
         # Incremental exports merge on the local runner (their changes' keys are not shard results yet).
         from ddb_assets.lake.shards.driver import convert_in_shards
 
-        return convert_in_shards(export, dest, options, notify, known, started)
+        return convert_in_shards(export, target, table, stored, options, notify, known, started)
+    workers = options.workers_for(export)
     # Runs killed before they could clean up left their scratch here: this run removes it.
     cleaned = remove_stale_scratch(options.work_dir)
     if cleaned:
@@ -603,29 +598,13 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
     try:
         with _executor(workers) as pool:
             if known is None:
-                # The workers start reading first; the catalog (pyiceberg takes a second or two to
-                # import) is opened while they do, and the table's stored schema read.
-                pending = _start_stage_one(pool, export, spill_dir, options)
-                try:
-                    target = lake_target(dest, options)
-                    table = _base_table(target, export)
-                    stored = stored_schema(table)
-                except BaseException:
-                    for future in pending:
-                        future.cancel()
-                    raise
-                options = options.with_table(stored)
-                parsed = _finish_stage_one(pending, notify)
+                parsed = _run_stage_one(pool, export, spill_dir, options, notify)
                 profile = Profile.merged(p.profile for p in sorted(parsed, key=lambda p: p.index))
                 plan = _plan(profile, options, stored)
                 notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
                 job = _write_job(plan, target, run, options, export, profile, table)
                 written, keys = _run_stage_two(pool, parsed, job, workers, notify)
             else:
-                target = lake_target(dest, options)
-                table = _base_table(target, export)
-                stored = stored_schema(table)
-                options = options.with_table(stored)
                 plan = _plan(known, options, stored)
                 notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
                 job = _write_job(plan, target, run, options, export, known, table)
@@ -645,29 +624,21 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
     try:
         if job.key_columns is not None:
             merged = merge_export(target.catalog, target.identifier, plan, written, _keys_or_empty(keys, job),
-                                  export_record(export), job.target, allow_overlap=options.allow_overlap,
-                                  stored_at_plan=stored, s3=options.s3)
-            if merged.commit is None:  # applied before: nothing to commit, the files are not needed
-                _remove_files(written, options.s3)
-            commit = merged.commit or _current(target)
+                                  export_record(export), job.target, location=target.location.uri,
+                                  allow_overlap=options.allow_overlap, stored_at_plan=stored, s3=options.s3)
+            commit = merged.commit or current_result(load_table(target.catalog, *target.identifier))
         else:
             commit = commit_export(target.catalog, target.identifier, target.location.uri, plan, written,
                                    export_record(export), only_partitions=options.only_partitions,
                                    rebuild=options.rebuild, stored_at_plan=stored)
-    except NOT_COMMITTED + (ChainError,):
+        if commit.unchanged:  # a concurrent run committed this export first: these files are not needed
+            _remove_files(written, options.s3)
+    except NOT_COMMITTED:
         _remove_files(written, options.s3)
         raise
     # Any other failure leaves the files: the commit may have landed (an answer lost on the way).
     notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows})
-    history, history_error = None, None
-    if options.history and merged is not None:
-        try:
-            history = record_history(target.catalog, target.identifier, export, s3=options.s3,
-                                     compression=options.compression, piece_bytes=options.piece_bytes)
-            notify("history", {"appended": history.appended})
-        except Exception as exc:  # noqa: BLE001 - the merge is committed whatever the history's trouble
-            history_error = (f"the change history {target.name}_changes was not appended ({type(exc).__name__}: "
-                             f"{exc}); the merge is committed, and the next run with the history on appends it")
+    history, history_error = _history(target, export, options, notify) if merged is not None else (None, None)
     return ConvertResult(commit, f"{target.namespace}.{target.name}", target.location.uri, profile, plan, export,
                          written, sum(p.compressed for p in parsed), sum(p.uncompressed for p in parsed),
                          time.monotonic() - started, sum(p.spilled for p in parsed), one_pass=known is not None,
@@ -682,21 +653,45 @@ def _readers(parsed: list[_Parsed]) -> ReaderCounts:
     return total
 
 
-def _base_table(target: LakeTarget, export: Export) -> Any:
-    """The table as stored (None if new). An incremental export needs one: it is applied to the
-    state a full export gave the table (refused before any work otherwise)."""
+def _history(target: LakeTarget, export: Export, options: ConvertOptions,
+             notify: ProgressCallback) -> tuple[HistoryResult | None, str | None]:
+    """With ``options.history``: append an applied incremental export (and any the history lacks
+    before it) to ``<table>_changes``. Returns (what was appended, or None; why the append failed,
+    or None): the merge is committed whatever the history's trouble."""
+    if not options.history:
+        return None, None
+    try:
+        history = record_history(target.catalog, target.identifier, export, s3=options.s3,
+                                 compression=options.compression, piece_bytes=options.piece_bytes)
+    except Exception as exc:  # noqa: BLE001 - the merge is committed whatever the history's trouble
+        return None, (f"the change history {target.name}_changes was not appended ({type(exc).__name__}: "
+                      f"{exc}); the merge is committed, and the next run with the history on appends it")
+    notify("history", {"appended": history.appended})
+    return history, None
+
+
+def preflight(dest: str | os.PathLike[str], export: Export,
+              options: ConvertOptions) -> tuple[LakeTarget, Any, TableSchema | None, ConvertOptions, Verdict]:
+    """Everything that can be known before a data file is read, from the export's manifests and
+    the catalog: the destination (lake/destination.py), the table's location and source table,
+    the options against the stored ones, and whether the export is new to the table and follows
+    what it holds (lake/guards.py). Returns (the target, the table or None, its stored schema,
+    the options completed from the table, the verdict); raises the refusals. The commit checks
+    the table again (a concurrent run may change it meanwhile)."""
+    target = lake_target(dest, options)
     table = load_table(target.catalog, *target.identifier)
-    if table is None and export.summary.export_type == INCREMENTAL:
-        raise ChainError(f"table {target.name} does not exist: incremental export {export.export_id} applies to "
-                         f"a table made from a full export (convert the full export into it first)")
-    return table
-
-
-def _current(target: LakeTarget) -> CommitResult:
-    from ddb_assets.lake.commit import _result
-
-    table = load_table(target.catalog, *target.identifier)
-    return _result(table, 0, 0, False, [])
+    record = export_record(export)
+    if table is not None:
+        check_identity(table, record, target.location.uri, options.rebuild)
+        # Data files go under the table's location as the catalog records it, always.
+        target = replace(target, location=resolve(table.location(), options.s3))
+    stored = stored_schema(table)
+    options = options.with_table(stored)
+    if stored is not None and not options.rebuild:
+        check_options(stored, options.schema_options, options.partition)
+    verdict = check_state(table, record, rebuild=options.rebuild, allow_overlap=options.allow_overlap,
+                          only_partitions=options.only_partitions, name=target.name)
+    return target, table, stored, options, verdict
 
 
 def _keys_or_empty(keys: list[pa.Table], job: _WriteJob) -> pa.Table:
@@ -856,5 +851,5 @@ def _balance(items: list[_T], workers: int, size: Callable[[_T], int]) -> list[l
 
 
 __all__ = ["ConvertOptions", "ConvertResult", "LakeTarget", "convert_export", "convert_share", "export_record",
-           "lake_target",
-           "profile_export", "stored_schema", "ExportFormatError", "ProfileMismatch", "ScratchSpaceError"]
+           "lake_target", "preflight", "profile_export", "stored_schema", "ExportFormatError", "OptionError",
+           "ProfileMismatch", "ScratchSpaceError"]

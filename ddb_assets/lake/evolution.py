@@ -86,17 +86,7 @@ def plan_table(profile: Profile, options: SchemaOptions = SchemaOptions(), parti
     extend = stored is not None and not rebuild
     if extend:
         assert stored is not None
-        if stored.options != options:
-            raise SchemaConflict(
-                f"the table was planned with naming={stored.options.naming}, max_depth={stored.options.max_depth}, "
-                f"dictionary_keys={stored.options.dictionary_keys}; this conversion asks for naming={options.naming}, "
-                f"max_depth={options.max_depth}, dictionary_keys={options.dictionary_keys}. Use the table's options, "
-                f"or rebuild it (--rebuild) to re-plan every column")
-        if stored.partition != partition:
-            raise SchemaConflict(
-                f"the table is partitioned by {stored.partition.text if stored.partition else 'nothing'}; this "
-                f"conversion asks for {partition.text if partition else 'no partitioning'}. Use the table's "
-                f"partitioning, or rebuild it (--rebuild)")
+        check_options(stored, options, partition)
         base = TableSchema(list(stored.columns), stored.options, stored.partition, stored.last_column_id)
     else:
         base = TableSchema([], options, partition, stored.last_column_id if stored is not None else 0)
@@ -118,6 +108,22 @@ def plan_table(profile: Profile, options: SchemaOptions = SchemaOptions(), parti
     added = [schema.by_id()[new] for new in _renumbered(planner.added, schema)] if schema is not planner.schema \
         else planner.added
     return TablePlan(schema, active, added, planner.widened, vanished, variants, new_table=not extend)
+
+
+def check_options(stored: TableSchema, options: SchemaOptions, partition: PartitionBy | None) -> None:
+    """Raise SchemaConflict unless the table was planned with ``options`` and ``partition``: known
+    from the stored schema alone, so checked before an export is read (and again when planning)."""
+    if stored.options != options:
+        raise SchemaConflict(
+            f"the table was planned with naming={stored.options.naming}, max_depth={stored.options.max_depth}, "
+            f"dictionary_keys={stored.options.dictionary_keys}; this conversion asks for naming={options.naming}, "
+            f"max_depth={options.max_depth}, dictionary_keys={options.dictionary_keys}. Use the table's options, "
+            f"or rebuild it (--rebuild) to re-plan every column")
+    if stored.partition != partition:
+        raise SchemaConflict(
+            f"the table is partitioned by {stored.partition.text if stored.partition else 'nothing'}; this "
+            f"conversion asks for {partition.text if partition else 'no partitioning'}. Use the table's "
+            f"partitioning, or rebuild it (--rebuild)")
 
 
 def _fresh_ids(schema: TableSchema, active: frozenset[int]) -> tuple[TableSchema, frozenset[int]]:

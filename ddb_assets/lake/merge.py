@@ -34,20 +34,13 @@ import pyarrow.compute as pc
 
 from ddb_assets.exports.changes import DELETE, UPSERT
 from ddb_assets.exports.storage import S3Options, resolve
-from ddb_assets.lake.commit import (COMMIT_ATTEMPTS, SUMMARY_PREFIX, CommitConflict, CommitResult, ExportRecord,
-                                    StaleExport, _result, begin_transaction, high_water_mark, instant,
-                                    replace_files)
+from ddb_assets.lake.commit import (COMMIT_ATTEMPTS, CommitConflict, CommitResult, ExportRecord, _result,
+                                    begin_transaction, replace_files, source_properties)
 from ddb_assets.lake.evolution import TablePlan
+from ddb_assets.lake.guards import ChainError, applied_already, check_chain, check_identity
+from ddb_assets.lake.record import SUMMARY_PREFIX
 from ddb_assets.lake.schema import TableSchema
 from ddb_assets.lake.writer import FileTarget, PartitionedWriter, WrittenFile
-
-PITR_DAYS = 35
-PITR_WARNING_DAYS = 3  # warn when the mark is this close to leaving the PITR window
-
-
-class ChainError(ValueError):
-    """An incremental export that does not continue the table's chain of exports (gap, overlap,
-    no base table); the message names the times and exports involved."""
 
 
 @dataclass
@@ -62,51 +55,14 @@ class MergeResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def check_chain(table: Any, export: ExportRecord, allow_overlap: bool) -> tuple[str, list[str]]:
-    """The table's high-water mark, checked against the window. Returns (mark, warnings); raises
-    ChainError for a gap or an overlap (unless allowed) and StaleExport for a window wholly behind."""
-    mark, held_id = high_water_mark(table)
-    if mark is None:
-        raise ChainError(f"table {table.name()[-1]} has no applied export: an incremental export applies to a "
-                         f"table made from a full export (convert the full export first)")
-    start, end = export.export_from_time or "", export.export_to_time or ""
-    if instant(end) <= instant(mark):
-        raise StaleExport(f"incremental export {export.export_id} ({start} to {end}) ends before the table's "
-                          f"high-water mark {mark} (export {held_id}): nothing in it is new")
-    if instant(start) > instant(mark):
-        raise ChainError(f"incremental export {export.export_id} starts at {start}, but the table holds changes "
-                         f"up to {mark} (export {held_id}): the changes from {mark} to {start} are missing. "
-                         f"Apply the export of that window first (a gap cannot be merged)")
-    if instant(start) < instant(mark) and not allow_overlap:
-        raise ChainError(f"incremental export {export.export_id} starts at {start}, before the table's "
-                         f"high-water mark {mark} (export {held_id}): the windows overlap. Apply it by write time "
-                         f"with --allow-overlap (allow_overlap), or export the window from {mark}")
-    warnings = []
-    age_days = (time.time() - instant(end)) / 86400
-    if age_days > PITR_DAYS - PITR_WARNING_DAYS:
-        warnings.append(f"the table's high-water mark will be {end}, {age_days:.1f} days ago: near the end of the "
-                        f"{PITR_DAYS}-day PITR window, after which the next incremental export cannot start there "
-                        f"(continuous chains break at the window's edge; a new full export restarts it)")
-    return mark, warnings
-
-
-def applied_already(table: Any, export_id: str) -> bool:
-    """Does the current snapshot or one of its ancestors record ``export_id``?"""
-    snapshot = table.current_snapshot()
-    while snapshot is not None:
-        summary = snapshot.summary.additional_properties if snapshot.summary else {}
-        if summary.get(f"{SUMMARY_PREFIX}export-id") == export_id:
-            return True
-        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
-    return False
-
-
 def merge_export(catalog: Any, identifier: tuple[str, str], plan: TablePlan, upserts: list[WrittenFile],
-                 keys: pa.Table, export: ExportRecord, target: FileTarget, *, allow_overlap: bool = False,
-                 stored_at_plan: TableSchema | None = None, s3: S3Options | None = None) -> MergeResult:
+                 keys: pa.Table, export: ExportRecord, target: FileTarget, *, location: str,
+                 allow_overlap: bool = False, stored_at_plan: TableSchema | None = None,
+                 s3: S3Options | None = None) -> MergeResult:
     """Commit an incremental export's changes (``upserts``: its new images as data files; ``keys``:
-    every change's key columns plus ``op`` and ``write_micros``) as one snapshot of ``identifier``.
-    Raises ChainError, StaleExport, CommitConflict."""
+    every change's key columns plus ``op`` and ``write_micros``) as one snapshot of ``identifier``
+    (at ``location``). The table is checked again as it is at commit (lake/guards.py). Raises
+    ChainError, StaleExport, TableLocationConflict, SourceTableMismatch, CommitConflict."""
     from pyiceberg.exceptions import CommitFailedException
 
     from ddb_assets import __version__
@@ -119,10 +75,11 @@ def merge_export(catalog: Any, identifier: tuple[str, str], plan: TablePlan, ups
         if table is None:
             raise ChainError(f"table {identifier[-1]} does not exist: an incremental export applies to a table "
                              f"made from a full export (convert the full export first)")
+        check_identity(table, export, location, rebuild=False)
         if applied_already(table, export.export_id):
             return MergeResult(None, already_applied=True)
-        _, warnings = check_chain(table, export, allow_overlap)
-        transaction, changed = begin_transaction(table, plan, False, stored_at_plan)
+        warnings = check_chain(table, export, allow_overlap)
+        transaction, changed = begin_transaction(table, plan, False, stored_at_plan, source_properties(export))
         touched = keys.select(key_columns)
         affected = affected_files(table, touched, key_columns, s3)
         rewritten, kept_keys = _rewrite(affected, touched, key_columns, plan, target, s3)
@@ -223,3 +180,6 @@ def _remove(written: list[WrittenFile], s3: S3Options | None) -> None:
         except (OSError, ValueError):
             pass
 
+
+
+__all__ = ["ChainError", "MergeResult", "affected_files", "applied_already", "check_chain", "merge_export"]

@@ -106,9 +106,11 @@ class Profile:
     first_line: tuple[int, tuple[str, ...]] | None = None
     # An incremental export's primary key (its lines' Keys object); () for a full export.
     key_names: tuple[str, ...] = ()
+    deletes: int = 0  # an incremental export's lines that delete (the others upsert); 0 for a full export
 
     def merge(self, other: "Profile") -> "Profile":
         self.items += other.items
+        self.deletes += other.deletes
         self.partition_values |= other.partition_values
         self.key_names = self.key_names or other.key_names
         if other.first_line is not None and (self.first_line is None or other.first_line[0] < self.first_line[0]):
@@ -154,6 +156,7 @@ def profile_to_json(profile: Profile, export_id: str) -> bytes:
         "partition_values": sorted(profile.partition_values),
         "first_line": [profile.first_line[0], list(profile.first_line[1])] if profile.first_line else None,
         "key_names": list(profile.key_names),
+        "deletes": profile.deletes,
         "nodes": [[list(path), _node_to_dict(stats)] for path, stats in profile.nodes.items()],
     })
 
@@ -168,7 +171,7 @@ def profile_from_json(data: bytes, *, obj: str) -> tuple[str, Profile]:
         return document["export_id"], Profile(
             items=document["items"], partition_values=set(document["partition_values"]),
             first_line=(first_line[0], tuple(first_line[1])) if first_line else None,
-            key_names=tuple(document.get("key_names") or ()),
+            key_names=tuple(document.get("key_names") or ()), deletes=int(document.get("deletes") or 0),
             nodes={tuple(path): _node_from_dict(stats) for path, stats in document["nodes"]})
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{obj}: cannot read the profile ({exc})") from None

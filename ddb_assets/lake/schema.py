@@ -45,6 +45,15 @@ PARTITION_PROPERTY = "ddb_assets.partition_by"
 MAPPING_FORMAT = 1
 
 
+class OptionError(ValueError):
+    """A conversion option out of its range: ``option`` names it (``max_depth``), the message says
+    what it must be. Raised when the options are made, before anything is read."""
+
+    def __init__(self, option: str, problem: str):
+        super().__init__(f"{option} {problem}")
+        self.option, self.problem = option, problem
+
+
 @dataclass(frozen=True)
 class SchemaOptions:
     naming: str = "snake"
@@ -53,11 +62,11 @@ class SchemaOptions:
 
     def __post_init__(self) -> None:
         if self.naming not in NAMING_MODES:
-            raise ValueError(f"naming must be one of {', '.join(NAMING_MODES)}, not {self.naming!r}")
+            raise OptionError("naming", f"must be one of {', '.join(NAMING_MODES)}, not {self.naming!r}")
         if not 1 <= self.max_depth <= 16:
-            raise ValueError(f"max_depth must be between 1 and 16, not {self.max_depth}")
+            raise OptionError("max_depth", f"must be between 1 and 16, not {self.max_depth}")
         if self.dictionary_keys < 1:
-            raise ValueError(f"dictionary_keys must be at least 1, not {self.dictionary_keys}")
+            raise OptionError("dictionary_keys", f"must be at least 1, not {self.dictionary_keys}")
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,14 @@ class Column:
                                metadata={b"PARQUET:field_id": str(self.element_id).encode()})
             kind = pa.list_(element)
         return pa.field(self.name, kind, nullable=True, metadata={b"PARQUET:field_id": str(self.field_id).encode()})
+
+    @property
+    def source(self) -> str:
+        """Where the column's values come from, in words: ``reviewer.name (S)``, ``tags (SS, a list)``,
+        ``extras (M, JSON text)``, ``created_at (N as epoch_seconds, a timestamp)``."""
+        detail = {"scalar": "", "set": ", a list", "list": f", a list of {self.element}", "json": ", JSON text",
+                  "time": f" as {self.unit}, a timestamp"}.get(self.encoding, f", {self.encoding}")
+        return f"{self.attribute} ({self.descriptor}{detail})"
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "field_id": self.field_id, "type": self.type_text, "attribute": self.attribute,

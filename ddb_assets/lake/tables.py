@@ -14,12 +14,17 @@ from typing import Any
 
 import pyarrow as pa
 
-from ddb_assets.lake.commit import SUMMARY_PREFIX, file_partition_name
-from ddb_assets.lake.schema import arrow_type
+from ddb_assets.lake.commit import file_partition_name
+from ddb_assets.lake.record import SUMMARY_PREFIX, high_water_mark, iso_millis, source_table_arn
+from ddb_assets.lake.schema import Column, TableSchema, arrow_type
 
 
 class SnapshotNotFound(LookupError):
     """No snapshot matches the id or time asked for."""
+
+
+class NoSnapshotYet(SnapshotNotFound):
+    """The table was made after the time asked for: it had no snapshot then."""
 
 
 @dataclass
@@ -83,7 +88,7 @@ def resolve_snapshot(table: Any, as_of: str) -> Any:
         if entry.timestamp_ms <= millis:
             current = entry.snapshot_id
     if current is None:
-        raise SnapshotNotFound(f"table {table.name()[-1]} had no snapshot yet at {moment.isoformat()}")
+        raise NoSnapshotYet(f"table {table.name()[-1]} had no snapshot yet at {moment.isoformat()}")
     return table.snapshot_by_id(current)
 
 
@@ -147,12 +152,26 @@ def partition_rows(table: Any) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
+def column_sources(table: Any) -> dict[int, Column]:
+    """The column mapping by field id (lake/schema.py), or {} for a table ddb_assets did not
+    convert (a report table)."""
+    try:
+        stored = TableSchema.from_iceberg(table.schema(), table.properties, table.metadata.last_column_id)
+    except ValueError:
+        return {}
+    return stored.by_id()
+
+
 def describe(table: Any, catalog: str) -> dict[str, Any]:
-    """The stable description ``ddb-assets tables --format json`` prints for one table."""
+    """The stable description ``ddb-assets tables --format json`` prints for one table: what
+    earlier versions printed, plus ``high_water_mark``, ``source_table_arn``, and each column's and
+    partition field's source attribute (``source`` / ``attribute``: attribute path, descriptor,
+    encoding; null for a table ddb_assets did not convert)."""
     snapshot = table.current_snapshot()
     summary = _summary(snapshot)
     spec = table.spec()
     schema = table.schema()
+    sources = column_sources(table)
     return {
         "identifier": ".".join(table.name()),
         "catalog": catalog,
@@ -163,9 +182,21 @@ def describe(table: Any, catalog: str) -> dict[str, Any]:
         "data_files": int(summary.get("total-data-files", 0)),
         "export_id": summary.get(f"{SUMMARY_PREFIX}export-id") or None,
         "export_time": summary.get(f"{SUMMARY_PREFIX}export-time") or None,
+        "high_water_mark": iso_millis(high_water_mark(table)[0]) or None,
+        "source_table_arn": source_table_arn(table),
         "partition_spec": [{"name": f.name, "transform": str(f.transform),
                             "source": schema.find_field(f.source_id).name if f.source_id in schema._lazy_id_to_field
-                            else None}
+                            else None,
+                            "attribute": _source(sources.get(f.source_id))}
                            for f in spec.fields],
-        "schema": [{"id": f.field_id, "name": f.name, "type": str(f.field_type)} for f in schema.fields],
+        "schema": [{"id": f.field_id, "name": f.name, "type": str(f.field_type),
+                    "source": _source(sources.get(f.field_id))} for f in schema.fields],
     }
+
+
+def _source(column: Column | None) -> dict[str, Any] | None:
+    if column is None:
+        return None
+    out = {"attribute": column.attribute, "path": list(column.path), "descriptor": column.descriptor,
+           "encoding": column.encoding, "text": column.source}
+    return {**out, **({"element": column.element} if column.element else {}), **({"unit": column.unit} if column.unit else {})}

@@ -69,6 +69,7 @@ class DuckDBEngine:
         self.connection = duckdb.connect(database)
         self.tables: dict[str, SnapshotView] = {}
         self.errors: dict[str, str] = {}  # tables that could not be registered, and why
+        self.left_out: dict[str, str] = {}  # tables with no snapshot at the time asked for (as_of), and why
         self._sources: dict[str, tuple[Any, str | None, str | None]] = {}  # name -> (table, schema, as_of)
         self._claimed: dict[tuple[str, str], tuple[str, str]] = {}  # (schema, folded name) -> (name, what)
 
@@ -130,8 +131,11 @@ class DuckDBEngine:
     def register_catalog(self, catalog: Any, namespace: str, only: str | None = None, schema: str | None = None,
                          as_of: str | None = None) -> dict[str, SnapshotView]:
         """Every table of ``namespace`` (or just ``only``). A table that cannot be read is left out
-        and its reason kept in ``errors``: it never stops the others from being queried."""
+        and its reason kept in ``errors``, and one that had no snapshot yet at ``as_of`` (created
+        later) in ``left_out``: neither stops the others from being queried. With ``only``, that
+        table is the one asked for: its absence is an error (LookupError)."""
         from ddb_assets.lake.catalog import list_tables, load_table
+        from ddb_assets.lake.tables import NoSnapshotYet
 
         names = [only] if only is not None else list_tables(catalog, namespace)
         for name in names:
@@ -140,6 +144,10 @@ class DuckDBEngine:
                 if table is None:
                     raise LookupError(f"no table {name!r} in the catalog")
                 self.register_table(name, table, schema=schema, as_of=as_of)
+            except NoSnapshotYet as exc:
+                if only is not None or as_of is None:
+                    raise
+                self.left_out[name] = str(exc)
             except LookupError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one unreadable table must not hide the others

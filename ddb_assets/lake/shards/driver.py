@@ -14,7 +14,6 @@ maintenance deletes.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from dataclasses import replace
@@ -27,8 +26,9 @@ from ddb_assets.exports.json_reader import ReaderCounts
 from ddb_assets.exports.reader import Export
 from ddb_assets.exports.storage import Location, resolve
 from ddb_assets.lake.commit import NOT_COMMITTED, commit_export
-from ddb_assets.lake.convert import (ConvertOptions, ConvertResult, _base_table, _plan, _remove_files, _write_job,
-                                     export_record, lake_target, stored_schema)
+from ddb_assets.lake.convert import (ConvertOptions, ConvertResult, LakeTarget, _plan, _remove_files, _write_job,
+                                     export_record)
+from ddb_assets.lake.schema import TableSchema
 from ddb_assets.lake.plan_checks import check_profile
 from ddb_assets.lake.profile import Profile
 from ddb_assets.lake.shards.plan import plan_shards, shard_count
@@ -39,21 +39,18 @@ ProgressCallback = Callable[[str, dict[str, Any]], None]
 Engine = Any  # a context manager whose run(specs) returns their ShardResults (lake/shards/spark.py)
 
 
-def convert_in_shards(export: Export, dest: str | os.PathLike[str], options: ConvertOptions,
-                      notify: ProgressCallback, known: Profile | None = None,
+def convert_in_shards(export: Export, target: LakeTarget, table: Any, stored: TableSchema | None,
+                      options: ConvertOptions, notify: ProgressCallback, known: Profile | None = None,
                       started: float | None = None) -> ConvertResult:
     """``convert_export`` for a full export, its data files converted by shard tasks on the engine
-    ``options.runner`` names. Raises what ``convert_export`` raises; a shard's bad input as the same
+    ``options.runner`` names, after ``convert_export``'s preflight (``target``, the ``table`` or
+    None, its ``stored`` schema; ``options`` completed from it): an export refused is refused
+    before an engine starts. Raises what ``convert_export`` raises; a shard's bad input as the same
     ExportFormatError (object and line), other shard failures as ShardFailed."""
     started = time.monotonic() if started is None else started
     run = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
-    # The engine starts first (a Spark application takes seconds to minutes to come up) and
-    # serves both passes; the table is opened meanwhile.
+    # One engine (a Spark application takes seconds to minutes to come up) serves both passes.
     with open_engine(options, run) as engine:
-        target = lake_target(dest, options)
-        table = _base_table(target, export)
-        stored = stored_schema(table)
-        options = options.with_table(stored)
         base = shard_specs(export, options, run)
         notify("sharded", {"runner": options.runner.kind, "shards": len(base), "run": run})
         reads: list[FileRead] | None = None  # the profile pass's, when there is one

@@ -1,0 +1,111 @@
+"""What a lake table records about the exports it applied, and how to read it back.
+
+Each snapshot's summary names the export it applied (``ddb-assets.export-arn``, ``-id``, ``-time``,
+``-table-arn``, ``-type``, ``-partitions``, ``-high-water-mark``, ...): the current snapshot's is the
+table's state, so a rollback moves it back too. The table itself records the DynamoDB table its
+exports come from (table property ``ddb_assets.source_table_arn``); tables made before that
+property existed are read through their current snapshot's ``table-arn`` and adopt the property on
+their next commit. Plain reads of a pyiceberg table: nothing here imports pyiceberg.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+SUMMARY_PREFIX = "ddb-assets."
+SOURCE_TABLE_PROPERTY = "ddb_assets.source_table_arn"
+FULL = "FULL_EXPORT"
+INCREMENTAL = "INCREMENTAL_EXPORT"
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    """What a snapshot's summary records about the export it applied."""
+
+    export_arn: str
+    export_id: str
+    export_time: str | None
+    item_count: int
+    table_arn: str
+    export_type: str = FULL
+    output_format: str = "DYNAMODB_JSON"
+    source: str = ""  # where the export was read from
+    export_from_time: str | None = None  # incremental exports: the window [from, to)
+    export_to_time: str | None = None
+
+    @property
+    def incremental(self) -> bool:
+        return self.export_type == INCREMENTAL
+
+    @property
+    def high_water_mark(self) -> str:
+        """The point in time the table holds after applying this export: a full export's time, an
+        incremental export's ExportToTime."""
+        return (self.export_to_time if self.incremental else self.export_time) or ""
+
+    def summary(self, version: str, partitions: str) -> dict[str, str]:
+        values = {"export-arn": self.export_arn, "export-id": self.export_id, "export-time": self.export_time or "",
+                  "item-count": str(self.item_count), "table-arn": self.table_arn, "export-type": self.export_type,
+                  "output-format": self.output_format, "source": self.source, "partitions": partitions,
+                  "high-water-mark": self.high_water_mark, "version": version}
+        if self.incremental:
+            values.update({"export-from-time": self.export_from_time or "", "export-to-time": self.export_to_time or ""})
+        return {f"{SUMMARY_PREFIX}{key}": value for key, value in values.items()}
+
+
+def current_summary(table: Any) -> dict[str, str]:
+    """The current snapshot's summary (its ``ddb-assets.*`` entries and pyiceberg's), or {}."""
+    snapshot = table.current_snapshot()
+    return dict(snapshot.summary.additional_properties) if snapshot is not None and snapshot.summary else {}
+
+
+def lineage(table: Any) -> Iterator[dict[str, str]]:
+    """The summaries of the current snapshot and its ancestors, newest first."""
+    snapshot = table.current_snapshot()
+    while snapshot is not None:
+        yield dict(snapshot.summary.additional_properties) if snapshot.summary else {}
+        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+
+
+def high_water_mark(table: Any) -> tuple[str | None, str | None]:
+    """(the point in time the table holds, the export that brought it there), from the summary of
+    the current snapshot or its nearest ancestor that records one: a rollback moves it back with the
+    snapshot, and a snapshot committed by another writer (a DELETE from Spark or Athena, pyiceberg)
+    does not hide it. (None, None) when no snapshot in the current lineage records an export."""
+    for summary in lineage(table):
+        mark = summary.get(f"{SUMMARY_PREFIX}high-water-mark") or summary.get(f"{SUMMARY_PREFIX}export-time")
+        if mark:
+            return mark, summary.get(f"{SUMMARY_PREFIX}export-id")
+    return None, None
+
+
+def source_table_arn(table: Any) -> str | None:
+    """The DynamoDB table whose exports this lake table holds: the table property, else (a table
+    made before the property existed) the table ARN that the nearest snapshot recording an export
+    names (another writer's snapshot does not hide it)."""
+    held = table.properties.get(SOURCE_TABLE_PROPERTY)
+    if held:
+        return held
+    return next((arn for arn in (s.get(f"{SUMMARY_PREFIX}table-arn") for s in lineage(table)) if arn), None)
+
+
+def moment_of(text: str) -> datetime:
+    """An ISO-8601 time as an aware datetime in UTC (UTC if it names no zone)."""
+    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+
+
+def instant(text: str) -> float:
+    """Seconds since the epoch of an ISO-8601 time (UTC if it names no zone)."""
+    return moment_of(text).timestamp()
+
+
+def iso_millis(text: str | None) -> str:
+    """An ISO-8601 time as AWS writes export times: UTC, milliseconds, ``Z``
+    (``2026-11-30T00:00:00.517Z``); what ``export --from`` takes as it is. '' for none."""
+    if not text:
+        return ""
+    moment = moment_of(text)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
