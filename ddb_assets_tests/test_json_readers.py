@@ -397,7 +397,7 @@ def test_an_attribute_or_descriptor_a_later_piece_brings_is_kept_under_arrow_rs(
         lines[900], lines[1500] = orjson.dumps(late), orjson.dumps(changed)
 
     doctor.edit_lines(folder, entry, edit)
-    result = convert_export(folder, tmp_path / "lake", ConvertOptions(workers=1, piece_bytes=16 << 10))
+    result = convert_export(folder, tmp_path / "lake", ConvertOptions(workers=1, piece_bytes=64 << 10))
     assert result.readers.pyarrow >= 2 and result.readers.arrow_rs >= 10, result.parse_path
     meta, rows = read_rows(str(tmp_path / "lake"))
     items = {item["review_id"]: item for item in rebuild_items(meta, rows)}
@@ -417,7 +417,7 @@ def test_a_malformed_line_deep_in_a_file_is_reported_with_file_and_line_under_ar
     doctor.edit_lines(folder, entry, lambda lines: lines.__setitem__(
         1200, lines[1200].replace(b"},", b"} ", 1)))  # a missing comma: arrow-rs would read it
     with pytest.raises(ExportFormatError) as raised:
-        convert_export(folder, tmp_path / "lake", ConvertOptions(workers=1, piece_bytes=16 << 10,
+        convert_export(folder, tmp_path / "lake", ConvertOptions(workers=1, piece_bytes=64 << 10,
                                                                  json_reader="arrow-rs"))
     assert raised.value.line == 1201 and f"{entry['dataFileS3Key']}:1201: malformed JSON" in str(raised.value)
     done = run_cli("convert", str(folder), str(tmp_path / "lake"), "--json-reader", "arrow-rs")
