@@ -457,7 +457,7 @@ def generate_export(
 # equal), spelled out so that parsing the command line imports neither pyarrow nor pyiceberg.
 NAMINGS = ("snake", "glue")
 COMPRESSIONS = ("zstd", "snappy", "lz4", "gzip", "none")
-RUNNERS = ("local", "spark")
+RUNNERS = ("local", "spark", "glue")
 WORKERS_HELP = "Worker processes (0: one per core, or none for an export under 20,000 items)."
 
 
@@ -589,14 +589,20 @@ def convert(
                                                           "operation, write time, new and old images) to the change "
                                                           "history table <table>_changes, created if needed; "
                                                           "catches up exports it lacks."),
-    runner: str = typer.Option("local", metavar="[local|spark]", callback=_one_of(*RUNNERS),
+    runner: str = typer.Option("local", metavar="[local|spark|glue]", callback=_one_of(*RUNNERS),
                                help="local: worker processes on this machine; spark: shard tasks in one Spark "
-                                    "application (spark-submit; needs the spark extra and Java). Incremental "
-                                    "exports always merge on this machine."),
+                                    "application (spark-submit; needs the spark extra and Java); glue: shard "
+                                    "tasks in AWS Glue job runs (--glue-job, --staging). Incremental exports "
+                                    "always merge on this machine."),
+    glue_job: Optional[str] = typer.Option(None, metavar="NAME", help="--runner glue: the Glue job whose script "
+                                           "'ddb-assets shard package' uploaded."),
+    staging: Optional[str] = typer.Option(None, metavar="DIR", help="--runner glue: the s3:// folder the shard "
+                                          "specs and results pass through; --runner spark: a local or s3:// one "
+                                          "(default: a temporary local folder)."),
     spark_master: str = typer.Option("local[*]", metavar="MASTER", help="spark-submit's --master for --runner "
                                      "spark: local[N], spark://HOST:7077, yarn."),
-    shards: int = typer.Option(0, min=0, metavar="N", help="Shard tasks for --runner spark (0: about one per 256 "
-                               "MiB of gzip input, at least two, at most one per data file)."),
+    shards: int = typer.Option(0, min=0, metavar="N", help="Shard tasks for --runner spark or glue (0: about one "
+                               "per 256 MiB of gzip input, at least two, at most one per data file)."),
 ) -> None:
     """Convert a DynamoDB export into an Iceberg table of typed, flattened Parquet, in one commit.
 
@@ -611,7 +617,7 @@ def convert(
     from ddb_assets.lake.profile import profile_from_json
     from ddb_assets.lake.record import high_water_mark, iso_millis
 
-    runner_options = _runner_options(runner, spark_master, shards)
+    runner_options = _runner_options(runner, spark_master, shards, glue_job, staging)
     given = {"partition_by": partition_by, "naming": naming, "max_depth": max_depth, "dictionary_keys": dictionary_keys}
     defaults = {"partition_by": None, "naming": "snake", "max_depth": 3, "dictionary_keys": 64}
     options = ConvertOptions(  # bad values fail here (OptionError), before the export is opened
@@ -697,18 +703,49 @@ def _history_failed(result: Any) -> None:
         raise CliError(result.history_error)
 
 
-def _runner_options(runner: str, spark_master: str, shards: int):  # type: ignore[no-untyped-def]
+def _runner_options(runner: str, spark_master: str, shards: int, glue_job: Optional[str] = None,
+                    staging: Optional[str] = None):  # type: ignore[no-untyped-def]
     from ddb_assets.lake.shards.options import RunnerOptions
 
     try:
-        return RunnerOptions(kind=runner, shards=shards, spark_master=spark_master)
-    except ValueError as exc:
-        raise CliError(f"--{exc}") from None
+        return RunnerOptions(kind=runner, shards=shards, spark_master=spark_master, staging=staging,
+                             glue_job=glue_job)
+    except ValueError as exc:  # an option combination (--runner glue without --glue-job, ...): a usage error
+        raise click_errors.UsageError(f"--{exc}") from None
 
 
 shard_app = typer.Typer(cls=_Group, help="Shard tasks: the pieces of a conversion that runners hand to other "
                         "machines.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(shard_app, name="shard")
+
+
+def _s3_folder(value: str) -> str:
+    if not value.startswith("s3://"):
+        raise typer.BadParameter(f"{value!r} is not an s3:// folder (the Glue job reads from S3)")
+    return value
+
+
+@shard_app.command("package", short_help="Build the wheel and upload it and the Glue job's script to S3.")
+def shard_package(
+    to: str = typer.Option(..., metavar="DIR", callback=_s3_folder,
+                           help="The s3:// folder the Glue job reads the wheel and its script from."),
+) -> None:
+    """Package what the glue runner's executors need: build this package's wheel (pip wheel
+    --no-deps, from the source checkout) and upload it and the Glue job's script to --to. Prints
+    the job's ScriptLocation and the --additional-python-modules value (Glue installs the wheel
+    and its dependencies from PyPI) to set on the Glue job, and the settings' glue block."""
+    from ddb_assets.lake.shards.package import PackageError, package
+
+    try:
+        done = package(to)
+    except PackageError as exc:
+        raise CliError(str(exc)) from None
+    _summary_lines([("wheel", done.wheel), ("script", done.script),
+                    ("on the job", f"Command.ScriptLocation {done.script}; GlueVersion 5.0 (Python 3.11); "
+                                   f"--additional-python-modules {done.wheel} (Glue installs the wheel and its "
+                                   f"dependencies; --extra-py-files {done.wheel} only where they are installed "
+                                   f"already)"),
+                    ("settings", "runner: glue; glue: {job: <the job's name>, staging: s3://<bucket>/<prefix>/}")])
 
 
 @shard_app.command("run", short_help="Run one shard task here (a runner's worker; commits nothing).")

@@ -140,6 +140,21 @@ class SparkSettings(_Strict):
                                                   "with --deploy-mode cluster).")
 
 
+class GlueSettings(_Strict):
+    job: str | None = Field(None, description="The AWS Glue job (Glue 5.x, Spark, Python 3.11) whose script is "
+                                              "the one `ddb-assets shard package` uploads.")
+    staging: str | None = Field(None, description="s3:// folder the shard specs and results pass through (the "
+                                                  "job's role reads and writes it).")
+    worker_type: str | None = Field(None, description="StartJobRun's WorkerType: G.1X, G.2X, ... (default: "
+                                                      "the job's).")
+    workers: int | None = Field(None, ge=2, description="StartJobRun's NumberOfWorkers (default: the job's).")
+    shards: int = Field(0, ge=0, description="Shard tasks per conversion (0: about one per 256 MiB of gzip "
+                                             "input, at least two, at most one per data file).")
+    arguments: dict[str, str] = Field(default_factory=dict, description="More job arguments, e.g. "
+                                                                        "--additional-python-modules: the "
+                                                                        "wheel's s3:// URI.")
+
+
 class TableSettings(_Strict):
     table: str = Field(..., description="DynamoDB table name or ARN.")
     name: str | None = Field(None, description="Name in the lake and in asset keys (default: the table's name).")
@@ -216,11 +231,14 @@ class Settings(_Strict):
                                                            "raw_export's profile is not there for a one-pass "
                                                            "conversion; needs up to about 0.8x an export's "
                                                            "decompressed size.")
-    runner: Literal["local", "spark"] = Field("local", description="Who converts full exports: local (worker "
-                                                                   "processes here) or spark (shard tasks in "
-                                                                   "one Spark application; see spark). "
+    runner: Literal["local", "spark", "glue"] = Field("local", description="Who converts full exports: local "
+                                                                           "(worker processes here), spark "
+                                                                           "(shard tasks in one Spark "
+                                                                           "application; see spark) or glue "
+                                                                           "(AWS Glue job runs; see glue). "
                                                                    "Incremental exports merge locally.")
     spark: SparkSettings = Field(default_factory=SparkSettings)
+    glue: GlueSettings = Field(default_factory=GlueSettings)
     report_dirs: list[str] = Field(default_factory=list, description="Folders of extra report SQL files "
                                                                      "({table} is the lake table).")
 
@@ -230,6 +248,15 @@ class Settings(_Strict):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"two tables map to the same lake name: {', '.join(duplicates)} (set `name`)")
+        return self
+
+    @model_validator(mode="after")
+    def _glue_runner_has_a_job(self) -> "Settings":
+        if self.runner == "glue":
+            if not self.glue.job:
+                raise ValueError("runner glue needs glue.job: the Glue job's name (see `ddb-assets shard package`)")
+            if not (self.glue.staging or "").startswith("s3://"):
+                raise ValueError("runner glue needs glue.staging: an s3:// folder the job's role reads and writes")
         return self
 
     @model_validator(mode="after")
@@ -246,9 +273,15 @@ class Settings(_Strict):
         from ddb_assets.lake.convert import ConvertOptions
         from ddb_assets.lake.shards.options import RunnerOptions
 
-        runner = RunnerOptions(kind=self.runner, shards=self.spark.shards, spark_master=self.spark.master,
-                               spark_submit=self.spark.submit, spark_conf=tuple(sorted(self.spark.conf.items())),
-                               staging=self.spark.staging)
+        if self.runner == "glue":
+            glue = self.glue
+            runner = RunnerOptions(kind="glue", shards=glue.shards, staging=glue.staging, glue_job=glue.job,
+                                   glue_worker_type=glue.worker_type, glue_workers=glue.workers,
+                                   glue_arguments=tuple(sorted(glue.arguments.items())))
+        else:
+            runner = RunnerOptions(kind=self.runner, shards=self.spark.shards, spark_master=self.spark.master,
+                                   spark_submit=self.spark.submit, spark_conf=tuple(sorted(self.spark.conf.items())),
+                                   staging=self.spark.staging)
         values: dict[str, Any] = dict(partition_by=table.partition_by, naming=table.naming, max_depth=table.max_depth,
                                       dictionary_keys=table.dictionary_keys, compression=table.compression,
                                       workers=self.convert_workers, work_dir=self.convert_work_dir,

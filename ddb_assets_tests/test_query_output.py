@@ -397,3 +397,14 @@ def _on_a_terminal(args: list[str], columns: int) -> tuple[str, str]:
     stderr = process.stderr.read().decode() if process.stderr else ""
     assert process.wait(timeout=120) == 0, stderr
     return b"".join(chunks).decode().replace("\r\n", "\n"), stderr
+
+
+@pytest.mark.fast
+def test_unicode_line_separators_never_break_a_row() -> None:
+    # U+2028, U+2029 and NEL are line breaks to Unicode-aware splitters (str.splitlines, editors).
+    table = pa.table({"a": ["x\u2028y\x85z\u2029"], "b": [{"k\u2028": "v"}]})
+    assert render(table, "json").text == '{"a": "x\\u2028y\\u0085z\\u2029", "b": {"k\\u2028": "v"}}\n'
+    assert json.loads(render(table, "json").text) == {"a": "x\u2028y\x85z\u2029", "b": {"k\u2028": "v"}}
+    grid = render(table, "table").text.splitlines()
+    assert len(grid) == 5 and "x\\u2028y\\x85z\\u2029" in grid[3]
+    assert len(render(table, "vertical").text.splitlines()) == 3

@@ -59,10 +59,10 @@ def test_the_settings_choose_the_runner_and_a_wrong_one_is_named(tmp_path: Path)
     settings = load_settings(path)
     assert settings.convert_options(settings.tables[0]).runner == RunnerOptions(
         kind="spark", shards=64, spark_master="spark://head:7077", spark_conf=(("spark.executor.memory", "4g"),))
-    path.write_text(base + "runner: glue\n")
+    path.write_text(base + "runner: emr\n")
     with pytest.raises(ConfigError) as raised:
         load_settings(path)
-    assert "runner" in str(raised.value) and "'local' or 'spark'" in str(raised.value)
+    assert "runner" in str(raised.value) and "'local', 'spark' or 'glue'" in str(raised.value)
 
 
 def _written_specs(tmp_path: Path, items: int = 600, files: int = 3) -> tuple[Path, list[ShardSpec]]:

@@ -104,6 +104,14 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
                 rebuild=config.rebuild and position == 0,
                 allow_overlap=names.table.incremental.allow_overlap if names.table.incremental else False,
                 only_partitions=None if whole or export.incremental else selected)
+            if options.runner.kind == "glue":
+                from dataclasses import replace
+
+                from ddb_assets.defs.glue_pipes import pipes_glue_launcher
+
+                # Glue job runs followed by dagster-aws's Pipes client: the job's messages reach this run.
+                launcher = pipes_glue_launcher(context, options.runner.staging, options.s3)
+                options = replace(options, runner=replace(options.runner, glue_launcher=launcher))
             try:
                 results.append(convert_export(uri, location.uri, options, known=known,
                                               progress=lambda kind, info: context.log.debug(f"{kind}: {info}")))

@@ -253,6 +253,16 @@ def json_value(value: Any, kind: pa.DataType, *, exact_as_string: bool) -> Any:
     return text if text is not None else str(value)
 
 
+# json.dumps escapes every control character below U+0020 but leaves NEL and the Unicode line and
+# paragraph separators raw: valid JSON, yet line splitters that follow Unicode (Python's
+# str.splitlines, many editors and log tools) would break a JSON Lines row in two.
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def _json_string(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False).translate(_LINE_BREAKS)
+
+
 def dump_json(value: Any, *, spaced: bool) -> str:
     """JSON text of a ``json_value``; ``spaced`` puts a space after ``,`` and ``:`` (for reading)."""
     comma, colon = (", ", ": ") if spaced else (",", ":")
@@ -267,9 +277,9 @@ def dump_json(value: Any, *, spaced: bool) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return _json_string(value)
     if isinstance(value, dict):
-        return "{" + comma.join(json.dumps(k, ensure_ascii=False) + colon + dump_json(v, spaced=spaced)
+        return "{" + comma.join(_json_string(k) + colon + dump_json(v, spaced=spaced)
                                 for k, v in value.items()) + "}"
     return "[" + comma.join(dump_json(v, spaced=spaced) for v in value) + "]"
 
@@ -380,9 +390,10 @@ def write_json_lines(table: pa.Table, out: TextIO) -> None:
             out.write(dump_json(obj, spaced=True) + "\n")
 
 
-# Control characters (Unicode Cc: C0, DEL, C1) would break a line or move the cursor.
+# Control characters (Unicode Cc: C0, DEL, C1) and the Unicode line and paragraph separators
+# would break a line or move the cursor.
 _ESCAPES = {**{i: f"\\x{i:02x}" for i in [*range(32), *range(0x7F, 0xA0)]}, ord("\n"): "\\n",
-            ord("\r"): "\\r", ord("\t"): "\\t"}
+            ord("\r"): "\\r", ord("\t"): "\\t", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
 def _display(text: str | None) -> str:

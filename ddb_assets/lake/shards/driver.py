@@ -105,6 +105,10 @@ def open_engine(options: ConvertOptions, run: str) -> Engine:
         from ddb_assets.lake.shards.spark import SparkEngine
 
         return SparkEngine(options, run)
+    if options.runner.kind == "glue":
+        from ddb_assets.lake.shards.glue import GlueEngine
+
+        return GlueEngine(options, run)
     raise ValueError(f"runner {options.runner.kind!r} does not run shard tasks")
 
 

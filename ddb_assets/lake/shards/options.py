@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-RUNNERS = ("local", "spark")
+RUNNERS = ("local", "spark", "glue")
 
 
 @dataclass(frozen=True)
 class RunnerOptions:
-    """``kind``: ``local`` (the process pool of lake/convert.py, the default) or ``spark`` (one
-    Spark application maps the shard tasks over its executors: lake/shards/spark.py).
+    """``kind``: ``local`` (the process pool of lake/convert.py, the default), ``spark`` (one
+    Spark application maps the shard tasks over its executors: lake/shards/spark.py) or ``glue``
+    (an AWS Glue Spark job run per pass: lake/shards/glue.py).
 
     ``shards``: how many shard tasks a conversion is cut into (0: about one per 256 MiB of gzip
     input, at least two and at most one per data file). ``spark_master``: spark-submit's
@@ -19,7 +21,14 @@ class RunnerOptions:
     spark-submit to run (default: ``$SPARK_HOME/bin/spark-submit``, else pyspark's own, else the
     one on PATH). ``spark_conf``: extra ``--conf key=value`` pairs. ``staging``: the folder (local
     or s3://) the shard specs and results pass through (default: a temporary local folder, which
-    suits client deploy mode, spark-submit's default)."""
+    suits client deploy mode, spark-submit's default; the glue runner needs an s3:// one).
+
+    ``glue_job``: the Glue job's name (its script is the one ``ddb-assets shard package``
+    uploads); ``glue_worker_type`` and ``glue_workers``: StartJobRun's ``WorkerType`` and
+    ``NumberOfWorkers`` (None: the job's own); ``glue_arguments``: more job arguments
+    (``--extra-py-files``, ...). ``glue_launcher``: what starts and follows a job run (None:
+    boto3, polling ``GetJobRun``; the Dagster assets pass one built on dagster-aws's
+    PipesGlueClient); it is not compared and never reaches a worker process."""
 
     kind: str = "local"
     shards: int = 0
@@ -27,9 +36,20 @@ class RunnerOptions:
     spark_submit: str | None = None
     spark_conf: tuple[tuple[str, str], ...] = ()
     staging: str | None = None
+    glue_job: str | None = None
+    glue_worker_type: str | None = None
+    glue_workers: int | None = None
+    glue_arguments: tuple[tuple[str, str], ...] = ()
+    glue_launcher: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in RUNNERS:
             raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, not {self.kind!r}")
         if self.shards < 0:
             raise ValueError(f"shards must be 0 (automatic) or more, not {self.shards}")
+        if self.kind == "glue":
+            if not self.glue_job:
+                raise ValueError("runner glue needs the Glue job's name (glue.job in the settings, --glue-job)")
+            if not (self.staging or "").startswith("s3://"):
+                raise ValueError("runner glue needs an s3:// staging folder the job can read and write "
+                                 "(glue.staging in the settings, --staging)")

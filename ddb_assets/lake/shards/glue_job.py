@@ -1,0 +1,85 @@
+"""ddb-assets-glue-job/1: the script of the AWS Glue Spark job the glue runner starts
+(lake/shards/glue.py). ``ddb-assets shard package`` uploads it, with the package's wheel that it
+imports (``--additional-python-modules``). Glue runs it as
+
+    glue_job.py --JOB_ID ... --JOB_RUN_ID ... --ddb_assets_round s3://STAGING/RUN/round-N.json [...]
+
+The round file lists shard spec URIs; each spec becomes one Spark task running
+``run_shard_document`` on an executor (lake/shards/spark_job.py's ``run_round``), and the
+collected results go beside it, ``round-N.results.json``. Started by dagster-aws's
+PipesGlueClient (``--dagster-pipes-context`` among the arguments), it reports each shard's
+outcome to the Dagster run through Pipes (dagster-pipes, S3 context and messages).
+
+The first line is the mark the local world looks for to run this job with spark-submit.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import ExitStack
+from typing import Any
+
+ROUND_ARGUMENT = "--ddb_assets_round"
+PIPES_ARGUMENT = "--dagster-pipes-context"
+
+
+def argument(argv: list[str], name: str) -> str | None:
+    """The value after ``name`` in Glue's ``--key value`` arguments (None when absent)."""
+    for index, value in enumerate(argv[:-1]):
+        if value == name:
+            return argv[index + 1]
+    return None
+
+
+def _pipes(argv: list[str], stack: ExitStack) -> Any:
+    if argument(argv, PIPES_ARGUMENT) is None:
+        return None
+    import boto3
+    from dagster_pipes import (PipesCliArgsParamsLoader, PipesS3ContextLoader, PipesS3MessageWriter,
+                               open_dagster_pipes)
+
+    s3 = boto3.client("s3")
+    return stack.enter_context(open_dagster_pipes(params_loader=PipesCliArgsParamsLoader(),
+                                                  context_loader=PipesS3ContextLoader(s3),
+                                                  message_writer=PipesS3MessageWriter(s3)))
+
+
+def main(argv: list[str]) -> int:
+    import orjson
+    from pyspark.sql import SparkSession
+
+    from ddb_assets.exports.storage import resolve
+    from ddb_assets.lake.shards.spark_job import run_round
+
+    round_uri = argument(argv, ROUND_ARGUMENT)
+    if round_uri is None:
+        print(f"glue_job.py: no {ROUND_ARGUMENT} argument: this job is started by the glue runner "
+              f"(ddb-assets convert --runner glue)", file=sys.stderr)
+        return 2
+    with ExitStack() as stack:
+        pipes = _pipes(argv, stack)
+        request = resolve(round_uri)
+        uris = orjson.loads(request.read_bytes())["specs"]  # before Spark starts: a wrong round fails fast
+        spark = SparkSession.builder.getOrCreate()
+        try:
+            if pipes is not None:
+                pipes.log.info(f"{len(uris)} shard tasks from {round_uri}")
+            answer = run_round(spark.sparkContext, uris)
+            results = request.parent().join(request.name[:-len(".json")] + ".results.json")
+            results.write_bytes(orjson.dumps(answer))
+            if pipes is not None:
+                if answer.get("failed"):
+                    failed = answer["failed"]
+                    pipes.log.error(f"{failed['where']}: {failed['kind']}: {failed['message']}")
+                else:
+                    rows = sum(w["rows"] for r in answer["results"] for w in r["written"])
+                    items = sum(read["items"] for r in answer["results"] for read in r["reads"])
+                    pipes.log.info(f"{len(answer['results'])} shards done: {items:,} items read, {rows:,} rows written")
+                    pipes.report_custom_message({"shards": len(answer["results"]), "items": items, "rows": rows})
+        finally:
+            spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
