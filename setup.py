@@ -27,6 +27,9 @@ setup(
         "rich>=13,<16",
         "orjson>=3.10,<4",
         "isal>=1.7,<2",
+        # arrow-rs's JSON reader: the default parse path, tested with 0.9.1 (exports/json_reader.py).
+        # 0.x minors may change its Python API, hence the ceiling.
+        "arro3-io>=0.9.1,<0.10",
         "pyyaml>=6,<7",
         "pydantic>=2.7,<3",
     ],

@@ -461,6 +461,13 @@ RUNNERS = ("local", "spark", "glue")
 WORKERS_HELP = "Worker processes (0: one per core, or none for an export under 20,000 items)."
 
 
+JSON_READER_HELP = ("JSON parser: arrow-rs (less CPU; pyarrow's reader takes any piece it cannot be shown to "
+                    "read exactly) or pyarrow.")
+
+
+JSON_READERS = ("arrow-rs", "pyarrow")  # exports.json_reader.JSON_READERS, without importing pyarrow here
+
+
 def _conversion_progress():  # type: ignore[no-untyped-def]
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -558,6 +565,8 @@ def convert(
     compression: str = typer.Option("zstd", metavar="CODEC", callback=_one_of(*COMPRESSIONS),
                                     help="Parquet codec: zstd (smallest files), snappy (for readers without "
                                          "zstd), lz4, gzip or none."),
+    json_reader: str = typer.Option("arrow-rs", metavar="[arrow-rs|pyarrow]", callback=_one_of(*JSON_READERS),
+                                    help=JSON_READER_HELP),
     profile: Optional[str] = typer.Option(None, metavar="FILE", help="The export's profile from 'inspect "
                                           "--save-profile': the schema is planned up front and the export "
                                           "converted in one pass, with no work folder."),
@@ -617,7 +626,8 @@ def convert(
     options = ConvertOptions(  # bad values fail here (OptionError), before the export is opened
         **{key: (value or None if key == "partition_by" else value) if value is not None else defaults[key]
            for key, value in given.items()},
-        workers=workers, work_dir=work_dir, compression=compression, catalog=_catalog_config(catalog, namespace),
+        workers=workers, work_dir=work_dir, compression=compression, json_reader=json_reader,
+        catalog=_catalog_config(catalog, namespace),
         table_name=table_name, rebuild=rebuild, allow_overlap=allow_overlap, history=history,
         runner=runner_options,
         from_table=frozenset(key for key, value in given.items() if value is None))  # the table's own
@@ -669,6 +679,7 @@ def convert(
             ("scratch", f"none: {result.shards} shard tasks on the {runner} runner" if result.shards else
              "none: one pass, planned from the profile" if result.one_pass else
              f"{result.scratch_bytes / 1e6:,.1f} MB at most in {work_dir or tempfile.gettempdir()}"),
+            ("parse", result.parse_path),
             ("location", result.location),
             ("metadata", commit.metadata_location)]
     if plan.variants:
@@ -778,18 +789,29 @@ def inspect(
     save_profile: Optional[str] = typer.Option(None, metavar="FILE", help="Also write the profile to this file "
                                                                           "(local or s3://), for 'convert "
                                                                           "--profile'."),
+    json_reader: str = typer.Option("arrow-rs", metavar="[arrow-rs|pyarrow]", callback=_one_of(*JSON_READERS),
+                                    help=JSON_READER_HELP),
 ) -> None:
     """Show an export's summary manifest and the schema inferred from every item."""
     from rich.table import Table
 
+    from ddb_assets.exports.json_reader import ReaderCounts
     from ddb_assets.lake.convert import ConvertOptions, profile_export
     from ddb_assets.lake.evolution import plan_table
     from ddb_assets.lake.report import attribute_rows
 
-    options = ConvertOptions(partition_by=partition_by or None, naming=naming, workers=workers)
+    options = ConvertOptions(partition_by=partition_by or None, naming=naming, workers=workers,
+                             json_reader=json_reader)
     progress, on_event = _conversion_progress()
+    readers = ReaderCounts()
+
+    def on_parsed(kind: str, info: dict) -> None:  # type: ignore[type-arg]
+        if kind == "parsed":
+            readers.add(info["readers"])
+        on_event(kind, info)
+
     with progress:
-        export, profile = profile_export(source, options, progress=on_event)
+        export, profile = profile_export(source, options, progress=on_parsed)
     s = export.summary
     if s.incremental:
         when = [("window", f"{s.export_from_time} to {s.export_to_time} (ExportFromTime inclusive, ExportToTime "
@@ -804,7 +826,7 @@ def inspect(
                     ("s3", f"s3://{s.s3_bucket}/{s.s3_prefix or ''}"),
                     ("checksums", "md5 of every data file verified; " +
                      (", ".join(f"{c}.md5" for c in export.checksum_files_verified) or "no .md5 files") +
-                     " verified")])
+                     " verified"), ("parse", readers.describe(json_reader))])
     plan = plan_table(profile, options.schema_options, options.partition)
     schema = Table(title=f"schema inferred from all {counted(profile.items, 'item')}")
     for column in ("attribute", "types (count)", "null %", "mixed", "columns"):

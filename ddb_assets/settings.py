@@ -223,6 +223,9 @@ class Settings(_Strict):
     sensor_interval_seconds: int = Field(30, ge=5)
     convert_workers: int = Field(0, ge=0, description="Conversion worker processes (0: one per core, or "
                                                       "none for an export under 20,000 items).")
+    convert_json_reader: Literal["arrow-rs", "pyarrow"] = Field(
+        "arrow-rs", description="JSON parser of the conversion: arrow-rs (less CPU; pyarrow's reader takes any "
+                                "piece it cannot be shown to read exactly) or pyarrow.")
     convert_work_dir: str | None = Field(None, description="Local folder for the parsed items between the "
                                                            "conversion's two stages (default: TMPDIR), used when "
                                                            "raw_export's profile is not there for a one-pass "
@@ -282,6 +285,7 @@ class Settings(_Strict):
         values: dict[str, Any] = dict(partition_by=table.partition_by, naming=table.naming, max_depth=table.max_depth,
                                       dictionary_keys=table.dictionary_keys, compression=table.compression,
                                       workers=self.convert_workers, work_dir=self.convert_work_dir,
+                                      json_reader=self.convert_json_reader,
                                       table_name=table.lake_name, catalog=self.catalog.config(),
                                       history=table.history, runner=runner)
         values.update(overrides)

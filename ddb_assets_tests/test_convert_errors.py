@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -424,3 +425,37 @@ def test_the_cli_refuses_the_shared_cases_in_one_line(tmp_path: Path, case: str,
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].endswith(message.format(folder=folder)), result.stderr
     assert not (tmp_path / "lake").exists() or not any((tmp_path / "lake").rglob("*.parquet"))
+
+
+@pytest.mark.parametrize("text", [b"null\n", b'null\n{"Item":{}}\n', b'\n  null \n', b'{"Item":{"pk":{"S":"a"}}}\nnull\n'])
+def test_a_line_of_null_is_reported_where_pyarrows_reader_would_crash(text: bytes) -> None:
+    """pyarrow 26's JSON reader segfaults when its input's first row is null (a piece can start
+    anywhere in a file): the line is reported instead, in a process that lives on."""
+    script = ("import sys\n"
+              "from ddb_assets.exports.decode import parse_items\n"
+              "from ddb_assets.exports.errors import ExportFormatError\n"
+              "try:\n"
+              "    parse_items(sys.stdin.buffer.read(), output_format='DYNAMODB_JSON', obj='data/f.json.gz')\n"
+              "except ExportFormatError as exc:\n"
+              "    print(exc)\n")
+    done = subprocess.run([sys.executable, "-c", script], input=text, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    line = [row.strip() for row in text.split(b"\n")].index(b"null") + 1
+    assert done.stdout.decode().startswith(f"data/f.json.gz:{line}: "), done.stdout
+
+
+@pytest.mark.parametrize("value, problem", [
+    ('{"L":[{"S":"x"},null]}', "attribute 'a[]' must be an object with exactly one type descriptor"),
+    ('{"L":[null]}', "attribute 'a[]' must be an object with exactly one type descriptor"),
+    ('{"SS":["x",null]}', "attribute 'a': SS must be a non-empty list of strings"),
+    ('{"NS":["1",null]}', "attribute 'a': NS must be a non-empty list of strings"),
+    ('{"M":{"b":{"L":[null]}}}', "attribute 'a.b[]' must be an object with exactly one type descriptor"),
+])
+def test_a_null_element_of_a_list_or_set_is_refused_with_its_line(value: str, problem: str) -> None:
+    from ddb_assets.exports.decode import parse_items
+
+    text = b'{"Item":{"pk":{"S":"ok"},"a":{"L":[]}}}\n' + b'{"Item":{"pk":{"S":"x"},"a":' + value.encode() + b"}}\n"
+    for reader in ("pyarrow", "arrow-rs"):
+        with pytest.raises(ExportFormatError) as raised:
+            parse_items(text, output_format="DYNAMODB_JSON", obj="data/f.json.gz", json_reader=reader)
+        assert str(raised.value) == f"data/f.json.gz:2: {problem}"

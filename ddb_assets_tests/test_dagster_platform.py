@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Iterator
@@ -181,6 +182,8 @@ def test_single_run_backfill_reads_the_export_once_and_writes_exactly_those_part
     assert mat.metadata["dagster/column_schema"].value.columns
     # raw_export saved its profile beside the table: one pass, the work folder never needed
     assert mat.metadata["conversion"].value == "one pass (raw_export's profile)"
+    assert re.fullmatch(r"arrow-rs: [1-4] of 4 pieces, [0-3] fell back to pyarrow's reader",
+                        mat.metadata["json_parse"].value), mat.metadata["json_parse"].value
     assert not p["scratch"].exists()
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert checks["keys_not_null_and_unique"].passed

@@ -41,6 +41,7 @@ def test_a_second_table_is_one_more_entry(tmp_path: Path) -> None:
      ["tables.0.naming", "snake", "glue"]),
     (VALID.replace("table: reviews", "table: r"), ["tables.0.table", "3-255 characters"]),
     (VALID + "    compression: brotli\n", ["tables.0.compression", "zstd", "lz4"]),
+    (VALID + "convert_json_reader: simd\n", ["convert_json_reader", "'arrow-rs'", "'pyarrow'"]),
     (VALID + "    partition_bye: year\n", ["tables.0.partition_bye", "Extra inputs"]),
     ("profile: local\ntables: []\n", ["lake_root", "tables"]),
     ("profile: [\n", ["not valid YAML"]),
@@ -54,6 +55,16 @@ def test_invalid_configuration_names_the_key(tmp_path: Path, text: str, fragment
     assert str(raised.value).startswith(str(path))
     for fragment in fragments:
         assert fragment in str(raised.value)
+
+
+@pytest.mark.fast
+def test_the_json_reader_setting_reaches_the_conversion(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(VALID)
+    table = load_settings(path).tables[0]
+    assert load_settings(path).convert_options(table).json_reader == "arrow-rs"  # the default
+    path.write_text(VALID + "convert_json_reader: pyarrow\n")
+    assert load_settings(path).convert_options(table).json_reader == "pyarrow"
 
 
 @pytest.mark.fast

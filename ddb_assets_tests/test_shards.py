@@ -93,6 +93,22 @@ def test_a_shard_spec_and_result_survive_json_and_attempts_write_distinct_files(
     assert (again.path, again.rows, again.bytes) == (written.path, written.rows, written.bytes)
     assert again.footer is not None and again.footer.equals(pq.read_metadata(written.path))  # what the commit reads
     assert [(r.key, r.items) for r in back.reads] == [(f.key, f.items) for f in spec.files]
+    assert [(r.arrow_rs, r.pyarrow) for r in back.reads] == [(r.arrow_rs, r.pyarrow) for r in first.reads]
+
+
+def test_a_shard_parses_with_the_json_reader_its_spec_names(tmp_path: Path) -> None:
+    _, specs = _written_specs(tmp_path)
+    spec = max(specs, key=lambda s: len(s.files))
+    pieces = {}
+    for reader in ("arrow-rs", "pyarrow"):
+        # 16 KiB pieces: a file's first piece has no learned schema yet (pyarrow's), later ones may
+        sent = dataclasses.replace(spec, json_reader=reader, piece_bytes=16 << 10, attempt=len(pieces) + 1)
+        assert ShardSpec.from_json(sent.to_json(), obj="spec.json").json_reader == reader
+        result = ShardResult.from_json(run_shard(sent).to_json(), obj="result.json")
+        pieces[reader] = [(r.arrow_rs, r.pyarrow) for r in result.reads]
+    assert sum(a for a, _ in pieces["arrow-rs"]) >= 1, pieces
+    assert all(a == 0 for a, _ in pieces["pyarrow"])
+    assert [a + p for a, p in pieces["arrow-rs"]] == [p for _, p in pieces["pyarrow"]]
 
 
 def test_shard_run_writes_the_result_beside_the_spec_and_reports_bad_input_with_its_line(tmp_path: Path) -> None:
@@ -159,6 +175,8 @@ def test_the_spark_runner_gives_the_table_the_local_runner_gives(tmp_path: Path)
     spark = convert_export(folder, lake / "by_spark", ConvertOptions(partition_by="year", runner=SPARK),
                            progress=lambda kind, info: events.append(kind))
     assert spark.shards == 3 and events[:2] == ["opened", "sharded"] and events[-1] == "committed"
+    # one piece a file, each its shard's first or after another's: counted across Spark
+    assert spark.readers.arrow_rs + spark.readers.pyarrow == 5 and spark.json_reader == "arrow-rs"
     assert spark.commit.rows == local.commit.rows == 3000
     assert spark.partitions.keys() == local.partitions.keys()
     assert {k: v["rows"] for k, v in spark.partitions.items()} == {k: v["rows"] for k, v in local.partitions.items()}

@@ -180,6 +180,7 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
                               f"converts it again)" if result.unchanged else
                               "one pass (raw_export's profile)" if result.one_pass else
                               f"two stages ({result.scratch_bytes:,} bytes of scratch)",
+                "json_parse": result.parse_path,
                 "dagster/uri": result.location,
                 "dagster/table_name": result.table,
                 "dagster/column_schema": dg.TableSchema(columns=[

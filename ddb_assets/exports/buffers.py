@@ -93,6 +93,10 @@ class Text:
     def rfind(self, sub: bytes, start: int = 0, end: int | None = None) -> int:
         return self._data.rfind(sub, start, self.size if end is None else min(end, self.size))
 
+    def translate(self, table: bytes | None, delete: bytes) -> bytes:
+        """``bytes.translate`` of the text (see ``translate_view``)."""
+        return translate_view(self.view(), table, delete)
+
     def overwrite(self, start: int, replacement: bytes) -> None:
         """Write over bytes in place (the text must be writable, i.e. not ``bytes``)."""
         self._data[start:start + len(replacement)] = replacement
@@ -110,6 +114,12 @@ class Text:
     def buffer(self) -> pa.Buffer:
         """Zero-copy Arrow buffer over the text (valid until the arena is written again)."""
         return pa.py_buffer(self.view())
+
+
+def translate_view(view: memoryview, table: bytes | None, delete: bytes) -> bytes:
+    """``bytes.translate`` of a buffer's bytes, read a chunk at a time: no copy of the whole of
+    them (a fresh one would be page-faulted in: as long as the translation itself)."""
+    return b"".join(bytes(view[start:start + _CHUNK]).translate(table, delete) for start in range(0, len(view), _CHUNK))
 
 
 # A whole gzip file, or its chunks as they are read (see exports.reader.VerifiedStream).

@@ -1,7 +1,9 @@
 """Decompressed data files -> Arrow: parse every line, and check that each is a well-formed item.
 
 (Decompression is in ``exports.buffers``.) DYNAMODB_JSON goes through pyarrow's C++ JSON reader
-with one block per piece of a file, so each piece is typed in one pass and no Python runs per row.
+with one block per piece of a file, so each piece is typed in one pass and no Python runs per row;
+or, by default, through arrow-rs's reader when the schema learned from earlier pieces covers the
+piece and its table can be shown to be the one pyarrow's would give (``exports.json_reader``).
 Type descriptors determine JSON types (``N`` is always a string, ``BOOL`` a bool, ...), so
 inference is exact: numbers stay strings here.
 The result is the raw wrapper shape, ``Item: struct<attr: struct<S, N, ...>>``, validated
@@ -22,6 +24,14 @@ import pyarrow.json as pajson
 from ddb_assets.exports.buffers import Text
 from ddb_assets.exports.errors import ExportFormatError
 from ddb_assets.exports.ion_codec import parse_ion_line
+from ddb_assets.exports.json_reader import (
+    DEFAULT_JSON_READER,
+    ReaderCounts,
+    check_reader,
+    read_items,
+    remember,
+    worth_trying,
+)
 from ddb_assets.exports.numbers import NUMBER_TEXT
 from ddb_assets.exports.plain_json import (BASE64_TEXT, RAW_LIST, RAW_MAP, checked_plain_map, plain_json_text,
                                            plain_value)
@@ -52,15 +62,21 @@ MapPath = tuple[str, ...]
 
 
 def parse_items(raw: bytes | Text, *, output_format: str, obj: str, known: pa.Schema | None = None,
-                dictionary_maps: frozenset[MapPath] = frozenset()) -> tuple[pa.Table, pa.Schema | None]:
+                dictionary_maps: frozenset[MapPath] = frozenset(),
+                json_reader: str = DEFAULT_JSON_READER,
+                counts: ReaderCounts | None = None) -> tuple[pa.Table, pa.Schema | None]:
     """Decompressed data file -> (table with one struct column ``Item``, schema to pass next time).
 
     pyarrow's JSON reader infers ISO-8601-looking strings as timestamps, which would change text.
     So every string position is pinned to ``string`` by an explicit schema: the one learned from
     earlier files (``known``) covers most attributes at no extra cost; when this file brings new
     attributes that were inferred as timestamps, it is parsed once more with them pinned.
+    With ``json_reader="arrow-rs"`` (the default) a piece that the learned schema covers is parsed
+    by arrow-rs instead, into the same table with less CPU (exports.json_reader: when that cannot
+    be shown, pyarrow's reader parses it as before). ``counts``, if given, is told which one did.
     Dictionary maps are taken out of ``raw`` in place (it is copied first if it is ``bytes``).
     """
+    check_reader(json_reader)
     text = Text.of(raw)
     if output_format == "ION":
         text = Text.of(ion_to_json_lines(text, obj=obj))
@@ -74,7 +90,7 @@ def parse_items(raw: bytes | Text, *, output_format: str, obj: str, known: pa.Sc
         text = text.writable()
         lifted, originals = _lift_dictionary_maps(text, dictionary_maps, obj)
     try:
-        return _parse_lines(text, obj, known, dictionary_maps, lifted)
+        return _parse_lines(text, obj, known, dictionary_maps, lifted, json_reader, counts)
     except ExportFormatError:
         # The error was located on the rewritten text: look again on the lines as they were read.
         if originals:
@@ -83,10 +99,18 @@ def parse_items(raw: bytes | Text, *, output_format: str, obj: str, known: pa.Sc
 
 
 def _parse_lines(text: Text, obj: str, known: pa.Schema | None, dictionary_maps: frozenset[MapPath],
-                 lifted: list[str]) -> tuple[pa.Table, pa.Schema | None]:
+                 lifted: list[str], json_reader: str,
+                 counts: ReaderCounts | None) -> tuple[pa.Table, pa.Schema | None]:
+    _check_first_line(text, obj)
     if known is None:
         known = _schema_from_sample(text)
-    table = _read_json(text, obj, known)
+    tried = json_reader == "arrow-rs" and known is not None and worth_trying(known)
+    table = read_items(text, known) if tried else None
+    read = table is not None
+    if table is None:
+        table = _read_json(text, obj, without_nulls(known) if known is not None else None)
+    if counts is not None:
+        counts.add(ReaderCounts(arrow_rs=1) if read else ReaderCounts(pyarrow=1))
     pinned = pin_strings(table.schema)
     if not pinned.equals(table.schema):
         table = _read_json(text, obj, pinned)
@@ -106,7 +130,37 @@ def _parse_lines(text: Text, obj: str, known: pa.Schema | None, dictionary_maps:
     for index, field in enumerate(item.type):
         _check_wrapper(item.field(index), field.name, text, obj,
                        lifted=frozenset(p[1:] for p in dictionary_maps if p[0] == field.name))
-    return pa.table({"Item": item}), without_nulls(merge_schemas(known, pinned))
+    return pa.table({"Item": item}), remember(learned_schema(known, pinned), known, tried, read)
+
+
+def _check_first_line(text: Text, obj: str) -> None:
+    """pyarrow's reader crashes the process (pyarrow 26: a segmentation fault) when the first row
+    of its input is a JSON ``null``: such a first line is reported here, before any reader."""
+    for line in _leading_lines(text):
+        if line.lstrip().startswith(b"null"):
+            find_first_bad_line(text, obj=obj)
+            raise ExportFormatError(obj, "expected a {\"Item\": ...} line of a full export, found null")
+        return
+
+
+def learned_schema(known: pa.Schema | None, parsed: pa.Schema) -> pa.Schema:
+    """The schema to parse the next piece with, after one parsed as ``parsed``: ``known`` with
+    what this piece brought. What inference could not type (empty lists) is kept after the other
+    fields of its struct: ``without_nulls`` takes it out for pyarrow's reader (which infers it
+    afresh), arrow-rs's is given it (it cannot infer)."""
+    typed = without_nulls(merge_schemas(without_nulls(known) if known is not None else None, parsed))
+    everything = merge_schemas(known, parsed)
+    return pa.schema([pa.field(f.name, _with_untyped(f.type, everything.field(f.name).type)) for f in typed])
+
+
+def _with_untyped(typed: pa.DataType, everything: pa.DataType) -> pa.DataType:
+    if pa.types.is_struct(typed) and pa.types.is_struct(everything):
+        kept = [pa.field(f.name, _with_untyped(f.type, everything.field(f.name).type)) for f in typed]
+        untyped = [f for f in everything if typed.get_field_index(f.name) < 0 and _drop_nulls(f.type) is None]
+        return pa.struct(kept + untyped)
+    if pa.types.is_list(typed) and pa.types.is_list(everything):
+        return pa.list_(_with_untyped(typed.value_type, everything.value_type))
+    return typed
 
 
 def _schema_from_sample(raw: Text, sample_bytes: int = 1 << 20) -> pa.Schema | None:
@@ -124,7 +178,7 @@ def _schema_from_sample(raw: Text, sample_bytes: int = 1 << 20) -> pa.Schema | N
         return None  # the full parse reports the problem with its line number
     if _deepest_nesting(sample.schema) > MAX_NESTING:
         return None  # likewise
-    return without_nulls(pin_strings(sample.schema))
+    return learned_schema(None, pin_strings(sample.schema))
 
 
 def _read_json(raw: Text, obj: str, schema: pa.Schema | None) -> pa.Table:
@@ -607,7 +661,7 @@ def _check_wrapper(array: pa.Array, path: str, raw: Text, obj: str,
             if name in _TEXT_RULES and pa.types.is_string(kind):
                 _check_texts(child, name, path, raw, obj)
         elif name in SET_DESCRIPTORS:
-            if not (pa.types.is_list(kind) and (pa.types.is_string(kind.value_type))):
+            if not (pa.types.is_list(kind) and (pa.types.is_string(kind.value_type))) or pc.list_flatten(child).null_count:
                 _fail_path(raw, obj, path, f"attribute {path!r}: {name} must be a non-empty list of strings")
             if pc.any(pc.equal(pc.list_value_length(child), 0)).as_py():
                 _fail_path(raw, obj, path, f"attribute {path!r}: {name} sets cannot be empty")
@@ -622,6 +676,8 @@ def _check_wrapper(array: pa.Array, path: str, raw: Text, obj: str,
         elif name == "L":
             if not pa.types.is_list(kind):
                 _fail_path(raw, obj, path, f"attribute {path!r}: L must be a list")
+            if pc.list_flatten(child).null_count:  # a null element: not an AttributeValue
+                _fail_path(raw, obj, path, f"attribute {path!r}[] must be an object with exactly one type descriptor")
             if not pa.types.is_null(kind.value_type):
                 _check_wrapper(pc.list_flatten(child), f"{path}[]", raw, obj)
 

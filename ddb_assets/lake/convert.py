@@ -43,6 +43,7 @@ from ddb_assets.exports.decode import (
     ion_to_json_lines,
     parse_items,
 )
+from ddb_assets.exports.json_reader import DEFAULT_JSON_READER, ReaderCounts, check_reader
 from ddb_assets.exports.changes import DELETE, UPSERT, ChangeColumns, incremental_to_items
 from ddb_assets.exports.errors import ChecksumMismatch, ExportFormatError, ItemCountMismatch
 from ddb_assets.exports.reader import DataFile, Export, open_export
@@ -90,6 +91,7 @@ class ConvertOptions:
     buffer_bytes: int = 64 << 20  # per worker, for partition buffers
     piece_bytes: int = 32 << 20  # decompressed JSON parsed at a time per worker: bounds memory
     compression: str = "zstd"  # Parquet codec: zstd, lz4, snappy, gzip or none (lake/writer.py)
+    json_reader: str = DEFAULT_JSON_READER  # "arrow-rs" (pyarrow's where it cannot be shown exact) or "pyarrow"
     small_partition_bytes: int = SMALL_PARTITION_BYTES  # a partition's files merged into one below this (0: never)
     table_name: str | None = None  # default: the destination folder's name
     catalog: CatalogConfig = CatalogConfig()
@@ -109,9 +111,10 @@ class ConvertOptions:
         return replace(self, **{k: v for k, v in values.items() if k in self.from_table})
 
     def __post_init__(self) -> None:
-        # Bad options fail here, before anything is read: the codec, partition_by, the naming
-        # options (SchemaOptions), and every count and size.
+        # Bad options fail here, before anything is read: the codec, the JSON reader, partition_by,
+        # the naming options (SchemaOptions), and every count and size.
         parquet_options(self.compression)
+        check_reader(self.json_reader)
         self.partition
         self.schema_options
         for option, least, what in (("workers", 0, "0 (one per core) or more"),
@@ -163,6 +166,13 @@ class ConvertResult:
     history: HistoryResult | None = None  # with options.history: what the change history appended
     history_error: str | None = None  # the history's append failed (the merge is committed; the next run appends it)
     shards: int = 0  # shard tasks an engine ran (options.runner); 0: converted by the local pool
+    json_reader: str = DEFAULT_JSON_READER  # the setting the items were parsed under
+    readers: ReaderCounts = field(default_factory=ReaderCounts)  # pieces parsed by each reader
+
+    @property
+    def parse_path(self) -> str:
+        """Which JSON reader parsed the pieces, e.g. ``arrow-rs: 38 of 40 pieces, 2 fell back to pyarrow's reader``."""
+        return self.readers.describe(self.json_reader)
 
     @property
     def unchanged(self) -> bool:
@@ -197,6 +207,7 @@ class _Parsed:
     compressed: int
     uncompressed: int
     spilled: int = 0  # bytes of the spills
+    readers: ReaderCounts = field(default_factory=ReaderCounts)  # pieces parsed by each JSON reader
 
     @property
     def rows(self) -> int:
@@ -229,21 +240,23 @@ _worker = _WorkerState()
 
 def _read_file(index: int, data_file: DataFile, conversion: str, dictionary_keys: int,
                partition: PartitionBy | None, piece_bytes: int,
-               use: Callable[[int, pa.StructArray, ChangeColumns], None], incremental: bool = False) -> _Parsed:
+               use: Callable[[int, pa.StructArray, ChangeColumns], None], incremental: bool = False,
+               json_reader: str = DEFAULT_JSON_READER) -> _Parsed:
     """Stream one data file a piece at a time: parse, validate and profile each piece and hand its
     items and their change columns to ``use(piece number, items, changes)``; the md5 and the item
     (line) count are checked at the end. An incremental export's lines become items first (the new
     image of an upsert, the keys of a delete: exports/changes.py)."""
     _worker.begin(conversion)
     compressed = data_file.stream_verified()  # read as the pieces need it, md5 checked at the end
-    profile, raw_size = Profile(), 0
+    profile, raw_size, readers = Profile(), 0, ReaderCounts()
     try:
         pieces = gunzip_pieces(compressed, _worker.decompressed, obj=data_file.name, piece_bytes=piece_bytes)
         for number, (text, offset) in enumerate(pieces):
             raw_size += len(text)
             try:
                 table, first_line, changes = _parse_piece(text, data_file, first=number == 0,
-                                                          dictionary_keys=dictionary_keys, incremental=incremental)
+                                                          dictionary_keys=dictionary_keys, incremental=incremental,
+                                                          json_reader=json_reader, counts=readers)
             except ExportFormatError as error:
                 raise _in_file(error, data_file, offset) from None
             del text
@@ -270,12 +283,12 @@ def _read_file(index: int, data_file: DataFile, conversion: str, dictionary_keys
         raise ItemCountMismatch(data_file.name, f"holds {profile.items} items, manifest-files.json says "
                                                 f"{data_file.manifest.item_count}")
     _release_memory()
-    return _Parsed(index, [], profile, compressed.size, raw_size)
+    return _Parsed(index, [], profile, compressed.size, raw_size, readers=readers)
 
 
 def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictionary_keys: int,
                 conversion: str, partition: PartitionBy | None = None, piece_bytes: int = 32 << 20,
-                incremental: bool = False) -> _Parsed:
+                incremental: bool = False, json_reader: str = DEFAULT_JSON_READER) -> _Parsed:
     """Stage 1 of two: read a data file, spilling its parsed pieces to ``spill_dir`` (if any)."""
     spills: list[str] = []
     spilled = 0
@@ -288,7 +301,8 @@ def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictiona
             spilled += _spill(pa.table({"Item": item, "op": changes.operation,
                                         "write_micros": changes.write_micros}), spills[-1])
 
-    parsed = _read_file(index, data_file, conversion, dictionary_keys, partition, piece_bytes, spill, incremental)
+    parsed = _read_file(index, data_file, conversion, dictionary_keys, partition, piece_bytes, spill, incremental,
+                        json_reader)
     return replace(parsed, spills=spills, spilled=spilled)
 
 
@@ -310,7 +324,9 @@ def _spill(table: pa.Table, path: str) -> int:
 
 
 def _parse_piece(text: Text, data_file: DataFile, *, first: bool, dictionary_keys: int,
-                 incremental: bool = False) -> tuple[pa.Table, tuple[str, ...], ChangeColumns]:
+                 incremental: bool = False,
+                 json_reader: str = DEFAULT_JSON_READER,
+                 counts: ReaderCounts | None = None) -> tuple[pa.Table, tuple[str, ...], ChangeColumns]:
     """One piece of a data file -> (its items, the attribute names of its first item if ``first``,
     the items' change columns)."""
     output_format = data_file.output_format
@@ -327,7 +343,8 @@ def _parse_piece(text: Text, data_file: DataFile, *, first: bool, dictionary_key
         _worker.dictionary_maps = detect_dictionary_maps(text, dictionary_keys)
     first_line = first_item_names(text) if first else ()
     table, _worker.schema = parse_items(text, output_format=output_format, obj=data_file.name,
-                                        known=_worker.schema, dictionary_maps=_worker.dictionary_maps)
+                                        known=_worker.schema, dictionary_maps=_worker.dictionary_maps,
+                                        json_reader=json_reader, counts=counts)
     return table, first_line, changes if changes is not None else ChangeColumns.upserts(table.num_rows)
 
 
@@ -428,7 +445,8 @@ def _convert_files(worker: int, files: list[tuple[int, DataFile]], job: _WriteJo
 
     try:
         reads = [_read_file(index, data_file, conversion, options.dictionary_keys, options.partition,
-                            options.piece_bytes, write, incremental) for index, data_file in files]
+                            options.piece_bytes, write, incremental, options.json_reader)
+                 for index, data_file in files]
         return writer.close(), reads, _keys_table(keys)
     except BaseException:
         writer.abort()
@@ -447,7 +465,8 @@ def convert_share(worker: int, files: list[tuple[int, DataFile]], options: Conve
     try:
         if plan is None:
             return [], [_parse_file(index, data_file, None, options.dictionary_keys, conversion, options.partition,
-                                    options.piece_bytes, incremental) for index, data_file in files]
+                                    options.piece_bytes, incremental, options.json_reader)
+                        for index, data_file in files]
         if incremental or target is None:
             raise ValueError("writing a share needs a file target, and a full export (incremental ones merge locally)")
         job = _WriteJob(plan, target, options.only_partitions, options.buffer_bytes, options.s3)
@@ -478,7 +497,7 @@ def _run_one_pass(pool: Executor, export: Export, job: _WriteJob, options: Conve
                 keys.append(share_keys)
             for read in share_reads:
                 notify("parsed", {"index": read.index, "rows": read.rows, "bytes": read.uncompressed,
-                                  "compressed": read.compressed})
+                                  "compressed": read.compressed, "readers": read.readers})
             notify("written", {"files": len(files), "rows": sum(f.rows for f in files)})
     except BaseException:
         _discard(futures, written, options.s3, lambda result: result[0])
@@ -623,7 +642,15 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
     return ConvertResult(commit, f"{target.namespace}.{target.name}", target.location.uri, profile, plan, export,
                          written, sum(p.compressed for p in parsed), sum(p.uncompressed for p in parsed),
                          time.monotonic() - started, sum(p.spilled for p in parsed), one_pass=known is not None,
-                         merge=merged, history=history, history_error=history_error)
+                         merge=merged, history=history, history_error=history_error,
+                         json_reader=options.json_reader, readers=_readers(parsed))
+
+
+def _readers(parsed: list[_Parsed]) -> ReaderCounts:
+    total = ReaderCounts()
+    for p in parsed:
+        total.add(p.readers)
+    return total
 
 
 def _history(target: LakeTarget, export: Export, options: ConvertOptions,
@@ -794,7 +821,8 @@ def _start_stage_one(pool: Executor, export: Export, spill_dir: str | None, opti
     # left with a big file at the end while the others idle.
     order = sorted(range(len(export.files)), key=lambda i: -export.files[i].manifest.item_count)
     return [pool.submit(_parse_file, index, export.files[index], spill_dir, options.dictionary_keys, conversion,
-                        options.partition, options.piece_bytes, export.summary.export_type == INCREMENTAL)
+                        options.partition, options.piece_bytes, export.summary.export_type == INCREMENTAL,
+                        options.json_reader)
             for index in order]
 
 
@@ -805,7 +833,7 @@ def _finish_stage_one(futures: list[Future], notify: ProgressCallback) -> list[_
             result = future.result()
             parsed.append(result)
             notify("parsed", {"index": result.index, "rows": result.rows, "bytes": result.uncompressed,
-                              "compressed": result.compressed})
+                              "compressed": result.compressed, "readers": result.readers})
     except BaseException:
         for future in futures:
             future.cancel()

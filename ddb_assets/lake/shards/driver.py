@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import pyarrow.fs as pafs
 
+from ddb_assets.exports.json_reader import ReaderCounts
 from ddb_assets.exports.reader import Export
 from ddb_assets.exports.storage import Location, resolve
 from ddb_assets.lake.commit import NOT_COMMITTED, commit_export
@@ -86,7 +87,16 @@ def convert_in_shards(export: Export, target: LakeTarget, table: Any, stored: Ta
         reads = [read for r in results for read in r.reads]
     return ConvertResult(commit, f"{target.namespace}.{target.name}", target.location.uri, seen, plan, export,
                          written, sum(r.compressed for r in reads), sum(r.uncompressed for r in reads),
-                         time.monotonic() - started, 0, one_pass=True, shards=len(base))
+                         time.monotonic() - started, 0, one_pass=True, shards=len(base),
+                         json_reader=options.json_reader, readers=_readers(reads))
+
+
+def _readers(reads: list[FileRead]) -> ReaderCounts:
+    """Pieces per JSON reader, over the reads the summary counts (the profile pass's, if any)."""
+    total = ReaderCounts()
+    for read in reads:
+        total.add(read.readers)
+    return total
 
 
 def open_engine(options: ConvertOptions, run: str) -> Engine:
@@ -131,6 +141,7 @@ def _spec(export: Export, options: ConvertOptions, run: str, number: int, total:
                      export_type=export.summary.export_type, output_format=export.summary.output_format,
                      source=export.folder.uri, files=tuple(files), partition_by=options.partition_by,
                      dictionary_keys=options.dictionary_keys, piece_bytes=options.piece_bytes,
+                     json_reader=options.json_reader,
                      buffer_bytes=options.buffer_bytes, only_partitions=options.only_partitions,
                      s3_endpoint_url=s3.endpoint_url if s3 else None, s3_region=s3.region if s3 else None,
                      s3_max_attempts=s3.max_attempts if s3 else None)
@@ -157,7 +168,7 @@ def _run(engine: Engine, specs: list[ShardSpec], options: ConvertOptions, notify
         if report_reads:
             for read in result.reads:
                 notify("parsed", {"index": read.index, "rows": read.items, "bytes": read.uncompressed,
-                                  "compressed": read.compressed})
+                                  "compressed": read.compressed, "readers": read.readers})
         if data is not None:
             notify("written", {"files": len(result.written), "rows": sum(w.rows for w in result.written)})
     return results

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from ddb_assets.exports import errors as export_errors
 from ddb_assets.exports.errors import ExportFormatError
+from ddb_assets.exports.json_reader import DEFAULT_JSON_READER, ReaderCounts
 from ddb_assets.exports.manifest import ManifestFile
 from ddb_assets.exports.reader import DataFile
 from ddb_assets.exports.storage import S3Options, resolve
@@ -86,6 +87,7 @@ class ShardSpec:
     partition_by: str | None = None  # read shards: profile the partition attribute's values
     dictionary_keys: int = 64
     piece_bytes: int = 32 << 20
+    json_reader: str = DEFAULT_JSON_READER  # ConvertOptions.json_reader
     # writing shards only (None: read, check and profile, write nothing)
     schema: TableSchema | None = None
     active: frozenset[int] = frozenset()
@@ -122,7 +124,7 @@ class ShardSpec:
             "output_format": self.output_format, "source": self.source,
             "files": [f.__dict__ for f in self.files], "partition_by": self.partition_by,
             "dictionary_keys": self.dictionary_keys, "piece_bytes": self.piece_bytes,
-            "buffer_bytes": self.buffer_bytes,
+            "json_reader": self.json_reader, "buffer_bytes": self.buffer_bytes,
             "only_partitions": sorted(self.only_partitions) if self.only_partitions is not None else None,
             "s3": {"endpoint_url": self.s3_endpoint_url, "region": self.s3_region,
                    "max_attempts": self.s3_max_attempts},
@@ -149,6 +151,7 @@ class ShardSpec:
                 export_type=d["export_type"], output_format=d["output_format"], source=d["source"],
                 files=tuple(ShardFile(**f) for f in d["files"]), partition_by=d["partition_by"],
                 dictionary_keys=d["dictionary_keys"], piece_bytes=d["piece_bytes"], buffer_bytes=d["buffer_bytes"],
+                json_reader=d["json_reader"],
                 only_partitions=frozenset(only) if only is not None else None,
                 s3_endpoint_url=d["s3"]["endpoint_url"], s3_region=d["s3"]["region"],
                 s3_max_attempts=d["s3"]["max_attempts"],
@@ -177,13 +180,20 @@ def schema_from_json(document: dict[str, Any]) -> TableSchema:
 
 @dataclass(frozen=True)
 class FileRead:
-    """What reading one data file found: its items and bytes (gzip and decompressed)."""
+    """What reading one data file found: its items and bytes (gzip and decompressed), and how many
+    of its pieces each JSON reader parsed."""
 
     index: int
     key: str
     items: int
     compressed: int
     uncompressed: int
+    arrow_rs: int = 0
+    pyarrow: int = 0
+
+    @property
+    def readers(self) -> ReaderCounts:
+        return ReaderCounts(arrow_rs=self.arrow_rs, pyarrow=self.pyarrow)
 
 
 @dataclass

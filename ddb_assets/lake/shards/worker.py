@@ -27,7 +27,8 @@ def run_shard(spec: ShardSpec) -> ShardResult:
     options = ConvertOptions(partition_by=spec.partition_by, dictionary_keys=spec.dictionary_keys,
                              piece_bytes=spec.piece_bytes, buffer_bytes=spec.buffer_bytes,
                              only_partitions=spec.only_partitions, s3=spec.s3.with_environment(),
-                             compression=spec.target.compression if spec.target else "zstd")
+                             compression=spec.target.compression if spec.target else "zstd",
+                             json_reader=spec.json_reader)
     files = [(f.index, f.data_file(spec.output_format, options.s3)) for f in spec.files]
     plan = TablePlan(spec.schema, spec.active) if spec.schema is not None else None
     written, reads = convert_share(spec.shard, files, options, conversion=f"{spec.run}-{spec.shard}-{spec.attempt}",
@@ -36,7 +37,8 @@ def run_shard(spec: ShardSpec) -> ShardResult:
     keys = {f.index: f.key for f in spec.files}
     return ShardResult(
         spec.shard, spec.attempt, spec.run, written,
-        [FileRead(r.index, keys[r.index], r.rows, r.compressed, r.uncompressed) for r in reads],
+        [FileRead(r.index, keys[r.index], r.rows, r.compressed, r.uncompressed, r.readers.arrow_rs, r.readers.pyarrow)
+         for r in reads],
         Profile.merged(r.profile for r in sorted(reads, key=lambda r: r.index)),
         time.monotonic() - started, socket.gethostname())
 
