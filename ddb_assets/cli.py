@@ -170,7 +170,8 @@ def demo(
     incremental: bool = typer.Option(False, "--incremental", help="Instead: a full export into the lake, then "
                                      "windows of changes exported incrementally and merged, then a fresh full export "
                                      "into reviews_check, reconciled with the merged table."),
-    windows: int = typer.Option(4, min=1, max=96, metavar="N", help="--incremental: how many 15-minute windows."),
+    windows: Optional[int] = typer.Option(None, min=1, max=96, metavar="N",
+                                          help="--incremental: how many 15-minute windows (default 4)."),
 ) -> None:
     """The whole pipeline on the local world, through Dagster: load sample reviews, export the table
     (PITR), validate the export, convert it to partitioned Parquet, build the report tables. Also
@@ -180,6 +181,8 @@ def demo(
     full export differ)."""
     from ddb_assets.local.demo import DemoRefused, run_demo
 
+    if windows is not None and not incremental:
+        raise click_errors.UsageError("--windows is for --incremental")
     started = time.monotonic()
     if incremental:
         from ddb_assets.local.demo import load_sample_table
@@ -187,7 +190,7 @@ def demo(
 
         outcome = run_incremental_demo(
             lambda line: console.print(line, highlight=False, soft_wrap=True, markup=False), items=items, seed=seed,
-            windows=windows, export_format=export_format, lake_root=lake,
+            windows=4 if windows is None else windows, export_format=export_format, lake_root=lake,
             load=lambda world, n, s: load_sample_table(world, n, s, console))
         if not outcome["equal"]:
             raise CliError("the merged table differs from the fresh full export (see above)")
@@ -602,10 +605,12 @@ def convert(
     staging: Optional[str] = typer.Option(None, metavar="DIR", help="--runner glue: the s3:// folder the shard "
                                           "specs and results pass through; --runner spark: a local or s3:// one "
                                           "(default: a temporary local folder)."),
-    spark_master: str = typer.Option("local[*]", metavar="MASTER", help="spark-submit's --master for --runner "
-                                     "spark: local[N], spark://HOST:7077, yarn."),
-    shards: int = typer.Option(0, min=0, metavar="N", help="Shard tasks for --runner spark or glue (0: about one "
-                               "per 256 MiB of gzip input, at least two, at most one per data file)."),
+    spark_master: Optional[str] = typer.Option(None, metavar="MASTER", help="spark-submit's --master for "
+                                               "--runner spark: local[N], spark://HOST:7077, yarn (default: "
+                                               "local[*])."),
+    shards: Optional[int] = typer.Option(None, min=0, metavar="N", help="Shard tasks for --runner spark or glue "
+                                         "(0, the default: about one per 256 MiB of gzip input, at least two, at "
+                                         "most one per data file)."),
 ) -> None:
     """Convert a DynamoDB export into an Iceberg table of typed, flattened Parquet, in one commit.
 
@@ -696,7 +701,8 @@ def convert(
 def _history_lines(result: Any) -> list[tuple[str, str]]:
     if result.history is None:
         return []
-    appended = ", ".join(f"{rows:,} changes of export {export_id}" for export_id, rows in result.history.appended)
+    appended = ", ".join(f"{rows:,} change{'' if rows == 1 else 's'} of export {export_id}"
+                         for export_id, rows in result.history.appended)
     return [("history", f"{result.table}_changes: " + (f"appended {appended}" if appended else
                                                             "holds this export already"))]
 
@@ -706,10 +712,22 @@ def _history_failed(result: Any) -> None:
         raise CliError(result.history_error)
 
 
-def _runner_options(runner: str, spark_master: str, shards: int, glue_job: Optional[str] = None,
+def _runner_options(runner: str, spark_master: Optional[str], shards: Optional[int], glue_job: Optional[str] = None,
                     staging: Optional[str] = None):  # type: ignore[no-untyped-def]
     from ddb_assets.lake.shards.options import RunnerOptions
 
+    # An option of another runner would be ignored silently: refused, like any combination that
+    # does not go together.
+    misplaced = [name for name, value, runners in (("--spark-master", spark_master, ("spark",)),
+                                                    ("--shards", shards, ("spark", "glue")),
+                                                    ("--glue-job", glue_job, ("glue",)),
+                                                    ("--staging", staging, ("spark", "glue")))
+                 if value is not None and runner not in runners]
+    if misplaced:
+        raise click_errors.UsageError(f"{', '.join(misplaced)} {'is' if len(misplaced) == 1 else 'are'} not for "
+                                      f"--runner {runner}")
+    spark_master = "local[*]" if spark_master is None else spark_master
+    shards = 0 if shards is None else shards
     try:
         return RunnerOptions(kind=runner, shards=shards, spark_master=spark_master, staging=staging,
                              glue_job=glue_job)

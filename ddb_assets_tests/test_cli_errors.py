@@ -252,6 +252,12 @@ USAGE = [
      "invalid value for '--shards': input should be greater than or equal to 0"),
     (["maintain", "t", "--keep-snapshots", "0"], "maintain [OPTIONS] {TABLE}",
      "invalid value for '--keep-snapshots': input should be greater than or equal to 1"),
+    # An option of another mode would be ignored silently (found by a new user).
+    (["convert", "SRC", "DEST", "--shards", "3", "--spark-master", "local[2]"], "convert [OPTIONS] {SOURCE} {DEST}",
+     "--spark-master, --shards are not for --runner local"),
+    (["convert", "SRC", "DEST", "--runner", "spark", "--glue-job", "j"], "convert [OPTIONS] {SOURCE} {DEST}",
+     "--glue-job is not for --runner spark"),
+    (["demo", "--windows", "5"], "demo [OPTIONS]", "--windows is for --incremental"),
 ]
 
 
