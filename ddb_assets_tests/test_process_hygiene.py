@@ -73,7 +73,7 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Pat
     """An export big enough that its conversion is still running a moment after it starts, and its
     saved profile (for the one-pass mode)."""
     tmp = tmp_path_factory.mktemp("hygiene")
-    folder = generate_folder_export(tmp / "src", items=30_000, files=4, seed=3).parent
+    folder = generate_folder_export(tmp / "src", items=100_000, files=4, seed=3).parent
     profile = tmp / "profile.json"
     inspected = run_cli("inspect", str(folder), "--save-profile", str(profile))
     assert inspected.returncode == 0, inspected.stderr
@@ -221,3 +221,28 @@ def test_which_scratch_folders_are_stale(tmp_path: Path) -> None:
     assert {Path(r.path).name: r.bytes for r in done}[f"{PREFIX}ended"] > 100
     assert all(f.exists() for f in [*kept, young, foreign, fresh_profile])
     assert not any(f.exists() for f in [*removed, old, stale_profile])
+
+
+def test_ctrl_c_ends_a_conversion_and_its_workers_quietly(export: tuple[Path, Path], tmp_path: Path) -> None:
+    """A terminal's Ctrl-C reaches the whole process group: exit code 130, no traceback (each
+    worker used to print its own KeyboardInterrupt), no worker left."""
+    folder, _ = export
+    command = [*ddb_assets_command(), "convert", str(folder), str(tmp_path / "lake" / "t"), "--workers", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        workers: set[int] = set()
+        while time.monotonic() < deadline and process.poll() is None and len(workers) < 2:
+            workers = {p for p in _descendants(process.pid) if b"resource_tracker" not in _cmdline(p)}
+            time.sleep(0.05)
+        assert process.poll() is None, "the conversion ended before it could be interrupted"
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    time.sleep(0.5)
+    assert not [pid for pid in workers if _alive(pid)]

@@ -57,7 +57,7 @@ from ddb_assets.lake.change_history import HistoryResult, record_history
 from ddb_assets.lake.evolution import TablePlan, check_options, plan_table
 from ddb_assets.lake.record import INCREMENTAL, high_water_mark, instant
 from ddb_assets.lake.flatten import ItemColumns, flatten_items, partition_names
-from ddb_assets.lake.lifetime import die_with_parent
+from ddb_assets.lake.lifetime import worker_start
 from ddb_assets.lake.partitioning import PartitionBy
 from ddb_assets.lake.plan_checks import ProfileMismatch, check_profile
 from ddb_assets.lake.profile import Profile, profile_items
@@ -528,13 +528,13 @@ def _executor(workers: int) -> Executor:
         # fork: workers start at once with everything already imported. Only safe when no other
         # thread could hold a lock at fork time.
         return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                                   initializer=die_with_parent, initargs=(os.getpid(), None))
+                                   initializer=worker_start, initargs=(os.getpid(), None))
     # Inside a threaded host (Dagster, a web server): forkserver, with our modules preloaded once.
     # The workers' parent is then the fork server (which exits when this process does); they
     # also watch this process itself.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=die_with_parent,
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=worker_start,
                                initargs=(None, os.getpid()))
 
 

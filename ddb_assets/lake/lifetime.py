@@ -74,6 +74,14 @@ def die_with_parent(parent: int | None, owner: int | None = None, signum: int = 
     threading.Thread(target=watch, name="ddb-assets-parent-watch", daemon=True).start()
 
 
+def worker_start(parent: int | None, owner: int | None = None) -> None:
+    """A pool worker's initializer: it ends with its parent (``die_with_parent``), and Ctrl-C (a
+    terminal sends SIGINT to the whole process group) ends it quietly, exit code 130: the parent
+    reports the interruption once, not one KeyboardInterrupt traceback per worker."""
+    die_with_parent(parent, owner)
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+
+
 def main(argv: list[str]) -> None:
     """``python -m ddb_assets.lake.lifetime PARENT_PID SIGNAL PROGRAM ARGS...``: exec PROGRAM with the
     parent death signal set (it survives exec), so PROGRAM ends when PARENT_PID does (Linux; elsewhere
