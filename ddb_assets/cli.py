@@ -641,7 +641,11 @@ def convert(
         try:
             saved_for, known = profile_from_json(resolve(profile).read_bytes(), obj=profile)
         except (OSError, ValueError) as exc:
-            raise CliError(str(exc) if isinstance(exc, ValueError) else f"cannot read {profile}: {exc}") from None
+            if isinstance(exc, ValueError):
+                raise CliError(str(exc)) from None
+            from ddb_assets.cli_errors import environment_message
+
+            raise CliError(f"--profile: {environment_message(exc)}") from None
         if saved_for != export.export_id:
             raise CliError(f"{profile} is the profile of export {saved_for}, not of {export.export_id}")
     progress, on_event = _conversion_progress()
@@ -788,7 +792,7 @@ def shard_run(
     where = result or result_path_for(spec)
     if done.error is not None:
         raise CliError(f"{done.error.message} (result: {where})")
-    _summary_lines([("shard", f"{done.shard + 1} (attempt {done.attempt}) of run {done.run}"),
+    _summary_lines([("shard", f"{done.shard} (numbered from 0, as its files; attempt {done.attempt}) of run {done.run}"),
                     ("items", f"{sum(r.items for r in done.reads):,} read from {counted(len(done.reads), 'data file')}"),
                     ("files", f"{len(done.written):,} written, {sum(w.rows for w in done.written):,} rows"),
                     ("time", f"{done.seconds:.2f}s"),

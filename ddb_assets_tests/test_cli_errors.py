@@ -118,6 +118,12 @@ def _one_line(result: subprocess.CompletedProcess[str], expected: str) -> None:
     assert errors == [expected], result.stderr
 
 
+def test_a_missing_profile_is_named_like_any_missing_file(tmp_path: Path, export: Path) -> None:
+    _one_line(run_cli("convert", str(export), str(tmp_path / "lake" / "t"), "--profile", "nope.json", cwd=tmp_path),
+              f"error: --profile: {tmp_path / 'nope.json'}: no such file or folder: check the path")
+    assert not (tmp_path / "lake").exists()
+
+
 def test_a_catalog_file_that_is_not_a_database_is_named(tmp_path: Path, export: Path) -> None:
     lake = tmp_path / "lake"
     lake.mkdir()
