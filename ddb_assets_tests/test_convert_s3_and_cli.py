@@ -88,10 +88,13 @@ def test_cli_errors_stay_on_one_line_however_long(tmp_path: Path) -> None:
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(long_path) in lines[0]
+    # Bad option values are usage errors (exit 2), caught while the command line is parsed.
     bad_naming = run_cli("convert", str(long_path), str(tmp_path / "out"), "--naming", "camel")
-    assert bad_naming.returncode == 1 and "--naming must be one of snake, glue" in bad_naming.stderr
+    assert bad_naming.returncode == 2
+    assert "error: invalid value for '--naming': 'camel' is not one of snake, glue" in bad_naming.stderr
     bad_codec = run_cli("convert", str(long_path), str(tmp_path / "out"), "--compression", "brotli")
-    assert bad_codec.returncode == 1 and "--compression must be one of zstd, lz4, snappy" in bad_codec.stderr
+    assert bad_codec.returncode == 2
+    assert "error: invalid value for '--compression': 'brotli' is not one of zstd, snappy, lz4" in bad_codec.stderr
 
 
 @pytest.mark.parametrize("codec, recorded", [("lz4", "LZ4"), ("snappy", "SNAPPY"), ("none", "UNCOMPRESSED")])
