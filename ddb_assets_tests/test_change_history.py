@@ -194,7 +194,7 @@ def test_convert_history_flag(world: LocalWorld, clock: WorldClock, tmp_path: Pa
     merged = run_cli("convert", chain._source(done), str(chain.lake / "t"), "--history", env=aws_env)
     assert merged.returncode == 0, merged.stderr
     export_id = done["ExportArn"].rsplit("/", 1)[-1]
-    assert f"history        ddb_lake.t_changes: appended 1 changes of export {export_id}" in merged.stdout
+    assert f"history        ddb_lake.t_changes: appended 1 change of export {export_id}" in merged.stdout
     again = run_cli("convert", chain._source(done), str(chain.lake / "t"), "--history", env=aws_env)
     assert again.returncode == 0, again.stderr
     assert "ddb_lake.t_changes: holds this export already" in again.stdout

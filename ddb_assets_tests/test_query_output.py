@@ -354,7 +354,9 @@ def test_sql_may_start_with_a_comment_and_a_mistyped_option_is_named(lake: Path)
     result = _query(lake, "-- how many\nSELECT count(*) AS n FROM t", "--format", "csv")
     assert (result.returncode, result.stdout) == (0, '"n"\n2\n'), result.stderr
     typo = run_cli("query", "--fromat=csv", "--lake", str(lake))
-    assert (typo.returncode, typo.stderr) == (1, "error: no such option: --fromat (see ddb-assets query --help)\n")
+    assert (typo.returncode, typo.stderr) == (2, "Usage: ddb-assets query [OPTIONS] {SQL}\n"
+                                                 "error: no such option: --fromat (Possible options: --format, --raw) "
+                                                 "(see ddb-assets query --help)\n")
 
 
 def test_wide_results_on_a_terminal_go_vertical_and_captured_output_never_wraps(lake: Path) -> None:
