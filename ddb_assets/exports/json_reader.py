@@ -21,6 +21,8 @@ and its errors (and the bad-line search) as before. The table returned is pyarro
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import re
 from dataclasses import dataclass, field
 
@@ -89,6 +91,14 @@ class ReaderCounts:
     def add(self, other: "ReaderCounts") -> None:
         self.arrow_rs += other.arrow_rs
         self.pyarrow += other.pyarrow
+
+    @classmethod
+    def total(cls, counts: "Iterable[ReaderCounts]") -> "ReaderCounts":
+        """The sum of several files' or shards' counts."""
+        summed = cls()
+        for each in counts:
+            summed.add(each)
+        return summed
 
     def describe(self, setting: str) -> str:
         """One line, e.g. ``arrow-rs: 38 of 40 pieces, 2 fell back to pyarrow's reader``."""

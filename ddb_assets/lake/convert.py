@@ -643,14 +643,7 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
                          written, sum(p.compressed for p in parsed), sum(p.uncompressed for p in parsed),
                          time.monotonic() - started, sum(p.spilled for p in parsed), one_pass=known is not None,
                          merge=merged, history=history, history_error=history_error,
-                         json_reader=options.json_reader, readers=_readers(parsed))
-
-
-def _readers(parsed: list[_Parsed]) -> ReaderCounts:
-    total = ReaderCounts()
-    for p in parsed:
-        total.add(p.readers)
-    return total
+                         json_reader=options.json_reader, readers=ReaderCounts.total(p.readers for p in parsed))
 
 
 def _history(target: LakeTarget, export: Export, options: ConvertOptions,

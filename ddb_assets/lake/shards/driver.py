@@ -88,15 +88,7 @@ def convert_in_shards(export: Export, target: LakeTarget, table: Any, stored: Ta
     return ConvertResult(commit, f"{target.namespace}.{target.name}", target.location.uri, seen, plan, export,
                          written, sum(r.compressed for r in reads), sum(r.uncompressed for r in reads),
                          time.monotonic() - started, 0, one_pass=True, shards=len(base),
-                         json_reader=options.json_reader, readers=_readers(reads))
-
-
-def _readers(reads: list[FileRead]) -> ReaderCounts:
-    """Pieces per JSON reader, over the reads the summary counts (the profile pass's, if any)."""
-    total = ReaderCounts()
-    for read in reads:
-        total.add(read.readers)
-    return total
+                         json_reader=options.json_reader, readers=ReaderCounts.total(read.readers for read in reads))
 
 
 def open_engine(options: ConvertOptions, run: str) -> Engine:

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import orjson
 
 from ddb_assets.exports.storage import Location, resolve
-from ddb_assets.lake.shards.spec import ShardFailed, ShardResult, ShardSpec
+from ddb_assets.lake.shards.spec import ShardFailed, ShardResult, ShardSpec, round_results
 
 RESULTS_FORMAT = "ddb_assets.shard-results/1"  # as lake/shards/spark_job.py writes it
 ROUND_ARGUMENT = "--ddb_assets_round"
@@ -105,13 +105,7 @@ class GlueEngine:
         if not results.exists():
             raise ShardFailed(f"Glue job {self.runner.glue_job} run {job_run.get('Id', '?')} succeeded but wrote "
                               f"no {results.uri}: is the job's script the one `ddb-assets shard package` uploads?")
-        document = orjson.loads(results.read_bytes())
-        if document.get("failed"):
-            failed = document["failed"]
-            raise ShardFailed(f"{failed['where']} failed after Spark's retries: {failed['kind']}: "
-                              f"{failed['message']} (its spec: {failed.get('spec', '')}; run it alone with "
-                              f"`ddb-assets shard run --spec URI`)")
-        return [ShardResult.from_json(orjson.dumps(r), obj=results.uri) for r in document["results"]]
+        return round_results(orjson.loads(results.read_bytes()), results.uri)
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from ddb_assets.exports.storage import Location, resolve
-from ddb_assets.lake.shards.spec import ShardFailed, ShardResult, ShardSpec
+from ddb_assets.lake.shards.spec import ShardFailed, ShardResult, ShardSpec, round_results
 
 JOB_SCRIPT = Path(__file__).with_name("spark_job.py")
 RESULTS_FORMAT = "ddb_assets.shard-results/1"
@@ -110,13 +110,7 @@ class SparkEngine:
             uris.append(location.uri)
         results = self.folder.join(f"round-{number}.results.json")
         self._publish(self.folder.join(f"round-{number}.json"), orjson.dumps({"specs": uris}))
-        document = self._wait_for(results)
-        if document.get("failed"):
-            failed = document["failed"]
-            raise ShardFailed(f"{failed['where']} failed after Spark's retries: {failed['kind']}: "
-                              f"{failed['message']} (its spec: {failed.get('spec', '')}; run it alone with "
-                              f"`ddb-assets shard run --spec URI`; spark-submit's log: {self.log})")
-        return [ShardResult.from_json(orjson.dumps(r), obj=results.uri) for r in document["results"]]
+        return round_results(self._wait_for(results), results.uri, f"spark-submit's log: {self.log}")
 
     def _publish(self, location: Location, data: bytes) -> None:
         # Written under another name and renamed: the application never reads half a round.
