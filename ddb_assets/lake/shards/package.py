@@ -6,6 +6,7 @@ names it in ``--additional-python-modules``.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,10 +37,25 @@ def project_root() -> Path:
     return root
 
 
+def _source_copy(root: Path, into: Path) -> Path:
+    """What the wheel is built from, copied out of the checkout: setuptools writes ``build/`` (and
+    egg-info) into the tree it builds, and the user's checkout must stay as it was."""
+    source = into / "source"
+    source.mkdir()
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        if (root / name).is_file():
+            shutil.copy2(root / name, source / name)
+    shutil.copytree(root / "ddb_assets", source / "ddb_assets",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return source
+
+
 def build_wheel(folder: Path) -> Path:
-    """``pip wheel --no-deps`` of the checkout into ``folder``; the wheel's path."""
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(folder),
-                           str(project_root())], capture_output=True, text=True)
+    """``pip wheel --no-deps`` of a copy of the checkout into ``folder``; the wheel's path."""
+    with tempfile.TemporaryDirectory(prefix="ddb-assets-wheel-") as scratch:
+        source = _source_copy(project_root(), Path(scratch))
+        done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir",
+                               str(folder), str(source)], capture_output=True, text=True)
     wheels = sorted(folder.glob("ddb_assets-*.whl"))
     if done.returncode != 0 or not wheels:
         lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
