@@ -156,18 +156,20 @@ def _partition_range(values: list[str]) -> dict[str, str]:
 def test_single_run_backfill_reads_the_export_once_and_writes_exactly_those_partitions(
         platform: dict[str, Any], ddb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     p = platform
-    instance, assets, names = _validated_export(p, ddb)
-    partitions = names.value_partitions.get_partition_keys(dynamic_partitions_store=instance)
-    chosen = partitions[2:6]
-
     reads: list[str] = []
     original = DataFile.stream_verified
     monkeypatch.setattr(DataFile, "stream_verified", lambda self, *a: reads.append(self.name) or original(self, *a))
+    instance, assets, names = _validated_export(p, ddb)
+    partitions = names.value_partitions.get_partition_keys(dynamic_partitions_store=instance)
+    chosen = partitions[2:6]
+    validated = list(reads)
     result = dg.materialize([assets[names.raw_export_key], assets[names.parquet_key]], selection=[names.parquet_key],
                             instance=instance, resources=p["defs"].resources,
                             tags=_partition_range(chosen))
     assert result.success
-    assert len(reads) == 4 and len(set(reads)) == 4  # each of the export's 4 data files read exactly once
+    # From export to snapshot, each of the export's 4 data files is read exactly once: by the
+    # validation, which staged the table's data files; the lake table's run only commits them.
+    assert len(validated) == 4 and len(set(validated)) == 4 and reads == validated
     assert instance.get_materialized_partitions(names.parquet_key) == set(chosen)
     meta, rows = read_rows(str(p["lake"] / names.name))
     assert {str(r["year"]) for r in rows} == set(chosen)  # a new table: only those partitions so far
@@ -180,11 +182,14 @@ def test_single_run_backfill_reads_the_export_once_and_writes_exactly_those_part
         {v: sum(1 for r in rows if str(r["year"]) == v) for v in chosen}
     [mat] = materializations[:1]
     assert mat.metadata["dagster/column_schema"].value.columns
-    # raw_export saved its profile beside the table: one pass, the work folder never needed
-    assert mat.metadata["conversion"].value == "one pass (raw_export's profile)"
+    # raw_export staged the data files (two stages: a new table has no schema to plan from)
+    assert re.fullmatch(r"read once, by raw_export: its staged data files committed \(two stages, [\d,]+ bytes of "
+                        r"scratch\)", mat.metadata["conversion"].value), mat.metadata["conversion"].value
     assert re.fullmatch(r"arrow-rs: [1-4] of 4 pieces, [0-3] fell back to pyarrow's reader",
                         mat.metadata["json_parse"].value), mat.metadata["json_parse"].value
-    assert not p["scratch"].exists()
+    assert not any(p["scratch"].iterdir())  # the work folder is left clean
+    # the staged files of the partitions not chosen are removed, and the record with them
+    assert not list((p["lake"] / names.name / "_staged").glob("*.json"))
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert checks["keys_not_null_and_unique"].passed
     assert not checks["row_count_matches_export"].passed  # only some partitions are from this export yet
@@ -207,13 +212,15 @@ def test_without_a_saved_profile_the_conversion_takes_two_stages_and_the_same_ta
         _, rows = read_rows(str(table_root))  # the published version, read by an independent reader
         return mat.metadata["conversion"].value, sorted(rows, key=lambda r: (r["product_id"], r["review_id"]))
 
-    one_pass, rows = convert()
-    assert one_pass.startswith("one pass")
+    staged, rows = convert()
+    assert staged.startswith("read once, by raw_export")
     # The same export again: the table holds it already, nothing is read or committed.
     unchanged, same = convert()
     assert unchanged.startswith("none: the table holds export") and same == rows
+    one_pass, again = convert(rebuild=True)  # converted again on purpose: from raw_export's profile
+    assert one_pass.startswith("one pass") and again == rows
     shutil.rmtree(table_root / "_profiles")  # saved before this version, say, or pruned
-    two_stages, again = convert(rebuild=True)  # converted again on purpose
+    two_stages, again = convert(rebuild=True)
     assert two_stages.startswith("two stages") and again == rows and len(rows) == 400
     assert p["scratch"].is_dir() and not any(p["scratch"].iterdir())  # the settings' work folder, left clean
 
@@ -232,7 +239,7 @@ def test_a_profile_that_cannot_be_saved_does_not_fail_the_validation(platform: d
                             instance=instance, resources=p["defs"].resources, tags=_partition_range(
                                 names.value_partitions.get_partition_keys(dynamic_partitions_store=instance)))
     [mat] = list(result.asset_materializations_for_node("__".join(names.parquet_key.path)))[:1]
-    assert mat.metadata["conversion"].value.startswith("two stages")
+    assert mat.metadata["conversion"].value.startswith("read once, by raw_export")
     assert len(read_rows(str(table_root))[1]) == 400
 
 
@@ -378,6 +385,8 @@ def test_an_export_that_fails_validation_is_never_converted(platform: dict[str, 
     ddb.put_item(TableName=p["table"], Item={"product_id": {"S": "X"}, "review_id": {"S": "Y"}, "year": {"N": "2015"}})
     bad = _export_outside_dagster(p, ddb)
     damaged = _corrupt_a_data_file(p, ddb, s3, bad)
+    table_root = p["lake"] / names.name
+    files_before = sorted((table_root / "data").rglob("*.parquet"))
     instance.add_dynamic_partitions(names.export_partitions.name, [bad])
     validation = dg.materialize([assets[names.raw_export_key]], partition_key=bad, instance=instance,
                                 resources=defs.resources, raise_on_error=False)
@@ -387,6 +396,9 @@ def test_an_export_that_fails_validation_is_never_converted(platform: dict[str, 
     metadata = record.asset_materialization.metadata
     assert metadata["valid"].value is False and damaged in metadata["error"].value
     assert metadata["latest_valid_export"].value == good  # the UI says which export the lake keeps
+    # Its read staged nothing: no record, and no data file beside the table's own.
+    assert sorted((table_root / "data").rglob("*.parquet")) == files_before
+    assert not (table_root / "_staged" / f"{bad}.json").exists()
 
     # Automation does not convert it: no partition of the lake table is requested.
     automation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=automation.cursor)

@@ -17,6 +17,10 @@ from ddb_assets.lake.convert import profile_export
 from ddb_assets.lake.profile import Profile
 from ddb_assets.lake.report import attribute_rows
 from ddb_assets.lake.saved_profiles import save_profile
+from ddb_assets.lake.convert import ScratchSpaceError
+from ddb_assets.lake.evolution import SchemaConflict
+from ddb_assets.lake.partitioning import PartitionError
+from ddb_assets.lake.staging import NotStaged, StagedExport, stage_export
 from ddb_assets.lake.evolution import plan_table
 
 
@@ -220,16 +224,32 @@ def build_raw_export(names: TableNames) -> dg.AssetsDefinition:
 
     @dg.asset(key=names.raw_export_key, partitions_def=names.export_partitions, deps=[names.pitr_export_key],
               kinds={"s3", "json"}, group_name=names.group, owners=names.table.owners, check_specs=[checksums, drift],
-              description="One completed PITR export, validated: manifests, checksums and item counts checked, "
-                          "every item read and its schema profiled. Partitioned by export id.")
+              description="One completed PITR export, validated and staged: manifests, checksums and item counts "
+                          "checked, every item read once, profiled and written as the lake table's data files, "
+                          "which the lake table's run commits. Partitioned by export id.")
     def raw_export(context: dg.AssetExecutionContext, dynamodb: DynamoDBResource,
                    lake: LakeResource) -> dg.MaterializeResult:
         export_id = context.partition_key
         uri, description = locate_export(names, dynamodb, export_id)
         previous_event = context.instance.get_latest_materialization_event(names.raw_export_key)
         options = names.settings.convert_options(names.table, s3=lake.s3_options(), catalog=lake.catalog_config())
+        location = lake.location(names.lake_path)
+        progress = lambda kind, info: context.log.debug(f"{kind}: {info}")  # noqa: E731
+        staged: StagedExport | None = None
         try:
-            export, profile = profile_export(uri, options)
+            # The validation is the conversion's read: each data file is fetched and decompressed
+            # once, checked, profiled and written as the table's data files; the lake table's run
+            # commits them (lake/staging.py). Where that does not apply, the export is only read.
+            try:
+                staged = stage_export(uri, location.uri, options, progress)
+                export, profile = staged.export, staged.profile
+                staging = (f"{staged.rows:,} rows in {len(staged.written)} data files, "
+                           f"{'one pass' if staged.one_pass else 'two stages'}; committed by the lake table's run"
+                           if staged.record else f"not staged: {staged.note}")
+            except (NotStaged, SchemaConflict, PartitionError, ScratchSpaceError) as reason:
+                # Not this asset's failure: the lake table's run converts the export and reports it.
+                export, profile = profile_export(uri, options, progress=progress)
+                staging = f"not staged: {reason}"
         except ExportFormatError as exc:
             # Recorded (so the UI shows why), never consumed: the lake table converts the latest
             # valid export (latest_valid_export), and automation waits for a passing check.
@@ -251,7 +271,7 @@ def build_raw_export(names: TableNames) -> dg.AssetsDefinition:
         # Only a speed-up: if it cannot be written, the export is still valid (parquet takes the
         # two stages), so the run goes on with a warning.
         try:
-            saved = save_profile(lake.location(names.lake_path), export_id, profile).uri
+            saved = save_profile(location, export_id, profile).uri
         except OSError as exc:
             saved = f"not saved ({exc})"
             context.log.warning(f"the profile of export {export_id} could not be saved beside the table, so its "
@@ -285,6 +305,7 @@ def build_raw_export(names: TableNames) -> dg.AssetsDefinition:
                 "partition_values": dg.MetadataValue.json(values),
                 "mixed_types": dg.MetadataValue.json(plan.variants),
                 "profile": saved,
+                "staged": staging,
             },
             check_results=[
                 dg.AssetCheckResult(check_name="checksums_verified", passed=True, metadata={

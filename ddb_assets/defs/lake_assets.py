@@ -14,6 +14,7 @@ from ddb_assets.defs.names import TableNames
 from ddb_assets.lake.commit import high_water_mark, instant
 from ddb_assets.lake.convert import ConvertResult, convert_export
 from ddb_assets.lake.saved_profiles import load_profile
+from ddb_assets.lake.staging import StagingStale, commit_staged, discard_superseded, load_staged
 from ddb_assets.lake.tables import partition_rows
 from ddb_assets.query.engine import QueryEngine
 from ddb_assets.query.result import QueryResult, quote_identifier
@@ -90,14 +91,16 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
         results: list[ConvertResult] = []
         for position, export in enumerate(chain):
             uri, _ = locate_export(names, dynamodb, export.export_id)
-            # raw_export read every item of this export already: with its profile the schema is
-            # planned up front and the conversion is one pass, with no local work folder.
+            # raw_export read this export already: it staged the data files (a full export on the
+            # local runner), or saved its profile (the schema planned up front: one pass).
+            staged = None if export.incremental else load_staged(location, export.export_id)
             known = load_profile(location, export.export_id)
             context.log.info(f"{'merging' if export.incremental else 'converting'} export {export.export_id} into "
                              f"{location.uri}" + (f" (window {export.export_from_time} to {export.export_to_time})"
                                                   if export.incremental else
                                                   f": {'all' if whole else len(selected)} partition(s)")
-                             + (", in one pass from raw_export's profile" if known is not None else
+                             + (", committing the data files raw_export staged" if staged is not None else
+                                ", in one pass from raw_export's profile" if known is not None else
                                 ", in two stages (no saved profile of this export)"))
             options = names.settings.convert_options(
                 names.table, s3=lake.s3_options(), catalog=lake.catalog_config(),
@@ -112,9 +115,15 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
                 # Glue job runs followed by dagster-aws's Pipes client: the job's messages reach this run.
                 launcher = pipes_glue_launcher(context, options.runner.staging, options.s3)
                 options = replace(options, runner=replace(options.runner, glue_launcher=launcher))
+            progress = lambda kind, info: context.log.debug(f"{kind}: {info}")  # noqa: E731
             try:
-                results.append(convert_export(uri, location.uri, options, known=known,
-                                              progress=lambda kind, info: context.log.debug(f"{kind}: {info}")))
+                result = None
+                if staged is not None:
+                    try:
+                        result = commit_staged(staged, location.uri, options, progress)
+                    except StagingStale as stale:
+                        context.log.warning(f"{stale}; reading export {export.export_id} again")
+                results.append(result or convert_export(uri, location.uri, options, known=known, progress=progress))
             except Exception as exc:
                 blocked = [e.export_id for e in chain[position + 1:]]
                 applied = [r.export.export_id for r in results]
@@ -136,6 +145,8 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
                                            "blocked": dg.MetadataValue.json(blocked)})
         result = results[-1]
         export_id = result.export.export_id
+        # Exports older than what the table now holds are never applied: their staged files go.
+        discard_superseded(location, max(r.export.export_id for r in results), lake.s3_options())
         table = result.commit.table
         rows_now = partition_rows(table)
         for partition in context.partition_keys:
@@ -178,6 +189,9 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
                 "vanished_attributes": dg.MetadataValue.json(result.plan.vanished),
                 "conversion": f"none: the table holds export {export_id} already (run config rebuild: true "
                               f"converts it again)" if result.unchanged else
+                              "read once, by raw_export: its staged data files committed (" +
+                              ("one pass" if result.one_pass else f"two stages, {result.scratch_bytes:,} bytes of "
+                                                                  f"scratch") + ")" if result.staged else
                               "one pass (raw_export's profile)" if result.one_pass else
                               f"two stages ({result.scratch_bytes:,} bytes of scratch)",
                 "json_parse": result.parse_path,

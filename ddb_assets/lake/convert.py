@@ -168,6 +168,7 @@ class ConvertResult:
     shards: int = 0  # shard tasks an engine ran (options.runner); 0: converted by the local pool
     json_reader: str = DEFAULT_JSON_READER  # the setting the items were parsed under
     readers: ReaderCounts = field(default_factory=ReaderCounts)  # pieces parsed by each reader
+    staged: bool = False  # committed from files an earlier read staged (lake/staging.py): not read here
 
     @property
     def parse_path(self) -> str:
@@ -587,6 +588,54 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
         from ddb_assets.lake.shards.driver import convert_in_shards
 
         return convert_in_shards(export, target, table, stored, options, notify, known, started)
+    converted = _read_and_write(export, target, table, stored, options, notify, known)
+    plan, written, job, parsed, profile = converted.plan, converted.written, converted.job, converted.parsed, \
+        converted.profile
+    keys = converted.keys
+    merged = None
+    try:
+        if job.key_columns is not None:
+            merged = merge_export(target.catalog, target.identifier, plan, written, _keys_or_empty(keys, job),
+                                  export_record(export), job.target, location=target.location.uri,
+                                  allow_overlap=options.allow_overlap, stored_at_plan=stored, s3=options.s3)
+            commit = merged.commit or current_result(load_table(target.catalog, *target.identifier))
+        else:
+            commit = commit_export(target.catalog, target.identifier, target.location.uri, plan, written,
+                                   export_record(export), only_partitions=options.only_partitions,
+                                   rebuild=options.rebuild, stored_at_plan=stored)
+        if commit.unchanged:  # a concurrent run committed this export first: these files are not needed
+            _remove_files(written, options.s3)
+    except NOT_COMMITTED:
+        _remove_files(written, options.s3)
+        raise
+    # Any other failure leaves the files: the commit may have landed (an answer lost on the way).
+    notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows})
+    history, history_error = _history(target, export, options, notify) if merged is not None else (None, None)
+    return ConvertResult(commit, f"{target.namespace}.{target.name}", target.location.uri, profile, plan, export,
+                         written, sum(p.compressed for p in parsed), sum(p.uncompressed for p in parsed),
+                         time.monotonic() - started, sum(p.spilled for p in parsed), one_pass=known is not None,
+                         merge=merged, history=history, history_error=history_error,
+                         json_reader=options.json_reader, readers=ReaderCounts.total(p.readers for p in parsed))
+
+
+@dataclass
+class _Converted:
+    """An export read, checked, profiled and written as data files, not committed yet."""
+
+    profile: Profile
+    plan: TablePlan
+    job: _WriteJob
+    written: list[WrittenFile]
+    keys: list[pa.Table]  # an incremental export's change keys (for the merge)
+    parsed: list[_Parsed]  # one per data file: bytes read, readers used
+    one_pass: bool
+
+
+def _read_and_write(export: Export, target: LakeTarget, table: Any, stored: TableSchema | None,
+                    options: ConvertOptions, notify: ProgressCallback, known: Profile | None) -> _Converted:
+    """The local runner's read of ``export``: each data file fetched and decompressed once, then
+    written as data files under the table's ``data/`` (one pass with ``known``; else two stages
+    through the work folder). On any failure the files written are removed."""
     workers = options.workers_for(export)
     # Runs killed before they could clean up left their scratch here: this run removes it.
     cleaned = remove_stale_scratch(options.work_dir)
@@ -620,30 +669,7 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
         if spill_dir is not None:
             shutil.rmtree(spill_dir, ignore_errors=True)
         _worker.release()  # workers=1 ran the files in this process
-    merged = None
-    try:
-        if job.key_columns is not None:
-            merged = merge_export(target.catalog, target.identifier, plan, written, _keys_or_empty(keys, job),
-                                  export_record(export), job.target, location=target.location.uri,
-                                  allow_overlap=options.allow_overlap, stored_at_plan=stored, s3=options.s3)
-            commit = merged.commit or current_result(load_table(target.catalog, *target.identifier))
-        else:
-            commit = commit_export(target.catalog, target.identifier, target.location.uri, plan, written,
-                                   export_record(export), only_partitions=options.only_partitions,
-                                   rebuild=options.rebuild, stored_at_plan=stored)
-        if commit.unchanged:  # a concurrent run committed this export first: these files are not needed
-            _remove_files(written, options.s3)
-    except NOT_COMMITTED:
-        _remove_files(written, options.s3)
-        raise
-    # Any other failure leaves the files: the commit may have landed (an answer lost on the way).
-    notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows})
-    history, history_error = _history(target, export, options, notify) if merged is not None else (None, None)
-    return ConvertResult(commit, f"{target.namespace}.{target.name}", target.location.uri, profile, plan, export,
-                         written, sum(p.compressed for p in parsed), sum(p.uncompressed for p in parsed),
-                         time.monotonic() - started, sum(p.spilled for p in parsed), one_pass=known is not None,
-                         merge=merged, history=history, history_error=history_error,
-                         json_reader=options.json_reader, readers=ReaderCounts.total(p.readers for p in parsed))
+    return _Converted(profile, plan, job, written, keys, parsed, one_pass=known is not None)
 
 
 def _history(target: LakeTarget, export: Export, options: ConvertOptions,

@@ -109,8 +109,11 @@ def remove_orphan_files(table: Any, grace: timedelta, s3: S3Options | None = Non
                         dry_run: bool = False) -> tuple[list[str], int]:
     """Delete files under the table's ``data/`` and ``metadata/`` that nothing references and
     that are older than ``grace``. Returns (file URIs, bytes)."""
-    referenced = referenced_files(table)
+    from ddb_assets.lake.staging import staged_paths
+
     root = resolve(table.location(), s3)
+    # Files a validation staged for a commit still to come are not orphans (lake/staging.py).
+    referenced = referenced_files(table) | {_normal(p) for p in staged_paths(root)}
     cutoff = time.time() - grace.total_seconds()
     removed, size = [], 0
     for folder in ("data", "metadata"):

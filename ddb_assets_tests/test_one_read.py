@@ -1,0 +1,164 @@
+"""One read per export in Dagster: raw_export's validation is the conversion's read, and the lake
+table's run commits the data files it staged (lake/staging.py). Counted on the local world's S3
+(moto's request recorder over HTTP), against the real Dagster assets."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import timedelta
+from typing import Any, Iterator
+from urllib.parse import unquote, urlparse
+
+import dagster as dg
+import pytest
+import requests
+
+from ddb_assets.lake.convert import ConvertOptions, profile_export
+from ddb_assets.lake.maintenance import remove_orphan_files
+from ddb_assets.local.world import LocalWorld
+from ddb_assets_tests.lake_reader import read_rows
+from ddb_assets_tests.test_dagster_platform import _assets, _export_outside_dagster, _partition_range
+from ddb_assets_tests.test_dagster_platform import platform  # noqa: F401 - the fixture
+
+
+class _Recorder:
+    """moto's own request recorder, through the world's HTTP API."""
+
+    def __init__(self, endpoint: str):
+        self.api = f"{endpoint}/moto-api/recorder"
+
+    def start(self) -> None:
+        requests.post(f"{self.api}/reset-recording", timeout=10).raise_for_status()
+        requests.post(f"{self.api}/start-recording", timeout=10).raise_for_status()
+
+    def gets(self, keys: set[str]) -> Counter:
+        """Stop recording; GETs of each of ``keys`` (object keys) since ``start``."""
+        requests.post(f"{self.api}/stop-recording", timeout=10).raise_for_status()
+        text = requests.get(f"{self.api}/download-recording", timeout=60).text
+        counts: Counter = Counter()
+        for line in text.splitlines():
+            entry = json.loads(line)
+            if entry["method"] != "GET":
+                continue
+            path = unquote(urlparse(entry["url"]).path).lstrip("/")
+            key = path.split("/", 1)[1] if "/" in path else ""  # path-style: bucket/key
+            if key in keys:
+                counts[key] += 1
+        return counts
+
+
+@pytest.fixture
+def recorder(world: LocalWorld) -> Iterator[_Recorder]:
+    recording = _Recorder(world.endpoint)
+    yield recording
+    requests.post(f"{recording.api}/stop-recording", timeout=10)
+    requests.post(f"{recording.api}/reset-recording", timeout=10)
+
+
+def _data_file_keys(p: dict[str, Any], ddb: Any, s3: Any, export_id: str) -> tuple[str, set[str]]:
+    description = ddb.describe_export(ExportArn=f"{p['arn']}/export/{export_id}")["ExportDescription"]
+    folder = description["ExportManifest"].rsplit("/", 1)[0]
+    files = s3.get_object(Bucket=p["bucket"], Key=f"{folder}/manifest-files.json")["Body"].read().decode()
+    keys = {json.loads(line)["dataFileS3Key"] for line in files.splitlines() if line}
+    return f"s3://{p['bucket']}/{description['ExportManifest']}", keys
+
+
+def test_from_export_to_snapshot_each_data_file_is_fetched_once(platform: dict[str, Any], ddb: Any, s3: Any,  # noqa: F811
+                                                                 recorder: _Recorder) -> None:
+    p = platform
+    names, instance, assets = p["names"], p["instance"], _assets(p["defs"])
+    export_id = _export_outside_dagster(p, ddb)
+    manifest, keys = _data_file_keys(p, ddb, s3, export_id)
+    assert len(keys) == 4
+
+    # The yardstick: what reading the export once costs in GETs (one per file at this size).
+    recorder.start()
+    profile_export(manifest, ConvertOptions(workers=1, s3=p["defs"].resources["lake"].s3_options()))
+    once = recorder.gets(keys)
+    assert set(once) == keys
+
+    recorder.start()
+    instance.add_dynamic_partitions(names.export_partitions.name, [export_id])
+    validation = dg.materialize([assets[names.raw_export_key]], partition_key=export_id, instance=instance,
+                                resources=p["defs"].resources)
+    partitions = names.value_partitions.get_partition_keys(dynamic_partitions_store=instance)
+    table = dg.materialize([assets[names.raw_export_key], assets[names.parquet_key]], selection=[names.parquet_key],
+                           instance=instance, resources=p["defs"].resources, tags=_partition_range(partitions))
+    assert recorder.gets(keys) == once  # validated, converted and committed: the export read once
+
+    [checked] = validation.asset_materializations_for_node("__".join(names.raw_export_key.path))
+    assert checked.metadata["staged"].value.startswith("400 rows in ")
+    [mat] = list(table.asset_materializations_for_node("__".join(names.parquet_key.path)))[:1]
+    assert mat.metadata["conversion"].value.startswith("read once, by raw_export")
+    assert mat.metadata["table_rows"].value == 400 and len(read_rows(str(p["lake"] / names.name))[1]) == 400
+    assert not list((p["lake"] / names.name / "_staged").glob("*.json"))  # the record goes with its commit
+
+
+def test_staged_files_that_are_gone_cost_a_second_read_not_the_table(platform: dict[str, Any],  # noqa: F811
+                                                                     ddb: Any) -> None:
+    p = platform
+    names, instance, assets = p["names"], p["instance"], _assets(p["defs"])
+    export_id = _export_outside_dagster(p, ddb)
+    instance.add_dynamic_partitions(names.export_partitions.name, [export_id])
+    dg.materialize([assets[names.raw_export_key]], partition_key=export_id, instance=instance,
+                   resources=p["defs"].resources)
+    table_root = p["lake"] / names.name
+    staged = sorted((table_root / "data").rglob("*.parquet"))
+    staged[0].unlink()  # say, removed by hand or by another tool
+    partitions = names.value_partitions.get_partition_keys(dynamic_partitions_store=instance)
+    result = dg.materialize([assets[names.raw_export_key], assets[names.parquet_key]], selection=[names.parquet_key],
+                            instance=instance, resources=p["defs"].resources, tags=_partition_range(partitions))
+    [mat] = list(result.asset_materializations_for_node("__".join(names.parquet_key.path)))[:1]
+    # read again, in one pass from raw_export's profile; the run says why
+    assert mat.metadata["conversion"].value == "one pass (raw_export's profile)"
+    warnings = [e.message for e in instance.all_logs(result.run_id) if e.level == 30]
+    assert any("data files are gone" in w and export_id in w for w in warnings), warnings
+    _, rows = read_rows(str(table_root))
+    assert len(rows) == 400
+    # the stale staged files went with their record: only the table's own files are left
+    assert sorted((table_root / "data").rglob("*.parquet")) != staged
+    assert not list((table_root / "_staged").glob("*.json"))
+
+
+def test_staged_files_are_not_orphans_and_superseded_ones_are_removed(platform: dict[str, Any],  # noqa: F811
+                                                                      ddb: Any) -> None:
+    p = platform
+    names, instance, assets, resources = p["names"], p["instance"], _assets(p["defs"]), p["defs"].resources
+    table_root = p["lake"] / names.name
+
+    def validate() -> str:
+        export_id = _export_outside_dagster(p, ddb)
+        instance.add_dynamic_partitions(names.export_partitions.name, [export_id])
+        dg.materialize([assets[names.raw_export_key]], partition_key=export_id, instance=instance,
+                       resources=resources)
+        return export_id
+
+    def materialize() -> Any:
+        partitions = names.value_partitions.get_partition_keys(dynamic_partitions_store=instance)
+        return dg.materialize([assets[names.raw_export_key], assets[names.parquet_key]],
+                              selection=[names.parquet_key], instance=instance, resources=resources,
+                              tags=_partition_range(partitions))
+
+    validate()
+    materialize()
+    ddb.put_item(TableName=p["table"], Item={"product_id": {"S": "X"}, "review_id": {"S": "Y"},
+                                            "year": {"N": "2015"}})
+    committed = set((table_root / "data").rglob("*.parquet"))
+    older = validate()
+    # Maintenance with no grace at all: the staged files are named by a live record, not orphans.
+    table = resources["lake"].table(names.name)
+    removed, _ = remove_orphan_files(table, timedelta(0), resources["lake"].s3_options())
+    assert not [r for r in removed if r.endswith(".parquet")]
+    staged_older = set((table_root / "data").rglob("*.parquet")) - committed
+    assert staged_older and (table_root / "_staged" / f"{older}.json").is_file()
+
+    newer = validate()  # a newer export arrives before the table's run: it is the one applied
+    result = materialize()
+    [mat] = list(result.asset_materializations_for_node("__".join(names.parquet_key.path)))[:1]
+    assert mat.metadata["export_id"].value == newer and mat.metadata["table_rows"].value == 401
+    assert mat.metadata["conversion"].value.startswith("read once, by raw_export")
+    # the older export's staged files will never be committed: removed with their record
+    assert not any(f.exists() for f in staged_older)
+    assert not list((table_root / "_staged").glob("*.json"))
+    assert len(read_rows(str(table_root))[1]) == 401
