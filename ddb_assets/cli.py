@@ -498,6 +498,15 @@ def _conversion_progress():  # type: ignore[no-untyped-def]
             totals["items"] += info["rows"]
             progress.advance(tasks["parse"])
             progress.update(tasks["parse"], detail=counted(totals['items'], 'item'))
+        elif kind == "replanned":
+            # The items need another plan than the one pass guessed: read again, in two stages.
+            progress.console.print(f"re-planning: {info['why']}", highlight=False, markup=False, soft_wrap=True)
+            for name in ("parse", "write"):
+                if name in tasks:
+                    progress.reset(tasks[name], total=progress.tasks[tasks[name]].total if name == "parse" else None)
+            totals.update(items=0, rows=0)
+        elif kind == "planned" and "write" in tasks:
+            progress.update(tasks["write"], detail=counted(info['columns'], 'column'))
         elif kind == "planned":
             tasks["write"] = progress.add_task("write parquet", total=None, detail=counted(info['columns'], 'column'))
         elif kind == "written":
@@ -685,8 +694,8 @@ def convert(
             ("columns", f"{len(plan.columns)}" + (f" ({'; '.join(changes)})" if changes else "")),
             ("input", f"{mb:,.1f} MB uncompressed, {result.compressed_bytes / 1e6:,.1f} MB gzip"),
             ("time", f"{result.seconds:.2f}s, {mb / max(result.seconds, 1e-9):,.1f} MB/s"),
-            ("scratch", f"none: {result.shards} shard tasks on the {runner} runner" if result.shards else
-             "none: one pass, planned from the profile" if result.one_pass else
+            ("read", f"{result.shards} shard tasks on the {runner} runner" if result.shards else result.path),
+            ("scratch", "none: one pass" if result.one_pass else
              f"{result.scratch_bytes / 1e6:,.1f} MB at most in {work_dir or tempfile.gettempdir()}"),
             ("parse", result.parse_path),
             ("location", result.location),

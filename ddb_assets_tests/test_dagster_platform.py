@@ -183,8 +183,9 @@ def test_single_run_backfill_reads_the_export_once_and_writes_exactly_those_part
     [mat] = materializations[:1]
     assert mat.metadata["dagster/column_schema"].value.columns
     # raw_export staged the data files (two stages: a new table has no schema to plan from)
-    assert re.fullmatch(r"read once, by raw_export: its staged data files committed \(two stages, [\d,]+ bytes of "
-                        r"scratch\)", mat.metadata["conversion"].value), mat.metadata["conversion"].value
+    assert mat.metadata["conversion"].value == "read once, by raw_export, and its staged data files committed (two " \
+                                               "stages: a new table (no stored schema to plan from))"
+    assert mat.metadata["scratch_bytes"].value > 0
     assert re.fullmatch(r"arrow-rs: [1-4] of 4 pieces, [0-3] fell back to pyarrow's reader",
                         mat.metadata["json_parse"].value), mat.metadata["json_parse"].value
     assert not any(p["scratch"].iterdir())  # the work folder is left clean

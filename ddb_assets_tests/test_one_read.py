@@ -111,7 +111,7 @@ def test_staged_files_that_are_gone_cost_a_second_read_not_the_table(platform: d
                             instance=instance, resources=p["defs"].resources, tags=_partition_range(partitions))
     [mat] = list(result.asset_materializations_for_node("__".join(names.parquet_key.path)))[:1]
     # read again, in one pass from raw_export's profile; the run says why
-    assert mat.metadata["conversion"].value == "one pass (raw_export's profile)"
+    assert mat.metadata["conversion"].value == "one pass: planned from this export's profile"
     warnings = [e.message for e in instance.all_logs(result.run_id) if e.level == 30]
     assert any("data files are gone" in w and export_id in w for w in warnings), warnings
     _, rows = read_rows(str(table_root))

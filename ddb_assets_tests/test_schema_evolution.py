@@ -179,10 +179,17 @@ def test_three_exports_evolve_one_table(tmp_path: Path) -> None:
     ]
     root = tmp_path / "lake" / "t"
     ids: dict[str, int] = {}
+    paths = []
     for number, items in enumerate(exports):
         result = convert_export(export_of(tmp_path / f"export{number}", items), root, ConvertOptions(workers=1))
         for column in result.plan.columns:
             assert ids.setdefault(column.name, column.field_id) == column.field_id  # names never change meaning
+        paths.append(result.path)
+    # Each export after the first is planned from the table's schema and the previous export's
+    # profile, and each brings what that plan lacks: read again in two stages, saying why.
+    assert paths[0] == "two stages: a new table (no stored schema to plan from)"
+    assert paths[1].startswith("two stages: its items do not fit the planned columns (") and "2.5" in paths[1]
+    assert paths[2].startswith("two stages: its items ") and paths[2].endswith("; the export was read again")
     meta, rows = read_rows(str(root))
     types = {c["name"]: c["type"] for c in meta["columns"]}
     assert types["qty"] == "long" and types["qty__n_d1"] == "decimal(2, 1)"
@@ -193,3 +200,24 @@ def test_three_exports_evolve_one_table(tmp_path: Path) -> None:
     assert row["qty"] == 3 and row["qty__n_d1"] is None
     assert str(row["price__n_d3"]) == "1.125" and row["price"] is None and row["code__s"] == "X-9"
     assert row["note"] is None  # vanished in the last export: kept, null
+
+
+def test_an_export_shaped_like_the_last_is_converted_in_one_pass(tmp_path: Path) -> None:
+    """The usual case: the next export of a table brings no new attribute or type. It is planned
+    from the stored schema and the last export's profile and converted in one pass, no work
+    folder; attributes it lacks stay columns (null in its rows)."""
+    from ddb_assets.lake.convert import ConvertOptions, convert_export
+    from ddb_assets_tests.lake_reader import read_rows
+    from ddb_assets_tests.test_schema_rules import export_of
+
+    root, work = tmp_path / "lake" / "t", tmp_path / "work"
+    first = export_of(tmp_path / "e0", [{"qty": {"N": "5"}, "note": {"S": "x"}}], export_id="01715674542517-a4c123b1")
+    second = export_of(tmp_path / "e1", [{"qty": {"N": "6"}}, {"qty": {"N": "7"}}], export_id="01715674600000-b5d234c2")
+    options = ConvertOptions(workers=1, work_dir=str(work))
+    first_id = convert_export(first, root, options).export.export_id
+    result = convert_export(second, root, options)
+    assert result.path == f"one pass: planned from the table's schema and export {first_id}'s profile"
+    assert result.one_pass and result.scratch_bytes == 0 and result.plan.vanished == ["note"]
+    assert not any(work.iterdir())
+    _, rows = read_rows(str(root))
+    assert sorted((r["pk"], r["qty"], r["note"]) for r in rows) == [("k0", 6, None), ("k1", 7, None)]

@@ -189,11 +189,9 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
                 "vanished_attributes": dg.MetadataValue.json(result.plan.vanished),
                 "conversion": f"none: the table holds export {export_id} already (run config rebuild: true "
                               f"converts it again)" if result.unchanged else
-                              "read once, by raw_export: its staged data files committed (" +
-                              ("one pass" if result.one_pass else f"two stages, {result.scratch_bytes:,} bytes of "
-                                                                  f"scratch") + ")" if result.staged else
-                              "one pass (raw_export's profile)" if result.one_pass else
-                              f"two stages ({result.scratch_bytes:,} bytes of scratch)",
+                              f"read once, by raw_export, and its staged data files committed ({result.path})"
+                              if result.staged else result.path,
+                "scratch_bytes": result.scratch_bytes,
                 "json_parse": result.parse_path,
                 "dagster/uri": result.location,
                 "dagster/table_name": result.table,

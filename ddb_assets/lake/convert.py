@@ -59,7 +59,7 @@ from ddb_assets.lake.record import INCREMENTAL, high_water_mark, instant
 from ddb_assets.lake.flatten import ItemColumns, flatten_items, partition_names
 from ddb_assets.lake.lifetime import worker_start
 from ddb_assets.lake.partitioning import PartitionBy
-from ddb_assets.lake.plan_checks import ProfileMismatch, check_profile
+from ddb_assets.lake.plan_checks import ProfileMismatch, check_profile, plan_misfits
 from ddb_assets.lake.profile import Profile, profile_items
 from ddb_assets.lake.scratch import make_scratch, remove_stale_scratch
 from ddb_assets.lake.shards.options import RunnerOptions
@@ -169,6 +169,7 @@ class ConvertResult:
     json_reader: str = DEFAULT_JSON_READER  # the setting the items were parsed under
     readers: ReaderCounts = field(default_factory=ReaderCounts)  # pieces parsed by each reader
     staged: bool = False  # committed from files an earlier read staged (lake/staging.py): not read here
+    path: str = ""  # how the export was read and why: "one pass: planned from ...", "two stages: ..."
 
     @property
     def parse_path(self) -> str:
@@ -440,9 +441,11 @@ def _convert_files(worker: int, files: list[tuple[int, DataFile]], job: _WriteJo
         except (pa.ArrowException, ValueError, TypeError) as exc:
             # Loudly wrong (a decimal where the profile saw integers): the profile is not this
             # export's. Quietly wrong (a type the plan has no column for) is found by the end check.
-            raise ProfileMismatch(f"the items of export {export_id} do not fit the schema planned from the "
-                                  f"profile given ({exc}). Profile the export again (inspect --save-profile), "
-                                  f"or convert without a profile") from None
+            error = ProfileMismatch(f"the items of export {export_id} do not fit the schema planned from the "
+                                    f"profile given ({exc}). Profile the export again (inspect --save-profile), "
+                                    f"or convert without a profile")
+            error.detail = str(exc)  # type: ignore[attr-defined] - kept when pickled from a worker
+            raise error from None
 
     try:
         reads = [_read_file(index, data_file, conversion, options.dictionary_keys, options.partition,
@@ -588,7 +591,10 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
         from ddb_assets.lake.shards.driver import convert_in_shards
 
         return convert_in_shards(export, target, table, stored, options, notify, known, started)
-    converted = _read_and_write(export, target, table, stored, options, notify, known)
+    converted = _read_and_write(export, target, table, stored, options, notify, known,
+                                # An incremental export's lines are changes: planned from its own profile only.
+                                guess=saved_guess(dest, export.export_id, options.s3)
+                                if known is None and not export.summary.incremental else None)
     plan, written, job, parsed, profile = converted.plan, converted.written, converted.job, converted.parsed, \
         converted.profile
     keys = converted.keys
@@ -610,12 +616,42 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
         raise
     # Any other failure leaves the files: the commit may have landed (an answer lost on the way).
     notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows})
+    if merged is None:
+        keep_profile(dest, export.export_id, profile, options.s3)
     history, history_error = _history(target, export, options, notify) if merged is not None else (None, None)
     return ConvertResult(commit, f"{target.namespace}.{target.name}", target.location.uri, profile, plan, export,
                          written, sum(p.compressed for p in parsed), sum(p.uncompressed for p in parsed),
-                         time.monotonic() - started, sum(p.spilled for p in parsed), one_pass=known is not None,
+                         time.monotonic() - started, sum(p.spilled for p in parsed), one_pass=converted.one_pass,
                          merge=merged, history=history, history_error=history_error,
-                         json_reader=options.json_reader, readers=ReaderCounts.total(p.readers for p in parsed))
+                         json_reader=options.json_reader, readers=ReaderCounts.total(p.readers for p in parsed),
+                         path=converted.path)
+
+
+def saved_guess(dest: str | os.PathLike[str], export_id: str, s3: S3Options | None) -> tuple[str, Profile] | None:
+    """A profile to plan a one pass from, saved beside the table at ``dest``: this export's own
+    (saved by an earlier read of it), else the newest of an earlier export; None if none is."""
+    from ddb_assets.lake.saved_profiles import latest_profile, load_profile
+
+    try:
+        root = resolve(str(dest), s3)
+    except (OSError, ValueError):
+        return None
+    own = load_profile(root, export_id)
+    if own is not None:
+        return "this export's profile, saved by an earlier read", own
+    latest = latest_profile(root, other_than=export_id)
+    return (f"export {latest[0]}'s profile", latest[1]) if latest is not None else None
+
+
+def keep_profile(dest: str | os.PathLike[str], export_id: str, profile: Profile, s3: S3Options | None) -> None:
+    """Save the profile of a converted export beside the table (best effort): the next export of
+    the table plans its one pass from it (saved_guess)."""
+    from ddb_assets.lake.saved_profiles import save_profile
+
+    try:
+        save_profile(resolve(str(dest), s3), export_id, profile)
+    except (OSError, ValueError):
+        pass  # costs the next conversion a spill, never this one its commit
 
 
 @dataclass
@@ -629,47 +665,99 @@ class _Converted:
     keys: list[pa.Table]  # an incremental export's change keys (for the merge)
     parsed: list[_Parsed]  # one per data file: bytes read, readers used
     one_pass: bool
+    path: str = ""  # how the export was read and why, in words (ConvertResult.path)
+
+
+class _Misfit(Exception):
+    """A speculative one pass met items its plan cannot hold (the message says which columns)."""
 
 
 def _read_and_write(export: Export, target: LakeTarget, table: Any, stored: TableSchema | None,
-                    options: ConvertOptions, notify: ProgressCallback, known: Profile | None) -> _Converted:
+                    options: ConvertOptions, notify: ProgressCallback, known: Profile | None,
+                    guess: tuple[str, Profile] | None = None) -> _Converted:
     """The local runner's read of ``export``: each data file fetched and decompressed once, then
-    written as data files under the table's ``data/`` (one pass with ``known``; else two stages
-    through the work folder). On any failure the files written are removed."""
+    written as data files under the table's ``data/``. With ``known`` (this export's profile) in
+    one pass; else, with ``guess`` (an earlier export's profile, by export id) and the table's
+    stored schema, in one pass planned from both, which falls back to the two stages if the items
+    need another plan (the export is then read a second time; the path says why); else in two
+    stages through the work folder. On any failure the files written are removed."""
     workers = options.workers_for(export)
     # Runs killed before they could clean up left their scratch here: this run removes it.
     cleaned = remove_stale_scratch(options.work_dir)
     if cleaned:
         notify("scratch_removed", {"folders": [c.path for c in cleaned], "bytes": sum(c.bytes for c in cleaned)})
-    spill_dir = make_scratch(options.work_dir) if known is None else None
     run = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
+    if known is not None:
+        return _one_pass(export, target, table, stored, options, notify, known, workers, run, strict=True,
+                         path="one pass: planned from this export's profile")
+    why = "two stages: a new table (no stored schema to plan from)" if stored is None else \
+        "two stages: the table is rebuilt" if options.rebuild else \
+        "two stages: no profile of an earlier export of this table is saved beside it"
+    if guess is not None and stored is not None and not options.rebuild:
+        source, profile = guess
+        try:
+            return _one_pass(export, target, table, stored, options, notify, profile, workers, run, strict=False,
+                             path=f"one pass: planned from the table's schema and {source}")
+        except _Misfit as misfit:
+            why = f"two stages: {misfit}; the export was read again"
+            notify("replanned", {"why": str(misfit)})
+            run = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
+    spill_dir = make_scratch(options.work_dir)
     written: list[WrittenFile] = []
     try:
         with _executor(workers) as pool:
-            if known is None:
-                parsed = _run_stage_one(pool, export, spill_dir, options, notify)
-                profile = Profile.merged(p.profile for p in sorted(parsed, key=lambda p: p.index))
-                plan = _plan(profile, options, stored)
-                notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
-                job = _write_job(plan, target, run, options, export, profile, table)
-                written, keys = _run_stage_two(pool, parsed, job, workers, notify)
-            else:
-                plan = _plan(known, options, stored)
-                notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
-                job = _write_job(plan, target, run, options, export, known, table)
-                parsed, written, keys = _run_one_pass(pool, export, job, options, workers, notify)
-                profile = Profile.merged(p.profile for p in sorted(parsed, key=lambda p: p.index))
-                check_profile(_plan(profile, options, stored), plan, export.export_id)
+            parsed = _run_stage_one(pool, export, spill_dir, options, notify)
+            profile = Profile.merged(p.profile for p in sorted(parsed, key=lambda p: p.index))
+            plan = _plan(profile, options, stored)
+            notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
+            job = _write_job(plan, target, run, options, export, profile, table)
+            written, keys = _run_stage_two(pool, parsed, job, workers, notify)
         written = merge_small_files(written, resolve(job.target.data, options.s3), plan.arrow_schema, job.target,
                                     options.small_partition_bytes)
     except BaseException:
         _remove_files(written, options.s3)  # best effort: what is left is an orphan for maintenance
         raise
     finally:
-        if spill_dir is not None:
-            shutil.rmtree(spill_dir, ignore_errors=True)
+        shutil.rmtree(spill_dir, ignore_errors=True)
         _worker.release()  # workers=1 ran the files in this process
-    return _Converted(profile, plan, job, written, keys, parsed, one_pass=known is not None)
+    return _Converted(profile, plan, job, written, keys, parsed, one_pass=False, path=why)
+
+
+def _one_pass(export: Export, target: LakeTarget, table: Any, stored: TableSchema | None, options: ConvertOptions,
+              notify: ProgressCallback, planned_from: Profile, workers: int, run: str, *, strict: bool,
+              path: str) -> _Converted:
+    """Plan from ``planned_from``, then read, check, profile and write in one pass. ``strict``: the
+    items must need exactly that plan (ProfileMismatch); else they must fit it (_Misfit)."""
+    written: list[WrittenFile] = []
+    try:
+        with _executor(workers) as pool:
+            plan = _plan(planned_from, options, stored)
+            notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
+            job = _write_job(plan, target, run, options, export, planned_from, table)
+            try:
+                parsed, written, keys = _run_one_pass(pool, export, job, options, workers, notify)
+            except ProfileMismatch as exc:
+                if strict:
+                    raise
+                raise _Misfit(f"its items do not fit the planned columns ({getattr(exc, 'detail', exc)})") from None
+            profile = Profile.merged(p.profile for p in sorted(parsed, key=lambda p: p.index))
+            seen = _plan(profile, options, stored)
+            if strict:
+                check_profile(seen, plan, export.export_id)
+            else:
+                misfits = plan_misfits(seen, plan)
+                if misfits:
+                    raise _Misfit(f"its items need columns the plan lacked ({'; '.join(misfits)})")
+                # The files hold the planned columns; what vanished is this export's own account.
+                plan.vanished, plan.variants = seen.vanished, seen.variants
+        written = merge_small_files(written, resolve(job.target.data, options.s3), plan.arrow_schema, job.target,
+                                    options.small_partition_bytes)
+    except BaseException:
+        _remove_files(written, options.s3)  # best effort: what is left is an orphan for maintenance
+        raise
+    finally:
+        _worker.release()  # workers=1 ran the files in this process
+    return _Converted(profile, plan, job, written, keys, parsed, one_pass=True, path=path)
 
 
 def _history(target: LakeTarget, export: Export, options: ConvertOptions,

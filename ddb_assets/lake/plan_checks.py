@@ -35,3 +35,15 @@ def check_profile(seen: TablePlan, plan: TablePlan, export_id: str) -> None:
         raise ProfileMismatch(f"the profile given does not describe export {export_id}: its items need "
                               f"another schema ({'; '.join(changes)}). Profile the export again (inspect "
                               f"--save-profile), or convert without a profile")
+
+
+def plan_misfits(seen: TablePlan, plan: TablePlan) -> list[str]:
+    """What files written with ``plan`` would lack for items that need ``seen`` (empty: they fit).
+    They fit when both have the same columns (ids, names, types) and every column the items fill
+    is one the plan fills; the plan may fill more (attributes an earlier export had: null here)."""
+    changes = [c for c in plan_differences(plan, seen) if c != "the columns map from other attributes"]
+    if changes:
+        return changes
+    by_id = seen.schema.by_id()
+    unfilled = sorted(by_id[i].name for i in seen.active - plan.active if i in by_id)
+    return [f"values for {', '.join(unfilled)}"] if unfilled else []

@@ -67,6 +67,7 @@ class StagedExport:
     json_reader: str
     readers: ReaderCounts = field(default_factory=ReaderCounts)
     seconds: float = 0.0
+    path: str = ""  # how the export was read and why (ConvertResult.path)
     record: str | None = None  # URI of the saved record (None: it could not be saved)
     note: str = ""  # why the record could not be saved
     export: Export | None = None  # the export as opened by stage_export (not saved in the record)
@@ -87,6 +88,7 @@ class StagedExport:
             "compressed": self.compressed, "uncompressed": self.uncompressed, "scratch_bytes": self.scratch_bytes,
             "one_pass": self.one_pass, "json_reader": self.json_reader,
             "readers": {"arrow_rs": self.readers.arrow_rs, "pyarrow": self.readers.pyarrow}, "seconds": self.seconds,
+            "path": self.path,
         })
 
     @classmethod
@@ -106,7 +108,7 @@ class StagedExport:
                                      _footer_from_text(w["footer"])) for w in d["written"]],
                 compressed=d["compressed"], uncompressed=d["uncompressed"], scratch_bytes=d["scratch_bytes"],
                 one_pass=d["one_pass"], json_reader=d["json_reader"], readers=ReaderCounts(**d["readers"]),
-                seconds=d["seconds"], record=obj)
+                seconds=d["seconds"], path=d.get("path", ""), record=obj)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{obj}: cannot read the staged conversion ({exc})") from None
 
@@ -144,7 +146,7 @@ def stage_export(source: str | os.PathLike[str], dest: str | os.PathLike[str], o
     refuses it: the message says why), ExportFormatError for bad input (nothing is left behind),
     and what planning raises (SchemaConflict, PartitionError). A record that cannot be saved
     leaves no files either; the result then says why in ``note`` (``record`` is None)."""
-    from ddb_assets.lake.convert import _read_and_write, _remove_files, preflight
+    from ddb_assets.lake.convert import _read_and_write, _remove_files, preflight, saved_guess
     from ddb_assets.lake.evolution import SchemaConflict
     from ddb_assets.lake.guards import Refused
 
@@ -165,13 +167,14 @@ def stage_export(source: str | os.PathLike[str], dest: str | os.PathLike[str], o
         raise NotStaged(f"the table holds export {export.export_id} already")
     notify("opened", {"files": len(export.files), "items": export.summary.item_count,
                       "export_id": export.export_id})
-    converted = _read_and_write(export, target, table, stored, options, notify, None)
+    converted = _read_and_write(export, target, table, stored, options, notify, None,
+                                guess=saved_guess(dest, export.export_id, options.s3))
     parsed = converted.parsed
     staged = StagedExport(
         export.export_id, str(source), stored, _options_of(options), converted.profile, converted.written,
         sum(p.compressed for p in parsed), sum(p.uncompressed for p in parsed), sum(p.spilled for p in parsed),
         converted.one_pass, options.json_reader, ReaderCounts.total(p.readers for p in parsed),
-        time.monotonic() - started, export=export)
+        time.monotonic() - started, path=converted.path, export=export)
     location = record_location(resolve(str(dest), options.s3), export.export_id)
     try:
         location.write_bytes(staged.to_json())
@@ -237,7 +240,7 @@ def commit_staged(staged: StagedExport, dest: str | os.PathLike[str], options: A
     return ConvertResult(commit, f"{target.namespace}.{target.name}", target.location.uri, staged.profile, plan,
                          export, written, staged.compressed, staged.uncompressed,
                          staged.seconds + time.monotonic() - started, staged.scratch_bytes, one_pass=staged.one_pass,
-                         json_reader=staged.json_reader, readers=staged.readers, staged=True)
+                         json_reader=staged.json_reader, readers=staged.readers, staged=True, path=staged.path)
 
 
 def _remove_record(staged: StagedExport, s3: S3Options | None) -> None:
