@@ -101,6 +101,10 @@ def open_engine(options: ConvertOptions, run: str) -> Engine:
         from ddb_assets.lake.shards.glue import GlueEngine
 
         return GlueEngine(options, run)
+    if options.runner.kind == "emr_serverless":
+        from ddb_assets.lake.shards.emr_serverless import EmrServerlessEngine
+
+        return EmrServerlessEngine(options, run)
     raise ValueError(f"runner {options.runner.kind!r} does not run shard tasks")
 
 
