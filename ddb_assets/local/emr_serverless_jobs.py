@@ -21,7 +21,8 @@ does; ``CancelJobRun`` stops it (CANCELLED). When the run's ``configurationOverr
 CloudWatch logging, its finished driver's stdout and stderr go to CloudWatch Logs where EMR
 Serverless puts them (``/aws/emr-serverless`` or the configured group, stream
 ``[prefix]/applications/APP/jobs/RUN/SPARK_DRIVER/stdout``), for Pipes to read. ``GetDashboardForJobRun``
-answers with the run's local output folder. Other job runs keep moto's behaviour.
+answers with the run's local output folder; ``ListJobRuns`` of an application that has run
+nothing yet answers an empty list, as AWS does. Other job runs keep moto's behaviour.
 """
 
 from __future__ import annotations
@@ -183,10 +184,12 @@ def install() -> None:
             _refresh(self, job_run)
             return job_run
 
-        def list_job_runs(self: Any, *args: Any, **kwargs: Any) -> Any:
-            for job_run in self.job_runs.get(kwargs.get("application_id", args[0] if args else None), []):
+        def list_job_runs(self: Any, application_id: str, *args: Any, **kwargs: Any) -> Any:
+            # An application with no job run yet has none (moto's answer: it does not exist).
+            self.job_runs.setdefault(self.get_application(application_id).id, [])
+            for job_run in self.job_runs[application_id]:
                 _refresh(self, job_run)
-            return original_list(self, *args, **kwargs)
+            return original_list(self, application_id, *args, **kwargs)
 
         def cancel_job_run(self: Any, application_id: str, job_run_id: str) -> Any:
             run = spark_run_of(original_get(self, application_id, job_run_id))
