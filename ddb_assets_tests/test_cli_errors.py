@@ -253,7 +253,7 @@ USAGE = [
      "invalid value for '--advance': '-5m' is not a duration: expected seconds (900) or a number with s, m, h or d "
      "(90s, 15m, 2h, 1d), 0 or more"),
     (["convert", "SRC", "DEST", "--runner", "sparky"], "convert [OPTIONS] {SOURCE} {DEST}",
-     "invalid value for '--runner': 'sparky' is not one of local, spark, glue"),
+     "invalid value for '--runner': 'sparky' is not one of local, spark, glue, emr_serverless"),
     (["convert", "SRC", "DEST", "--shards", "-1"], "convert [OPTIONS] {SOURCE} {DEST}",
      "invalid value for '--shards': input should be greater than or equal to 0"),
     (["maintain", "t", "--keep-snapshots", "0"], "maintain [OPTIONS] {TABLE}",
