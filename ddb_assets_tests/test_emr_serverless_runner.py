@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import dagster as dg
 import pytest
@@ -160,6 +161,11 @@ def test_a_job_run_that_fails_reports_emr_serverless_state_and_details(
     job_run = Boto3Launcher(poll_seconds=1)(job_run_params(runner, round_uri))
     assert job_run["state"] == "FAILED"
     assert "nothing-here/round-0.json" in job_run["stateDetails"], job_run["stateDetails"]
+    # The dashboard of a failed local run is its output folder: the package's zip was fetched from
+    # the world's S3 into it, for spark-submit's --py-files, as EMR Serverless fetches pyFiles.
+    url = world.client("emr-serverless").get_dashboard_for_job_run(applicationId=application,
+                                                                    jobRunId=job_run["jobRunId"])["url"]
+    assert (Path(urlparse(url).path) / modules.rsplit("/", 1)[1]).read_bytes()[:2] == b"PK"
     missing = RunnerOptions(kind="emr_serverless", staging=f"s3://{bucket}/staging", emr_application=application,
                             emr_role=ROLE, emr_entry_point=script, emr_py_files=f"s3://{bucket}/no/such.zip")
     job_run = Boto3Launcher(poll_seconds=1)(job_run_params(missing, round_uri))

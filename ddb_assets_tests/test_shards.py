@@ -62,7 +62,7 @@ def test_the_settings_choose_the_runner_and_a_wrong_one_is_named(tmp_path: Path)
     path.write_text(base + "runner: emr\n")
     with pytest.raises(ConfigError) as raised:
         load_settings(path)
-    assert "runner" in str(raised.value) and "'local', 'spark' or 'glue'" in str(raised.value)
+    assert "runner" in str(raised.value) and "'local', 'spark', 'glue' or 'emr_serverless'" in str(raised.value)
 
 
 def _written_specs(tmp_path: Path, items: int = 600, files: int = 3) -> tuple[Path, list[ShardSpec]]:
