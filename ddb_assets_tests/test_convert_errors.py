@@ -317,6 +317,12 @@ def test_a_profile_that_is_not_the_exports_fails_and_publishes_nothing(
     ({"BS": ["AAEC", "AAE"]}, "BS must hold base64, found 'AAE'"),
     ({"NULL": False}, "attribute 'odd': NULL must be true"),  # was read as a null, silently
     ({"NULL": "true"}, "attribute 'odd': NULL must be a JSON boolean"),
+    # Outside DynamoDB's own range: no DynamoDB table holds these, so the export is damaged.
+    ({"N": "1" * 39}, "N '" + "1" * 39 + "' has 39 significant digits; DynamoDB's numbers have at most 38"),
+    ({"N": "-0.1234567890123456789012345678901234567891"}, "has 40 significant digits"),
+    ({"N": "1E+126"}, "N '1E+126' is outside DynamoDB's range (magnitude 1E-130 to 9.99...E+125)"),
+    ({"N": "0.1e-130"}, "N '0.1e-130' is outside DynamoDB's range"),
+    ({"NS": ["1", "1E-131"]}, "NS '1E-131' is outside DynamoDB's range"),
 ])
 def test_a_malformed_number_or_binary_is_named_with_its_line(tmp_path: Path, published: tuple[Path, dict],
                                                              value: dict, expected: str) -> None:
@@ -338,6 +344,8 @@ def test_a_malformed_number_or_binary_is_named_with_its_line(tmp_path: Path, pub
     ({"X": "5"}, "unknown type descriptor 'X'"),  # was carried as null
     ({"N": "abc"}, "N must hold a number, found 'abc'"),  # was written as invalid JSON text
     ({"S": 5}, "S must be a JSON string"),  # was written as a number
+    ({"N": "1E+126"}, "N '1E+126' is outside DynamoDB's range"),
+    ({"NS": ["1", "2" * 39]}, "has 39 significant digits"),
 ])
 def test_a_bad_value_inside_a_dictionary_map_is_named_with_its_line(tmp_path: Path, published: tuple[Path, dict],
                                                                     value: dict, expected: str) -> None:

@@ -32,7 +32,7 @@ from ddb_assets.exports.json_reader import (
     remember,
     worth_trying,
 )
-from ddb_assets.exports.numbers import NUMBER_TEXT
+from ddb_assets.exports.numbers import NUMBER_TEXT, PLAIN_IN_RANGE, PLAIN_NUMBER_TEXT, range_problem
 from ddb_assets.exports.plain_json import (BASE64_TEXT, RAW_LIST, RAW_MAP, checked_plain_map, plain_json_text,
                                            plain_value)
 
@@ -684,10 +684,29 @@ def _check_wrapper(array: pa.Array, path: str, raw: Text, obj: str,
 
 def _check_texts(values: pa.Array, descriptor: str, path: str, raw: Text, obj: str) -> None:
     what, pattern = _TEXT_RULES[descriptor[0]]
+    if descriptor[0] == "N":
+        _check_numbers(values, descriptor, path, raw, obj)
+        return
     bad = pc.invert(pc.match_substring_regex(values, f"^{pattern}$"))
     if pc.any(bad).as_py():
         found = values.filter(bad)[0].as_py()
         _fail_path(raw, obj, path, f"attribute {path!r}: {descriptor} must hold {what}, found {found!r}")
+
+
+def _check_numbers(values: pa.Array, descriptor: str, path: str, raw: Text, obj: str) -> None:
+    """Every N/NS text a number DynamoDB can hold. One regex pass as cheap as the syntax check
+    alone: a short number without an exponent is in range (numbers.PLAIN_IN_RANGE); only the
+    others (rare) are looked at one by one, for their syntax and their range."""
+    plain = pc.match_substring_regex(values, f"^{PLAIN_NUMBER_TEXT}$")
+    suspect = pc.or_(pc.invert(plain), pc.greater(pc.binary_length(values), PLAIN_IN_RANGE))
+    if not pc.any(suspect).as_py():
+        return
+    for text in values.filter(suspect).to_pylist():
+        if not _PYTHON_RULES["N"].fullmatch(text):
+            _fail_path(raw, obj, path, f"attribute {path!r}: {descriptor} must hold a number, found {text!r}")
+        problem = range_problem(text)
+        if problem:
+            _fail_path(raw, obj, path, f"attribute {path!r}: {descriptor} {text!r:.60} {problem}")
 
 
 def _valid_counts(children: list[pa.Array]) -> pa.Array:
@@ -752,6 +771,9 @@ def _attribute_problem(value: Any, path: str, depth: int) -> str | None:
         for text in (inner if kind in SET_DESCRIPTORS else [inner]):
             if not rule.fullmatch(text):
                 return f"attribute {path!r}: {kind} must hold {_TEXT_RULES[kind[0]][0]}, found {text!r}"
+            problem = range_problem(text) if kind[0] == "N" else None
+            if problem:
+                return f"attribute {path!r}: {kind} {text!r:.60} {problem}"
     if kind in ("M", "L") and depth > MAX_NESTING:
         return f"attribute {path!r}: maps and lists nest deeper than DynamoDB's {MAX_NESTING} levels"
     if kind == "M":
