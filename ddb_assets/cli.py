@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, List, Optional
 
 import typer
 from rich.console import Console
@@ -591,6 +591,10 @@ def convert(
                                                                       "starts before the table's high-water "
                                                                       "mark, by write time (changes written "
                                                                       "before the mark are skipped)."),
+    key: Optional[List[str]] = typer.Option(None, "--key", metavar="ATTR", help="A key attribute of the DynamoDB "
+                                            "table (give the partition key, then the sort key: --key pk --key "
+                                            "sk): an item lacking one, or a full export holding a key twice, is "
+                                            "refused (default: not checked)."),
     history: bool = typer.Option(False, "--history", help="Incremental exports: also append each change (key, "
                                                           "operation, write time, new and old images) to the change "
                                                           "history table <table>_changes, created if needed; "
@@ -634,7 +638,7 @@ def convert(
         workers=workers, work_dir=work_dir, compression=compression, json_reader=json_reader,
         catalog=_catalog_config(catalog, namespace),
         table_name=table_name, rebuild=rebuild, allow_overlap=allow_overlap, history=history,
-        runner=runner_options,
+        runner=runner_options, key_attributes=tuple(key or ()),
         from_table=frozenset(key for key, value in given.items() if value is None))  # the table's own
     export, known = open_export(source), None
     if profile:
