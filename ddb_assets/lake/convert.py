@@ -23,6 +23,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -318,6 +319,19 @@ class ScratchSpaceError(OSError):
     """The work folder cannot take the parsed pieces (full disk, quota, file size limit)."""
 
 
+def _make_scratch(work_dir: str | None) -> str:
+    """This run's scratch folder in ``work_dir``; a work folder that cannot take it (read-only,
+    full, not a folder) is named as the work folder, not mistaken for the destination."""
+    try:
+        return make_scratch(work_dir)
+    except OSError as exc:
+        reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+        raise ScratchSpaceError(
+            f"cannot make a scratch folder in the work folder {work_dir or tempfile.gettempdir()} ({reason}). A "
+            f"conversion keeps the parsed export there between its two stages: give a writable folder with room "
+            f"(convert --work-dir, or convert_work_dir in the settings)") from None
+
+
 def _spill(table: pa.Table, path: str) -> int:
     try:
         with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
@@ -602,7 +616,7 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
     cleaned = remove_stale_scratch(options.work_dir)
     if cleaned:
         notify("scratch_removed", {"folders": [c.path for c in cleaned], "bytes": sum(c.bytes for c in cleaned)})
-    spill_dir = make_scratch(options.work_dir) if known is None else None
+    spill_dir = _make_scratch(options.work_dir) if known is None else None
     run = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
     written: list[WrittenFile] = []
     try:
