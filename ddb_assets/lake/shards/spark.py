@@ -79,6 +79,7 @@ class SparkEngine:
         self.log = Path(tempfile.gettempdir()) / f"ddb-assets-spark-{run}.log"
         self.process: subprocess.Popen | None = None
         self.rounds = 0
+        self.ended = False  # spark-submit ended before a round's results: no spec is worth rerunning
 
     def __enter__(self) -> "SparkEngine":
         if self.folder.scheme == "file":
@@ -128,6 +129,7 @@ class SparkEngine:
                     return document
             status = self.process.poll()
             if status is not None:
+                self.ended = True
                 raise ShardFailed(f"spark-submit ended (status {status}) before the shards' results came back: "
                                   f"{_cause(self.log)} (its log: {self.log})")
             time.sleep(POLL_SECONDS)
@@ -144,10 +146,12 @@ class SparkEngine:
         except (OSError, subprocess.TimeoutExpired):
             process.terminate()
             process.wait()
+        task_failed = kind is not None and issubclass(kind, ShardFailed) and not self.ended
         # The temporary staging folder (specs, results, what Spark left in its working directory)
-        # goes whatever happened: the error says what failed, with its object and line, or names
-        # the log, which stays when the engine failed.
-        if self.temporary:
+        # stays only when a task kept failing: the error names its spec, to rerun with `ddb-assets
+        # shard run`. When spark-submit itself ended, the error gives the cause and names the log,
+        # which stays; bad input is reported with its object and line.
+        if self.temporary and not task_failed:
             shutil.rmtree(self.staging_root, ignore_errors=True)
         if kind is None or not issubclass(kind, ShardFailed):
             self.log.unlink(missing_ok=True)
