@@ -505,8 +505,11 @@ def _conversion_progress():  # type: ignore[no-untyped-def]
             progress.advance(tasks["write"], info["files"])
             progress.update(tasks["write"], detail=counted(totals['rows'], 'row'))
         elif kind == "committed" and "write" in tasks:
-            done = progress.tasks[tasks["write"]].completed
-            progress.update(tasks["write"], total=done, detail=f"{counted(totals['rows'], 'row')} in {counted(int(done), 'file')}")
+            # The files the snapshot added, as the summary counts them: the small files a partition's
+            # workers wrote were merged into one before the commit.
+            done = info.get("files", int(progress.tasks[tasks["write"]].completed))
+            progress.update(tasks["write"], total=done, completed=done,
+                            detail=f"{counted(totals['rows'], 'row')} in {counted(done, 'file')}")
         progress.refresh()
 
     return progress, on_event

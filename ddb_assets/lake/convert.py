@@ -664,7 +664,7 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
         _remove_files(written, options.s3)
         raise
     # Any other failure leaves the files: the commit may have landed (an answer lost on the way).
-    notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows})
+    notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows, "files": commit.added})
     history, history_error = _history(target, export, options, notify) if merged is not None else (None, None)
     return ConvertResult(commit, f"{target.namespace}.{target.name}", target.location.uri, profile, plan, export,
                          written, sum(p.compressed for p in parsed), sum(p.uncompressed for p in parsed),

@@ -85,7 +85,7 @@ def convert_in_shards(export: Export, target: LakeTarget, table: Any, stored: Ta
         remove_run_files(data, run)
         raise
     # Any other failure leaves the files: the commit may have landed (an answer lost on the way).
-    notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows})
+    notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows, "files": commit.added})
     if reads is None:
         reads = [read for r in results for read in r.reads]
     return ConvertResult(commit, f"{target.namespace}.{target.name}", target.location.uri, seen, plan, export,
