@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, List, Optional
 
 import typer
 from rich.console import Console
@@ -505,8 +505,11 @@ def _conversion_progress():  # type: ignore[no-untyped-def]
             progress.advance(tasks["write"], info["files"])
             progress.update(tasks["write"], detail=counted(totals['rows'], 'row'))
         elif kind == "committed" and "write" in tasks:
-            done = progress.tasks[tasks["write"]].completed
-            progress.update(tasks["write"], total=done, detail=f"{counted(totals['rows'], 'row')} in {counted(int(done), 'file')}")
+            # The files the snapshot added, as the summary counts them: the small files a partition's
+            # workers wrote were merged into one before the commit.
+            done = info.get("files", int(progress.tasks[tasks["write"]].completed))
+            progress.update(tasks["write"], total=done, completed=done,
+                            detail=f"{counted(totals['rows'], 'row')} in {counted(done, 'file')}")
         progress.refresh()
 
     return progress, on_event
@@ -591,6 +594,10 @@ def convert(
                                                                       "starts before the table's high-water "
                                                                       "mark, by write time (changes written "
                                                                       "before the mark are skipped)."),
+    key: Optional[List[str]] = typer.Option(None, "--key", metavar="ATTR", help="A key attribute of the DynamoDB "
+                                            "table (give the partition key, then the sort key: --key pk --key "
+                                            "sk): an item lacking one, or a full export holding a key twice, is "
+                                            "refused (default: not checked)."),
     history: bool = typer.Option(False, "--history", help="Incremental exports: also append each change (key, "
                                                           "operation, write time, new and old images) to the change "
                                                           "history table <table>_changes, created if needed; "
@@ -648,7 +655,7 @@ def convert(
         workers=workers, work_dir=work_dir, compression=compression, json_reader=json_reader,
         catalog=_catalog_config(catalog, namespace),
         table_name=table_name, rebuild=rebuild, allow_overlap=allow_overlap, history=history,
-        runner=runner_options,
+        runner=runner_options, key_attributes=tuple(key or ()),
         from_table=frozenset(key for key, value in given.items() if value is None))  # the table's own
     export, known = open_export(source), None
     if profile:

@@ -191,7 +191,10 @@ class TableSettings(_Strict):
     compression: Literal["zstd", "lz4", "snappy", "gzip", "none"] = Field(
         "zstd", description="Parquet codec: zstd (smallest files), snappy for readers without zstd, lz4, gzip, none.")
     key_attributes: list[str] = Field(default_factory=list,
-                                      description="Key attributes for the null/unique checks (default: the table's key schema).")
+                                      description="The table's key attributes (partition key, then sort key): "
+                                                  "conversions refuse an item lacking one and a full export "
+                                                  "holding a key twice; also the null/unique check's (default "
+                                                  "there: the table's key schema).")
     wait_for_export: bool | None = Field(None, description="Wait for exports in the pitr_export asset "
                                                            "(default: yes locally, no on AWS).")
     enable_pitr: bool = Field(False, description="Turn point-in-time recovery on if it is off (else fail clearly).")
@@ -325,7 +328,8 @@ class Settings(_Strict):
                                       workers=self.convert_workers, work_dir=self.convert_work_dir,
                                       json_reader=self.convert_json_reader,
                                       table_name=table.lake_name, catalog=self.catalog.config(),
-                                      history=table.history, runner=runner)
+                                      history=table.history, runner=runner,
+                                      key_attributes=tuple(table.key_attributes))
         values.update(overrides)
         return ConvertOptions(**values)
 
