@@ -157,8 +157,10 @@ def probe(arguments: dict) -> None:
     driver.open_engine = lambda options, run: _TimedEngine(real_open(options, run), spans, origin)
     for name in ("shard_specs", "_plan", "check_profile", "merge_small_files", "commit_export"):
         _timed(driver, name, spans, origin)
+    # A staging folder of this run's own: other programs on a shared machine tidy TMPDIR's
+    # ddb-assets-* folders, the runner's default staging among them.
     runner = RunnerOptions(kind="spark", shards=arguments["shards"], spark_master=arguments["master"],
-                           spark_conf=(("spark.ui.enabled", "false"),))
+                           spark_conf=(("spark.ui.enabled", "false"),), staging=arguments["staging"])
     options = ConvertOptions(partition_by=arguments["partition_by"], runner=runner)
 
     def progress(kind: str, info: dict) -> None:
@@ -185,6 +187,7 @@ def shard_overhead(args: argparse.Namespace, work: Path) -> dict:
         out = work / f"probe-{shards}.json"
         command = [PYTHON, str(Path(__file__).resolve()), PROBE, json.dumps({
             "source": str(source), "dest": str(work / "lake" / f"tiny_{shards}"), "shards": shards,
+            "staging": str(work / f"staging-{shards}"),
             "master": args.spark_master, "partition_by": args.partition_by, "out": str(out)})]
         load = _load()
         outside = measure(f"{shards} shards", command)
@@ -348,19 +351,22 @@ def throughput(args: argparse.Namespace, work: Path) -> dict:
         parquet_mb = sum(w.bytes for w in written.written) / 1e6
         entry = {"json_mb": json_mb, "gzip_mb": gzip_mb, "items": items, "parquet_mb": parquet_mb,
                  "files_written": len(written.written), "profile_wall": profile_wall, "profile_cpu": profile_cpu,
-                 "write_wall": write_wall, "write_cpu": write_cpu, "load_after": _load()}
+                 "write_wall": write_wall, "write_cpu": write_cpu, "load_after": _load(),
+                 # what passes through the staging folder and Spark's collect per shard
+                 "spec_bytes": len(writing.to_json()), "result_bytes": len(written.to_json())}
         rounds.append(entry)
         print(f"  round {number + 1}: {json_mb:,.0f} MB of JSON ({gzip_mb:,.0f} MB gzip, {items:,} items): "
               f"profile pass {profile_wall:.2f}s wall {profile_cpu:.2f} CPU-s ({json_mb / profile_cpu:.1f} MB/CPU-s); "
               f"write pass {write_wall:.2f}s wall {write_cpu:.2f} CPU-s ({json_mb / write_cpu:.1f} MB/CPU-s); "
-              f"{len(written.written)} Parquet files, {parquet_mb:,.0f} MB", flush=True)
+              f"{len(written.written)} Parquet files, {parquet_mb:,.0f} MB; spec {entry['spec_bytes'] / 1024:,.0f} KiB, "
+              f"result {entry['result_bytes'] / 1024:,.0f} KiB", flush=True)
         shutil.rmtree(data.parent, ignore_errors=True)
     # the least CPU of the rounds: a shared machine only adds to it (and the first round warms imports up)
     best = lambda key: min(r[key] for r in rounds)  # noqa: E731
     first = rounds[0]
     summary = {"json_mb": first["json_mb"], "gzip_mb": first["gzip_mb"], "items": first["items"],
                "parquet_mb": first["parquet_mb"], "files_written": first["files_written"],
-               "data_files": len(files),
+               "data_files": len(files), "spec_bytes": first["spec_bytes"], "result_bytes": first["result_bytes"],
                "profile_mb_per_cpu_s": first["json_mb"] / best("profile_cpu"),
                "write_mb_per_cpu_s": first["json_mb"] / best("write_cpu"),
                "both_mb_per_cpu_s": first["json_mb"] / (best("profile_cpu") + best("write_cpu")),
@@ -383,7 +389,8 @@ def project(figures: dict) -> list[dict]:
     """Wall time and cost of a two-pass sharded conversion for each size and executor count.
 
     work per pass = size / per-core rate of that pass; shards = one per 256 MiB of gzip (the
-    automatic count), raised to the executor count, never more than the export's data files;
+    automatic count) rounded up to whole waves of the executors, never more than the export's
+    data files (``--shards`` sets it so);
     wall = application start + both passes (waves of equal shards: ceil(shards / executors)
     times one shard's work plus the per-shard overhead) + the driver's per-task share of every
     task + the commit of the files written (per file, as measured at the largest count)."""
@@ -406,7 +413,8 @@ def project(figures: dict) -> list[dict]:
         automatic = max(2, math.ceil(gzip_bytes / SHARD_BYTES))
         items = json_mb / rate["json_mb"] * rate["items"]
         for executors in EXECUTORS:
-            shards = min(data_files, max(automatic, executors))
+            # whole waves: the automatic count rounded up to a multiple of the executors
+            shards = min(data_files, executors * math.ceil(automatic / executors))
             busy = min(executors, shards)
             waves = math.ceil(shards / executors)
             per_shard_mb = json_mb / shards
@@ -429,18 +437,25 @@ def project(figures: dict) -> list[dict]:
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
     if seconds < 3600:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
 
 
+def _usd(value: float) -> str:
+    return f"${value:,.2f}" if value < 10 else f"${value:,.0f}"
+
+
 def markdown(rows: list[dict]) -> str:
-    lines = ["| export (JSON) | executors | shards (busy) | wall | commit | core-hours | EMR Serverless | Glue |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| export (JSON) | executors | shards (busy) | files committed | wall | of which the commit | "
+             "executor-hours | EMR Serverless | Glue |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['tb']:g} TB | {r['executors']} | {r['shards']:,} ({r['busy']}) | "
-                     f"{_duration(r['wall_seconds'])} | {r['commit_seconds']:.0f} s | {r['core_hours']:,.0f} | "
-                     f"${r['emr_serverless_usd']:,.0f} | ${r['glue_usd']:,.0f} |")
+        lines.append(f"| {r['tb']:g} TB | {r['executors']} | {r['shards']:,} ({r['busy']}) | {r['files_written']:,} | "
+                     f"{_duration(r['wall_seconds'])} | {_duration(r['commit_seconds'])} | {r['core_hours']:,.1f} | "
+                     f"{_usd(r['emr_serverless_usd'])} | {_usd(r['glue_usd'])} |")
     return "\n".join(lines)
 
 
@@ -480,6 +495,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=str(HERE / "data"), help="cache of generated exports (default bench/data)")
     p.add_argument("--results", default=str(HERE / "results"), help="folder of the JSON results (default bench/results)")
     p.add_argument("--from-results", default=None, help="print the projection from this results file, run nothing")
+    p.add_argument("--reuse", default=None, help="take the parts not run now from this earlier results file")
     return p
 
 
@@ -498,6 +514,13 @@ def main(argv: list[str] | None = None) -> int:
     document: dict[str, Any] = {"started": stamp, "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
                                                              "load_at_start": _load()},
                                 "arguments": {k: v for k, v in vars(args).items()}, "parts": {}}
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    path = results / f"shards-{stamp}.json"
+    if args.reuse:
+        earlier = json.loads(Path(args.reuse).read_text())
+        document["reused"] = {part: args.reuse for part in earlier["parts"] if part not in parts}
+        document["parts"].update({part: earlier["parts"][part] for part in document["reused"]})
     work = Path(tempfile.mkdtemp(prefix="shard-scale-"))
     try:
         for part in parts:
@@ -505,17 +528,15 @@ def main(argv: list[str] | None = None) -> int:
             found = {"shards": shard_overhead, "commit": commit_scale, "throughput": throughput}[part](args, work)
             found["part_seconds"], found["part_cpu_in_this_process"] = now() - started, cpu_self() - cpu
             document["parts"][part] = found
+            document["load_at_end"] = _load()
+            path.write_text(json.dumps(document, indent=1))  # after each part: a long run cut short keeps what it found
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    document["load_at_end"] = _load()
     if set(PARTS) <= set(document["parts"]):
         figures = {k: v["summary"] if k != "commit" else v for k, v in document["parts"].items()}
         document["projection"] = project(figures)
         print("\n" + markdown(document["projection"]))
-    results = Path(args.results)
-    results.mkdir(parents=True, exist_ok=True)
-    path = results / f"shards-{stamp}.json"
-    path.write_text(json.dumps(document, indent=1))
+        path.write_text(json.dumps(document, indent=1))
     print(f"\nresults written to {path}")
     return 0
 
