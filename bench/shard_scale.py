@@ -476,26 +476,26 @@ def parser() -> argparse.ArgumentParser:
                                             "worker's rate; then the scale projection of bench/README.md.")
     p.add_argument("--only", action="append", choices=PARTS, help="run only this part (repeatable)")
     p.add_argument("--skip", action="append", choices=PARTS, default=[], help="skip this part (repeatable)")
-    p.add_argument("--shards", type=int, default=1000,
-                   help="shards of the many-shard run; the tiny export has 10%% more data files (default 1000)")
-    p.add_argument("--few-shards", type=int, default=4, help="shards of the run it is compared with (default 4)")
-    p.add_argument("--items-per-file", type=int, default=50, help="items per tiny data file (default 50)")
-    p.add_argument("--spark-master", default="local[2]", help="spark-submit's --master (default local[2])")
-    p.add_argument("--partition-by", default=None, help="partitioning of the shards part's table (default none)")
-    p.add_argument("--commit-files", type=_counts, default=[1000, 10000],
+    p.add_argument("--shards", type=int, metavar="N", default=1000,
+                   help="shards of the many-shard run; the tiny export has 10%% more data files (default 1000: not finished on 2 loaded cores; 200 took 6 minutes)")
+    p.add_argument("--few-shards", type=int, metavar="N", default=4, help="shards of the run it is compared with (default 4)")
+    p.add_argument("--items-per-file", type=int, metavar="N", default=50, help="items per tiny data file (default 50)")
+    p.add_argument("--spark-master", default="local[2]", metavar="MASTER", help="spark-submit's --master (default local[2])")
+    p.add_argument("--partition-by", default=None, metavar="SPEC", help="partitioning of the shards part's table (default none)")
+    p.add_argument("--commit-files", type=_counts, metavar="N,N", default=[1000, 10000],
                    help="data files per commit, comma-separated (default 1000,10000)")
-    p.add_argument("--seed-items", type=int, default=3000, help="items of the small conversion whose files are "
+    p.add_argument("--seed-items", type=int, metavar="N", default=3000, help="items of the small conversion whose files are "
                                                                   "copied for the commit part (default 3000)")
-    p.add_argument("--export", default=None, help="export folder for the throughput part (default: the benchmark's "
+    p.add_argument("--export", default=None, metavar="FOLDER", help="export folder for the throughput part (default: the benchmark's "
                                                    "cached one under --data-dir, generated if missing)")
-    p.add_argument("--throughput-items", type=int, default=1_000_000, help="items of that export (default 1000000)")
-    p.add_argument("--throughput-files", type=int, default=16, help="its data files (default 16)")
-    p.add_argument("--slice", type=int, default=3, help="data files one worker converts (default 3)")
-    p.add_argument("--rounds", type=int, default=2, help="throughput rounds, the least CPU reported (default 2)")
-    p.add_argument("--data-dir", default=str(HERE / "data"), help="cache of generated exports (default bench/data)")
-    p.add_argument("--results", default=str(HERE / "results"), help="folder of the JSON results (default bench/results)")
-    p.add_argument("--from-results", default=None, help="print the projection from this results file, run nothing")
-    p.add_argument("--reuse", default=None, help="take the parts not run now from this earlier results file")
+    p.add_argument("--throughput-items", type=int, metavar="N", default=1_000_000, help="items of that export (default 1000000)")
+    p.add_argument("--throughput-files", type=int, metavar="N", default=16, help="its data files (default 16)")
+    p.add_argument("--slice", type=int, metavar="N", default=3, help="data files one worker converts (default 3)")
+    p.add_argument("--rounds", type=int, metavar="N", default=2, help="throughput rounds, the least CPU reported (default 2)")
+    p.add_argument("--data-dir", default=str(HERE / "data"), metavar="FOLDER", help="cache of generated exports (default bench/data)")
+    p.add_argument("--results", default=str(HERE / "results"), metavar="FOLDER", help="folder of the JSON results (default bench/results)")
+    p.add_argument("--from-results", default=None, metavar="FILE", help="print the projection from this results file, run nothing")
+    p.add_argument("--reuse", default=None, metavar="FILE", help="take the parts not run now from this earlier results file")
     return p
 
 

@@ -35,7 +35,7 @@ def test_help_names_the_three_parts_and_the_shard_counts(capsys: pytest.CaptureF
         _script().main(["--help"])
     assert stopped.value.code == 0
     text = capsys.readouterr().out
-    assert "{throughput,commit,shards}" in text and "--shards SHARDS" in text and "--commit-files" in text
+    assert "{throughput,commit,shards}" in text and "--shards N" in text and "--commit-files" in text
 
 
 @pytest.mark.fast
@@ -75,7 +75,7 @@ def test_a_tiny_run_commits_every_copy_and_measures_one_worker(tmp_path: Path,
 
     export = open_export(found["throughput"]["export"])
     measured = found["throughput"]["summary"]
-    assert measured["data_files"] == 2 and measured["items"] == sum(f.item_count for f in export.files[:2])
+    assert measured["data_files"] == 2 and measured["items"] == sum(f.manifest.item_count for f in export.files[:2])
     assert "projection" not in _results(tmp_path / "results")  # it needs the shards part too
     assert "results written to" in capsys.readouterr().out
 
