@@ -218,7 +218,8 @@ def shard_overhead(args: argparse.Namespace, work: Path) -> dict:
     # is up by then), and on the driver's side (specs written, results read) per task.
     write = rounds_many[-1]
     outside_code = (write["spark"] * slots - write["task_seconds"]) / write["tasks"]
-    driver_side = sum(r["specs_written"] + r["results_read"] for r in rounds_many) / sum(r["tasks"] for r in rounds_many)
+    driver_side = sum(r["specs_written"] + r["results_read"] for r in rounds_many) / \
+        sum(r["tasks"] for r in rounds_many)
     summary = {"per_shard_wall": per_shard, "per_shard_cpu": per_shard_cpu, "slots": slots,
                "per_task_slot_seconds_outside_shard_code": outside_code, "per_task_driver_seconds": driver_side,
                "passes": len(rounds_many)}
@@ -231,7 +232,7 @@ def shard_overhead(args: argparse.Namespace, work: Path) -> dict:
 def _slots(master: str) -> int:
     inside = master[master.find("[") + 1:master.find("]")] if "[" in master else "1"
     first = inside.split(",")[0]
-    return os.cpu_count() or 1 if first == "*" else int(first)
+    return (os.cpu_count() or 1) if first == "*" else int(first)
 
 
 # --- part 2: one commit of N files ------------------------------------------------------------------
@@ -307,7 +308,8 @@ def _commit(target: Any, plan: Any, written: list, record: Any, label: str) -> d
     if commit.rows != expected or listed != len(written) or commit.added != len(written):
         raise SystemExit(f"{label}: the snapshot holds {commit.rows:,} rows in {listed:,} files, "
                          f"not {expected:,} in {len(written):,}")
-    print(f"  {label:<30} {seconds:6.2f}s wall {cpu_seconds:6.2f} CPU-s; metadata.json {sizes['metadata_json'] / 1024:,.0f}"
+    print(f"  {label:<30} {seconds:6.2f}s wall {cpu_seconds:6.2f} CPU-s; "
+          f"metadata.json {sizes['metadata_json'] / 1024:,.0f}"
           f" KiB, manifest list {sizes['manifest_list'] / 1024:,.1f} KiB, {sizes['manifest_count']} manifest(s) "
           f"{sizes['manifests'] / 1024:,.0f} KiB ({sizes['manifests'] / len(written):,.0f} B a file)", flush=True)
     return {"seconds": seconds, "cpu": cpu_seconds, "removed": commit.removed, **sizes}
@@ -358,7 +360,8 @@ def throughput(args: argparse.Namespace, work: Path) -> dict:
         print(f"  round {number + 1}: {json_mb:,.0f} MB of JSON ({gzip_mb:,.0f} MB gzip, {items:,} items): "
               f"profile pass {profile_wall:.2f}s wall {profile_cpu:.2f} CPU-s ({json_mb / profile_cpu:.1f} MB/CPU-s); "
               f"write pass {write_wall:.2f}s wall {write_cpu:.2f} CPU-s ({json_mb / write_cpu:.1f} MB/CPU-s); "
-              f"{len(written.written)} Parquet files, {parquet_mb:,.0f} MB; spec {entry['spec_bytes'] / 1024:,.0f} KiB, "
+              f"{len(written.written)} Parquet files, {parquet_mb:,.0f} MB; "
+              f"spec {entry['spec_bytes'] / 1024:,.0f} KiB, "
               f"result {entry['result_bytes'] / 1024:,.0f} KiB", flush=True)
         shutil.rmtree(data.parent, ignore_errors=True)
     # the least CPU of the rounds: a shared machine only adds to it (and the first round warms imports up)
@@ -472,30 +475,35 @@ def _counts(text: str) -> list[int]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Per-shard overhead on local Spark, the one commit of many files, and one "
-                                            "worker's rate; then the scale projection of bench/README.md.")
-    p.add_argument("--only", action="append", choices=PARTS, help="run only this part (repeatable)")
-    p.add_argument("--skip", action="append", choices=PARTS, default=[], help="skip this part (repeatable)")
-    p.add_argument("--shards", type=int, metavar="N", default=1000,
-                   help="shards of the many-shard run; the tiny export has 10%% more data files (default 1000: not finished on 2 loaded cores; 200 took 6 minutes)")
-    p.add_argument("--few-shards", type=int, metavar="N", default=4, help="shards of the run it is compared with (default 4)")
-    p.add_argument("--items-per-file", type=int, metavar="N", default=50, help="items per tiny data file (default 50)")
-    p.add_argument("--spark-master", default="local[2]", metavar="MASTER", help="spark-submit's --master (default local[2])")
-    p.add_argument("--partition-by", default=None, metavar="SPEC", help="partitioning of the shards part's table (default none)")
-    p.add_argument("--commit-files", type=_counts, metavar="N,N", default=[1000, 10000],
-                   help="data files per commit, comma-separated (default 1000,10000)")
-    p.add_argument("--seed-items", type=int, metavar="N", default=3000, help="items of the small conversion whose files are "
-                                                                  "copied for the commit part (default 3000)")
-    p.add_argument("--export", default=None, metavar="FOLDER", help="export folder for the throughput part (default: the benchmark's "
-                                                   "cached one under --data-dir, generated if missing)")
-    p.add_argument("--throughput-items", type=int, metavar="N", default=1_000_000, help="items of that export (default 1000000)")
-    p.add_argument("--throughput-files", type=int, metavar="N", default=16, help="its data files (default 16)")
-    p.add_argument("--slice", type=int, metavar="N", default=3, help="data files one worker converts (default 3)")
-    p.add_argument("--rounds", type=int, metavar="N", default=2, help="throughput rounds, the least CPU reported (default 2)")
-    p.add_argument("--data-dir", default=str(HERE / "data"), metavar="FOLDER", help="cache of generated exports (default bench/data)")
-    p.add_argument("--results", default=str(HERE / "results"), metavar="FOLDER", help="folder of the JSON results (default bench/results)")
-    p.add_argument("--from-results", default=None, metavar="FILE", help="print the projection from this results file, run nothing")
-    p.add_argument("--reuse", default=None, metavar="FILE", help="take the parts not run now from this earlier results file")
+    p = argparse.ArgumentParser(description="Per-shard overhead on local Spark, the one commit of many files, and "
+                                            "one worker's rate; then the scale projection of bench/README.md.")
+    add = p.add_argument
+    add("--only", action="append", choices=PARTS, help="run only this part (repeatable)")
+    add("--skip", action="append", choices=PARTS, default=[], help="skip this part (repeatable)")
+    add("--shards", type=int, metavar="N", default=1000,
+        help="shards of the many-shard run; the tiny export has 10%% more data files "
+             "(default 1000: not finished on 2 loaded cores; 200 took 6 minutes)")
+    add("--few-shards", type=int, metavar="N", default=4, help="shards of the run it is compared with (default 4)")
+    add("--items-per-file", type=int, metavar="N", default=50, help="items per tiny data file (default 50)")
+    add("--spark-master", default="local[2]", metavar="MASTER", help="spark-submit's --master (default local[2])")
+    add("--partition-by", default=None, metavar="SPEC", help="partitioning of the shards part's table (default none)")
+    add("--commit-files", type=_counts, metavar="N,N", default=[1000, 10000],
+        help="data files per commit, comma-separated (default 1000,10000)")
+    add("--seed-items", type=int, metavar="N", default=3000,
+        help="items of the small conversion whose files are copied for the commit part (default 3000)")
+    add("--export", default=None, metavar="FOLDER",
+        help="export folder for the throughput part (default: the benchmark's cached one under --data-dir, "
+             "generated if missing)")
+    add("--throughput-items", type=int, metavar="N", default=1_000_000, help="items of that export (default 1000000)")
+    add("--throughput-files", type=int, metavar="N", default=16, help="its data files (default 16)")
+    add("--slice", type=int, metavar="N", default=3, help="data files one worker converts (default 3)")
+    add("--rounds", type=int, metavar="N", default=2, help="throughput rounds, the least CPU reported (default 2)")
+    add("--data-dir", default=str(HERE / "data"), metavar="FOLDER",
+        help="cache of generated exports (default bench/data)")
+    add("--results", default=str(HERE / "results"), metavar="FOLDER",
+        help="folder of the JSON results (default bench/results)")
+    add("--from-results", default=None, metavar="FILE", help="print the projection from this results file, run nothing")
+    add("--reuse", default=None, metavar="FILE", help="take the parts not run now from this earlier results file")
     return p
 
 
@@ -511,7 +519,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parts = [p for p in (args.only or PARTS) if p not in args.skip]
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    document: dict[str, Any] = {"started": stamp, "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
+    machine = {"cores": os.cpu_count(), "python": platform.python_version()}
+    document: dict[str, Any] = {"started": stamp, "machine": {**machine,
                                                              "load_at_start": _load()},
                                 "arguments": {k: v for k, v in vars(args).items()}, "parts": {}}
     results = Path(args.results)
