@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, List, Optional
 
 import typer
 from rich.console import Console
@@ -460,7 +460,7 @@ def generate_export(
 # equal), spelled out so that parsing the command line imports neither pyarrow nor pyiceberg.
 NAMINGS = ("snake", "glue")
 COMPRESSIONS = ("zstd", "snappy", "lz4", "gzip", "none")
-RUNNERS = ("local", "spark", "glue")
+RUNNERS = ("local", "spark", "glue", "emr_serverless")
 WORKERS_HELP = "Worker processes (0: one per core, or none for an export under 20,000 items)."
 
 
@@ -514,8 +514,11 @@ def _conversion_progress():  # type: ignore[no-untyped-def]
             progress.advance(tasks["write"], info["files"])
             progress.update(tasks["write"], detail=counted(totals['rows'], 'row'))
         elif kind == "committed" and "write" in tasks:
-            done = progress.tasks[tasks["write"]].completed
-            progress.update(tasks["write"], total=done, detail=f"{counted(totals['rows'], 'row')} in {counted(int(done), 'file')}")
+            # The files the snapshot added, as the summary counts them: the small files a partition's
+            # workers wrote were merged into one before the commit.
+            done = info.get("files", int(progress.tasks[tasks["write"]].completed))
+            progress.update(tasks["write"], total=done, completed=done,
+                            detail=f"{counted(totals['rows'], 'row')} in {counted(done, 'file')}")
         progress.refresh()
 
     return progress, on_event
@@ -600,24 +603,40 @@ def convert(
                                                                       "starts before the table's high-water "
                                                                       "mark, by write time (changes written "
                                                                       "before the mark are skipped)."),
+    key: Optional[List[str]] = typer.Option(None, "--key", metavar="ATTR", help="A key attribute of the DynamoDB "
+                                            "table (give the partition key, then the sort key: --key pk --key "
+                                            "sk): an item lacking one, or a full export holding a key twice, is "
+                                            "refused (default: not checked)."),
     history: bool = typer.Option(False, "--history", help="Incremental exports: also append each change (key, "
                                                           "operation, write time, new and old images) to the change "
                                                           "history table <table>_changes, created if needed; "
                                                           "catches up exports it lacks."),
-    runner: str = typer.Option("local", metavar="[local|spark|glue]", callback=_one_of(*RUNNERS),
+    runner: str = typer.Option("local", metavar="[local|spark|glue|emr_serverless]", callback=_one_of(*RUNNERS),
                                help="local: worker processes on this machine; spark: shard tasks in one Spark "
                                     "application (spark-submit; needs the spark extra and Java); glue: shard "
-                                    "tasks in AWS Glue job runs (--glue-job, --staging). Incremental exports "
-                                    "always merge on this machine."),
+                                    "tasks in AWS Glue job runs (--glue-job, --staging); emr_serverless: shard "
+                                    "tasks in EMR Serverless job runs (--emr-application, --emr-role, "
+                                    "--emr-entry-point, --staging). Incremental exports always merge on this "
+                                    "machine."),
     glue_job: Optional[str] = typer.Option(None, metavar="NAME", help="--runner glue: the Glue job whose script "
                                            "'ddb-assets shard package' uploaded."),
-    staging: Optional[str] = typer.Option(None, metavar="DIR", help="--runner glue: the s3:// folder the shard "
-                                          "specs and results pass through; --runner spark: a local or s3:// one "
-                                          "(default: a temporary local folder)."),
+    emr_application: Optional[str] = typer.Option(None, metavar="ID", help="--runner emr_serverless: the EMR "
+                                                  "Serverless application (Spark) that runs the job."),
+    emr_role: Optional[str] = typer.Option(None, metavar="ARN", help="--runner emr_serverless: the job runtime "
+                                           "role (reads the export, writes the table's files and --staging)."),
+    emr_entry_point: Optional[str] = typer.Option(None, metavar="URI", help="--runner emr_serverless: the job "
+                                                  "script 'ddb-assets shard package' uploaded (s3://)."),
+    emr_py_files: Optional[str] = typer.Option(None, metavar="URI", help="--runner emr_serverless: the package's "
+                                               "zip 'ddb-assets shard package' uploaded (spark.submit.pyFiles; "
+                                               "omit when the application's Python has the package)."),
+    staging: Optional[str] = typer.Option(None, metavar="DIR", help="--runner glue or emr_serverless: the s3:// "
+                                          "folder the shard specs and results pass through; --runner spark: a "
+                                          "local or s3:// one (default: a temporary local folder)."),
     spark_master: Optional[str] = typer.Option(None, metavar="MASTER", help="spark-submit's --master for "
                                                "--runner spark: local[N], spark://HOST:7077, yarn (default: "
                                                "local[*])."),
-    shards: Optional[int] = typer.Option(None, min=0, metavar="N", help="Shard tasks for --runner spark or glue "
+    shards: Optional[int] = typer.Option(None, min=0, metavar="N", help="Shard tasks for --runner spark, glue or "
+                                         "emr_serverless "
                                          "(0, the default: about one per 256 MiB of gzip input, at least two, at "
                                          "most one per data file)."),
 ) -> None:
@@ -634,7 +653,9 @@ def convert(
     from ddb_assets.lake.profile import profile_from_json
     from ddb_assets.lake.record import high_water_mark, iso_millis
 
-    runner_options = _runner_options(runner, spark_master, shards, glue_job, staging)
+    runner_options = _runner_options(runner, spark_master, shards, glue_job, staging,
+                                     emr={"--emr-application": emr_application, "--emr-role": emr_role,
+                                          "--emr-entry-point": emr_entry_point, "--emr-py-files": emr_py_files})
     given = {"partition_by": partition_by, "naming": naming, "max_depth": max_depth, "dictionary_keys": dictionary_keys}
     defaults = {"partition_by": None, "naming": "snake", "max_depth": 3, "dictionary_keys": 64}
     options = ConvertOptions(  # bad values fail here (OptionError), before the export is opened
@@ -643,7 +664,7 @@ def convert(
         workers=workers, work_dir=work_dir, compression=compression, json_reader=json_reader,
         catalog=_catalog_config(catalog, namespace),
         table_name=table_name, rebuild=rebuild, allow_overlap=allow_overlap, history=history,
-        runner=runner_options,
+        runner=runner_options, key_attributes=tuple(key or ()),
         from_table=frozenset(key for key, value in given.items() if value is None))  # the table's own
     export, known = open_export(source), None
     if profile:
@@ -726,15 +747,18 @@ def _history_failed(result: Any) -> None:
 
 
 def _runner_options(runner: str, spark_master: Optional[str], shards: Optional[int], glue_job: Optional[str] = None,
-                    staging: Optional[str] = None):  # type: ignore[no-untyped-def]
+                    staging: Optional[str] = None,
+                    emr: Optional[dict[str, Optional[str]]] = None):  # type: ignore[no-untyped-def]
     from ddb_assets.lake.shards.options import RunnerOptions
 
+    emr = emr or {}
     # An option of another runner would be ignored silently: refused, like any combination that
     # does not go together.
     misplaced = [name for name, value, runners in (("--spark-master", spark_master, ("spark",)),
-                                                    ("--shards", shards, ("spark", "glue")),
+                                                    ("--shards", shards, ("spark", "glue", "emr_serverless")),
                                                     ("--glue-job", glue_job, ("glue",)),
-                                                    ("--staging", staging, ("spark", "glue")))
+                                                    *((name, value, ("emr_serverless",)) for name, value in emr.items()),
+                                                    ("--staging", staging, ("spark", "glue", "emr_serverless")))
                  if value is not None and runner not in runners]
     if misplaced:
         raise click_errors.UsageError(f"{', '.join(misplaced)} {'is' if len(misplaced) == 1 else 'are'} not for "
@@ -743,7 +767,9 @@ def _runner_options(runner: str, spark_master: Optional[str], shards: Optional[i
     shards = 0 if shards is None else shards
     try:
         return RunnerOptions(kind=runner, shards=shards, spark_master=spark_master, staging=staging,
-                             glue_job=glue_job)
+                             glue_job=glue_job, emr_application=emr.get("--emr-application"),
+                             emr_role=emr.get("--emr-role"), emr_entry_point=emr.get("--emr-entry-point"),
+                             emr_py_files=emr.get("--emr-py-files"))
     except ValueError as exc:  # an option combination (--runner glue without --glue-job, ...): a usage error
         raise click_errors.UsageError(f"--{exc}") from None
 
@@ -755,31 +781,41 @@ app.add_typer(shard_app, name="shard")
 
 def _s3_folder(value: str) -> str:
     if not value.startswith("s3://"):
-        raise typer.BadParameter(f"{value!r} is not an s3:// folder (the Glue job reads from S3)")
+        raise typer.BadParameter(f"{value!r} is not an s3:// folder (Glue and EMR Serverless jobs read from S3)")
     return value
 
 
-@shard_app.command("package", short_help="Build the wheel and upload it and the Glue job's script to S3.")
+@shard_app.command("package", short_help="Build the wheel and upload it and the job's script to S3 (Glue, EMR "
+                                         "Serverless).")
 def shard_package(
     to: str = typer.Option(..., metavar="DIR", callback=_s3_folder,
-                           help="The s3:// folder the Glue job reads the wheel and its script from."),
+                           help="The s3:// folder the Glue or EMR Serverless job reads the package and its script "
+                                "from."),
 ) -> None:
-    """Package what the glue runner's executors need: build this package's wheel (pip wheel
-    --no-deps, from the source checkout) and upload it and the Glue job's script to --to. Prints
-    the job's ScriptLocation and the --additional-python-modules value (Glue installs the wheel
-    and its dependencies from PyPI) to set on the Glue job, and the settings' glue block."""
+    """Package what the glue and emr_serverless runners' executors need: build this package's
+    wheel (pip wheel --no-deps, from the source checkout) and upload it, the same archive named
+    .zip, and the job's script to --to. Prints what to set on the Glue job (ScriptLocation, and
+    --additional-python-modules: Glue installs the wheel and its dependencies from PyPI), what
+    the emr_serverless runner takes (the entry point, and the zip for spark.submit.pyFiles; the
+    dependencies come with the application's Python or a virtualenv archive), and the settings'
+    blocks."""
     from ddb_assets.lake.shards.package import PackageError, package
 
     try:
         done = package(to)
     except PackageError as exc:
         raise CliError(str(exc)) from None
-    _summary_lines([("wheel", done.wheel), ("script", done.script),
+    _summary_lines([("wheel", done.wheel), ("script", done.script), ("modules", done.modules),
                     ("on the job", f"Command.ScriptLocation {done.script}; GlueVersion 5.0 (Python 3.11); "
                                    f"--additional-python-modules {done.wheel} (Glue installs the wheel and its "
                                    f"dependencies; --extra-py-files {done.wheel} only where they are installed "
                                    f"already)"),
-                    ("settings", "runner: glue; glue: {job: <the job's name>, staging: s3://<bucket>/<prefix>/}")])
+                    ("settings", "runner: glue; glue: {job: <the job's name>, staging: s3://<bucket>/<prefix>/}"),
+                    ("emr serverless", f"--emr-entry-point {done.script} --emr-py-files {done.modules} (the "
+                                       f"dependencies: a virtualenv archive in spark.archives, see README)"),
+                    ("settings", f"runner: emr_serverless; emr_serverless: {{application_id: <id>, "
+                                 f"execution_role_arn: <the job role's ARN>, entry_point: {done.script}, "
+                                 f"py_files: {done.modules}, staging: s3://<bucket>/<prefix>/}}")])
 
 
 @shard_app.command("run", short_help="Run one shard task here (a runner's worker; commits nothing).")

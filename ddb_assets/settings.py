@@ -155,6 +155,27 @@ class GlueSettings(_Strict):
                                                                         "wheel's s3:// URI.")
 
 
+class EmrServerlessSettings(_Strict):
+    application_id: str | None = Field(None, description="The EMR Serverless application (Spark, EMR 7.x) that "
+                                                         "runs the job.")
+    execution_role_arn: str | None = Field(None, description="The job runtime role's ARN (StartJobRun's "
+                                                             "executionRoleArn): reads the export, writes the "
+                                                             "table's files and the staging folder.")
+    entry_point: str | None = Field(None, description="The job's script, the s3:// URI `ddb-assets shard package` "
+                                                      "printed.")
+    py_files: str | None = Field(None, description="spark.submit.pyFiles: the package's zip `ddb-assets shard "
+                                                   "package` printed (omit when the application's Python has "
+                                                   "the package).")
+    staging: str | None = Field(None, description="s3:// folder the shard specs and results pass through (the "
+                                                  "job's role reads and writes it).")
+    spark_conf: dict[str, str] = Field(default_factory=dict, description="More --conf key=value pairs of "
+                                                                         "sparkSubmitParameters: the virtualenv "
+                                                                         "archive (spark.archives) and its "
+                                                                         "PYSPARK_PYTHON, executor sizes, ...")
+    shards: int = Field(0, ge=0, description="Shard tasks per conversion (0: about one per 256 MiB of gzip "
+                                             "input, at least two, at most one per data file).")
+
+
 class TableSettings(_Strict):
     table: str = Field(..., description="DynamoDB table name or ARN.")
     name: str | None = Field(None, description="Name in the lake and in asset keys (default: the table's name).")
@@ -170,7 +191,10 @@ class TableSettings(_Strict):
     compression: Literal["zstd", "lz4", "snappy", "gzip", "none"] = Field(
         "zstd", description="Parquet codec: zstd (smallest files), snappy for readers without zstd, lz4, gzip, none.")
     key_attributes: list[str] = Field(default_factory=list,
-                                      description="Key attributes for the null/unique checks (default: the table's key schema).")
+                                      description="The table's key attributes (partition key, then sort key): "
+                                                  "conversions refuse an item lacking one and a full export "
+                                                  "holding a key twice; also the null/unique check's (default "
+                                                  "there: the table's key schema).")
     wait_for_export: bool | None = Field(None, description="Wait for exports in the pitr_export asset "
                                                            "(default: yes locally, no on AWS).")
     enable_pitr: bool = Field(False, description="Turn point-in-time recovery on if it is off (else fail clearly).")
@@ -231,14 +255,14 @@ class Settings(_Strict):
                                                            "raw_export's profile is not there for a one-pass "
                                                            "conversion; needs up to about 0.8x an export's "
                                                            "decompressed size.")
-    runner: Literal["local", "spark", "glue"] = Field("local", description="Who converts full exports: local "
-                                                                           "(worker processes here), spark "
-                                                                           "(shard tasks in one Spark "
-                                                                           "application; see spark) or glue "
-                                                                           "(AWS Glue job runs; see glue). "
-                                                                   "Incremental exports merge locally.")
+    runner: Literal["local", "spark", "glue", "emr_serverless"] = Field(
+        "local", description="Who converts full exports: local (worker processes here), spark (shard tasks in "
+                             "one Spark application; see spark), glue (AWS Glue job runs; see glue) or "
+                             "emr_serverless (EMR Serverless job runs; see emr_serverless). Incremental exports "
+                             "merge locally.")
     spark: SparkSettings = Field(default_factory=SparkSettings)
     glue: GlueSettings = Field(default_factory=GlueSettings)
+    emr_serverless: EmrServerlessSettings = Field(default_factory=EmrServerlessSettings)
     report_dirs: list[str] = Field(default_factory=list, description="Folders of extra report SQL files "
                                                                      "({table} is the lake table).")
 
@@ -251,12 +275,23 @@ class Settings(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _glue_runner_has_a_job(self) -> "Settings":
+    def _remote_runners_have_what_they_need(self) -> "Settings":
         if self.runner == "glue":
             if not self.glue.job:
                 raise ValueError("runner glue needs glue.job: the Glue job's name (see `ddb-assets shard package`)")
             if not (self.glue.staging or "").startswith("s3://"):
                 raise ValueError("runner glue needs glue.staging: an s3:// folder the job's role reads and writes")
+        if self.runner == "emr_serverless":
+            emr = self.emr_serverless
+            for value, key, what in ((emr.application_id, "application_id", "the EMR Serverless application's id"),
+                                     (emr.execution_role_arn, "execution_role_arn", "the job runtime role's ARN"),
+                                     (emr.entry_point, "entry_point", "the job's script (see `ddb-assets shard "
+                                                                      "package`)")):
+                if not value:
+                    raise ValueError(f"runner emr_serverless needs emr_serverless.{key}: {what}")
+            if not (emr.staging or "").startswith("s3://"):
+                raise ValueError("runner emr_serverless needs emr_serverless.staging: an s3:// folder the job's "
+                                 "role reads and writes")
         return self
 
     @model_validator(mode="after")
@@ -278,6 +313,12 @@ class Settings(_Strict):
             runner = RunnerOptions(kind="glue", shards=glue.shards, staging=glue.staging, glue_job=glue.job,
                                    glue_worker_type=glue.worker_type, glue_workers=glue.workers,
                                    glue_arguments=tuple(sorted(glue.arguments.items())))
+        elif self.runner == "emr_serverless":
+            emr = self.emr_serverless
+            runner = RunnerOptions(kind="emr_serverless", shards=emr.shards, staging=emr.staging,
+                                   emr_application=emr.application_id, emr_role=emr.execution_role_arn,
+                                   emr_entry_point=emr.entry_point, emr_py_files=emr.py_files,
+                                   emr_spark_conf=tuple(emr.spark_conf.items()))
         else:
             runner = RunnerOptions(kind=self.runner, shards=self.spark.shards, spark_master=self.spark.master,
                                    spark_submit=self.spark.submit, spark_conf=tuple(sorted(self.spark.conf.items())),
@@ -287,7 +328,8 @@ class Settings(_Strict):
                                       workers=self.convert_workers, work_dir=self.convert_work_dir,
                                       json_reader=self.convert_json_reader,
                                       table_name=table.lake_name, catalog=self.catalog.config(),
-                                      history=table.history, runner=runner)
+                                      history=table.history, runner=runner,
+                                      key_attributes=tuple(table.key_attributes))
         values.update(overrides)
         return ConvertOptions(**values)
 

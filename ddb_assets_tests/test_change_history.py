@@ -199,3 +199,50 @@ def test_convert_history_flag(world: LocalWorld, clock: WorldClock, tmp_path: Pa
     assert again.returncode == 0, again.stderr
     assert "ddb_lake.t_changes: holds this export already" in again.stdout
     assert [(r["pk"], r["operation"], r["new_v"]) for r in history_rows(chain)] == [("b", "INSERT", "b1")]
+
+
+def test_after_a_rollback_the_history_holds_each_application_the_table_holds_once(
+        world: LocalWorld, clock: WorldClock, tmp_path: Path) -> None:
+    """The history follows the table's chain: an export re-applied after a rollback is in it once
+    (the rolled-back application's rows stay in the history's earlier snapshots)."""
+    from ddb_assets.lake.tables import rollback
+
+    chain = Chain(world, clock, tmp_path, "DYNAMODB_JSON", "NEW_AND_OLD_IMAGES")
+    chain.put("a", 1, year={"N": "2015"}, v={"S": "a0"})
+    full = chain.full()
+    start = chain.mark
+    clock.advance(10)
+    chain.put("a", 1, year={"N": "2015"}, v={"S": "a1"})
+    clock.set(start + WINDOW + 1, frozen=True)
+    first = chain.incremental(start, start + WINDOW, history=True)
+    one = first.export.export_id
+    clock.set(start + 2 * WINDOW - 100, frozen=True)
+    chain.put("b", 2, year={"N": "2016"}, v={"S": "b1"})
+    clock.set(start + 2 * WINDOW + 1, frozen=True)
+    second = chain.incremental(start + WINDOW, start + 2 * WINDOW, history=True)
+    two = second.export.export_id
+    assert [(r["export_id"], r["pk"]) for r in history_rows(chain)] == [(one, "a"), (two, "b")]
+    catalog = open_catalog(CatalogConfig(), resolve(str(chain.lake)))
+
+    # Back to the full export, then both exports again: each is in the history once.
+    rollback(catalog.load_table(("ddb_lake", "t")), full.commit.snapshot_id)
+    again = chain.convert(first.export.folder.uri, "t", history=True)
+    assert again.merge is not None and again.history_error is None
+    assert again.history.appended == [(one, 1)]
+    assert [(r["export_id"], r["pk"], r["old_v"], r["new_v"]) for r in history_rows(chain)] == [
+        (one, "a", "a0", "a1")]
+    again = chain.convert(second.export.folder.uri, "t", history=True)
+    assert again.history.appended == [(two, 1)]
+    assert [(r["export_id"], r["pk"]) for r in history_rows(chain)] == [(one, "a"), (two, "b")]
+
+    # Back to the first export: the next append (here a catch-up with nothing new) drops the second
+    # export's rows from the history's current snapshot; re-applied, it is there once again.
+    table = catalog.load_table(("ddb_lake", "t"))
+    rollback(table, table.current_snapshot().parent_snapshot_id)
+    again = chain.convert(second.export.folder.uri, "t", history=True)
+    assert again.merge is not None and again.history.appended == [(two, 1)]
+    assert [(r["export_id"], r["pk"]) for r in history_rows(chain)] == [(one, "a"), (two, "b")]
+    # Nothing is lost for audits: the history's first snapshot still holds the first application.
+    history = catalog.load_table(("ddb_lake", "t_changes"))
+    first_snapshot = history.snapshots()[0].snapshot_id
+    assert [r["export_id"] for r in history.scan(snapshot_id=first_snapshot).to_arrow().to_pylist()] == [one]

@@ -20,7 +20,7 @@ PROBLEMS = [
     ("unknown key", VALID + "bogus: 1\n",
      "bogus: Extra inputs are not permitted (known keys here: profile, lake_root, aws, catalog, query_engine, "
      "maintenance, tables, sensor_interval_seconds, convert_workers, convert_json_reader, convert_work_dir, runner, "
-     "spark, glue, report_dirs)"),
+     "spark, glue, emr_serverless, report_dirs)"),
     ("unknown nested key", VALID + "    partition_bye: year\n",
      "tables.0.partition_bye: Extra inputs are not permitted (known keys here: table, name, export_bucket, "
      "export_prefix, export_format, partition_by, naming, max_depth, dictionary_keys, compression, key_attributes, "

@@ -253,7 +253,7 @@ USAGE = [
      "invalid value for '--advance': '-5m' is not a duration: expected seconds (900) or a number with s, m, h or d "
      "(90s, 15m, 2h, 1d), 0 or more"),
     (["convert", "SRC", "DEST", "--runner", "sparky"], "convert [OPTIONS] {SOURCE} {DEST}",
-     "invalid value for '--runner': 'sparky' is not one of local, spark, glue"),
+     "invalid value for '--runner': 'sparky' is not one of local, spark, glue, emr_serverless"),
     (["convert", "SRC", "DEST", "--shards", "-1"], "convert [OPTIONS] {SOURCE} {DEST}",
      "invalid value for '--shards': input should be greater than or equal to 0"),
     (["maintain", "t", "--keep-snapshots", "0"], "maintain [OPTIONS] {TABLE}",
@@ -322,3 +322,45 @@ def test_the_emulator_announces_its_address_once_it_serves_it_with_the_sample_ta
         process.wait(timeout=30)
 
 
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A file system with 200 KiB of room (a tmpfs), where the system can make one."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mount = shutil.which("mount")
+    if os.geteuid() != 0 or mount is None or subprocess.run(
+            [mount, "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("mounting a small file system needs root and mount")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_destination_is_one_line_naming_the_file_and_nothing_is_committed(small_disk: Path, tmp_path: Path,
+                                                                                    export: Path) -> None:
+    big = doctor.make_export(tmp_path / "big", items=5000, files=2)
+    catalog = f"sqlite:///{tmp_path / 'catalog.db'}"
+    table = small_disk / "lake" / "reviews"
+    result = run_cli("convert", str(big), str(table), "--workers", "1", "--catalog", catalog)
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert re.fullmatch(rf"error: {re.escape(str(table))}/data/\S+\.parquet: no space left on the device: free some "
+                        rf"space, or give a destination on another volume \(--work-dir for convert's scratch\)",
+                        line), line
+    assert list((table / "data").rglob("*.parquet")) == []  # the failed run's files are removed
+    # Nothing was committed: the same table converts from a smaller export afterwards.
+    retried = run_cli("convert", str(export), str(table), "--workers", "1", "--catalog", catalog)
+    assert retried.returncode == 0, retried.stderr
+    assert "(new table)" in retried.stdout
+
+
+def test_a_read_only_work_folder_is_named_as_the_work_folder(read_only: Path, tmp_path: Path, export: Path) -> None:
+    result = run_cli("convert", str(export), str(tmp_path / "lake" / "reviews"), "--workers", "1",
+                     "--work-dir", str(read_only / "scratch"))
+    _one_line(result, f"error: cannot make a scratch folder in the work folder {read_only / 'scratch'} (read-only "
+                      f"file system). A conversion keeps the parsed export there between its two stages: give a "
+                      f"writable folder with room (convert --work-dir, or convert_work_dir in the settings)")
+    assert not (tmp_path / "lake" / "reviews" / "metadata").exists()  # nothing committed

@@ -17,6 +17,7 @@ import pytest
 from ddb_assets.exports.errors import ChecksumMismatch, ExportFormatError, ItemCountMismatch, MissingObject, OversizedLine
 from ddb_assets.lake.convert import ConvertOptions, convert_export, profile_export
 from ddb_assets.lake.plan_checks import ProfileMismatch
+from ddb_assets.lake.unique_keys import DuplicateKey
 from ddb_assets.lake.profile import Profile, profile_from_json, profile_to_json
 from ddb_assets_tests import doctor
 from ddb_assets_tests.conftest import unique
@@ -317,6 +318,12 @@ def test_a_profile_that_is_not_the_exports_fails_and_publishes_nothing(
     ({"BS": ["AAEC", "AAE"]}, "BS must hold base64, found 'AAE'"),
     ({"NULL": False}, "attribute 'odd': NULL must be true"),  # was read as a null, silently
     ({"NULL": "true"}, "attribute 'odd': NULL must be a JSON boolean"),
+    # Outside DynamoDB's own range: no DynamoDB table holds these, so the export is damaged.
+    ({"N": "1" * 39}, "N '" + "1" * 39 + "' has 39 significant digits; DynamoDB's numbers have at most 38"),
+    ({"N": "-0.1234567890123456789012345678901234567891"}, "has 40 significant digits"),
+    ({"N": "1E+126"}, "N '1E+126' is outside DynamoDB's range (magnitude 1E-130 to 9.99...E+125)"),
+    ({"N": "0.1e-130"}, "N '0.1e-130' is outside DynamoDB's range"),
+    ({"NS": ["1", "1E-131"]}, "NS '1E-131' is outside DynamoDB's range"),
 ])
 def test_a_malformed_number_or_binary_is_named_with_its_line(tmp_path: Path, published: tuple[Path, dict],
                                                              value: dict, expected: str) -> None:
@@ -338,6 +345,8 @@ def test_a_malformed_number_or_binary_is_named_with_its_line(tmp_path: Path, pub
     ({"X": "5"}, "unknown type descriptor 'X'"),  # was carried as null
     ({"N": "abc"}, "N must hold a number, found 'abc'"),  # was written as invalid JSON text
     ({"S": 5}, "S must be a JSON string"),  # was written as a number
+    ({"N": "1E+126"}, "N '1E+126' is outside DynamoDB's range"),
+    ({"NS": ["1", "2" * 39]}, "has 39 significant digits"),
 ])
 def test_a_bad_value_inside_a_dictionary_map_is_named_with_its_line(tmp_path: Path, published: tuple[Path, dict],
                                                                     value: dict, expected: str) -> None:
@@ -459,3 +468,74 @@ def test_a_null_element_of_a_list_or_set_is_refused_with_its_line(value: str, pr
         with pytest.raises(ExportFormatError) as raised:
             parse_items(text, output_format="DYNAMODB_JSON", obj="data/f.json.gz", json_reader=reader)
         assert str(raised.value) == f"data/f.json.gz:2: {problem}"
+
+
+KEYS = ("product_id", "review_id")  # the sample table's partition key and sort key
+
+
+def _edit_item(folder: Path, line: int, edit) -> dict:  # type: ignore[no-untyped-def]
+    """Rewrite the item on (0-based) ``line`` of the biggest data file with ``edit(item, lines)``."""
+    entry = doctor.biggest_entry(folder)
+
+    def rewrite(lines: list[bytes]) -> None:
+        item = json.loads(lines[line])["Item"]
+        edit(item, lines)
+        lines[line] = json.dumps({"Item": item}).encode()
+
+    doctor.edit_lines(folder, entry, rewrite)
+    return entry
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda item, lines: item.pop("review_id"), "the item lacks the key attribute 'review_id' (the table's key: "
+                                                "product_id, review_id)"),
+    (lambda item, lines: item.update(product_id={"BOOL": True}), "key attribute 'product_id' is BOOL; a key "
+                                                                 "attribute is S, N or B"),
+], ids=["missing", "not S, N or B"])
+def test_an_item_without_a_proper_key_is_refused_when_the_key_is_known(tmp_path: Path, published: tuple[Path, dict],
+                                                                       edit, expected: str) -> None:  # type: ignore[no-untyped-def]
+    root, before = published
+    folder = doctor.make_export(tmp_path / "bad")
+    entry = _edit_item(folder, 4, edit)
+    with pytest.raises(ExportFormatError) as raised:
+        convert_export(folder, root, ConvertOptions(workers=2, key_attributes=KEYS, **OPTIONS))
+    assert str(raised.value) == f"{doctor.data_path(folder, entry)}:5: {expected}"
+    _assert_untouched(root, before)
+
+
+def test_a_full_export_holding_a_key_twice_is_refused_naming_the_key(tmp_path: Path,
+                                                                      published: tuple[Path, dict]) -> None:
+    root, before = published
+    folder = doctor.make_export(tmp_path / "bad")
+    keys: dict = {}
+
+    def twice(item: dict, lines: list[bytes]) -> None:
+        keys.update({name: json.loads(lines[2])["Item"][name] for name in KEYS})
+        item.update(keys)
+
+    _edit_item(folder, 4, twice)
+    with pytest.raises(DuplicateKey) as raised:
+        convert_export(folder, root, ConvertOptions(workers=2, key_attributes=KEYS, **OPTIONS))
+    assert (f"2 items have the primary key product_id={keys['product_id']['S']!r}, "
+            f"review_id={keys['review_id']['S']!r}; a DynamoDB table holds one item per key") in str(raised.value)
+    _assert_untouched(root, before)
+    # Without the key attributes nothing can tell: the export converts (documented, schema_rules.md).
+    result = convert_export(folder, root, ConvertOptions(workers=2, **OPTIONS))
+    assert result.commit.rows == 300
+
+
+def test_the_cli_refuses_a_duplicate_key_in_one_line_and_the_run_can_be_retried(tmp_path: Path,
+                                                                                  published: tuple[Path, dict]) -> None:
+    root, before = published
+    folder = doctor.make_export(tmp_path / "bad")
+    _edit_item(folder, 4, lambda item, lines: item.update(
+        {name: json.loads(lines[2])["Item"][name] for name in KEYS}))
+    keys = ["--key", "product_id", "--key", "review_id"]
+    result = run_cli("convert", str(folder), str(root), *keys)
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {folder}: 2 items have the primary key "), errors
+    _assert_untouched(root, before)
+    good = doctor.make_export(tmp_path / "good2", items=200, seed=3)
+    retried = run_cli("convert", str(good), str(root), *keys)
+    assert retried.returncode == 0, retried.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ddb_assets.exports.numbers import canonical_number
+from ddb_assets.exports.numbers import canonical_number, range_problem
 
 # Pure: in-memory Arrow and local files, no local world or subprocess (make test-fast).
 pytestmark = pytest.mark.fast
@@ -33,3 +33,21 @@ def test_numbers_in_json_text_stay_exact_and_are_valid_json() -> None:
     assert text.startswith('{"k0":1.50,"k1":-0,"k2":1E+125,"k3":-1E-130,"k4":12345678901234567890123456789012345678,')
     parsed = json.loads(text, parse_float=Decimal, parse_int=Decimal)  # valid JSON, every value exact
     assert [parsed[f"k{i}"] for i in range(len(numbers))] == [Decimal(n) for n in numbers]
+
+
+@pytest.mark.parametrize("text", [
+    "1" * 38, "-" + "9" * 38, "9.9999999999999999999999999999999999999E+125", "1E-130", "-1E-130", "0.0E-999",
+    "1" + "0" * 90,  # trailing zeros are not significant: 1E+90
+    "0." + "0" * 60 + "1", "12345678901234567890123456789012345678.000", "1e125",
+])
+def test_numbers_dynamodb_holds_are_in_range(text: str) -> None:
+    assert range_problem(text) is None
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("1" * 39, "has 39 significant digits"), ("1.00000000000000000000000000000000000001", "has 39 significant digits"),
+    ("1E+126", "outside DynamoDB's range"), ("10E125", "outside DynamoDB's range"),
+    ("1E-131", "outside DynamoDB's range"), ("-0.1E-130", "outside DynamoDB's range"),
+])
+def test_numbers_beyond_dynamodbs_range_are_named(text: str, problem: str) -> None:
+    assert problem in (range_problem(text) or "")

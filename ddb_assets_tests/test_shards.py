@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def test_the_settings_choose_the_runner_and_a_wrong_one_is_named(tmp_path: Path)
     path.write_text(base + "runner: emr\n")
     with pytest.raises(ConfigError) as raised:
         load_settings(path)
-    assert "runner" in str(raised.value) and "'local', 'spark' or 'glue'" in str(raised.value)
+    assert "runner" in str(raised.value) and "'local', 'spark', 'glue' or 'emr_serverless'" in str(raised.value)
 
 
 def _written_specs(tmp_path: Path, items: int = 600, files: int = 3) -> tuple[Path, list[ShardSpec]]:
@@ -207,3 +208,32 @@ def test_a_shard_that_fails_fails_the_run_with_file_and_line_and_commits_nothing
     target = lake_target(root, ConvertOptions())
     assert load_table(target.catalog, *target.identifier) is None  # nothing committed
     assert list(root.rglob("*.parquet")) == []  # and no shard's files left behind
+
+
+@needs_spark
+def test_a_bad_master_is_one_line_with_sparks_cause_and_leaves_no_staging(tmp_path: Path) -> None:
+    """Spark's warnings and stack frames stay in its log; the line gives the cause. The temporary
+    staging folder goes; the log, which the line names, stays."""
+    folder = doctor.make_export(tmp_path / "export", items=300, files=2)
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    result = run_cli("convert", str(folder), str(tmp_path / "lake" / "t"), "--runner", "spark", "--spark-master",
+                     "nowhere://x", env={"TMPDIR": str(temporary)})
+    assert result.returncode == 1, result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert re.fullmatch(r"error: spark-submit ended \(status 1\) before the shards' results came back: "
+                        r"org\.apache\.spark\.SparkException: Master must either be yarn or start with spark, k8s, "
+                        r"or local \(its log: (?P<log>\S+)\)", line), line
+    log = Path(re.search(r"its log: (\S+)\)", line)[1])
+    assert log.parent == temporary and "WARN" not in line
+    assert [p.name for p in temporary.iterdir()] == [log.name]  # no ddb-assets-shards-* folder left
+    assert not (tmp_path / "lake" / "t" / "metadata").exists()
+
+
+@needs_spark
+def test_a_stale_spark_home_does_not_break_pysparks_own_spark_submit(tmp_path: Path) -> None:
+    folder = doctor.make_export(tmp_path / "export", items=300, files=2)
+    result = run_cli("convert", str(folder), str(tmp_path / "lake" / "t"), "--runner", "spark", "--spark-master",
+                     "local[2]", "--shards", "2", env={"SPARK_HOME": str(tmp_path / "removed-spark")})
+    assert result.returncode == 0, result.stderr
+    assert "2 shard tasks on the spark runner" in result.stdout

@@ -115,6 +115,15 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
                 # Glue job runs followed by dagster-aws's Pipes client: the job's messages reach this run.
                 launcher = pipes_glue_launcher(context, options.runner.staging, options.s3)
                 options = replace(options, runner=replace(options.runner, glue_launcher=launcher))
+            elif options.runner.kind == "emr_serverless":
+                from dataclasses import replace
+
+                from ddb_assets.defs.emr_pipes import pipes_emr_serverless_launcher
+
+                # Job runs followed by dagster-aws's Pipes client: the job's messages and the driver's
+                # output (through CloudWatch Logs) reach this run.
+                emr = pipes_emr_serverless_launcher(context, options.s3)
+                options = replace(options, runner=replace(options.runner, emr_launcher=emr))
             progress = lambda kind, info: context.log.debug(f"{kind}: {info}")  # noqa: E731
             try:
                 result = None

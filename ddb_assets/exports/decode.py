@@ -32,7 +32,7 @@ from ddb_assets.exports.json_reader import (
     remember,
     worth_trying,
 )
-from ddb_assets.exports.numbers import NUMBER_TEXT
+from ddb_assets.exports.numbers import NUMBER_TEXT, PLAIN_IN_RANGE, PLAIN_NUMBER_TEXT, range_problem
 from ddb_assets.exports.plain_json import (BASE64_TEXT, RAW_LIST, RAW_MAP, checked_plain_map, plain_json_text,
                                            plain_value)
 
@@ -684,10 +684,29 @@ def _check_wrapper(array: pa.Array, path: str, raw: Text, obj: str,
 
 def _check_texts(values: pa.Array, descriptor: str, path: str, raw: Text, obj: str) -> None:
     what, pattern = _TEXT_RULES[descriptor[0]]
+    if descriptor[0] == "N":
+        _check_numbers(values, descriptor, path, raw, obj)
+        return
     bad = pc.invert(pc.match_substring_regex(values, f"^{pattern}$"))
     if pc.any(bad).as_py():
         found = values.filter(bad)[0].as_py()
         _fail_path(raw, obj, path, f"attribute {path!r}: {descriptor} must hold {what}, found {found!r}")
+
+
+def _check_numbers(values: pa.Array, descriptor: str, path: str, raw: Text, obj: str) -> None:
+    """Every N/NS text a number DynamoDB can hold. One regex pass as cheap as the syntax check
+    alone: a short number without an exponent is in range (numbers.PLAIN_IN_RANGE); only the
+    others (rare) are looked at one by one, for their syntax and their range."""
+    plain = pc.match_substring_regex(values, f"^{PLAIN_NUMBER_TEXT}$")
+    suspect = pc.or_(pc.invert(plain), pc.greater(pc.binary_length(values), PLAIN_IN_RANGE))
+    if not pc.any(suspect).as_py():
+        return
+    for text in values.filter(suspect).to_pylist():
+        if not _PYTHON_RULES["N"].fullmatch(text):
+            _fail_path(raw, obj, path, f"attribute {path!r}: {descriptor} must hold a number, found {text!r}")
+        problem = range_problem(text)
+        if problem:
+            _fail_path(raw, obj, path, f"attribute {path!r}: {descriptor} {text!r:.60} {problem}")
 
 
 def _valid_counts(children: list[pa.Array]) -> pa.Array:
@@ -695,6 +714,47 @@ def _valid_counts(children: list[pa.Array]) -> pa.Array:
     for child in children[1:]:
         total = pc.add(total, pc.cast(pc.is_valid(child), pa.int8()))
     return total
+
+
+# -- key attributes ------------------------------------------------------------------------------
+
+KEY_DESCRIPTORS = ("S", "N", "B")  # a DynamoDB key attribute is a string, a number or a binary
+
+
+def check_key_attributes(items: pa.Array | pa.ChunkedArray, raw: bytes | Text, key_attributes: tuple[str, ...], *,
+                         obj: str) -> None:
+    """Every item (a row of ``items``, parsed from the lines of ``raw``) holds each of the table's
+    key attributes as S, N or B, as DynamoDB requires of every item it stores. Raises an
+    ExportFormatError naming ``obj``, the line and the attribute. Per piece a null count and a
+    look at the types: no cost per row."""
+    if isinstance(items, pa.ChunkedArray):
+        items = items.combine_chunks()
+    if not len(items):
+        return
+    keys = ", ".join(key_attributes)
+    for name in key_attributes:
+        index = items.type.get_field_index(name)
+        if index < 0:
+            raise ExportFormatError(obj, f"the item lacks the key attribute {name!r} (the table's key: {keys})",
+                                    line=_line_of_row(raw, 0))
+        wrapper = items.field(index)
+        if wrapper.null_count:
+            row = pc.index(wrapper.is_null(), True).as_py()
+            raise ExportFormatError(obj, f"the item lacks the key attribute {name!r} (the table's key: {keys})",
+                                    line=_line_of_row(raw, row))
+        for field, child in zip(wrapper.type, wrapper.flatten()):
+            if field.name not in KEY_DESCRIPTORS and child.null_count < len(child):
+                row = pc.index(child.is_valid(), True).as_py()
+                raise ExportFormatError(obj, f"key attribute {name!r} is {field.name}; a key attribute is S, N or B",
+                                        line=_line_of_row(raw, row))
+
+
+def _line_of_row(raw: bytes | Text, row: int) -> int | None:
+    """The line number of the ``row``-th item (0-based) of ``raw``: blank lines hold none."""
+    for seen, (number, _) in enumerate(_numbered_lines(raw)):
+        if seen == row:
+            return number
+    return None
 
 
 # -- finding the line at fault (error path only) -----------------------------------------------
@@ -752,6 +812,9 @@ def _attribute_problem(value: Any, path: str, depth: int) -> str | None:
         for text in (inner if kind in SET_DESCRIPTORS else [inner]):
             if not rule.fullmatch(text):
                 return f"attribute {path!r}: {kind} must hold {_TEXT_RULES[kind[0]][0]}, found {text!r}"
+            problem = range_problem(text) if kind[0] == "N" else None
+            if problem:
+                return f"attribute {path!r}: {kind} {text!r:.60} {problem}"
     if kind in ("M", "L") and depth > MAX_NESTING:
         return f"attribute {path!r}: maps and lists nest deeper than DynamoDB's {MAX_NESTING} levels"
     if kind == "M":

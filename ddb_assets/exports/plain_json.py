@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from ddb_assets.exports.numbers import JSON_NUMBER_TEXT, NUMBER_TEXT, canonical_number
+from ddb_assets.exports.numbers import JSON_NUMBER_TEXT, NUMBER_TEXT, canonical_number, range_problem
 
 # What B and BS hold: standard padded base64 (a regex in Arrow's and RE2's syntax alike).
 BASE64_TEXT = r"([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
@@ -93,7 +93,7 @@ def _checked(wrapper: Any) -> Any:
                 return inner
             if kind == "N" and type(inner) is str:
                 number = _number(inner)
-                if number is not None:
+                if number is not None and range_problem(inner) is None:
                     return number
             elif kind == "M":
                 return checked_plain_map(inner)
@@ -113,6 +113,7 @@ def _checked(wrapper: Any) -> Any:
 def _checked_set(kind: str, values: list[Any]) -> list[str]:
     rule = {"NS": _NUMBER, "BS": _BASE64}.get(kind)
     for value in values:
-        if type(value) is not str or (rule is not None and not rule.fullmatch(value)):
+        if type(value) is not str or (rule is not None and not rule.fullmatch(value)) \
+                or (kind == "NS" and range_problem(value) is not None):
             raise ValueError(f"{kind} holds {value!r:.80}")
     return values

@@ -18,13 +18,18 @@ is in no export, hence in no history. A full export adds no rows: the history st
 first incremental export applied while it is on (the table's state at the full export is the
 table's own snapshot, ``query --as-of``).
 
-Appended after the export's merge committed, one snapshot per export, whose summary records the
-export (lake/commit.py's ``ExportRecord``) and so the point the history is up to (its high-water
-mark). **Idempotent**: an export the history records already is not appended again. **Catching
-up**: when an append failed after its merge committed, the next run appends every incremental
-export that the table's lineage applied after the history's mark, oldest first, read again from
-the source the table's snapshot recorded. Changes written before the history's mark (an
-overlapping window applied by write time) are skipped, as the merge skips them. The export is read
+Appended after the export's merge committed, one snapshot per application: its summary records
+the export (lake/commit.py's ``ExportRecord``) and the table's snapshot that applied it.
+**The history follows the table's chain**: its current snapshot holds the rows of each application
+in the table's current chain exactly once. **Idempotent**: an application the history records is
+not appended again. **After a rollback** of the table, the next append first rolls the history back
+to its newest snapshot recording an application the table still holds (emptied when none is), so
+an export re-applied afterwards is appended again, once; the rolled-back rows stay readable in the
+history's earlier snapshots (time travel) until maintenance expires them. **Catching up**: when an
+append failed after its merge committed, the next run appends every application of the table's
+chain after the newest one the history records, oldest first, read again from the source the
+table's snapshot recorded. Changes written before the table's mark when an export was applied (an
+overlapping window applied by write time) are skipped, as its merge skipped them. The export is read
 a second time for this (its old images are not part of the merge), in two passes: the profile of
 both images first, which plans the columns by the table's schema evolution policy (a new
 attribute appends ``new_``/``old_`` columns), then the rows; memory stays one piece of a data file.
@@ -47,8 +52,7 @@ from ddb_assets.exports.changes import DELETE, ChangeImages, incremental_images
 from ddb_assets.exports.decode import carry_deep_values, detect_dictionary_maps, parse_items
 from ddb_assets.exports.reader import Export, open_export
 from ddb_assets.exports.storage import S3Options, resolve
-from ddb_assets.lake.commit import (COMMIT_ATTEMPTS, SUMMARY_PREFIX, TABLE_PROPERTIES, append_files,
-                                    high_water_mark, instant)
+from ddb_assets.lake.commit import COMMIT_ATTEMPTS, SUMMARY_PREFIX, TABLE_PROPERTIES, append_files, instant
 from ddb_assets.lake.evolution import TablePlan, plan_table
 from ddb_assets.lake.flatten import flatten_items
 from ddb_assets.lake.profile import Profile, profile_items
@@ -95,8 +99,12 @@ def record_history(catalog: Any, identifier: tuple[str, str], export: Export, *,
     if history is not None and history.properties.get(HISTORY_OF) != name:
         raise HistoryError(f"table {history_name(name)} exists and is not the change history of {name}: rename one "
                            f"of them (--table-name) or turn the history off")
+    applications = _applications(main)
+    if history is not None:
+        history = _follow_the_table(history, applications)
     result = HistoryResult(history)
-    for export_id, source in _pending(main, history, export):
+    for application in _pending(history, applications, export):
+        export_id, source = application.export_id, application.source
         try:
             pending = export if export_id == export.export_id else open_export(source, s3)
         except Exception as exc:  # noqa: BLE001 - any reason the old export cannot be read again
@@ -104,43 +112,118 @@ def record_history(catalog: Any, identifier: tuple[str, str], export: Export, *,
                                f"again from {source} failed ({exc}). Restore the export there, or drop "
                                f"{history_name(name)} to start the history anew") from None
         stored = TableSchema.from_iceberg(main.schema(), main.properties, main.metadata.last_column_id)
-        table, rows = _append(catalog, (namespace, history_name(name)), main, stored, pending, s3, compression,
-                              piece_bytes)
+        table, rows = _append(catalog, (namespace, history_name(name)), main, stored, pending, application, s3,
+                              compression, piece_bytes)
         result.table = table
         if rows is not None:
             result.appended.append((export_id, rows))
     return result
 
 
-def _pending(main: Any, history: Any, export: Export) -> list[tuple[str, str]]:
-    """(export id, source) of the incremental exports to append, oldest first: those the table's
-    lineage applied after the history's mark (only ``export`` for a history not yet made)."""
-    from ddb_assets.lake.merge import applied_already
+APPLIED_BY = f"{SUMMARY_PREFIX}applied-by-snapshot"  # history snapshot summary: the table's snapshot it records
 
-    lineage: list[tuple[str, str, str]] = []
+
+@dataclass(frozen=True)
+class _Application:
+    """One incremental export as the table's current chain applied it."""
+
+    snapshot_id: int  # the table's snapshot that merged it
+    export_id: str
+    source: str
+    export_from_time: str
+    export_to_time: str
+    mark_before: str | None  # the table's high-water mark before it (its merge skipped changes older)
+
+
+def _applications(main: Any) -> list[_Application]:
+    """The incremental exports the table's current chain applied, oldest first."""
+    chain = []
     snapshot = main.current_snapshot()
     while snapshot is not None:
+        chain.append(snapshot)
+        snapshot = main.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+    out: list[_Application] = []
+    mark: str | None = None
+    for snapshot in reversed(chain):
         summary = snapshot.summary.additional_properties if snapshot.summary else {}
         if summary.get(f"{SUMMARY_PREFIX}export-type") == "INCREMENTAL_EXPORT":
-            lineage.append((summary[f"{SUMMARY_PREFIX}export-id"], summary.get(f"{SUMMARY_PREFIX}source", ""),
-                            summary.get(f"{SUMMARY_PREFIX}export-to-time", "")))
-        snapshot = main.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
-    lineage.reverse()
-    if history is None:
-        return [(i, s) for i, s, _ in lineage if i == export.export_id][:1]
-    mark, _ = high_water_mark(history)
-    out: list[tuple[str, str]] = []
-    for export_id, source, end in lineage:
-        if (mark is None or (end and instant(end) > instant(mark))) and not applied_already(history, export_id) \
-                and export_id not in {i for i, _ in out}:
-            out.append((export_id, source))
+            out.append(_Application(snapshot.snapshot_id, summary[f"{SUMMARY_PREFIX}export-id"],
+                                    summary.get(f"{SUMMARY_PREFIX}source", ""),
+                                    summary.get(f"{SUMMARY_PREFIX}export-from-time", ""),
+                                    summary.get(f"{SUMMARY_PREFIX}export-to-time", ""), mark))
+        mark = summary.get(f"{SUMMARY_PREFIX}high-water-mark") or summary.get(f"{SUMMARY_PREFIX}export-time") or mark
     return out
 
 
+def _holds(summary: dict[str, str], applications: list[_Application]) -> bool:
+    """Does a history snapshot (its summary) record an application of the table's current chain?
+    By the table's snapshot it names; one written before that was recorded, by its export id."""
+    applied_by = summary.get(APPLIED_BY)
+    if applied_by:
+        return any(str(a.snapshot_id) == applied_by for a in applications)
+    return any(a.export_id == summary.get(f"{SUMMARY_PREFIX}export-id") for a in applications)
+
+
+def _follow_the_table(history: Any, applications: list[_Application]) -> Any:
+    """The history with its current snapshot following the table's chain: when the table was rolled
+    back past applications the history records, the history is rolled back to its newest snapshot
+    that records an application the table still holds (the others stay readable as earlier
+    snapshots), or emptied when it records none."""
+    current = history.current_snapshot()
+    snapshot = current
+    while snapshot is not None:
+        summary = snapshot.summary.additional_properties if snapshot.summary else {}
+        if f"{SUMMARY_PREFIX}export-id" in summary and _holds(summary, applications):
+            break
+        snapshot = history.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+    if current is None or (snapshot is not None and snapshot.snapshot_id == current.snapshot_id):
+        return history
+    if snapshot is not None:
+        history.manage_snapshots().rollback_to_snapshot(snapshot.snapshot_id).commit()
+    else:
+        from pyiceberg.expressions import AlwaysTrue
+
+        # No application it records is held any more: a snapshot without rows, which records no export.
+        history.delete(AlwaysTrue(), snapshot_properties={f"{SUMMARY_PREFIX}emptied": "the table was rolled back "
+                                                                                    "past every export recorded"})
+    history.refresh()
+    return history
+
+
+def _pending(history: Any, applications: list[_Application], export: Export) -> list[_Application]:
+    """The applications to append, oldest first: those of the table's chain after the newest one the
+    history records (only ``export``'s for a history not yet made; for a history recording none of
+    them, those whose window ends after the history's first window began)."""
+    if history is None:
+        return [a for a in applications if a.export_id == export.export_id][-1:]
+    held = [index for index, a in enumerate(applications) if _recorded(history, a)]
+    if held:
+        return applications[held[-1] + 1:]
+    began = _history_began(history)
+    return [a for a in applications if began is None or (a.export_to_time and instant(a.export_to_time) > instant(began))]
+
+
+def _recorded(history: Any, application: _Application) -> bool:
+    from ddb_assets.lake.record import lineage
+
+    return any(f"{SUMMARY_PREFIX}export-id" in summary and _holds(summary, [application])
+               for summary in lineage(history))
+
+
+def _history_began(history: Any) -> str | None:
+    """The start of the first window the history ever recorded (its oldest snapshot's)."""
+    for snapshot in sorted(history.snapshots(), key=lambda s: s.timestamp_ms):
+        summary = snapshot.summary.additional_properties if snapshot.summary else {}
+        if summary.get(f"{SUMMARY_PREFIX}export-from-time"):
+            return summary[f"{SUMMARY_PREFIX}export-from-time"]
+    return None
+
+
 def _append(catalog: Any, identifier: tuple[str, str], main: Any, stored: TableSchema, export: Export,
-            s3: S3Options | None, compression: str, piece_bytes: int) -> tuple[Any, int | None]:
-    """One snapshot of ``identifier`` holding ``export``'s changes; (table, rows), rows None when
-    the history recorded the export already."""
+            application: _Application, s3: S3Options | None, compression: str,
+            piece_bytes: int) -> tuple[Any, int | None]:
+    """One snapshot of ``identifier`` holding ``export``'s changes as ``application`` applied them;
+    (table, rows), rows None when the history recorded that application already."""
     from pyiceberg.exceptions import CommitFailedException, TableAlreadyExistsError, ValidationError
 
     from ddb_assets import __version__
@@ -160,11 +243,11 @@ def _append(catalog: Any, identifier: tuple[str, str], main: Any, stored: TableS
     location = main.location().rstrip("/").rsplit("/", 1)[0] + f"/{identifier[1]}"
     for attempt in range(COMMIT_ATTEMPTS):
         history = load_table(catalog, *identifier)
-        mark = high_water_mark(history)[0] if history is not None else None
+        # Changes written before the table's mark when the export was applied were skipped by its
+        # merge (an overlapping window): skipped here too.
+        mark = application.mark_before
         if history is not None:
-            from ddb_assets.lake.merge import applied_already
-
-            if applied_already(history, export.export_id):
+            if _recorded(history, application):  # a concurrent run appended it first
                 return history, None
             transaction = history.transaction()
             try:
@@ -194,7 +277,8 @@ def _append(catalog: Any, identifier: tuple[str, str], main: Any, stored: TableS
         except BaseException:
             writer.abort()
             raise
-        summary = {**record.summary(__version__, "history"), f"{SUMMARY_PREFIX}history-rows": str(rows)}
+        summary = {**record.summary(__version__, "history"), f"{SUMMARY_PREFIX}history-rows": str(rows),
+                   APPLIED_BY: str(application.snapshot_id)}
         append_files(transaction, written, summary)
         try:
             transaction.commit_transaction()

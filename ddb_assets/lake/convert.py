@@ -23,6 +23,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -37,6 +38,7 @@ import pyarrow.compute as pc
 from ddb_assets.exports.buffers import ByteArena, Text, count_lines_before, gunzip_pieces
 from ddb_assets.exports.decode import (
     carry_deep_values,
+    check_key_attributes,
     check_utf8,
     detect_dictionary_maps,
     first_item_names,
@@ -64,6 +66,7 @@ from ddb_assets.lake.profile import Profile, profile_items
 from ddb_assets.lake.scratch import make_scratch, remove_stale_scratch
 from ddb_assets.lake.shards.options import RunnerOptions
 from ddb_assets.lake.schema import OptionError, SchemaOptions, TableSchema
+from ddb_assets.lake.unique_keys import check_unique_keys
 from ddb_assets.lake.writer import (SMALL_PARTITION_BYTES, FileTarget, PartitionedWriter, WrittenFile,
                                     merge_small_files, parquet_options)
 
@@ -86,6 +89,10 @@ class ConvertOptions:
     only_partitions: frozenset[str] | None = None  # rewrite just these; keep the others as they are
     rebuild: bool = False  # plan the schema from scratch (new field ids) and replace every data file
     allow_overlap: bool = False  # an incremental window may start before the table's mark (applied by write time)
+    # The DynamoDB table's key attributes (partition key, then sort key), when known (the settings'
+    # key_attributes, convert --key): every item must hold each as S, N or B, and a full export must
+    # hold each key once (ExportFormatError otherwise). An incremental export's Keys are checked always.
+    key_attributes: tuple[str, ...] = ()
     history: bool = False  # append each incremental export's changes to <table>_changes (lake/change_history.py)
     work_dir: str | None = None  # where parsed files are spilled between the stages
     buffer_bytes: int = 64 << 20  # per worker, for partition buffers
@@ -243,7 +250,7 @@ _worker = _WorkerState()
 def _read_file(index: int, data_file: DataFile, conversion: str, dictionary_keys: int,
                partition: PartitionBy | None, piece_bytes: int,
                use: Callable[[int, pa.StructArray, ChangeColumns], None], incremental: bool = False,
-               json_reader: str = DEFAULT_JSON_READER) -> _Parsed:
+               json_reader: str = DEFAULT_JSON_READER, key_attributes: tuple[str, ...] = ()) -> _Parsed:
     """Stream one data file a piece at a time: parse, validate and profile each piece and hand its
     items and their change columns to ``use(piece number, items, changes)``; the md5 and the item
     (line) count are checked at the end. An incremental export's lines become items first (the new
@@ -258,7 +265,8 @@ def _read_file(index: int, data_file: DataFile, conversion: str, dictionary_keys
             try:
                 table, first_line, changes = _parse_piece(text, data_file, first=number == 0,
                                                           dictionary_keys=dictionary_keys, incremental=incremental,
-                                                          json_reader=json_reader, counts=readers)
+                                                          json_reader=json_reader, counts=readers,
+                                                          key_attributes=key_attributes)
             except ExportFormatError as error:
                 raise _in_file(error, data_file, offset) from None
             del text
@@ -290,7 +298,8 @@ def _read_file(index: int, data_file: DataFile, conversion: str, dictionary_keys
 
 def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictionary_keys: int,
                 conversion: str, partition: PartitionBy | None = None, piece_bytes: int = 32 << 20,
-                incremental: bool = False, json_reader: str = DEFAULT_JSON_READER) -> _Parsed:
+                incremental: bool = False, json_reader: str = DEFAULT_JSON_READER,
+                key_attributes: tuple[str, ...] = ()) -> _Parsed:
     """Stage 1 of two: read a data file, spilling its parsed pieces to ``spill_dir`` (if any)."""
     spills: list[str] = []
     spilled = 0
@@ -304,12 +313,25 @@ def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictiona
                                         "write_micros": changes.write_micros}), spills[-1])
 
     parsed = _read_file(index, data_file, conversion, dictionary_keys, partition, piece_bytes, spill, incremental,
-                        json_reader)
+                        json_reader, key_attributes)
     return replace(parsed, spills=spills, spilled=spilled)
 
 
 class ScratchSpaceError(OSError):
     """The work folder cannot take the parsed pieces (full disk, quota, file size limit)."""
+
+
+def _make_scratch(work_dir: str | None) -> str:
+    """This run's scratch folder in ``work_dir``; a work folder that cannot take it (read-only,
+    full, not a folder) is named as the work folder, not mistaken for the destination."""
+    try:
+        return make_scratch(work_dir)
+    except OSError as exc:
+        reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+        raise ScratchSpaceError(
+            f"cannot make a scratch folder in the work folder {work_dir or tempfile.gettempdir()} ({reason}). A "
+            f"conversion keeps the parsed export there between its two stages: give a writable folder with room "
+            f"(convert --work-dir, or convert_work_dir in the settings)") from None
 
 
 def _spill(table: pa.Table, path: str) -> int:
@@ -327,8 +349,8 @@ def _spill(table: pa.Table, path: str) -> int:
 
 def _parse_piece(text: Text, data_file: DataFile, *, first: bool, dictionary_keys: int,
                  incremental: bool = False,
-                 json_reader: str = DEFAULT_JSON_READER,
-                 counts: ReaderCounts | None = None) -> tuple[pa.Table, tuple[str, ...], ChangeColumns]:
+                 json_reader: str = DEFAULT_JSON_READER, counts: ReaderCounts | None = None,
+                 key_attributes: tuple[str, ...] = ()) -> tuple[pa.Table, tuple[str, ...], ChangeColumns]:
     """One piece of a data file -> (its items, the attribute names of its first item if ``first``,
     the items' change columns)."""
     output_format = data_file.output_format
@@ -347,6 +369,8 @@ def _parse_piece(text: Text, data_file: DataFile, *, first: bool, dictionary_key
     table, _worker.schema = parse_items(text, output_format=output_format, obj=data_file.name,
                                         known=_worker.schema, dictionary_maps=_worker.dictionary_maps,
                                         json_reader=json_reader, counts=counts)
+    if key_attributes:
+        check_key_attributes(table.column("Item"), text, key_attributes, obj=data_file.name)
     return table, first_line, changes if changes is not None else ChangeColumns.upserts(table.num_rows)
 
 
@@ -449,7 +473,7 @@ def _convert_files(worker: int, files: list[tuple[int, DataFile]], job: _WriteJo
 
     try:
         reads = [_read_file(index, data_file, conversion, options.dictionary_keys, options.partition,
-                            options.piece_bytes, write, incremental, options.json_reader)
+                            options.piece_bytes, write, incremental, options.json_reader, options.key_attributes)
                  for index, data_file in files]
         return writer.close(), reads, _keys_table(keys)
     except BaseException:
@@ -469,7 +493,7 @@ def convert_share(worker: int, files: list[tuple[int, DataFile]], options: Conve
     try:
         if plan is None:
             return [], [_parse_file(index, data_file, None, options.dictionary_keys, conversion, options.partition,
-                                    options.piece_bytes, incremental, options.json_reader)
+                                    options.piece_bytes, incremental, options.json_reader, options.key_attributes)
                         for index, data_file in files]
         if incremental or target is None:
             raise ValueError("writing a share needs a file target, and a full export (incremental ones merge locally)")
@@ -615,7 +639,7 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
         _remove_files(written, options.s3)
         raise
     # Any other failure leaves the files: the commit may have landed (an answer lost on the way).
-    notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows})
+    notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows, "files": commit.added})
     if merged is None:
         keep_profile(dest, export.export_id, profile, options.s3)
     history, history_error = _history(target, export, options, notify) if merged is not None else (None, None)
@@ -702,7 +726,7 @@ def _read_and_write(export: Export, target: LakeTarget, table: Any, stored: Tabl
             why = f"two stages: {misfit}; the export was read again"
             notify("replanned", {"why": str(misfit)})
             run = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
-    spill_dir = make_scratch(options.work_dir)
+    spill_dir = _make_scratch(options.work_dir)
     written: list[WrittenFile] = []
     try:
         with _executor(workers) as pool:
@@ -714,6 +738,7 @@ def _read_and_write(export: Export, target: LakeTarget, table: Any, stored: Tabl
             written, keys = _run_stage_two(pool, parsed, job, workers, notify)
         written = merge_small_files(written, resolve(job.target.data, options.s3), plan.arrow_schema, job.target,
                                     options.small_partition_bytes)
+        _check_keys(written, plan, job, export, options)
     except BaseException:
         _remove_files(written, options.s3)  # best effort: what is left is an orphan for maintenance
         raise
@@ -752,12 +777,20 @@ def _one_pass(export: Export, target: LakeTarget, table: Any, stored: TableSchem
                 plan.vanished, plan.variants = seen.vanished, seen.variants
         written = merge_small_files(written, resolve(job.target.data, options.s3), plan.arrow_schema, job.target,
                                     options.small_partition_bytes)
+        _check_keys(written, plan, job, export, options)
     except BaseException:
         _remove_files(written, options.s3)  # best effort: what is left is an orphan for maintenance
         raise
     finally:
         _worker.release()  # workers=1 ran the files in this process
     return _Converted(profile, plan, job, written, keys, parsed, one_pass=True, path=path)
+
+
+def _check_keys(written: list[WrittenFile], plan: TablePlan, job: _WriteJob, export: Export,
+                options: ConvertOptions) -> None:
+    if job.key_columns is None:  # a full export: each key once (an incremental one's Keys are its own)
+        check_unique_keys(written, plan, options.key_attributes, export=export.folder.uri, s3=options.s3,
+                          work_dir=options.work_dir)
 
 
 def _history(target: LakeTarget, export: Export, options: ConvertOptions,
@@ -929,7 +962,7 @@ def _start_stage_one(pool: Executor, export: Export, spill_dir: str | None, opti
     order = sorted(range(len(export.files)), key=lambda i: -export.files[i].manifest.item_count)
     return [pool.submit(_parse_file, index, export.files[index], spill_dir, options.dictionary_keys, conversion,
                         options.partition, options.piece_bytes, export.summary.export_type == INCREMENTAL,
-                        options.json_reader)
+                        options.json_reader, options.key_attributes)
             for index in order]
 
 

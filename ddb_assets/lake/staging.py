@@ -236,7 +236,7 @@ def commit_staged(staged: StagedExport, dest: str | os.PathLike[str], options: A
         raise
     _remove_files(others if not commit.unchanged else list(staged.written), options.s3)
     _remove_record(staged, options.s3)
-    notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows})
+    notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows, "files": commit.added})
     return ConvertResult(commit, f"{target.namespace}.{target.name}", target.location.uri, staged.profile, plan,
                          export, written, staged.compressed, staged.uncompressed,
                          staged.seconds + time.monotonic() - started, staged.scratch_bytes, one_pass=staged.one_pass,

@@ -14,8 +14,10 @@ files never collide with another run's or another attempt's, and files no snapsh
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 from urllib.parse import quote_plus
 
 import pyarrow as pa
@@ -89,6 +91,18 @@ class _Open:
     rows: int = 0  # in the current file
     row_groups: int = 0  # in the current file
     files: int = 0  # files of this partition opened so far
+
+
+@contextmanager
+def _naming(location: Location | None) -> Iterator[None]:
+    """A local file system's error (a full disk, a quota) names the file being written: Arrow's
+    says only ``Error writing bytes to file`` and the errno."""
+    try:
+        yield
+    except OSError as exc:
+        if location is None or location.scheme != "file" or exc.filename or not exc.errno:
+            raise
+        raise OSError(exc.errno, os.strerror(exc.errno), location.path) from exc
 
 
 class PartitionedWriter:
@@ -171,8 +185,9 @@ class PartitionedWriter:
             if target.location.scheme == "file":
                 target.location.fs.create_dir(target.location.parent().path, recursive=True)
             self._files.append(target.location)
-            target.writer = pq.ParquetWriter(target.location.path, self.schema, filesystem=target.location.fs,
-                                             **self._options)
+            with _naming(target.location):
+                target.writer = pq.ParquetWriter(target.location.path, self.schema, filesystem=target.location.fs,
+                                                 **self._options)
             target.files += 1
         return target.writer
 
@@ -180,7 +195,9 @@ class PartitionedWriter:
         if not target.buffer:
             return
         table = pa.concat_tables(target.buffer)
-        self._file_for(target).write_table(table, row_group_size=max(1, table.num_rows))
+        writer = self._file_for(target)
+        with _naming(target.location):
+            writer.write_table(table, row_group_size=max(1, table.num_rows))
         target.rows += table.num_rows
         target.row_groups += 1
         self._buffered -= target.buffered_bytes
@@ -191,7 +208,8 @@ class PartitionedWriter:
     def _close_file(self, target: _Open) -> None:
         if target.writer is None or target.location is None:
             return
-        target.writer.close()
+        with _naming(target.location):
+            target.writer.close()
         size = target.location.fs.get_file_info(target.location.path).size or 0
         self._written.append(WrittenFile(target.name, target.key, target.location.uri, target.rows, size,
                                          target.writer.writer.metadata))

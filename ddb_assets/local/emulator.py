@@ -34,7 +34,7 @@ from moto.dynamodb.models.utilities import dynamo_json_dump
 from moto.dynamodb.responses import DynamoHandler
 from moto.core.responses import ActionResult
 
-from ddb_assets.local import glue_jobs, glue_versions
+from ddb_assets.local import emr_serverless_jobs, glue_jobs, glue_versions
 from ddb_assets.local.clock import clock, clock_endpoint
 from ddb_assets.local.export_writer import (
     ExportRequest,
@@ -635,7 +635,8 @@ _installed = False
 def install() -> None:
     """Replace moto's export API with the faithful one, and close moto's other gaps (Athena runs
     queries, Glue checks table versions and runs
-    the glue runner's job: local/glue_jobs.py). Idempotent; call before serving requests."""
+    the glue runner's job: local/glue_jobs.py; EMR Serverless runs the emr_serverless runner's:
+    local/emr_serverless_jobs.py). Idempotent; call before serving requests."""
     global _installed
     with _INSTALLED:
         if _installed:
@@ -654,6 +655,7 @@ def install() -> None:
         _wrap_athena_execution()
         glue_versions.install()
         glue_jobs.install()
+        emr_serverless_jobs.install()
         _installed = True
 
 

@@ -12,97 +12,41 @@ as Glue passes them, with the world's endpoint and dummy keys in its environment
 ``GetJobRuns``) answer RUNNING while it runs, then SUCCEEDED, or FAILED with an ``ErrorMessage``
 (the last line of the script's error), as AWS does. The job's ``--additional-python-modules`` and
 ``--extra-py-files`` are not installed: the world's own Python, which has the package, runs the
-script and the executors. Other jobs keep moto's behaviour.
+script and the executors (local/spark_jobs.py, shared with EMR Serverless job runs). Other jobs
+keep moto's behaviour.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import threading
-from pathlib import Path
 from typing import Any
 
+from ddb_assets.local.spark_jobs import LocalSparkRun, spark_run_of, world_object
+
 MARK = b"ddb-assets-glue-job/1"
-MASTER = "local[2]"
 _INSTALL_LOCK = threading.Lock()
 _installed = False
 _request = threading.local()  # the endpoint of the StartJobRun being handled on this thread
 
 
-def _script(backend: Any, job: Any) -> bytes | None:
-    """The job's script from the world's S3, when it is there."""
-    from moto.s3.models import s3_backends
-    from moto.utilities.utils import get_partition
-
-    location = (job.command or {}).get("ScriptLocation") or ""
-    if not location.startswith("s3://"):
-        return None
-    bucket, _, key = location[len("s3://"):].partition("/")
-    try:
-        s3 = s3_backends[backend.account_id][get_partition(backend.region_name)]
-        return bytes(s3.get_object(bucket, key).value)
-    except Exception:  # noqa: BLE001 - no such bucket or key: not ours, moto's behaviour stands
-        return None
-
-
 def _start(backend: Any, job: Any, job_run: Any, script: bytes, endpoint: str) -> None:
-    from ddb_assets.lake.shards.spark import spark_submit_path
-
-    folder = Path(tempfile.mkdtemp(prefix="ddb-assets-glue-run-"))
-    path = folder / "glue_job.py"
-    path.write_bytes(script)
     arguments = ["--JOB_ID", f"j_{job.name}", "--JOB_RUN_ID", job_run.job_run_id, "--JOB_NAME", job.name]
     for key, value in (job_run.arguments or {}).items():
         arguments += [key, str(value)]
-    env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_DEFAULT_REGION=backend.region_name,
-               AWS_REGION=backend.region_name, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-               PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
-    log = folder / "output.log"
-    try:
-        submit = spark_submit_path(None)
-    except Exception as exc:  # noqa: BLE001 - reported as Glue reports a run that could not start
-        job_run._ddb_assets_failure = str(exc)
-        return
-    command = [sys.executable, "-m", "ddb_assets.lake.lifetime", str(os.getpid()), str(int(signal.SIGTERM)),
-               submit, "--master", MASTER, "--conf", "spark.ui.enabled=false", "--name", f"glue {job.name}",
-               str(path), *arguments]
-    with open(log, "wb") as out:
-        # Ends with the world (lake/lifetime.py), as a job run ends with its account.
-        job_run._ddb_assets_process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
-                                                       stderr=subprocess.STDOUT, env=env, cwd=folder)
-    job_run._ddb_assets_log = log
-
-
-def _error_message(log: Path) -> str:
-    """The script's error as Glue's ErrorMessage gives it: the last line of the traceback."""
-    try:
-        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return "the job run failed"
-    for line in reversed(lines):
-        if "Error" in line.split(":", 1)[0] or "Exception" in line.split(":", 1)[0]:
-            return line
-    return lines[-1] if lines else "the job run failed"
+    job_run._ddb_assets_run = LocalSparkRun.start(script, "glue_job.py", f"glue {job.name}", arguments, endpoint,
+                                                  backend.region_name)
 
 
 def _state(job_run: Any) -> tuple[str, str | None]:
-    failure = getattr(job_run, "_ddb_assets_failure", None)
-    if failure is not None:
-        return "FAILED", failure
-    process = job_run._ddb_assets_process
-    status = process.poll()
+    run = spark_run_of(job_run)
+    assert run is not None
+    status = run.status()
     if status is None:
         return "RUNNING", None
     if status == 0:
-        # the script and its log are kept only for a run that failed
-        shutil.rmtree(job_run._ddb_assets_log.parent, ignore_errors=True)
+        run.remove()  # the script and its output are kept only for a run that failed
         return "SUCCEEDED", None
-    return "FAILED", _error_message(job_run._ddb_assets_log)
+    return "FAILED", run.error_message()
 
 
 def install() -> None:
@@ -133,25 +77,24 @@ def install() -> None:
             run_id = original_start(self, name, *args, **kwargs)
             job = self.get_job(name)
             endpoint = getattr(_request, "endpoint", None)
-            script = _script(self, job)
+            script = world_object(self.account_id, self.region_name, (job.command or {}).get("ScriptLocation") or "")
             if endpoint and script is not None and MARK in script[:200]:
                 job_run = next(r for r in job.job_runs if r.job_run_id == run_id)
-                job_run._ddb_assets_ours = True
                 _start(self, job, job_run, script, endpoint)
             return run_id
 
         def status(self: Any) -> Any:
-            if getattr(self, "_ddb_assets_ours", False):
+            if spark_run_of(self) is not None:
                 return _state(self)[0]
             return original_status.fget(self)  # type: ignore[attr-defined]
 
         def advance(self: Any) -> None:
-            if not getattr(self, "_ddb_assets_ours", False):
+            if spark_run_of(self) is None:
                 original_advance(self)
 
         def as_dict(self: Any) -> dict[str, Any]:
             document = original_as_dict(self)
-            if getattr(self, "_ddb_assets_ours", False):
+            if spark_run_of(self) is not None:
                 state, message = _state(self)
                 document["JobRunState"] = state
                 document["GlueVersion"] = "5.0"

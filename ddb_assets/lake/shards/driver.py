@@ -34,6 +34,7 @@ from ddb_assets.lake.profile import Profile
 from ddb_assets.lake.shards.plan import plan_shards, shard_count
 from ddb_assets.lake.shards.spec import FileRead, ShardFile, ShardResult, ShardSpec
 from ddb_assets.lake.writer import merge_small_files
+from ddb_assets.lake.unique_keys import check_unique_keys
 
 ProgressCallback = Callable[[str, dict[str, Any]], None]
 Engine = Any  # a context manager whose run(specs) returns their ShardResults (lake/shards/spark.py)
@@ -69,6 +70,8 @@ def convert_in_shards(export: Export, target: LakeTarget, table: Any, stored: Ta
     try:
         check_profile(_plan(seen, options, stored), plan, export.export_id)
         written = merge_small_files(written, data, plan.arrow_schema, job.target, options.small_partition_bytes)
+        check_unique_keys(written, plan, options.key_attributes, export=export.folder.uri, s3=options.s3,
+                          work_dir=options.work_dir)
     except BaseException:
         _remove_files(written, options.s3)
         remove_run_files(data, run)
@@ -82,7 +85,7 @@ def convert_in_shards(export: Export, target: LakeTarget, table: Any, stored: Ta
         remove_run_files(data, run)
         raise
     # Any other failure leaves the files: the commit may have landed (an answer lost on the way).
-    notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows})
+    notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows, "files": commit.added})
     if reads is None:
         reads = [read for r in results for read in r.reads]
     return ConvertResult(commit, f"{target.namespace}.{target.name}", target.location.uri, seen, plan, export,
@@ -101,6 +104,10 @@ def open_engine(options: ConvertOptions, run: str) -> Engine:
         from ddb_assets.lake.shards.glue import GlueEngine
 
         return GlueEngine(options, run)
+    if options.runner.kind == "emr_serverless":
+        from ddb_assets.lake.shards.emr_serverless import EmrServerlessEngine
+
+        return EmrServerlessEngine(options, run)
     raise ValueError(f"runner {options.runner.kind!r} does not run shard tasks")
 
 
@@ -133,7 +140,7 @@ def _spec(export: Export, options: ConvertOptions, run: str, number: int, total:
                      export_type=export.summary.export_type, output_format=export.summary.output_format,
                      source=export.folder.uri, files=tuple(files), partition_by=options.partition_by,
                      dictionary_keys=options.dictionary_keys, piece_bytes=options.piece_bytes,
-                     json_reader=options.json_reader,
+                     json_reader=options.json_reader, key_attributes=options.key_attributes,
                      buffer_bytes=options.buffer_bytes, only_partitions=options.only_partitions,
                      s3_endpoint_url=s3.endpoint_url if s3 else None, s3_region=s3.region if s3 else None,
                      s3_max_attempts=s3.max_attempts if s3 else None)

@@ -7,7 +7,8 @@ This process (the driver) writes the pass's shard specs and a round file listing
 it to its end: with boto3 (``StartJobRun``, then ``GetJobRun`` every few seconds) from the CLI, or
 with dagster-aws's ``PipesGlueClient`` inside Dagster (a ``glue_launcher`` the assets pass). The
 job maps ``run_shard_document`` over the specs with Spark (one task per shard, retried by Spark)
-and writes the collected results beside the round file; the driver commits them (driver.py).
+and writes the collected results beside the round file; the driver commits them (driver.py). The
+staging and the reading of results are the emr_serverless runner's too (lake/shards/staged.py).
 
 A job run that ends in any state but SUCCEEDED fails the conversion with Glue's ErrorMessage; a
 shard that kept failing fails it with its error; the staging folder is then kept, for
@@ -17,13 +18,9 @@ shard that kept failing fails it with its error; the staging folder is then kept
 from __future__ import annotations
 
 import time
-from types import TracebackType
 from typing import Any, Protocol
 
-import orjson
-
-from ddb_assets.exports.storage import Location, resolve
-from ddb_assets.lake.shards.spec import ShardFailed, ShardResult, ShardSpec, round_results
+from ddb_assets.lake.shards.staged import StagedEngine
 
 RESULTS_FORMAT = "ddb_assets.shard-results/1"  # as lake/shards/spark_job.py writes it
 ROUND_ARGUMENT = "--ddb_assets_round"
@@ -70,51 +67,21 @@ def job_run_params(runner: Any, round_uri: str) -> dict[str, Any]:
     return params
 
 
-class GlueEngine:
-    """The Glue job runs of one conversion: ``with GlueEngine(options, run) as engine:
-    engine.run(specs)`` per pass. ``options``: the conversion's ConvertOptions (its ``runner``
-    and ``s3``)."""
+class GlueEngine(StagedEngine):
+    """The Glue job runs of one conversion (lake/shards/staged.py): ``with GlueEngine(options, run)
+    as engine: engine.run(specs)`` per pass."""
 
     def __init__(self, options: Any, run: str):
-        self.runner, self.s3, self.run_id = options.runner, options.s3, run
+        super().__init__(options, run)
         self.launch: GlueLauncher = self.runner.glue_launcher or Boto3Launcher()
-        self.folder: Location = resolve(self.runner.staging, self.s3).join(run)
-        self.rounds = 0
 
-    def __enter__(self) -> "GlueEngine":
-        return self
-
-    def run(self, specs: list[ShardSpec], options: Any = None) -> list[ShardResult]:
-        """Run one pass's ``specs`` as one job run; their results. Raises ShardFailed when the job
-        run did not succeed (its state and Glue's ErrorMessage) or a task kept failing."""
-        number = self.rounds
-        self.rounds += 1
-        uris = []
-        for spec in specs:
-            location = self.folder.join(f"round-{number}", f"shard-{spec.shard:05d}.json")
-            location.write_bytes(spec.to_json())
-            uris.append(location.uri)
-        request = self.folder.join(f"round-{number}.json")
-        request.write_bytes(orjson.dumps({"specs": uris}))
-        job_run = self.launch(job_run_params(self.runner, request.uri))
+    def launch_round(self, round_uri: str) -> tuple[str, str | None]:
+        job_run = self.launch(job_run_params(self.runner, round_uri))
+        name = f"Glue job {self.runner.glue_job} run {job_run.get('Id', '?')}"
         state = job_run.get("JobRunState")
-        if state != "SUCCEEDED":
-            raise ShardFailed(f"Glue job {self.runner.glue_job} run {job_run.get('Id', '?')} ended {state}: "
-                              f"{job_run.get('ErrorMessage') or 'no error message'} (its specs: {request.uri})")
-        results = self.folder.join(f"round-{number}.results.json")
-        if not results.exists():
-            raise ShardFailed(f"Glue job {self.runner.glue_job} run {job_run.get('Id', '?')} succeeded but wrote "
-                              f"no {results.uri}: is the job's script the one `ddb-assets shard package` uploads?")
-        return round_results(orjson.loads(results.read_bytes()), results.uri)
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
-        if kind is None or not issubclass(kind, ShardFailed):
-            try:
-                self.folder.fs.delete_dir(self.folder.path)
-            except OSError:
-                pass  # staging left behind costs a few KB; the conversion's outcome stands
-        # When a job run failed, the specs stay for `ddb-assets shard run`.
+        if state == "SUCCEEDED":
+            return name, None
+        return name, f"{state}: {job_run.get('ErrorMessage') or 'no error message'}"
 
 
 __all__ = ["Boto3Launcher", "GlueEngine", "GlueLauncher", "job_run_params"]

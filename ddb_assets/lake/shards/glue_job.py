@@ -1,30 +1,41 @@
 """ddb-assets-glue-job/1: the script of the AWS Glue Spark job the glue runner starts
-(lake/shards/glue.py). ``ddb-assets shard package`` uploads it, with the package's wheel that it
-imports (``--additional-python-modules``). Glue runs it as
+(lake/shards/glue.py), and the entry point of the emr_serverless runner's job runs
+(lake/shards/emr_serverless.py). ``ddb-assets shard package`` uploads it, with the package it
+imports (the wheel for Glue's ``--additional-python-modules``, the zip for EMR Serverless's
+``spark.submit.pyFiles``). Glue runs it as
 
     glue_job.py --JOB_ID ... --JOB_RUN_ID ... --ddb_assets_round s3://STAGING/RUN/round-N.json [...]
+
+and EMR Serverless as ``glue_job.py --ddb_assets_round s3://...`` (its entryPointArguments).
 
 The round file lists shard spec URIs; each spec becomes one Spark task running
 ``run_shard_document`` on an executor (lake/shards/spark_job.py's ``run_round``), and the
 collected results go beside it, ``round-N.results.json``. Started by dagster-aws's
 PipesGlueClient (``--dagster-pipes-context`` among the arguments), it reports each shard's
-outcome to the Dagster run through Pipes (dagster-pipes, S3 context and messages).
+outcome to the Dagster run through Pipes (dagster-pipes, S3 context and messages). Started by
+PipesEMRServerlessClient (``DAGSTER_PIPES_CONTEXT`` in the driver's environment, from
+``spark.emr-serverless.driverEnv``), it opens Pipes with dagster-pipes' defaults: the context
+from that variable, the messages on stdout, which EMR Serverless ships to CloudWatch Logs, where
+the client reads them.
 
 The first line is the mark the local world looks for to run this job with spark-submit.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import ExitStack
 from typing import Any
 
 ROUND_ARGUMENT = "--ddb_assets_round"
 PIPES_ARGUMENT = "--dagster-pipes-context"
+PIPES_VARIABLE = "DAGSTER_PIPES_CONTEXT"
 
 
 def argument(argv: list[str], name: str) -> str | None:
-    """The value after ``name`` in Glue's ``--key value`` arguments (None when absent)."""
+    """The value after ``name`` in ``--key value`` arguments (Glue's, or EMR Serverless's
+    entryPointArguments); None when absent."""
     for index, value in enumerate(argv[:-1]):
         if value == name:
             return argv[index + 1]
@@ -33,6 +44,10 @@ def argument(argv: list[str], name: str) -> str | None:
 
 def _pipes(argv: list[str], stack: ExitStack) -> Any:
     if argument(argv, PIPES_ARGUMENT) is None:
+        if PIPES_VARIABLE in os.environ:  # EMR Serverless: the environment, stdout (CloudWatch)
+            from dagster_pipes import open_dagster_pipes
+
+            return stack.enter_context(open_dagster_pipes())
         return None
     import boto3
     from dagster_pipes import (PipesCliArgsParamsLoader, PipesS3ContextLoader, PipesS3MessageWriter,
@@ -53,8 +68,8 @@ def main(argv: list[str]) -> int:
 
     round_uri = argument(argv, ROUND_ARGUMENT)
     if round_uri is None:
-        print(f"glue_job.py: no {ROUND_ARGUMENT} argument: this job is started by the glue runner "
-              f"(ddb-assets convert --runner glue)", file=sys.stderr)
+        print(f"glue_job.py: no {ROUND_ARGUMENT} argument: this job is started by the glue or emr_serverless "
+              f"runner (ddb-assets convert --runner glue|emr_serverless)", file=sys.stderr)
         return 2
     with ExitStack() as stack:
         pipes = _pipes(argv, stack)

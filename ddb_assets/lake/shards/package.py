@@ -1,7 +1,9 @@
-"""``ddb-assets shard package``: what a Glue job's executors need, uploaded to S3: the package's
-wheel (built with ``pip wheel --no-deps`` from the source checkout) and the job's script
-(lake/shards/glue_job.py). Glue installs the wheel and its dependencies from PyPI when the job
-names it in ``--additional-python-modules``.
+"""``ddb-assets shard package``: what a Glue or EMR Serverless job's executors need, uploaded to
+S3: the package's wheel (built with ``pip wheel --no-deps`` from the source checkout), the same
+archive named ``.zip`` and the job's script (lake/shards/glue_job.py). Glue installs the wheel
+and its dependencies from PyPI when the job names it in ``--additional-python-modules``; EMR
+Serverless imports the package from the zip in ``spark.submit.pyFiles`` (Spark puts only .zip,
+.egg and .jar files on the executors' Python path; a pure-Python wheel is a zip of the package).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ class PackageError(RuntimeError):
 @dataclass(frozen=True)
 class Package:
     wheel: str  # s3:// URI of the uploaded wheel
-    script: str  # s3:// URI of the job script (the Glue job's ScriptLocation)
+    script: str  # s3:// URI of the job script (the Glue job's ScriptLocation, EMR Serverless's entryPoint)
+    modules: str  # s3:// URI of the wheel's copy named .zip (EMR Serverless's spark.submit.pyFiles)
 
 
 def project_root() -> Path:
@@ -64,20 +67,23 @@ def build_wheel(folder: Path) -> Path:
 
 
 def package(to: str, s3: S3Options | None = None) -> Package:
-    """Build the wheel and upload it and the job script under ``to`` (``s3://bucket/prefix/``)."""
+    """Build the wheel and upload it, its .zip copy and the job script under ``to``
+    (``s3://bucket/prefix/``)."""
     if not to.startswith("s3://"):
-        raise PackageError(f"--to must be an s3:// folder the Glue job can read, not {to!r}")
+        raise PackageError(f"--to must be an s3:// folder the job can read, not {to!r}")
     folder = resolve(to.rstrip("/"), s3)
     with tempfile.TemporaryDirectory(prefix="ddb-assets-package-") as scratch:
         wheel = build_wheel(Path(scratch))
         wheel_at = folder.join(wheel.name)
+        modules_at = folder.join(wheel.name[:-len(".whl")] + ".zip")
         script_at = folder.join(SCRIPT.name)
         try:
             wheel_at.write_bytes(wheel.read_bytes())
+            modules_at.write_bytes(wheel.read_bytes())
             script_at.write_bytes(SCRIPT.read_bytes())
         except OSError as exc:
             raise PackageError(f"cannot upload to {to}: {exc}") from None
-    return Package(wheel_at.uri, script_at.uri)
+    return Package(wheel_at.uri, script_at.uri, modules_at.uri)
 
 
 __all__ = ["Package", "PackageError", "build_wheel", "package"]

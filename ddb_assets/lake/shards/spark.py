@@ -18,6 +18,7 @@ carries the error, with its object and line.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -35,7 +36,6 @@ from ddb_assets.lake.shards.spec import ShardFailed, ShardResult, ShardSpec, rou
 
 JOB_SCRIPT = Path(__file__).with_name("spark_job.py")
 RESULTS_FORMAT = "ddb_assets.shard-results/1"
-LOG_TAIL_LINES = 30
 POLL_SECONDS = 0.25
 STOP_SECONDS = 120  # for the application to end after its stop round
 
@@ -79,6 +79,7 @@ class SparkEngine:
         self.log = Path(tempfile.gettempdir()) / f"ddb-assets-spark-{run}.log"
         self.process: subprocess.Popen | None = None
         self.rounds = 0
+        self.ended = False  # spark-submit ended before a round's results: no spec is worth rerunning
 
     def __enter__(self) -> "SparkEngine":
         if self.folder.scheme == "file":
@@ -93,7 +94,8 @@ class SparkEngine:
             # spark-submit ends with this process (lake/lifetime.py); the driver script with spark-submit.
             # In a folder of its own: Spark may leave files in its working directory.
             self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                            env=_environment(self.runner.spark_master, self.s3), cwd=self.work)
+                                            env=_environment(self.runner.spark_master, self.s3, self.submit),
+                                            cwd=self.work)
         return self
 
     def run(self, specs: list[ShardSpec], options: Any = None) -> list[ShardResult]:
@@ -127,8 +129,9 @@ class SparkEngine:
                     return document
             status = self.process.poll()
             if status is not None:
-                raise ShardFailed(f"spark-submit ended (status {status}) before the shards' results came back "
-                                  f"(its log: {self.log}):\n{_tail(self.log)}")
+                self.ended = True
+                raise ShardFailed(f"spark-submit ended (status {status}) before the shards' results came back: "
+                                  f"{_cause(self.log)} (its log: {self.log})")
             time.sleep(POLL_SECONDS)
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
@@ -143,16 +146,25 @@ class SparkEngine:
         except (OSError, subprocess.TimeoutExpired):
             process.terminate()
             process.wait()
+        task_failed = kind is not None and issubclass(kind, ShardFailed) and not self.ended
+        # The temporary staging folder (specs, results, what Spark left in its working directory)
+        # stays only when a task kept failing: the error names its spec, to rerun with `ddb-assets
+        # shard run`. When spark-submit itself ended, the error gives the cause and names the log,
+        # which stays; bad input is reported with its object and line.
+        if self.temporary and not task_failed:
+            shutil.rmtree(self.staging_root, ignore_errors=True)
         if kind is None or not issubclass(kind, ShardFailed):
-            if self.temporary:
-                shutil.rmtree(self.staging_root, ignore_errors=True)
             self.log.unlink(missing_ok=True)
-        # When the engine failed, the specs and its log stay, for `ddb-assets shard run` and reading
-        # (bad input is reported with its object and line: nothing more to read).
 
 
-def _environment(master: str, s3: Any) -> dict[str, str]:
+def _environment(master: str, s3: Any, submit: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
+    if submit is not None:
+        # spark-submit runs the Spark of $SPARK_HOME when that is set: a stale one (a removed
+        # install) would break the one chosen here (pyspark's own, say). It runs its own install's.
+        home = Path(submit).resolve().parent.parent
+        if (home / "bin" / "spark-class").is_file():
+            env["SPARK_HOME"] = str(home)
     # The driver (client mode, spark-submit's default) runs on this machine, with this interpreter,
     # which has the package; so do local executors. A cluster's executors use the Python set there.
     env.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -166,12 +178,25 @@ def _environment(master: str, s3: Any) -> dict[str, str]:
     return env
 
 
-def _tail(log: Path) -> str:
+# A line saying why a JVM or Python process ended: ``Exception in thread "main" x.y.SomeException: ...``,
+# ``Caused by: ...``, ``java.lang.SomeError: ...``, a Python traceback's last line ``SomeError: ...``,
+# or a shell's ``spark-submit: line 27: /x/bin/spark-class: No such file or directory``.
+_CAUSE = re.compile(r"^(?:Exception in thread \"[^\"]*\" |Caused by: )?(?P<cause>(?:[\w$]+\.)*[\w$]*(?:Exception|Error)"
+                    r"\b.*|.*: (?:No such file or directory|command not found|Permission denied))$")
+
+
+def _cause(log: Path) -> str:
+    """Why spark-submit ended, in one line from its log: the first cause a JVM or Python process
+    gave (Spark's own warnings and stack frames left out), else the log's last line."""
     try:
-        lines = log.read_text(errors="replace").splitlines()
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
-        return ""
-    return "\n".join(lines[-LOG_TAIL_LINES:])
+        return "no log"
+    for line in lines:
+        found = _CAUSE.match(line)
+        if found and not line.startswith("at "):
+            return found["cause"]
+    return lines[-1] if lines else "no output"
 
 
 __all__ = ["SparkEngine", "spark_submit_path"]

@@ -88,6 +88,7 @@ class ShardSpec:
     dictionary_keys: int = 64
     piece_bytes: int = 32 << 20
     json_reader: str = DEFAULT_JSON_READER  # ConvertOptions.json_reader
+    key_attributes: tuple[str, ...] = ()  # ConvertOptions.key_attributes
     # writing shards only (None: read, check and profile, write nothing)
     schema: TableSchema | None = None
     active: frozenset[int] = frozenset()
@@ -125,6 +126,7 @@ class ShardSpec:
             "files": [f.__dict__ for f in self.files], "partition_by": self.partition_by,
             "dictionary_keys": self.dictionary_keys, "piece_bytes": self.piece_bytes,
             "json_reader": self.json_reader, "buffer_bytes": self.buffer_bytes,
+            "key_attributes": list(self.key_attributes),
             "only_partitions": sorted(self.only_partitions) if self.only_partitions is not None else None,
             "s3": {"endpoint_url": self.s3_endpoint_url, "region": self.s3_region,
                    "max_attempts": self.s3_max_attempts},
@@ -151,7 +153,7 @@ class ShardSpec:
                 export_type=d["export_type"], output_format=d["output_format"], source=d["source"],
                 files=tuple(ShardFile(**f) for f in d["files"]), partition_by=d["partition_by"],
                 dictionary_keys=d["dictionary_keys"], piece_bytes=d["piece_bytes"], buffer_bytes=d["buffer_bytes"],
-                json_reader=d["json_reader"],
+                json_reader=d["json_reader"], key_attributes=tuple(d.get("key_attributes") or ()),
                 only_partitions=frozenset(only) if only is not None else None,
                 s3_endpoint_url=d["s3"]["endpoint_url"], s3_region=d["s3"]["region"],
                 s3_max_attempts=d["s3"]["max_attempts"],

@@ -28,7 +28,7 @@ def run_shard(spec: ShardSpec) -> ShardResult:
                              piece_bytes=spec.piece_bytes, buffer_bytes=spec.buffer_bytes,
                              only_partitions=spec.only_partitions, s3=spec.s3.with_environment(),
                              compression=spec.target.compression if spec.target else "zstd",
-                             json_reader=spec.json_reader)
+                             json_reader=spec.json_reader, key_attributes=spec.key_attributes)
     files = [(f.index, f.data_file(spec.output_format, options.s3)) for f in spec.files]
     plan = TablePlan(spec.schema, spec.active) if spec.schema is not None else None
     written, reads = convert_share(spec.shard, files, options, conversion=f"{spec.run}-{spec.shard}-{spec.attempt}",

@@ -1,0 +1,73 @@
+"""What the runners that start one remote job run per pass (glue, emr_serverless) share: the
+pass's shard specs and a round file listing them are written to the ``s3://`` staging folder, the
+job run is started with the round file's URI and followed to its end, and the results the job
+wrote beside the round file (``round-N.results.json``, lake/shards/glue_job.py) are read back.
+
+A job run that did not succeed fails the conversion with the service's own state and message; a
+shard that kept failing fails it with its error. The staging folder is removed after a conversion
+that did not fail on a shard; otherwise it stays, for ``ddb-assets shard run --spec URI``.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+import orjson
+
+from ddb_assets.exports.storage import Location, resolve
+from ddb_assets.lake.shards.spec import ShardFailed, ShardResult, ShardSpec, round_results
+
+
+class StagedEngine:
+    """The job runs of one conversion: ``with Engine(options, run) as engine: engine.run(specs)``
+    per pass. ``options``: the conversion's ConvertOptions (its ``runner`` and ``s3``). A subclass
+    says what starts one job run (``launch_round``) and how it names the job (``job``)."""
+
+    job = "the job"
+
+    def __init__(self, options: Any, run: str):
+        self.runner, self.s3, self.run_id = options.runner, options.s3, run
+        self.folder: Location = resolve(self.runner.staging, self.s3).join(run)
+        self.rounds = 0
+
+    def launch_round(self, round_uri: str) -> tuple[str, str | None]:
+        """Start the job run of the round file ``round_uri`` and follow it to its end: (the run's
+        name for messages, None when it succeeded or the service's state and message)."""
+        raise NotImplementedError
+
+    def __enter__(self) -> "StagedEngine":
+        return self
+
+    def run(self, specs: list[ShardSpec], options: Any = None) -> list[ShardResult]:
+        """Run one pass's ``specs`` as one job run; their results. Raises ShardFailed when the job
+        run did not succeed (the service's state and message) or a task kept failing."""
+        number = self.rounds
+        self.rounds += 1
+        uris = []
+        for spec in specs:
+            location = self.folder.join(f"round-{number}", f"shard-{spec.shard:05d}.json")
+            location.write_bytes(spec.to_json())
+            uris.append(location.uri)
+        request = self.folder.join(f"round-{number}.json")
+        request.write_bytes(orjson.dumps({"specs": uris}))
+        name, failure = self.launch_round(request.uri)
+        if failure is not None:
+            raise ShardFailed(f"{name} ended {failure} (its specs: {request.uri})")
+        results = self.folder.join(f"round-{number}.results.json")
+        if not results.exists():
+            raise ShardFailed(f"{name} succeeded but wrote no {results.uri}: is the job's script the one "
+                              f"`ddb-assets shard package` uploads?")
+        return round_results(orjson.loads(results.read_bytes()), results.uri)
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        if kind is None or not issubclass(kind, ShardFailed):
+            try:
+                self.folder.fs.delete_dir(self.folder.path)
+            except OSError:
+                pass  # staging left behind costs a few KB; the conversion's outcome stands
+        # When a job run failed, the specs stay for `ddb-assets shard run`.
+
+
+__all__ = ["StagedEngine"]
