@@ -607,6 +607,14 @@ def convert(
                                             "table (give the partition key, then the sort key: --key pk --key "
                                             "sk): an item lacking one, or a full export holding a key twice, is "
                                             "refused (default: not checked)."),
+    merge_mode: Optional[str] = typer.Option(None, "--merge-mode", metavar="[copy-on-write|merge-on-read]",
+                                             callback=_one_of("copy-on-write", "merge-on-read"),
+                                             help="Incremental exports: copy-on-write rewrites every data file "
+                                                  "holding a changed key; merge-on-read writes Iceberg "
+                                                  "position-delete files instead (far less to write; readers "
+                                                  "apply them until `maintain` compacts). Recorded in the "
+                                                  "table's write.merge.mode; default: that property, else "
+                                                  "copy-on-write."),
     history: bool = typer.Option(False, "--history", help="Incremental exports: also append each change (key, "
                                                           "operation, write time, new and old images) to the change "
                                                           "history table <table>_changes, created if needed; "
@@ -665,6 +673,7 @@ def convert(
         catalog=_catalog_config(catalog, namespace),
         table_name=table_name, rebuild=rebuild, allow_overlap=allow_overlap, history=history,
         runner=runner_options, key_attributes=tuple(key or ()),
+        merge_mode=merge_mode,
         from_table=frozenset(key for key, value in given.items() if value is None))  # the table's own
     export, known = open_export(source), None
     if profile:
@@ -701,7 +710,9 @@ def convert(
     if merge is not None:
         rows += [("merged", f"{counted(merge.upserts, 'upsert')}, {counted(merge.deletes, 'delete')} "
                             f"({merge.deletes_missing:,} of keys the table did not hold), "
-                            f"{counted(merge.files_rewritten, 'file')} rewritten"),
+                            + (f"{counted(merge.delete_files, 'position-delete file')} written (merge-on-read)"
+                               if merge.merge_mode == "merge-on-read" else
+                               f"{counted(merge.files_rewritten, 'file')} rewritten")),
                  ("window", f"{record.export_from_time} to {record.export_to_time} (the table's high-water mark now)")]
         rows += [("warning", warning) for warning in merge.warnings]
     else:

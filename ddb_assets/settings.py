@@ -95,6 +95,10 @@ class IncrementalSettings(_Strict):
     view: Literal["NEW_AND_OLD_IMAGES", "NEW_IMAGE"] = Field("NEW_AND_OLD_IMAGES",
                                                              description="ExportViewType of the windows' exports.")
     allow_overlap: bool = Field(False, description="Apply windows that overlap the table's mark, by write time.")
+    merge_mode: Literal["copy-on-write", "merge-on-read"] | None = Field(
+        None, description="How windows are merged: copy-on-write rewrites the data files holding changed keys; "
+                          "merge-on-read writes Iceberg position-delete files (compaction folds them). Default: "
+                          "the table's write.merge.mode, else copy-on-write.")
     future_windows: int = Field(0, ge=0, le=1000, description="Windows past the current one that Dagster lists "
                                                                "(for a local world whose clock runs ahead).")
     max_lag_minutes: int | None = Field(None, ge=1, description="The freshness check fails when the table's "

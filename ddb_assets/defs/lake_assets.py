@@ -106,6 +106,7 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
                 names.table, s3=lake.s3_options(), catalog=lake.catalog_config(),
                 rebuild=config.rebuild and position == 0,
                 allow_overlap=names.table.incremental.allow_overlap if names.table.incremental else False,
+                merge_mode=names.table.incremental.merge_mode if names.table.incremental else None,
                 only_partitions=None if whole or export.incremental else selected)
             if options.runner.kind == "glue":
                 from dataclasses import replace

@@ -326,8 +326,10 @@ def _same_spec(mine: Any, theirs: Any) -> bool:
 
 def _result(table: Any, added: int, removed: int, created: bool, changes: list[str],
             unchanged: bool = False) -> CommitResult:
+    from ddb_assets.lake.record import live_rows
+
     snapshot = table.current_snapshot()
-    rows = int(snapshot.summary.additional_properties.get("total-records", 0)) if snapshot and snapshot.summary else 0
+    rows = live_rows(snapshot.summary.additional_properties) if snapshot and snapshot.summary else 0
     return CommitResult(table, snapshot.snapshot_id if snapshot else 0, table.metadata_location, added, removed, rows,
                         created, changes, unchanged)
 

@@ -93,6 +93,9 @@ class ConvertOptions:
     # key_attributes, convert --key): every item must hold each as S, N or B, and a full export must
     # hold each key once (ExportFormatError otherwise). An incremental export's Keys are checked always.
     key_attributes: tuple[str, ...] = ()
+    # Incremental merges: "copy-on-write" or "merge-on-read" (lake/merge.py); None: the table's
+    # write.merge.mode, else copy-on-write.
+    merge_mode: str | None = None
     history: bool = False  # append each incremental export's changes to <table>_changes (lake/change_history.py)
     work_dir: str | None = None  # where parsed files are spilled between the stages
     buffer_bytes: int = 64 << 20  # per worker, for partition buffers
@@ -124,6 +127,8 @@ class ConvertOptions:
         check_reader(self.json_reader)
         self.partition
         self.schema_options
+        if self.merge_mode is not None and self.merge_mode not in ("copy-on-write", "merge-on-read"):
+            raise OptionError("merge_mode", f"must be copy-on-write or merge-on-read, not {self.merge_mode!r}")
         for option, least, what in (("workers", 0, "0 (one per core) or more"),
                                     ("buffer_bytes", 1 << 10, "at least 1 KiB"),
                                     ("piece_bytes", 1 << 10, "at least 1 KiB"),
@@ -627,7 +632,8 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
         if job.key_columns is not None:
             merged = merge_export(target.catalog, target.identifier, plan, written, _keys_or_empty(keys, job),
                                   export_record(export), job.target, location=target.location.uri,
-                                  allow_overlap=options.allow_overlap, stored_at_plan=stored, s3=options.s3)
+                                  allow_overlap=options.allow_overlap, stored_at_plan=stored, s3=options.s3,
+                                  merge_mode=options.merge_mode)
             commit = merged.commit or current_result(load_table(target.catalog, *target.identifier))
         else:
             commit = commit_export(target.catalog, target.identifier, target.location.uri, plan, written,

@@ -1,7 +1,9 @@
 """Apply an incremental export to a lake table: upserts and deletes by primary key, one snapshot.
 
-Copy-on-write (Iceberg v2 without delete files, so every engine reads the result as plain data
-files, our DuckDB views included):
+Two modes (``merge_mode``; the table property ``write.merge.mode`` remembers the last one given,
+as Spark's does):
+
+**copy-on-write** (the default: every engine reads the result as plain data files):
 
 1. the export's changes arrive as new data files (its upserts' new images, already written by the
    conversion workers) and a key table (every change's key columns, operation and write time);
@@ -12,6 +14,12 @@ files, our DuckDB views included):
 4. one overwrite snapshot removes those files and adds the rewritten ones and the upserts. An
    upsert whose partition attribute changed lands in its new partition; its old row goes with its
    old file's rewrite.
+
+**merge-on-read** (Iceberg v2 position deletes; steps 1 and 2 the same): instead of rewriting the
+affected files, the positions of their touched rows (rows an earlier delete file hides already left
+out) go into one position-delete file per partition (lake/position_deletes.py), and one snapshot
+adds them with the upserts (lake/row_delta.py). Only the touched keys' rows are written, whatever
+the files hold; readers pay for the deletes until compaction folds them (lake/maintenance.py).
 
 **Idempotent**: a snapshot summary records each applied export; applying one that an ancestor of the
 current snapshot recorded changes nothing. **Ordered**: the table's high-water mark (the full
@@ -35,12 +43,47 @@ import pyarrow.compute as pc
 from ddb_assets.exports.changes import DELETE, UPSERT
 from ddb_assets.exports.storage import S3Options, resolve
 from ddb_assets.lake.commit import (COMMIT_ATTEMPTS, CommitConflict, CommitResult, ExportRecord, _result,
-                                    begin_transaction, replace_files, source_properties)
+                                    begin_transaction, data_files_for, replace_files, source_properties)
 from ddb_assets.lake.evolution import TablePlan
 from ddb_assets.lake.guards import ChainError, applied_already, check_chain, check_identity
+from ddb_assets.lake.position_deletes import (DeletedRows, deleted_positions, keep_mask, remove_files, without_files,
+                                             write_delete_files)
 from ddb_assets.lake.record import SUMMARY_PREFIX
+from ddb_assets.lake.row_delta import row_delta
 from ddb_assets.lake.schema import TableSchema
 from ddb_assets.lake.writer import FileTarget, PartitionedWriter, WrittenFile
+
+
+COPY_ON_WRITE = "copy-on-write"
+MERGE_ON_READ = "merge-on-read"
+MERGE_MODES = (COPY_ON_WRITE, MERGE_ON_READ)
+MERGE_MODE_PROPERTY = "write.merge.mode"  # Iceberg's own property name (Spark reads it too)
+
+
+def merge_mode_of(table: Any, requested: str | None) -> str:
+    """The mode a merge into ``table`` uses: ``requested``, else the table's ``write.merge.mode``,
+    else copy-on-write. Raises ValueError for a mode not in MERGE_MODES."""
+    mode = requested or (table.properties.get(MERGE_MODE_PROPERTY) if table is not None else None) or COPY_ON_WRITE
+    if mode not in MERGE_MODES:
+        raise ValueError(f"merge mode must be one of {', '.join(MERGE_MODES)}, not {mode!r}")
+    return mode
+
+
+@dataclass
+class Affected:
+    """A live data file holding touched keys: the key columns of its live rows (those no delete
+    file hides), their positions in the file, which of them are touched, and the delete files
+    that apply to it."""
+
+    data_file: Any
+    keys: pa.Table
+    positions: pa.Array  # int64, of each row of ``keys``
+    touched: pa.Array  # bool, per row of ``keys``
+    delete_files: frozenset = frozenset()
+
+    @property
+    def touched_keys(self) -> pa.Table:
+        return self.keys.filter(self.touched)
 
 
 @dataclass
@@ -51,6 +94,8 @@ class MergeResult:
     deletes_missing: int = 0  # deletes of keys the table did not hold
     skipped: int = 0  # changes older than the mark (allow_overlap)
     files_rewritten: int = 0
+    delete_files: int = 0  # position-delete files added (merge-on-read)
+    merge_mode: str = COPY_ON_WRITE
     already_applied: bool = False
     warnings: list[str] = field(default_factory=list)
 
@@ -58,11 +103,13 @@ class MergeResult:
 def merge_export(catalog: Any, identifier: tuple[str, str], plan: TablePlan, upserts: list[WrittenFile],
                  keys: pa.Table, export: ExportRecord, target: FileTarget, *, location: str,
                  allow_overlap: bool = False, stored_at_plan: TableSchema | None = None,
-                 s3: S3Options | None = None) -> MergeResult:
+                 s3: S3Options | None = None, merge_mode: str | None = None) -> MergeResult:
     """Commit an incremental export's changes (``upserts``: its new images as data files; ``keys``:
     every change's key columns plus ``op`` and ``write_micros``) as one snapshot of ``identifier``
-    (at ``location``). The table is checked again as it is at commit (lake/guards.py). Raises
-    ChainError, StaleExport, TableLocationConflict, SourceTableMismatch, CommitConflict."""
+    (at ``location``). ``merge_mode``: copy-on-write or merge-on-read (None: the table's
+    ``write.merge.mode``, else copy-on-write); one given is recorded in that property. The table
+    is checked again as it is at commit (lake/guards.py). Raises ChainError, StaleExport,
+    TableLocationConflict, SourceTableMismatch, CommitConflict, ValueError (an unknown mode)."""
     from pyiceberg.exceptions import CommitFailedException
 
     from ddb_assets import __version__
@@ -79,34 +126,87 @@ def merge_export(catalog: Any, identifier: tuple[str, str], plan: TablePlan, ups
         if applied_already(table, export.export_id):
             return MergeResult(None, already_applied=True)
         warnings = check_chain(table, export, allow_overlap)
-        transaction, changed = begin_transaction(table, plan, False, stored_at_plan, source_properties(export))
+        mode = merge_mode_of(table, merge_mode)
+        properties = {**source_properties(export), **({MERGE_MODE_PROPERTY: merge_mode} if merge_mode else {})}
+        transaction, changed = begin_transaction(table, plan, False, stored_at_plan, properties)
         touched = keys.select(key_columns)
         affected = affected_files(table, touched, key_columns, s3)
-        rewritten, kept_keys = _rewrite(affected, touched, key_columns, plan, target, s3)
         deletes = int(pc.sum(pc.equal(keys.column("op"), DELETE)).as_py() or 0)
         upserted = int(pc.sum(pc.equal(keys.column("op"), UPSERT)).as_py() or 0)
-        found = _present(kept_keys, keys, key_columns)
+        held = [a.touched_keys for a in affected]
+        found = _present(pa.concat_tables(held) if held else touched.slice(0, 0), keys, key_columns)
         summary = {**summary, f"{SUMMARY_PREFIX}upserts": str(upserted), f"{SUMMARY_PREFIX}deletes": str(deletes),
                    f"{SUMMARY_PREFIX}deletes-missing": str(deletes - found),
-                   f"{SUMMARY_PREFIX}files-rewritten": str(len(affected))}
-        replace_files(transaction, [f for f, _ in affected], [*upserts, *rewritten], summary)
+                   f"{SUMMARY_PREFIX}merge-mode": mode}
+        run = f"{target.run}-merge"
+        if mode == MERGE_ON_READ:
+            new_files, written = _delete_rows(transaction, affected, upserts, run, target, summary, s3)
+        else:
+            new_files, written = _copy_on_write(transaction, affected, upserts, run, key_columns, plan, target,
+                                                summary, s3)
         try:
             transaction.commit_transaction()
         except CommitFailedException:
-            _remove(rewritten, s3)  # the next attempt rewrites from the table as it is then
+            remove_files(written, s3)  # the next attempt works from the table as it is then
             time.sleep(random.uniform(0.05, 0.25) * (attempt + 1))
             continue
         table.refresh()
-        result = _result(table, len(upserts) + len(rewritten), len(affected), False,
-                         plan.changes() if changed else [])
-        return MergeResult(result, upserted, deletes, deletes - found, 0, len(affected), warnings=warnings)
+        rewritten = len(affected) if mode == COPY_ON_WRITE else 0
+        result = _result(table, len(upserts) + new_files, rewritten, False, plan.changes() if changed else [])
+        return MergeResult(result, upserted, deletes, deletes - found, 0, rewritten,
+                           delete_files=new_files if mode == MERGE_ON_READ else 0, merge_mode=mode,
+                           warnings=warnings)
     raise CommitConflict(f"table {'.'.join(identifier)} kept changing under this merge; gave up after "
                          f"{COMMIT_ATTEMPTS} attempts (nothing was committed; run again)")
 
 
-def affected_files(table: Any, keys: pa.Table, key_columns: list[str], s3: S3Options | None) -> list[tuple[Any, pa.Table]]:
-    """The current snapshot's data files holding at least one of ``keys``: (DataFile, the file's key
-    columns), found by statistics pruning on the first key column, then by reading key columns."""
+def _delete_rows(transaction: Any, affected: list[Affected], upserts: list[WrittenFile], run: str,
+                 target: FileTarget, summary: dict[str, str], s3: S3Options | None) -> tuple[int, list[Any]]:
+    """Merge-on-read: the touched rows' positions as delete files, staged with the upserts.
+    Returns (delete files, the files written)."""
+    written = write_delete_files([DeletedRows(a.data_file, a.positions.filter(a.touched)) for a in affected],
+                                 run, s3, target.compression)
+    summary[f"{SUMMARY_PREFIX}files-rewritten"] = "0"
+    summary[f"{SUMMARY_PREFIX}files-with-new-deletes"] = str(len(affected))
+    row_delta(transaction, summary, added_data=data_files_for(transaction, upserts), added_deletes=written)
+    return len(written), written
+
+
+def _copy_on_write(transaction: Any, affected: list[Affected], upserts: list[WrittenFile], run: str,
+                   key_columns: list[str], plan: TablePlan, target: FileTarget, summary: dict[str, str],
+                   s3: S3Options | None) -> tuple[int, list[Any]]:
+    """Copy-on-write: the affected files rewritten without their touched (and deleted) rows,
+    staged with the upserts; delete files referencing them are rewritten without those rows.
+    Returns (data files written, the files written)."""
+    rewritten = _rewrite(affected, key_columns, plan, target, s3)
+    summary[f"{SUMMARY_PREFIX}files-rewritten"] = str(len(affected))
+    delete_files = {d for a in affected for d in a.delete_files}
+    if not delete_files:
+        replace_files(transaction, [a.data_file for a in affected], [*upserts, *rewritten], summary)
+        return len(rewritten), [_as_data_file(w) for w in rewritten]
+    try:
+        gone, replacements = without_files(delete_files, {a.data_file.file_path for a in affected}, run, s3,
+                                           target.compression)
+    except BaseException:
+        remove_files([_as_data_file(w) for w in rewritten], s3)
+        raise
+    row_delta(transaction, summary, added_data=data_files_for(transaction, [*upserts, *rewritten]),
+              added_deletes=replacements, removed=[*(a.data_file for a in affected), *gone])
+    return len(rewritten), [*(_as_data_file(w) for w in rewritten), *replacements]
+
+
+def _as_data_file(written: WrittenFile) -> Any:
+    """Enough of a DataFile for remove_files: its path."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(file_path=written.path)
+
+
+def affected_files(table: Any, keys: pa.Table, key_columns: list[str], s3: S3Options | None) -> list[Affected]:
+    """The current snapshot's data files holding at least one of ``keys`` in a live row, found by
+    statistics pruning on the first key column, then by reading key columns (rows that the scan
+    task's delete files hide are left out: a key deleted before is not found again, and one
+    upserted since is found in its newer file)."""
     import pyarrow.parquet as pq
     from pyiceberg.expressions import In
 
@@ -116,11 +216,21 @@ def affected_files(table: Any, keys: pa.Table, key_columns: list[str], s3: S3Opt
     if not first:
         return []
     out = []
+    cache: dict[str, pa.Table] = {}
     for task in table.scan(row_filter=In(key_columns[0], first), selected_fields=tuple(key_columns)).plan_files():
         location = resolve(task.file.file_path, s3)
         present = pq.read_table(location.path, filesystem=location.fs, columns=key_columns)
-        if present.num_rows and pc.any(_matches(present, keys, key_columns)).as_py():
-            out.append((task.file, present))
+        positions = pa.array(range(present.num_rows), pa.int64())
+        if task.delete_files:
+            live = keep_mask(present.num_rows, deleted_positions(task.delete_files, task.file.file_path, s3, cache))
+            present, positions = present.filter(live), positions.filter(live)
+        if not present.num_rows:
+            continue
+        touched = _matches(present, keys, key_columns)
+        if isinstance(touched, pa.ChunkedArray):
+            touched = touched.combine_chunks()
+        if pc.any(touched).as_py():
+            out.append(Affected(task.file, present, positions, touched, frozenset(task.delete_files)))
     return out
 
 
@@ -137,28 +247,25 @@ def _matches(rows: pa.Table, keys: pa.Table, key_columns: list[str]) -> pa.Chunk
     return pc.fill_null(joined.column("__touched").take(order), False)
 
 
-def _rewrite(affected: list[tuple[Any, pa.Table]], keys: pa.Table, key_columns: list[str], plan: TablePlan,
-             target: FileTarget, s3: S3Options | None) -> tuple[list[WrittenFile], pa.Table]:
-    """Each affected file again, without the touched keys' rows (in the plan's schema). Returns the
-    new files and the touched keys the table held."""
+def _rewrite(affected: list[Affected], key_columns: list[str], plan: TablePlan, target: FileTarget,
+             s3: S3Options | None) -> list[WrittenFile]:
+    """Each affected file again, in the plan's schema, without its touched rows and without the
+    rows its delete files hid."""
     from ddb_assets.lake.maintenance import read_as
 
     if not affected:
-        return [], keys.slice(0, 0)
+        return []
     data = resolve(target.data, s3)
     rewrite_target = FileTarget(data=target.data, run=f"{target.run}-merge", partition=target.partition,
                                 source_column=target.source_column, compression=target.compression)
     writer = PartitionedWriter(data, plan.arrow_schema, rewrite_target, worker=0)
-    held = []
     try:
-        for data_file, present in affected:
-            rows = read_as(data_file.file_path, plan.arrow_schema, s3)
-            touched = _matches(rows, keys, key_columns)
-            held.append(rows.filter(touched).select(key_columns))
-            kept = rows.filter(pc.invert(touched))
+        for a in affected:
+            rows = read_as(a.data_file.file_path, plan.arrow_schema, s3)
+            kept = rows.take(a.positions.filter(pc.invert(a.touched)))
             if kept.num_rows:
                 writer.write(kept)
-        return writer.close(), pa.concat_tables(held) if held else keys.slice(0, 0)
+        return writer.close()
     except BaseException:
         writer.abort()
         raise
@@ -172,14 +279,5 @@ def _present(held: pa.Table, keys: pa.Table, key_columns: list[str]) -> int:
     return int(pc.sum(_matches(deletes, held.cast(deletes.schema), key_columns)).as_py() or 0)
 
 
-def _remove(written: list[WrittenFile], s3: S3Options | None) -> None:
-    for w in written:
-        try:
-            location = resolve(w.path, s3)
-            location.fs.delete_file(location.path)
-        except (OSError, ValueError):
-            pass
-
-
-
-__all__ = ["ChainError", "MergeResult", "affected_files", "applied_already", "check_chain", "merge_export"]
+__all__ = ["COPY_ON_WRITE", "ChainError", "MERGE_MODES", "MERGE_MODE_PROPERTY", "MERGE_ON_READ", "MergeResult",
+           "merge_mode_of", "affected_files", "applied_already", "check_chain", "merge_export"]

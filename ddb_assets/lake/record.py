@@ -109,3 +109,11 @@ def iso_millis(text: str | None) -> str:
         return ""
     moment = moment_of(text)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def live_rows(summary: dict[str, str] | None) -> int:
+    """Rows a snapshot holds: its records less its position deletes (each of ours hides one
+    live row: a position is never deleted twice, and no delete file outlives its data file)."""
+    if not summary:
+        return 0
+    return int(summary.get("total-records", 0) or 0) - int(summary.get("total-position-deletes", 0) or 0)

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from ddb_assets.lake.commit import file_partition_name
 from ddb_assets.lake.record import SUMMARY_PREFIX, high_water_mark, iso_millis, source_table_arn
+from ddb_assets.lake.record import live_rows
 from ddb_assets.lake.schema import Column, TableSchema, arrow_type
 
 
@@ -118,7 +119,7 @@ def history(table: Any) -> list[dict[str, Any]]:
             "upserts": int(summary.get(f"{SUMMARY_PREFIX}upserts", 0) or 0),
             "deletes": int(summary.get(f"{SUMMARY_PREFIX}deletes", 0) or 0),
             "partitions": summary.get(f"{SUMMARY_PREFIX}partitions", ""),
-            "rows": int(summary.get("total-records", 0)),
+            "rows": live_rows(summary),
             "files_added": int(summary.get("added-data-files", 0)),
             "files_removed": int(summary.get("deleted-data-files", 0)),
             "current": current is not None and snapshot.snapshot_id == current.snapshot_id,
@@ -178,7 +179,7 @@ def describe(table: Any, catalog: str) -> dict[str, Any]:
         "location": table.location(),
         "metadata_location": table.metadata_location,
         "current_snapshot_id": snapshot.snapshot_id if snapshot else None,
-        "rows": int(summary.get("total-records", 0)),
+        "rows": live_rows(summary),
         "data_files": int(summary.get("total-data-files", 0)),
         "export_id": summary.get(f"{SUMMARY_PREFIX}export-id") or None,
         "export_time": summary.get(f"{SUMMARY_PREFIX}export-time") or None,
