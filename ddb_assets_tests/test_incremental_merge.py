@@ -258,3 +258,95 @@ def test_the_cli_exports_a_window_and_merges_it(world: LocalWorld, clock: WorldC
     assert [(i["pk"], str(i["year"])) for i in chain.items("t")] == [("a", "2015"), ("b", "2016")]
     refused = run_cli("export", chain.name, "--bucket", chain.bucket, "--incremental", "--from", end, env=aws_env)
     assert refused.returncode == 2 and "error: --incremental needs --from and --to" in refused.stderr
+
+
+def _same_rows_everywhere(table: Any) -> list[dict[str, Any]]:
+    """The table's rows as pyiceberg reads them; asserting our DuckDB views and DuckDB's own
+    iceberg extension (test_independent_readers) read the same rows."""
+    from ddb_assets.query.duckdb_engine import DuckDBEngine
+    from ddb_assets_tests.readers import duckdb_iceberg_scan
+    from ddb_assets_tests.test_independent_readers import _compare, _key
+
+    scanned = table.scan().to_arrow()
+    engine = DuckDBEngine()
+    try:
+        engine.register_table("t", table)
+        viewed = engine.query("SELECT * FROM t").table
+    finally:
+        engine.close()
+    assert viewed.column_names == scanned.column_names
+    plain = lambda rows: sorted(_key([duckdb_iceberg_scan.plain(v) for v in row.values()])  # noqa: E731
+                                for row in rows.to_pylist())
+    assert plain(viewed) == plain(scanned)
+    _compare({"t": table})
+    return scanned.to_pylist()
+
+
+def test_merge_on_read_gives_the_rows_copy_on_write_gives(world: LocalWorld, clock: WorldClock,
+                                                          tmp_path: Path) -> None:
+    """The same exports merged both ways: equal tables (and equal to a fresh full export), read the
+    same by pyiceberg, our DuckDB views and DuckDB's iceberg extension; the merge-on-read table
+    holds position-delete files and no rewritten data file until compaction folds them."""
+    from ddb_assets.lake.maintenance import compact_small_files
+
+    chain = Chain(world, clock, tmp_path, "DYNAMODB_JSON", "NEW_AND_OLD_IMAGES")
+    for i in range(8):
+        chain.put(f"k{i}", i, year={"N": str(2015 + i % 2)}, v={"S": f"first {i}"})
+    chain.clock.advance(1)
+    moment = chain.clock.now()
+    done = wait_done(chain.ddb, chain.ddb.export_table_to_point_in_time(
+        TableArn=chain.arn, S3Bucket=chain.bucket, S3Prefix="full", ExportTime=moment)["ExportDescription"]["ExportArn"])
+    for table in ("cow", "mor"):
+        chain.convert(chain._source(done), table)
+    windows = [
+        # a key updated in both windows; a delete; a partition move; an insert
+        lambda: (chain.put("k1", 1, year={"N": "2015"}, v={"S": "second"}), chain.delete("k2", 2),
+                 chain.put("k3", 3, year={"N": "2019"}, v={"S": "moved"}), chain.put("new", 9, year={"N": "2016"})),
+        # the same key again (now in the first window's data file); the moved key deleted; k2 back
+        lambda: (chain.put("k1", 1, year={"N": "2015"}, v={"S": "third"}), chain.delete("k3", 3),
+                 chain.put("k2", 2, year={"N": "2016"}, v={"S": "back"})),
+    ]
+    start = moment
+    for window in windows:
+        chain.clock.advance(30)
+        window()
+        chain.clock.set(start + WINDOW + 1, frozen=True)
+        spec = {"ExportFromTime": start, "ExportToTime": start + WINDOW, "ExportViewType": "NEW_AND_OLD_IMAGES"}
+        done = wait_done(chain.ddb, chain.ddb.export_table_to_point_in_time(
+            TableArn=chain.arn, S3Bucket=chain.bucket, S3Prefix=f"inc{start}", ExportType="INCREMENTAL_EXPORT",
+            IncrementalExportSpecification=spec)["ExportDescription"]["ExportArn"])
+        cow = chain.convert(chain._source(done), "cow")
+        mor = chain.convert(chain._source(done), "mor", merge_mode="merge-on-read")
+        assert cow.merge.merge_mode == "copy-on-write" and cow.merge.files_rewritten > 0
+        assert mor.merge.merge_mode == "merge-on-read" and mor.merge.files_rewritten == 0
+        assert mor.merge.delete_files > 0 and (mor.merge.upserts, mor.merge.deletes) == (cow.merge.upserts,
+                                                                                         cow.merge.deletes)
+        assert mor.merge.deletes_missing == cow.merge.deletes_missing == 0
+        assert mor.commit.rows == cow.commit.rows
+        # An applied export again: nothing happens (the mode is remembered by the table).
+        again = chain.convert(chain._source(done), "mor")
+        assert again.unchanged and again.commit.snapshot_id == mor.commit.snapshot_id
+        start += WINDOW
+    table = mor.commit.table
+    assert table.properties["write.merge.mode"] == "merge-on-read"
+    summary = table.current_snapshot().summary
+    assert summary.operation.value == "overwrite" and int(summary["total-position-deletes"]) > 0
+    assert chain.items("mor") == chain.items("cow")
+    assert [(i["pk"], i.get("v")) for i in chain.items("mor")] == [
+        ("k0", "first 0"), ("k1", "third"), ("k2", "back"), ("k4", "first 4"), ("k5", "first 5"),
+        ("k6", "first 6"), ("k7", "first 7"), ("new", None)]
+    check = chain.full("check", at=start)
+    for merged in (cow.commit.table, table):
+        reconciled = reconcile(merged, check.commit.table, ["pk", "sk"])
+        assert reconciled.equal, reconciled.describe()
+    before = sorted(_same_rows_everywhere(table), key=lambda r: (r["pk"], r["sk"]))
+    assert len(before) == 8
+
+    compacted, snapshot_id = compact_small_files(table, 32 << 20)
+    table.refresh()
+    assert snapshot_id == table.current_snapshot().snapshot_id and compacted
+    summary = table.current_snapshot().summary
+    assert int(summary["total-delete-files"]) == 0 and int(summary["total-position-deletes"]) == 0
+    assert all(not task.delete_files for task in table.scan().plan_files())
+    assert sorted(_same_rows_everywhere(table), key=lambda r: (r["pk"], r["sk"])) == before
+    assert reconcile(table, check.commit.table, ["pk", "sk"]).equal

@@ -9,14 +9,17 @@ both go, on a schedule (the Dagster maintenance job) or by hand (``ddb-assets ma
 2. **orphans**: files under the table's location that no remaining snapshot or metadata file
    references and that are older than ``grace`` (a run still writing has younger files) are
    deleted: the files superseded by expired snapshots, and those of failed runs;
-3. **compact**: a partition holding several files smaller than ``small_file_bytes`` gets them
-   rewritten as one file, in one snapshot that replaces them (same rows, same schema).
+3. **compact**: a partition holding several files smaller than ``small_file_bytes``, or data files
+   that position-delete files apply to (merge-on-read merges), gets them rewritten as one file
+   without the deleted rows, in one snapshot that replaces them and drops those delete files
+   (same rows, same schema).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from types import SimpleNamespace
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
@@ -157,22 +160,30 @@ def _remove_empty_folders(path: str) -> None:
 
 def compact_small_files(table: Any, small_file_bytes: int, s3: S3Options | None = None, *,
                         dry_run: bool = False) -> tuple[dict[str, tuple[int, int]], int | None]:
-    """Rewrite each partition's small files (two or more under ``small_file_bytes``) as one file,
-    in one snapshot for the table. Returns ({partition: (files before, 1)}, snapshot id or None)."""
+    """Rewrite, per partition, its small files (two or more under ``small_file_bytes``) and its
+    files with position deletes as one file without the deleted rows, in one snapshot for the
+    table that also drops the delete files folded. Returns ({partition: (files before, 1)},
+    snapshot id or None)."""
+    from ddb_assets.lake.position_deletes import deleted_positions, keep_mask, remove_files, without_files
+    from ddb_assets.lake.row_delta import row_delta
     from ddb_assets.lake.writer import FileTarget, PartitionedWriter
 
     snapshot = table.current_snapshot()
     if snapshot is None or small_file_bytes <= 0:
         return {}, None
     specs, iceberg_schema = table.specs(), table.schema()
-    groups: dict[str, list[Any]] = {}
-    for manifest in snapshot.manifests(table.io):
-        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
-            data_file = entry.data_file
-            if data_file.file_size_in_bytes < small_file_bytes and data_file.spec_id == table.spec().spec_id:
-                groups.setdefault(file_partition_name(data_file, specs, iceberg_schema), []).append(data_file)
-    groups = {name: files for name, files in groups.items() if len(files) > 1}
-    plan = {name: (len(files), 1) for name, files in sorted(groups.items())}
+    small: dict[str, list[Any]] = {}
+    with_deletes: dict[str, list[Any]] = {}
+    for task in table.scan(snapshot_id=snapshot.snapshot_id).plan_files():
+        data_file = task.file
+        name = file_partition_name(data_file, specs, iceberg_schema)
+        if task.delete_files:
+            with_deletes.setdefault(name, []).append(task)
+        elif data_file.file_size_in_bytes < small_file_bytes and data_file.spec_id == table.spec().spec_id:
+            small.setdefault(name, []).append(task)
+    names = set(with_deletes) | {name for name, tasks in small.items() if len(tasks) > 1}
+    groups = {name: [*with_deletes.get(name, []), *small.get(name, [])] for name in names}
+    plan = {name: (len(tasks), 1) for name, tasks in sorted(groups.items())}
     if not groups or dry_run:
         return plan, None
     stored = TableSchema.from_iceberg(iceberg_schema, table.properties, table.metadata.last_column_id)
@@ -184,10 +195,16 @@ def compact_small_files(table: Any, small_file_bytes: int, s3: S3Options | None 
                         compression=table.properties.get("write.parquet.compression-codec", "zstd"))
     arrow_schema = stored.arrow_schema
     writer = PartitionedWriter(resolve(target.data, s3), arrow_schema, target, worker=0)
+    cache: dict[str, pa.Table] = {}
     try:
-        for files in groups.values():
-            for data_file in files:
-                writer.write(read_as(data_file.file_path, arrow_schema, s3))
+        for tasks in groups.values():
+            for task in tasks:
+                rows = read_as(task.file.file_path, arrow_schema, s3)
+                if task.delete_files:
+                    rows = rows.filter(keep_mask(rows.num_rows, deleted_positions(
+                        task.delete_files, task.file.file_path, s3, cache)))
+                if rows.num_rows:
+                    writer.write(rows)
         written = writer.close()
     except BaseException:
         writer.abort()
@@ -195,13 +212,24 @@ def compact_small_files(table: Any, small_file_bytes: int, s3: S3Options | None 
     summary = {k: v for k, v in (snapshot.summary.additional_properties if snapshot.summary else {}).items()
                if k.startswith(SUMMARY_PREFIX)}  # the table still holds the same export
     summary[f"{SUMMARY_PREFIX}operation"] = "compact"
+    removed = [task.file for tasks in groups.values() for task in tasks]
+    delete_files = {d for tasks in groups.values() for task in tasks for d in task.delete_files}
     transaction = table.transaction()
-    with transaction.update_snapshot(snapshot_properties=summary).overwrite() as producer:
-        for files in groups.values():
-            for data_file in files:
+    if delete_files:
+        try:
+            gone, replacements = without_files(delete_files, {f.file_path for f in removed}, target.run, s3,
+                                               target.compression)
+        except BaseException:
+            remove_files([SimpleNamespace(file_path=w.path) for w in written], s3)
+            raise
+        row_delta(transaction, summary, added_data=data_files_for(transaction, written), added_deletes=replacements,
+                  removed=[*removed, *gone])
+    else:
+        with transaction.update_snapshot(snapshot_properties=summary).overwrite() as producer:
+            for data_file in removed:
                 producer.delete_data_file(data_file)
-        for data_file in data_files_for(transaction, written):
-            producer.append_data_file(data_file)
+            for data_file in data_files_for(transaction, written):
+                producer.append_data_file(data_file)
     transaction.commit_transaction()
     table.refresh()
     return plan, table.current_snapshot().snapshot_id

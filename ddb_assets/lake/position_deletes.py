@@ -104,14 +104,16 @@ def _write(table: pa.Table, partition: Any, spec_id: int, folder: str, name: str
     paths, positions = table.column("file_path"), table.column("pos")
     low_path, high_path = pc.min(paths).as_py(), pc.max(paths).as_py()
     low_pos, high_pos = pc.min(positions).as_py(), pc.max(positions).as_py()
-    return DataFile.from_args(
+    delete_file = DataFile.from_args(
         content=DataFileContent.POSITION_DELETES, file_path=location.uri, file_format=FileFormat.PARQUET,
-        partition=partition, record_count=table.num_rows, file_size_in_bytes=size, spec_id=spec_id,
+        partition=partition, record_count=table.num_rows, file_size_in_bytes=size,
         column_sizes=None, value_counts={FILE_PATH_ID: table.num_rows, POS_ID: table.num_rows},
         null_value_counts={FILE_PATH_ID: 0, POS_ID: 0}, nan_value_counts=None,
         lower_bounds={FILE_PATH_ID: to_bytes(StringType(), low_path), POS_ID: to_bytes(LongType(), low_pos)},
         upper_bounds={FILE_PATH_ID: to_bytes(StringType(), high_path), POS_ID: to_bytes(LongType(), high_pos)},
         split_offsets=None, equality_ids=None, sort_order_id=None, key_metadata=None)
+    delete_file.spec_id = spec_id  # not a field of the manifest entry: pyiceberg keeps it aside
+    return delete_file
 
 
 def deleted_positions(delete_files: Iterable[Any], data_path: str, s3: S3Options | None,

@@ -135,8 +135,10 @@ class RowDelta(_SnapshotProducer["RowDelta"]):
         metadata = self._transaction.table_metadata
         schema, specs = metadata.schema(), metadata.specs()
         collector = SnapshotSummaryCollector()
-        for data_file in [*self._added_data_files, *self._added_delete_files]:
-            collector.add_file(data_file, schema=schema, partition_spec=specs[data_file.spec_id])
+        for data_file in self._added_data_files:
+            collector.add_file(data_file, schema=schema, partition_spec=metadata.spec())
+        for delete_file in self._added_delete_files:
+            collector.add_file(delete_file, schema=schema, partition_spec=specs[delete_file.spec_id])
         for data_file in self._removed:
             collector.remove_file(data_file, schema=schema, partition_spec=specs[data_file.spec_id])
         previous = metadata.snapshot_by_id(self._parent_snapshot_id) if self._parent_snapshot_id is not None else None

@@ -38,7 +38,8 @@ class SnapshotView:
     snapshot_id: int | None  # None: the table has no snapshot yet
     fields: list[tuple[int, str, Any]]  # (field id, name, Iceberg type) of the snapshot's schema
     files: list[str]  # data file URIs
-    rows: int
+    rows: int  # in the data files (position deletes not subtracted)
+    deletes: list[str] = field(default_factory=list)  # position-delete file URIs applying to ``files``
     summary: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -57,15 +58,17 @@ def snapshot_view(table: Any, as_of: str | None = None) -> SnapshotView:
     if snapshot is not None and snapshot.schema_id is not None:
         schema = table.schemas().get(snapshot.schema_id, schema)
     files: list[str] = []
+    deletes: dict[str, None] = {}  # ordered, unique
     rows = 0
     if snapshot is not None:
         for task in table.scan(snapshot_id=snapshot.snapshot_id).plan_files():
             files.append(task.file.file_path)
             rows += task.file.record_count
+            deletes.update((d.file_path, None) for d in task.delete_files)
     return SnapshotView(name=table.name()[-1], location=table.location(), metadata_location=table.metadata_location,
                         snapshot_id=snapshot.snapshot_id if snapshot else None,
                         fields=[(f.field_id, f.name, f.field_type) for f in schema.fields], files=files, rows=rows,
-                        summary=_summary(snapshot))
+                        summary=_summary(snapshot), deletes=list(deletes))
 
 
 def resolve_snapshot(table: Any, as_of: str) -> Any:

@@ -5,6 +5,12 @@ sees exactly one committed snapshot; no DuckDB extension is needed (none can be 
 locked-down machines). Local files are read with ``read_parquet`` by Iceberg field id; ``s3://``
 files through pyarrow's S3 filesystem. Filters on the partition column prune row groups by the
 files' statistics.
+
+A snapshot with position-delete files (merge-on-read merges, lake/merge.py) reads its data files
+with each row's file name and row number and leaves out the (file_path, pos) pairs the delete files
+list (an anti join); a snapshot without any reads exactly as before. On ``s3://`` a snapshot with
+deletes is read by pyiceberg (which applies them) into memory: compact such tables
+(``ddb-assets maintain``) before querying them at scale.
 """
 
 from __future__ import annotations
@@ -123,7 +129,7 @@ class DuckDBEngine:
         before each query, or the snapshot at ``as_of`` (a snapshot id or ISO-8601 time), fixed."""
         self._claim(name, schema, "lake table")
         view = snapshot_view(table, as_of)
-        self._create_view(name, view, schema, table.io)
+        self._create_view(name, view, schema, table)
         self._sources[name] = (table, schema, as_of)
         self.tables[name] = view
         return view
@@ -164,7 +170,7 @@ class DuckDBEngine:
             if (snapshot.snapshot_id if snapshot else None) != self.tables[name].snapshot_id:
                 self.register_table(name, table, schema=schema)
 
-    def _create_view(self, name: str, view: SnapshotView, schema: str | None, io: Any) -> None:
+    def _create_view(self, name: str, view: SnapshotView, schema: str | None, table: Any) -> None:
         target = self._view_name(name, schema)
         hidden = f"__lake_{schema or 'main'}_{name}"
         if not view.fields:
@@ -175,14 +181,12 @@ class DuckDBEngine:
         elif not view.files:
             self.connection.register(hidden, view.arrow_schema.empty_table())
             self.connection.execute(f"CREATE OR REPLACE VIEW {target} AS SELECT * FROM {quote_identifier(hidden)}")
-        elif all(not path.startswith("s3://") for path in view.files):
-            paths = "[" + ", ".join(quote_literal(_local_path(p)) for p in view.files) + "]"
-            # Columns by Iceberg field id, as Iceberg readers must: older files lack newer columns
-            # (null), and a widened decimal reads as its current type.
-            columns = ", ".join(f"{field_id}: {{name: {quote_literal(column)}, type: {quote_literal(duckdb_type(kind))}, "
-                                f"default_value: NULL}}" for field_id, column, kind in view.fields)
-            self.connection.execute(f"CREATE OR REPLACE VIEW {target} AS SELECT * FROM read_parquet({paths}, "
-                                    f"schema = MAP {{{columns}}})")
+        elif all(not path.startswith("s3://") for path in [*view.files, *view.deletes]):
+            self.connection.execute(f"CREATE OR REPLACE VIEW {target} AS {_local_select(view)}")
+        elif view.deletes:
+            rows = table.scan(snapshot_id=view.snapshot_id).to_arrow()  # pyiceberg applies the deletes
+            self.connection.register(hidden, rows)
+            self.connection.execute(f"CREATE OR REPLACE VIEW {target} AS SELECT * FROM {quote_identifier(hidden)}")
         else:
             from ddb_assets.exports.storage import resolve
 
@@ -236,6 +240,29 @@ class DuckDBEngine:
 
     def close(self) -> None:
         self.connection.close()
+
+
+def _local_select(view: SnapshotView) -> str:
+    """The SELECT over a snapshot's local data files, less the rows its delete files list."""
+    paths = "[" + ", ".join(quote_literal(_local_path(p)) for p in view.files) + "]"
+    # Columns by Iceberg field id, as Iceberg readers must: older files lack newer columns (null),
+    # and a widened decimal reads as its current type.
+    def columns(name: Any) -> str:
+        return ", ".join(f"{field_id}: {{name: {quote_literal(name(field_id, column))}, "
+                         f"type: {quote_literal(duckdb_type(kind))}, default_value: NULL}}"
+                         for field_id, column, kind in view.fields)
+
+    if not view.deletes:
+        return f"SELECT * FROM read_parquet({paths}, schema = MAP {{{columns(lambda _, column: column)}}})"
+    # Columns under their field ids first, so no column of the table can collide with the
+    # filename and file_row_number columns DuckDB adds; then renamed.
+    renamed = ", ".join(f"{quote_identifier(f'__{field_id}')} AS {quote_identifier(column)}"
+                        for field_id, column, _ in view.fields)
+    deletes = "[" + ", ".join(quote_literal(_local_path(p)) for p in view.deletes) + "]"
+    return (f"SELECT {renamed} FROM read_parquet({paths}, schema = MAP {{{columns(lambda i, _: f'__{i}')}}}, "
+            f"filename = true, file_row_number = true) AS rows ANTI JOIN "
+            f"(SELECT regexp_replace(file_path, '^file://', '') AS file_path, pos FROM read_parquet({deletes})) "
+            f"AS deleted ON rows.filename = deleted.file_path AND rows.file_row_number = deleted.pos")
 
 
 def _local_path(path: str) -> str:
