@@ -316,7 +316,9 @@ def test_merge_on_read_gives_the_rows_copy_on_write_gives(world: LocalWorld, clo
             TableArn=chain.arn, S3Bucket=chain.bucket, S3Prefix=f"inc{start}", ExportType="INCREMENTAL_EXPORT",
             IncrementalExportSpecification=spec)["ExportDescription"]["ExportArn"])
         cow = chain.convert(chain._source(done), "cow")
-        mor = chain.convert(chain._source(done), "mor", merge_mode="merge-on-read")
+        mor = chain.convert(chain._source(done), "mor", merge_mode="merge-on-read", history=True)
+        assert mor.history_error is None
+        assert mor.history.appended == [(mor.export.export_id, cow.merge.upserts + cow.merge.deletes)]
         assert cow.merge.merge_mode == "copy-on-write" and cow.merge.files_rewritten > 0
         assert mor.merge.merge_mode == "merge-on-read" and mor.merge.files_rewritten == 0
         assert mor.merge.delete_files > 0 and (mor.merge.upserts, mor.merge.deletes) == (cow.merge.upserts,
@@ -350,3 +352,23 @@ def test_merge_on_read_gives_the_rows_copy_on_write_gives(world: LocalWorld, clo
     assert all(not task.delete_files for task in table.scan().plan_files())
     assert sorted(_same_rows_everywhere(table), key=lambda r: (r["pk"], r["sk"])) == before
     assert reconcile(table, check.commit.table, ["pk", "sk"]).equal
+
+
+def test_a_full_export_replaces_a_merge_on_read_table_delete_files_included(world: LocalWorld, clock: WorldClock,
+                                                                             tmp_path: Path) -> None:
+    chain = Chain(world, clock, tmp_path, "DYNAMODB_JSON", "NEW_IMAGE")
+    chain.put("a", 1, year={"N": "2015"})
+    chain.put("b", 2, year={"N": "2015"})
+    chain.full()
+    start = chain.mark
+    clock.advance(30)
+    chain.delete("b", 2)
+    clock.set(start + WINDOW + 1, frozen=True)
+    merged = chain.incremental(start, start + WINDOW, merge_mode="merge-on-read")
+    assert merged.merge.delete_files == 1 and merged.commit.rows == 1
+    assert int(merged.commit.table.current_snapshot().summary["total-delete-files"]) == 1
+    chain.put("c", 3, year={"N": "2016"})
+    rebuilt = chain.full()  # a newer full export replaces every file, delete files too
+    summary = rebuilt.commit.table.current_snapshot().summary
+    assert int(summary["total-delete-files"]) == 0 and rebuilt.commit.rows == 2
+    assert [i["pk"] for i in chain.items("t")] == ["a", "c"]

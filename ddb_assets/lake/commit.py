@@ -187,7 +187,15 @@ def apply_plan(transaction: Any, table: Any, plan: TablePlan, rebuild: bool,
 
 
 def replace_files(transaction: Any, removed: list[Any], written: list[WrittenFile], summary: dict[str, str]) -> None:
-    """One overwrite snapshot: ``removed`` (DataFiles of the current snapshot) out, ``written`` in."""
+    """One overwrite snapshot: ``removed`` (DataFiles of the current snapshot, position-delete
+    files included) out, ``written`` in."""
+    from pyiceberg.manifest import DataFileContent
+
+    if any(f.content != DataFileContent.DATA for f in removed):
+        from ddb_assets.lake.row_delta import row_delta  # pyiceberg's overwrite removes data files only
+
+        row_delta(transaction, summary, added_data=data_files_for(transaction, written), removed=removed)
+        return
     with transaction.update_snapshot(snapshot_properties=summary).overwrite() as producer:
         for data_file in removed:
             producer.delete_data_file(data_file)
@@ -225,7 +233,8 @@ def data_files_for(transaction: Any, written: Iterable[WrittenFile]) -> list[Any
 
 
 def _files_to_replace(table: Any, only_partitions: frozenset[str] | None) -> list[Any]:
-    """The current snapshot's data files in the partitions being rewritten (all for a full export)."""
+    """The current snapshot's data files in the partitions being rewritten (all for a full export),
+    and the position-delete files there (they reference data files of their own partition only)."""
     snapshot = table.current_snapshot()
     if snapshot is None:
         return []
