@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/incremental_benchmark.py                       # 1,000,000 items, 1% changed
     .venv/bin/python bench/incremental_benchmark.py --items 100000 --rounds 1   # quick look
+    .venv/bin/python bench/incremental_benchmark.py --merge-mode merge-on-read  # position deletes
 
 A reviews-shaped table of ``--items`` items is exported in full at T0 (16 files). Then ``--changed``
 of its items change in one hour's window: half are updated (rating and body), a quarter deleted, a
@@ -15,7 +16,8 @@ whole process tree, peak PSS):
 - ``full conversion``: ``ddb-assets convert`` of the fresh full export into a new table (what a
   daily full export costs every day);
 - ``merge``: ``ddb-assets convert`` of the incremental export into the table converted from the
-  full export at T0 (copy-on-write of the files holding touched keys, one snapshot).
+  full export at T0, one snapshot: ``--merge-mode copy-on-write`` (the default) rewrites the files
+  holding touched keys; ``--merge-mode merge-on-read`` writes position-delete files instead.
 
 Rounds are interleaved (merge, full, merge, full, ...); before each merge the base table is rolled
 back to its T0 snapshot, so every merge does the same work. At the end the merged table is
@@ -149,6 +151,8 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=16)
     parser.add_argument("--changed", type=float, default=0.01, help="fraction of the items changed (default 0.01)")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--merge-mode", choices=["copy-on-write", "merge-on-read"], default="copy-on-write",
+                        help="how the merge applies the window (default copy-on-write)")
     parser.add_argument("--workers", type=int, default=0, help="converter workers (0: one per core)")
     parser.add_argument("--data-dir", type=Path, default=HERE / "data")
     args = parser.parse_args()
@@ -177,7 +181,8 @@ def main() -> None:
     for round_number in range(args.rounds):
         if round_number:
             rollback(_table(lake, "reviews"), base_snapshot)
-        results["merge"].append(measure("merge", convert(exports["incremental"], "reviews")))
+        results["merge"].append(measure("merge", convert(exports["incremental"], "reviews", "--merge-mode",
+                                                         args.merge_mode)))
         results["full conversion"].append(measure("full conversion", convert(exports["after"], "reviews_after",
                                                                              "--rebuild")))
 
@@ -191,13 +196,14 @@ def main() -> None:
 
     ratio_wall = median("merge", "wall") / median("full conversion", "wall")
     ratio_cpu = median("merge", "cpu") / median("full conversion", "cpu")
-    print(f"merge / full conversion (medians of {args.rounds} rounds): wall {ratio_wall:.3f}, cpu {ratio_cpu:.3f}; "
+    print(f"merge ({args.merge_mode}) / full conversion (medians of {args.rounds} rounds): wall {ratio_wall:.3f}, cpu {ratio_cpu:.3f}; "
           f"peak {median('merge', 'peak_rss') / 2**20:,.0f} MiB vs "
           f"{median('full conversion', 'peak_rss') / 2**20:,.0f} MiB")
     out = HERE / "results" / f"incremental-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({
         "when": datetime.now(timezone.utc).isoformat(), "items": args.items, "files": args.files,
+        "merge_mode": args.merge_mode,
         "changes": incremental["itemCount"], "cores": os.cpu_count(), "python": platform.python_version(),
         "base": {k: v for k, v in base.items() if k != "stdout"},
         "rounds": {name: [{k: v for k, v in r.items() if k != "stdout"} for r in runs] for name, runs in results.items()},
