@@ -1206,14 +1206,15 @@ def maintain(
     grace_hours: float = typer.Option(24, min=0, max=876000, metavar="HOURS", help="Remove unreferenced files older than this "
                                                                        "many hours."),
     small_file_mb: float = typer.Option(32, min=0, metavar="MB", help="Compact partitions holding several files "
-                                                                      "under this size."),
+                                                                      "under this size, or files with position "
+                                                                      "deletes (merge-on-read; 0: no compaction)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be done; change nothing."),
     work_dir: Optional[str] = typer.Option(None, metavar="DIR", help="Where conversions keep their scratch "
                                            "(convert --work-dir; default TMPDIR): folders of runs no longer "
                                            "running are removed."),
 ) -> None:
-    """Compact small files, expire old snapshots, remove orphan files (of failed runs and expired snapshots)
-    and the scratch folders of conversions that were killed."""
+    """Compact small files (folding position deletes), expire old snapshots, remove orphan files (of failed
+    runs and expired snapshots) and the scratch folders of conversions that were killed."""
     from datetime import timedelta
 
     from ddb_assets.lake.maintenance import MaintenanceOptions, maintain as run_maintenance

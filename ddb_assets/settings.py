@@ -78,7 +78,8 @@ class MaintenanceSettings(_Strict):
     orphan_grace_hours: float = Field(24, ge=0, description="Remove unreferenced files older than this (a run "
                                                             "still writing is younger).")
     small_file_bytes: int = Field(32 << 20, ge=0, description="Compact partitions holding several files smaller "
-                                                              "than this into one.")
+                                                              "than this, or files with position deletes "
+                                                              "(merge-on-read), into one (0: no compaction).")
     schedule: str | None = Field("0 3 * * *", description="Cron schedule of the maintenance job (null: none).")
 
 
