@@ -288,6 +288,7 @@ def test_merge_on_read_gives_the_rows_copy_on_write_gives(world: LocalWorld, clo
     same by pyiceberg, our DuckDB views and DuckDB's iceberg extension; the merge-on-read table
     holds position-delete files and no rewritten data file until compaction folds them."""
     from ddb_assets.lake.maintenance import compact_small_files
+    from ddb_assets.lake.tables import describe, partition_rows
 
     chain = Chain(world, clock, tmp_path, "DYNAMODB_JSON", "NEW_AND_OLD_IMAGES")
     for i in range(8):
@@ -334,6 +335,8 @@ def test_merge_on_read_gives_the_rows_copy_on_write_gives(world: LocalWorld, clo
     summary = table.current_snapshot().summary
     assert summary.operation.value == "overwrite" and int(summary["total-position-deletes"]) > 0
     assert chain.items("mor") == chain.items("cow")
+    assert partition_rows(table) == partition_rows(cow.commit.table) == {"2015": 4, "2016": 4}
+    assert describe(table, "default")["rows"] == 8
     assert [(i["pk"], i.get("v")) for i in chain.items("mor")] == [
         ("k0", "first 0"), ("k1", "third"), ("k2", "back"), ("k4", "first 4"), ("k5", "first 5"),
         ("k6", "first 6"), ("k7", "first 7"), ("new", None)]

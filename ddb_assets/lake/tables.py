@@ -144,16 +144,20 @@ def rollback(table: Any, snapshot_id: int) -> Any:
 
 def partition_rows(table: Any) -> dict[str, int]:
     """Rows per partition name in the current snapshot (from the manifests: no data file is read)."""
+    from pyiceberg.manifest import ManifestContent
+
     snapshot = table.current_snapshot()
     out: dict[str, int] = {}
     if snapshot is None:
         return out
     specs, schema = table.specs(), table.schema()
     for manifest in snapshot.manifests(table.io):
+        # A position-delete file hides its record count of rows of its own partition (merge-on-read).
+        sign = 1 if manifest.content == ManifestContent.DATA else -1
         for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
             name = file_partition_name(entry.data_file, specs, schema)
-            out[name] = out.get(name, 0) + entry.data_file.record_count
-    return dict(sorted(out.items()))
+            out[name] = out.get(name, 0) + sign * entry.data_file.record_count
+    return dict(sorted((name, rows) for name, rows in out.items() if rows))  # a partition all deleted holds none
 
 
 def column_sources(table: Any) -> dict[int, Column]:
