@@ -384,8 +384,6 @@ def test_copy_on_write_after_merge_on_read_leaves_no_delete_file_behind(world: L
                                                                         tmp_path: Path) -> None:
     """A table merged on read, then copy-on-write: the rewritten file leaves out the rows deleted
     before, and the delete file naming it goes with it."""
-    from ddb_assets_tests.test_incremental_merge import _same_rows_everywhere
-
     chain = Chain(world, clock, tmp_path, "DYNAMODB_JSON", "NEW_IMAGE")
     for pk in ("a", "b", "c"):
         chain.put(pk, 1, year={"N": "2015"}, v={"S": "first"})
