@@ -406,3 +406,44 @@ def test_copy_on_write_after_merge_on_read_leaves_no_delete_file_behind(world: L
     assert second.commit.rows == 2 and table.properties["write.merge.mode"] == "copy-on-write"
     assert [(i["pk"], i["v"]) for i in chain.items("t")] == [("a", "second"), ("c", "second")]
     assert len(_same_rows_everywhere(table)) == 2
+
+
+def test_merge_on_read_on_s3_read_by_duckdb_and_compacted(world: LocalWorld, clock: WorldClock,
+                                                          tmp_path: Path) -> None:
+    from ddb_assets.lake.maintenance import compact_small_files
+    from ddb_assets.query.duckdb_engine import DuckDBEngine
+
+    chain = Chain(world, clock, tmp_path, "DYNAMODB_JSON", "NEW_IMAGE")
+    lake = unique("lake")
+    world.client("s3").create_bucket(Bucket=lake)
+    catalog = CatalogConfig(uri=f"sqlite:///{tmp_path / 'catalog.db'}")
+
+    def convert(source: str, table: str, **options: Any) -> Any:
+        with world.environment():
+            return convert_export(source, f"s3://{lake}/{table}", ConvertOptions(
+                workers=1, partition_by="year", catalog=catalog, **options))
+
+    chain.convert = convert  # type: ignore[method-assign]
+    for pk in ("a", "b", "c"):
+        chain.put(pk, 1, year={"N": "2015"})
+    chain.full()
+    start = chain.mark
+    clock.advance(30)
+    chain.delete("b", 1)
+    chain.put("d", 1, year={"N": "2016"})
+    clock.set(start + WINDOW + 1, frozen=True)
+    merged = chain.incremental(start, start + WINDOW, merge_mode="merge-on-read")
+    table = merged.commit.table
+    assert merged.merge.delete_files == 1
+    assert all(task.file.file_path.startswith(f"s3://{lake}/t/data/") for task in table.scan().plan_files())
+    with world.environment():
+        engine = DuckDBEngine()
+        try:
+            engine.register_table("t", table)
+            assert engine.query("SELECT pk FROM t ORDER BY pk").table.column("pk").to_pylist() == ["a", "c", "d"]
+        finally:
+            engine.close()
+        compact_small_files(table, 32 << 20)
+    table.refresh()
+    assert int(table.current_snapshot().summary["total-delete-files"]) == 0
+    assert sorted(table.scan().to_arrow().column("pk").to_pylist()) == ["a", "c", "d"]
