@@ -7,9 +7,8 @@ as Spark's does):
 
 1. the export's changes arrive as new data files (its upserts' new images, already written by the
    conversion workers) and a key table (every change's key columns, operation and write time);
-2. the data files that may hold a touched key are found by the key column's statistics (pyiceberg's
-   scan planning with an ``In`` filter prunes manifests and files by their bounds), then confirmed
-   by reading the key columns of the candidates only;
+2. the data files that may hold a touched key are found by the key column's statistics (each file's
+   bounds against the sorted keys), then confirmed by reading the key columns of the candidates only;
 3. each such file is rewritten without the touched keys (in the table's current schema);
 4. one overwrite snapshot removes those files and adds the rewritten ones and the upserts. An
    upsert whose partition attribute changed lands in its new partition; its old row goes with its
@@ -208,16 +207,15 @@ def affected_files(table: Any, keys: pa.Table, key_columns: list[str], s3: S3Opt
     task's delete files hide are left out: a key deleted before is not found again, and one
     upserted since is found in its newer file)."""
     import pyarrow.parquet as pq
-    from pyiceberg.expressions import In
 
     if keys.num_rows == 0 or table.current_snapshot() is None:
         return []
-    first = keys.column(key_columns[0]).drop_null().unique().to_pylist()
+    first = sorted(keys.column(key_columns[0]).drop_null().unique().to_pylist())
     if not first:
         return []
     out = []
     cache: dict[str, pa.Table] = {}
-    for task in table.scan(row_filter=In(key_columns[0], first), selected_fields=tuple(key_columns)).plan_files():
+    for task in _candidates(table, key_columns[0], first):
         location = resolve(task.file.file_path, s3)
         present = pq.read_table(location.path, filesystem=location.fs, columns=key_columns)
         positions = pa.array(range(present.num_rows), pa.int64())
@@ -231,6 +229,27 @@ def affected_files(table: Any, keys: pa.Table, key_columns: list[str], s3: S3Opt
             touched = touched.combine_chunks()
         if pc.any(touched).as_py():
             out.append(Affected(task.file, present, positions, touched, frozenset(task.delete_files)))
+    return out
+
+
+def _candidates(table: Any, column: str, values: list[Any]) -> list[Any]:
+    """The current snapshot's scan tasks whose bounds on ``column`` admit one of ``values``
+    (sorted). A bisection per file: pyiceberg's scan planning with an ``In`` filter of the same
+    values binds and evaluates the whole list per file (seconds for 11,000 keys over 110 files)."""
+    from bisect import bisect_left
+
+    from pyiceberg.conversions import from_bytes
+
+    field_ = table.schema().find_field(column)
+    out = []
+    for task in table.scan().plan_files():
+        lower = (task.file.lower_bounds or {}).get(field_.field_id)
+        upper = (task.file.upper_bounds or {}).get(field_.field_id)
+        # Bounds are inclusive (a truncated string's lower bound is a prefix, its upper bound
+        # rounded up); a file without them may hold anything.
+        at = bisect_left(values, from_bytes(field_.field_type, lower)) if lower is not None else 0
+        if at < len(values) and (upper is None or values[at] <= from_bytes(field_.field_type, upper)):
+            out.append(task)
     return out
 
 
