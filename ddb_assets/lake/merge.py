@@ -141,8 +141,7 @@ def merge_export(catalog: Any, identifier: tuple[str, str], plan: TablePlan, ups
         if mode == MERGE_ON_READ:
             new_files, written = _delete_rows(transaction, affected, upserts, run, target, summary, s3)
         else:
-            new_files, written = _copy_on_write(transaction, affected, upserts, run, key_columns, plan, target,
-                                                summary, s3)
+            new_files, written = _copy_on_write(transaction, affected, upserts, run, plan, target, summary, s3)
         try:
             transaction.commit_transaction()
         except CommitFailedException:
@@ -172,12 +171,12 @@ def _delete_rows(transaction: Any, affected: list[Affected], upserts: list[Writt
 
 
 def _copy_on_write(transaction: Any, affected: list[Affected], upserts: list[WrittenFile], run: str,
-                   key_columns: list[str], plan: TablePlan, target: FileTarget, summary: dict[str, str],
+                   plan: TablePlan, target: FileTarget, summary: dict[str, str],
                    s3: S3Options | None) -> tuple[int, list[Any]]:
     """Copy-on-write: the affected files rewritten without their touched (and deleted) rows,
     staged with the upserts; delete files referencing them are rewritten without those rows.
     Returns (data files written, the files written)."""
-    rewritten = _rewrite(affected, key_columns, plan, target, s3)
+    rewritten = _rewrite(affected, plan, target, s3)
     summary[f"{SUMMARY_PREFIX}files-rewritten"] = str(len(affected))
     delete_files = {d for a in affected for d in a.delete_files}
     if not delete_files:
@@ -266,8 +265,7 @@ def _matches(rows: pa.Table, keys: pa.Table, key_columns: list[str]) -> pa.Chunk
     return pc.fill_null(joined.column("__touched").take(order), False)
 
 
-def _rewrite(affected: list[Affected], key_columns: list[str], plan: TablePlan, target: FileTarget,
-             s3: S3Options | None) -> list[WrittenFile]:
+def _rewrite(affected: list[Affected], plan: TablePlan, target: FileTarget, s3: S3Options | None) -> list[WrittenFile]:
     """Each affected file again, in the plan's schema, without its touched rows and without the
     rows its delete files hid."""
     from ddb_assets.lake.maintenance import read_as

@@ -24,7 +24,6 @@ from pyiceberg.manifest import (DataFileContent, ManifestContent, ManifestEntry,
                                 ManifestWriterV2)
 from pyiceberg.table.snapshots import Operation, SnapshotSummaryCollector, Summary, update_snapshot_summaries
 from pyiceberg.table.update.snapshot import _SnapshotProducer
-from pyiceberg.utils.concurrent import ExecutorFactory
 
 
 class DeleteManifestWriter(ManifestWriterV2):
@@ -69,7 +68,6 @@ class RowDelta(_SnapshotProducer["RowDelta"]):
         and the snapshot requirement refuses a commit over a branch head that moved."""
 
     def _writer(self, spec_id: int, content: ManifestContent) -> Any:
-        metadata = self._transaction.table_metadata
         kind = DeleteManifestWriter if content == ManifestContent.DELETES else ManifestWriterV2
         return kind(self.spec(spec_id), self.schema(), self.new_manifest_output(), self._snapshot_id,
                     self._compression)
