@@ -38,14 +38,49 @@ from pathlib import Path
 from typing import Callable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from ddb_assets.lake.writer import column_paths, dictionary_columns, parquet_options  # noqa: E402
+from ddb_assets.lake.writer import parquet_options  # noqa: E402
 
 Batches = list[list[pa.Table]]  # per source file, its row groups in order
+
+
+def column_paths(schema: pa.Schema) -> list[str]:
+    """Parquet's paths of ``schema``'s leaf columns, as writer options name them: ``tags.list.element``
+    for a list's items, ``a.b`` for a struct's field."""
+    def leaves(path: str, type_: pa.DataType) -> list[str]:
+        if pa.types.is_list(type_) or pa.types.is_large_list(type_):
+            return leaves(f"{path}.list.element", type_.value_type)
+        if pa.types.is_struct(type_):
+            return [p for f in type_ for p in leaves(f"{path}.{f.name}", f.type)]
+        return [path]
+
+    return [p for f in schema for p in leaves(f.name, f.type)]
+
+
+def _leaf_arrays(path: str, array: pa.Array) -> list[tuple[str, pa.Array]]:
+    if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
+        return _leaf_arrays(f"{path}.list.element", array.flatten())
+    if pa.types.is_struct(array.type):
+        return [pair for f, child in zip(array.type, array.flatten()) for pair in _leaf_arrays(f"{path}.{f.name}", child)]
+    return [(path, array)]
+
+
+def dictionary_columns(batch: pa.Table, max_distinct_ratio: float) -> list[str]:
+    """The leaf column paths of ``batch`` worth dictionary-encoding: those whose distinct values are
+    at most ``max_distinct_ratio`` of their non-null values in ``batch`` (a column with no value in
+    it is included: a dictionary of nothing costs nothing)."""
+    chosen = []
+    for name, column in zip(batch.column_names, batch.columns):
+        for path, leaf in _leaf_arrays(name, column.combine_chunks()):
+            values = len(leaf) - leaf.null_count
+            if values == 0 or pc.count_distinct(leaf).as_py() <= max_distinct_ratio * values:
+                chosen.append(path)
+    return chosen
 
 
 @dataclass
@@ -101,6 +136,10 @@ def variants(pruning_columns: list[str]) -> list[Variant]:
         Variant("zstd-3", "zstd level 3", fixed(compression_level=3)),
         Variant("zstd-fast", "zstd level -1 (a fast level)", fixed(compression_level=-1)),
         Variant("uncompressed", "no codec (reference)", fixed(compression="none", compression_level=None)),
+        Variant("combined", "dict-low-50, stats-no-body and one-row-group together (an upper bound of the "
+                "options short of the codec)",
+                lambda first: dict(dict_low(0.50)(first), write_statistics=stats_but_long_text(first)["write_statistics"]),
+                merge_row_groups=True),
         Variant("one-row-group", "baseline options, each file's batches as one row group (more buffer memory)",
                 fixed(), merge_row_groups=True),
     ]
@@ -185,7 +224,7 @@ def check(variant: Variant, batches: Batches, folder: str, pruning_columns: list
         os.remove(path)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", type=Path, metavar="TABLE_DIR",
                         help="a converted table's folder (its data/**/*.parquet are the batches); default: the "
@@ -195,16 +234,18 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=16, metavar="N", help="the export's data files (default 16)")
     parser.add_argument("--data-dir", type=Path, default=HERE / "data", metavar="DIR",
                         help="run_benchmark.py's export cache (default bench/data)")
-    parser.add_argument("--rows", type=int, default=200_000, metavar="N", help="rows written per variant "
-                        "(default 200,000)")
+    parser.add_argument("--rows", type=int, default=200_000, metavar="N", help="rows written per variant: "
+                        "whole row groups of the source until N are held (default 200,000)")
     parser.add_argument("--rounds", type=int, default=3, metavar="N", help="interleaved rounds (default 3)")
     parser.add_argument("--only", action="append", default=[], metavar="VARIANT", help="run only these variants "
                         "(repeatable; baseline is always run)")
     parser.add_argument("--pruning-columns", default="product_id,review_id,year,review_date", metavar="A,B",
                         help="the columns whose statistics a reader prunes by: the keys and the partition source "
                              "(default product_id,review_id,year,review_date)")
+    parser.add_argument("--results-dir", type=Path, default=HERE / "results", metavar="DIR",
+                        help="where the JSON results go (default bench/results)")
     parser.add_argument("--list", action="store_true", help="list the variants and exit")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     pruning = [c for c in args.pruning_columns.split(",") if c]
     chosen = variants(pruning)
@@ -259,8 +300,8 @@ def main() -> None:
           "wall times would mean nothing, CPU seconds are steadier; compare within a run.")
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    results = HERE / "results"
-    results.mkdir(exist_ok=True)
+    results = args.results_dir
+    results.mkdir(parents=True, exist_ok=True)
     target = results / f"parquet-write-{stamp}.json"
     target.write_text(json.dumps({
         "stamp": stamp, "source": str(source), "rows": rows, "files": len(batches), "row_groups": groups_count,

@@ -44,40 +44,6 @@ def parquet_options(compression: str = "zstd") -> dict:
     return dict(PARQUET_OPTIONS, compression=compression, compression_level=COMPRESSIONS[compression])
 
 
-def column_paths(schema: pa.Schema) -> list[str]:
-    """Parquet's paths of ``schema``'s leaf columns, as writer options name them: ``tags.list.element``
-    for a list's items, ``a.b`` for a struct's field."""
-    def leaves(path: str, type_: pa.DataType) -> list[str]:
-        if pa.types.is_list(type_) or pa.types.is_large_list(type_):
-            return leaves(f"{path}.list.element", type_.value_type)
-        if pa.types.is_struct(type_):
-            return [p for f in type_ for p in leaves(f"{path}.{f.name}", f.type)]
-        return [path]
-
-    return [p for f in schema for p in leaves(f.name, f.type)]
-
-
-def _leaf_arrays(path: str, array: pa.Array) -> list[tuple[str, pa.Array]]:
-    if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
-        return _leaf_arrays(f"{path}.list.element", array.flatten())
-    if pa.types.is_struct(array.type):
-        return [pair for f, child in zip(array.type, array.flatten()) for pair in _leaf_arrays(f"{path}.{f.name}", child)]
-    return [(path, array)]
-
-
-def dictionary_columns(batch: pa.Table, max_distinct_ratio: float) -> list[str]:
-    """The leaf column paths of ``batch`` worth dictionary-encoding: those whose distinct values are
-    at most ``max_distinct_ratio`` of their non-null values in ``batch`` (a column with no value in
-    it is included: a dictionary of nothing costs nothing)."""
-    chosen = []
-    for name, column in zip(batch.column_names, batch.columns):
-        for path, leaf in _leaf_arrays(name, column.combine_chunks()):
-            values = len(leaf) - leaf.null_count
-            if values == 0 or pc.count_distinct(leaf).as_py() <= max_distinct_ratio * values:
-                chosen.append(path)
-    return chosen
-
-
 ROW_GROUP_ROWS = 256 * 1024
 # An open Parquet writer keeps every row group's metadata (statistics included) until it closes:
 # measured at about 28 KB per row group of the reviews' 31 columns, 200 MB per worker at 100M
