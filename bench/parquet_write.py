@@ -6,10 +6,11 @@
 
 The batches are what the converter's writer hands to Parquet: the flattened, typed columns of the
 benchmark's reviews, read back from a table ``ddb-assets convert`` wrote (by default the cached
-``--items`` export of run_benchmark.py, converted once into ``bench/out/parquet-write-<items>``),
-one row group at a time as the writer flushed them (same rows, same order, same sizes). Each variant
-then writes those batches with ``pq.ParquetWriter`` in this one process, one output file per source
-file, as the writer does: ``write_table`` per row group. In interleaved rounds (the variants' order
+``--items`` export of run_benchmark.py, converted once into
+``bench/out/parquet-write-<items>/reviews``), one row group at a time as the writer flushed them
+(same rows, same order, same sizes). Each variant then writes those batches with
+``pq.ParquetWriter`` in this one process, one output file per source file, as the writer does:
+``write_table`` per row group. In interleaved rounds (the variants' order
 rotating) the CPU seconds of each write (``time.process_time``: user + sys of the process) are
 measured and the median round reported, with the output's size. Every variant's output is read back
 once and checked equal to its input before anything is timed.
@@ -66,7 +67,8 @@ def _leaf_arrays(path: str, array: pa.Array) -> list[tuple[str, pa.Array]]:
     if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
         return _leaf_arrays(f"{path}.list.element", array.flatten())
     if pa.types.is_struct(array.type):
-        return [pair for f, child in zip(array.type, array.flatten()) for pair in _leaf_arrays(f"{path}.{f.name}", child)]
+        return [pair for f, child in zip(array.type, array.flatten())
+                for pair in _leaf_arrays(f"{path}.{f.name}", child)]
     return [(path, array)]
 
 
@@ -138,7 +140,8 @@ def variants(pruning_columns: list[str]) -> list[Variant]:
         Variant("uncompressed", "no codec (reference)", fixed(compression="none", compression_level=None)),
         Variant("combined", "dict-low-50, stats-no-body and one-row-group together (an upper bound of the "
                 "options short of the codec)",
-                lambda first: dict(dict_low(0.50)(first), write_statistics=stats_but_long_text(first)["write_statistics"]),
+                lambda first: dict(dict_low(0.50)(first),
+                                   write_statistics=stats_but_long_text(first)["write_statistics"]),
                 merge_row_groups=True),
         Variant("one-row-group", "baseline options, each file's batches as one row group (more buffer memory)",
                 fixed(), merge_row_groups=True),
@@ -151,11 +154,15 @@ def ensure_source(args: argparse.Namespace) -> Path:
         return args.source
     from run_benchmark import ensure_export
 
-    out = HERE / "out" / f"parquet-write-{args.items}"
+    # A lake folder of its own: the table and its catalog (catalog.db beside it) go together, so a
+    # removed folder never leaves a catalog entry pointing at it.
+    lake = HERE / "out" / f"parquet-write-{args.items}"
+    out = lake / "reviews"
     if glob.glob(str(out / "**" / "*.parquet"), recursive=True):
         return out
     export = ensure_export(args.items, args.files, args.data_dir)
-    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(lake, ignore_errors=True)
+    lake.mkdir(parents=True)
     print(f"converting {export} into {out} (once) ...", flush=True)
     subprocess.run([sys.executable, "-m", "ddb_assets.cli", "convert", str(export), str(out), "--partition-by",
                     "year"], check=True, stdout=subprocess.DEVNULL)
@@ -228,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", type=Path, metavar="TABLE_DIR",
                         help="a converted table's folder (its data/**/*.parquet are the batches); default: the "
-                             "--items export converted once into bench/out/parquet-write-<items>")
+                             "--items export converted once into bench/out/parquet-write-<items>/reviews")
     parser.add_argument("--items", type=int, default=200_000, metavar="N", help="the export to convert (default "
                         "200,000 items, as run_benchmark.py generates and caches it)")
     parser.add_argument("--files", type=int, default=16, metavar="N", help="the export's data files (default 16)")
