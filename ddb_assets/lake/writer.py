@@ -30,8 +30,10 @@ from ddb_assets.lake.partitioning import (PartitionBy, human_string, partition_f
 
 # zstd level 1 by default: the smallest files for the CPU (Athena bills bytes scanned). snappy is
 # for readers without zstd; lz4 is Parquet's LZ4_RAW (check that every engine you use reads it).
-# On the benchmark's reviews snappy files are about 50% bigger and their write stage a quarter
-# cheaper, but parsing dominates, so a whole conversion takes about as long with any codec.
+# On the benchmark's reviews snappy files are about 50% bigger and the write alone a third cheaper
+# (zstd is two thirds of it), but parsing dominates, so a whole conversion takes about as long with
+# any codec. The other options below were measured against their alternatives (dictionary by
+# cardinality, page sizes, fewer statistics: bench/parquet_write.py) and none saved 10% of the write.
 COMPRESSIONS = {"zstd": 1, "lz4": None, "snappy": None, "gzip": 6, "none": None}
 PARQUET_OPTIONS = dict(write_statistics=True, use_dictionary=True,
                        dictionary_pagesize_limit=128 << 10,  # high-cardinality columns fall back early
