@@ -195,7 +195,9 @@ def _values(kind: pa.DataType) -> st.SearchStrategy[Any]:
         return st.datetimes(datetime(1, 1, 2), datetime(9999, 12, 30), timezones=st.just(timezone.utc))
     if pa.types.is_decimal(kind):
         digits = st.integers(-(10 ** kind.precision - 1), 10 ** kind.precision - 1)
-        return digits.map(lambda n: Decimal(n).scaleb(-kind.scale))
+        # n's digits with the type's exponent, as a column holds them: Decimal(n).scaleb() would
+        # drop trailing zeros' precision (1E+33), which pyarrow then refuses for the type.
+        return digits.map(lambda n: Decimal(f"{n}E-{kind.scale}"))
     if pa.types.is_list(kind):
         return st.lists(_values(kind.value_type) | st.none(), max_size=3)
     return st.fixed_dictionaries({f.name: _values(f.type) | st.none() for f in kind})
