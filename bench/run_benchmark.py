@@ -231,8 +231,8 @@ def scan_bytes(export: Path, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--items", type=int, default=1_000_000)
-    parser.add_argument("--files", type=int, default=16)
+    parser.add_argument("--items", type=int, default=1_000_000, help="items in the generated export (default 1,000,000)")
+    parser.add_argument("--files", type=int, default=16, help="its data files (default 16)")
     parser.add_argument("--workers", type=int, default=0, help="our converter's workers (0: one per core)")
     parser.add_argument("--skip", action="append", default=[], choices=["duckdb", "naive", "floor", "floor-explicit",
                                                                            "floor-write", "snappy", "one-pass",
@@ -241,9 +241,10 @@ def main() -> None:
     parser.add_argument("--bytes-scanned", action="store_true",
                         help="also compare bytes read by a year-filtered query: raw gzip JSON vs unpartitioned "
                              "Parquet vs partitioned Parquet")
-    parser.add_argument("--data-dir", type=Path, default=HERE / "data")
-    parser.add_argument("--out-dir", type=Path, default=HERE / "out", help="where the contenders write (emptied first)")
-    parser.add_argument("--results-dir", type=Path, default=HERE / "results", help="where the JSON record goes")
+    parser.add_argument("--data-dir", type=Path, default=HERE / "data",
+                        help="where generated exports are cached (default bench/data)")
+    parser.add_argument("--out-dir", type=Path, default=HERE / "out", help="where the contenders write, emptied first (default bench/out)")
+    parser.add_argument("--results-dir", type=Path, default=HERE / "results", help="where the JSON record goes (default bench/results)")
     args = parser.parse_args()
 
     export = ensure_export(args.items, args.files, args.data_dir)

@@ -734,6 +734,7 @@ def convert(
             ("metadata", commit.metadata_location)]
     if plan.variants:
         rows.append(("mixed types", ", ".join(f"{k} {v}" for k, v in plan.variants.items())))
+    rows += [("warning", warning) for warning in result.warnings]
     if plan.vanished:
         rows.append(("vanished", ", ".join(plan.vanished) + " (kept as columns, null in this export's rows)"))
     if history and merge is None:

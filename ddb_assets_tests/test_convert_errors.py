@@ -17,7 +17,7 @@ import pytest
 from ddb_assets.exports.errors import ChecksumMismatch, ExportFormatError, ItemCountMismatch, MissingObject, OversizedLine
 from ddb_assets.lake.convert import ConvertOptions, convert_export, profile_export
 from ddb_assets.lake.plan_checks import ProfileMismatch
-from ddb_assets.lake.unique_keys import DuplicateKey
+from ddb_assets.lake.unique_keys import DuplicateKey, MixedKeyTypes
 from ddb_assets.lake.profile import Profile, profile_from_json, profile_to_json
 from ddb_assets_tests import doctor
 from ddb_assets_tests.conftest import unique
@@ -522,6 +522,20 @@ def test_a_full_export_holding_a_key_twice_is_refused_naming_the_key(tmp_path: P
     # Without the key attributes nothing can tell: the export converts (documented, schema_rules.md).
     result = convert_export(folder, root, ConvertOptions(workers=2, **OPTIONS))
     assert result.commit.rows == 300
+
+
+def test_a_key_attribute_of_two_types_is_refused_naming_it_not_as_a_duplicate(tmp_path: Path,
+                                                                                published: tuple[Path, dict]) -> None:
+    # review_id is S in every item but one, which holds it as N: distinct keys, but no DynamoDB
+    # table has a key attribute of two types.
+    root, before = published
+    folder = doctor.make_export(tmp_path / "bad")
+    _edit_item(folder, 4, lambda item, lines: item.update({"review_id": {"N": "5"}}))
+    with pytest.raises(MixedKeyTypes) as raised:
+        convert_export(folder, root, ConvertOptions(workers=2, key_attributes=KEYS, **OPTIONS))
+    assert "the key attribute 'review_id' holds values of types N, S; a DynamoDB table declares one type" in \
+        str(raised.value)
+    _assert_untouched(root, before)
 
 
 def test_the_cli_refuses_a_duplicate_key_in_one_line_and_the_run_can_be_retried(tmp_path: Path,

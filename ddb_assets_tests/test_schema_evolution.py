@@ -221,3 +221,23 @@ def test_an_export_shaped_like_the_last_is_converted_in_one_pass(tmp_path: Path)
     assert not any(work.iterdir())
     _, rows = read_rows(str(root))
     assert sorted((r["pk"], r["qty"], r["note"]) for r in rows) == [("k0", 6, None), ("k1", 7, None)]
+
+
+def test_an_integer_beyond_the_long_column_in_a_one_pass_is_read_again_exactly(tmp_path: Path) -> None:
+    """The one pass planned a long column; an item's integer does not fit 64 bits: the export is
+    read again in two stages and the value lands exact in a decimal variant (never a crash)."""
+    from ddb_assets.lake.convert import ConvertOptions, convert_export
+    from ddb_assets_tests.lake_reader import read_rows
+    from ddb_assets_tests.test_schema_rules import export_of
+
+    root = tmp_path / "lake" / "t"
+    options = ConvertOptions(workers=1)
+    convert_export(export_of(tmp_path / "e0", [{"qty": {"N": "5"}}], export_id="01715674542517-a4c123b1"), root,
+                   options)
+    result = convert_export(export_of(tmp_path / "e1", [{"qty": {"N": "6"}}, {"qty": {"N": "1E+30"}}],
+                                      export_id="01715674600000-b5d234c2"), root, options)
+    assert result.path.startswith("two stages: its items do not fit the planned columns (")
+    assert result.path.endswith("; the export was read again")
+    meta, rows = read_rows(str(root))
+    big = [r for r in rows if r["qty"] is None]
+    assert len(big) == 1 and [str(v) for k, v in big[0].items() if k.startswith("qty__")] == ["1000000000000000000000000000000"]

@@ -80,9 +80,15 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
             latest_full = next((e for e in reversed(validated) if not e.incremental), None)
             mark, held = high_water_mark(current) if current is not None else (None, None)
             if latest_full is None or (mark is not None and instant(mark) > instant(latest_full.export_time)):
-                raise dg.Failure(f"{names.name} is up to date (it holds changes up to {mark}, export {held}); "
-                                 f"a backfill cannot re-convert older exports over applied incremental ones "
-                                 f"(run config rebuild: true rebuilds it from the latest full export)")
+                if held:  # staged conversions of older exports will never be committed now
+                    discard_superseded(location, held, lake.s3_options())
+                newer = "incremental exports applied on top of it" if latest_full is not None and any(
+                    e.incremental for e in validated if e.export_id == held) else \
+                    f"an export newer than the latest valid one here ({latest_full.export_id})" \
+                    if latest_full is not None else "an export no valid export here replaces"
+                raise dg.Failure(f"{names.name} is up to date: it holds changes up to {mark}, export {held}: "
+                                 f"{newer}; a backfill cannot convert an older export over it (run config "
+                                 f"rebuild: true rebuilds it from the latest valid full export)")
             chain = [latest_full]
         if any(e.incremental for e in chain) and not whole:
             raise dg.Failure(f"incremental export(s) {', '.join(e.export_id for e in chain if e.incremental)} change "

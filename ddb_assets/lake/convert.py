@@ -182,6 +182,7 @@ class ConvertResult:
     readers: ReaderCounts = field(default_factory=ReaderCounts)  # pieces parsed by each reader
     staged: bool = False  # committed from files an earlier read staged (lake/staging.py): not read here
     path: str = ""  # how the export was read and why: "one pass: planned from ...", "two stages: ..."
+    warnings: list[str] = field(default_factory=list)  # what went wrong without failing the run
 
     @property
     def parse_path(self) -> str:
@@ -467,7 +468,7 @@ def _convert_files(worker: int, files: list[tuple[int, DataFile]], job: _WriteJo
     def write(number: int, item: pa.StructArray, changes: ChangeColumns) -> None:
         try:
             _write_items(writer, item, changes, job, keys)
-        except (pa.ArrowException, ValueError, TypeError) as exc:
+        except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
             # Loudly wrong (a decimal where the profile saw integers): the profile is not this
             # export's. Quietly wrong (a type the plan has no column for) is found by the end check.
             error = ProfileMismatch(f"the items of export {export_id} do not fit the schema planned from the "
@@ -646,15 +647,16 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
         raise
     # Any other failure leaves the files: the commit may have landed (an answer lost on the way).
     notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows, "files": commit.added})
+    warnings = []
     if merged is None:
-        keep_profile(dest, export.export_id, profile, options.s3)
+        warnings += [w for w in [keep_profile(dest, export.export_id, profile, options.s3)] if w]
     history, history_error = _history(target, export, options, notify) if merged is not None else (None, None)
     return ConvertResult(commit, f"{target.namespace}.{target.name}", target.location.uri, profile, plan, export,
                          written, sum(p.compressed for p in parsed), sum(p.uncompressed for p in parsed),
                          time.monotonic() - started, sum(p.spilled for p in parsed), one_pass=converted.one_pass,
                          merge=merged, history=history, history_error=history_error,
                          json_reader=options.json_reader, readers=ReaderCounts.total(p.readers for p in parsed),
-                         path=converted.path)
+                         path=converted.path, warnings=warnings)
 
 
 def saved_guess(dest: str | os.PathLike[str], export_id: str, s3: S3Options | None) -> tuple[str, Profile] | None:
@@ -673,15 +675,18 @@ def saved_guess(dest: str | os.PathLike[str], export_id: str, s3: S3Options | No
     return (f"export {latest[0]}'s profile", latest[1]) if latest is not None else None
 
 
-def keep_profile(dest: str | os.PathLike[str], export_id: str, profile: Profile, s3: S3Options | None) -> None:
+def keep_profile(dest: str | os.PathLike[str], export_id: str, profile: Profile, s3: S3Options | None) -> str | None:
     """Save the profile of a converted export beside the table (best effort): the next export of
-    the table plans its one pass from it (saved_guess)."""
+    the table plans its one pass from it (saved_guess). Returns why it could not be saved, or None."""
     from ddb_assets.lake.saved_profiles import save_profile
 
     try:
         save_profile(resolve(str(dest), s3), export_id, profile)
-    except (OSError, ValueError):
-        pass  # costs the next conversion a spill, never this one its commit
+    except (OSError, ValueError) as exc:
+        # Costs the next conversion a spill, never this one its commit: said, not raised.
+        return f"the export's profile could not be saved beside the table ({exc}): the next export of the " \
+               f"table will be read in two stages"
+    return None
 
 
 @dataclass
@@ -722,7 +727,7 @@ def _read_and_write(export: Export, target: LakeTarget, table: Any, stored: Tabl
                          path="one pass: planned from this export's profile")
     why = "two stages: a new table (no stored schema to plan from)" if stored is None else \
         "two stages: the table is rebuilt" if options.rebuild else \
-        "two stages: no profile of an earlier export of this table is saved beside it"
+        "two stages: no readable profile of an earlier export of this table is saved beside it"
     if guess is not None and stored is not None and not options.rebuild:
         source, profile = guess
         try:

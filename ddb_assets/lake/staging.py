@@ -175,13 +175,17 @@ def stage_export(source: str | os.PathLike[str], dest: str | os.PathLike[str], o
         sum(p.compressed for p in parsed), sum(p.uncompressed for p in parsed), sum(p.spilled for p in parsed),
         converted.one_pass, options.json_reader, ReaderCounts.total(p.readers for p in parsed),
         time.monotonic() - started, path=converted.path, export=export)
-    location = record_location(resolve(str(dest), options.s3), export.export_id)
+    root = resolve(str(dest), options.s3)
+    location = record_location(root, export.export_id)
+    earlier = load_staged(root, export.export_id)  # this export staged before (validated again)
     try:
         location.write_bytes(staged.to_json())
     except OSError as exc:
         _remove_files(list(staged.written), options.s3)
         return replace(staged, written=[], note=f"the staged files' record could not be saved ({exc}): the "
                                                 f"export is converted again when the table is materialized")
+    if earlier is not None:  # its record is replaced: its files belong to nothing now
+        _remove_files([w for w in earlier.written if w.path not in {n.path for n in staged.written}], options.s3)
     return replace(staged, record=location.uri)
 
 

@@ -36,6 +36,22 @@ def key_columns(plan: TablePlan, key_attributes: Sequence[str]) -> list[str]:
     return columns
 
 
+class MixedKeyTypes(ExportFormatError):
+    """A key attribute holds values of two types (S and N, say) in one export."""
+
+
+def check_key_types(plan: TablePlan, key_attributes: Sequence[str], *, export: str) -> None:
+    """Raise MixedKeyTypes when this export fills two columns (variants) for one key attribute: a
+    DynamoDB table declares each key attribute's type once, so such an export is damaged or assembled."""
+    for attribute in key_attributes:
+        filled = sorted(c.descriptor for c in plan.columns
+                        if c.path == (attribute,) and c.encoding == "scalar" and c.field_id in plan.active)
+        if len(filled) > 1:
+            raise MixedKeyTypes(export, f"the key attribute {attribute!r} holds values of types {', '.join(filled)}; "
+                                        f"a DynamoDB table declares one type per key attribute (a damaged or "
+                                        f"assembled export?)")
+
+
 def check_unique_keys(written: list[WrittenFile], plan: TablePlan, key_attributes: Sequence[str], *,
                       export: str, s3: S3Options | None = None, work_dir: str | None = None) -> None:
     """Raise DuplicateKey (naming ``export``, the key's attributes and values, and how many items
@@ -45,6 +61,7 @@ def check_unique_keys(written: list[WrittenFile], plan: TablePlan, key_attribute
 
     if not key_attributes or not written:
         return
+    check_key_types(plan, key_attributes, export=export)
     columns = key_columns(plan, key_attributes)
     locations = [resolve(f.path, s3) for f in written]
     dataset = ds.dataset([location.path for location in locations], format="parquet",
@@ -74,4 +91,4 @@ def _shown(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-__all__ = ["DuplicateKey", "check_unique_keys", "key_columns"]
+__all__ = ["DuplicateKey", "MixedKeyTypes", "check_key_types", "check_unique_keys", "key_columns"]

@@ -27,7 +27,7 @@ from ddb_assets.exports.reader import Export
 from ddb_assets.exports.storage import Location, resolve
 from ddb_assets.lake.commit import NOT_COMMITTED, commit_export
 from ddb_assets.lake.convert import (ConvertOptions, ConvertResult, LakeTarget, _plan, _remove_files, _write_job,
-                                     export_record)
+                                     export_record, keep_profile)
 from ddb_assets.lake.schema import TableSchema
 from ddb_assets.lake.plan_checks import check_profile
 from ddb_assets.lake.profile import Profile
@@ -86,12 +86,15 @@ def convert_in_shards(export: Export, target: LakeTarget, table: Any, stored: Ta
         raise
     # Any other failure leaves the files: the commit may have landed (an answer lost on the way).
     notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows, "files": commit.added})
+    # The next export of the table is planned from this profile (one pass): as convert_export does.
+    saved = keep_profile(target.location.uri, export.export_id, seen, options.s3)
     if reads is None:
         reads = [read for r in results for read in r.reads]
     return ConvertResult(commit, f"{target.namespace}.{target.name}", target.location.uri, seen, plan, export,
                          written, sum(r.compressed for r in reads), sum(r.uncompressed for r in reads),
                          time.monotonic() - started, 0, one_pass=True, shards=len(base),
-                         json_reader=options.json_reader, readers=ReaderCounts.total(read.readers for read in reads))
+                         json_reader=options.json_reader, readers=ReaderCounts.total(read.readers for read in reads),
+                         warnings=[saved] if saved else [])
 
 
 def open_engine(options: ConvertOptions, run: str) -> Engine:

@@ -81,6 +81,11 @@ class RunnerOptions:
                                                        "--emr-entry-point)")):
                 if not value:
                     raise ValueError(f"runner emr_serverless needs {what}")
+            for value, option in ((self.emr_entry_point, "--emr-entry-point (emr_serverless.entry_point)"),
+                                  (self.emr_py_files, "--emr-py-files (emr_serverless.py_files)")):
+                if value and not value.startswith("s3://"):
+                    raise ValueError(f"runner emr_serverless: {option} must be an s3:// URI the job can read "
+                                     f"(`ddb-assets shard package` prints it), not {value!r}")
             if not (self.staging or "").startswith("s3://"):
                 raise ValueError("runner emr_serverless needs an s3:// staging folder the job can read and write "
                                  "(emr_serverless.staging in the settings, --staging)")
