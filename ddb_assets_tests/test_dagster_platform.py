@@ -362,6 +362,11 @@ def test_schema_drift_warns_with_details(platform: dict[str, Any], ddb: Any) -> 
     drift = {c.check_name: c for c in result.get_asset_check_evaluations()}["schema_drift"]
     assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
     assert drift.metadata["details"].value["new"] == ["brand_new"]
+    # Validated again (or out of order), the export is still compared with the one before it.
+    again = dg.materialize([assets[names.raw_export_key]], partition_key=second, instance=instance,
+                           resources=p["defs"].resources)
+    drift = {c.check_name: c for c in again.get_asset_check_evaluations()}["schema_drift"]
+    assert not drift.passed and drift.metadata["compared_with"].value == first
 
 
 def _corrupt_a_data_file(p: dict[str, Any], ddb: Any, s3: Any, export_id: str) -> str:

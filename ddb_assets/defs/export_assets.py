@@ -231,7 +231,7 @@ def build_raw_export(names: TableNames) -> dg.AssetsDefinition:
                    lake: LakeResource) -> dg.MaterializeResult:
         export_id = context.partition_key
         uri, description = locate_export(names, dynamodb, export_id)
-        previous_event = context.instance.get_latest_materialization_event(names.raw_export_key)
+        previous = _previous_profiled(context.instance, names, export_id)
         options = names.settings.convert_options(names.table, s3=lake.s3_options(), catalog=lake.catalog_config())
         location = lake.location(names.lake_path)
         progress = lambda kind, info: context.log.debug(f"{kind}: {info}")  # noqa: E731
@@ -284,7 +284,7 @@ def build_raw_export(names: TableNames) -> dg.AssetsDefinition:
             dg.TableColumn(name=row.attribute, type=", ".join(f"{k} {v}" for k, v in row.types.items()),
                            description=f"null {100 * row.null_fraction:.1f}%" + ("; mixed types" if row.mixed else ""))
             for row in rows if row.depth == 0])
-        drift_result = _drift_check(previous_event, types, export_id)
+        drift_result = _drift_check(previous, types)
         summary = export.summary
         return dg.MaterializeResult(
             metadata={
@@ -317,21 +317,30 @@ def build_raw_export(names: TableNames) -> dg.AssetsDefinition:
     return raw_export
 
 
-def _drift_check(previous_event: Any, types: dict[str, list[str]], export_id: str) -> dg.AssetCheckResult:
-    previous_types = None
-    previous_partition = None
-    if previous_event is not None and previous_event.asset_materialization is not None:
-        materialization = previous_event.asset_materialization
-        previous_partition = materialization.partition
-        entry = materialization.metadata.get("attribute_types")
-        previous_types = entry.value if entry is not None else None
-    if previous_types is None or previous_partition == export_id:
+def _previous_profiled(instance: dg.DagsterInstance, names: TableNames, export_id: str,
+                       newest_first: int = 50) -> Any:
+    """The materialization of the export before ``export_id`` (export ids sort by time) that
+    recorded attribute types, or None: what drift is measured against, however often (and in
+    whatever order) exports are validated."""
+    keys = sorted(k for k in names.export_partitions.get_partition_keys(dynamic_partitions_store=instance)
+                  if k < export_id)
+    for key in reversed(keys[-newest_first:]):
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=names.raw_export_key, asset_partitions=[key]), limit=1).records
+        materialization = records[0].asset_materialization if records else None
+        if materialization is not None and materialization.metadata.get("attribute_types") is not None:
+            return materialization
+    return None
+
+
+def _drift_check(previous: Any, types: dict[str, list[str]]) -> dg.AssetCheckResult:
+    if previous is None:
         return dg.AssetCheckResult(check_name="schema_drift", passed=True,
-                                   metadata={"compared_with": "nothing (first export)"})
-    drift = schema_drift(previous_types, types)
+                                   metadata={"compared_with": "nothing (no earlier export profiled)"})
+    drift = schema_drift(previous.metadata["attribute_types"].value, types)
     changed = bool(drift["new"] or drift["vanished"] or drift["retyped"])
     return dg.AssetCheckResult(check_name="schema_drift", passed=not changed, severity=dg.AssetCheckSeverity.WARN,
-                               metadata={"compared_with": previous_partition or "",
+                               metadata={"compared_with": previous.partition or "",
                                          "details": dg.MetadataValue.json(drift)})
 
 
