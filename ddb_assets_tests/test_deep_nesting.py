@@ -37,7 +37,8 @@ from ddb_assets_tests.lake_reader import expected_item, read_rows, rebuild_items
 DYNAMODB_MAX_DEPTH = 32  # "DynamoDB supports nested attributes up to 32 levels deep"
 TABLE_ARN = "arn:aws:dynamodb:us-east-1:111122223333:table/deep"
 EXPORT_TIME = datetime(2024, 5, 14, 8, 0, 0, tzinfo=timezone.utc)
-BOTTOM = "-123456789012345678901234567890.123456789"  # 39 digits: no float or decimal128 holds it
+# 38 significant digits (DynamoDB's most) with a fraction: no float holds it, so only exact text keeps it
+BOTTOM = "-12345678901234567890123456789.123456789"
 
 
 def _scalars(level: int) -> dict[str, Any]:
