@@ -50,7 +50,7 @@ def _scalars(level: int) -> dict[str, Any]:
 
 def nested(kinds: str, bottom: str = BOTTOM) -> dict[str, Any]:
     """``len(kinds)`` nested maps (``M``) and lists (``L``), outermost first, with scalars beside
-    each level's child and a number of 39 digits at the bottom."""
+    each level's child and a number of 38 digits at the bottom."""
     value: dict[str, Any] = {"N": bottom}
     for level, kind in reversed(list(enumerate(kinds, start=1))):
         if kind == "M":
