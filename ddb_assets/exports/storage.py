@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
@@ -207,3 +207,14 @@ def resolve(uri: str | os.PathLike[str], s3: S3Options | None = None) -> Locatio
         raise ValueError(f"unsupported location {text!r}: use a local path or s3://bucket/key")
     path = text[len("file://"):] if text.startswith("file://") else text
     return Location(pafs.LocalFileSystem(), os.path.abspath(path), "file")
+
+
+def remove_quietly(uris: Iterable[str], s3: S3Options | None = None) -> None:
+    """Best effort: delete these objects or files (one that cannot be deleted is left: files no
+    snapshot references are orphans that maintenance removes)."""
+    for uri in uris:
+        try:
+            location = resolve(uri, s3)
+            location.fs.delete_file(location.path)
+        except (OSError, ValueError):
+            pass

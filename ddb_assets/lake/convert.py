@@ -49,7 +49,7 @@ from ddb_assets.exports.json_reader import DEFAULT_JSON_READER, ReaderCounts, ch
 from ddb_assets.exports.changes import DELETE, UPSERT, ChangeColumns, incremental_to_items
 from ddb_assets.exports.errors import ChecksumMismatch, ExportFormatError, ItemCountMismatch
 from ddb_assets.exports.reader import DataFile, Export, open_export
-from ddb_assets.exports.storage import S3Options, resolve
+from ddb_assets.exports.storage import S3Options, remove_quietly, resolve
 from ddb_assets.lake.catalog import CatalogConfig, load_table
 from ddb_assets.lake.commit import NOT_COMMITTED, CommitResult, ExportRecord, commit_export, current_result
 from ddb_assets.lake.destination import LakeTarget, lake_target as _lake_target
@@ -747,9 +747,7 @@ def _read_and_write(export: Export, target: LakeTarget, table: Any, stored: Tabl
             notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
             job = _write_job(plan, target, run, options, export, profile, table)
             written, keys = _run_stage_two(pool, parsed, job, workers, notify)
-        written = merge_small_files(written, resolve(job.target.data, options.s3), plan.arrow_schema, job.target,
-                                    options.small_partition_bytes)
-        _check_keys(written, plan, job, export, options)
+        written = _finish_files(written, plan, job, export, options)
     except BaseException:
         _remove_files(written, options.s3)  # best effort: what is left is an orphan for maintenance
         raise
@@ -786,9 +784,7 @@ def _one_pass(export: Export, target: LakeTarget, table: Any, stored: TableSchem
                     raise _Misfit(f"its items need columns the plan lacked ({'; '.join(misfits)})")
                 # The files hold the planned columns; what vanished is this export's own account.
                 plan.vanished, plan.variants = seen.vanished, seen.variants
-        written = merge_small_files(written, resolve(job.target.data, options.s3), plan.arrow_schema, job.target,
-                                    options.small_partition_bytes)
-        _check_keys(written, plan, job, export, options)
+        written = _finish_files(written, plan, job, export, options)
     except BaseException:
         _remove_files(written, options.s3)  # best effort: what is left is an orphan for maintenance
         raise
@@ -797,11 +793,20 @@ def _one_pass(export: Export, target: LakeTarget, table: Any, stored: TableSchem
     return _Converted(profile, plan, job, written, keys, parsed, one_pass=True, path=path)
 
 
-def _check_keys(written: list[WrittenFile], plan: TablePlan, job: _WriteJob, export: Export,
-                options: ConvertOptions) -> None:
+def _finish_files(written: list[WrittenFile], plan: TablePlan, job: _WriteJob, export: Export,
+                  options: ConvertOptions) -> list[WrittenFile]:
+    """A conversion's written files made ready to commit: small partitions' files merged, then
+    (a full export) each key checked to be there once."""
+    written = merge_small_files(written, resolve(job.target.data, options.s3), plan.arrow_schema, job.target,
+                                options.small_partition_bytes)
     if job.key_columns is None:  # a full export: each key once (an incremental one's Keys are its own)
-        check_unique_keys(written, plan, options.key_attributes, export=export.folder.uri, s3=options.s3,
-                          work_dir=options.work_dir)
+        try:
+            check_unique_keys(written, plan, options.key_attributes, export=export.folder.uri, s3=options.s3,
+                              work_dir=options.work_dir)
+        except BaseException:
+            _remove_files(written, options.s3)  # the merged files: the caller holds only the ones before
+            raise
+    return written
 
 
 def _history(target: LakeTarget, export: Export, options: ConvertOptions,
@@ -937,12 +942,7 @@ def _discard(futures: list[Future], written: list[WrittenFile], s3: S3Options | 
 def _remove_files(written: list[WrittenFile], s3: S3Options | None) -> None:
     """Best effort: the files of a run that will not commit. Anything left is an orphan that
     maintenance removes (no snapshot references it)."""
-    for w in written:
-        try:
-            location = resolve(w.path, s3)
-            location.fs.delete_file(location.path)
-        except (OSError, ValueError):
-            pass
+    remove_quietly((w.path for w in written), s3)
     written.clear()
 
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ddb_assets.exports.storage import S3Options, resolve
+from ddb_assets.exports.storage import S3Options, remove_quietly, resolve
 from ddb_assets.lake.writer import parquet_options
 
 FILE_PATH_ID = 2147483546
@@ -153,13 +153,7 @@ def keep_mask(rows: int, positions: pa.Array) -> pa.Array:
 
 def remove_files(files: Iterable[Any], s3: S3Options | None) -> None:
     """Best effort: delete files no snapshot references (what is left is an orphan for maintenance)."""
-    for data_file in files:
-        try:
-            location = resolve(data_file.file_path, s3)
-            location.fs.delete_file(location.path)
-        except (OSError, ValueError):
-            pass
-
+    remove_quietly((data_file.file_path for data_file in files), s3)
 
 __all__ = ["DeletedRows", "FILE_PATH_ID", "POS_ID", "SCHEMA", "deleted_positions", "keep_mask", "read_delete_file",
            "remove_files", "without_files", "write_delete_files"]

@@ -77,14 +77,13 @@ class StagedExport:
         return sum(w.rows for w in self.written)
 
     def to_json(self) -> bytes:
-        from ddb_assets.lake.shards.spec import _footer_to_text, _key_to_json, schema_to_json
+        from ddb_assets.lake.shards.spec import schema_to_json, written_to_json
 
         return orjson.dumps({
             "format": RECORD_FORMAT, "export_id": self.export_id, "source": self.source,
             "stored_at_plan": None if self.stored_at_plan is None else schema_to_json(self.stored_at_plan),
             "options": self.options, "profile": orjson.loads(profile_to_json(self.profile, self.export_id)),
-            "written": [{"partition": w.partition, "key": _key_to_json(w.key), "path": w.path, "rows": w.rows,
-                         "bytes": w.bytes, "footer": _footer_to_text(w.footer)} for w in self.written],
+            "written": [written_to_json(w) for w in self.written],
             "compressed": self.compressed, "uncompressed": self.uncompressed, "scratch_bytes": self.scratch_bytes,
             "one_pass": self.one_pass, "json_reader": self.json_reader,
             "readers": {"arrow_rs": self.readers.arrow_rs, "pyarrow": self.readers.pyarrow}, "seconds": self.seconds,
@@ -93,7 +92,7 @@ class StagedExport:
 
     @classmethod
     def from_json(cls, data: bytes, *, obj: str) -> "StagedExport":
-        from ddb_assets.lake.shards.spec import _footer_from_text, _key_from_json, schema_from_json
+        from ddb_assets.lake.shards.spec import schema_from_json, written_from_json
 
         try:
             d = orjson.loads(data)
@@ -104,8 +103,7 @@ class StagedExport:
                 export_id=d["export_id"], source=d["source"],
                 stored_at_plan=None if d["stored_at_plan"] is None else schema_from_json(d["stored_at_plan"]),
                 options=d["options"], profile=profile,
-                written=[WrittenFile(w["partition"], _key_from_json(w["key"]), w["path"], w["rows"], w["bytes"],
-                                     _footer_from_text(w["footer"])) for w in d["written"]],
+                written=[written_from_json(w) for w in d["written"]],
                 compressed=d["compressed"], uncompressed=d["uncompressed"], scratch_bytes=d["scratch_bytes"],
                 one_pass=d["one_pass"], json_reader=d["json_reader"], readers=ReaderCounts(**d["readers"]),
                 seconds=d["seconds"], path=d.get("path", ""), record=obj)

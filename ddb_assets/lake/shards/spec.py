@@ -251,8 +251,7 @@ class ShardResult:
         document = {
             "format": RESULT_FORMAT, "shard": self.shard, "attempt": self.attempt, "run": self.run,
             "seconds": self.seconds, "host": self.host, "finished": time.time(),
-            "written": [{"partition": w.partition, "key": _key_to_json(w.key), "path": w.path, "rows": w.rows,
-                         "bytes": w.bytes, "footer": _footer_to_text(w.footer)} for w in self.written],
+            "written": [written_to_json(w) for w in self.written],
             "partitions": self.partitions,
             "reads": [r.__dict__ for r in self.reads],
             "profile": orjson.loads(profile_to_json(self.profile, "")),
@@ -269,12 +268,22 @@ class ShardResult:
             _, profile = profile_from_json(orjson.dumps(d["profile"]), obj=obj)
             return cls(
                 shard=d["shard"], attempt=d["attempt"], run=d["run"], seconds=d["seconds"], host=d["host"],
-                written=[WrittenFile(w["partition"], _key_from_json(w["key"]), w["path"], w["rows"], w["bytes"],
-                                     _footer_from_text(w["footer"])) for w in d["written"]],
+                written=[written_from_json(w) for w in d["written"]],
                 reads=[FileRead(**r) for r in d["reads"]], profile=profile,
                 error=ShardError(**d["error"]) if d["error"] is not None else None)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{obj}: cannot read the shard result ({exc})") from None
+
+
+def written_to_json(written: WrittenFile) -> dict[str, Any]:
+    """A written file as JSON (its footer base64'd): what a shard result or a staged conversion holds."""
+    return {"partition": written.partition, "key": _key_to_json(written.key), "path": written.path,
+            "rows": written.rows, "bytes": written.bytes, "footer": _footer_to_text(written.footer)}
+
+
+def written_from_json(document: dict[str, Any]) -> WrittenFile:
+    return WrittenFile(document["partition"], _key_from_json(document["key"]), document["path"], document["rows"],
+                       document["bytes"], _footer_from_text(document["footer"]))
 
 
 def _footer_to_text(footer: pq.FileMetaData | None) -> str | None:
@@ -314,7 +323,7 @@ def _key_from_json(value: Any) -> Any:
 
 
 __all__ = ["FileRead", "ShardError", "ShardFailed", "ShardFile", "ShardResult", "ShardSpec", "schema_from_json",
-           "schema_to_json"]
+           "schema_to_json", "written_from_json", "written_to_json"]
 
 
 def round_results(document: dict, obj: str, log: str = "") -> list[ShardResult]:
