@@ -188,8 +188,11 @@ def test_three_exports_evolve_one_table(tmp_path: Path) -> None:
     # Each export after the first is planned from the table's schema and the previous export's
     # profile, and each brings what that plan lacks: read again in two stages, saying why.
     assert paths[0] == "two stages: a new table (no stored schema to plan from)"
-    assert paths[1].startswith("two stages: its items do not fit the planned columns (") and "2.5" in paths[1]
+    # The reason names the attribute and the column, in Iceberg's type names as the table shows them.
+    assert paths[1].startswith("two stages: its items do not fit the planned columns (values of qty (N) do not "
+                               "fit column qty (long): ") and "2.5" in paths[1]
     assert paths[2].startswith("two stages: its items ") and paths[2].endswith("; the export was read again")
+    assert "decimal128" not in paths[2] and "price" in paths[2]
     meta, rows = read_rows(str(root))
     types = {c["name"]: c["type"] for c in meta["columns"]}
     assert types["qty"] == "long" and types["qty__n_d1"] == "decimal(2, 1)"

@@ -73,8 +73,23 @@ def flatten_items(item: pa.StructArray, plan: TablePlan) -> pa.Table:
         elif column.field_id in routed:
             arrays.append(routed[column.field_id])
         else:
-            arrays.append(_column(columns, column, field.type, rows))
+            try:
+                arrays.append(_column(columns, column, field.type, rows))
+            except (pa.ArrowException, ValueError, OverflowError) as exc:
+                # Named here, where the column is known: Arrow's own message names no column.
+                raise ColumnMisfit(f"values of {column.source} do not fit column {column.name} "
+                                   f"({column.type_text}): {_first_line(exc)}") from None
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+class ColumnMisfit(ValueError):
+    """Values of an attribute that the column planned for them cannot hold exactly (a fraction
+    meeting a ``long`` column, a decimal needing more scale): the plan was made for other items."""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def _column(columns: ItemColumns, column: Column, kind: pa.DataType, rows: int) -> pa.Array:

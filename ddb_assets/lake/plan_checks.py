@@ -18,10 +18,11 @@ def plan_differences(planned: TablePlan, seen: TablePlan) -> list[str]:
     """What differs between two plans of one table, column by column, in words."""
     before = {c.field_id: c for c in planned.columns}
     after = {c.field_id: c for c in seen.columns}
-    changes = [f"{c.name}: {before[i].type_} -> {c.type_}" for i, c in after.items()
+    # Iceberg's type names (decimal(4, 3), long), as every other line of the output shows them.
+    changes = [f"{c.name}: {before[i].type_text} -> {c.type_text}" for i, c in after.items()
                if i in before and (before[i].name, before[i].type_) != (c.name, c.type_)]
-    changes += [f"added {c.name} ({c.type_})" for i, c in after.items() if i not in before]
-    changes += [f"removed {c.name} ({c.type_})" for i, c in before.items() if i not in after]
+    changes += [f"added {c.name} ({c.type_text})" for i, c in after.items() if i not in before]
+    changes += [f"removed {c.name} ({c.type_text})" for i, c in before.items() if i not in after]
     if not changes and planned.active != seen.active:
         changes = ["the columns map from other attributes"]
     return changes
