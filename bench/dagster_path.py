@@ -60,4 +60,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from ddb_assets.exports.errors import ExportFormatError
+
+    try:
+        main()
+    except (ExportFormatError, OSError) as exc:  # bad input: one line, as the CLI says it
+        sys.exit(f"error: {exc}")

@@ -23,3 +23,13 @@ def test_the_benchmark_runs_and_the_dagster_path_reads_the_export_once(tmp_path:
     [line] = [line for line in done.stdout.splitlines() if line.startswith("dagster path / duckdb")]
     assert "the export's bytes read 1.0x" in line, line
     assert len(list((tmp_path / "results").glob("*.json"))) == 1
+
+
+def test_the_dagster_path_step_says_a_missing_export_in_one_line(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "dagster_path.py"), "stage", str(tmp_path / "none"),
+                           str(tmp_path / "table")], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'none' / 'manifest-summary.json'}: missing: the export's manifest-summary.json was "
+        f"expected here"]
