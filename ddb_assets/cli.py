@@ -592,13 +592,13 @@ def convert(
     table_name: Optional[str] = typer.Option(None, metavar="NAME", help="Name in the catalog (default: DEST's "
                                                                         "last segment)."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Re-plan the table's schema and partitioning from "
-                                                          "scratch (new columns; partitioning from --partition-by "
-                                                          "or none) and replace every data file, in one commit "
-                                                          "(two snapshots: the old files out, the new in; readers "
-                                                          "never see the first as current): also to convert the "
-                                                          "export the "
-                                                          "table holds again, an older one, or one of another "
-                                                          "DynamoDB table (which the table then holds)."),
+                                                          "scratch (new columns; the partitioning and naming "
+                                                          "options given, else the table's) and replace every data "
+                                                          "file, in one commit (two snapshots: the old files out, "
+                                                          "the new in; readers never see the first as current): "
+                                                          "also to convert the export the table holds again, an "
+                                                          "older one, or one of another DynamoDB table (which the "
+                                                          "table then holds)."),
     allow_overlap: bool = typer.Option(False, "--allow-overlap", help="Incremental exports: apply a window that "
                                                                       "starts before the table's high-water "
                                                                       "mark, by write time (changes written "

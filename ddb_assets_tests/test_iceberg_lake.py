@@ -362,3 +362,22 @@ def test_a_rebuild_replans_names_and_partitioning_in_one_commit(tmp_path: Path) 
     history = json.loads(run_cli("history", "t", "--lake", str(lake), "--format", "json").stdout)
     assert [h["operation"] for h in history] == ["append", "overwrite", "append"]  # the rebuild: one commit
     assert history[1]["committed_at"][:19] == history[2]["committed_at"][:19] or history[1]["rows"] == 0
+
+
+def test_a_rebuild_keeps_the_table_options_not_given(tmp_path: Path) -> None:
+    """Converting the same export again (--rebuild, as a restore does) keeps the table's partitioning
+    and naming unless asked otherwise; --partition-by '' makes it unpartitioned on purpose."""
+    lake = tmp_path / "lake"
+    folder = doctor.make_export(tmp_path / "export", items=60)
+    assert run_cli("convert", str(folder), str(lake / "t"), "--partition-by", "year", "--naming", "glue",
+                   "--workers", "1").returncode == 0
+    again = run_cli("convert", str(folder), str(lake / "t"), "--rebuild", "--workers", "1")
+    assert again.returncode == 0, again.stderr
+    meta, rows = read_rows(str(lake / "t"))
+    assert meta["partition_spec"] == [("item.year.n", "identity")] and len(rows) == 60
+    assert all(c["name"].startswith("item.") for c in meta["columns"])
+    flat = run_cli("convert", str(folder), str(lake / "t"), "--rebuild", "--partition-by", "", "--workers", "1")
+    assert flat.returncode == 0, flat.stderr
+    meta, rows = read_rows(str(lake / "t"))
+    assert meta["partition_spec"] == [] and len(rows) == 60
+    assert all(c["name"].startswith("item.") for c in meta["columns"])  # naming: still the table's

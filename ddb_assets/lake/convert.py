@@ -112,8 +112,10 @@ class ConvertOptions:
     runner: RunnerOptions = RunnerOptions()  # local: the process pool here; spark: shard tasks (lake/shards)
 
     def with_table(self, stored: "TableSchema | None") -> "ConvertOptions":
-        """These options with those named in ``from_table`` taken from the stored table."""
-        if stored is None or self.rebuild or not self.from_table:
+        """These options with those named in ``from_table`` taken from the stored table. A rebuild
+        takes them too: it re-plans the columns (new field ids), and changes the partitioning or
+        naming only where asked (``--partition-by ''`` for none), never by omission."""
+        if stored is None or not self.from_table:
             return self
         values = {"partition_by": stored.partition.text if stored.partition else None,
                   "naming": stored.options.naming, "max_depth": stored.options.max_depth,
