@@ -553,3 +553,23 @@ def test_the_cli_refuses_a_duplicate_key_in_one_line_and_the_run_can_be_retried(
     good = doctor.make_export(tmp_path / "good2", items=200, seed=3)
     retried = run_cli("convert", str(good), str(root), *keys)
     assert retried.returncode == 0, retried.stderr
+
+
+def test_an_ion_item_without_its_key_is_named_by_the_files_own_line_past_blank_lines(
+        tmp_path: Path, published: tuple[Path, dict]) -> None:
+    """Ion lines become JSON lines before the parse; blank lines between them must keep the line
+    numbers the file has (the 9th line here, not the 5th item)."""
+    import gzip
+
+    root, before = published
+    folder = doctor.make_export(tmp_path / "bad", export_format="ION")
+    entry = doctor.biggest_entry(folder)
+    lines = doctor.decompressed(folder, entry).split(b"\n")
+    lines[4] = lines[4].replace(b"review_id:", b"review_ix:", 1)  # the 5th item loses its sort key
+    spaced = b"\n\n".join(lines[:5]) + b"\n" + b"\n".join(lines[5:])  # a blank line after each of the first four
+    doctor.replace_data(folder, entry, gzip.compress(spaced))
+    with pytest.raises(ExportFormatError) as raised:
+        convert_export(folder, root, ConvertOptions(workers=1, key_attributes=KEYS, **OPTIONS))
+    assert str(raised.value) == (f"{doctor.data_path(folder, entry)}:9: the item lacks the key attribute "
+                                 f"'review_id' (the table's key: product_id, review_id)")
+    _assert_untouched(root, before)

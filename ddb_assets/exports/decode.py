@@ -531,8 +531,11 @@ def _carry_wrapper(wrapper: pa.StructArray, depth: int) -> pa.StructArray:
 def ion_to_json_lines(raw: bytes | Text, *, obj: str) -> bytes:
     """ION lines -> the same items as DYNAMODB_JSON lines; errors name ``obj`` and the line."""
     check_utf8(raw, obj=obj, ion=True)
-    out = []
+    out: list[bytes] = []
     for number, line in _numbered_lines(raw):
+        # Blank lines stay blank lines: a later error found in the JSON text (a missing key
+        # attribute, a duplicate key) then names the Ion file's own line.
+        out.extend([b""] * (number - len(out) - 1))
         try:
             out.append(orjson.dumps({"Item": parse_ion_line(line)}))
         except (ValueError, orjson.JSONEncodeError) as exc:
