@@ -243,8 +243,12 @@ def build_raw_export(names: TableNames) -> dg.AssetsDefinition:
             try:
                 staged = stage_export(uri, location.uri, options, progress)
                 export, profile = staged.export, staged.profile
-                staging = (f"{staged.rows:,} rows in {len(staged.written)} data files ({staged.path}); "
-                           f"the lake table's run commits them" if staged.record else f"not staged: {staged.note}")
+                staging = (f"{staged.rows:,} {'upserts' if staged.incremental else 'rows'} in "
+                           f"{len(staged.written)} data files"
+                           + (f" and the keys of its {staged.profile.items - staged.skipped:,} changes"
+                              if staged.incremental else "")
+                           + f" ({staged.path}); the lake table's run commits them"
+                           if staged.record else f"not staged: {staged.note}")
             except (NotStaged, SchemaConflict, PartitionError, ScratchSpaceError) as reason:
                 # Not this asset's failure: the lake table's run converts the export and reports it.
                 export, profile = profile_export(uri, options, progress=progress)

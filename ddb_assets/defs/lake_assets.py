@@ -97,15 +97,16 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
         results: list[ConvertResult] = []
         for position, export in enumerate(chain):
             uri, _ = locate_export(names, dynamodb, export.export_id)
-            # raw_export read this export already: it staged the data files (a full export on the
-            # local runner), or saved its profile (the schema planned up front: one pass).
-            staged = None if export.incremental else load_staged(location, export.export_id)
+            # raw_export read this export already: it staged the data files (and an incremental
+            # export's change keys), or saved its profile (the schema planned up front: one pass).
+            staged = load_staged(location, export.export_id)
             known = load_profile(location, export.export_id)
             context.log.info(f"{'merging' if export.incremental else 'converting'} export {export.export_id} into "
                              f"{location.uri}" + (f" (window {export.export_from_time} to {export.export_to_time})"
                                                   if export.incremental else
                                                   f": {'all' if whole else len(selected)} partition(s)")
-                             + (", committing the data files raw_export staged" if staged is not None else
+                             + ((", merging the upserts and change keys raw_export staged" if export.incremental
+                                 else ", committing the data files raw_export staged") if staged is not None else
                                 ", in one pass from raw_export's profile" if known is not None else
                                 ", in two stages (no saved profile of this export)"))
             options = names.settings.convert_options(
@@ -205,8 +206,9 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
                 "vanished_attributes": dg.MetadataValue.json(result.plan.vanished),
                 "conversion": f"none: the table holds export {export_id} already (run config rebuild: true "
                               f"converts it again)" if result.unchanged else
-                              f"read once, by raw_export, and its staged data files committed ({result.path})"
-                              if result.staged else result.path,
+                              f"read once, by raw_export, and its staged "
+                              f"{'upserts and change keys merged' if result.merge else 'data files committed'} "
+                              f"({result.path})" if result.staged else result.path,
                 "scratch_bytes": result.scratch_bytes,
                 "json_parse": result.parse_path,
                 "dagster/uri": result.location,

@@ -727,7 +727,8 @@ def _read_and_write(export: Export, target: LakeTarget, table: Any, stored: Tabl
     if known is not None:
         return _one_pass(export, target, table, stored, options, notify, known, workers, run, strict=True,
                          path="one pass: planned from this export's profile")
-    why = "two stages: a new table (no stored schema to plan from)" if stored is None else \
+    why = "two stages: an incremental export is planned from its own profile" if export.summary.incremental else \
+        "two stages: a new table (no stored schema to plan from)" if stored is None else \
         "two stages: the table is rebuilt" if options.rebuild else \
         "two stages: no readable profile of an earlier export of this table is saved beside it"
     if guess is not None and stored is not None and not options.rebuild:
@@ -828,14 +829,15 @@ def _history(target: LakeTarget, export: Export, options: ConvertOptions,
     return history, None
 
 
-def preflight(dest: str | os.PathLike[str], export: Export,
-              options: ConvertOptions) -> tuple[LakeTarget, Any, TableSchema | None, ConvertOptions, Verdict]:
+def preflight(dest: str | os.PathLike[str], export: Export, options: ConvertOptions, *,
+              ahead: bool = False) -> tuple[LakeTarget, Any, TableSchema | None, ConvertOptions, Verdict]:
     """Everything that can be known before a data file is read, from the export's manifests and
     the catalog: the destination (lake/destination.py), the table's location and source table,
     the options against the stored ones, and whether the export is new to the table and follows
     what it holds (lake/guards.py). Returns (the target, the table or None, its stored schema,
     the options completed from the table, the verdict); raises the refusals. The commit checks
-    the table again (a concurrent run may change it meanwhile)."""
+    the table again (a concurrent run may change it meanwhile). ``ahead``: an incremental export
+    may start after the table's mark (lake/staging.py stages it before the windows between)."""
     target = lake_target(dest, options)
     table = load_table(target.catalog, *target.identifier)
     record = export_record(export)
@@ -850,7 +852,7 @@ def preflight(dest: str | os.PathLike[str], export: Export,
     if stored is not None and not options.rebuild:
         check_options(stored, options.schema_options, options.partition)
     verdict = check_state(table, record, rebuild=options.rebuild, allow_overlap=options.allow_overlap,
-                          only_partitions=options.only_partitions, name=target.name)
+                          only_partitions=options.only_partitions, name=target.name, ahead=ahead)
     return target, table, stored, options, verdict
 
 

@@ -132,9 +132,11 @@ def check_identity(table: Any, export: ExportRecord, location: str, rebuild: boo
 
 
 def check_state(table: Any | None, export: ExportRecord, *, rebuild: bool = False, allow_overlap: bool = False,
-                only_partitions: frozenset[str] | None = None, name: str = "") -> Verdict:
+                only_partitions: frozenset[str] | None = None, name: str = "", ahead: bool = False) -> Verdict:
     """When and again: is the export new to ``table`` (None: no table ``name`` yet), and does it
-    follow what the table holds? Raises StaleExport, ChainError, Refused."""
+    follow what the table holds? ``ahead``: an incremental export may start after the table's mark
+    (staged before the windows between are applied; its merge checks the chain again). Raises
+    StaleExport, ChainError, Refused."""
     if export.incremental:
         if rebuild:
             raise Refused(f"incremental export {export.export_id} holds changes, not a table: --rebuild replaces a "
@@ -144,7 +146,7 @@ def check_state(table: Any | None, export: ExportRecord, *, rebuild: bool = Fals
                              f"a table made from a full export (convert the full export into it first)")
         if applied_already(table, export.export_id):
             return Verdict(unchanged=True)
-        return Verdict(warnings=check_chain(table, export, allow_overlap))
+        return Verdict(warnings=check_chain(table, export, allow_overlap, ahead=ahead))
     if table is None or rebuild:
         return Verdict()
     if holds_export(table, export, only_partitions):
@@ -177,10 +179,10 @@ def check_order(table: Any, export: ExportRecord) -> None:
                           f"export, or rebuild the table from this one on purpose (--rebuild)")
 
 
-def check_chain(table: Any, export: ExportRecord, allow_overlap: bool) -> list[str]:
+def check_chain(table: Any, export: ExportRecord, allow_overlap: bool, *, ahead: bool = False) -> list[str]:
     """The table's high-water mark, checked against an incremental export's window. Returns
-    warnings; raises ChainError for a gap or an overlap (unless allowed) and StaleExport for a
-    window wholly behind the mark."""
+    warnings; raises ChainError for a gap (unless ``ahead``) or an overlap (unless allowed) and
+    StaleExport for a window wholly behind the mark."""
     mark, held_id = high_water_mark(table)
     if mark is None:
         raise ChainError(f"table {table.name()[-1]} has no applied export: an incremental export applies to a "
@@ -189,7 +191,7 @@ def check_chain(table: Any, export: ExportRecord, allow_overlap: bool) -> list[s
     if instant(end) <= instant(mark):
         raise StaleExport(f"incremental export {export.export_id} ({start} to {end}) ends before the table's "
                           f"high-water mark {mark} (export {held_id}): nothing in it is new")
-    if instant(start) > instant(mark):
+    if instant(start) > instant(mark) and not ahead:
         raise ChainError(f"incremental export {export.export_id} starts at {start}, but the table holds changes "
                          f"up to {mark} (export {held_id}): the changes from {mark} to {start} are missing. "
                          f"Apply the export of that window first (a gap cannot be merged)")
