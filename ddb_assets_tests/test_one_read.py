@@ -4,9 +4,13 @@ table's run commits the data files it staged (lake/staging.py). Counted on the l
 
 from __future__ import annotations
 
+import base64
+import gzip
+import hashlib
 import json
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import unquote, urlparse
 
@@ -14,12 +18,16 @@ import dagster as dg
 import pytest
 import requests
 
-from ddb_assets.lake.convert import ConvertOptions, profile_export
+from ddb_assets.lake.catalog import CatalogConfig
+from ddb_assets.lake.convert import ConvertOptions, convert_export, profile_export
 from ddb_assets.lake.maintenance import remove_orphan_files
+from ddb_assets.local.clock import WorldClock
 from ddb_assets.local.world import LocalWorld
 from ddb_assets_tests.lake_reader import read_rows
 from ddb_assets_tests.test_dagster_platform import _assets, _export_outside_dagster, _partition_range
 from ddb_assets_tests.test_dagster_platform import platform  # noqa: F401 - the fixture
+from ddb_assets_tests.test_dagster_incremental import WINDOW, Platform, _iso
+from ddb_assets_tests.test_dagster_incremental import clock  # noqa: F401 - the fixture
 
 
 class _Recorder:
@@ -162,3 +170,119 @@ def test_staged_files_are_not_orphans_and_superseded_ones_are_removed(platform: 
     assert not any(f.exists() for f in staged_older)
     assert not list((table_root / "_staged").glob("*.json"))
     assert len(read_rows(str(table_root))[1]) == 401
+
+
+def _window_export(p: Platform, key: str) -> tuple[str, str, set[str]]:
+    """Export the window starting at ``key`` (through its asset): (export id, manifest URI, data file keys)."""
+    started = p.materialize([p.names.incremental_export_key], partition_key=key)
+    assert started.success
+    [event] = started.asset_materializations_for_node("__".join(p.names.incremental_export_key.path))
+    export_id = event.metadata["export_id"].value
+    bucket = p.settings.tables[0].export_bucket
+    arn = p.ddb.describe_table(TableName=p.table)["Table"]["TableArn"]
+    description = p.ddb.describe_export(ExportArn=f"{arn}/export/{export_id}")["ExportDescription"]
+    folder = description["ExportManifest"].rsplit("/", 1)[0]
+    s3 = p.world.client("s3")
+    files = s3.get_object(Bucket=bucket, Key=f"{folder}/manifest-files.json")["Body"].read().decode()
+    keys = {json.loads(line)["dataFileS3Key"] for line in files.splitlines() if line}
+    return export_id, f"s3://{bucket}/{description['ExportManifest']}", keys
+
+
+def _table_with_one_window(world: LocalWorld, clock: WorldClock, tmp_path: Path,
+                           instance: dg.DagsterInstance) -> tuple[Platform, str]:
+    """A lake table made from a full export of 300 reviews, and the key of the window after it,
+    closed, holding updates (a partition move, a new attribute), deletes and inserts."""
+    p = Platform(world, clock, tmp_path, instance)
+    for i in range(300):
+        p.put(f"r{i:03d}", 2015 + i % 3, stars={"N": str(i % 5)})
+    clock.set(p.start, frozen=True)
+    assert p.materialize([p.names.pitr_export_key], run_config={"ops": {
+        "__".join(p.names.pitr_export_key.path): {"config": {"export_time": _iso(p.start)}}}}).success
+    assert p.sensor_tick_and_validate()
+    assert p.lake_table().success
+    clock.advance(60)
+    for i in range(0, 60, 3):
+        p.put(f"r{i:03d}", 2018, stars={"N": "5"}, note={"S": f"moved {i}"})
+    for i in range(1, 60, 6):
+        p.delete(f"r{i:03d}")
+    for i in range(300, 320):
+        p.put(f"r{i:03d}", 2016)  # the moves rewrite a 2015 file, the deletes a 2016 one
+    clock.set(p.start + WINDOW + 1, frozen=True)
+    return p, datetime.fromtimestamp(p.start, timezone.utc).strftime("%Y-%m-%dT%H:%M")
+
+
+def test_an_incremental_export_is_fetched_once_from_completed_to_merged(world: LocalWorld, clock: WorldClock,  # noqa: F811
+                                                                       tmp_path: Path, recorder: _Recorder) -> None:
+    with dg.instance_for_test() as instance:
+        p, key = _table_with_one_window(world, clock, tmp_path, instance)
+        export_id, manifest, keys = _window_export(p, key)
+        lake = p.defs.resources["lake"]
+        recorder.start()
+        profile_export(manifest, ConvertOptions(workers=1, s3=lake.s3_options()))
+        once = recorder.gets(keys)
+        assert set(once) == keys
+
+        recorder.start()
+        assert export_id in p.sensor_tick_and_validate()
+        merged = p.lake_table()
+        assert merged.success
+        assert recorder.gets(keys) == once  # validated, staged, merged: the window read once
+
+        [validation] = [e for e in instance.fetch_materializations(p.names.raw_export_key, limit=10).records
+                        if e.partition_key == export_id]
+        assert validation.asset_materialization.metadata["staged"].value.startswith(
+            "40 upserts in ")  # 20 moved, 20 inserted; and the keys of 50 changes
+        assert "the keys of its 50 changes" in validation.asset_materialization.metadata["staged"].value
+        [event] = merged.asset_materializations_for_node("__".join(p.names.parquet_key.path))[:1]
+        assert event.metadata["conversion"].value.startswith("read once, by raw_export, and its staged upserts")
+        assert event.metadata["merged"].value == [{"export_id": export_id, "upserts": 40, "deletes": 10,
+                                                   "deletes_missing": 0, "files_rewritten": 2}]
+        assert not list((p.lake / "_staged").iterdir())  # record and change keys gone with the commit
+
+        # The table convert_export makes of the same two exports, outside Dagster.
+        exports = sorted(p.ddb.list_exports(TableArn=p.ddb.describe_table(TableName=p.table)["Table"]["TableArn"])
+                         ["ExportSummaries"], key=lambda e: e["ExportArn"])
+        check = tmp_path / "check" / p.names.name
+        options = p.settings.convert_options(p.settings.tables[0], s3=lake.s3_options(), catalog=CatalogConfig())
+        for summary in exports:
+            description = p.ddb.describe_export(ExportArn=summary["ExportArn"])["ExportDescription"]
+            with world.environment():
+                convert_export(f"s3://{description['S3Bucket']}/{description['ExportManifest']}", str(check), options)
+        assert _rows(check) == _rows(p.lake) and len(_rows(p.lake)) == 310
+
+
+def _rows(root: Path) -> list[dict[str, Any]]:
+    return sorted(read_rows(str(root))[1], key=lambda row: row["review_id"])
+
+
+def test_a_bad_line_in_an_incremental_export_fails_validation_and_stages_nothing(  # noqa: F811
+        world: LocalWorld, clock: WorldClock, tmp_path: Path) -> None:
+    with dg.instance_for_test() as instance:
+        p, key = _table_with_one_window(world, clock, tmp_path, instance)
+        export_id, manifest, keys = _window_export(p, key)
+        bucket, s3 = p.settings.tables[0].export_bucket, p.world.client("s3")
+        folder = manifest.split("/", 3)[3].rsplit("/", 1)[0]
+        files = s3.get_object(Bucket=bucket, Key=f"{folder}/manifest-files.json")["Body"].read().decode()
+        entries = [json.loads(line) for line in files.splitlines() if line]
+        entry = max(entries, key=lambda e: e["itemCount"])
+        lines = gzip.decompress(s3.get_object(Bucket=bucket, Key=entry["dataFileS3Key"])["Body"].read()).split(b"\n")
+        lines[1] = lines[1][: len(lines[1]) // 2]  # cut short: the manifests, md5s and counts still agree
+        doctored = gzip.compress(b"\n".join(lines))
+        s3.put_object(Bucket=bucket, Key=entry["dataFileS3Key"], Body=doctored)
+        entry["md5Checksum"] = base64.b64encode(hashlib.md5(doctored).digest()).decode()
+        new_files = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in entries).encode()
+        s3.put_object(Bucket=bucket, Key=f"{folder}/manifest-files.json", Body=new_files)
+        s3.put_object(Bucket=bucket, Key=f"{folder}/manifest-files.md5",
+                      Body=base64.b64encode(hashlib.md5(new_files).digest()))
+        data_before = sorted((p.lake / "data").rglob("*.parquet"))
+
+        instance.add_dynamic_partitions(p.names.export_partitions.name, [export_id])
+        assert not p.materialize([p.names.raw_export_key], partition_key=export_id).success  # the blocking check
+        [validation] = [e for e in instance.fetch_materializations(p.names.raw_export_key, limit=10).records
+                        if e.partition_key == export_id]
+        metadata = validation.asset_materialization.metadata
+        assert metadata["valid"].value is False
+        assert metadata["error"].value.startswith(f"s3://{bucket}/{entry['dataFileS3Key']}:2: "), metadata["error"].value
+        # Nothing staged: no record, no change keys, no data file beyond the table's own.
+        assert not (p.lake / "_staged").exists() or not list((p.lake / "_staged").iterdir())
+        assert sorted((p.lake / "data").rglob("*.parquet")) == data_before
