@@ -8,14 +8,20 @@ the table's data files under its ``data/``, without committing them. A record of
 (``<table location>/_staged/<export id>.json``) lets ``commit_staged`` commit them as one Iceberg
 snapshot later: the manifests are read again (a few KB), the data files are not.
 
+An incremental export is staged too: its upserts as data files and every change's keys (key
+columns, op, write time) as ``_staged/<export id>.keys.parquet``; ``commit_staged`` merges them
+(lake/merge.py checks the chain then, so a window may be staged before the ones ahead of it are
+applied). The change history, when on, reads the export again (it needs the old images).
+
 A staged conversion is a plan made against the table as it was at staging time. When the table
 or the options have moved on in a way the staged files cannot follow (another run evolved the
-schema, a rebuild asks for new field ids, maintenance removed the files), ``commit_staged``
-raises StagingStale and the caller converts the export again, saying why: the staged files are
-an optimisation, never the only way to the table.
+schema, a rebuild asks for new field ids, maintenance removed the files; for an incremental
+export, any change of the table's schema, or a high-water mark that now skips other changes of an
+overlapping window), ``commit_staged`` raises StagingStale and the caller converts the export
+again, saying why: the staged files are an optimisation, never the only way to the table.
 
 Files staged and never committed (an export superseded before its commit, a run that died) are
-removed by ``discard_staged``/``discard_superseded`` and, failing that, by maintenance's orphan
+removed by ``discard``/``discard_superseded`` and, failing that, by maintenance's orphan
 removal, which leaves files named by a live record alone (``staged_paths``).
 """
 
