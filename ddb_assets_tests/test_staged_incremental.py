@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ddb_assets.lake.catalog import CatalogConfig, load_table
+from ddb_assets.lake.catalog import CatalogConfig
 from ddb_assets.lake.convert import ConvertOptions, convert_export
 from ddb_assets.lake.guards import ChainError
 from ddb_assets.lake.staging import NotStaged, StagingStale, commit_staged, load_staged, stage_export

@@ -404,15 +404,11 @@ def _discard_unreferenced(staged: StagedExport, table: Any, s3: S3Options | None
     """Remove a staged conversion whose export the table holds already: its record, and the staged
     files no snapshot references (a run that committed these very files keeps them)."""
     from ddb_assets.lake.convert import _remove_files
-    from ddb_assets.lake.maintenance import referenced_files
+    from ddb_assets.lake.maintenance import _normal, referenced_files
 
     held = referenced_files(table) if table is not None else set()
     _remove_files([w for w in staged.written if _normal(w.path) not in held], s3)
     _remove_record(staged, s3)
-
-
-def _normal(uri: str) -> str:
-    return uri[len("file://"):] if uri.startswith("file://") else uri
 
 
 def _remove_record(staged: StagedExport, s3: S3Options | None) -> None:
