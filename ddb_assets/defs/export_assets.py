@@ -12,7 +12,10 @@ from pydantic import Field
 from ddb_assets.aws.dynamodb_exports import ExportFailed, export_id_of
 from ddb_assets.aws.resources import DynamoDBResource, LakeResource
 from ddb_assets.defs.names import TableNames
+from ddb_assets.defs.runners import with_pipes_launchers
 from ddb_assets.exports.errors import ExportFormatError
+from ddb_assets.exports.reader import open_export
+from ddb_assets.exports.storage import S3Options
 from ddb_assets.lake.convert import profile_export
 from ddb_assets.lake.profile import Profile
 from ddb_assets.lake.report import attribute_rows
@@ -20,6 +23,7 @@ from ddb_assets.lake.saved_profiles import save_profile
 from ddb_assets.lake.convert import ScratchSpaceError
 from ddb_assets.lake.evolution import SchemaConflict
 from ddb_assets.lake.partitioning import PartitionError
+from ddb_assets.lake.shards.driver import profile_in_shards
 from ddb_assets.lake.staging import NotStaged, StagedExport, stage_export
 from ddb_assets.lake.evolution import plan_table
 
@@ -232,14 +236,18 @@ def build_raw_export(names: TableNames) -> dg.AssetsDefinition:
         export_id = context.partition_key
         uri, description = locate_export(names, dynamodb, export_id)
         previous = _previous_profiled(context.instance, names, export_id)
-        options = names.settings.convert_options(names.table, s3=lake.s3_options(), catalog=lake.catalog_config())
+        # A shard runner's job runs (glue, emr_serverless) followed by Pipes: their messages reach this run.
+        options = with_pipes_launchers(context, names.settings.convert_options(
+            names.table, s3=lake.s3_options(), catalog=lake.catalog_config()))
         location = lake.location(names.lake_path)
         progress = lambda kind, info: context.log.debug(f"{kind}: {info}")  # noqa: E731
         staged: StagedExport | None = None
         try:
             # The validation is the conversion's read: each data file is fetched and decompressed
             # once, checked, profiled and written as the table's data files; the lake table's run
-            # commits them (lake/staging.py). Where that does not apply, the export is only read.
+            # commits them (lake/staging.py). On a shard runner, the shard tasks do that read on
+            # the engine: this process reads the manifests only. Where staging does not apply, the
+            # export is only read (by the shards, on a shard runner: never twice for a profile).
             try:
                 staged = stage_export(uri, location.uri, options, progress)
                 export, profile = staged.export, staged.profile
@@ -251,7 +259,14 @@ def build_raw_export(names: TableNames) -> dg.AssetsDefinition:
                            if staged.record else f"not staged: {staged.note}")
             except (NotStaged, SchemaConflict, PartitionError, ScratchSpaceError) as reason:
                 # Not this asset's failure: the lake table's run converts the export and reports it.
-                export, profile = profile_export(uri, options, progress=progress)
+                if isinstance(reason, NotStaged) and reason.profile is not None:
+                    export, profile = reason.export, reason.profile
+                else:
+                    export = open_export(uri, (options.s3 or S3Options()).with_environment())  # manifests
+                    # An incremental export holds one window's changes: read here, as its merge is.
+                    export, profile = profile_in_shards(export, options, progress) \
+                        if options.runner.kind != "local" and not export.summary.incremental \
+                        else profile_export(export, options, progress=progress)
                 staging = f"not staged: {reason}"
         except ExportFormatError as exc:
             # Recorded (so the UI shows why), never consumed: the lake table converts the latest

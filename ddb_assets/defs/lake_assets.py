@@ -11,6 +11,7 @@ from pydantic import Field
 from ddb_assets.aws.resources import DynamoDBResource, LakeResource, QueryEngineResource
 from ddb_assets.defs.export_assets import ValidatedExport, latest_valid_export, locate_export, validated_exports
 from ddb_assets.defs.names import TableNames
+from ddb_assets.defs.runners import with_pipes_launchers
 from ddb_assets.lake.commit import high_water_mark, instant
 from ddb_assets.lake.convert import ConvertResult, convert_export
 from ddb_assets.lake.saved_profiles import load_profile
@@ -115,23 +116,9 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
                 allow_overlap=names.table.incremental.allow_overlap if names.table.incremental else False,
                 merge_mode=names.table.incremental.merge_mode if names.table.incremental else None,
                 only_partitions=None if whole or export.incremental else selected)
-            if options.runner.kind == "glue":
-                from dataclasses import replace
-
-                from ddb_assets.defs.glue_pipes import pipes_glue_launcher
-
-                # Glue job runs followed by dagster-aws's Pipes client: the job's messages reach this run.
-                launcher = pipes_glue_launcher(context, options.runner.staging, options.s3)
-                options = replace(options, runner=replace(options.runner, glue_launcher=launcher))
-            elif options.runner.kind == "emr_serverless":
-                from dataclasses import replace
-
-                from ddb_assets.defs.emr_pipes import pipes_emr_serverless_launcher
-
-                # Job runs followed by dagster-aws's Pipes client: the job's messages and the driver's
-                # output (through CloudWatch Logs) reach this run.
-                emr = pipes_emr_serverless_launcher(context, options.s3)
-                options = replace(options, runner=replace(options.runner, emr_launcher=emr))
+            # Glue and EMR Serverless job runs followed by dagster-aws's Pipes clients: the jobs'
+            # messages reach this run.
+            options = with_pipes_launchers(context, options)
             progress = lambda kind, info: context.log.debug(f"{kind}: {info}")  # noqa: E731
             try:
                 result = None

@@ -622,7 +622,8 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
         # Incremental exports merge on the local runner (their changes' keys are not shard results yet).
         from ddb_assets.lake.shards.driver import convert_in_shards
 
-        return convert_in_shards(export, target, table, stored, options, notify, known, started)
+        return convert_in_shards(export, target, table, stored, options, notify, known, started,
+                                 guess=saved_guess(dest, export.export_id, options.s3) if known is None else None)
     converted = _read_and_write(export, target, table, stored, options, notify, known,
                                 # An incremental export's lines are changes: planned from its own profile only.
                                 guess=saved_guess(dest, export.export_id, options.s3)

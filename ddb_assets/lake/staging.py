@@ -55,7 +55,13 @@ ProgressCallback = Callable[[str, dict[str, Any]], None]
 
 
 class NotStaged(Exception):
-    """This export is not staged (the message says why); raised before any data file is read."""
+    """This export is not staged (the message says why); raised before any data file is read, or
+    after a profile pass of shard tasks whose profile could not be planned: then ``export`` and
+    ``profile`` are that read's (the export need not be read again to be validated)."""
+
+    def __init__(self, message: str, export: Export | None = None, profile: Profile | None = None):
+        super().__init__(message)
+        self.export, self.profile = export, profile
 
 
 class StagingStale(RuntimeError):
@@ -176,10 +182,15 @@ def stage_export(source: str | os.PathLike[str], dest: str | os.PathLike[str], o
     as data files and every change's keys saved beside the record (``<export id>.keys.parquet``); it
     may be staged before the windows ahead of it are applied (the merge checks the chain at commit).
 
-    ``options`` are ConvertOptions. Raises NotStaged before any data file is read when staging does
-    not apply (a full export on a non-local runner, a table that holds the export already or
-    refuses it: the message says why), ExportFormatError for bad input (nothing is left behind),
-    and what planning raises (SchemaConflict, PartitionError). A record that cannot be saved
+    ``options`` are ConvertOptions. With a shard runner (spark, glue, emr_serverless) a full export
+    is read by shard tasks on that engine, never here (lake/shards/driver.py: ``read_in_shards``):
+    in one pass when the table's stored schema and a saved profile plan it, else a profile pass
+    and the writing pass (incremental exports are read here whatever the runner, as their merge
+    is). Raises NotStaged before any data file is read when staging does not apply (a table that
+    holds the export already or refuses it: the message says why), ExportFormatError for bad
+    input (a shard's: the same object and line; nothing is left behind), what planning raises
+    (SchemaConflict, PartitionError; after a shard profile pass, NotStaged carrying its profile
+    instead), and ShardFailed (a shard task the engine gave up on). A record that cannot be saved
     leaves no files either; the result then says why in ``note`` (``record`` is None)."""
     from ddb_assets.lake.convert import _keys_or_empty, _read_and_write, _remove_files, preflight, saved_guess
     from ddb_assets.lake.evolution import SchemaConflict
@@ -190,9 +201,6 @@ def stage_export(source: str | os.PathLike[str], dest: str | os.PathLike[str], o
     options = replace(options, s3=(options.s3 or S3Options()).with_environment())
     export = open_export(source, options.s3)
     incremental = export.summary.export_type == INCREMENTAL
-    # Incremental exports merge on the local runner whatever the runner (lake/convert.py).
-    if options.runner.kind != "local" and not incremental:
-        raise NotStaged(f"the {options.runner.kind} runner converts in shard tasks when the table is materialized")
     try:
         # A window may be staged before the windows ahead of it are applied: a backlog is validated
         # window after window, then applied in one run (the merge checks the chain at commit).
@@ -203,20 +211,25 @@ def stage_export(source: str | os.PathLike[str], dest: str | os.PathLike[str], o
         raise NotStaged(f"the table holds export {export.export_id} already")
     notify("opened", {"files": len(export.files), "items": export.summary.item_count,
                       "export_id": export.export_id})
-    converted = _read_and_write(export, target, table, stored, options, notify, None,
-                                # An incremental export's lines are changes: planned from its own profile only.
-                                guess=None if incremental else saved_guess(dest, export.export_id, options.s3))
-    parsed = converted.parsed
-    staged = StagedExport(
-        export.export_id, str(source), stored, _options_of(options), converted.profile, converted.written,
-        sum(p.compressed for p in parsed), sum(p.uncompressed for p in parsed), sum(p.spilled for p in parsed),
-        converted.one_pass, options.json_reader, ReaderCounts.total(p.readers for p in parsed),
-        time.monotonic() - started, path=converted.path, export=export)
+    # An incremental export's lines are changes: planned from its own profile only.
+    guess = None if incremental else saved_guess(dest, export.export_id, options.s3)
+    converted = None
+    if options.runner.kind != "local" and not incremental:  # incremental exports merge on the local runner
+        staged = _stage_in_shards(export, str(source), target, table, stored, options, notify, guess, started)
+    else:
+        converted = _read_and_write(export, target, table, stored, options, notify, None, guess=guess)
+        parsed = converted.parsed
+        staged = StagedExport(
+            export.export_id, str(source), stored, _options_of(options), converted.profile, converted.written,
+            sum(p.compressed for p in parsed), sum(p.uncompressed for p in parsed), sum(p.spilled for p in parsed),
+            converted.one_pass, options.json_reader, ReaderCounts.total(p.readers for p in parsed),
+            time.monotonic() - started, path=converted.path, export=export)
     root = resolve(str(dest), options.s3)
     location = record_location(root, export.export_id)
     earlier = load_staged(root, export.export_id)  # this export staged before (validated again)
     try:
         if incremental:
+            assert converted is not None  # incremental exports are read here, never in shards
             job = converted.job
             keys = _keys_or_empty(converted.keys, job)
             where = keys_location(root, export.export_id)
@@ -234,6 +247,31 @@ def stage_export(source: str | os.PathLike[str], dest: str | os.PathLike[str], o
     if earlier is not None:  # its record is replaced: its files belong to nothing now
         _remove_files([w for w in earlier.written if w.path not in {n.path for n in staged.written}], options.s3)
     return replace(staged, record=location.uri)
+
+
+def _stage_in_shards(export: Export, source: str, target: Any, table: Any, stored: TableSchema | None, options: Any,
+                     notify: ProgressCallback, guess: tuple[str, Profile] | None, started: float) -> StagedExport:
+    """``stage_export``'s read on a shard runner: the shards read, check, profile and write; this
+    process reads the manifests only."""
+    from ddb_assets.lake.evolution import SchemaConflict
+    from ddb_assets.lake.partitioning import PartitionError
+    from ddb_assets.lake.shards.driver import read_in_shards
+
+    profiled: list[Profile] = []
+    try:
+        converted = read_in_shards(export, target, table, stored, options, notify, guess=guess,
+                                   profiled=profiled.append)
+    except (SchemaConflict, PartitionError) as exc:
+        if not profiled:
+            raise
+        # The shards' profile pass validated every item: the export is valid, only not staged.
+        raise NotStaged(str(exc), export=export, profile=profiled[-1]) from None
+    reads = converted.reads
+    return StagedExport(
+        export.export_id, source, stored, _options_of(options), converted.profile, converted.written,
+        sum(r.compressed for r in reads), sum(r.uncompressed for r in reads), 0, converted.passes == 1,
+        options.json_reader, ReaderCounts.total(r.readers for r in reads), time.monotonic() - started,
+        path=converted.path, export=export)
 
 
 def commit_staged(staged: StagedExport, dest: str | os.PathLike[str], options: Any,
