@@ -6,7 +6,9 @@ validation *is* the conversion's read: ``stage_export`` fetches and decompresses
 once, checks everything (md5, item counts, every AttributeValue), profiles every item and writes
 the table's data files under its ``data/``, without committing them. A record of what it wrote
 (``<table location>/_staged/<export id>.json``) lets ``commit_staged`` commit them as one Iceberg
-snapshot later: the manifests are read again (a few KB), the data files are not.
+snapshot later: the manifests are read again (a few KB), the data files are not. With a shard
+runner (spark, glue, emr_serverless) that read runs as shard tasks on the engine
+(lake/shards/driver.py: ``read_in_shards``); this process reads the manifests only.
 
 An incremental export is staged too: its upserts as data files and every change's keys (key
 columns, op, write time) as ``_staged/<export id>.keys.parquet``; ``commit_staged`` merges them
