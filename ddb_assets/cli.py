@@ -726,7 +726,7 @@ def convert(
             ("columns", f"{len(plan.columns)}" + (f" ({'; '.join(changes)})" if changes else "")),
             ("input", f"{mb:,.1f} MB uncompressed, {result.compressed_bytes / 1e6:,.1f} MB gzip"),
             ("time", f"{result.seconds:.2f}s, {mb / max(result.seconds, 1e-9):,.1f} MB/s"),
-            ("read", f"{result.shards} shard tasks on the {runner} runner" if result.shards else result.path),
+            ("read", result.path or f"{result.shards} shard tasks on the {runner} runner"),
             ("scratch", "none: one pass" if result.one_pass else
              f"{result.scratch_bytes / 1e6:,.1f} MB at most in {work_dir or tempfile.gettempdir()}"),
             ("parse", result.parse_path),

@@ -112,10 +112,19 @@ def read_in_shards(export: Export, target: LakeTarget, table: Any, stored: Table
                                    strict=False, passes=1,
                                    path=f"one pass in {where}: planned from the table's schema and {source}")
             except _Misfit as misfit:
-                why, passes = f"{misfit}; the export was read twice more", 3
                 notify("replanned", {"why": str(misfit)})
                 run = _run_id()  # the misfit's files are gone; this run's own names never meet them
                 base = [replace(spec, run=run) for spec in base]
+                if isinstance(misfit, _Unfit):
+                    # Every item was read and profiled on the way: no profile pass is needed.
+                    if profiled is not None:
+                        profiled(misfit.seen)
+                    return _write_pass(engine, base, export, target, table, stored, options, notify, misfit.seen,
+                                       run, strict=True, passes=2, report_reads=False,
+                                       path=f"2 passes in {where}: {misfit}; the export was read again, planned "
+                                            f"from the profile the first pass saw")
+                # A shard stopped at an item the plan cannot hold: the profile is not whole.
+                why, passes = f"{misfit}; the export was read twice more", 3
         results = _run(engine, base, options, notify, None, run)
         known = Profile.merged(r.profile for r in results)
         if profiled is not None:
@@ -126,6 +135,15 @@ def read_in_shards(export: Export, target: LakeTarget, table: Any, stored: Table
                                 path=f"{passes} passes in {where} (a profile pass, then the writing pass): {why}",
                                 report_reads=False)
         return replace(converted, reads=reads)
+
+
+class _Unfit(_Misfit):
+    """A speculative pass read every item, and they need columns its plan lacked: ``seen`` is the
+    export's whole profile (the writing pass is planned from it; no profile pass)."""
+
+    def __init__(self, message: str, seen: Profile):
+        super().__init__(message)
+        self.seen = seen
 
 
 def _write_pass(engine: Engine, base: list[ShardSpec], export: Export, target: LakeTarget, table: Any,
@@ -147,7 +165,7 @@ def _write_pass(engine: Engine, base: list[ShardSpec], export: Export, target: L
         else:
             misfits = plan_misfits(_plan(seen, options, stored), plan)
             if misfits:
-                raise _Misfit(f"its items need columns the plan lacked ({'; '.join(misfits)})")
+                raise _Unfit(f"its items need columns the plan lacked ({'; '.join(misfits)})", seen)
             # The files hold the planned columns; what vanished is this export's own account.
             view = _plan(seen, options, stored)
             plan.vanished, plan.variants = view.vanished, view.variants
