@@ -183,7 +183,7 @@ def test_single_run_backfill_reads_the_export_once_and_writes_exactly_those_part
     [mat] = materializations[:1]
     assert mat.metadata["dagster/column_schema"].value.columns
     # raw_export staged the data files (two stages: a new table has no schema to plan from)
-    assert mat.metadata["conversion"].value == "read once, by raw_export, and its staged data files committed (two " \
+    assert mat.metadata["conversion"].value == "read by raw_export, not here: its staged data files committed (two " \
                                                "stages: a new table (no stored schema to plan from))"
     assert mat.metadata["scratch_bytes"].value > 0
     assert re.fullmatch(r"arrow-rs: [1-4] of 4 pieces, [0-3] fell back to pyarrow's reader",
@@ -214,7 +214,7 @@ def test_without_a_saved_profile_the_conversion_takes_two_stages_and_the_same_ta
         return mat.metadata["conversion"].value, sorted(rows, key=lambda r: (r["product_id"], r["review_id"]))
 
     staged, rows = convert()
-    assert staged.startswith("read once, by raw_export")
+    assert staged.startswith("read by raw_export, not here: ")
     # The same export again: the table holds it already, nothing is read or committed.
     unchanged, same = convert()
     assert unchanged.startswith("none: the table holds export") and same == rows
@@ -240,7 +240,7 @@ def test_a_profile_that_cannot_be_saved_does_not_fail_the_validation(platform: d
                             instance=instance, resources=p["defs"].resources, tags=_partition_range(
                                 names.value_partitions.get_partition_keys(dynamic_partitions_store=instance)))
     [mat] = list(result.asset_materializations_for_node("__".join(names.parquet_key.path)))[:1]
-    assert mat.metadata["conversion"].value.startswith("read once, by raw_export")
+    assert mat.metadata["conversion"].value.startswith("read by raw_export, not here: ")
     assert len(read_rows(str(table_root))[1]) == 400
 
 

@@ -98,7 +98,7 @@ def test_from_export_to_snapshot_each_data_file_is_fetched_once(platform: dict[s
     [checked] = validation.asset_materializations_for_node("__".join(names.raw_export_key.path))
     assert checked.metadata["staged"].value.startswith("400 rows in ")
     [mat] = list(table.asset_materializations_for_node("__".join(names.parquet_key.path)))[:1]
-    assert mat.metadata["conversion"].value.startswith("read once, by raw_export")
+    assert mat.metadata["conversion"].value.startswith("read by raw_export, not here: ")
     assert mat.metadata["table_rows"].value == 400 and len(read_rows(str(p["lake"] / names.name))[1]) == 400
     assert not list((p["lake"] / names.name / "_staged").glob("*.json"))  # the record goes with its commit
 
@@ -165,7 +165,7 @@ def test_staged_files_are_not_orphans_and_superseded_ones_are_removed(platform: 
     result = materialize()
     [mat] = list(result.asset_materializations_for_node("__".join(names.parquet_key.path)))[:1]
     assert mat.metadata["export_id"].value == newer and mat.metadata["table_rows"].value == 401
-    assert mat.metadata["conversion"].value.startswith("read once, by raw_export")
+    assert mat.metadata["conversion"].value.startswith("read by raw_export, not here: ")
     # the older export's staged files will never be committed: removed with their record
     assert not any(f.exists() for f in staged_older)
     assert not list((table_root / "_staged").glob("*.json"))
@@ -234,7 +234,7 @@ def test_an_incremental_export_is_fetched_once_from_completed_to_merged(world: L
             "40 upserts in ")  # 20 moved, 20 inserted; and the keys of 50 changes
         assert "the keys of its 50 changes" in validation.asset_materialization.metadata["staged"].value
         [event] = merged.asset_materializations_for_node("__".join(p.names.parquet_key.path))[:1]
-        assert event.metadata["conversion"].value.startswith("read once, by raw_export, and its staged upserts")
+        assert event.metadata["conversion"].value.startswith("read by raw_export, not here: its staged upserts")
         assert event.metadata["merged"].value == [{"export_id": export_id, "upserts": 40, "deletes": 10,
                                                    "deletes_missing": 0, "files_rewritten": 2}]
         assert not list((p.lake / "_staged").iterdir())  # record and change keys gone with the commit

@@ -102,7 +102,7 @@ def test_raw_export_stages_through_spark_shards_and_the_dagster_process_never_pa
     recorder.start()
     mat = _materialize(p)
     assert recorder.gets(keys) == {} and parsed_here == []  # the commit reads the manifests only
-    assert mat.metadata["conversion"].value.startswith("read once, by raw_export")
+    assert mat.metadata["conversion"].value.startswith("read by raw_export, not here: ")
     assert mat.metadata["table_rows"].value == 400
 
     # The same table as the local runner's (rows, values, schema, partitions).

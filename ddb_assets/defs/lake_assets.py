@@ -193,7 +193,7 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
                 "vanished_attributes": dg.MetadataValue.json(result.plan.vanished),
                 "conversion": f"none: the table holds export {export_id} already (run config rebuild: true "
                               f"converts it again)" if result.unchanged else
-                              f"read once, by raw_export, and its staged "
+                              f"read by raw_export, not here: its staged "
                               f"{'upserts and change keys merged' if result.merge else 'data files committed'} "
                               f"({result.path})" if result.staged else result.path,
                 "scratch_bytes": result.scratch_bytes,
