@@ -1246,22 +1246,6 @@ def main() -> None:
     refusals, bad exports, AWS errors, and the environment's (a read-only or full disk, a missing
     bucket, a catalog file that is not one, a server that does not answer), naming the path or
     URI. ``DDB_ASSETS_DEBUG=1`` also prints the traceback. Anything else is a bug: a traceback."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from ddb_assets.aws.dynamodb_exports import ExportFailed, ExportTimeout
-    from ddb_assets.cli_errors import environment_message
-    from ddb_assets.exports.errors import ExportFormatError
-    from ddb_assets.lake.catalog import CatalogError
-    from ddb_assets.lake.commit import CommitConflict
-    from ddb_assets.lake.convert import ScratchSpaceError
-    from ddb_assets.lake.evolution import SchemaConflict
-    from ddb_assets.lake.guards import Refused
-    from ddb_assets.lake.partitioning import PartitionError
-    from ddb_assets.lake.plan_checks import ProfileMismatch
-    from ddb_assets.lake.shards.spec import ShardFailed
-    from ddb_assets.lake.schema import OptionError
-    from ddb_assets.settings import ConfigError
-
     try:
         code = app(standalone_mode=False)
     except click_errors.NoArgsIsHelpError as exc:
@@ -1271,26 +1255,53 @@ def main() -> None:
         _usage_error(exc)
     except click_errors.ClickException as exc:
         _error(exc.format_message(), exc)
-    except OptionError as exc:  # the CLI's spelling of the option
-        _error(f"--{exc.option.replace('_', '-')} {exc.problem}", exc)
     except typer.Abort as exc:  # end of input where some was needed (typer exits 130 on Ctrl-C itself)
         _error("aborted", exc)
-    except (CliError, ExportFormatError, ExportFailed, ExportTimeout, ConfigError, LookupError, ScratchSpaceError,
-            CommitConflict, Refused, ProfileMismatch, SchemaConflict, PartitionError, CatalogError,
-            ShardFailed) as exc:
-        _error(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc), exc)
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        _error(f"{error.get('Code')}: {error.get('Message')}", exc)
-    except BotoCoreError as exc:
-        _error(str(exc), exc)
-    except Exception as exc:  # noqa: BLE001 - the environment's errors become one line; bugs stay tracebacks
-        message = environment_message(exc)
+    except Exception as exc:  # noqa: BLE001 - the user's and the environment's errors become one line; bugs stay tracebacks
+        message = _one_line(exc)
         if message is None:
             raise
         _error(message, exc)
     # Not standalone, click returns what the command returned (None), or an exit code (--help, typer.Exit).
     sys.exit(code if isinstance(code, int) else 0)
+
+
+# The errors the user can act on, by the module that defines each: looked up when an error arrives,
+# and only in the modules this run imported (an error can only come from a module that is loaded),
+# so that main() imports nothing: ``--help`` and each command pay for the modules they use only.
+_ACTIONABLE = (("ddb_assets.exports.errors", "ExportFormatError"), ("ddb_assets.aws.dynamodb_exports", "ExportFailed"),
+               ("ddb_assets.aws.dynamodb_exports", "ExportTimeout"), ("ddb_assets.settings", "ConfigError"),
+               ("ddb_assets.lake.convert", "ScratchSpaceError"), ("ddb_assets.lake.commit", "CommitConflict"),
+               ("ddb_assets.lake.guards", "Refused"), ("ddb_assets.lake.plan_checks", "ProfileMismatch"),
+               ("ddb_assets.lake.evolution", "SchemaConflict"), ("ddb_assets.lake.partitioning", "PartitionError"),
+               ("ddb_assets.lake.catalog", "CatalogError"), ("ddb_assets.lake.shards.spec", "ShardFailed"))
+
+
+def _loaded(module: str, name: str) -> tuple[type, ...]:
+    """The class ``name`` of ``module`` if that module is imported (else an empty tuple)."""
+    kind = getattr(sys.modules.get(module), name, None)
+    return (kind,) if isinstance(kind, type) else ()
+
+
+def _one_line(exc: Exception) -> Optional[str]:
+    """What main() prints after ``error:`` for an error the user can act on (our refusals, bad
+    exports, AWS errors, the environment's), or None for a bug (its traceback is shown)."""
+    from ddb_assets.cli_errors import environment_message
+
+    option_error = _loaded("ddb_assets.lake.schema", "OptionError")
+    if option_error and isinstance(exc, option_error):  # the CLI's spelling of the option
+        return f"--{exc.option.replace('_', '-')} {exc.problem}"  # type: ignore[attr-defined]
+    actionable = (CliError, LookupError) + tuple(kind for place in _ACTIONABLE for kind in _loaded(*place))
+    if isinstance(exc, actionable):
+        return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    client_error = _loaded("botocore.exceptions", "ClientError")
+    if client_error and isinstance(exc, client_error):
+        error = exc.response.get("Error", {})  # type: ignore[attr-defined]
+        return f"{error.get('Code')}: {error.get('Message')}"
+    botocore_error = _loaded("botocore.exceptions", "BotoCoreError")
+    if botocore_error and isinstance(exc, botocore_error):
+        return str(exc)
+    return environment_message(exc)
 
 
 def _usage_error(exc: click_errors.UsageError) -> None:
