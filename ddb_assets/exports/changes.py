@@ -174,6 +174,9 @@ def _write_micros(metadata: Any) -> int:
     value = metadata["WriteTimestampMicros"]
     if isinstance(value, dict) and set(value) == {"N"}:
         value = value["N"]
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18 \
+            and int(value) <= MAX_MICROS:
+        return int(value)  # what DynamoDB writes (a plain digit string, in range): no Decimal per line
     micros: int | None = None
     if not isinstance(value, bool) and isinstance(value, (int, str, float)) or type(value).__name__ == "Decimal":
         from decimal import Decimal, InvalidOperation

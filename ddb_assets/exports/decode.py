@@ -23,7 +23,6 @@ import pyarrow.json as pajson
 
 from ddb_assets.exports.buffers import Text
 from ddb_assets.exports.errors import ExportFormatError
-from ddb_assets.exports.ion_codec import parse_ion_line
 from ddb_assets.exports.json_reader import (
     DEFAULT_JSON_READER,
     ReaderCounts,
@@ -530,6 +529,8 @@ def _carry_wrapper(wrapper: pa.StructArray, depth: int) -> pa.StructArray:
 
 def ion_to_json_lines(raw: bytes | Text, *, obj: str) -> bytes:
     """ION lines -> the same items as DYNAMODB_JSON lines; errors name ``obj`` and the line."""
+    from ddb_assets.exports.ion_codec import parse_ion_line  # amazon-ion: imported by ION exports only
+
     check_utf8(raw, obj=obj, ion=True)
     out: list[bytes] = []
     for number, line in _numbered_lines(raw):
@@ -583,7 +584,12 @@ def _utf8_problem(line: bytes, error: UnicodeDecodeError, ion: bool) -> str:
     marker = next(c for c in ("\ufffd", "\U0010fffd", "\U000ffffd", "\ue000") if c not in text)
     marked = re.sub("[\udc80-\udcff]+", marker, text)
     try:
-        item = parse_ion_line(marked.encode()) if ion else orjson.loads(marked).get("Item")
+        if ion:
+            from ddb_assets.exports.ion_codec import parse_ion_line
+
+            item = parse_ion_line(marked.encode())
+        else:
+            item = orjson.loads(marked).get("Item")
     except (ValueError, AttributeError):
         item = None  # not even that much parses: the byte is all there is to say
     found = _path_holding(item, "", marker) if isinstance(item, dict) else None

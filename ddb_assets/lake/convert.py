@@ -110,6 +110,10 @@ class ConvertOptions:
     # any of "partition_by", "naming", "max_depth", "dictionary_keys".
     from_table: frozenset[str] = frozenset()
     runner: RunnerOptions = RunnerOptions()  # local: the process pool here; spark: shard tasks (lake/shards)
+    # Maps carried as JSON text from every piece, whatever the piece shows (attribute paths through
+    # maps), besides those detected: set by the conversion itself for an incremental export (the
+    # table's JSON map columns: see _read_and_write).
+    dictionary_maps: frozenset[tuple[str, ...]] = frozenset()
 
     def with_table(self, stored: "TableSchema | None") -> "ConvertOptions":
         """These options with those named in ``from_table`` taken from the stored table. A rebuild
@@ -258,7 +262,8 @@ _worker = _WorkerState()
 def _read_file(index: int, data_file: DataFile, conversion: str, dictionary_keys: int,
                partition: PartitionBy | None, piece_bytes: int,
                use: Callable[[int, pa.StructArray, ChangeColumns], None], incremental: bool = False,
-               json_reader: str = DEFAULT_JSON_READER, key_attributes: tuple[str, ...] = ()) -> _Parsed:
+               json_reader: str = DEFAULT_JSON_READER, key_attributes: tuple[str, ...] = (),
+               dictionary_maps: frozenset[tuple[str, ...]] = frozenset()) -> _Parsed:
     """Stream one data file a piece at a time: parse, validate and profile each piece and hand its
     items and their change columns to ``use(piece number, items, changes)``; the md5 and the item
     (line) count are checked at the end. An incremental export's lines become items first (the new
@@ -274,7 +279,8 @@ def _read_file(index: int, data_file: DataFile, conversion: str, dictionary_keys
                 table, first_line, changes = _parse_piece(text, data_file, first=number == 0,
                                                           dictionary_keys=dictionary_keys, incremental=incremental,
                                                           json_reader=json_reader, counts=readers,
-                                                          key_attributes=key_attributes)
+                                                          key_attributes=key_attributes,
+                                                          dictionary_maps=dictionary_maps)
             except ExportFormatError as error:
                 raise _in_file(error, data_file, offset) from None
             del text
@@ -307,7 +313,8 @@ def _read_file(index: int, data_file: DataFile, conversion: str, dictionary_keys
 def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictionary_keys: int,
                 conversion: str, partition: PartitionBy | None = None, piece_bytes: int = 32 << 20,
                 incremental: bool = False, json_reader: str = DEFAULT_JSON_READER,
-                key_attributes: tuple[str, ...] = ()) -> _Parsed:
+                key_attributes: tuple[str, ...] = (),
+                dictionary_maps: frozenset[tuple[str, ...]] = frozenset()) -> _Parsed:
     """Stage 1 of two: read a data file, spilling its parsed pieces to ``spill_dir`` (if any)."""
     spills: list[str] = []
     spilled = 0
@@ -321,7 +328,7 @@ def _parse_file(index: int, data_file: DataFile, spill_dir: str | None, dictiona
                                         "write_micros": changes.write_micros}), spills[-1])
 
     parsed = _read_file(index, data_file, conversion, dictionary_keys, partition, piece_bytes, spill, incremental,
-                        json_reader, key_attributes)
+                        json_reader, key_attributes, dictionary_maps)
     return replace(parsed, spills=spills, spilled=spilled)
 
 
@@ -358,7 +365,8 @@ def _spill(table: pa.Table, path: str) -> int:
 def _parse_piece(text: Text, data_file: DataFile, *, first: bool, dictionary_keys: int,
                  incremental: bool = False,
                  json_reader: str = DEFAULT_JSON_READER, counts: ReaderCounts | None = None,
-                 key_attributes: tuple[str, ...] = ()) -> tuple[pa.Table, tuple[str, ...], ChangeColumns]:
+                 key_attributes: tuple[str, ...] = (),
+                 dictionary_maps: frozenset[tuple[str, ...]] = frozenset()) -> tuple[pa.Table, tuple[str, ...], ChangeColumns]:
     """One piece of a data file -> (its items, the attribute names of its first item if ``first``,
     the items' change columns)."""
     output_format = data_file.output_format
@@ -372,7 +380,7 @@ def _parse_piece(text: Text, data_file: DataFile, *, first: bool, dictionary_key
         # Ion lines become DynamoDB JSON lines first, so both formats take the same fast path.
         text, output_format = Text.of(ion_to_json_lines(text, obj=data_file.name)), "DYNAMODB_JSON"
     if _worker.dictionary_maps is None:
-        _worker.dictionary_maps = detect_dictionary_maps(text, dictionary_keys)
+        _worker.dictionary_maps = _outermost(detect_dictionary_maps(text, dictionary_keys) | dictionary_maps)
     first_line = first_item_names(text) if first else ()
     table, _worker.schema = parse_items(text, output_format=output_format, obj=data_file.name,
                                         known=_worker.schema, dictionary_maps=_worker.dictionary_maps,
@@ -380,6 +388,17 @@ def _parse_piece(text: Text, data_file: DataFile, *, first: bool, dictionary_key
     if key_attributes:
         check_key_attributes(table.column("Item"), text, key_attributes, obj=data_file.name)
     return table, first_line, changes if changes is not None else ChangeColumns.upserts(table.num_rows)
+
+
+def _outermost(paths: frozenset[tuple[str, ...]]) -> frozenset[tuple[str, ...]]:
+    """Map paths without those inside another (a map carried as text carries its maps too)."""
+    return frozenset(p for p in paths if not any(p[:n] in paths for n in range(1, len(p))))
+
+
+def _json_maps(stored: TableSchema) -> frozenset[tuple[str, ...]]:
+    """The attribute paths through maps that ``stored`` holds as JSON text when they are maps."""
+    return frozenset(tuple(c.path) for c in stored.columns
+                     if c.encoding == "json" and c.descriptor == "M" and all(isinstance(s, str) for s in c.path))
 
 
 def _in_file(error: ExportFormatError, data_file: DataFile, offset: int) -> ExportFormatError:
@@ -481,7 +500,8 @@ def _convert_files(worker: int, files: list[tuple[int, DataFile]], job: _WriteJo
 
     try:
         reads = [_read_file(index, data_file, conversion, options.dictionary_keys, options.partition,
-                            options.piece_bytes, write, incremental, options.json_reader, options.key_attributes)
+                            options.piece_bytes, write, incremental, options.json_reader, options.key_attributes,
+                            options.dictionary_maps)
                  for index, data_file in files]
         return writer.close(), reads, _keys_table(keys)
     except BaseException:
@@ -720,6 +740,12 @@ def _read_and_write(export: Export, target: LakeTarget, table: Any, stored: Tabl
     need another plan (the export is then read a second time; the path says why); else in two
     stages through the work folder. On any failure the files written are removed."""
     workers = options.workers_for(export)
+    if export.summary.incremental and stored is not None and not options.rebuild:
+        # The maps the table holds as JSON text (dictionaries, deep maps) are carried as text from
+        # every piece, as its full export's conversion carried them: a window's small pieces show
+        # too few keys to detect a dictionary, and each would bring new fields (one per key) that
+        # keep arrow-rs's reader from the piece. The plan keeps them JSON text either way.
+        options = replace(options, dictionary_maps=options.dictionary_maps | _json_maps(stored))
     # Runs killed before they could clean up left their scratch here: this run removes it.
     cleaned = remove_stale_scratch(options.work_dir)
     if cleaned:
@@ -978,7 +1004,7 @@ def _start_stage_one(pool: Executor, export: Export, spill_dir: str | None, opti
     order = sorted(range(len(export.files)), key=lambda i: -export.files[i].manifest.item_count)
     return [pool.submit(_parse_file, index, export.files[index], spill_dir, options.dictionary_keys, conversion,
                         options.partition, options.piece_bytes, export.summary.export_type == INCREMENTAL,
-                        options.json_reader, options.key_attributes)
+                        options.json_reader, options.key_attributes, options.dictionary_maps)
             for index in order]
 
 

@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -214,18 +215,17 @@ def affected_files(table: Any, keys: pa.Table, key_columns: list[str], s3: S3Opt
         return []
     out = []
     cache: dict[str, pa.Table] = {}
+    matcher = KeyMatcher(keys, key_columns)
     for task in _candidates(table, key_columns[0], first):
         location = resolve(task.file.file_path, s3)
         present = pq.read_table(location.path, filesystem=location.fs, columns=key_columns)
-        positions = pa.array(range(present.num_rows), pa.int64())
+        positions = pa.array(np.arange(present.num_rows, dtype=np.int64))
         if task.delete_files:
             live = keep_mask(present.num_rows, deleted_positions(task.delete_files, task.file.file_path, s3, cache))
             present, positions = present.filter(live), positions.filter(live)
         if not present.num_rows:
             continue
-        touched = _matches(present, keys, key_columns)
-        if isinstance(touched, pa.ChunkedArray):
-            touched = touched.combine_chunks()
+        touched = matcher.touched(present)
         if pc.any(touched).as_py():
             out.append(Affected(task.file, present, positions, touched, frozenset(task.delete_files)))
     return out
@@ -252,17 +252,41 @@ def _candidates(table: Any, column: str, values: list[Any]) -> list[Any]:
     return out
 
 
-def _matches(rows: pa.Table, keys: pa.Table, key_columns: list[str]) -> pa.ChunkedArray:
+class KeyMatcher:
+    """Which rows hold one of ``keys`` (a table with ``key_columns``), for many tables of rows.
+
+    The first key column's values are looked up in a hash set first (one pass, no copy); only the
+    rows that pass (about as many as the keys, however many rows a file holds) are joined on every
+    key column. The key set is built once for all the files a merge reads."""
+
+    def __init__(self, keys: pa.Table, key_columns: list[str]):
+        self.key_columns = key_columns
+        first = keys.column(key_columns[0])
+        self.first_values = pc.unique(first.combine_chunks() if isinstance(first, pa.ChunkedArray) else first)
+        self.keys = keys.select(key_columns)
+
+    def touched(self, rows: pa.Table) -> pa.Array:
+        """Per row of ``rows`` (holding the key columns): is its key among the keys? (bool, no nulls)"""
+        column = self.key_columns[0]
+        maybe = pc.is_in(rows.column(column), value_set=self.first_values.cast(rows.schema.field(column).type))
+        if isinstance(maybe, pa.ChunkedArray):
+            maybe = maybe.combine_chunks()
+        maybe = pc.fill_null(maybe, False)
+        if len(self.key_columns) == 1 or not pc.any(maybe).as_py():
+            return maybe
+        at = pc.indices_nonzero(maybe)
+        candidates = pa.table({name: rows.column(name).take(at) for name in self.key_columns}).append_column("__row", at)
+        marked = pa.table({name: self.keys.column(name).cast(candidates.schema.field(name).type)
+                           for name in self.key_columns})
+        found = candidates.join(marked, self.key_columns, join_type="left semi").column("__row")
+        mask = np.zeros(rows.num_rows, dtype=bool)
+        mask[found.to_numpy()] = True
+        return pa.array(mask)
+
+
+def _matches(rows: pa.Table, keys: pa.Table, key_columns: list[str]) -> pa.Array:
     """Per row of ``rows``: is its key among ``keys``?"""
-    if len(key_columns) == 1:
-        column = key_columns[0]
-        return pc.is_in(rows.column(column), value_set=keys.column(column).combine_chunks().cast(
-            rows.schema.field(column).type))
-    marked = keys.select(key_columns).append_column("__touched", pa.array([True] * keys.num_rows))
-    joined = rows.select(key_columns).append_column("__row", pa.array(range(rows.num_rows))).join(
-        marked, key_columns, join_type="left outer")
-    order = pc.sort_indices(joined.column("__row"))
-    return pc.fill_null(joined.column("__touched").take(order), False)
+    return KeyMatcher(keys, key_columns).touched(rows)
 
 
 def _rewrite(affected: list[Affected], plan: TablePlan, target: FileTarget, s3: S3Options | None) -> list[WrittenFile]:
