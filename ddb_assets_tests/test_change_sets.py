@@ -22,11 +22,23 @@ def _line(**fields: object) -> bytes:
     return json.dumps(fields).encode()
 
 
-@pytest.mark.parametrize("micros", [{"N": "1715671204387215"}, "1715671204387215", 1715671204387215])
+@pytest.mark.parametrize("micros", [{"N": "1715671204387215"}, "1715671204387215", 1715671204387215,
+                                    {"N": "0001715671204387215"}, {"N": " 1715671204387215"}, "1715671204387215.0"])
 def test_every_write_time_form_is_accepted(micros: object) -> None:
     text, changes = incremental_to_items(_line(Metadata={"WriteTimestampMicros": micros}, Keys=KEYS, NewImage=NEW),
                                          obj="f.json")
     assert changes.write_micros.to_pylist() == [1715671204387215]
+
+
+@pytest.mark.parametrize("micros, accepted", [("253402300799999999", True), ("253402300800000000", False),
+                                              ("999999999999999999", False)])
+def test_write_times_up_to_the_last_microsecond_of_9999(micros: str, accepted: bool) -> None:
+    line = b'{"Metadata": {"WriteTimestampMicros": {"N": "%s"}}, "Keys": {"pk": {"S": "a"}}}' % micros.encode()
+    if accepted:
+        assert incremental_to_items(line, obj="f")[1].write_micros.to_pylist() == [int(micros)]
+    else:
+        with pytest.raises(ExportFormatError, match="must be microseconds since the epoch"):
+            incremental_to_items(line, obj="f")
 
 
 def test_lines_become_items_line_for_line_with_their_operation() -> None:

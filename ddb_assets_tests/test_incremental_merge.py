@@ -447,3 +447,61 @@ def test_merge_on_read_on_s3_read_by_duckdb_and_compacted(world: LocalWorld, clo
     table.refresh()
     assert int(table.current_snapshot().summary["total-delete-files"]) == 0
     assert sorted(table.scan().to_arrow().column("pk").to_pylist()) == ["a", "c", "d"]
+
+
+def test_an_incremental_export_with_a_dictionary_map_is_read_by_arrow_rs(tmp_path: Path) -> None:
+    """A map the table holds as JSON text (a dictionary: ``votes`` by day, hundreds of keys over the
+    table) shows a window's small pieces only a few keys each, too few to be detected: the merge
+    carries it as text all the same (the table's column), so every piece after the first (which
+    teaches the schema) is read by arrow-rs, and the merged table equals a fresh full export's."""
+    from datetime import datetime, timedelta, timezone
+
+    from ddb_assets.local.export_writer import (ExportRequest, FolderSink, IncrementalWindow, write_export,
+                                                write_incremental_export)
+    from ddb_assets.local.history import Change
+
+    t0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    t1 = t0 + timedelta(hours=1)
+    arn = "arn:aws:dynamodb:us-east-1:123456789012:table/votes"
+
+    def request(name: str, at: datetime, window: Any = None, files: int = 2) -> ExportRequest:
+        return ExportRequest(export_arn=f"{arn}/export/{int(at.timestamp() * 1000):014d}-{name}", table_arn=arn,
+                             table_id="t", bucket="b", prefix=name, output_format="DYNAMODB_JSON", start_time=at,
+                             export_time=at, key_attributes=("pk", "sk"), data_files=files, incremental=window)
+
+    def item(n: int, salt: int = 0) -> dict[str, Any]:
+        days = random.Random(n * 7 + salt).sample(range(2000), 3)
+        return {"pk": {"S": f"p{n}"}, "sk": {"N": str(n % 5)}, "year": {"N": str(2015 + n % 4)},
+                "body": {"S": f"review {n}, salt {salt}"}, "votes": {"M": {f"d{d}": {"N": str(d % 9)} for d in days}}}
+
+    before = {n: item(n) for n in range(300)}
+    after = dict(before)
+    changes = []
+    for n in range(0, 300, 7):  # updates (new vote days), deletes and inserts, a few per piece
+        if n % 3 == 0:
+            del after[n]
+            changes.append(Change(f"p{n}", before[n], None, t0.timestamp() + 60 + n))
+        else:
+            after[n] = item(n, salt=1)
+            changes.append(Change(f"p{n}", before[n], after[n], t0.timestamp() + 60 + n))
+    for n in range(300, 310):
+        after[n] = item(n)
+        changes.append(Change(f"p{n}", None, after[n], t0.timestamp() + 60 + n))
+    bucket = tmp_path / "bucket"
+    full, fresh = request("full", t0), request("fresh", t1)
+    incremental = request("window", t1, IncrementalWindow(t0, t1), files=4)
+    write_export(full, before.values(), FolderSink(bucket), end_time=lambda: t0 + timedelta(minutes=5))
+    write_export(fresh, after.values(), FolderSink(bucket), end_time=lambda: t1 + timedelta(minutes=5))
+    write_incremental_export(incremental, changes, FolderSink(bucket), end_time=lambda: t1 + timedelta(minutes=5))
+    options = ConvertOptions(workers=1, partition_by="year", catalog=CatalogConfig())
+    lake = tmp_path / "lake"
+    base = convert_export(str(bucket / full.folder), str(lake / "t"), options)
+    assert [c.name for c in base.plan.columns if c.encoding == "json"] == ["votes"]
+
+    merged = convert_export(str(bucket / incremental.folder), str(lake / "t"), options)
+    pieces = len(merged.export.files)
+    assert pieces == 4 and merged.readers.arrow_rs == pieces - 1 and merged.readers.pyarrow == 1
+    assert merged.merge is not None and merged.merge.deletes == 15
+    check = convert_export(str(bucket / fresh.folder), str(lake / "t_check"), options)
+    reconciled = reconcile(merged.commit.table, check.commit.table, ["pk", "sk"])
+    assert reconciled.equal, reconciled.describe()
