@@ -24,6 +24,9 @@ def test_both_key_columns_must_match_not_the_first_alone(matcher: type[KeyMatche
     rows = pa.table({"pk": ["a", "a", "a", "b", "b", "c", "z"], "sk": [1, 3, 2, 1, 9, 1, 1]})
     touched = matcher(keys, ["pk", "sk"]).touched(rows)
     assert touched.to_pylist() == [True, False, True, False, True, False, True]
+    # Each value is one the keys hold, no pair is: nothing is touched.
+    crossed = pa.table({"pk": ["a", "b"], "sk": [9, 2]})
+    assert matcher(keys, ["pk", "sk"]).touched(crossed).to_pylist() == [False, False]
 
 
 def test_a_null_key_matches_nothing(matcher: type[KeyMatcher]) -> None:
