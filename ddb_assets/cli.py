@@ -727,7 +727,8 @@ def convert(
             ("input", f"{mb:,.1f} MB uncompressed, {result.compressed_bytes / 1e6:,.1f} MB gzip"),
             ("time", f"{result.seconds:.2f}s, {mb / max(result.seconds, 1e-9):,.1f} MB/s"),
             ("read", result.path or f"{result.shards} shard tasks on the {runner} runner"),
-            ("scratch", "none: one pass" if result.one_pass else
+            ("scratch", "none: the shard tasks write the files (no work folder here)" if result.shards else
+             "none: one pass" if result.one_pass else
              f"{result.scratch_bytes / 1e6:,.1f} MB at most in {work_dir or tempfile.gettempdir()}"),
             ("parse", result.parse_path),
             ("location", result.location),
@@ -896,7 +897,8 @@ def inspect(
         when = [("window", f"{s.export_from_time} to {s.export_to_time} (ExportFromTime inclusive, ExportToTime "
                            f"exclusive)"),
                 ("outputView", s.output_view or "not given (NEW_AND_OLD_IMAGES is the default)")]
-        count = f"{s.item_count:,} change lines: {s.item_count - profile.deletes:,} upserts, {profile.deletes:,} deletes"
+        count = f"{s.item_count:,} change lines: {counted(s.item_count - profile.deletes, 'upsert')}, " \
+                f"{counted(profile.deletes, 'delete')}"
     else:
         when, count = [("exportTime", str(s.export_time))], f"{s.item_count:,}"
     _summary_lines([("exportArn", s.export_arn), ("tableArn", s.table_arn), ("exportType", s.export_type), *when,

@@ -45,7 +45,7 @@ def _iso(epoch: float) -> str:
 
 class Platform:
     def __init__(self, world: LocalWorld, clock: WorldClock, tmp: Path, instance: dg.DagsterInstance,
-                 history: bool = False):
+                 history: bool = False, allow_overlap: bool = False):
         self.world, self.clock, self.instance = world, clock, instance
         self.ddb = world.client("dynamodb")
         self.table, bucket = unique("reviews"), unique("exports")
@@ -55,7 +55,8 @@ class Platform:
         base = local_settings(world.endpoint, str(tmp / "lake"), table=self.table, bucket=bucket, convert_workers=1)
         table = TableSettings(table=self.table, export_bucket=bucket, export_prefix=f"exports/{self.table}",
                               incremental=IncrementalSettings(window="15m", start=_iso(self.start),
-                                                              future_windows=16),  # the clock runs ahead
+                                                              future_windows=16,  # the clock runs ahead
+                                                              allow_overlap=allow_overlap),
                               history=history)
         self.settings = base.model_copy(update={"tables": [table]})
         self.names = TableNames(self.settings, table)

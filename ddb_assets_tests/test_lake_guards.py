@@ -419,7 +419,7 @@ def test_inspect_shows_an_incremental_exports_window_view_and_changes(tmp_path: 
     assert "window        2026-03-02T08:15:42.517Z to 2026-03-02T08:30:42.517Z (ExportFromTime inclusive, " \
            "ExportToTime exclusive)" in lines
     assert "outputView    NEW_IMAGE" in lines
-    assert "itemCount     3 change lines: 2 upserts, 1 deletes" in lines
+    assert "itemCount     3 change lines: 2 upserts, 1 delete" in lines
     assert not any(line.startswith("exportTime") for line in lines)
 
 

@@ -286,3 +286,39 @@ def test_a_bad_line_in_an_incremental_export_fails_validation_and_stages_nothing
         # Nothing staged: no record, no change keys, no data file beyond the table's own.
         assert not (p.lake / "_staged").exists() or not list((p.lake / "_staged").iterdir())
         assert sorted((p.lake / "data").rglob("*.parquet")) == data_before
+
+
+def test_an_overlapping_window_is_staged_by_write_time_when_the_table_allows_overlap(  # noqa: F811
+        world: LocalWorld, clock: WorldClock, tmp_path: Path, recorder: _Recorder) -> None:
+    """allow_overlap in the table's settings reaches raw_export too: the window that starts before
+    the full export's time is staged (changes before the mark left out), merged from the staged
+    files, and read once."""
+    with dg.instance_for_test() as instance:
+        p = Platform(world, clock, tmp_path, instance, allow_overlap=True)
+        for i in range(3):
+            p.put(f"r{i}", 2015, note={"S": "orig"})
+        clock.set(p.start + 60, frozen=True)
+        p.put("r0", 2015, note={"S": "before the mark"})
+        clock.set(p.start + 300, frozen=True)
+        assert p.materialize([p.names.pitr_export_key], run_config={"ops": {
+            "__".join(p.names.pitr_export_key.path): {"config": {"export_time": _iso(p.start + 300)}}}}).success
+        assert p.sensor_tick_and_validate()
+        assert p.lake_table().success
+        clock.set(p.start + 400, frozen=True)
+        p.put("r1", 2016, note={"S": "after the mark"})
+        p.delete("r2")
+        clock.set(p.start + WINDOW + 1, frozen=True)
+        key = datetime.fromtimestamp(p.start, timezone.utc).strftime("%Y-%m-%dT%H:%M")
+        export_id, _, keys = _window_export(p, key)  # the window from p.start: 300 s before the mark
+        recorder.start()
+        assert export_id in p.sensor_tick_and_validate()
+        [validation] = [e for e in instance.fetch_materializations(p.names.raw_export_key, limit=10).records
+                        if e.partition_key == export_id]
+        staged = validation.asset_materialization.metadata["staged"].value
+        assert staged.startswith("1 upsert in 1 data file and the keys of its 2 changes ("), staged
+        merged = p.lake_table()
+        assert merged.success
+        assert set(recorder.gets(keys).values()) == {1}  # validated, staged, merged: read once
+        [event] = merged.asset_materializations_for_node("__".join(p.names.parquet_key.path))[:1]
+        assert event.metadata["conversion"].value.startswith("read by raw_export, not here: its staged upserts")
+        assert p.rows() == [("r0", 2015, "before the mark"), ("r1", 2016, "after the mark")]

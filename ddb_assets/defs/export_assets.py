@@ -26,6 +26,7 @@ from ddb_assets.lake.partitioning import PartitionError
 from ddb_assets.lake.shards.driver import profile_in_shards
 from ddb_assets.lake.staging import NotStaged, StagedExport, stage_export
 from ddb_assets.lake.evolution import plan_table
+from ddb_assets.wording import counted
 
 
 class ExportConfig(dg.Config):
@@ -237,8 +238,13 @@ def build_raw_export(names: TableNames) -> dg.AssetsDefinition:
         uri, description = locate_export(names, dynamodb, export_id)
         previous = _previous_profiled(context.instance, names, export_id)
         # A shard runner's job runs (glue, emr_serverless) followed by Pipes: their messages reach this run.
+        # The table's incremental settings too: an overlapping window is staged by write time as the
+        # lake table's run will merge it (allow_overlap), not refused here and read again there.
+        incremental = names.table.incremental
         options = with_pipes_launchers(context, names.settings.convert_options(
-            names.table, s3=lake.s3_options(), catalog=lake.catalog_config()))
+            names.table, s3=lake.s3_options(), catalog=lake.catalog_config(),
+            allow_overlap=incremental.allow_overlap if incremental else False,
+            merge_mode=incremental.merge_mode if incremental else None))
         location = lake.location(names.lake_path)
         progress = lambda kind, info: context.log.debug(f"{kind}: {info}")  # noqa: E731
         staged: StagedExport | None = None
@@ -251,9 +257,9 @@ def build_raw_export(names: TableNames) -> dg.AssetsDefinition:
             try:
                 staged = stage_export(uri, location.uri, options, progress)
                 export, profile = staged.export, staged.profile
-                staging = (f"{staged.rows:,} {'upserts' if staged.incremental else 'rows'} in "
-                           f"{len(staged.written)} data files"
-                           + (f" and the keys of its {staged.profile.items - staged.skipped:,} changes"
+                staging = (f"{counted(staged.rows, 'upsert' if staged.incremental else 'row')} in "
+                           f"{counted(len(staged.written), 'data file')}"
+                           + (f" and the keys of its {counted(staged.profile.items - staged.skipped, 'change')}"
                               if staged.incremental else "")
                            + f" ({staged.path}); the lake table's run commits them"
                            if staged.record else f"not staged: {staged.note}")
