@@ -299,6 +299,36 @@ def test_a_first_line_of_null_is_reported_not_a_crash() -> None:
     assert done.stdout.startswith("f:1: expected a {\"Item\": ...} line of a full export"), done.stdout
 
 
+def test_a_character_0_in_a_value_arrow_rs_cannot_read_is_not_a_crash() -> None:
+    """arrow-rs's error quotes the value it could not read; with the character 0 in it, arro3's C
+    stream aborted the process (arro3-io 0.9.1). Run apart: before the fix this killed the
+    interpreter. An empty list that later holds the string, and a descriptor of the wrong shape."""
+    script = r"""
+from ddb_assets.exports import json_reader
+from ddb_assets.exports.buffers import Text
+from ddb_assets.exports.decode import parse_items
+from ddb_assets.exports.errors import ExportFormatError
+known = parse_items(b'{"Item":{"pk":{"S":"a"},"x":{"L":[]}}}\n', output_format='DYNAMODB_JSON', obj='f',
+                    json_reader='pyarrow')[1]
+for raw in (b'{"Item":{"pk":{"S":"b"},"x":{"L":[{"S":"\\u0000"}]}}}\n',
+            b'{"Item":{"pk":{"S":["\\u0000"]}}}\n'):
+    print(json_reader.read_items(Text(raw), known))
+    outcomes = []
+    for reader in ('pyarrow', 'arrow-rs'):
+        try:
+            outcomes.append(parse_items(raw, output_format='DYNAMODB_JSON', obj='f', known=known,
+                                        json_reader=reader)[0].to_pylist())
+        except ExportFormatError as exc:
+            outcomes.append(str(exc))
+    print(outcomes[0] == outcomes[1], outcomes[1])
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines() == [
+        "None", "True [{'Item': {'pk': {'S': 'b'}, 'x': {'L': [{'S': '\\x00'}]}}}]",
+        "None", "True f:1: attribute 'pk': S must be a JSON string"], done.stdout
+
+
 # -- the setting -------------------------------------------------------------------------------------
 
 

@@ -14,7 +14,10 @@ So a piece read by it is accepted only when the text and the table account for e
 (``_accounted``): every colon outside strings is a key the table holds, every comma outside strings
 separates two members the table holds, no comma can be anywhere else, and each row is one line
 (a line end inside a string is a raw control character too). Text with other raw control
-characters, or with a colon or comma written as a ``\\u`` escape, is not tried. Anything else
+characters, or with a colon or comma written as a ``\\u`` escape, is not tried; nor is text with
+``\\u0000``: arrow-rs's error messages quote the value they could not read, and an error holding
+that character aborts the process (arro3's C stream export panics turning it into a C string, and a
+panic there cannot unwind), where any other error only sends the piece to pyarrow. Anything else
 (a check that fails, any error) returns None: pyarrow's reader parses the piece, with its inference
 and its errors (and the bad-line search) as before. The table returned is pyarrow's, to the bit.
 """
@@ -50,7 +53,9 @@ _DELETE_FROM_STRINGS = bytes(c for c in range(256) if c not in b":,")
 # (seen with everything else deleted, these can come from inside strings too: a false alarm only
 # sends the piece to pyarrow).
 _NEVER_IN_A_LINE = r"\{,|,,|,\}|\}\{"  # one RE2 pass (pyarrow.compute) over what the text pass kept
-_ESCAPE = re.compile(rb"\\u00(?:3[aA]|2[cC])")  # ':' or ',' written as a \u escape
+# ':' or ',' written as a \u escape; or the character 0, which must never reach an error message
+# of arrow-rs (the module's docstring: the process aborts).
+_ESCAPE = re.compile(rb"\\u00(?:3[aA]|2[cC]|00)")
 
 
 # When arrow-rs could not read a piece (it brought what the schema lacks), pyarrow's reader parsed
@@ -212,7 +217,7 @@ def _without_absent_empty_lists(array: pa.Array) -> pa.Array | None:
 
 def _text_counts(text: Text) -> tuple[int, int, int] | None:
     """(colons, commas, lines) of the text, strings included; None for text not to try
-    (raw control characters, escaped colons or commas, what no valid line holds)."""
+    (raw control characters, escaped colons, commas or character 0, what no valid line holds)."""
     kept = text.translate(_BRACKETS_AS_BRACES, _DELETE_FROM_TEXT)
     if kept.translate(None, _STRUCTURAL):
         return None  # a raw control character (a tab, a CR): in a string pyarrow refuses it
