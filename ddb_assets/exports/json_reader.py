@@ -142,13 +142,15 @@ def read_items(text: Text, schema: pa.Schema) -> pa.Table | None:
 # -- the schema -----------------------------------------------------------------------------------
 
 def _fits(schema: pa.Schema) -> bool:
-    """Only the shape of valid DynamoDB JSON lines: one struct ``Item`` of strings and booleans."""
+    """Only the shape of valid DynamoDB JSON lines: one struct ``Item`` of strings and booleans,
+    no name holding the character 0 (the C data interface that hands arrow-rs the schema writes
+    names as C strings: ``"a\\0"`` would come back as ``"a"``)."""
     return schema.names == ["Item"] and pa.types.is_struct(schema.field(0).type) and _plain(schema.field(0).type)
 
 
 def _plain(kind: pa.DataType) -> bool:
     if pa.types.is_struct(kind):
-        return all(_plain(f.type) for f in kind)
+        return all("\0" not in f.name and _plain(f.type) for f in kind)
     if pa.types.is_list(kind):
         return _plain(kind.value_type)
     return pa.types.is_string(kind) or pa.types.is_boolean(kind) or pa.types.is_null(kind)
