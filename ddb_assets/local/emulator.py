@@ -29,12 +29,15 @@ from datetime import datetime, timezone
 from typing import Any
 
 from moto.core.exceptions import JsonRESTError
+from moto.dynamodb.exceptions import MockValidationException
 from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
 from moto.dynamodb.models.utilities import dynamo_json_dump
 from moto.dynamodb.responses import DynamoHandler
 from moto.core.responses import ActionResult
 
+from ddb_assets.exports.numbers import canonical_number
 from ddb_assets.local import emr_serverless_jobs, glue_jobs, glue_versions
+from ddb_assets.local.attribute_values import first_refusal, key_text
 from ddb_assets.local.clock import clock, clock_endpoint
 from ddb_assets.local.export_writer import (
     ExportRequest,
@@ -85,18 +88,56 @@ def _item_json(item: Any) -> dict[str, Any]:
 
 
 def _key_of(table: Any, attributes: dict[str, Any]) -> str:
+    """The history's key for an item: equal for every spelling DynamoDB takes as the same key
+    (``"1.0"`` and ``"1"``; raw bytes and their base64 text)."""
     names = [table.hash_key_attr] + ([table.range_key_attr] if table.range_key_attr else [])
-    return json.dumps([attributes.get(name) for name in names], sort_keys=True)
+    return key_text([attributes.get(name) for name in names])
+
+
+def _canonicalize(value: Any) -> None:
+    """Rewrite a stored moto value (a ``DynamoType``) in place with DynamoDB's number text, at any
+    depth. Its hash and equality stay (moto compares numbers as Decimals), so the table's own
+    dictionaries need no rebuilding."""
+    if value.type == "N":
+        value.value = canonical_number(value.value)
+    elif value.type == "NS":
+        value.value = [canonical_number(text) for text in value.value]
+    elif value.type == "L":
+        for member in value.value:
+            _canonicalize(member)
+    elif value.type == "M":
+        for member in value.value.values():
+            _canonicalize(member)
+
+
+def _canonicalize_item(item: Any) -> None:
+    for value in item.attrs.values():
+        _canonicalize(value)
+    for key_value in (item.hash_key, item.range_key):
+        if key_value is not None:
+            _canonicalize(key_value)
+
+
+def _refuse_out_of_range(*values: Any) -> None:
+    """Raise DynamoDB's ValidationException for a number it cannot store anywhere in the
+    request's values (moto checks the range through a float, and the digits not at all)."""
+    for value in values:
+        refusal = first_refusal(value)
+        if refusal is not None:
+            raise MockValidationException(refusal)
 
 
 def _record(table: Any, key_attributes: dict[str, Any]) -> None:
-    """Record the item's state right after a write (or its absence after a delete), and let the
+    """Make the stored item canonical (DynamoDB's number text, as GetItem, Scan and exports then
+    return it), record its state right after a write (or its absence after a delete), and let the
     history forget what has left the PITR window."""
     from moto.dynamodb.models.dynamo_type import DynamoType
 
     hash_value = DynamoType(key_attributes[table.hash_key_attr])
     range_value = DynamoType(key_attributes[table.range_key_attr]) if table.range_key_attr else None
     item = table.get_item(hash_value, range_value)
+    if item is not None:
+        _canonicalize_item(item)
     with _HISTORY_LOCK:
         now = clock.now()
         history = _history(table)
@@ -175,17 +216,23 @@ def _wrap_writes() -> None:
     original_update = DynamoDBBackend.update_item
     original_delete = DynamoDBBackend.delete_item
 
+    # Every write: numbers DynamoDB would refuse are refused first, the stored item made
+    # canonical after (``_record``). The values checked are all the request carries: the item or
+    # key, and the expression / AttributeUpdates values, passed by position or by name.
     def put_item(self: DynamoDBBackend, table_name: str, item_attrs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        _refuse_out_of_range(item_attrs, args, kwargs)
         result = original_put(self, table_name, item_attrs, *args, **kwargs)
         _record(self.get_table(table_name), item_attrs)
         return result
 
     def update_item(self: DynamoDBBackend, table_name: str, key: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        _refuse_out_of_range(key, args, kwargs)
         result = original_update(self, table_name, key, *args, **kwargs)
         _record(self.get_table(table_name), key)
         return result
 
     def delete_item(self: DynamoDBBackend, table_name: str, key: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        _refuse_out_of_range(key, args, kwargs)
         result = original_delete(self, table_name, key, *args, **kwargs)
         _record(self.get_table(table_name), key)
         return result
