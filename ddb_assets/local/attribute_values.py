@@ -64,16 +64,17 @@ def first_refusal(values: Any) -> str | None:
 def key_text(values: list[dict[str, Any] | None]) -> str:
     """One string per primary key, equal exactly when DynamoDB sees the same item: numbers by
     value (``"1.0"`` and ``"1"`` alike), binary by its bytes (raw or base64 text alike), strings
-    as they are. ``values`` are the key attributes' values, partition key first."""
+    as they are. ``values`` are the key attributes' values, partition key first. The text is the
+    values' DynamoDB JSON in a list: ``[{"S": "a"}, {"N": "1000"}]``."""
     return json.dumps([_key_part(value) for value in values])
 
 
-def _key_part(value: dict[str, Any] | None) -> list[str] | None:
+def _key_part(value: dict[str, Any] | None) -> dict[str, str] | None:
     if value is None:
         return None
     (kind, raw), = value.items()
     if kind == "N":
-        return [kind, canonical_number(Decimal(raw) if not isinstance(raw, str) else raw)]
+        return {kind: canonical_number(Decimal(raw) if not isinstance(raw, str) else raw)}
     if kind == "B":
-        return [kind, base64.b64encode(raw).decode("ascii") if isinstance(raw, bytes) else str(raw)]
-    return [kind, str(raw)]
+        return {kind: base64.b64encode(raw).decode("ascii") if isinstance(raw, bytes) else str(raw)}
+    return {kind: str(raw)}
