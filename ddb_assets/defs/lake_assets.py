@@ -25,7 +25,10 @@ class LakeTableConfig(dg.Config):
     """Run configuration of a lake table materialization."""
 
     rebuild: bool = Field(default=False, description="Re-plan the table's schema from scratch (new field ids) and "
-                                                     "replace every data file, in one new snapshot.")
+                                                     "replace every data file with the latest valid full export's, "
+                                                     "in one commit; then merge again, in window order and in the "
+                                                     "same run, the valid incremental exports after it, so the "
+                                                     "table ends at the same high-water mark, re-planned.")
 
 
 def build_parquet(names: TableNames) -> dg.AssetsDefinition:
@@ -217,7 +220,9 @@ def exports_to_apply(validated: list[ValidatedExport], table: Any, rebuild: bool
     """The valid exports the table has not applied yet, in the order to apply them: the newest full
     export newer than the table's high-water mark (it replaces the table), then every incremental
     export ending after the mark it leaves, in window order. A gap among them is found by the merge
-    (ChainError), which stops the chain there: later windows wait."""
+    (ChainError), which stops the chain there: later windows wait. ``rebuild``: the newest full
+    export whatever the mark, then every incremental export after it, applied or not (the rebuild
+    replaces the state that held them: lake/record.py ``lineage``)."""
     from ddb_assets.lake.merge import applied_already
 
     mark = high_water_mark(table)[0] if table is not None and not rebuild else None
@@ -229,7 +234,7 @@ def exports_to_apply(validated: list[ValidatedExport], table: Any, rebuild: bool
         return chain
     incremental = [e for e in validated if e.incremental and e.export_to_time
                    and instant(e.export_to_time) > instant(base)
-                   and (table is None or not applied_already(table, e.export_id))]
+                   and (table is None or rebuild or not applied_already(table, e.export_id))]
     return chain + sorted(incremental, key=lambda e: (instant(e.export_from_time), e.export_id))
 
 

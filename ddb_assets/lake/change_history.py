@@ -136,12 +136,11 @@ class _Application:
 
 
 def _applications(main: Any) -> list[_Application]:
-    """The incremental exports the table's current chain applied, oldest first."""
-    chain = []
-    snapshot = main.current_snapshot()
-    while snapshot is not None:
-        chain.append(snapshot)
-        snapshot = main.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+    """The incremental exports the table's current chain applied, oldest first: since its latest
+    whole-table replacement (lake/record.py; windows merged before a rebuild are not in it)."""
+    from ddb_assets.lake.record import state_snapshots
+
+    chain = list(state_snapshots(main))
     out: list[_Application] = []
     mark: str | None = None
     for snapshot in reversed(chain):

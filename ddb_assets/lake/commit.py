@@ -76,7 +76,9 @@ def commit_export(catalog: Any, identifier: tuple[str, str], location: str, plan
     from ddb_assets import __version__
     from ddb_assets.lake.catalog import ensure_namespace, load_table
 
-    partitions = "all" if only_partitions is None else ",".join(sorted(only_partitions))
+    # A rebuild replaces every data file whatever partitions were asked for: "all" is what makes
+    # its snapshots the start of the table's state (lake/record.py replaces_table).
+    partitions = "all" if only_partitions is None or rebuild else ",".join(sorted(only_partitions))
     summary = export.summary(__version__, partitions)
     ensure_namespace(catalog, identifier[0])
     for attempt in range(COMMIT_ATTEMPTS):

@@ -16,6 +16,10 @@ that lost a race (lake/commit.py, lake/merge.py).
   (``StaleExport``); an incremental one must start at the mark (``ChainError``: gap, overlap).
 - **Again?** (``check_state``): an export the table holds already (a full export that is the
   current snapshot's, an incremental one an ancestor applied) changes nothing: ``unchanged``.
+
+"Ancestor" and "mark" mean the table's current state only: back to its latest whole-table
+replacement (lake/record.py ``lineage``). After a rebuild from a full export the windows merged
+before it are not held any more, and apply again in order.
 """
 
 from __future__ import annotations
@@ -209,5 +213,6 @@ def check_chain(table: Any, export: ExportRecord, allow_overlap: bool, *, ahead:
 
 
 def applied_already(table: Any, export_id: str) -> bool:
-    """Does the current snapshot or one of its ancestors record ``export_id``?"""
+    """Does the current snapshot or one of its ancestors since the table's latest whole-table
+    replacement (lake/record.py ``lineage``) record ``export_id``?"""
     return any(summary.get(f"{SUMMARY_PREFIX}export-id") == export_id for summary in lineage(table))

@@ -2,10 +2,12 @@
 
 Each snapshot's summary names the export it applied (``ddb-assets.export-arn``, ``-id``, ``-time``,
 ``-table-arn``, ``-type``, ``-partitions``, ``-high-water-mark``, ...): the current snapshot's is the
-table's state, so a rollback moves it back too. The table itself records the DynamoDB table its
-exports come from (table property ``ddb_assets.source_table_arn``); tables made before that
-property existed are read through their current snapshot's ``table-arn`` and adopt the property on
-their next commit. Plain reads of a pyiceberg table: nothing here imports pyiceberg.
+table's state, so a rollback moves it back too. The state begins at the table's latest whole-table
+replacement (a full export over every partition, a rebuild): exports applied before it are no part
+of the chain any more (``lineage``), so they apply again after it. The table itself records the
+DynamoDB table its exports come from (table property ``ddb_assets.source_table_arn``); tables made
+before that property existed are read through their current snapshot's ``table-arn`` and adopt the
+property on their next commit. Plain reads of a pyiceberg table: nothing here imports pyiceberg.
 """
 
 from __future__ import annotations
@@ -61,19 +63,43 @@ def current_summary(table: Any) -> dict[str, str]:
     return dict(snapshot.summary.additional_properties) if snapshot is not None and snapshot.summary else {}
 
 
-def lineage(table: Any) -> Iterator[dict[str, str]]:
-    """The summaries of the current snapshot and its ancestors, newest first."""
+def replaces_table(summary: dict[str, str]) -> bool:
+    """Does a snapshot (its summary) replace the whole table: a full export committed over every
+    partition (a new table's first snapshot, a full export replacing an older one, either snapshot
+    of a rebuild, a compaction of such a snapshot)? The table's state begins there: what its
+    ancestors applied is no longer in it. A partial backfill (``partitions`` naming some), a merge
+    (``merge``), another writer's snapshot (no ``ddb-assets.*`` keys) and a snapshot of a version
+    that recorded no type or partitions replace nothing."""
+    get = lambda key: summary.get(f"{SUMMARY_PREFIX}{key}", "")  # noqa: E731
+    return bool(get("export-id")) and get("export-type") == FULL and get("partitions") == "all"
+
+
+def state_snapshots(table: Any) -> Iterator[Any]:
+    """The current snapshot and its ancestors, newest first, back to the latest one that replaced
+    the whole table (``replaces_table``; included), or to the first snapshot when none did. A
+    rollback to a snapshot before a replacement walks that older lineage again."""
     snapshot = table.current_snapshot()
     while snapshot is not None:
-        yield dict(snapshot.summary.additional_properties) if snapshot.summary else {}
+        yield snapshot
+        if snapshot.summary and replaces_table(snapshot.summary.additional_properties):
+            return
         snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+
+
+def lineage(table: Any) -> Iterator[dict[str, str]]:
+    """The summaries of the snapshots that make the table's current state (``state_snapshots``),
+    newest first: what the chain of exports reads (applied exports, the high-water mark)."""
+    for snapshot in state_snapshots(table):
+        yield dict(snapshot.summary.additional_properties) if snapshot.summary else {}
 
 
 def high_water_mark(table: Any) -> tuple[str | None, str | None]:
     """(the point in time the table holds, the export that brought it there), from the summary of
     the current snapshot or its nearest ancestor that records one: a rollback moves it back with the
     snapshot, and a snapshot committed by another writer (a DELETE from Spark or Athena, pyiceberg)
-    does not hide it. (None, None) when no snapshot in the current lineage records an export."""
+    does not hide it, and nothing before the table's latest whole-table replacement counts (a
+    rebuild from a full export holds that export's time, not the windows merged before it).
+    (None, None) when no snapshot in the current lineage records an export."""
     for summary in lineage(table):
         mark = summary.get(f"{SUMMARY_PREFIX}high-water-mark") or summary.get(f"{SUMMARY_PREFIX}export-time")
         if mark:
