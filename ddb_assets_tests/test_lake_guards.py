@@ -505,3 +505,91 @@ def test_the_spark_runner_is_refused_or_unchanged_before_an_engine_starts(tmp_pa
     again = convert_export(next((tmp_path / "evt").rglob("manifest-summary.json")).parent, dest,
                            ConvertOptions(runner=spark))
     assert again.unchanged and again.commit.snapshot_id == held
+
+
+# -- 9. a rebuild starts the chain again ------------------------------------------------------------------
+
+
+def _full_and_two_windows(tmp: Path) -> tuple[Path, Path, Path]:
+    """A full export at T0 of a (2015), b (2015), c (2016), then window 1 (a moves to 2016, b goes)
+    and window 2 (c changes)."""
+    full = full_export(tmp / "full", [item("a", year=2015, v="orig"), item("b", year=2015, v="orig"),
+                                      item("c", year=2016, v="orig")])
+    w1 = incremental_export(tmp / "w1", T0, [put("a", T0 + timedelta(seconds=5), year=2016, v="w1"),
+                                             delete("b", T0 + timedelta(seconds=6))])
+    w2 = incremental_export(tmp / "w2", T0 + WINDOW, [put("c", T0 + WINDOW + timedelta(seconds=5), year=2016,
+                                                          v="w2")])
+    return full, w1, w2
+
+
+def _held(dest: Path) -> list[tuple[str, Any, Any]]:
+    _, rows = read_rows(str(dest))
+    values = [{k.split(".")[1] if k.startswith("item.") else k: v for k, v in row.items()} for row in rows]
+    return sorted((r["pk"], int(r["year"]), r["v"]) for r in values)
+
+
+def _mark(dest: Path) -> str:
+    listed = run_cli("tables", "--lake", str(dest.parent), "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    return json.loads(listed.stdout)["tables"][0]["high_water_mark"]
+
+
+def test_after_a_rebuild_the_cli_merges_the_windows_after_its_full_export_again(tmp_path: Path) -> None:
+    dest = tmp_path / "lake" / "t"
+    full, w1, w2 = _full_and_two_windows(tmp_path)
+    for source in (full, w1):
+        assert run_cli("convert", str(source), str(dest), "--partition-by", "year").returncode == 0
+    rebuilt = run_cli("convert", str(full), str(dest), "--rebuild", "--naming", "glue", "--partition-by", "year")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    # The table holds the full export again, and says so: its mark is the full export's time.
+    assert _held(dest) == [("a", 2015, "orig"), ("b", 2015, "orig"), ("c", 2016, "orig")]
+    assert _mark(dest) == "2026-03-02T08:15:42.517Z"
+    # Window 1 is not held any more: it is merged again (not "applied already"), then window 2.
+    for source, mark in ((w1, "2026-03-02T08:30:42.517Z"), (w2, "2026-03-02T08:45:42.517Z")):
+        merged = run_cli("convert", str(source), str(dest))
+        assert merged.returncode == 0, merged.stderr
+        assert "unchanged" not in merged.stdout and "merged" in merged.stdout
+        assert f"to {mark} (the table's high-water mark now)" in merged.stdout
+    assert _held(dest) == [("a", 2016, "w1"), ("c", 2016, "w2")]
+    assert _mark(dest) == "2026-03-02T08:45:42.517Z"
+
+
+@pytest.mark.fast
+def test_a_rollback_to_before_a_rebuild_gives_back_the_old_chain(tmp_path: Path) -> None:
+    from pyiceberg.expressions import EqualTo
+
+    from ddb_assets.lake.record import high_water_mark
+
+    dest = tmp_path / "lake" / "t"
+    full, w1, w2 = _full_and_two_windows(tmp_path)
+    convert(full, dest, partition_by="year")
+    merged = convert(w1, dest, partition_by="year")
+    convert(full, dest, partition_by="year", rebuild=True)
+    table = catalog_table(dest)
+    assert high_water_mark(table) == ("2026-03-02T08:15:42.517Z", full.name)
+    # Another writer's snapshot (a DELETE) on top of the rebuild hides neither its mark nor its chain.
+    table.delete(EqualTo("pk", "c"))
+    assert high_water_mark(catalog_table(dest))[0] == "2026-03-02T08:15:42.517Z"
+
+    # Rolled back to window 1's snapshot: the chain before the rebuild, window 1 held, its mark.
+    catalog_table(dest).manage_snapshots().rollback_to_snapshot(merged.commit.snapshot_id).commit()
+    assert high_water_mark(catalog_table(dest)) == ("2026-03-02T08:30:42.517Z", w1.name)
+    again = convert(w1, dest, partition_by="year")
+    assert again.unchanged and again.commit.snapshot_id == merged.commit.snapshot_id
+    assert _mark(dest) == "2026-03-02T08:30:42.517Z"
+
+
+@pytest.mark.fast
+def test_a_partial_backfill_does_not_start_the_chain_again(tmp_path: Path) -> None:
+    """A full export converted into some partitions only replaces part of the table: the windows
+    merged before it stay applied, and the table's mark moves to the backfill's export."""
+    dest = tmp_path / "lake" / "t"
+    full, w1, _ = _full_and_two_windows(tmp_path)
+    convert(full, dest, partition_by="year")
+    convert(w1, dest, partition_by="year")
+    later = full_export(tmp_path / "later", [item("a", year=2016, v="w1"), item("c", year=2016, v="orig")],
+                        at=T0 + 2 * WINDOW)
+    partial = convert(later, dest, partition_by="year", only_partitions=frozenset({"2016"}))
+    assert not partial.unchanged
+    assert convert(w1, dest, partition_by="year").unchanged  # still held: not merged again
+    assert _mark(dest) == "2026-03-02T08:45:42.517Z"
