@@ -214,3 +214,53 @@ def test_the_lake_table_keeps_the_change_history_of_its_windows(world: LocalWorl
                                             ("r2", "REMOVE", 2015, None, None, export_id)]
         assert [r["write_time"] for r in changes if r["review_id"] == "r1"] == \
             [datetime.fromtimestamp(round(moved * 1e6) / 1e6, timezone.utc)]
+
+
+def test_a_rebuild_converts_the_latest_full_export_and_merges_its_windows_again(world: LocalWorld, clock: WorldClock,
+                                                                               tmp_path: Path) -> None:
+    with dg.instance_for_test() as instance:
+        p = Platform(world, clock, tmp_path, instance)
+        for review in ("r0", "r1", "r2"):
+            p.put(review, 2015, note={"S": "orig"})
+        clock.set(p.start, frozen=True)
+        assert p.materialize([p.names.pitr_export_key], run_config={"ops": {
+            "__".join(p.names.pitr_export_key.path): {"config": {"export_time": _iso(p.start)}}}}).success
+        [full] = p.sensor_tick_and_validate()
+        assert p.lake_table().success
+        clock.advance(60)
+        p.put("r0", 2016, note={"S": "w1"})
+        p.delete("r1")
+        clock.set(p.start + WINDOW + 60, frozen=True)
+        p.put("r2", 2015, note={"S": "w2"})
+        clock.set(p.start + 2 * WINDOW + 1, frozen=True)
+        windows = []
+        for i in range(2):
+            key = datetime.fromtimestamp(p.start + i * WINDOW, timezone.utc).strftime("%Y-%m-%dT%H:%M")
+            window = p.materialize([p.names.incremental_export_key], partition_key=key)
+            assert window.success
+            [started] = window.asset_materializations_for_node("__".join(p.names.incremental_export_key.path))
+            windows.append(started.metadata["export_id"].value)
+        p.sensor_tick_and_validate()
+        assert p.lake_table().success
+        expected = [("r0", 2016, "w1"), ("r2", 2015, "w2")]
+        assert p.rows() == expected
+
+        partitions = p.names.value_partitions.get_partition_keys(dynamic_partitions_store=instance)
+        node = "__".join(p.names.parquet_key.path)
+        rebuilt = p.materialize([p.assets[p.names.raw_export_key].key, p.names.parquet_key],
+                                selection=[p.names.parquet_key], run_config={"ops": {node: {"config": {"rebuild": True}}}},
+                                tags={"dagster/asset_partition_range_start": partitions[0],
+                                      "dagster/asset_partition_range_end": partitions[-1]})
+        assert rebuilt.success
+        # Replaced from the full export, then both windows merged again, in order: where it was.
+        [event] = rebuilt.asset_materializations_for_node(node)[:1]
+        assert event.metadata["exports_applied"].value == [full, *windows]
+        assert [m["export_id"] for m in event.metadata["merged"].value] == windows
+        assert instant(event.metadata["high_water_mark"].value) == pytest.approx(p.start + 2 * WINDOW, abs=1e-3)
+        assert p.rows() == expected
+        from ddb_assets.aws.resources import LakeResource
+        from ddb_assets.lake.record import high_water_mark
+
+        lake = p.defs.resources["lake"]
+        assert isinstance(lake, LakeResource)
+        assert instant(high_water_mark(lake.table(p.names.name))[0]) == pytest.approx(p.start + 2 * WINDOW, abs=1e-3)
