@@ -598,7 +598,10 @@ def convert(
                                                           "the new in; readers never see the first as current): "
                                                           "also to convert the export the table holds again, an "
                                                           "older one, or one of another DynamoDB table (which the "
-                                                          "table then holds)."),
+                                                          "table then holds). The table's chain starts again at "
+                                                          "the export: its high-water mark is the export's time, "
+                                                          "and the incremental exports after it apply again, in "
+                                                          "order."),
     allow_overlap: bool = typer.Option(False, "--allow-overlap", help="Incremental exports: apply a window that "
                                                                       "starts before the table's high-water "
                                                                       "mark, by write time (changes written "
