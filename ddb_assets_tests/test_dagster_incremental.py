@@ -248,7 +248,8 @@ def test_a_rebuild_converts_the_latest_full_export_and_merges_its_windows_again(
         partitions = p.names.value_partitions.get_partition_keys(dynamic_partitions_store=instance)
         node = "__".join(p.names.parquet_key.path)
         rebuilt = p.materialize([p.assets[p.names.raw_export_key].key, p.names.parquet_key],
-                                selection=[p.names.parquet_key], run_config={"ops": {node: {"config": {"rebuild": True}}}},
+                                selection=[p.names.parquet_key],
+                                run_config={"ops": {node: {"config": {"rebuild": True}}}},
                                 tags={"dagster/asset_partition_range_start": partitions[0],
                                       "dagster/asset_partition_range_end": partitions[-1]})
         assert rebuilt.success

@@ -165,9 +165,9 @@ def _holds(summary: dict[str, str], applications: list[_Application]) -> bool:
 
 def _follow_the_table(history: Any, applications: list[_Application]) -> Any:
     """The history with its current snapshot following the table's chain: when the table was rolled
-    back past applications the history records, the history is rolled back to its newest snapshot
-    that records an application the table still holds (the others stay readable as earlier
-    snapshots), or emptied when it records none."""
+    back past applications the history records (or replaced since: a rebuild), the history is
+    rolled back to its newest snapshot that records an application the table still holds (the
+    others stay readable as earlier snapshots), or emptied when it records none."""
     current = history.current_snapshot()
     snapshot = current
     while snapshot is not None:
@@ -184,7 +184,8 @@ def _follow_the_table(history: Any, applications: list[_Application]) -> Any:
 
         # No application it records is held any more: a snapshot without rows, which records no export.
         history.delete(AlwaysTrue(), snapshot_properties={f"{SUMMARY_PREFIX}emptied": "the table was rolled back "
-                                                                                    "past every export recorded"})
+                                                                                    "or rebuilt past every export "
+                                                                                    "recorded"})
     history.refresh()
     return history
 
