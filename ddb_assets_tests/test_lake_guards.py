@@ -593,3 +593,19 @@ def test_a_partial_backfill_does_not_start_the_chain_again(tmp_path: Path) -> No
     assert not partial.unchanged
     assert convert(w1, dest, partition_by="year").unchanged  # still held: not merged again
     assert _mark(dest) == "2026-03-02T08:45:42.517Z"
+
+
+@pytest.mark.fast
+def test_after_a_rebuild_the_change_history_holds_each_window_once(tmp_path: Path) -> None:
+    dest = tmp_path / "lake" / "t"
+    full, w1, w2 = _full_and_two_windows(tmp_path)
+    convert(full, dest, partition_by="year")
+    assert convert(w1, dest, partition_by="year", history=True).history.appended == [(w1.name, 2)]
+    convert(full, dest, partition_by="year", rebuild=True)
+    for window, changes in ((w1, 2), (w2, 1)):
+        merged = convert(window, dest, partition_by="year", history=True)
+        assert merged.merge is not None and merged.history_error is None
+        assert merged.history.appended == [(window.name, changes)]
+    rows = catalog_table(dest.parent / "t_changes").scan().to_arrow().to_pylist()
+    assert sorted((r["pk"], r["operation"], r["export_id"]) for r in rows) == \
+        [("a", "INSERT", w1.name), ("b", "REMOVE", w1.name), ("c", "INSERT", w2.name)]
