@@ -1279,7 +1279,8 @@ _ACTIONABLE = (("ddb_assets.exports.errors", "ExportFormatError"), ("ddb_assets.
                ("ddb_assets.lake.convert", "ScratchSpaceError"), ("ddb_assets.lake.commit", "CommitConflict"),
                ("ddb_assets.lake.guards", "Refused"), ("ddb_assets.lake.plan_checks", "ProfileMismatch"),
                ("ddb_assets.lake.evolution", "SchemaConflict"), ("ddb_assets.lake.partitioning", "PartitionError"),
-               ("ddb_assets.lake.catalog", "CatalogError"), ("ddb_assets.lake.shards.spec", "ShardFailed"))
+               ("ddb_assets.lake.catalog", "CatalogError"), ("ddb_assets.lake.shards.spec", "ShardFailed"),
+               ("ddb_assets.lake.tables", "RollbackRefused"))
 
 
 def _loaded(module: str, name: str) -> tuple[type, ...]:

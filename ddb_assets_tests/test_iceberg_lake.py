@@ -381,3 +381,28 @@ def test_a_rebuild_keeps_the_table_options_not_given(tmp_path: Path) -> None:
     meta, rows = read_rows(str(lake / "t"))
     assert meta["partition_spec"] == [] and len(rows) == 60
     assert all(c["name"].startswith("item.") for c in meta["columns"])  # naming: still the table's
+
+
+def test_a_rollback_to_before_a_rebuild_is_refused_in_one_line(tmp_path: Path) -> None:
+    """A rebuild gives every column a new field id; a rollback moves only the snapshot pointer,
+    so the older snapshot's files would read as nulls: refused, saying what to do instead."""
+    lake = tmp_path / "lake"
+    folder = doctor.make_export(tmp_path / "export", items=40)
+    assert run_cli("convert", str(folder), str(lake / "t"), "--workers", "1").returncode == 0
+    before = json.loads(run_cli("history", "t", "--lake", str(lake), "--format", "json").stdout)[-1]["snapshot_id"]
+    assert run_cli("convert", str(folder), str(lake / "t"), "--rebuild", "--workers", "1").returncode == 0
+    refused = run_cli("rollback", "t", str(before), "--lake", str(lake))
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        f"error: table t: snapshot {before} was committed before the table was rebuilt (its columns have other "
+        f"field ids), so after a rollback its rows would read as nulls; convert the export it holds again with "
+        f"--rebuild instead (`ddb-assets history` names it)")
+    meta, rows = read_rows(str(lake / "t"))
+    assert len(rows) == 40 and all(r["review_id"] is not None for r in rows)  # the rebuilt table, untouched
+    # Within one schema lineage a rollback still works.
+    after = json.loads(run_cli("history", "t", "--lake", str(lake), "--format", "json").stdout)[-1]["snapshot_id"]
+    again = doctor.make_export(tmp_path / "export2", items=30, seed=9)
+    assert run_cli("convert", str(again), str(lake / "t"), "--workers", "1").returncode == 0
+    rolled = run_cli("rollback", "t", str(after), "--lake", str(lake))
+    assert rolled.returncode == 0, rolled.stderr
+    assert len(read_rows(str(lake / "t"))[1]) == 40

@@ -130,10 +130,27 @@ def history(table: Any) -> list[dict[str, Any]]:
     return out
 
 
+class RollbackRefused(ValueError):
+    """A rollback that would leave the table reading wrong values (the message says why and what to do)."""
+
+
 def rollback(table: Any, snapshot_id: int) -> Any:
-    """Make ``snapshot_id`` (an ancestor of the current snapshot) current again; one commit."""
-    if table.snapshot_by_id(snapshot_id) is None:
+    """Make ``snapshot_id`` (an ancestor of the current snapshot) current again; one commit.
+
+    Raises SnapshotNotFound, and RollbackRefused for a snapshot from before a rebuild: a rollback
+    moves the snapshot pointer only, and the rebuild's schema gave every column a new field id,
+    so the older snapshot's files would read as rows of nulls under it."""
+    snapshot = table.snapshot_by_id(snapshot_id)
+    if snapshot is None:
         raise SnapshotNotFound(f"table {table.name()[-1]} has no snapshot {snapshot_id} (see `ddb-assets history`)")
+    schemas = table.schemas()
+    then = schemas.get(snapshot.schema_id) if snapshot.schema_id is not None else None
+    now = {f.field_id: f.name for f in table.schema().fields}
+    if then is not None and any(now.get(f.field_id) != f.name for f in then.fields):
+        raise RollbackRefused(
+            f"table {table.name()[-1]}: snapshot {snapshot_id} was committed before the table was rebuilt (its "
+            f"columns have other field ids), so after a rollback its rows would read as nulls; convert the export "
+            f"it holds again with --rebuild instead (`ddb-assets history` names it)")
     try:
         table.manage_snapshots().rollback_to_snapshot(snapshot_id).commit()
     except ValueError as exc:
