@@ -155,7 +155,8 @@ def probe(arguments: dict) -> None:
     events: dict[str, float] = {}
     real_open = driver.open_engine
     driver.open_engine = lambda options, run: _TimedEngine(real_open(options, run), spans, origin)
-    for name in ("shard_specs", "_plan", "check_profile", "merge_small_files", "check_unique_keys", "commit_export"):
+    # _finish_files: the small partitions' files merged, then the key check (lake/convert.py).
+    for name in ("shard_specs", "_plan", "check_profile", "_finish_files", "commit_export"):
         _timed(driver, name, spans, origin)
     # A staging folder of this run's own: other programs on a shared machine tidy TMPDIR's
     # ddb-assets-* folders, the runner's default staging among them.
@@ -205,7 +206,7 @@ def shard_overhead(args: argparse.Namespace, work: Path) -> dict:
                   flush=True)
         print("    " + ", ".join(f"{k} {named[k]['seconds']:.2f}s" for k in
                                  ("engine start", "shard_specs", "_plan", "engine stop", "check_profile",
-                                  "merge_small_files", "check_unique_keys", "commit_export") if k in named),
+                                  "_finish_files", "commit_export") if k in named),
               flush=True)
         if inside["rows"] != items:
             raise SystemExit(f"the {shards}-shard conversion committed {inside['rows']:,} rows, not {items:,}")
