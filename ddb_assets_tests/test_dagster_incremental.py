@@ -265,3 +265,77 @@ def test_a_rebuild_converts_the_latest_full_export_and_merges_its_windows_again(
         lake = p.defs.resources["lake"]
         assert isinstance(lake, LakeResource)
         assert instant(high_water_mark(lake.table(p.names.name))[0]) == pytest.approx(p.start + 2 * WINDOW, abs=1e-3)
+
+
+def _snapshot_ids(p: Platform) -> list[int]:
+    lake = p.defs.resources["lake"]
+    return [s.snapshot_id for s in lake.table(p.names.name).snapshots()]
+
+
+def _parquet_event(result: dg.ExecuteInProcessResult, p: Platform) -> Any:
+    return result.asset_materializations_for_node("__".join(p.names.parquet_key.path))[0]
+
+
+def test_materializing_an_up_to_date_table_succeeds_and_commits_nothing(world: LocalWorld, clock: WorldClock,
+                                                                         tmp_path: Path) -> None:
+    with dg.instance_for_test() as instance:
+        p = Platform(world, clock, tmp_path, instance)
+        p.put("r1", 2015)
+        p.put("r2", 2016)
+        clock.set(p.start, frozen=True)
+        assert p.materialize([p.names.pitr_export_key], run_config={"ops": {
+            "__".join(p.names.pitr_export_key.path): {"config": {"export_time": _iso(p.start)}}}}).success
+        [full] = p.sensor_tick_and_validate()
+        assert p.lake_table().success
+        converted = _snapshot_ids(p)
+
+        # The same export again, nothing new: a success that commits nothing.
+        again = p.lake_table()
+        assert again.success
+        assert _snapshot_ids(p) == converted
+        event = _parquet_event(again, p)
+        assert event.metadata["export_id"].value == full
+        assert event.metadata["files_added"].value == 0
+        assert event.metadata["up_to_date"].text == (
+            f"{p.names.name} is up to date: it holds export {full} ({event.metadata['export_time'].value}) already, "
+            f"so nothing was converted and no snapshot was made. Run config rebuild: true converts it again.")
+        assert {e.check_name: e.passed for e in again.get_asset_check_evaluations()} == \
+            {"row_count_matches_export": True, "keys_not_null_and_unique": True}
+
+        # A window merged on top of the full export: the table is past the full export.
+        clock.advance(60)
+        p.put("r1", 2015, note={"S": "changed"})
+        clock.set(p.start + WINDOW + 1, frozen=True)
+        key = datetime.fromtimestamp(p.start, timezone.utc).strftime("%Y-%m-%dT%H:%M")
+        started = p.materialize([p.names.incremental_export_key], partition_key=key)
+        assert started.success
+        window = started.asset_materializations_for_node("__".join(p.names.incremental_export_key.path))[0] \
+            .metadata["export_id"].value
+        assert window in p.sensor_tick_and_validate()
+        assert p.lake_table().success
+        merged = _snapshot_ids(p)
+        assert len(merged) > len(converted)
+
+        # Materialize (every partition), then a backfill of one partition: both succeed, commit
+        # nothing, say so, and the table's checks are evaluated on the table as it is.
+        partitions = p.names.value_partitions.get_partition_keys(dynamic_partitions_store=instance)
+        for run in (p.lake_table(), p.materialize([p.assets[p.names.raw_export_key].key, p.names.parquet_key],
+                                                   selection=[p.names.parquet_key], partition_key=partitions[0])):
+            assert run.success
+            assert _snapshot_ids(p) == merged
+            event = _parquet_event(run, p)
+            mark = event.metadata["high_water_mark"].value
+            assert event.metadata["up_to_date"].text == (
+                f"{p.names.name} is up to date: it holds changes up to {mark} (export {window}, applied after "
+                f"full export {full}); no export newer than that has passed validation, so nothing was "
+                f"converted and no snapshot was made. Run config rebuild: true converts the latest valid "
+                f"full export again and merges the windows after it.")
+            assert event.metadata["files_added"].value == 0
+            assert instant(event.metadata["high_water_mark"].value) == pytest.approx(p.start + WINDOW, abs=1e-3)
+            assert event.metadata["export_id"].value == window
+            checks = {e.check_name: e for e in run.get_asset_check_evaluations()}
+            assert checks["keys_not_null_and_unique"].passed
+            assert checks["keys_not_null_and_unique"].metadata["rows"].value == 2
+            assert checks["row_count_matches_export"].passed
+            assert checks["row_count_matches_export"].metadata["table_rows"].value == 2
+        assert p.rows() == [("r1", 2015, "changed"), ("r2", 2016, None)]

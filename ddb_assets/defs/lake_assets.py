@@ -12,8 +12,10 @@ from ddb_assets.aws.resources import DynamoDBResource, LakeResource, QueryEngine
 from ddb_assets.defs.export_assets import ValidatedExport, latest_valid_export, locate_export, validated_exports
 from ddb_assets.defs.names import TableNames
 from ddb_assets.defs.runners import with_pipes_launchers
-from ddb_assets.lake.commit import high_water_mark, instant
-from ddb_assets.lake.convert import ConvertResult, convert_export
+from ddb_assets.lake.commit import current_result, high_water_mark, instant
+from ddb_assets.lake.convert import ConvertResult, convert_export, stored_schema
+from ddb_assets.lake.record import FULL, SUMMARY_PREFIX, lineage
+from ddb_assets.lake.schema import Column
 from ddb_assets.lake.saved_profiles import load_profile
 from ddb_assets.lake.staging import StagingStale, commit_staged, discard_superseded, load_staged
 from ddb_assets.lake.tables import partition_rows
@@ -80,19 +82,16 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
         chain = exports_to_apply(validated, current, config.rebuild)
         if not chain:
             # Nothing newer than what the table holds: a backfill converts the latest full export
-            # again, unless incremental exports were applied on top of it since.
+            # again, unless incremental exports (or a newer export) brought the table past it.
             latest_full = next((e for e in reversed(validated) if not e.incremental), None)
             mark, held = high_water_mark(current) if current is not None else (None, None)
             if latest_full is None or (mark is not None and instant(mark) > instant(latest_full.export_time)):
                 if held:  # staged conversions of older exports will never be committed now
                     discard_superseded(location, held, lake.s3_options())
-                newer = "incremental exports applied on top of it" if latest_full is not None and any(
-                    e.incremental for e in validated if e.export_id == held) else \
-                    f"an export newer than the latest valid one here ({latest_full.export_id})" \
-                    if latest_full is not None else "an export no valid export here replaces"
-                raise dg.Failure(f"{names.name} is up to date: it holds changes up to {mark}, export {held}: "
-                                 f"{newer}; a backfill cannot convert an older export over it (run config "
-                                 f"rebuild: true rebuilds it from the latest valid full export)")
+                # Nothing to do is a success, whatever partitions were asked for: they hold the
+                # newest state; converting the older full export into some of them would undo
+                # the windows' changes there (rebuild: true re-converts the whole table).
+                return _up_to_date(context, names, current, latest_full, dynamodb, query_engine, valid.describe())
             chain = [latest_full]
         if any(e.incremental for e in chain) and not whole:
             raise dg.Failure(f"incremental export(s) {', '.join(e.export_id for e in chain if e.incremental)} change "
@@ -159,17 +158,16 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
         for partition in context.partition_keys:
             # Each partition's event carries its own rows (not the whole table's).
             context.add_asset_metadata({"dagster/row_count": rows_now.get(partition, 0)}, partition_key=partition)
-        engine = query_engine.engine()
-        try:
-            engine.register_table(names.name, table)
-            preview = engine.query(f"SELECT * FROM {engine.table_reference(names.name)} LIMIT 10")
-            key_check = _keys_check(engine, names, result, dynamodb)
-        finally:
-            engine.close()
+        preview, key_check = _preview_and_keys(query_engine, names, table, result.plan.columns, dynamodb)
         written = result.partitions
         commit = result.commit
+        unchanged = all(r.unchanged for r in results)
         return dg.MaterializeResult(
             metadata={
+                **({"up_to_date": f"{names.name} is up to date: it holds export {export_id} "
+                                  f"({result.export.summary.export_time}) already, so nothing was converted and no "
+                                  f"snapshot was made. Run config rebuild: true converts it again."}
+                   if unchanged else {}),
                 "table_rows": commit.rows,
                 "rows_written": sum(p["rows"] for p in written.values()),
                 "rows_per_partition": dg.MetadataValue.md(
@@ -203,10 +201,7 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
                 "json_parse": result.parse_path,
                 "dagster/uri": result.location,
                 "dagster/table_name": result.table,
-                "dagster/column_schema": dg.TableSchema(columns=[
-                    dg.TableColumn(name=c.name, type=str(c.type_),
-                                   description=f"from {c.attribute} ({c.descriptor}), field id {c.field_id}")
-                    for c in result.plan.columns]),
+                "dagster/column_schema": _column_schema(result.plan.columns),
                 "mixed_types": dg.MetadataValue.json(result.plan.variants),
                 "preview": dg.MetadataValue.md(preview.markdown(10)),
             },
@@ -214,6 +209,71 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
         )
 
     return parquet
+
+
+def _up_to_date(context: dg.AssetExecutionContext, names: TableNames, table: Any,
+                latest_full: ValidatedExport | None, dynamodb: DynamoDBResource,
+                query_engine: QueryEngineResource, latest_valid: str) -> dg.MaterializeResult:
+    """A run with nothing to apply: the table is past the latest valid full export (windows merged
+    on top of it, or a newer export committed outside this Dagster instance). Succeeds with no
+    snapshot; the checks are evaluated on the table as it is."""
+    mark, held = high_water_mark(table)
+    summaries = list(lineage(table))
+    base = next((s for s in reversed(summaries) if s.get(f"{SUMMARY_PREFIX}export-type", FULL) == FULL
+                 and s.get(f"{SUMMARY_PREFIX}export-id")), {})
+    base_id = base.get(f"{SUMMARY_PREFIX}export-id")
+    if base_id and base_id != held:
+        holding = f"export {held}, applied after full export {base_id}"
+    elif latest_full is not None:
+        holding = f"export {held}, newer than {latest_full.export_id}, the latest valid full export here"
+    else:
+        holding = f"export {held}; no full export here has passed validation"
+    text = (f"{names.name} is up to date: it holds changes up to {mark} ({holding}); no export newer than that has "
+            f"passed validation, so nothing was converted and no snapshot was made. Run config rebuild: true "
+            f"converts the latest valid full export again and merges the windows after it.")
+    context.log.info(text)
+    rows_now = partition_rows(table)
+    for partition in context.partition_keys:
+        context.add_asset_metadata({"dagster/row_count": rows_now.get(partition, 0)}, partition_key=partition)
+    commit = current_result(table)
+    stored = stored_schema(table)
+    planned = stored.columns if stored is not None else []
+    preview, key_check = _preview_and_keys(query_engine, names, table, planned, dynamodb)
+    rows: dict[str, Any] = {"table_rows": commit.rows, "held_export": held or "", "applied_this_run": "nothing"}
+    if base_id and base_id == held:  # the table is one full export: its rows are that export's items
+        expected = int(base.get(f"{SUMMARY_PREFIX}item-count") or 0)
+        rows["export_item_count"] = expected
+        row_check = dg.AssetCheckResult(check_name="row_count_matches_export", passed=commit.rows == expected,
+                                        metadata=rows)
+    else:  # windows merged on top: the rows are the full export's changed by them, no export's count
+        row_check = dg.AssetCheckResult(check_name="row_count_matches_export", passed=True, metadata=rows)
+    return dg.MaterializeResult(
+        metadata={
+            "up_to_date": text,
+            "table_rows": commit.rows,
+            "files_added": 0,
+            "files_replaced": 0,
+            "snapshot_id": str(commit.snapshot_id),
+            "metadata_location": commit.metadata_location,
+            "export_id": held or "",
+            "exports_applied": dg.MetadataValue.json([]),
+            "high_water_mark": mark or "",
+            "latest_valid_export": latest_valid,
+            "conversion": "none: up to date",
+            "dagster/uri": table.location(),
+            "dagster/table_name": ".".join(table.name()),
+            "dagster/column_schema": _column_schema(planned),
+            "preview": dg.MetadataValue.md(preview.markdown(10)),
+        },
+        check_results=[row_check, key_check],
+    )
+
+
+def _column_schema(planned: list[Column]) -> dg.TableSchema:
+    return dg.TableSchema(columns=[
+        dg.TableColumn(name=c.name, type=str(c.type_), description=f"from {c.attribute} ({c.descriptor}), field id "
+                                                                   f"{c.field_id}")
+        for c in planned])
 
 
 def exports_to_apply(validated: list[ValidatedExport], table: Any, rebuild: bool = False) -> list[ValidatedExport]:
@@ -256,12 +316,24 @@ def _row_count_check(result: ConvertResult, whole: bool, rows_now: dict[str, int
     return dg.AssetCheckResult(check_name="row_count_matches_export", passed=written == expected, metadata=details)
 
 
-def _keys_check(engine: QueryEngine, names: TableNames, result: ConvertResult,
+def _preview_and_keys(query_engine: QueryEngineResource, names: TableNames, table: Any, planned: list[Column],
+                      dynamodb: DynamoDBResource) -> tuple[QueryResult, dg.AssetCheckResult]:
+    """The table's first 10 rows and its keys check, read through the query engine."""
+    engine = query_engine.engine()
+    try:
+        engine.register_table(names.name, table)
+        preview = engine.query(f"SELECT * FROM {engine.table_reference(names.name)} LIMIT 10")
+        return preview, _keys_check(engine, names, planned, dynamodb)
+    finally:
+        engine.close()
+
+
+def _keys_check(engine: QueryEngine, names: TableNames, planned: list[Column],
                 dynamodb: DynamoDBResource) -> dg.AssetCheckResult:
     attributes = names.table.key_attributes or dynamodb.key_attributes(names.table.table)
     columns = []
     for attribute in attributes:
-        match = [c.name for c in result.plan.columns if c.path == (attribute,) and c.encoding != "time"]
+        match = [c.name for c in planned if c.path == (attribute,) and c.encoding != "time"]
         if not match:
             return dg.AssetCheckResult(check_name="keys_not_null_and_unique", passed=False,
                                        metadata={"problem": f"key attribute {attribute!r} has no column"})
