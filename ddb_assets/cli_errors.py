@@ -31,18 +31,6 @@ _LOCAL_HINTS = {
     errno.ENAMETOOLONG: ("the name is too long", "give a shorter path"),
 }
 
-# pyarrow's S3 errors: "When <doing> for key 'k' in bucket 'b': AWS Error <CODE> during <Op> operation: <message>".
-_S3_ERROR = re.compile(r"AWS Error (?P<code>[A-Z_]+) during (?P<operation>\w+) operation: (?P<message>.*?)"
-                       r"(?: \(Request ID: [^)]*\))?\s*$", re.S)
-_S3_PLACE = re.compile(r"(?:key '(?P<key>[^']*)' in )?bucket '(?P<bucket>[^']*)'")
-_S3_HINTS = {
-    "NO_SUCH_BUCKET": "the bucket does not exist: create it, or check the s3:// URI",
-    "ACCESS_DENIED": "access denied: check the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID) and the bucket's policy",
-    "INVALID_ACCESS_KEY_ID": "the access key is not valid: check the credentials",
-    "SIGNATURE_DOES_NOT_MATCH": "the secret key does not match: check the credentials",
-    "NETWORK_CONNECTION": "S3 does not answer: check AWS_ENDPOINT_URL (a local world must be running) and "
-                          "the network",
-}
 # A local path inside pyarrow's messages ("Failed to open local file '/x'. Detail: ...", "Cannot
 # create directory '/x'. Detail: ...").
 _QUOTED_PATH = re.compile(r"(?:file|directory|path) '(?P<path>[^']+)'")
@@ -65,17 +53,10 @@ def environment_message(exc: BaseException) -> Optional[str]:
 
 
 def _s3_message(exc: OSError) -> Optional[str]:
-    text = " ".join(str(exc).split())
-    found = _S3_ERROR.search(text)
-    if not found:
-        return None
-    place = _S3_PLACE.search(text)
-    uri = ""
-    if place:
-        uri = f"s3://{place['bucket']}/{place['key'] or ''}"
-    code, operation = found["code"], found["operation"]
-    hint = _S3_HINTS.get(code, found["message"].rstrip(". ") or code.lower().replace("_", " "))
-    return f"{uri or 'S3'}: {hint} ({code} during {operation})"
+    from ddb_assets.exports.storage import s3_failure
+
+    failure = s3_failure(exc)
+    return f"{failure[0] or 'S3'}: {failure[1]}" if failure else None
 
 
 def _local_message(exc: OSError) -> str:

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from typing import Any
 
-from ddb_assets.lake.catalog import CatalogConfig
+from ddb_assets.lake.catalog import CatalogConfig, CatalogError
 from ddb_assets.lake.convert import ConvertOptions, convert_export
 from ddb_assets.local.loader import batch_write
 from ddb_assets.local.sample_data import ReviewGenerator
 from ddb_assets.local.tables import create_reviews_table
 from ddb_assets_tests import doctor
 from ddb_assets_tests.lake_reader import read_rows, read_table_metadata
-from ddb_assets_tests.cli_helpers import run_cli
+from ddb_assets_tests.cli_helpers import free_port, run_cli
 from ddb_assets_tests.conftest import unique, wait_done
 
 
@@ -163,3 +163,32 @@ def test_cli_inspect_saves_a_profile_that_convert_uses_for_one_pass(tmp_path: Pa
     wrong = run_cli("convert", str(other), str(tmp_path / "lake" / "other"), "--profile", str(profile))
     assert wrong.returncode == 1 and "is the profile of export" in wrong.stderr, wrong.stderr
     assert not (tmp_path / "lake" / "other").exists()
+
+
+def test_an_unreachable_destination_or_catalog_is_refused_before_the_export_is_read(
+        aws_env: dict[str, str], s3: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = doctor.make_export(tmp_path / "export", items=50)
+    catalog = tmp_path / "catalog.db"
+    port = free_port()  # nothing listens there: a wrong endpoint
+    unreachable = run_cli("convert", str(folder), f"s3://{bucket}/lake/reviews", "--catalog", f"sqlite:///{catalog}",
+                          env={"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_MAX_ATTEMPTS": "1"})
+    assert unreachable.returncode == 1 and not catalog.exists()
+    assert unreachable.stderr.splitlines() == [
+        f"error: destination 's3://{bucket}/lake/reviews' cannot be written: S3 does not answer: check "
+        f"AWS_ENDPOINT_URL (a local world must be running) and the network (NETWORK_CONNECTION during CreateMultipartUpload)"]
+
+    # The catalog: a SQLite file in a folder that does not exist, a Glue endpoint that does not answer.
+    nowhere = run_cli("convert", str(folder), f"s3://{bucket}/lake/reviews",
+                      "--catalog", f"sqlite:///{tmp_path / 'nowhere' / 'catalog.db'}")
+    assert nowhere.returncode == 1
+    assert nowhere.stderr.splitlines() == [f"error: the catalog's folder {tmp_path / 'nowhere'} does not exist"]
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    glue = CatalogConfig("glue", properties={"glue.endpoint": f"http://127.0.0.1:{port}"})
+    with pytest.raises(CatalogError) as caught:
+        convert_export(folder, f"s3://{bucket}/lake/reviews", ConvertOptions(catalog=glue))
+    assert str(caught.value) == (
+        f"the Glue catalog at http://127.0.0.1:{port} refused or did not answer (Could not connect to the "
+        f"endpoint URL: \"http://127.0.0.1:{port}/\"): check AWS_ENDPOINT_URL, AWS_REGION and the credentials, "
+        f"or give another --catalog")
+    # Nothing was written: the probes were deleted, no data or metadata file is left.
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])] == []

@@ -28,6 +28,18 @@ from ddb_assets.exports.errors import UnreadableObject
 # is ridden out, an outage is reported within half a minute.
 S3_MAX_ATTEMPTS = 6
 # pyarrow's words for the AWS error kinds the SDK retries (aws-sdk-cpp CoreErrors, marked retryable).
+# pyarrow's S3 errors: "When <doing> for key 'k' in bucket 'b': AWS Error <CODE> during <Op> operation: <message>".
+_S3_ERROR = re.compile(r"AWS Error (?P<code>[A-Z_]+) during (?P<operation>\w+) operation: (?P<message>.*?)"
+                       r"(?: \(Request ID: [^)]*\))?\s*$", re.S)
+_S3_PLACE = re.compile(r"(?:key '(?P<key>[^']*)' in )?bucket '(?P<bucket>[^']*)'")
+_S3_HINTS = {
+    "NO_SUCH_BUCKET": "the bucket does not exist: create it, or check the s3:// URI",
+    "ACCESS_DENIED": "access denied: check the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID) and the bucket's policy",
+    "INVALID_ACCESS_KEY_ID": "the access key is not valid: check the credentials",
+    "SIGNATURE_DOES_NOT_MATCH": "the secret key does not match: check the credentials",
+    "NETWORK_CONNECTION": "S3 does not answer: check AWS_ENDPOINT_URL (a local world must be running) and "
+                          "the network",
+}
 _TRANSIENT = re.compile(r"NETWORK_CONNECTION|SLOW_DOWN|THROTTL|SERVICE_UNAVAILABLE|INTERNAL_FAILURE|REQUEST_TIMEOUT"
                         r"|REQUEST_TIME_TOO_SKEWED|curlCode|HTTP response code: 5\d\d")
 
@@ -196,6 +208,21 @@ def s3_client(settings: S3Options | None = None):  # type: ignore[no-untyped-def
         options["endpoint_url"] = settings.endpoint_url
         config = config.merge(Config(s3={"addressing_style": "path"}))
     return boto3.client("s3", config=config, **options)
+
+
+def s3_failure(exc: OSError) -> tuple[str, str] | None:
+    """(the object's ``s3://`` URI or "", what went wrong and what to do, with the AWS error code and
+    operation) for one of pyarrow's S3 errors, e.g. ``the bucket does not exist: create it, or check
+    the s3:// URI (NO_SUCH_BUCKET during PutObject)``; None for any other error."""
+    text = " ".join(str(exc).split())
+    found = _S3_ERROR.search(text)
+    if not found:
+        return None
+    place = _S3_PLACE.search(text)
+    uri = f"s3://{place['bucket']}/{place['key'] or ''}" if place else ""
+    code, operation = found["code"], found["operation"]
+    hint = _S3_HINTS.get(code, found["message"].rstrip(". ") or code.lower().replace("_", " "))
+    return uri, f"{hint} ({code} during {operation})"
 
 
 def resolve(uri: str | os.PathLike[str], s3: S3Options | None = None) -> Location:

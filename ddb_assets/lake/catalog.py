@@ -181,6 +181,30 @@ def load_table(catalog: Any, namespace: str, name: str) -> Any | None:
         return catalog.load_table((namespace, name))
     except (NoSuchTableError, NoSuchNamespaceError):
         return None
+    except Exception as exc:
+        refusal = _glue_refusal(catalog, exc)
+        if refusal is None:
+            raise
+        raise refusal from exc
+
+
+def _glue_refusal(catalog: Any, exc: Exception) -> CatalogError | None:
+    """The one line for a Glue catalog that cannot be reached or refuses the caller (wrong
+    endpoint, no or bad credentials, access denied), naming its endpoint; None for anything else."""
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # pragma: no cover - boto3 comes with dagster-aws
+        return None
+    client = getattr(catalog, "glue", None)
+    if client is None or not isinstance(exc, (BotoCoreError, ClientError)):
+        return None
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        detail = f"{error.get('Code')}: {error.get('Message')}"
+    else:
+        detail = str(exc)
+    return CatalogError(f"the Glue catalog at {client.meta.endpoint_url} refused or did not answer ({detail}): "
+                        f"check AWS_ENDPOINT_URL, AWS_REGION and the credentials, or give another --catalog")
 
 
 def list_tables(catalog: Any, namespace: str) -> list[str]:

@@ -10,7 +10,10 @@ anything is read, naming the destination:
 - a lake folder itself (one holding ``catalog.db``, or the folder of the ``sqlite:///`` catalog):
   the table's ``data/`` and ``metadata/`` would mix with other tables' folders;
 - a folder inside an existing table's folder (one with a ``metadata/`` of ``*.metadata.json``):
-  that table's maintenance would remove the new table's files as orphans.
+  that table's maintenance would remove the new table's files as orphans;
+- a place that cannot be written (``check_writable``): a bucket that does not exist, a wrong
+  endpoint, credentials S3 refuses, a read-only folder. Found before the catalog is opened and
+  before the export is read, not after the whole export was parsed.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from ddb_assets.exports.storage import Location, S3Options, resolve
-from ddb_assets.lake.catalog import CATALOG_FILE, CatalogConfig, CatalogError, open_catalog
+from ddb_assets.lake.catalog import CATALOG_FILE, CatalogConfig, CatalogError, default_sql_uri, open_catalog
 
 
 class DestinationError(CatalogError):
@@ -50,6 +54,8 @@ def lake_target(dest: str | os.PathLike[str], table_name: str | None, catalog: C
     location = table_location(dest, catalog, s3)
     name = table_name or table_name_for(location.name)
     check_table_name(name)
+    check_catalog_writable(catalog, location.parent())  # local and cheap: before any request
+    check_writable(location, os.fspath(dest), s3)
     return LakeTarget(open_catalog(catalog, location.parent(), s3), catalog.namespace, name, location)
 
 
@@ -90,6 +96,61 @@ def _check_local_folder(path: str, text: str, catalog: CatalogConfig) -> None:
             raise DestinationError(f"destination {text!r} is inside the table folder {parent}: give a folder of its "
                                    f"own beside it ({os.path.join(os.path.dirname(parent), '<table>')})")
         parent = os.path.dirname(parent)
+
+
+def check_writable(location: Location, text: str, s3: S3Options | None = None) -> None:
+    """Refuse (DestinationError, naming ``text`` and the cause) a table location the conversion
+    could not write. On S3 a tiny probe object is written under it and deleted: PutObject and
+    DeleteObject are what the conversion and maintenance need there anyway, whereas a HEAD of the
+    bucket needs s3:ListBucket and proves no write. Locally the nearest existing folder must be
+    writable (nothing is created)."""
+    if location.scheme == "file":
+        existing = location.path
+        while not os.path.exists(existing) and existing != os.path.dirname(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            raise DestinationError(f"destination {text!r} cannot be written: {existing} is a file where a folder is "
+                                   f"needed: give a folder path, or move the file away")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            why = "is on a read-only file system: give a destination on a writable volume" \
+                if os.statvfs(existing).f_flag & os.ST_RDONLY else \
+                "is not writable (permission denied): fix its permissions, or give another destination"
+            raise DestinationError(f"destination {text!r} cannot be written: the folder {existing} {why}")
+        return
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from ddb_assets.exports.storage import s3_client, s3_failure
+
+    probe = location.join(f".ddb-assets-write-probe-{uuid.uuid4().hex}")
+    try:
+        probe.write_bytes(b"")
+    except OSError as exc:
+        failure = s3_failure(exc)
+        reason = failure[1] if failure else " ".join(str(exc).split())
+        raise DestinationError(f"destination {text!r} cannot be written: {reason}") from None
+    bucket, _, key = probe.path.partition("/")
+    try:
+        # boto3, not pyarrow: pyarrow's delete_file leaves a folder marker object behind.
+        s3_client(s3).delete_object(Bucket=bucket, Key=key)
+    except (BotoCoreError, ClientError):
+        pass  # written but not deletable: an orphan the table's maintenance removes
+
+
+def check_catalog_writable(catalog: CatalogConfig, lake: Location) -> None:
+    """Refuse (CatalogError) a SQLite catalog that a commit could not write: its file or its folder
+    (SQLite writes its journal beside the file) not writable. A missing folder is open_catalog's
+    refusal. Other kinds answer for themselves on the first lookup (lake/catalog.py load_table)."""
+    if catalog.kind != "sql":
+        return
+    uri = catalog.uri or default_sql_uri(lake)  # an s3:// lake has no folder for the default one
+    if not uri.startswith("sqlite:///"):
+        return
+    path = os.path.abspath(uri[len("sqlite:///"):])
+    folder = os.path.dirname(path)
+    for place in (path, folder):
+        if os.path.exists(place) and not os.access(place, os.W_OK):
+            raise CatalogError(f"the catalog {path} cannot be written ({place} is read-only for this user or on a "
+                               f"read-only file system): fix its permissions, or give another --catalog")
 
 
 def table_name_for(folder: str) -> str:
