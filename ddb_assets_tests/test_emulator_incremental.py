@@ -527,3 +527,36 @@ def test_an_empty_window_is_a_completed_export_of_empty_files(ddb: Any, s3: Any,
     assert done["ItemCount"] == 0 and export.lines == []
     assert done["BilledSizeBytes"] == 10_000_000  # what AWS bills an empty incremental export
     assert all(entry["itemCount"] == 0 and len(export.data[entry["dataFileS3Key"]]) == 20 for entry in export.files)
+
+
+def test_partiql_writes_are_in_the_window_they_were_made_in(ddb: Any, s3: Any, bucket: str,
+                                                             clock: WorldClock) -> None:
+    """ExecuteStatement, BatchExecuteStatement and ExecuteTransaction write like PutItem: each
+    INSERT, UPDATE and DELETE is in its window's export, numbers in DynamoDB's canonical text."""
+    name, arn = make_table(ddb, sort_key=False)  # moto's PartiQL DELETE takes quoted (string) keys only
+    clock.advance(10)
+    ddb.put_item(TableName=name, Item={"pk": {"S": "updated"}, "v": {"N": "1"}})
+    ddb.put_item(TableName=name, Item={"pk": {"S": "deleted"}, "v": {"N": "2"}})
+    clock.advance(MINUTE)
+    start = clock.now()
+    ddb.execute_statement(Statement=f"INSERT INTO \"{name}\" VALUE {{'pk': 'inserted', 'v': 15}}")
+    clock.advance(MINUTE)
+    updated_at = clock.now()
+    ddb.batch_execute_statement(Statements=[
+        {"Statement": f"UPDATE \"{name}\" SET v = ? WHERE pk = 'updated'", "Parameters": [{"N": "7e1"}]}])
+    clock.advance(MINUTE)
+    deleted_at = clock.now()
+    ddb.execute_transaction(TransactStatements=[{"Statement": f"DELETE FROM \"{name}\" WHERE pk = 'deleted'"}])
+    end = start + 15 * MINUTE
+    clock.set(end + 1, frozen=True)
+
+    done = completed(ddb, incremental(ddb, arn, bucket, start, end, S3Prefix="partiql"))
+    by_key = {c.keys["pk"]: c for c in read_incremental_export(s3, bucket, done["ExportManifest"]).changes()}
+    assert {key: (c.old, c.new) for key, c in by_key.items()} == {
+        "inserted": (None, {"pk": "inserted", "v": 15}),
+        "updated": ({"pk": "updated", "v": 1}, {"pk": "updated", "v": 70}),
+        "deleted": ({"pk": "deleted", "v": 2}, None)}
+    assert [by_key[k].write_micros for k in ("inserted", "updated", "deleted")] == \
+        [round(t * 1_000_000) for t in (start, updated_at, deleted_at)]
+    # The stored number is canonical too ("7e1" is 70), as GetItem returns it.
+    assert ddb.get_item(TableName=name, Key={"pk": {"S": "updated"}})["Item"]["v"] == {"N": "70"}

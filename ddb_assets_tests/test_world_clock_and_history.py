@@ -303,6 +303,22 @@ def test_transactions_are_recorded_and_a_failed_one_leaves_no_trace(world: Local
         ('[{"S": "c"}, {"N": "1"}]', False), ('[{"S": "a"}, {"N": "1"}]', True)]
 
 
+def test_a_restored_table_exports_the_items_it_was_restored_with(world: LocalWorld, ddb: Any, s3: Any,
+                                                                 bucket: str, clock: WorldClock) -> None:
+    name, _ = make_table(ddb)
+    ddb.put_item(TableName=name, Item={"pk": {"S": "kept"}, "sk": {"N": "1"}, "v": {"N": "1.50"}})
+    backup = ddb.create_backup(TableName=name, BackupName="before-restore")["BackupDetails"]["BackupArn"]
+    restored = f"{name}-restored"
+    arn = ddb.restore_table_from_backup(TargetTableName=restored, BackupArn=backup)["TableDescription"]["TableArn"]
+    ddb.update_continuous_backups(TableName=restored,
+                                  PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+    clock.advance(1)
+    done = wait_done(ddb, ddb.export_table_to_point_in_time(TableArn=arn, S3Bucket=bucket, S3Prefix="restored")[
+        "ExportDescription"]["ExportArn"])
+    assert [i["Item"] for i in read_export(s3, bucket, done["ExportManifest"]).items] == [
+        {"pk": {"S": "kept"}, "sk": {"N": "1"}, "v": {"N": "1.5"}}]
+
+
 def test_the_cli_shows_and_moves_the_clock(world: LocalWorld, clock: WorldClock) -> None:
     from ddb_assets_tests.cli_helpers import run_cli
 

@@ -7,7 +7,8 @@ moto process, with exports that match EXPORT_FORMAT.md: the same API calls (``Ex
 else (tables, items, S3) stays moto's.
 
 To answer ``ExportTime`` and incremental exports it keeps a write history per table
-(``local/history.py``): every put, update and delete is recorded with its time, so the table can
+(``local/history.py``): every put, update and delete (PartiQL's too, and the items a table is
+imported or restored with) is recorded with its time, so the table can
 be replayed to any second inside the PITR window, and compared between two of them. The history
 is pruned as the window moves. Every "now" is the world clock's (``local/clock.py``), so tests
 can run 15-minute windows and 35-day retention in seconds.
@@ -240,6 +241,79 @@ def _wrap_writes() -> None:
     DynamoDBBackend.put_item = put_item  # type: ignore[method-assign]
     DynamoDBBackend.update_item = update_item  # type: ignore[method-assign]
     DynamoDBBackend.delete_item = delete_item  # type: ignore[method-assign]
+    # BatchWriteItem and TransactWriteItems call the three above; PartiQL, import and restores do not.
+    _wrap_partiql_writes()
+    _wrap_new_tables_with_items()
+
+
+# The changes the PartiQL statement being run on this thread computed: (table, before, after).
+_PARTIQL_CHANGES = threading.local()
+
+
+def _wrap_partiql_writes() -> None:
+    """ExecuteStatement, BatchExecuteStatement and ExecuteTransaction (each statement of the
+    latter two runs through ``execute_statement``): INSERT, UPDATE and DELETE go into the write
+    history like any other write, with the same refusal of out-of-range numbers (parameters and
+    the values the statement computed, before anything is applied) and canonical numbers after.
+    moto applies the changes its PartiQL parser returns; the parser is wrapped to see them."""
+    from moto.dynamodb.parsing import partiql
+
+    original_query = partiql.query
+    original_execute = DynamoDBBackend.execute_statement
+
+    def query(statement: str, source_data: dict[str, list[Any]], parameters: list[dict[str, Any]]) -> Any:
+        _refuse_out_of_range(parameters)
+        found, changes = original_query(statement, source_data, parameters)
+        _refuse_out_of_range([after for updates in changes.values() for _, after in updates if after is not None])
+        _PARTIQL_CHANGES.changes = changes
+        return found, changes
+
+    def execute_statement(self: DynamoDBBackend, statement: str, parameters: list[dict[str, Any]]) -> Any:
+        _PARTIQL_CHANGES.changes = {}
+        try:
+            found = original_execute(self, statement, parameters)
+            changes = _PARTIQL_CHANGES.changes
+        finally:
+            _PARTIQL_CHANGES.changes = {}
+        for table_name, updates in changes.items():
+            for before, after in updates:
+                _record(self.get_table(table_name), after if after is not None else before)
+        return found
+
+    partiql.query = query  # type: ignore[assignment]
+    DynamoDBBackend.execute_statement = execute_statement  # type: ignore[method-assign]
+
+
+def _wrap_new_tables_with_items() -> None:
+    """ImportTable, RestoreTableFromBackup and RestoreTableToPointInTime make a table that holds
+    items from the start: each is recorded as written when the table was made, so the new table's
+    exports hold them."""
+    from moto.dynamodb.models.table_import import TableImport
+
+    original_import = TableImport._process_s3_files
+
+    def process_s3_files(self: TableImport, *args: Any, **kwargs: Any) -> None:
+        try:
+            original_import(self, *args, **kwargs)
+        finally:  # a failed import keeps the items it put
+            if self.table is not None:
+                _record_all(self.table)
+
+    TableImport._process_s3_files = process_s3_files  # type: ignore[method-assign]
+    for name in ("restore_table_from_backup", "restore_table_to_point_in_time"):
+        original = getattr(DynamoDBBackend, name)
+
+        def restore(self: DynamoDBBackend, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            table = _original(self, *args, **kwargs)
+            _record_all(table)
+            return table
+
+        setattr(DynamoDBBackend, name, restore)
+
+
+def _record_all(table: Any) -> None:
+    for item in list(table.all_items()):
+        _record(table, _item_json(item))
 
 
 # ---------------------------------------------------------------------------------------------
