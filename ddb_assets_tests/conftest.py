@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import uuid
@@ -20,6 +21,7 @@ settings.register_profile("thorough", max_examples=400, **_CALM)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 from ddb_assets.local import emulator
+from ddb_assets.local.clock import WorldClock
 from ddb_assets.local.world import LocalWorld
 
 
@@ -100,6 +102,18 @@ def world() -> Iterator[LocalWorld]:
     emulator.settings["export_delay_seconds"] = 0.2
     with LocalWorld() as started:
         yield started
+
+
+@pytest.fixture
+def clock(world: LocalWorld) -> Iterator[WorldClock]:
+    """The world clock, frozen at a whole second just ahead of now (every write's time is the
+    instant the test set); real time again afterwards. Modules that need more (a window
+    boundary, no export delay) define their own ``clock``."""
+    world.clock.set(math.ceil(world.clock.now()) + 1, frozen=True)
+    try:
+        yield world.clock
+    finally:
+        world.clock.reset()
 
 
 @pytest.fixture

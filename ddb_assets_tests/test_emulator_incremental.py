@@ -14,13 +14,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
 from ddb_assets.local.clock import WorldClock
-from ddb_assets.local.world import LocalWorld
 from ddb_assets_tests.conftest import make_table, unique, wait_done
 from ddb_assets_tests.independent_reader import (
     PlainChange,
@@ -35,16 +34,6 @@ SUMMARY_KEYS = ["version", "exportArn", "startTime", "endTime", "tableArn", "tab
                 "exportToTime", "s3Bucket", "s3Prefix", "s3SseAlgorithm", "s3SseKmsKeyId", "manifestFilesS3Key",
                 "billedSizeBytes", "itemCount", "outputFormat", "outputView", "exportType"]
 DATA_KEY = re.compile(r"^(?P<prefix>.+/)?AWSDynamoDB/data/[a-z2-7]{26}\.(json|ion)\.gz$")
-
-
-@pytest.fixture
-def clock(world: LocalWorld) -> Iterator[WorldClock]:
-    """The world clock, frozen at a whole second just ahead of now; real time again afterwards."""
-    world.clock.set(math.ceil(world.clock.now()) + 1, frozen=True)
-    try:
-        yield world.clock
-    finally:
-        world.clock.reset()
 
 
 def iso_millis(epoch: float) -> str:

@@ -9,9 +9,8 @@ incremental export into a lake table and reconciles it with a fresh full export.
 from __future__ import annotations
 
 import base64
-import math
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -25,15 +24,6 @@ from ddb_assets_tests.conftest import unique, wait_done
 from ddb_assets_tests.independent_reader import read_export, read_incremental_export
 
 WINDOW = 15 * 60
-
-
-@pytest.fixture
-def clock(world: LocalWorld) -> Iterator[WorldClock]:
-    world.clock.set(math.ceil(world.clock.now()) + 1, frozen=True)
-    try:
-        yield world.clock
-    finally:
-        world.clock.reset()
 
 
 def b64(data: bytes) -> str:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -24,15 +24,6 @@ from ddb_assets_tests.conftest import make_table, wait_done
 from ddb_assets_tests.independent_reader import read_export
 
 DAY = 86400
-
-
-@pytest.fixture
-def clock(world: LocalWorld) -> Iterator[WorldClock]:
-    world.clock.set(math.ceil(world.clock.now()) + 1, frozen=True)
-    try:
-        yield world.clock
-    finally:
-        world.clock.reset()
 
 
 # -- the clock ----------------------------------------------------------------------------------
