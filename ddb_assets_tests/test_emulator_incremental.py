@@ -549,3 +549,27 @@ def test_partiql_writes_are_in_the_window_they_were_made_in(ddb: Any, s3: Any, b
         [round(t * 1_000_000) for t in (start, updated_at, deleted_at)]
     # The stored number is canonical too ("7e1" is 70), as GetItem returns it.
     assert ddb.get_item(TableName=name, Key={"pk": {"S": "updated"}})["Item"]["v"] == {"N": "70"}
+
+
+def test_a_write_at_a_full_exports_exact_time_is_in_the_window_starting_there_only(
+        ddb: Any, s3: Any, bucket: str, clock: WorldClock) -> None:
+    """A full export at T and the windows from T meet without overlap: T holds the state just
+    before T (as a window's exclusive ExportToTime does), the window from T (inclusive) the write
+    made at exactly T. Applied in order they give the table once, each change counted once."""
+    name, arn = make_table(ddb)
+    clock.advance(10)
+    ddb.put_item(TableName=name, Item={"pk": {"S": "before"}, "sk": {"N": "1"}})
+    clock.advance(MINUTE)
+    t = clock.now()
+    ddb.put_item(TableName=name, Item={"pk": {"S": "at-t"}, "sk": {"N": "1"}})
+    ddb.delete_item(TableName=name, Key={"pk": {"S": "before"}, "sk": {"N": "1"}})
+    clock.advance(20 * MINUTE)
+
+    full = completed(ddb, ddb.export_table_to_point_in_time(
+        TableArn=arn, S3Bucket=bucket, S3Prefix="full", ExportTime=datetime.fromtimestamp(t, timezone.utc))[
+        "ExportDescription"])
+    assert [i["Item"]["pk"]["S"] for i in read_export(s3, bucket, full["ExportManifest"]).items] == ["before"]
+    window = completed(ddb, incremental(ddb, arn, bucket, t, t + 15 * MINUTE, S3Prefix="window"))
+    changes = read_incremental_export(s3, bucket, window["ExportManifest"]).changes()
+    assert sorted((c.keys["pk"], c.old is not None, c.new is not None) for c in changes) == [
+        ("at-t", False, True), ("before", True, False)]

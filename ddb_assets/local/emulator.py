@@ -566,7 +566,12 @@ def _start_export_locked(handler: DynamoHandler) -> dict[str, Any]:
     history = _history(table)
     history.prune(_restorable_from(table, now))
     if incremental is None:
-        content = history.items_at(export_time if export_time is not None else math.inf)
+        # A given ExportTime: the state just before it, as a window ending there (ExportToTime is
+        # exclusive), so a write at exactly that instant is in the window starting there
+        # (ExportFromTime is inclusive) and not in both. Without one: every write acknowledged
+        # before the request (a frozen clock gives them the request's own instant).
+        content = history.items_at(export_time, inclusive=False) if export_time is not None \
+            else history.items_at(math.inf)
     else:
         content = history.changes(incremental["from"], window.export_to_time.timestamp())  # type: ignore[union-attr]
     threading.Thread(target=_run_export, args=(export, content, backend.region_name), daemon=True).start()

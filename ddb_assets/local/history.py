@@ -79,10 +79,11 @@ class WriteHistory:
         self.base_time = cutoff
         return folded
 
-    def items_at(self, moment: float) -> list[Item]:
-        """The table at ``moment`` (writes at exactly ``moment`` included). Raises ValueError for a
-        moment before ``base_time``: that past has been pruned."""
-        return [item for item in self._state(moment, inclusive=True).values() if item is not None]
+    def items_at(self, moment: float, *, inclusive: bool = True) -> list[Item]:
+        """The table at ``moment``: with ``inclusive``, writes at exactly ``moment`` included;
+        without, the state just before it (what a window ending there leaves). Raises ValueError
+        for a moment before ``base_time``: that past has been pruned."""
+        return [item for item in self._state(moment, inclusive=inclusive).values() if item is not None]
 
     def changes(self, start: float, end: float) -> list[Change]:
         """The keys written in ``[start, end)``, each once: its state just before ``start`` and at
