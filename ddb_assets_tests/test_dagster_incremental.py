@@ -71,6 +71,12 @@ class Platform:
     def delete(self, review: str) -> None:
         self.ddb.delete_item(TableName=self.table, Key={"product_id": {"S": "p"}, "review_id": {"S": review}})
 
+    def full_export(self) -> dg.ExecuteInProcessResult:
+        """The full export at the first window's start, the clock set there: the chain begins there."""
+        self.clock.set(self.start, frozen=True)
+        return self.materialize([self.names.pitr_export_key], run_config={"ops": {
+            "__".join(self.names.pitr_export_key.path): {"config": {"export_time": _iso(self.start)}}}})
+
     def materialize(self, keys: list[dg.AssetKey], **kwargs: Any) -> dg.ExecuteInProcessResult:
         return dg.materialize([self.assets[k] for k in keys], instance=self.instance, resources=self.defs.resources,
                               raise_on_error=False, **kwargs)
@@ -105,10 +111,7 @@ def test_windows_are_exported_validated_and_merged_in_order(world: LocalWorld, c
         p = Platform(world, clock, tmp_path, instance)
         p.put("r1", 2015)
         p.put("r2", 2015)
-        clock.set(p.start, frozen=True)
-        # The full export at the first window's start: the chain begins there.
-        full = p.materialize([p.names.pitr_export_key], run_config={"ops": {
-            "__".join(p.names.pitr_export_key.path): {"config": {"export_time": _iso(p.start)}}}})
+        full = p.full_export()
         assert full.success
         assert p.sensor_tick_and_validate()
         assert p.lake_table().success
@@ -186,9 +189,7 @@ def test_the_lake_table_keeps_the_change_history_of_its_windows(world: LocalWorl
         p = Platform(world, clock, tmp_path, instance, history=True)
         p.put("r1", 2015)
         p.put("r2", 2015)
-        clock.set(p.start, frozen=True)
-        assert p.materialize([p.names.pitr_export_key], run_config={"ops": {
-            "__".join(p.names.pitr_export_key.path): {"config": {"export_time": _iso(p.start)}}}}).success
+        assert p.full_export().success
         assert p.sensor_tick_and_validate()
         assert p.lake_table().success
         clock.advance(60)
@@ -222,9 +223,7 @@ def test_a_rebuild_converts_the_latest_full_export_and_merges_its_windows_again(
         p = Platform(world, clock, tmp_path, instance)
         for review in ("r0", "r1", "r2"):
             p.put(review, 2015, note={"S": "orig"})
-        clock.set(p.start, frozen=True)
-        assert p.materialize([p.names.pitr_export_key], run_config={"ops": {
-            "__".join(p.names.pitr_export_key.path): {"config": {"export_time": _iso(p.start)}}}}).success
+        assert p.full_export().success
         [full] = p.sensor_tick_and_validate()
         assert p.lake_table().success
         clock.advance(60)
@@ -282,9 +281,7 @@ def test_materializing_an_up_to_date_table_succeeds_and_commits_nothing(world: L
         p = Platform(world, clock, tmp_path, instance)
         p.put("r1", 2015)
         p.put("r2", 2016)
-        clock.set(p.start, frozen=True)
-        assert p.materialize([p.names.pitr_export_key], run_config={"ops": {
-            "__".join(p.names.pitr_export_key.path): {"config": {"export_time": _iso(p.start)}}}}).success
+        assert p.full_export().success
         [full] = p.sensor_tick_and_validate()
         assert p.lake_table().success
         converted = _snapshot_ids(p)
