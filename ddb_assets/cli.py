@@ -188,10 +188,13 @@ def demo(
         from ddb_assets.local.demo import load_sample_table
         from ddb_assets.local.incremental_demo import run_incremental_demo
 
-        outcome = run_incremental_demo(
-            lambda line: console.print(line, highlight=False, soft_wrap=True, markup=False), items=items, seed=seed,
-            windows=4 if windows is None else windows, export_format=export_format, lake_root=lake,
-            load=lambda world, n, s: load_sample_table(world, n, s, console))
+        try:
+            outcome = run_incremental_demo(
+                lambda line: console.print(line, highlight=False, soft_wrap=True, markup=False), items=items,
+                seed=seed, windows=4 if windows is None else windows, export_format=export_format, lake_root=lake,
+                dagster_home=dagster_home, load=lambda world, n, s: load_sample_table(world, n, s, console))
+        except DemoRefused as exc:
+            raise CliError(str(exc)) from None
         if not outcome["equal"]:
             raise CliError("the merged table differs from the fresh full export (see above)")
         console.print(f"[green]incremental demo finished in {time.monotonic() - started:.1f}s[/]")

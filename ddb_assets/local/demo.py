@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -60,6 +61,24 @@ class DemoRefused(RuntimeError):
     """The demo cannot run now (``ddb-assets dev`` is serving the same Dagster home)."""
 
 
+@contextmanager
+def demo_dagster_home(dagster_home: str | None, command: str) -> Iterator[Path]:
+    """The Dagster home ``make dev`` serves (``dagster_home``, default ``$DAGSTER_HOME`` or
+    ``var/dagster``), prepared and locked for the demo's runs while the block runs. Raises
+    DemoRefused while ``ddb-assets dev`` serves it (its sensors would act on the demo's runs)."""
+    from ddb_assets.local.dev import DevLock, DevRefused, default_dagster_home, prepare_dagster_home
+
+    home = prepare_dagster_home(Path(dagster_home) if dagster_home else default_dagster_home())
+    try:
+        lock = DevLock.acquire(home, {"pid": os.getpid(), "command": command})
+    except DevRefused as exc:
+        raise DemoRefused(f"{exc} (its sensors would act on the demo's runs)") from None
+    try:
+        yield home
+    finally:
+        lock.release()
+
+
 def run_demo(console: Console, *, items: int = 3000, seed: int = 7, export_format: str = "DYNAMODB_JSON",
              lake_root: str = "var/lake", exports_root: str = "var/exports",
              dagster_home: str | None = None) -> dict[str, Any]:
@@ -77,19 +96,13 @@ def run_demo(console: Console, *, items: int = 3000, seed: int = 7, export_forma
     from ddb_assets.exports.storage import resolve
     from ddb_assets.lake.catalog import load_table, open_catalog
     from ddb_assets.lake.saved_profiles import load_profile
-    from ddb_assets.local.dev import DevLock, DevRefused, default_dagster_home, prepare_dagster_home
     from ddb_assets.local.pipeline import local_settings, run_pipeline
     from ddb_assets.local.walkthrough import FLAT_QUERY, FLAT_TABLE, NAMESPACE, RAW_QUERY, RAW_TABLE, \
         write_walkthrough_tables
     from ddb_assets.settings import TableSettings
 
     lake = os.path.abspath(lake_root)
-    home = prepare_dagster_home(Path(dagster_home) if dagster_home else default_dagster_home())
-    try:
-        lock = DevLock.acquire(home, {"pid": os.getpid(), "command": "ddb-assets demo"})
-    except DevRefused as exc:
-        raise DemoRefused(f"{exc} (its sensors would act on the demo's runs)") from None
-    try:
+    with demo_dagster_home(dagster_home, "ddb-assets demo") as home:
         with LocalWorld() as world:
             console.print(f"local AWS world at [bold]{world.endpoint}[/] (moto server with faithful exports)")
             load_sample_table(world, items, seed, console)
@@ -104,10 +117,8 @@ def run_demo(console: Console, *, items: int = 3000, seed: int = 7, export_forma
                                    log=lambda message: console.print(message, highlight=False, markup=False))
                 export = _describe_demo_export(world, run.export_id, instance, run)
             kept = keep_export(world, export, exports_root)
-    finally:
-        lock.release()
     print_export(console, export)
-    console.print(f"export kept in {_shown(kept)} (inspect it: ddb-assets inspect {_shown(kept)})",
+    console.print(f"export kept in {shown_path(kept)} (inspect it: ddb-assets inspect {shown_path(kept)})",
                   highlight=False, soft_wrap=True, markup=False)
     reports = {}
     catalog = open_catalog(settings.catalog.config(), resolve(lake))
@@ -125,13 +136,13 @@ def run_demo(console: Console, *, items: int = 3000, seed: int = 7, export_forma
     write_walkthrough_tables(kept, lake, known=known)
     report_count = len(run.report_keys)
     for line in (
-        f"lake: {_shown(lake)} (Iceberg table {settings.catalog.namespace}.{run.names.name}: "
+        f"lake: {shown_path(lake)} (Iceberg table {settings.catalog.namespace}.{run.names.name}: "
         f"{len(run.partitions)} partitions by year, {report_count} report tables; catalog "
-        f"{_shown(os.path.join(lake, 'catalog.db'))})",
+        f"{shown_path(os.path.join(lake, 'catalog.db'))})",
         f"metadata: {lake_table.metadata_location}",
         f"the AWS walkthrough's tables: {NAMESPACE}.{RAW_TABLE} (the export's items) and {NAMESPACE}.{FLAT_TABLE}",
         f"  ddb-assets query '{RAW_QUERY}'",
-        "Dagster: the runs are in " + _shown(str(home)) + "; `make dev` shows them (http://127.0.0.1:3000)",
+        "Dagster: the runs are in " + shown_path(str(home)) + "; `make dev` shows them (http://127.0.0.1:3000)",
     ):
         console.print(line, highlight=False, soft_wrap=True, markup=False)
     return {"export_id": run.export_id, "partitions": run.partitions, "lake": lake, "reports": reports,
@@ -152,7 +163,7 @@ def keep_export(world: LocalWorld, export: DemoExport, exports_root: str) -> str
     return target + os.sep
 
 
-def _shown(path: str) -> str:
+def shown_path(path: str) -> str:
     """A path relative to the current folder when it is below it (what the user typed), else absolute."""
     relative = os.path.relpath(path)
     return relative + (os.sep if path.endswith(os.sep) else "") if not relative.startswith("..") else path

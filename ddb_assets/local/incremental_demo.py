@@ -1,16 +1,24 @@
-"""``ddb-assets demo --incremental``: a full export, then windows of changes merged, then proof.
+"""``ddb-assets demo --incremental``: a full export, then windows of changes merged, then proof, all
+through the Dagster assets users deploy, into the Dagster home ``make dev`` shows.
 
-On the local world, with its clock driven so that 15-minute windows pass in seconds:
+The table's settings are the packaged local profile's with ``incremental:`` set (15-minute windows
+starting at the full export's time) and ``history: true``. On the local world, with its clock driven
+so that 15-minute windows pass in seconds:
 
-1. load the sample reviews, export the table in full and convert it into ``<lake>/reviews``;
+1. load the sample reviews; ``pitr_export`` at the first window's start, the export completion
+   sensor's tick, ``raw_export`` (validated and staged, with its checks), ``parquet`` (rebuilt from
+   it: each run of the demo starts the chain again);
 2. per window: random inserts, updates, deletes and partition moves (``year`` changes), with an
-   attribute that first appears in a later window; then the window's incremental export
-   (``ExportFromTime`` = the table's high-water mark) merged into the table, one snapshot each;
-3. a fresh full export at the last window's end, converted into ``<lake>/reviews_check``, and the
-   two tables reconciled item by item (``lake/reconcile.py``).
+   attribute that first appears in a later window; then the window's ``incremental_export``
+   partition, the sensor's tick, ``raw_export`` of that export and ``parquet`` merging it (and
+   appending the change history), with the freshness check in the same run;
+3. the reconciliation check (``<table>_reconcile_job``): a fresh full export at the table's
+   high-water mark (the last window's end), converted into ``<table>_check`` and compared item
+   by item.
 
-It runs the same library calls as ``ddb-assets export --incremental`` and ``ddb-assets convert``;
-the Dagster path (the ``incremental_export`` asset) is the same code behind assets.
+The demo's clock starts at the next window boundary after the present and after anything the Dagster
+home or the lake already holds (so a second run never meets the first one's windows): it runs
+ahead of real time, which Dagster is told (``future_windows``).
 """
 
 from __future__ import annotations
@@ -44,88 +52,158 @@ class WindowChanges:
 
 def run_incremental_demo(log: Callable[[str], None], *, items: int = 3000, seed: int = 7, windows: int = 4,
                          changes_per_window: int = 60, export_format: str = "DYNAMODB_JSON",
-                         lake_root: str = "var/lake", load: Callable[[Any, int, int], str] | None = None
-                         ) -> dict[str, Any]:
-    """Run the incremental demo; returns ``{"equal", "reconciliation" (dict), "tables": {name:
-    metadata_location}, "windows": [per-window figures]}``. ``load(world, items, seed)`` loads the
-    sample table and returns its ARN (the CLI passes one that shows progress)."""
-    from ddb_assets.aws.dynamodb_exports import start_export, wait_for_export
-    from ddb_assets.lake.catalog import CatalogConfig
-    from ddb_assets.lake.convert import ConvertOptions, convert_export
-    from ddb_assets.lake.reconcile import reconcile
-    from ddb_assets.local.demo import EXPORT_BUCKET, load_sample_table
+                         lake_root: str = "var/lake", dagster_home: str | None = None,
+                         load: Callable[[Any, int, int], str] | None = None) -> dict[str, Any]:
+    """Run the incremental demo through Dagster; returns ``{"equal", "reconciliation" (the check's
+    metadata values), "tables": {name: metadata_location}, "windows": [per-window figures, each
+    with its export id and runs], "full_export": export id, "dagster_home"}``. ``load(world, items,
+    seed)`` loads the sample table and returns its ARN (the CLI passes one that shows progress).
+    Raises DemoRefused while ``ddb-assets dev`` serves the Dagster home, ValueError for no windows."""
+    import dagster as dg
+
+    from ddb_assets.defs.incremental_checks import FRESHNESS, RECONCILIATION
+    from ddb_assets.local.demo import EXPORT_BUCKET, demo_dagster_home, load_sample_table, shown_path
+    from ddb_assets.local.pipeline import LocalDagster, local_settings
     from ddb_assets.local.world import LocalWorld
+    from ddb_assets.settings import IncrementalSettings, TableSettings
 
     if windows < 1:
         raise ValueError("the incremental demo needs at least one window")
     lake = os.path.abspath(lake_root)
     rng = random.Random(seed)
     figures: list[dict[str, Any]] = []
-    with LocalWorld() as world, world.environment():
+    with demo_dagster_home(dagster_home, "ddb-assets demo --incremental") as home, LocalWorld() as world, \
+            world.environment(), dg.DagsterInstance.local_temp(str(home)) as instance:
+        base = local_settings(world.endpoint, lake)
+        start = _first_window_start(LocalDagster(base, instance))
+        last_end = start + windows * WINDOW_SECONDS
+        table = TableSettings(
+            table=TABLE_NAME, export_bucket=EXPORT_BUCKET, export_prefix=f"exports/{TABLE_NAME}",
+            export_format=export_format, history=True,
+            incremental=IncrementalSettings(
+                window="15m", start=_iso(start),
+                # Dagster lists windows up to the real present only; the demo's clock runs ahead.
+                future_windows=math.ceil((last_end - time.time()) / WINDOW_SECONDS) + 1))
+        dagster = LocalDagster(base.model_copy(update={"tables": [table]}), instance, quiet=True)
+        names = dagster.names
         clock = world.clock
-        ddb = world.client("dynamodb")
-        # Stand still on a whole second: every write of a step gets one known time.
-        clock.set(math.ceil(clock.now()) + 1, frozen=True)
+        # Stand still: every write of a step gets one known time. The sample is loaded just before
+        # the first window, so the full export at its start holds it.
+        clock.set(start - 60, frozen=True)
         log(f"local AWS world at {world.endpoint}; its clock is driven by the demo (windows of 15 minutes "
-            f"pass in seconds)")
+            f"pass in seconds); Dagster home {shown_path(str(home))}")
         if load is not None:
-            table_arn = load(world, items, seed)
+            load(world, items, seed)
         else:
             from rich.console import Console
 
-            table_arn = load_sample_table(world, items, seed, Console(quiet=True))
+            load_sample_table(world, items, seed, Console(quiet=True))
         known = {(i[PARTITION_KEY]["S"], i[SORT_KEY]["S"]): i for i in ReviewGenerator(items, seed=seed)}
 
-        def export(**spec: Any) -> str:
-            started = start_export(ddb, table_arn=table_arn, bucket=EXPORT_BUCKET, prefix=f"exports/{TABLE_NAME}",
-                                   export_format=export_format, **spec)
-            done = wait_for_export(ddb, started["ExportArn"], poll_seconds=0.05)
-            return f"s3://{EXPORT_BUCKET}/{done['ExportManifest']}"
-
-        def convert(source: str, table: str, **options: Any) -> Any:
-            return convert_export(source, os.path.join(lake, table), ConvertOptions(
-                partition_by="year", catalog=CatalogConfig(), workers=1, **options))
-
-        clock.advance(1)
-        mark = clock.now()
+        clock.set(start, frozen=True)
         started = time.monotonic()
-        full = convert(export(export_time=datetime.fromtimestamp(mark, timezone.utc)), TABLE_NAME, rebuild=True)
-        log(f"full export at {_iso(mark)}: {full.commit.rows:,} items into {full.table} "
-            f"({time.monotonic() - started:.1f}s)")
+        run = dagster.materialize([names.pitr_export_key], config={names.pitr_export_key: {"export_time": _iso(start)}})
+        full_id = dagster.node_metadata(run, names.pitr_export_key)["export_id"]
+        _validate(dagster, full_id)
+        # A lake table left by an earlier run (of either demo) is rebuilt: its schema planned again, so
+        # the later windows' new attribute shows as new columns each time (the staged files are then
+        # written again: Dagster warns so). A new table commits what raw_export staged.
+        rebuild = dagster.defs.resources["lake"].table(names.name) is not None
+        merged = dagster.node_metadata(dagster.lake_table(rebuild=rebuild), names.parquet_key)
+        log(f"full export {full_id} at {_iso(start)}: {merged['table_rows']:,} items into "
+            f"{merged['dagster/table_name']} (pitr_export, the export sensor, raw_export, parquet"
+            f"{' rebuilt' if rebuild else ''}: {time.monotonic() - started:.1f}s)")
 
         next_number = items
         for window in range(windows):
-            start, end = mark, mark + WINDOW_SECONDS
+            window_start, window_end = start + window * WINDOW_SECONDS, start + (window + 1) * WINDOW_SECONDS
             changes = WindowChanges()
             for offset in sorted(rng.uniform(1, WINDOW_SECONDS - 1) for _ in range(changes_per_window)):
-                clock.set(start + offset, frozen=True)
-                next_number = _change(ddb, rng, known, changes, next_number, late=window >= windows // 2)
-            clock.set(end + 1, frozen=True)
+                clock.set(window_start + offset, frozen=True)
+                next_number = _change(world.client("dynamodb"), rng, known, changes, next_number,
+                                      late=window >= windows // 2)
+            clock.set(window_end + 1, frozen=True)  # the window has closed: DynamoDB exports it
             started = time.monotonic()
-            merged = convert(export(incremental=(datetime.fromtimestamp(start, timezone.utc),
-                                                 datetime.fromtimestamp(end, timezone.utc))), TABLE_NAME)
+            key = datetime.fromtimestamp(window_start, timezone.utc).strftime("%Y-%m-%dT%H:%M")
+            exported = dagster.materialize([names.incremental_export_key], partition_key=key)
+            export_id = dagster.node_metadata(exported, names.incremental_export_key)["export_id"]
+            _validate(dagster, export_id)
+            # The freshness check (scheduled at each window's close when deployed) runs in the
+            # merge's run, right after it: one Dagster run less per window.
+            lake_run = dagster.lake_table(checks=(FRESHNESS,))
+            merged = dagster.node_metadata(lake_run, names.parquet_key)
+            [merge] = merged["merged"]
+            [freshness] = [e for e in lake_run.get_asset_check_evaluations() if e.check_name == FRESHNESS]
             seconds = time.monotonic() - started
-            merge = merged.merge
-            log(f"window {window + 1} ({_iso(start)} to {_iso(end)}): {changes.text()}; merged: "
-                f"{counted(merge.upserts, 'upsert')}, {counted(merge.deletes, 'delete')}, "
-                f"{counted(merge.files_rewritten, 'file')} rewritten, {counted(merged.commit.rows, 'row')} ({seconds:.1f}s)"
-                + (f"; new columns {', '.join(c.name for c in merged.plan.added)}" if merged.plan.added else ""))
-            figures.append({"window": [_iso(start), _iso(end)], "changes": vars(changes), "upserts": merge.upserts,
-                            "deletes": merge.deletes, "files_rewritten": merge.files_rewritten,
-                            "rows": merged.commit.rows, "seconds": round(seconds, 2)})
-            mark = end
+            history = sum(h["changes"] for h in merged["history_appended"])
+            added = _new_columns(merged["schema_changes"])
+            log(f"window {window + 1} ({_iso(window_start)} to {_iso(window_end)}): {changes.text()}; "
+                f"export {export_id} merged: {counted(merge['upserts'], 'upsert')}, "
+                f"{counted(merge['deletes'], 'delete')}, {counted(merge['files_rewritten'], 'file')} rewritten, "
+                f"{counted(merged['table_rows'], 'row')}; history +{counted(history, 'change')}; "
+                f"{FRESHNESS} {'passed' if freshness.passed else 'FAILED'} ({seconds:.1f}s)"
+                + (f"; new columns {', '.join(added)}" if added else ""))
+            figures.append({"window": [_iso(window_start), _iso(window_end)], "partition": key,
+                            "export_id": export_id, "changes": vars(changes), "upserts": merge["upserts"],
+                            "deletes": merge["deletes"], "files_rewritten": merge["files_rewritten"],
+                            "rows": merged["table_rows"], "history": history, "new_columns": added,
+                            "freshness_passed": freshness.passed, "run_id": lake_run.run_id,
+                            "seconds": round(seconds, 2)})
 
-        check = convert(export(export_time=datetime.fromtimestamp(mark, timezone.utc)), CHECK_TABLE, rebuild=True)
-        log(f"fresh full export at {_iso(mark)} (the last window's end): {check.commit.rows:,} items into "
-            f"{check.table}")
-        found = reconcile(merged.commit.table, check.commit.table, [PARTITION_KEY, SORT_KEY])
-    log(("reconciliation: EQUAL. " if found.equal else "reconciliation: NOT EQUAL. ") + found.describe())
-    for example in found.examples:
+        started = time.monotonic()
+        [check] = dagster.run_checks(f"{names.name}_reconcile_job")
+        found = {k: v.value for k, v in check.metadata.items()}
+        if "problem" in found:  # no full export could be made or read: nothing was compared
+            found.setdefault("result", found["problem"])
+        log(f"{RECONCILIATION} ({names.name}_reconcile_job, {time.monotonic() - started:.1f}s): a fresh full "
+            f"export at the high-water mark {_iso(last_end)} (the last window's end) converted into "
+            f"{base.catalog.namespace}.{CHECK_TABLE}"
+            + (f", {found['full_export_rows']:,} items" if "full_export_rows" in found else "")
+            + ", compared item by item")
+    log(("reconciliation: EQUAL. " if check.passed else "reconciliation: NOT EQUAL. ") + str(found["result"]))
+    for example in found.get("examples") or []:
         log(f"  {example['problem']}: {example['key']}")
-    tables = {merged.table: merged.commit.metadata_location, check.table: check.commit.metadata_location}
+    tables = {f"{base.catalog.namespace}.{names.name}": merged["metadata_location"]}
+    if "check_table" in found:
+        tables[f"{base.catalog.namespace}.{CHECK_TABLE}"] = found["check_table"]
     for name, location in tables.items():
         log(f"{name}: {location}")
-    return {"equal": found.equal, "reconciliation": found.as_dict(), "tables": tables, "windows": figures}
+    log(f"Dagster: the runs are in {shown_path(str(home))}; `make dev` shows them (http://127.0.0.1:3000)")
+    return {"equal": bool(check.passed), "reconciliation": found, "tables": tables, "windows": figures,
+            "full_export": full_id, "dagster_home": str(home)}
+
+
+def _first_window_start(dagster: Any) -> float:
+    """The next window boundary after the present and after every point in time the Dagster home's
+    validated exports or the lake table already reach: the demo's exports are then the newest, and
+    no window of an earlier run (whose exports went with its local world) is chained after its
+    full export."""
+    from ddb_assets.defs.export_assets import validated_exports
+    from ddb_assets.lake.record import high_water_mark, instant
+
+    marks = [instant(e.mark) for e in validated_exports(dagster.instance, dagster.names) if e.mark]
+    table = dagster.defs.resources["lake"].table(dagster.names.name)
+    mark = high_water_mark(table)[0] if table is not None else None
+    if mark:
+        marks.append(instant(mark))
+    latest = max([time.time(), *marks]) + 60  # room to load the sample before the first window
+    return float(math.ceil(latest / WINDOW_SECONDS) * WINDOW_SECONDS)
+
+
+def _validate(dagster: Any, export_id: str) -> None:
+    """The export completion sensor's tick, then raw_export of the export it found, as the daemon
+    would run them."""
+    found = dagster.completion_sensor_tick()
+    if export_id not in found:
+        raise RuntimeError(f"the export completion sensor did not pick up export {export_id} (found: "
+                           f"{', '.join(found) or 'none'})")
+    for each in found:
+        dagster.validate(each)
+
+
+def _new_columns(schema_changes: list[str]) -> list[str]:
+    """The columns a commit added, from its schema changes (``added <column> (<type>) for ...``)."""
+    return [change.split()[1] for change in schema_changes if change.startswith("added ")]
 
 
 def _change(ddb: Any, rng: random.Random, known: dict[tuple[str, str], dict[str, Any]], changes: WindowChanges,
