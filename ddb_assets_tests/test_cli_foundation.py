@@ -127,15 +127,61 @@ def test_emulator_serves_and_the_cli_exports_from_it() -> None:
         server.wait(timeout=20)
 
 
-def test_incremental_demo_merges_windows_and_reconciles_equal(tmp_path: Path) -> None:
+def test_incremental_demo_runs_the_dagster_assets_and_reconciles_equal(tmp_path: Path) -> None:
     user = ("DAGSTER_HOME", "DDB_ASSETS_LAKE_ROOT", "DDB_ASSETS_CONFIG", "AWS_ENDPOINT_URL")
     result = run_cli("demo", "--incremental", "--items", "200", "--windows", "2", cwd=tmp_path, unset=user,
                      timeout=600)
     assert result.returncode == 0, result.stderr
     assert "reconciliation: EQUAL" in result.stdout
-    windows = re.findall(r"window (\d) \(.*?\): (\d+) inserts?, \d+ updates?, (\d+) deletes?", result.stdout)
-    assert [w[0] for w in windows] == ["1", "2"]
+    for noise in ("Telemetry:", "SupersessionWarning", "Warning", "WARNING"):
+        assert noise not in result.stdout + result.stderr
+    [full] = re.findall(r"full export (\S+) at \S+: 200 items into ddb_lake\.reviews ", result.stdout)
+    windows = re.findall(r"window (\d) \((\S+) to \S+\): (\d+) inserts?, \d+ updates?, \d+ deletes?, \d+ partition "
+                         r"moves?; export (\S+) merged: (\d+) upserts?, (\d+) deletes?, (\d+) files? rewritten, "
+                         r"([\d,]+) rows?; history \+(\d+) changes?; high_water_mark_fresh passed", result.stdout)
+    assert [w[0] for w in windows] == ["1", "2"], result.stdout
     assert "new columns moderation__score, moderation__state" in result.stdout  # the later window's attribute
+
+    # What `make dev` shows afterwards: the Dagster home the demo used by default (var/dagster) holds,
+    # per window, its incremental_export partition, one raw_export (validated) and one parquet run
+    # merging it, with the figures printed; and the checks' evaluations.
+    import dagster as dg
+
+    from ddb_assets.lake.record import instant
+
+    def materializations(key: list[str], partition: str | None = None) -> list[dict[str, Any]]:
+        records = instance.fetch_materializations(dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey(key), asset_partitions=[partition] if partition else None), limit=1000).records
+        return [{"run_id": r.run_id, "partition": r.partition_key,
+                 **{k: v.value for k, v in r.asset_materialization.metadata.items()}}
+                for r in records if r.asset_materialization is not None]
+
+    def checks(asset: list[str], name: str) -> list[Any]:
+        return instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey(asset), name), limit=100)
+
+    with dg.DagsterInstance.local_temp(str(tmp_path / "var" / "dagster")) as instance:
+        raw = materializations(["reviews", "raw_export"])
+        assert sorted((m["partition"], m["export_type"], m["valid"]) for m in raw) == sorted(
+            [(full, "FULL_EXPORT", True)] + [(w[3], "INCREMENTAL_EXPORT", True) for w in windows])
+        parquet = materializations(["reviews", "parquet"])
+        for number, start, _, export_id, upserts, deletes, rewritten, rows, history in windows:
+            [window] = materializations(["reviews", "incremental_export"], start[:16])
+            assert window["export_id"] == export_id
+            assert instant(window["export_from_time"]) == instant(start)
+            [raw_run] = [m for m in raw if m["partition"] == export_id]
+            assert instant(raw_run["export_from_time"]) == instant(start)
+            merges = [m for m in parquet if m["export_id"] == export_id]
+            assert len({m["run_id"] for m in merges}) == 1  # one run, one event per year partition
+            assert merges[0]["merged"] == [{"export_id": export_id, "upserts": int(upserts), "deletes": int(deletes),
+                                            "deletes_missing": 0, "files_rewritten": int(rewritten)}]
+            assert merges[0]["table_rows"] == int(rows.replace(",", ""))
+            assert merges[0]["history_appended"] == [{"export_id": export_id, "changes": int(history)}]
+        assert {m["export_id"] for m in parquet} == {full, *(w[3] for w in windows)}
+        assert [c.status.value for c in checks(["reviews", "raw_export"], "checksums_verified")] == ["SUCCEEDED"] * 3
+        assert [c.status.value for c in checks(["reviews", "parquet"], "high_water_mark_fresh")] == ["SUCCEEDED"] * 2
+        [reconciled] = checks(["reviews", "parquet"], "matches_fresh_full_export")
+        assert reconciled.status.value == "SUCCEEDED"
 
     # Both tables, read back by the independent reader: the same items.
     from ddb_assets_tests.lake_reader import read_rows, rebuild_items
@@ -143,8 +189,26 @@ def test_incremental_demo_merges_windows_and_reconciles_equal(tmp_path: Path) ->
     tables = [sorted(rebuild_items(*read_rows(str(tmp_path / "var" / "lake" / name))),
                      key=lambda i: (i["product_id"], i["review_id"])) for name in ("reviews", "reviews_check")]
     assert tables[0] == tables[1]
-    inserted = sum(int(w[1]) for w in windows)
+    assert len(tables[0]) == int(windows[-1][7].replace(",", ""))
+    inserted = sum(int(w[2]) for w in windows)
     assert any(i["review_id"].startswith("N") for i in tables[0]) == (inserted > 0)
     for name in ("reviews", "reviews_check"):
         [location] = re.findall(rf"ddb_lake\.{name}: (\S+\.metadata\.json)", result.stdout)
         assert Path(location).exists()
+
+    # The lake table's mark is ahead of real time now: `make demo`'s export, made now, could not
+    # replace it, and it says so in one line before exporting anything.
+    behind = run_cli("demo", "--items", "20", cwd=tmp_path, unset=user, timeout=120)
+    _one_line_error(behind, "ddb_lake.reviews in var/lake holds changes up to", "demo --incremental")
+
+    # While `ddb-assets dev` serves the Dagster home, the demo is refused in one line (exit code 1).
+    from ddb_assets.local.dev import DevLock
+
+    lock = DevLock.acquire(tmp_path / "var" / "dagster", {"pid": 1, "command": "ddb-assets dev"})
+    try:
+        refused = run_cli("demo", "--incremental", "--items", "20", "--windows", "1", cwd=tmp_path, unset=user,
+                          timeout=120)
+    finally:
+        lock.release()
+    _one_line_error(refused, "already running on the Dagster home", "its sensors would act on the demo's runs")
+

@@ -58,7 +58,8 @@ def _progress(console: Console) -> Progress:
 
 
 class DemoRefused(RuntimeError):
-    """The demo cannot run now (``ddb-assets dev`` is serving the same Dagster home)."""
+    """The demo cannot run now: ``ddb-assets dev`` is serving the same Dagster home, or the lake
+    table holds changes later than now (left by ``demo --incremental``, whose clock runs ahead)."""
 
 
 @contextmanager
@@ -89,7 +90,8 @@ def run_demo(console: Console, *, items: int = 3000, seed: int = 7, export_forma
     Dagster home ``make dev`` uses (``dagster_home``, default ``$DAGSTER_HOME`` or
     ``var/dagster``). Also writes the tables the AWS walkthrough's SQL names (``default.data``,
     ``default.ddbs3_parquetpartitioned__output_flat_partitioned``). Raises DemoRefused while
-    ``ddb-assets dev`` serves the same home (its sensors would act on the demo's runs).
+    ``ddb-assets dev`` serves the same home (its sensors would act on the demo's runs), and while
+    the lake table holds changes later than now (its export, made now, could not replace them).
     """
     import dagster as dg
 
@@ -105,8 +107,9 @@ def run_demo(console: Console, *, items: int = 3000, seed: int = 7, export_forma
     with demo_dagster_home(dagster_home, "ddb-assets demo") as home:
         with LocalWorld() as world:
             console.print(f"local AWS world at [bold]{world.endpoint}[/] (moto server with faithful exports)")
-            load_sample_table(world, items, seed, console)
             settings = local_settings(world.endpoint, lake)
+            _refuse_a_lake_ahead(settings)
+            load_sample_table(world, items, seed, console)
             if export_format != "DYNAMODB_JSON":
                 settings = settings.model_copy(update={"tables": [TableSettings(
                     table=TABLE_NAME, export_bucket=EXPORT_BUCKET, export_prefix=f"exports/{TABLE_NAME}",
@@ -148,6 +151,25 @@ def run_demo(console: Console, *, items: int = 3000, seed: int = 7, export_forma
     return {"export_id": run.export_id, "partitions": run.partitions, "lake": lake, "reports": reports,
             "export_folder": kept, "dagster_home": str(home), "report_count": report_count,
             "walkthrough_queries": (RAW_QUERY, FLAT_QUERY)}
+
+
+def _refuse_a_lake_ahead(settings: Any) -> None:
+    """``demo --incremental`` leaves the lake table's high-water mark ahead of real time (its clock
+    runs ahead); a full export made now is older, and the lake table would refuse it after the export
+    and the validation had run. Say so first, in one line."""
+    import time
+
+    from ddb_assets.definitions import build_resources
+    from ddb_assets.lake.record import high_water_mark, instant
+
+    name = settings.tables[0].lake_name
+    table = build_resources(settings)["lake"].table(name)
+    mark = high_water_mark(table)[0] if table is not None else None
+    if mark and instant(mark) > time.time():
+        raise DemoRefused(f"{settings.catalog.namespace}.{name} in {shown_path(settings.lake_root)} holds changes up "
+                          f"to {mark}, later than now (`ddb-assets demo --incremental` left it: its clock runs "
+                          f"ahead), so this demo's export, made now, could not replace it: run the demo after "
+                          f"{mark}, or give it another --lake")
 
 
 def keep_export(world: LocalWorld, export: DemoExport, exports_root: str) -> str:

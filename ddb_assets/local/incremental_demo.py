@@ -16,9 +16,10 @@ so that 15-minute windows pass in seconds:
    high-water mark (the last window's end), converted into ``<table>_check`` and compared item
    by item.
 
-The demo's clock starts at the next window boundary after the present and after anything the Dagster
-home or the lake already holds (so a second run never meets the first one's windows): it runs
-ahead of real time, which Dagster is told (``future_windows``).
+The demo's clock starts at the next window boundary after the present and after what the Dagster
+home or the lake already reach (so a second run never meets the first one's windows): it runs ahead
+of real time (Dagster is told: ``future_windows``), and the lake table's high-water mark is left in
+the future, about ``windows`` quarter-hours ahead.
 """
 
 from __future__ import annotations
@@ -106,13 +107,17 @@ def run_incremental_demo(log: Callable[[str], None], *, items: int = 3000, seed:
         full_id = dagster.node_metadata(run, names.pitr_export_key)["export_id"]
         _validate(dagster, full_id)
         # A lake table left by an earlier run (of either demo) is rebuilt: its schema planned again, so
-        # the later windows' new attribute shows as new columns each time (the staged files are then
-        # written again: Dagster warns so). A new table commits what raw_export staged.
+        # the later windows' new attribute shows as new columns each time. A new table commits what
+        # raw_export staged; a rebuild cannot (new field ids) and reads the export again, which its
+        # run's warning says (in the UI; here the line below says it).
         rebuild = dagster.defs.resources["lake"].table(names.name) is not None
-        merged = dagster.node_metadata(dagster.lake_table(rebuild=rebuild), names.parquet_key)
+        merged = dagster.node_metadata(dagster.lake_table(rebuild=rebuild, log_level="ERROR" if rebuild else None),
+                                       names.parquet_key)
         log(f"full export {full_id} at {_iso(start)}: {merged['table_rows']:,} items into "
-            f"{merged['dagster/table_name']} (pitr_export, the export sensor, raw_export, parquet"
-            f"{' rebuilt' if rebuild else ''}: {time.monotonic() - started:.1f}s)")
+            f"{merged['dagster/table_name']} (pitr_export, the export sensor, raw_export, parquet: "
+            f"{time.monotonic() - started:.1f}s)"
+            + (f"; {merged['dagster/table_name']} held an earlier run's table: rebuilt (run config rebuild: "
+               f"true), its columns planned again, the export read again" if rebuild else ""))
 
         next_number = items
         for window in range(windows):
@@ -169,25 +174,33 @@ def run_incremental_demo(log: Callable[[str], None], *, items: int = 3000, seed:
     for name, location in tables.items():
         log(f"{name}: {location}")
     log(f"Dagster: the runs are in {shown_path(str(home))}; `make dev` shows them (http://127.0.0.1:3000)")
+    log(f"the demo's clock ran ahead: {base.catalog.namespace}.{names.name} holds changes up to {_iso(last_end)}; "
+        f"`ddb-assets demo` into {shown_path(lake)} refuses until then")
     return {"equal": bool(check.passed), "reconciliation": found, "tables": tables, "windows": figures,
             "full_export": full_id, "dagster_home": str(home)}
 
 
 def _first_window_start(dagster: Any) -> float:
-    """The next window boundary after the present and after every point in time the Dagster home's
-    validated exports or the lake table already reach: the demo's exports are then the newest, and
-    no window of an earlier run (whose exports went with its local world) is chained after its
-    full export."""
+    """Where the demo's clock starts: the next window boundary after the present and after every
+    export the Dagster home knows and the lake table's high-water mark. The demo's exports must be
+    the newest the home knows (the lake table orders exports by their ids, which begin with their
+    start time), and no window of an earlier run (whose exports went with its local world) may chain
+    after its full export. The world's clock only moves forward, so it cannot start in the past."""
     from ddb_assets.defs.export_assets import validated_exports
     from ddb_assets.lake.record import high_water_mark, instant
 
-    marks = [instant(e.mark) for e in validated_exports(dagster.instance, dagster.names) if e.mark]
-    table = dagster.defs.resources["lake"].table(dagster.names.name)
+    names = dagster.names
+    reached = [time.time()]
+    reached += [int(export_id.split("-")[0]) / 1000
+                for export_id in names.export_partitions.get_partition_keys(dynamic_partitions_store=dagster.instance)
+                if export_id.split("-")[0].isdigit()]
+    reached += [instant(e.mark) for e in validated_exports(dagster.instance, names) if e.mark]
+    table = dagster.defs.resources["lake"].table(names.name)
     mark = high_water_mark(table)[0] if table is not None else None
     if mark:
-        marks.append(instant(mark))
-    latest = max([time.time(), *marks]) + 60  # room to load the sample before the first window
-    return float(math.ceil(latest / WINDOW_SECONDS) * WINDOW_SECONDS)
+        reached.append(instant(mark))
+    # A minute of room: the sample is loaded just before the full export.
+    return float(math.ceil((max(reached) + 60) / WINDOW_SECONDS) * WINDOW_SECONDS)
 
 
 def _validate(dagster: Any, export_id: str) -> None:

@@ -45,11 +45,15 @@ class LocalDagster:
         self.sensor_cursor: str | None = None  # kept between ticks, as the daemon keeps it
 
     def materialize(self, keys: list[Any], selection: list[dg.AssetKey] | None = None,
-                    config: dict[str, Any] | None = None, **kwargs: Any) -> dg.ExecuteInProcessResult:
+                    config: dict[str, Any] | None = None, log_level: str | None = None,
+                    **kwargs: Any) -> dg.ExecuteInProcessResult:
         """One run of ``selection`` (default: ``keys``, asset keys or check definitions), with the
-        checks given that target it; ``config``: op config by asset key."""
+        checks given that target it; ``config``: op config by asset key; ``log_level``: the console's
+        for this run (the event log, which the UI shows, keeps every level)."""
         run_config = {**self.run_config, **({"ops": {node_name(k): {"config": c} for k, c in config.items()}}
                                             if config else {})}
+        if log_level:
+            run_config["loggers"] = {"console": {"config": {"log_level": log_level}}}
         definitions = [self.assets[k] if isinstance(k, dg.AssetKey) else k for k in keys]
         return dg.materialize(definitions, selection=selection, instance=self.instance,
                               resources=self.defs.resources, run_config=run_config or None, **kwargs)
@@ -77,7 +81,8 @@ class LocalDagster:
         """raw_export of one export: checked, profiled and staged (its checks in the same run)."""
         return self.materialize([self.names.raw_export_key], partition_key=export_id)
 
-    def lake_table(self, rebuild: bool = False, checks: tuple[str, ...] = ()) -> dg.ExecuteInProcessResult:
+    def lake_table(self, rebuild: bool = False, checks: tuple[str, ...] = (),
+                   log_level: str | None = None) -> dg.ExecuteInProcessResult:
         """parquet over every value partition in one run (a single-run backfill, as automation starts
         it), with its own checks and the standalone ``checks`` named (evaluated after it, in the run)."""
         names = self.names
@@ -85,6 +90,7 @@ class LocalDagster:
         return self.materialize([names.raw_export_key, names.parquet_key, *(self.checks[c] for c in checks)],
                                 selection=[names.parquet_key],
                                 config={names.parquet_key: {"rebuild": True}} if rebuild else None,
+                                log_level=log_level,
                                 tags={"dagster/asset_partition_range_start": partitions[0],
                                       "dagster/asset_partition_range_end": partitions[-1]})
 
