@@ -167,9 +167,11 @@ def demo(
                                 "<bucket>/<key> (kept afterwards: `inspect` and `convert` read it)."),
     dagster_home: Optional[str] = typer.Option(None, metavar="DIR", help="Dagster home for the runs (default: "
                                                "$DAGSTER_HOME, else var/dagster, the one `make dev` shows)."),
-    incremental: bool = typer.Option(False, "--incremental", help="Instead: a full export into the lake, then "
-                                     "windows of changes exported incrementally and merged, then a fresh full export "
-                                     "into reviews_check, reconciled with the merged table."),
+    incremental: bool = typer.Option(False, "--incremental", help="Instead: the table with incremental: set, "
+                                     "through the same assets: a full export into the lake, then windows of changes "
+                                     "exported incrementally and merged (change history on), then the reconciliation "
+                                     "check (a fresh full export into reviews_check, compared with the merged "
+                                     "table)."),
     windows: Optional[int] = typer.Option(None, min=1, max=96, metavar="N",
                                           help="--incremental: how many 15-minute windows (default 4)."),
 ) -> None:
@@ -177,8 +179,12 @@ def demo(
     (PITR), validate the export, convert it to partitioned Parquet, build the report tables. Also
     writes the AWS walkthrough's tables (default.data, default.ddbs3_parquetpartitioned__output_flat_partitioned).
 
-    With --incremental: the incremental chain instead (exit code 1 if the merged table and the fresh
-    full export differ)."""
+    With --incremental: the incremental chain instead, through Dagster into the same home: per
+    15-minute window (the local world's clock is driven) incremental_export, the export sensor,
+    raw_export and parquet merging it, with the freshness check; then the reconciliation check
+    (exit code 1 if the merged table and the fresh full export differ). Its clock runs ahead of real
+    time: the lake table's high-water mark is left ahead, and `demo` into the same lake refuses
+    until then."""
     from ddb_assets.local.demo import DemoRefused, run_demo
 
     if windows is not None and not incremental:
