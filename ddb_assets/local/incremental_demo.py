@@ -57,7 +57,7 @@ def run_incremental_demo(log: Callable[[str], None], *, items: int = 3000, seed:
                          load: Callable[[Any, int, int], str] | None = None) -> dict[str, Any]:
     """Run the incremental demo through Dagster; returns ``{"equal", "reconciliation" (the check's
     metadata values), "tables": {name: metadata_location}, "windows": [per-window figures, each
-    with its export id and runs], "full_export": export id, "dagster_home"}``. ``load(world, items,
+    with its export id and the merge's run id], "full_export": export id, "dagster_home"}``. ``load(world, items,
     seed)`` loads the sample table and returns its ARN (the CLI passes one that shows progress).
     Raises DemoRefused while ``ddb-assets dev`` serves the Dagster home, ValueError for no windows."""
     import dagster as dg
@@ -119,14 +119,13 @@ def run_incremental_demo(log: Callable[[str], None], *, items: int = 3000, seed:
             + (f"; {merged['dagster/table_name']} held an earlier run's table: rebuilt (run config rebuild: "
                f"true), its columns planned again, the export read again" if rebuild else ""))
 
-        next_number = items
+        ddb, next_number = world.client("dynamodb"), items
         for window in range(windows):
             window_start, window_end = start + window * WINDOW_SECONDS, start + (window + 1) * WINDOW_SECONDS
             changes = WindowChanges()
             for offset in sorted(rng.uniform(1, WINDOW_SECONDS - 1) for _ in range(changes_per_window)):
                 clock.set(window_start + offset, frozen=True)
-                next_number = _change(world.client("dynamodb"), rng, known, changes, next_number,
-                                      late=window >= windows // 2)
+                next_number = _change(ddb, rng, known, changes, next_number, late=window >= windows // 2)
             clock.set(window_end + 1, frozen=True)  # the window has closed: DynamoDB exports it
             started = time.monotonic()
             key = datetime.fromtimestamp(window_start, timezone.utc).strftime("%Y-%m-%dT%H:%M")
