@@ -54,6 +54,7 @@ from ddb_assets.exports.reader import Export, open_export
 from ddb_assets.exports.storage import S3Options, resolve
 from ddb_assets.lake.commit import COMMIT_ATTEMPTS, SUMMARY_PREFIX, TABLE_PROPERTIES, append_files, instant
 from ddb_assets.lake.evolution import TablePlan, plan_table
+from ddb_assets.lake.file_stats import metrics_properties
 from ddb_assets.lake.flatten import flatten_items
 from ddb_assets.lake.profile import Profile, profile_items
 from ddb_assets.lake.schema import TableSchema
@@ -263,7 +264,8 @@ def _append(catalog: Any, identifier: tuple[str, str], main: Any, stored: TableS
                 properties={**TABLE_PROPERTIES, HISTORY_OF: main.name()[-1]})
         schema = transaction.table_metadata.schema().as_arrow()
         target = FileTarget(data=f"{location}/data", run=f"{export.export_id}-{uuid.uuid4().hex[:12]}",
-                            compression=compression)
+                            compression=compression,
+                            metrics=metrics_properties(transaction.table_metadata.properties))
         writer = PartitionedWriter(resolve(target.data, s3), schema, target, worker=0)
         rows = 0
         try:

@@ -213,24 +213,25 @@ def append_files(transaction: Any, written: list[WrittenFile], summary: dict[str
 
 
 def data_files_for(transaction: Any, written: Iterable[WrittenFile]) -> list[Any]:
-    """Iceberg DataFiles for written files: the partition record and the column statistics
-    (value and null counts, lower and upper bounds by field id) from each file's footer."""
-    from pyiceberg.io.pyarrow import (compute_statistics_plan, data_file_statistics_from_parquet_metadata,
-                                      parquet_path_to_id_mapping)
+    """Iceberg DataFiles for written files: the partition record, and the column statistics (value
+    and null counts, lower and upper bounds by field id) their writers computed (lake/file_stats.py:
+    no footer is read here). Statistics by field id from the schema the files were planned with
+    stay valid under the table's schema at commit, which ``merge_schema`` may have extended: the
+    module docstring of lake/file_stats.py says why. Raises ValueError for a file without them."""
     from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
     from pyiceberg.typedef import Record
 
-    metadata = transaction.table_metadata
-    spec, schema = metadata.spec(), metadata.schema()
-    plan, mapping = compute_statistics_plan(schema, metadata.properties), parquet_path_to_id_mapping(schema)
+    from ddb_assets.lake.file_stats import data_file_fields
+
+    spec = transaction.table_metadata.spec()
     out = []
     for w in written:
-        statistics = data_file_statistics_from_parquet_metadata(parquet_metadata=w.footer, stats_columns=plan,
-                                                                parquet_column_mapping=mapping)
+        if w.statistics is None:  # every writer computes them: a bug, not input
+            raise ValueError(f"{w.path}: no column statistics were recorded for this data file")
         out.append(DataFile.from_args(
             content=DataFileContent.DATA, file_path=w.path, file_format=FileFormat.PARQUET,
             partition=Record(w.key) if spec.fields else Record(), file_size_in_bytes=w.bytes, sort_order_id=None,
-            spec_id=spec.spec_id, equality_ids=None, key_metadata=None, **statistics.to_serialized_dict()))
+            spec_id=spec.spec_id, equality_ids=None, key_metadata=None, **data_file_fields(w.statistics)))
     return out
 
 

@@ -51,12 +51,14 @@ from ddb_assets.exports.errors import ChecksumMismatch, ExportFormatError, ItemC
 from ddb_assets.exports.reader import DataFile, Export, open_export
 from ddb_assets.exports.storage import S3Options, remove_quietly, resolve
 from ddb_assets.lake.catalog import CatalogConfig, load_table
-from ddb_assets.lake.commit import NOT_COMMITTED, CommitResult, ExportRecord, commit_export, current_result
+from ddb_assets.lake.commit import (NOT_COMMITTED, TABLE_PROPERTIES, CommitResult, ExportRecord, commit_export,
+                                   current_result)
 from ddb_assets.lake.destination import LakeTarget, lake_target as _lake_target
 from ddb_assets.lake.guards import Verdict, check_identity, check_location_free, check_state
 from ddb_assets.lake.merge import MergeResult, merge_export
 from ddb_assets.lake.change_history import HistoryResult, record_history
 from ddb_assets.lake.evolution import TablePlan, check_options, plan_table
+from ddb_assets.lake.file_stats import metrics_properties
 from ddb_assets.lake.record import INCREMENTAL, high_water_mark, instant
 from ddb_assets.lake.flatten import ItemColumns, flatten_items, partition_names
 from ddb_assets.lake.lifetime import worker_start
@@ -904,7 +906,9 @@ def _write_job(plan: TablePlan, target: LakeTarget, run: str, options: ConvertOp
     file_target = FileTarget(data=target.location.join("data").uri, run=run,
                              partition=plan.schema.partition if source is not None else None,
                              source_column=source.name if source is not None else None,
-                             compression=options.compression)
+                             compression=options.compression,
+                             # the writers compute the files' statistics as the table asks (a new one: ours)
+                             metrics=metrics_properties(table.properties if table is not None else TABLE_PROPERTIES))
     key_columns = skip_before = None
     if export.summary.export_type == INCREMENTAL:
         key_columns = tuple(_key_column(plan, name) for name in profile.key_names)

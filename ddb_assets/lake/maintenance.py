@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from ddb_assets.exports.storage import S3Options, resolve
 from ddb_assets.lake.commit import SUMMARY_PREFIX, data_files_for, file_partition_name
+from ddb_assets.lake.file_stats import metrics_properties
 from ddb_assets.lake.schema import TableSchema
 from ddb_assets.wording import counted
 
@@ -192,7 +193,8 @@ def compact_small_files(table: Any, small_file_bytes: int, s3: S3Options | None 
                         run=f"compact-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}",
                         partition=stored.partition if source is not None and table.spec().fields else None,
                         source_column=source.name if source is not None and table.spec().fields else None,
-                        compression=table.properties.get("write.parquet.compression-codec", "zstd"))
+                        compression=table.properties.get("write.parquet.compression-codec", "zstd"),
+                        metrics=metrics_properties(table.properties))
     arrow_schema = stored.arrow_schema
     writer = PartitionedWriter(resolve(target.data, s3), arrow_schema, target, worker=0)
     cache: dict[str, pa.Table] = {}

@@ -320,7 +320,8 @@ def _rewrite(affected: list[Affected], plan: TablePlan, target: FileTarget, s3: 
         return []
     data = resolve(target.data, s3)
     rewrite_target = FileTarget(data=target.data, run=f"{target.run}-merge", partition=target.partition,
-                                source_column=target.source_column, compression=target.compression)
+                                source_column=target.source_column, compression=target.compression,
+                                metrics=target.metrics)
     writer = PartitionedWriter(data, plan.arrow_schema, rewrite_target, worker=0)
     try:
         for a in affected:

@@ -50,8 +50,11 @@ from ddb_assets.lake.writer import WrittenFile
 FOLDER = "_staged"
 # 2: an incremental export's record names its change keys (a reader of 1 must not take it for a
 # full export's files: it reads such a record as none, and the export is converted again).
-RECORD_FORMAT = "ddb-assets-staged-2"
-READABLE_FORMATS = ("ddb-assets-staged-1", RECORD_FORMAT)
+# 3: each file's column statistics instead of its footer. A record of 1 or 2 is still read (its
+# files are found, and removed, by discard and maintenance), but commit_staged reports it stale:
+# the export is converted again rather than its footers kept as a second way to the statistics.
+RECORD_FORMAT = "ddb-assets-staged-3"
+READABLE_FORMATS = ("ddb-assets-staged-1", "ddb-assets-staged-2", RECORD_FORMAT)
 KEYS_SUFFIX = ".keys.parquet"
 ProgressCallback = Callable[[str, dict[str, Any]], None]
 
@@ -314,6 +317,9 @@ def commit_staged(staged: StagedExport, dest: str | os.PathLike[str], options: A
                              time.monotonic() - started, history=history, history_error=history_error)
     if options.rebuild:
         raise stale("a rebuild plans every column anew (new field ids)")
+    if any(w.statistics is None for w in staged.written):
+        raise stale("they were recorded by an older version of ddb-assets (with Parquet footers, not the column "
+                    "statistics the commit now takes)")
     if _options_of(options) != staged.options:
         raise stale(f"they were planned with {staged.options}, this run asks for {_options_of(options)}")
     missing = [w.path for w in staged.written if not resolve(w.path, options.s3).exists()]

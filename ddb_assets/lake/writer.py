@@ -4,8 +4,8 @@ Each worker keeps one open Parquet file per partition it has seen and buffers ro
 partition; when the buffers together pass ``buffer_bytes`` the largest is written out as a row
 group. Memory is therefore bounded by the budget, whatever the export size, and row groups stay
 large enough for scans. Files carry the Iceberg field ids (``PARQUET:field_id``), and each closed
-file is handed back with its footer, from which the committer computes the statistics an Iceberg
-commit records (nothing is read back).
+file is handed back with the column statistics an Iceberg commit records, computed here from its
+footer (lake/file_stats.py): nothing is read back, and no footer travels to the committer.
 
 Files go to ``<table>/data/<partition path>/<run>-<attempt>-<worker>[-<n>].parquet``: a run's
 files never collide with another run's or another attempt's, and files no snapshot references
@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ddb_assets.exports.storage import Location
+from ddb_assets.lake.file_stats import Statistics, StatisticsPlan
 from ddb_assets.lake.partitioning import (PartitionBy, human_string, partition_field_name, partition_name,
                                           transform_values)
 
@@ -56,27 +57,31 @@ ROW_GROUPS_PER_FILE = 16
 
 @dataclass(frozen=True)
 class FileTarget:
-    """What every worker of one run needs to name and partition its files (picklable, and free of
-    pyiceberg objects: workers never import it, which costs a second or more per process)."""
+    """What every worker of one run needs to name and partition its files and to compute their
+    statistics (picklable and JSON-able: no pyiceberg objects)."""
 
     data: str  # URI of the table's data folder: <table location>/data
     run: str  # unique per run and attempt: no two runs' files share a name
     partition: PartitionBy | None = None
     source_column: str | None = None  # the column the partition transform reads
     compression: str = "zstd"
+    # The table's write.metadata.metrics.* properties when the run was planned (file_stats.metrics_properties):
+    # which column statistics the files' commit records.
+    metrics: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
 class WrittenFile:
-    """A closed data file and what the commit needs to add it to a snapshot: its footer, from
-    which the committer computes the column statistics Iceberg records (lake/commit.py)."""
+    """A closed data file and what the commit needs to add it to a snapshot: its Iceberg column
+    statistics as JSON (lake/file_stats.py ``StatisticsPlan.statistics_of``), computed by the
+    writer from its footer."""
 
     partition: str  # partition name ("" when unpartitioned; NULL_PARTITION for the null partition)
     key: Any  # the partition value in Iceberg's representation (None: the null partition)
     path: str  # full URI (s3://... or an absolute local path)
     rows: int
     bytes: int
-    footer: pq.FileMetaData | None = None
+    statistics: Statistics | None = None  # None only in a staged record of an older version (lake/staging.py)
 
 
 @dataclass
@@ -121,6 +126,7 @@ class PartitionedWriter:
         self._options = parquet_options(target.compression)
         self._open: dict[Any, _Open] = {}
         self._written: list[WrittenFile] = []
+        self._statistics: StatisticsPlan | None = None  # made at the first file closed
         self._files: list[Location] = []  # every file opened, for abort()
         self._buffered = 0
         self.skipped_rows = 0
@@ -213,8 +219,10 @@ class PartitionedWriter:
         with _naming(target.location):
             target.writer.close()
         size = target.location.fs.get_file_info(target.location.path).size or 0
-        self._written.append(WrittenFile(target.name, target.key, target.location.uri, target.rows, size,
-                                         target.writer.writer.metadata))
+        if self._statistics is None:
+            self._statistics = StatisticsPlan(self.schema, self.target.metrics)
+        statistics = self._statistics.statistics_of(target.writer.writer.metadata)
+        self._written.append(WrittenFile(target.name, target.key, target.location.uri, target.rows, size, statistics))
         target.writer, target.location, target.rows, target.row_groups = None, None, 0, 0
 
     def close(self) -> list[WrittenFile]:
