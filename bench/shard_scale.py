@@ -327,6 +327,7 @@ def throughput(args: argparse.Namespace, work: Path) -> dict:
     from ddb_assets.exports.reader import open_export
     from ddb_assets.lake.convert import ConvertOptions, _plan
     from ddb_assets.lake.shards import driver
+    from ddb_assets.lake.shards.spec import written_to_json
     from ddb_assets.lake.shards.worker import run_shard
     from ddb_assets.lake.writer import FileTarget
 
@@ -357,14 +358,18 @@ def throughput(args: argparse.Namespace, work: Path) -> dict:
                  "files_written": len(written.written), "profile_wall": profile_wall, "profile_cpu": profile_cpu,
                  "write_wall": write_wall, "write_cpu": write_cpu, "load_after": _load(),
                  # what passes through the staging folder and Spark's collect per shard
-                 "spec_bytes": len(writing.to_json()), "result_bytes": len(written.to_json())}
+                 "spec_bytes": len(writing.to_json()), "result_bytes": len(written.to_json()),
+                 # of which the files written (their statistics): per file
+                 "result_bytes_per_file": sum(len(json.dumps(written_to_json(w), separators=(",", ":")))
+                                              for w in written.written) / max(1, len(written.written))}
         rounds.append(entry)
         print(f"  round {number + 1}: {json_mb:,.0f} MB of JSON ({gzip_mb:,.0f} MB gzip, {items:,} items): "
               f"profile pass {profile_wall:.2f}s wall {profile_cpu:.2f} CPU-s ({json_mb / profile_cpu:.1f} MB/CPU-s); "
               f"write pass {write_wall:.2f}s wall {write_cpu:.2f} CPU-s ({json_mb / write_cpu:.1f} MB/CPU-s); "
               f"{len(written.written)} Parquet files, {parquet_mb:,.0f} MB; "
               f"spec {entry['spec_bytes'] / 1024:,.0f} KiB, "
-              f"result {entry['result_bytes'] / 1024:,.0f} KiB", flush=True)
+              f"result {entry['result_bytes'] / 1024:,.0f} KiB ({entry['result_bytes_per_file']:,.0f} B a file written)",
+              flush=True)
         shutil.rmtree(data.parent, ignore_errors=True)
     # the least CPU of the rounds: a shared machine only adds to it (and the first round warms imports up)
     best = lambda key: min(r[key] for r in rounds)  # noqa: E731
@@ -372,6 +377,7 @@ def throughput(args: argparse.Namespace, work: Path) -> dict:
     summary = {"json_mb": first["json_mb"], "gzip_mb": first["gzip_mb"], "items": first["items"],
                "parquet_mb": first["parquet_mb"], "files_written": first["files_written"],
                "data_files": len(files), "spec_bytes": first["spec_bytes"], "result_bytes": first["result_bytes"],
+               "result_bytes_per_file": first["result_bytes_per_file"],
                "profile_mb_per_cpu_s": first["json_mb"] / best("profile_cpu"),
                "write_mb_per_cpu_s": first["json_mb"] / best("write_cpu"),
                "both_mb_per_cpu_s": first["json_mb"] / (best("profile_cpu") + best("write_cpu")),

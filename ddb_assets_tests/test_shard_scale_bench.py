@@ -76,6 +76,8 @@ def test_a_tiny_run_commits_every_copy_and_measures_one_worker(tmp_path: Path,
     export = open_export(found["throughput"]["export"])
     measured = found["throughput"]["summary"]
     assert measured["data_files"] == 2 and measured["items"] == sum(f.manifest.item_count for f in export.files[:2])
+    # a written file's entry in a shard result: its statistics, not its footer (17.5 KB at 32 columns)
+    assert 0 < measured["result_bytes_per_file"] < 4096
     assert "projection" not in _results(tmp_path / "results")  # it needs the shards part too
     assert "results written to" in capsys.readouterr().out
 
