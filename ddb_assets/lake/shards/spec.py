@@ -32,6 +32,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+
 from ddb_assets.exports import errors as export_errors
 from ddb_assets.exports.errors import ExportFormatError
 from ddb_assets.exports.json_reader import DEFAULT_JSON_READER, ReaderCounts
