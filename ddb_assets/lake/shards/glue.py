@@ -6,8 +6,9 @@ This process (the driver) writes the pass's shard specs and a round file listing
 ``s3://`` staging folder, starts the job run with ``--ddb_assets_round <round URI>`` and follows
 it to its end: with boto3 (``StartJobRun``, then ``GetJobRun`` every few seconds) from the CLI, or
 with dagster-aws's ``PipesGlueClient`` inside Dagster (a ``glue_launcher`` the assets pass). The
-job maps ``run_shard_document`` over the specs with Spark (one task per shard, retried by Spark)
-and writes the collected results beside the round file; the driver commits them (driver.py). The
+job maps the specs over Spark tasks (one per shard, retried by Spark), each writing its result
+beside its spec, and writes the records naming them beside the round file
+(lake/shards/rounds.py); the driver reads those results one by one and commits them (driver.py). The
 staging and the reading of results are the emr_serverless runner's too (lake/shards/staged.py).
 
 A job run that ends in any state but SUCCEEDED fails the conversion with Glue's ErrorMessage; a
@@ -22,7 +23,6 @@ from typing import Any, Protocol
 
 from ddb_assets.lake.shards.staged import StagedEngine
 
-RESULTS_FORMAT = "ddb_assets.shard-results/1"  # as lake/shards/spark_job.py writes it
 ROUND_ARGUMENT = "--ddb_assets_round"
 FINAL_STATES = ("SUCCEEDED", "FAILED", "STOPPED", "TIMEOUT", "ERROR", "EXPIRED")
 POLL_SECONDS = 5.0  # GetJobRun's pace (PipesGlueClient's too); Glue reports state changes in seconds

@@ -8,9 +8,10 @@ imports (the wheel for Glue's ``--additional-python-modules``, the zip for EMR S
 
 and EMR Serverless as ``glue_job.py --ddb_assets_round s3://...`` (its entryPointArguments).
 
-The round file lists shard spec URIs; each spec becomes one Spark task running
-``run_shard_document`` on an executor (lake/shards/spark_job.py's ``run_round``), and the
-collected results go beside it, ``round-N.results.json``. Started by dagster-aws's
+The round file lists shard spec URIs; each spec becomes one Spark task on an executor
+(lake/shards/spark_job.py's ``run_round``) that writes its result beside its spec, and the
+collected records naming those results go beside the round file, ``round-N.results.json``
+(lake/shards/rounds.py). Started by dagster-aws's
 PipesGlueClient (``--dagster-pipes-context`` among the arguments), it reports each shard's
 outcome to the Dagster run through Pipes (dagster-pipes, S3 context and messages). Started by
 PipesEMRServerlessClient (``DAGSTER_PIPES_CONTEXT`` in the driver's environment, from
@@ -87,8 +88,8 @@ def main(argv: list[str]) -> int:
                     failed = answer["failed"]
                     pipes.log.error(f"{failed['where']}: {failed['kind']}: {failed['message']}")
                 else:
-                    rows = sum(w["rows"] for r in answer["results"] for w in r["written"])
-                    items = sum(read["items"] for r in answer["results"] for read in r["reads"])
+                    rows = sum(record["rows"] for record in answer["results"])
+                    items = sum(record["items"] for record in answer["results"])
                     pipes.log.info(f"{len(answer['results'])} shards done: {items:,} items read, {rows:,} rows written")
                     pipes.report_custom_message({"shards": len(answer["results"]), "items": items, "rows": rows})
         finally:

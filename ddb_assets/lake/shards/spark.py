@@ -5,9 +5,11 @@ as configured (``local[*]``, a standalone cluster, YARN; EMR on EC2 is YARN), so
 on a laptop and on a cluster. One application serves every pass of a conversion (the profile pass,
 then the write pass: starting an application costs seconds to minutes, and it starts while this
 process opens the table). The passes go through a staging folder: this process writes a round of
-shard specs (``round-N.json``), the application runs one Spark task per shard and writes the
-collected results (``round-N.results.json``); a ``stop`` round ends it. The executors need the
-package (and Python 3.11) installed.
+shard specs (``round-N.json``), the application runs one Spark task per shard, each writing its
+result beside its spec, and writes the collected records naming them (``round-N.results.json``:
+lake/shards/rounds.py); a ``stop`` round ends it. The executors need the package (and Python 3.11)
+installed, and write to the staging folder: on a cluster it must be one they reach (``s3://``, or a
+folder every machine shares), not the default temporary folder of this machine.
 
 Retries are Spark's: a task that raises is retried up to ``spark.task.maxFailures`` times (1 in
 local mode unless the master says ``local[N,F]``), each attempt writing files of its own
@@ -32,11 +34,12 @@ from typing import Any
 import orjson
 
 from ddb_assets.exports.storage import Location, resolve
-from ddb_assets.lake.shards.spec import ShardFailed, ShardResult, ShardSpec, round_results
+from ddb_assets.lake.shards.rounds import round_results
+from ddb_assets.lake.shards.spec import ShardFailed, ShardResult, ShardSpec
 
 JOB_SCRIPT = Path(__file__).with_name("spark_job.py")
-RESULTS_FORMAT = "ddb_assets.shard-results/1"
 POLL_SECONDS = 0.25
+CLUSTER_MASTERS = ("spark://", "yarn", "k8s://", "mesos://")  # executors on other machines than this one
 STOP_SECONDS = 120  # for the application to end after its stop round
 
 
@@ -72,6 +75,13 @@ class SparkEngine:
         self.runner, self.s3, self.run_id = options.runner, options.s3, run
         self.submit = spark_submit_path(self.runner.spark_submit)  # before anything is made: none, no run
         self.temporary = self.runner.staging is None
+        master = self.runner.spark_master
+        if self.temporary and master.startswith(CLUSTER_MASTERS):
+            # The tasks write their results there: executors on other machines cannot reach this one's.
+            # (A master Spark does not know is left to spark-submit, which says so.)
+            raise ShardFailed(f"the spark runner with master {master} needs a staging folder its executors can "
+                              f"write (the shards' results pass through it): an s3:// one, or one every machine "
+                              f"shares (--staging; spark.staging in the settings)")
         staging = tempfile.mkdtemp(prefix="ddb-assets-shards-") if self.temporary else self.runner.staging
         self.staging_root = staging
         self.folder: Location = resolve(staging, self.s3).join(run)
@@ -112,7 +122,7 @@ class SparkEngine:
             uris.append(location.uri)
         results = self.folder.join(f"round-{number}.results.json")
         self._publish(self.folder.join(f"round-{number}.json"), orjson.dumps({"specs": uris}))
-        return round_results(self._wait_for(results), results.uri, f"spark-submit's log: {self.log}")
+        return round_results(self._wait_for(results), results.uri, self.s3, f"spark-submit's log: {self.log}")
 
     def _publish(self, location: Location, data: bytes) -> None:
         # Written under another name and renamed: the application never reads half a round.
@@ -120,13 +130,11 @@ class SparkEngine:
         partial.write_bytes(data)
         location.fs.move(partial.path, location.path)
 
-    def _wait_for(self, results: Location) -> dict:
+    def _wait_for(self, results: Location) -> bytes:
         assert self.process is not None
         while True:
-            if results.exists():
-                document = orjson.loads(results.read_bytes())
-                if document.get("format") == RESULTS_FORMAT:
-                    return document
+            if results.exists():  # whole: the application writes it under another name and renames it
+                return results.read_bytes()
             status = self.process.poll()
             if status is not None:
                 self.ended = True

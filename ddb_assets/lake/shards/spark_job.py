@@ -4,8 +4,9 @@
 
 It serves the rounds the runner writes to STAGING_URI (local or s3://), in order: ``round-N.json``
 lists shard spec URIs; the specs are read here, on the driver, and each becomes one Spark task
-(one partition of one element) running ``run_shard_document`` on an executor. The collected
-results go to ``round-N.results.json``; a task that kept failing after Spark's retries is written
+(one partition of one element) running on an executor (lake/shards/rounds.py's ``run_task``): it
+writes its result document beside its spec and returns a small record naming it. The collected
+records go to ``round-N.results.json``; a task that kept failing after Spark's retries is written
 there instead, with its shard and error, and the application goes on to the next round. A round
 ``{"stop": true}`` ends it, and so does the end of the process that started spark-submit (this
 script ends with its parent, and waits for a round at most IDLE_SECONDS).
@@ -19,7 +20,6 @@ import time
 
 import orjson
 
-RESULTS_FORMAT = "ddb_assets.shard-results/1"
 # A task's failure reaches the driver as text (Spark's exception, the executor's traceback in it):
 # the shard and error are carried between these marks so the driver can report them exactly.
 MARK = "@@ddb-assets-shard-failure@@"
@@ -27,17 +27,18 @@ POLL_SECONDS = 0.2
 IDLE_SECONDS = 6 * 3600  # a round is planned in seconds; a runner gone this long is not coming back
 
 
-def run_task(element: tuple[int, str, bytes]) -> bytes:
-    """One shard, on an executor: (shard number, spec URI, spec document) -> result document."""
+def run_task(element: tuple[int, str, bytes]) -> dict:
+    """One shard, on an executor: (shard number, spec URI, spec document) -> the record of its
+    result, which it wrote beside the spec (lake/shards/rounds.py)."""
     from pyspark import TaskContext
 
-    from ddb_assets.lake.shards.worker import run_shard_document
+    from ddb_assets.lake.shards import rounds
 
     shard, uri, document = element
     context = TaskContext.get()
     attempt = context.attemptNumber() if context is not None else 0
     try:
-        return run_shard_document(document, obj=uri, attempt=attempt)
+        return rounds.run_task(uri, document, attempt)
     except Exception as error:  # noqa: BLE001 - raised again, for Spark to retry, with what to report
         failure = {"where": f"shard {shard + 1} (attempt {attempt})", "kind": type(error).__name__,
                    "message": str(error), "spec": uri}
@@ -45,18 +46,20 @@ def run_task(element: tuple[int, str, bytes]) -> bytes:
 
 
 def run_round(context, uris: list[str]) -> dict:  # type: ignore[no-untyped-def]
+    """The results document of one round of specs (``uris``): one Spark task a spec; what
+    reaches this driver is a small record a task (lake/shards/rounds.py), never a result."""
     from ddb_assets.exports.storage import resolve
+    from ddb_assets.lake.shards.rounds import failed_document, results_document
 
     elements = [(number, uri, resolve(uri).read_bytes()) for number, uri in enumerate(uris)]
     try:
-        results = context.parallelize(elements, len(elements)).map(run_task).collect()
-        return {"format": RESULTS_FORMAT, "results": [orjson.loads(r) for r in results]}
+        return results_document(context.parallelize(elements, len(elements)).map(run_task).collect())
     except Exception as error:  # noqa: BLE001 - a job that failed: reported through the results file
         found = re.search(re.escape(MARK) + "(.*?)" + re.escape(MARK), str(error), re.S)
         failure = orjson.loads(found.group(1)) if found else {
             "where": "the Spark job", "kind": type(error).__name__,
             "message": (str(error).strip().splitlines() or [""])[0]}
-        return {"format": RESULTS_FORMAT, "failed": failure}
+        return failed_document(failure)
 
 
 def main(argv: list[str]) -> int:

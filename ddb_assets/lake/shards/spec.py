@@ -319,15 +319,3 @@ def _key_from_json(value: Any) -> Any:
 
 __all__ = ["FileRead", "ShardError", "ShardFailed", "ShardFile", "ShardResult", "ShardSpec", "schema_from_json",
            "schema_to_json", "written_from_json", "written_to_json"]
-
-
-def round_results(document: dict, obj: str, log: str = "") -> list[ShardResult]:
-    """The results of a round (the Spark application's or Glue job's ``round-N.results.json``,
-    read as a dict from ``obj``). Raises ShardFailed naming the shard that failed after the
-    engine's retries, its spec, and ``log`` (where the engine's own log is), if given."""
-    failed = document.get("failed")
-    if failed:
-        raise ShardFailed(f"{failed['where']} failed after Spark's retries: {failed['kind']}: "
-                          f"{failed['message']} (its spec: {failed.get('spec', '')}; run it alone with "
-                          f"`ddb-assets shard run --spec URI`{'; ' + log if log else ''})")
-    return [ShardResult.from_json(orjson.dumps(r), obj=obj) for r in document["results"]]

@@ -1,7 +1,8 @@
 """What the runners that start one remote job run per pass (glue, emr_serverless) share: the
 pass's shard specs and a round file listing them are written to the ``s3://`` staging folder, the
-job run is started with the round file's URI and followed to its end, and the results the job
-wrote beside the round file (``round-N.results.json``, lake/shards/glue_job.py) are read back.
+job run is started with the round file's URI and followed to its end, and the results are read
+back: the job's ``round-N.results.json`` beside the round file (lake/shards/glue_job.py) names
+the result each task wrote beside its spec, read one by one (lake/shards/rounds.py).
 
 A job run that did not succeed fails the conversion with the service's own state and message; a
 shard that kept failing fails it with its error. The staging folder is removed after a conversion
@@ -16,7 +17,8 @@ from typing import Any
 import orjson
 
 from ddb_assets.exports.storage import Location, resolve
-from ddb_assets.lake.shards.spec import ShardFailed, ShardResult, ShardSpec, round_results
+from ddb_assets.lake.shards.rounds import round_results
+from ddb_assets.lake.shards.spec import ShardFailed, ShardResult, ShardSpec
 
 
 class StagedEngine:
@@ -58,7 +60,7 @@ class StagedEngine:
         if not results.exists():
             raise ShardFailed(f"{name} succeeded but wrote no {results.uri}: is the job's script the one "
                               f"`ddb-assets shard package` uploads?")
-        return round_results(orjson.loads(results.read_bytes()), results.uri)
+        return round_results(results.read_bytes(), results.uri, self.s3)
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import time
+from dataclasses import replace
 
 from ddb_assets.exports.errors import ExportFormatError
 from ddb_assets.exports.storage import resolve
@@ -44,22 +45,26 @@ def run_shard(spec: ShardSpec) -> ShardResult:
 
 
 def run_shard_document(data: bytes, *, obj: str, attempt: int | None = None) -> bytes:
-    """A spec document in, a result document out (an engine's task body). Bad input is not worth
-    a retry: it comes back as the result's ``error``. Any other failure (a read that kept failing
-    included) raises, for the engine to retry the task. ``attempt`` overrides the spec's (an engine's task attempt number)."""
+    """A spec document in, a result document out (``run_shard_checked`` of the spec read from
+    ``obj``). ``attempt`` overrides the spec's (an engine's task attempt number)."""
     spec = ShardSpec.from_json(data, obj=obj)
     if attempt is not None:
-        from dataclasses import replace
-
         spec = replace(spec, attempt=attempt)
+    return run_shard_checked(spec).to_json()
+
+
+def run_shard_checked(spec: ShardSpec) -> ShardResult:
+    """``run_shard``, as an engine's task body runs it. Bad input is not worth a retry: it comes
+    back as the result's ``error``. Any other failure (a read that kept failing included) raises,
+    for the engine to retry the task."""
     started = time.monotonic()
     try:
-        return run_shard(spec).to_json()
+        return run_shard(spec)
     except (ExportFormatError, ProfileMismatch) as error:
         if getattr(error, "transient", False):
             raise  # storage kept failing through its own retries (UnreadableObject): worth another attempt
         return ShardResult(spec.shard, spec.attempt, spec.run, seconds=time.monotonic() - started,
-                           host=socket.gethostname(), error=ShardError.of(error)).to_json()
+                           host=socket.gethostname(), error=ShardError.of(error))
 
 
 def run_shard_at(spec_uri: str, result_uri: str | None = None) -> ShardResult:
