@@ -238,3 +238,63 @@ def test_a_stale_spark_home_does_not_break_pysparks_own_spark_submit(tmp_path: P
                      "local[2]", "--shards", "2", env={"SPARK_HOME": str(tmp_path / "removed-spark")})
     assert result.returncode == 0, result.stderr
     assert "2 shard tasks on the spark runner" in result.stdout
+
+
+@needs_spark
+def test_the_round_results_name_each_tasks_result_file_and_hold_no_statistics(tmp_path: Path) -> None:
+    """What passes through Spark's collect() is a small record a shard; each task's result (the
+    files it wrote, with their statistics) is a file of its own in the staging folder, which a
+    configured staging folder keeps after the run."""
+    folder = doctor.make_export(tmp_path / "export", items=600, files=3, seed=5)
+    staging = tmp_path / "staging"
+    runner = dataclasses.replace(SPARK, staging=str(staging))
+    result = convert_export(folder, tmp_path / "lake" / "t", ConvertOptions(runner=runner))
+    [run] = list(staging.iterdir())
+    # a new table: a profile pass (round 0), then the writing pass (round 1)
+    document = (run / "round-1.results.json").read_text()
+    assert "statistics" not in document and "written" not in document and "profile" not in document
+    records = json.loads(document)
+    assert records["format"] == "ddb_assets.shard-results/2"
+    assert [r["shard"] for r in records["results"]] == [0, 1, 2]
+    for record in records["results"]:
+        assert set(record) == {"shard", "attempt", "result", "items", "rows", "files", "error"}
+        assert record["result"] == str(run / "round-1" / f"shard-{record['shard']:05d}.attempt-0.result.json")
+        written = json.loads(Path(record["result"]).read_bytes())["written"]
+        assert len(written) == record["files"] >= 1 and record["error"] is None
+        assert sum(w["statistics"]["record_count"] for w in written) == sum(w["rows"] for w in written) \
+            == record["rows"] == record["items"]
+    assert sum(r["rows"] for r in records["results"]) == result.commit.rows == 600
+
+
+@pytest.mark.fast
+def test_round_results_of_another_version_or_missing_a_result_are_one_line(tmp_path: Path) -> None:
+    from ddb_assets.lake.shards.rounds import round_results
+    from ddb_assets.lake.shards.spec import ShardFailed
+
+    old = tmp_path / "round-0.results.json"  # as a job of the previous version writes it: whole results
+    old.write_text(json.dumps({"format": "ddb_assets.shard-results/1", "results": [{"shard": 0, "written": []}]}))
+    with pytest.raises(ShardFailed) as raised:
+        round_results(old.read_bytes(), str(old))
+    assert str(raised.value) == (
+        f"{old}: the shard results are format ddb_assets.shard-results/1, this ddb-assets reads "
+        f"ddb_assets.shard-results/2: the job ran another version of the package (upload this one with "
+        f"`ddb-assets shard package`)")
+    missing = str(tmp_path / "round-0" / "shard-00003.attempt-1.result.json")
+    new = json.dumps({"format": "ddb_assets.shard-results/2", "results": [
+        {"shard": 3, "attempt": 1, "result": missing, "items": 5, "rows": 5, "files": 1, "error": None}]})
+    with pytest.raises(ShardFailed) as raised:
+        round_results(new.encode(), str(old))
+    assert str(raised.value) == f"{missing}: shard 4's result is missing"
+
+
+@needs_spark
+def test_a_cluster_master_without_a_staging_folder_its_executors_reach_is_refused(tmp_path: Path) -> None:
+    folder = doctor.make_export(tmp_path / "export", items=100, files=1)
+    result = run_cli("convert", str(folder), str(tmp_path / "lake" / "t"), "--runner", "spark",
+                     "--spark-master", "yarn")
+    assert result.returncode == 1
+    assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
+        "error: the spark runner with master yarn needs a staging folder its executors can write (the shards' "
+        "results pass through it): an s3:// one, or one every machine shares (--staging; spark.staging in the "
+        "settings)"], result.stderr
+    assert not (tmp_path / "lake" / "t" / "metadata").exists()
