@@ -651,7 +651,9 @@ def convert(
                                                "omit when the application's Python has the package)."),
     staging: Optional[str] = typer.Option(None, metavar="DIR", help="--runner glue or emr_serverless: the s3:// "
                                           "folder the shard specs and results pass through; --runner spark: a "
-                                          "local or s3:// one (default: a temporary local folder)."),
+                                          "local or s3:// one (default: a temporary local folder, for local[N] "
+                                          "only: a cluster master needs a folder its executors reach, which "
+                                          "write each shard's result there)."),
     spark_master: Optional[str] = typer.Option(None, metavar="MASTER", help="spark-submit's --master for "
                                                "--runner spark: local[N], spark://HOST:7077, yarn (default: "
                                                "local[*])."),

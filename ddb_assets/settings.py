@@ -141,8 +141,10 @@ class SparkSettings(_Strict):
     shards: int = Field(0, ge=0, description="Shard tasks per conversion (0: about one per 256 MiB of gzip "
                                              "input, at least two, at most one per data file).")
     staging: str | None = Field(None, description="Folder (local or s3://) the shard specs and results pass "
-                                                  "through (default: a temporary local folder; use s3:// "
-                                                  "with --deploy-mode cluster).")
+                                                  "through (default: a temporary local folder, for local[N] "
+                                                  "masters only: on a cluster the executors write each "
+                                                  "shard's result there, so give a folder they reach, "
+                                                  "such as s3://).")
 
 
 class GlueSettings(_Strict):
