@@ -360,8 +360,13 @@ def test_a_rebuild_replans_names_and_partitioning_in_one_commit(tmp_path: Path) 
     assert meta["partition_spec"] == [("item.product_id.s_bucket", "bucket[4]")] and len(rows) == 120
     assert all(c["name"].startswith("item.") for c in meta["columns"])
     history = json.loads(run_cli("history", "t", "--lake", str(lake), "--format", "json").stdout)
-    assert [h["operation"] for h in history] == ["append", "overwrite", "append"]  # the rebuild: one commit
-    assert history[1]["committed_at"][:19] == history[2]["committed_at"][:19] or history[1]["rows"] == 0
+    # The rebuild: one snapshot (a new schema and spec, every old file out, the new ones in).
+    assert [(h["operation"], h["rows"]) for h in history] == [("append", 120), ("overwrite", 120)]
+    assert history[1]["files_removed"] == history[0]["files_added"] and history[1]["files_added"] >= 1
+    assert history[1]["parent_id"] == history[0]["snapshot_id"] and history[1]["current"]
+    as_of = run_cli("query", "select count(*) as n from t", "--lake", str(lake), "--table", "t", "--as-of",
+                    str(history[1]["snapshot_id"]), "--format", "csv")
+    assert as_of.returncode == 0 and as_of.stdout.split() == ['"n"', "120"], as_of.stderr
 
 
 def test_a_rebuild_keeps_the_table_options_not_given(tmp_path: Path) -> None:

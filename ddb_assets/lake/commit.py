@@ -121,14 +121,14 @@ def _commit_existing(table: Any, location: str, plan: TablePlan, written: list[W
     if only_partitions is not None and not rebuild and any(f.spec_id != table.spec().spec_id for f in removed):
         raise CommitConflict(f"{table.name()} holds files of an older partition spec; convert every partition")
     if rebuild:
-        # The old files are removed under the old schema first (pyiceberg reads their partition
-        # values through the current spec, which a rebuild replaces), then the new schema and
-        # spec and the new files: two snapshots, one atomic commit.
+        # One snapshot: the new schema and spec first, then every old file out (whatever its spec)
+        # and the new files in (lake/row_delta.py replace_table).
+        from ddb_assets.lake.row_delta import replace_table
+
         transaction = table.transaction()
-        if removed:
-            replace_files(transaction, removed, [], {**summary, f"{SUMMARY_PREFIX}operation": "rebuild"})
         changed = apply_plan(transaction, table, plan, rebuild, stored_at_plan, source_properties(export))
-        append_files(transaction, written, summary)
+        replace_table(transaction, {**summary, f"{SUMMARY_PREFIX}operation": "rebuild"},
+                      added_data=data_files_for(transaction, written), removed=removed)
     else:
         transaction, changed = begin_transaction(table, plan, rebuild, stored_at_plan, source_properties(export))
         if removed:

@@ -65,11 +65,11 @@ def current_summary(table: Any) -> dict[str, str]:
 
 def replaces_table(summary: dict[str, str]) -> bool:
     """Does a snapshot (its summary) replace the whole table: a full export committed over every
-    partition (a new table's first snapshot, a full export replacing an older one, either snapshot
-    of a rebuild, a compaction of such a snapshot)? The table's state begins there: what its
-    ancestors applied is no longer in it. A partial backfill (``partitions`` naming some), a merge
-    (``merge``), another writer's snapshot (no ``ddb-assets.*`` keys) and a snapshot of a version
-    that recorded no type or partitions replace nothing."""
+    partition (a new table's first snapshot, a full export replacing an older one, a rebuild, a
+    compaction of such a snapshot)? The table's state begins there: what its ancestors applied is
+    no longer in it. A partial backfill (``partitions`` naming some), a merge (``merge``), another
+    writer's snapshot (no ``ddb-assets.*`` keys) and a snapshot of a version that recorded no type
+    or partitions replace nothing."""
     get = lambda key: summary.get(f"{SUMMARY_PREFIX}{key}", "")  # noqa: E731
     return bool(get("export-id")) and get("export-type") == FULL and get("partitions") == "all"
 

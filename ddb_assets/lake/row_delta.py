@@ -138,11 +138,60 @@ class RowDelta(_SnapshotProducer["RowDelta"]):
         for delete_file in self._added_delete_files:
             collector.add_file(delete_file, schema=schema, partition_spec=specs[delete_file.spec_id])
         for data_file in self._removed:
-            collector.remove_file(data_file, schema=schema, partition_spec=specs[data_file.spec_id])
+            spec = specs[data_file.spec_id]
+            collector.remove_file(data_file, schema=binding_schema(metadata, spec), partition_spec=spec)
         previous = metadata.snapshot_by_id(self._parent_snapshot_id) if self._parent_snapshot_id is not None else None
         return update_snapshot_summaries(summary=Summary(operation=self._operation, **collector.build(),
                                                          **snapshot_properties),
                                          previous_summary=previous.summary if previous is not None else None)
+
+
+class WholeTableReplacement(RowDelta):
+    """One ``overwrite`` snapshot replacing every live file of the parent, after a schema and
+    partition spec change staged in the same transaction (a rebuild). The parent's manifests are
+    not carried over, not even as ``DELETED`` entries: readers bind every listed manifest's spec
+    to the table's current schema, which no longer holds the old spec's source columns (a rebuild
+    numbers its columns anew). ``DELETED`` entries are bookkeeping only (readers skip them); the
+    summary still counts the files and rows removed. Use ``replace_table``."""
+
+    def _carried_over(self) -> list[ManifestFile]:
+        if self._parent_snapshot_id is None:
+            return []
+        parent = self._transaction.table_metadata.snapshot_by_id(self._parent_snapshot_id)
+        live = {entry.data_file.file_path for manifest in parent.manifests(io=self._io)
+                for entry in manifest.fetch_manifest_entry(io=self._io, discard_deleted=True)}
+        removed = {f.file_path for f in self._removed}
+        if live != removed:
+            from pyiceberg.exceptions import ValidationException
+
+            raise ValidationException(f"a whole-table replacement must remove every live file of snapshot "
+                                      f"{self._parent_snapshot_id}: {len(live - removed)} left, "
+                                      f"{len(removed - live)} not in it")
+        return []
+
+
+def binding_schema(metadata: Any, spec: Any) -> Any:
+    """The schema that ``spec``'s partition values read through: the current one if it holds every
+    source column of the spec, else the newest that does (an older spec after a rebuild)."""
+    schemas = [metadata.schema(), *sorted(metadata.schemas, key=lambda s: -s.schema_id)]
+    for schema in schemas:
+        if all(f.source_id in schema._lazy_id_to_field for f in spec.fields):
+            return schema
+    return schemas[0]
+
+
+def replace_table(transaction: Any, summary: dict[str, str], *, added_data: Iterable[Any],
+                  removed: Iterable[Any]) -> None:
+    """Stage on ``transaction`` one ``overwrite`` snapshot carrying ``summary``: every live file
+    of the current snapshot (``removed``: DataFiles of either content, of any partition spec) out,
+    ``added_data`` (DataFiles of the transaction's current spec and schema) in. Raises pyiceberg's
+    ValidationException when ``removed`` is not exactly the current snapshot's live files."""
+    producer = WholeTableReplacement(transaction, summary)
+    for data_file in added_data:
+        producer.append_data_file(data_file)
+    for data_file in removed:
+        producer.remove_file(data_file)
+    producer.commit()
 
 
 def row_delta(transaction: Any, summary: dict[str, str], *, added_data: Iterable[Any] = (),
@@ -161,4 +210,4 @@ def row_delta(transaction: Any, summary: dict[str, str], *, added_data: Iterable
     producer.commit()
 
 
-__all__ = ["DeleteManifestWriter", "RowDelta", "row_delta"]
+__all__ = ["DeleteManifestWriter", "RowDelta", "WholeTableReplacement", "binding_schema", "replace_table", "row_delta"]
