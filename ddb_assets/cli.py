@@ -1047,7 +1047,7 @@ def query(
     """Run SQL over the lake with the embedded DuckDB engine and print the result."""
     import duckdb
 
-    from ddb_assets.query.duckdb_engine import EmptyStatement
+    from ddb_assets.query.duckdb_engine import EmptyStatement, named_tables
     from ddb_assets.query.output import render
 
     # Unknown options reach here as words (SQL may start with "-- a comment"): an option-like
@@ -1075,11 +1075,15 @@ def query(
         except EmptyStatement as exc:
             raise CliError(str(exc)) from None
         except duckdb.Error as exc:
-            message = str(exc).splitlines()[0]
-            broken = [f"{name} ({why})" for name, why in engine.errors.items() if name in sql]
-            absent = [f"{name} ({why})" for name, why in engine.left_out.items() if name in sql]
-            raise CliError(f"query failed: {message}" + (f"; unreadable: {', '.join(broken)}" if broken else "")
-                           + (f"; left out: {', '.join(absent)}" if absent else "")) from None
+            # A table the SQL names but that is not registered is why DuckDB says it does not
+            # exist: that cause is the one to give, not DuckDB's.
+            broken = [f"table {name} could not be read: {engine.errors[name]}"
+                      for name in named_tables(sql, engine.errors)]
+            absent = [f"{engine.left_out[name]}: it is left out of this query"
+                      for name in named_tables(sql, engine.left_out)]
+            if broken or absent:
+                raise CliError("; ".join([*broken, *absent])) from None
+            raise CliError(f"query failed: {str(exc).splitlines()[0]}") from None
     finally:
         engine.close()
     # The tables left out are reported (stderr: the result on stdout stays clean).

@@ -15,7 +15,9 @@ deletes is read by pyiceberg (which applies them) into memory: compact such tabl
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import re
+from typing import Any, Iterable
 
 import duckdb
 import pyarrow as pa
@@ -31,6 +33,11 @@ EMPTY_COLUMN = "_no_columns_yet"
 
 class EmptyStatement(ValueError):
     """The SQL holds no statement: empty, blanks, only ``;`` or only comments."""
+
+
+class UnreadableTable(OSError):
+    """A lake table whose snapshot cannot be read (a data file it lists is missing); the message
+    says which file."""
 
 
 class NameCollision(ValueError):
@@ -157,7 +164,7 @@ class DuckDBEngine:
             except LookupError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one unreadable table must not hide the others
-                self.errors[name] = f"{type(exc).__name__}: {exc}"
+                self.errors[name] = unreadable_reason(exc)
         return {n: self.tables[n] for n in names if n in self.tables}
 
     def refresh(self) -> None:
@@ -182,6 +189,7 @@ class DuckDBEngine:
             self.connection.register(hidden, view.arrow_schema.empty_table())
             self.connection.execute(f"CREATE OR REPLACE VIEW {target} AS SELECT * FROM {quote_identifier(hidden)}")
         elif all(not path.startswith("s3://") for path in [*view.files, *view.deletes]):
+            _require_local_files(view)
             self.connection.execute(f"CREATE OR REPLACE VIEW {target} AS {_local_select(view)}")
         elif view.deletes:
             rows = table.scan(snapshot_id=view.snapshot_id).to_arrow()  # pyiceberg applies the deletes
@@ -240,6 +248,32 @@ class DuckDBEngine:
 
     def close(self) -> None:
         self.connection.close()
+
+
+def unreadable_reason(exc: BaseException) -> str:
+    """Why a table could not be registered, in one line: our own message as it is, another
+    error's type and first line (DuckDB's next lines quote the SQL of the view)."""
+    if isinstance(exc, UnreadableTable):
+        return str(exc)
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def named_tables(sql: str, names: Iterable[str]) -> list[str]:
+    """Those of ``names`` that ``sql`` names as a word (quoted or not; DuckDB ignores ASCII case)."""
+    folded = duckdb_folded(sql)
+    return [name for name in names
+            if re.search(r"(?<![\w$])" + re.escape(duckdb_folded(name)) + r"(?![\w$])", folded)]
+
+
+def _require_local_files(view: SnapshotView) -> None:
+    """Raise UnreadableTable naming the first local data or delete file of ``view`` that is gone
+    (DuckDB would report it inside the view's SQL)."""
+    missing = [path for path in [*view.files, *view.deletes] if not os.path.isfile(_local_path(path))]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise UnreadableTable(f"snapshot {view.snapshot_id} lists data file {_local_path(missing[0])}, which is "
+                              f"missing{more}")
 
 
 def _local_select(view: SnapshotView) -> str:
