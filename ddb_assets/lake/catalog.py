@@ -88,8 +88,11 @@ def file_io_properties(s3: S3Options | None) -> dict[str, str]:
     return properties
 
 
-def open_catalog(config: CatalogConfig, lake: Location | None, s3: S3Options | None = None) -> Any:
-    """A pyiceberg Catalog for ``config``; the SQLite default lives in ``lake`` (see above)."""
+def open_catalog(config: CatalogConfig, lake: Location | None, s3: S3Options | None = None, *,
+                 lazy: bool = False) -> Any:
+    """A pyiceberg Catalog for ``config``; the SQLite default lives in ``lake`` (see above).
+    ``lazy``: a SQLite catalog file that does not exist yet is created by the first write (a
+    conversion's commit), not now: see PendingCatalog."""
     properties = {**file_io_properties(s3), **config.properties}
     if config.kind == "sql":
         from pyiceberg.catalog.sql import SqlCatalog
@@ -101,7 +104,12 @@ def open_catalog(config: CatalogConfig, lake: Location | None, s3: S3Options | N
         else:
             raise CatalogError("no lake root to keep the SQLite catalog in")
         if uri.startswith("sqlite:///"):
-            folder = os.path.dirname(uri[len("sqlite:///"):])
+            path = uri[len("sqlite:///"):]
+            folder = os.path.dirname(path)
+            if lazy and ":memory:" not in uri and not os.path.exists(path) and \
+                    (not folder or os.path.isdir(folder) or (lake is not None and lake.scheme == "file"
+                                                              and os.path.abspath(folder) == lake.path)):
+                return PendingCatalog(path, lambda: open_catalog(config, lake, s3))
             if folder and not os.path.isdir(folder):
                 if lake is not None and lake.scheme == "file" and os.path.abspath(folder) == lake.path:
                     os.makedirs(folder, exist_ok=True)
@@ -131,6 +139,43 @@ def open_catalog(config: CatalogConfig, lake: Location | None, s3: S3Options | N
         reason = found[1].strip() if found else type(exc).__name__
         raise CatalogError(f"no Iceberg REST catalog answers at {config.uri} ({reason}): start it, or check "
                            f"--catalog (catalog.uri in the configuration)") from exc
+
+
+class PendingCatalog:
+    """A SQLite catalog whose file does not exist yet. Reads answer as an empty catalog's would
+    (no table, no namespace) without creating anything; any other use (creating the namespace
+    before a commit) creates the file and its folder (``open_catalog``) and delegates from then on.
+    So a conversion that fails before its commit leaves no catalog file behind; once the file
+    exists (another run created it meanwhile), reads go to it."""
+
+    def __init__(self, path: str, opener: Any) -> None:
+        self.path = path
+        self._opener = opener
+        self._catalog: Any = None
+
+    def _opened(self, create: bool) -> Any:
+        if self._catalog is None and (create or os.path.isfile(self.path)):
+            self._catalog = self._opener()
+        return self._catalog
+
+    def load_table(self, identifier: Any) -> Any:
+        from pyiceberg.exceptions import NoSuchTableError
+
+        catalog = self._opened(create=False)
+        if catalog is None:
+            raise NoSuchTableError(f"Table does not exist: {identifier}")
+        return catalog.load_table(identifier)
+
+    def list_tables(self, namespace: Any) -> list[Any]:
+        catalog = self._opened(create=False)
+        return [] if catalog is None else catalog.list_tables(namespace)
+
+    def list_namespaces(self, *args: Any) -> list[Any]:
+        catalog = self._opened(create=False)
+        return [] if catalog is None else catalog.list_namespaces(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._opened(create=True), name)
 
 
 def _sql_catalog(factory: Any, properties: dict[str, str]) -> Any:

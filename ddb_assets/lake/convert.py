@@ -622,6 +622,14 @@ def convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathL
     (ProfileMismatch). Raises ExportFormatError (bad input: nothing committed), Refused (lake/guards.py),
     SchemaConflict, PartitionError, CommitConflict.
     """
+    from ddb_assets.lake.leftovers import folders_removed_on_failure
+
+    with folders_removed_on_failure(dest):  # a run that fails leaves no folder it made
+        return _convert_export(source, dest, options, progress, known)
+
+
+def _convert_export(source: str | os.PathLike[str] | Export, dest: str | os.PathLike[str], options: ConvertOptions,
+                    progress: ProgressCallback | None, known: Profile | None) -> ConvertResult:
     notify = progress or (lambda kind, info: None)
     started = time.monotonic()
     options = replace(options, s3=(options.s3 or S3Options()).with_environment())

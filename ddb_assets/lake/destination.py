@@ -5,6 +5,7 @@ paths made absolute); the lake folder (its parent, where the SQLite catalog live
 the table name (its last segment, lowercased) are derived from what it resolves to. Refused before
 anything is read, naming the destination:
 
+- a file, or a path inside one;
 - a last segment that is ``.``, ``..`` or nothing (a bucket, ``/``): it names no table folder
   (``lake/..`` would put the table, and a catalog, in the folder above);
 - a lake folder itself (one holding ``catalog.db``, or the folder of the ``sqlite:///`` catalog):
@@ -56,7 +57,8 @@ def lake_target(dest: str | os.PathLike[str], table_name: str | None, catalog: C
     check_table_name(name)
     check_catalog_writable(catalog, location.parent())  # local and cheap: before any request
     check_writable(location, os.fspath(dest), s3)
-    return LakeTarget(open_catalog(catalog, location.parent(), s3), catalog.namespace, name, location)
+    # A new SQLite catalog is created by the commit: a run failing before it leaves none behind.
+    return LakeTarget(open_catalog(catalog, location.parent(), s3, lazy=True), catalog.namespace, name, location)
 
 
 def table_location(dest: str | os.PathLike[str], catalog: CatalogConfig = CatalogConfig(),
@@ -83,6 +85,13 @@ def table_location(dest: str | os.PathLike[str], catalog: CatalogConfig = Catalo
 
 
 def _check_local_folder(path: str, text: str, catalog: CatalogConfig) -> None:
+    existing = path
+    while not os.path.exists(existing) and existing != os.path.dirname(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):  # what exists of the path is a file
+        what = "a file" if existing == path else f"inside the file {existing}"
+        raise DestinationError(f"destination {text!r} is {what}, not a folder: give a table folder (a new one, "
+                               f"or the table's own)")
     configured = catalog.uri[len("sqlite:///"):] if catalog.kind == "sql" and catalog.uri and \
         catalog.uri.startswith("sqlite:///") else None
     if os.path.isfile(os.path.join(path, CATALOG_FILE)) or \
