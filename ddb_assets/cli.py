@@ -968,12 +968,15 @@ def _lake(lake: Optional[str], catalog: Optional[str], namespace: Optional[str])
     # The folder matters only when the catalog lives in it; a Glue, REST or named SQLite catalog
     # knows where its tables are.
     if root.scheme == "file" and default_sql and not os.path.isdir(root.path):
-        what = "is not a folder" if os.path.exists(root.path) else "does not exist"
+        if os.path.exists(root.path):  # a file: converting "into it" cannot work, so no such advice
+            where = f"--lake {root.uri}" if given else f"the lake {root.uri} (lake_root of the configuration)"
+            raise CliError(f"{where} is a file, not a lake folder: give the folder that holds the lake's "
+                           f"{CATALOG_FILE}")
         if given:
-            raise CliError(f"--lake {root.uri} {what} (convert an export into it first: ddb-assets convert SOURCE "
-                           f"{root.uri}/TABLE)")
-        raise CliError(f"the lake {root.uri} (lake_root of the configuration) {what}: give --lake, or convert an "
-                       f"export into it first")
+            raise CliError(f"--lake {root.uri} does not exist (convert an export into it first: ddb-assets convert "
+                           f"SOURCE {root.uri}/TABLE)")
+        raise CliError(f"the lake {root.uri} (lake_root of the configuration) does not exist: give --lake, or "
+                       f"convert an export into it first")
     # These commands only read: opening a SQLite catalog that is not there would create an empty one.
     if default_sql and root.scheme == "file" and not os.path.isfile(os.path.join(root.path, CATALOG_FILE)):
         raise CliError(f"the lake {root.uri} has no catalog ({CATALOG_FILE}): convert an export into it first, "

@@ -74,6 +74,11 @@ def test_a_lake_that_does_not_exist_is_an_error_and_nothing_is_created(tmp_path:
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == (f"error: --lake {missing} does not exist (convert an export into it first: "
                              f"ddb-assets convert SOURCE {missing}/TABLE)\n")
+    a_file = tmp_path / "afile"
+    a_file.write_text("not a lake")
+    result = run_cli(*command, "--lake", str(a_file))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"error: --lake {a_file} is a file, not a lake folder: give the folder that holds the lake's catalog.db\n"
 
     empty = tmp_path / "empty"
     empty.mkdir(exist_ok=True)
