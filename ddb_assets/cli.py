@@ -668,11 +668,11 @@ def convert(
     names never change meaning). An incremental export is merged: its upserts and deletes by
     primary key, in one snapshot, if its window starts at the table's high-water mark. The previous
     snapshot stays readable (see `history`, `query --as-of`)."""
+    from ddb_assets.cli_interrupts import AfterCommit
     from ddb_assets.exports.reader import open_export
     from ddb_assets.exports.storage import resolve
-    from ddb_assets.lake.convert import ConvertOptions, convert_export, export_record
+    from ddb_assets.lake.convert import ConvertOptions, convert_export
     from ddb_assets.lake.profile import profile_from_json
-    from ddb_assets.lake.record import high_water_mark, iso_millis
 
     runner_options = _runner_options(runner, spark_master, shards, glue_job, staging,
                                      emr={"--emr-application": emr_application, "--emr-role": emr_role,
@@ -701,8 +701,17 @@ def convert(
         if saved_for != export.export_id:
             raise CliError(f"{profile} is the profile of export {saved_for}, not of {export.export_id}")
     progress, on_event = _conversion_progress()
-    with progress:
-        result = convert_export(export, dest, options, progress=on_event, known=known)
+    with AfterCommit(lambda line: err_console.print(line, highlight=False, markup=False, soft_wrap=True)) as after:
+        with progress:
+            result = convert_export(export, dest, options, progress=after.watching(on_event), known=known)
+        _converted(result, history=history, runner=runner, work_dir=work_dir)
+
+
+def _converted(result: Any, *, history: bool, runner: str, work_dir: Optional[str]) -> None:
+    """The summary lines of a conversion (``unchanged``, or what it committed)."""
+    from ddb_assets.lake.convert import export_record
+    from ddb_assets.lake.record import high_water_mark, iso_millis
+
     commit, plan = result.commit, result.plan
     mb = result.uncompressed_bytes / 1e6
     spec = plan.schema.partition

@@ -140,8 +140,57 @@ def test_a_file_where_the_lake_folder_goes_is_named(tmp_path: Path, export: Path
     occupied = tmp_path / "lake"
     occupied.write_text("")
     _one_line(run_cli("convert", str(export), str(occupied / "reviews"), "--workers", "1"),
-              f"error: destination '{occupied / 'reviews'}' cannot be written: {occupied} is a file where a folder "
-              f"is needed: give a folder path, or move the file away")
+              f"error: destination '{occupied / 'reviews'}' is inside the file {occupied}, not a folder: give a "
+              f"table folder (a new one, or the table's own)")
+
+
+# Ctrl-C at a chosen point of a real `ddb-assets convert` process: the point's function is wrapped
+# to send the process SIGINT (as a terminal does) before or after calling it.
+_INTERRUPTED_AT = """
+import os, signal, sys
+import ddb_assets.cli as cli, ddb_assets.lake.convert as convert
+module, name, when = sys.argv[1:4]
+place = {"cli": cli, "convert": convert}[module]
+real = getattr(place, name)
+def interrupted(*args, **kwargs):
+    if when == "before":
+        os.kill(os.getpid(), signal.SIGINT)
+    result = real(*args, **kwargs)
+    if when == "after":
+        os.kill(os.getpid(), signal.SIGINT)
+    return result
+setattr(place, name, interrupted)
+sys.argv = ["ddb-assets", *sys.argv[4:]]
+cli.main()
+"""
+
+
+@pytest.mark.parametrize("point", [("cli", "_summary_lines", "after"), ("convert", "keep_profile", "before")],
+                         ids=["after-the-summary", "while-finishing"])
+def test_an_interrupt_after_the_commit_exits_0_saying_it_is_committed(tmp_path: Path, export: Path,
+                                                                      point: tuple[str, str, str]) -> None:
+    import json
+    import sys
+
+    lake = tmp_path / "lake"
+    result = subprocess.run([sys.executable, "-c", _INTERRUPTED_AT, *point, "convert", str(export),
+                             str(lake / "t"), "--workers", "1"], capture_output=True, text=True, timeout=180)
+    snapshot = json.loads(run_cli("history", "t", "--lake", str(lake), "--format", "json").stdout)[-1]["snapshot_id"]
+    assert result.returncode == 0, result.stderr
+    assert re.search(rf"^committed +ddb_lake.t snapshot {snapshot} \(new table\)$", result.stdout, re.M)
+    assert "metadata" in result.stdout  # the whole summary
+    assert result.stderr.splitlines()[-1] == f"interrupted after the commit: snapshot {snapshot} is committed"
+
+
+def test_an_interrupt_before_the_commit_exits_130_committing_nothing(tmp_path: Path, export: Path) -> None:
+    import sys
+
+    lake = tmp_path / "lake"
+    result = subprocess.run([sys.executable, "-c", _INTERRUPTED_AT, "convert", "commit_export", "before", "convert",
+                             str(export), str(lake / "t"), "--workers", "1"], capture_output=True, text=True,
+                            timeout=180)
+    assert result.returncode == 130 and "committed" not in result.stdout + result.stderr, result
+    assert not lake.exists() or not any(lake.rglob("*.metadata.json"))
 
 
 @pytest.fixture
