@@ -1188,7 +1188,9 @@ def history(
     output: str = typer.Option("table", "--format", metavar="[table|json]", callback=_one_of("table", "json"),
                                help="table: one line per snapshot; json: a list of snapshots."),
 ) -> None:
-    """The table's snapshots, oldest first: when, which export, rows, files added and removed."""
+    """The table's snapshots, oldest first: when, what made it (convert, rebuild, merge,
+    compaction, or another writer's operation), which export, rows, files added and removed; the
+    current one, and those a rollback left behind (rolled back), are marked."""
     import json
 
     from ddb_assets.lake.tables import history as table_history
@@ -1199,13 +1201,13 @@ def history(
         return
     # Plain lines, not a table: snapshot and export ids stay whole in any terminal or pipe.
     console.print(f"{table}: {counted(len(entries), 'snapshot')}, oldest first", highlight=False, markup=False)
-    header = f"{'snapshot':<20} {'committed (UTC)':<24} {'operation':<9} {'export':<24} {'rows':>12} {'files':>11}"
+    header = f"{'snapshot':<20} {'committed (UTC)':<24} {'action':<10} {'export':<24} {'rows':>12} {'files':>11}"
     console.print(header, highlight=False, markup=False, soft_wrap=True)
     for e in entries:
         files = f"+{e['files_added']}/-{e['files_removed']}"
-        console.print(f"{e['snapshot_id']:<20} {e['committed_at']:<24} {e['operation']:<9} {e['export_id'] or '-':<24} "
-                      f"{e['rows']:>12,} {files:>11}" + ("  current" if e["current"] else ""),
-                      highlight=False, markup=False, soft_wrap=True)
+        mark = "  current" if e["current"] else "  rolled back" if e["rolled_back"] else ""
+        console.print(f"{e['snapshot_id']:<20} {e['committed_at']:<24} {e['action']:<10} {e['export_id'] or '-':<24} "
+                      f"{e['rows']:>12,} {files:>11}" + mark, highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()

@@ -176,6 +176,16 @@ def test_history_time_travel_and_rollback_from_the_cli(tmp_path: Path) -> None:
     assert count() == 300
     assert json.loads(run_cli("history", "reviews", "--lake", str(lake), "--format", "json").stdout)[0]["current"]
     assert second  # the rolled-back snapshot stays until maintenance expires it
+    # Converted again after the rollback: the same export twice in the history, the first marked.
+    assert run_cli("convert", str(newer), str(lake / "reviews")).returncode == 0
+    history = json.loads(run_cli("history", "reviews", "--lake", str(lake), "--format", "json").stdout)
+    assert [(h["action"], h["rows"], h["current"], h["rolled_back"]) for h in history] == [
+        ("convert", 300, False, False), ("convert", 120, False, True), ("convert", 120, True, False)]
+    assert history[1]["export_id"] == history[2]["export_id"] == newer.name
+    lines = run_cli("history", "reviews", "--lake", str(lake)).stdout.splitlines()
+    assert lines[1].split() == ["snapshot", "committed", "(UTC)", "action", "export", "rows", "files"]
+    assert lines[3].startswith(str(second)) and lines[3].split()[2:4] == ["convert", newer.name]
+    assert lines[3].endswith("  rolled back") and lines[4].endswith("  current") and lines[2].endswith("+1/-0")
 
 
 # -- partitioning ------------------------------------------------------------------------------------
@@ -266,6 +276,7 @@ def test_an_empty_export_gives_an_empty_table_every_command_and_engine_reads(tmp
 
 def test_maintenance_compacts_expires_and_removes_orphans(tmp_path: Path) -> None:
     from ddb_assets.lake.maintenance import MaintenanceOptions, maintain
+    from ddb_assets.lake.tables import history
 
     root = tmp_path / "lake" / "reviews"
     for number in range(3):  # three exports, three snapshots, each replacing the last; two workers: two files per year
@@ -289,6 +300,8 @@ def test_maintenance_compacts_expires_and_removes_orphans(tmp_path: Path) -> Non
     assert _files_per_partition(table) == {year: 1 for year in files_per_year_before}
     assert sorted(table.scan().to_arrow().column("review_id").to_pylist()) == rows_before
     assert len(table.snapshots()) == 1 and len(result.expired_snapshots) == 3
+    [compaction] = history(table)  # the same export, compacted: not applied twice
+    assert (compaction["action"], compaction["export_id"], compaction["rows"]) == ("compaction", folder.name, 400)
     assert str(orphan) in result.orphans and not orphan.exists()
     on_disk = {str(p) for p in (root / "data").rglob("*.parquet")}
     assert on_disk == {task.file.file_path for task in table.scan().plan_files()}  # superseded files gone

@@ -102,9 +102,34 @@ def _summary(snapshot: Any) -> dict[str, str]:
     return {"operation": str(snapshot.summary.operation.value), **snapshot.summary.additional_properties}
 
 
+def action(summary: dict[str, str]) -> str:
+    """What made a snapshot (its summary, with ``operation``): ``convert`` (a full export),
+    ``rebuild``, ``merge`` (an incremental export), ``compaction`` (``maintain``: the same rows,
+    the export it names applied once), else the Iceberg operation of another writer's snapshot."""
+    get = lambda key: summary.get(f"{SUMMARY_PREFIX}{key}", "")  # noqa: E731
+    own = get("operation")
+    if own == "compact":
+        return "compaction"
+    if own == "rebuild":
+        return "rebuild"
+    if get("export-id"):
+        return "merge" if get("export-type") == "INCREMENTAL_EXPORT" else "convert"
+    return summary.get("operation", "")
+
+
 def history(table: Any) -> list[dict[str, Any]]:
-    """Every snapshot still in the table's metadata, oldest first, with the export it applied."""
+    """Every snapshot still in the table's metadata, oldest first, with the export it applied:
+    dicts of ``snapshot_id``, ``parent_id``, ``committed_at`` (ISO-8601, ms, UTC), ``operation``
+    (Iceberg's), ``action`` (``action()``), the export's id, type, time and high-water mark, the
+    merge's upserts and deletes, ``partitions``, ``rows``, ``files_added``, ``files_removed``,
+    ``current``, and ``rolled_back``: not the current snapshot nor one of its ancestors (a
+    rollback moved the table back before it; its export may be applied again later)."""
     current = table.current_snapshot()
+    chain = set()
+    snapshot = current
+    while snapshot is not None:
+        chain.add(snapshot.snapshot_id)
+        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
     out = []
     for snapshot in sorted(table.snapshots(), key=lambda s: (s.timestamp_ms, s.sequence_number or 0)):
         summary = _summary(snapshot)
@@ -114,6 +139,7 @@ def history(table: Any) -> list[dict[str, Any]]:
             "committed_at": datetime.fromtimestamp(snapshot.timestamp_ms / 1000, timezone.utc)
             .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "operation": summary.get("operation", ""),
+            "action": action(summary),
             "export_id": summary.get(f"{SUMMARY_PREFIX}export-id", ""),
             "export_type": summary.get(f"{SUMMARY_PREFIX}export-type", ""),
             "export_time": summary.get(f"{SUMMARY_PREFIX}export-time", ""),
@@ -126,6 +152,7 @@ def history(table: Any) -> list[dict[str, Any]]:
             "files_added": int(summary.get("added-data-files", 0)),
             "files_removed": int(summary.get("deleted-data-files", 0)),
             "current": current is not None and snapshot.snapshot_id == current.snapshot_id,
+            "rolled_back": snapshot.snapshot_id not in chain,
         })
     return out
 
