@@ -6,7 +6,8 @@ Every Arrow type prints in every format, with one rendering of each value:
   in ``json`` decimals are strings (``"1.50"``), as no JSON reader is obliged to keep 38 digits;
   floats by their shortest round-trip text, ``NaN``/``Infinity``/``-Infinity`` as strings in JSON;
 - binary as base64 (standard alphabet, padded);
-- dates, times and timestamps as ISO-8601 (``2025-11-30T00:09:00Z``; a zone as its offset),
+- dates, times and timestamps as ISO-8601 (``2025-11-30T00:09:00Z``; a zone as its offset; a
+  timestamp's fraction of a second with as many digits as its unit: ``00:09:00.017480Z``),
   intervals and durations as ISO-8601 durations (``P1M3DT4H``);
 - lists, sets, structs and maps as JSON text in ``table``, ``vertical`` and ``csv`` cells
   (``[104, 7]``, ``{"s": "abc"}``), as JSON values in ``json``;
@@ -135,12 +136,16 @@ def _iso_duration(months: int, days: int, nanoseconds: int) -> str:
     return text if text != "P" else "PT0S"
 
 
-def _timestamp_text(moment: datetime, nanos: int | None = None) -> str:
+# Digits of a timestamp's fraction of a second, by the column's unit: every value of a column
+# that has a fraction prints the same number of them (``…:27.017480Z``, never ``…:27.01748Z``).
+_FRACTION_DIGITS = {"s": 0, "ms": 3, "us": 6, "ns": 9}
+
+
+def _timestamp_text(moment: datetime, nanos: int | None = None, unit: str = "us") -> str:
     text = moment.replace(tzinfo=None, microsecond=0).isoformat()
-    fraction = f"{nanos:09d}" if nanos is not None else f"{moment.microsecond:06d}"
-    fraction = fraction.rstrip("0")
-    if fraction:
-        text += "." + fraction
+    fraction = f"{nanos:09d}" if nanos is not None else f"{moment.microsecond:06d}000"
+    if fraction.strip("0"):  # a whole second has no fraction
+        text += "." + fraction[:max(_FRACTION_DIGITS.get(unit, 9), len(fraction.rstrip("0")))]
     offset = moment.utcoffset()
     if offset is None:
         return text
@@ -150,7 +155,7 @@ def _timestamp_text(moment: datetime, nanos: int | None = None) -> str:
 
 
 def _clock_text(clock: time, nanos: int) -> str:
-    """``12:00:00``, ``12:00:00.25``: the fraction only as long as it needs to be, like timestamps."""
+    """``12:00:00``, ``12:00:00.25``: the fraction only as long as it needs to be."""
     return clock.isoformat() + (f".{nanos:09d}".rstrip("0") if nanos else "")
 
 
@@ -164,8 +169,8 @@ def _nanos_text(value: _Nanos) -> str:
     moment = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=seconds)
     if kind.tz is not None:
         moment = moment.astimezone(_zone(kind.tz))
-        return _timestamp_text(moment, nanos)
-    return _timestamp_text(moment.replace(tzinfo=None), nanos)
+        return _timestamp_text(moment, nanos, "ns")
+    return _timestamp_text(moment.replace(tzinfo=None), nanos, "ns")
 
 
 def _zone(name: str) -> Any:
@@ -195,7 +200,7 @@ def _scalar_text(value: Any, kind: pa.DataType) -> str | None:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, datetime):
-        return _timestamp_text(value)
+        return _timestamp_text(value, unit=kind.unit if pa.types.is_timestamp(kind) else "us")
     if isinstance(value, time):
         return _clock_text(value.replace(microsecond=0), value.microsecond * 1000)
     if isinstance(value, date):
