@@ -90,6 +90,25 @@ def test_ion_lines_at_the_top_level_or_under_record_both_decode() -> None:
     assert changes.operation.to_pylist() == [UPSERT, DELETE] and changes.write_micros.to_pylist() == [1715671204387215, 7]
 
 
+@pytest.mark.parametrize("line, attribute", [
+    (b'$ion_1_0 {Item:{pk:"a",price:4.x}}', "price"),
+    (b"$ion_1_0 {Item:{pk:\"a\",m:{'odd name':[1., 2.x]}}}", "m.odd name[]"),
+    (b'$ion_1_0 {Record:{Keys:{pk:"a"},NewImage:{pk:"a",n:3.y}}}', "n"),
+])
+def test_an_ion_syntax_error_names_file_line_and_attribute(line: bytes, attribute: str) -> None:
+    """A syntax error names the attribute being read, as Ion's other errors do (full and
+    incremental lines alike)."""
+    from ddb_assets.exports.decode import ion_to_json_lines
+
+    with pytest.raises(ExportFormatError) as raised:
+        if b"Record" in line:
+            good = b'$ion_1_0 {Metadata:{WriteTimestampMicros:7.},Keys:{pk:"ok"},NewImage:{pk:"ok"}}'
+            incremental_to_items(good + b"\n" + line + b"\n", obj="f.ion", ion=True)
+        else:
+            ion_to_json_lines(b'$ion_1_0 {Item:{pk:"ok"}}\n' + line + b"\n", obj="f.ion")
+    assert str(raised.value).startswith(f"f.ion:2: attribute {attribute!r}: not valid Ion text (Illegal character ")
+
+
 def test_a_full_exports_pieces_are_all_upserts() -> None:
     changes = ChangeColumns.upserts(3)
     assert changes.operation.to_pylist() == [UPSERT] * 3 and changes.write_micros.null_count == 3

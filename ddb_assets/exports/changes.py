@@ -20,7 +20,6 @@ travel beside the items. Above ``exports/`` nothing knows the line shape.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,7 +126,8 @@ def _lines(raw: bytes | memoryview, obj: str, ion: bool):  # type: ignore[no-unt
         try:
             change = _parse_ion(line) if ion else orjson.loads(line)
         except (ValueError, orjson.JSONDecodeError) as exc:
-            raise ExportFormatError(obj, f"malformed {'Ion' if ion else 'JSON'} ({exc})", line=number) from None
+            # An Ion error says so itself, as a full export's does (exports/ion_codec.py).
+            raise ExportFormatError(obj, str(exc) if ion else f"malformed JSON ({exc})", line=number) from None
         try:
             item, operation, written, names = _decode(change)
         except ValueError as exc:
@@ -197,18 +197,9 @@ def _parse_ion(line: bytes) -> dict[str, Any]:
     """An incremental Ion line as the JSON form: images as DynamoDB JSON AttributeValues."""
     from collections.abc import Mapping
 
-    from amazon.ion import simpleion
+    from ddb_assets.exports.ion_codec import ion_value_to_attribute, load_ion_line
 
-    from ddb_assets.exports.ion_codec import ion_value_to_attribute
-
-    text = line.decode("utf-8")
-    try:
-        document = simpleion.loads(text)
-    except Exception:  # noqa: BLE001 - the C extension rejects some valid escapes; see ion_codec
-        try:
-            document = simpleion.load_python(io.StringIO(text))
-        except Exception as exc:  # noqa: BLE001
-            raise ValueError(f"not valid Ion text ({exc})") from None
+    document = load_ion_line(line.decode("utf-8"), frozenset({"Keys", "NewImage", "OldImage"}))
     if not isinstance(document, Mapping):
         raise ValueError("expected an Ion struct")
     if set(document) == {"Record"} and isinstance(document["Record"], Mapping):

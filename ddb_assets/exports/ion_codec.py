@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import threading
 from contextlib import contextmanager
 from decimal import Decimal
@@ -83,22 +84,61 @@ def ion_value_to_attribute(value: Any, *, path: str) -> dict[str, Any]:
 
 def parse_ion_line(line: bytes) -> dict[str, Any]:
     """Parse one ``$ion_1_0 {Item:{...}}`` line into a DynamoDB JSON item. Raises ValueError."""
-    text = line.decode("utf-8")
-    try:
-        document = simpleion.loads(text)
-    except Exception:  # amazon-ion raises a mix of IonException, ValueError and others
-        # The C extension rejects some valid escapes (e.g. "\U0001d800" as "invalid UTF-8");
-        # the pure-Python parser is slower but right, so it has the last word.
-        try:
-            document = simpleion.load_python(io.StringIO(text))
-        except Exception as exc:
-            raise ValueError(f"not valid Ion text ({exc})") from None
+    document = load_ion_line(line.decode("utf-8"), frozenset({"Item"}))
     if not isinstance(document, Mapping) or "Item" not in document:
         raise ValueError("expected an Ion struct with an 'Item' field")
     item = document["Item"]
     if not isinstance(item, Mapping):
         raise ValueError("'Item' must be an Ion struct")
     return {str(name): ion_value_to_attribute(value, path=str(name)) for name, value in item.items()}
+
+
+def load_ion_line(text: str, images: frozenset[str]) -> Any:
+    """One Ion line's value. Raises ValueError ``not valid Ion text (...)``, naming the attribute
+    being read (``attribute 'price': ...``) when the error is inside one of ``images`` (the
+    fields holding items: ``Item``; ``NewImage``, ``OldImage``, ``Keys``, also inside ``Record``)."""
+    try:
+        return simpleion.loads(text)
+    except Exception:  # amazon-ion raises a mix of IonException, ValueError and others
+        # The C extension rejects some valid escapes (e.g. "\U0001d800" as "invalid UTF-8");
+        # the pure-Python parser is slower but right, so it has the last word.
+        try:
+            return simpleion.load_python(io.StringIO(text))
+        except Exception as exc:
+            found = re.search(r"at position (\d+)", str(exc))  # the pure-Python parser says where
+            path = _attribute_at(text[:int(found[1])], images) if found else None
+            raise ValueError((f"attribute {path!r}: " if path else "") + f"not valid Ion text ({exc})") from None
+
+
+# An Ion text token, as far as finding field names needs: strings and quoted symbols (a field
+# name when ':' follows), identifiers, '::' (annotations), ':', brackets, any other character.
+_TOKEN = re.compile(r""""(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[A-Za-z_$][\w$]*|::|[{}\[\]():]|\S""", re.S)
+
+
+def _attribute_at(text: str, images: frozenset[str]) -> str | None:
+    """The attribute path (``a.b``, ``a[]``) whose value ``text`` (a line up to an error) ends
+    in, or None when that is outside the fields ``images`` names. Read on errors only."""
+    open_: list[list[Any]] = []  # per open container: [is a struct, its current field name]
+    previous = ""
+    for token in _TOKEN.findall(text):
+        if token == "{":
+            open_.append([True, None])
+        elif token in "[(" and len(token) == 1:
+            open_.append([False, None])
+        elif token in ("}", "]", ")") and open_:
+            open_.pop()
+        elif token == ":" and open_ and open_[-1][0] and previous not in ("", ":", "::", ",", "{"):
+            open_[-1][1] = previous[1:-1] if previous[:1] in "\"'" else previous
+        previous = token
+    names = ["[]" if not is_struct else name for is_struct, name in open_]
+    if names[:1] == ["Record"]:
+        names = names[1:]
+    if len(names) < 2 or names[0] not in images or names[1] is None or None in names:
+        return None
+    path = names[1]
+    for name in names[2:]:
+        path += name if name == "[]" else f".{name}"
+    return path
 
 
 def _number_text(value: Any, path: str) -> str:
