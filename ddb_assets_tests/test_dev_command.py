@@ -138,3 +138,16 @@ def test_a_port_just_released_is_free_and_a_listened_one_is_not() -> None:
     server.close()
     client.close()
     check_port("127.0.0.1", port, "a test")  # a server restarted at once can bind it: so may we
+
+
+@pytest.mark.fast
+def test_dagsters_stderr_says_aborted_once_when_stopped_while_starting() -> None:
+    """dagster dev, its webserver and its daemon each say "Aborted!" (after a blank line) when
+    stopped while starting, interleaved as they come: relayed, it is said once; the rest as is."""
+    import io
+
+    from ddb_assets.local.dev import relay_stderr
+
+    sink = io.BytesIO()
+    relay_stderr(io.BytesIO(b"Launching\n\n\nAborted!\nAborted!\n\nAborted!\nbye\n\n"), sink)
+    assert sink.getvalue() == b"Launching\n\nAborted!\nbye\n\n"

@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -312,7 +313,10 @@ def run_dev(*, host: str = "127.0.0.1", port: int = 3000, emulator_port: int = 4
         # Its own process group (so everything it starts can be stopped at once, and a Ctrl-C
         # reaches it through us, once), tied to this process by the parent death signal.
         dagster = subprocess.Popen([sys.executable, "-m", "ddb_assets.lake.lifetime", str(os.getpid()),
-                                    str(int(signal.SIGTERM)), *command], env=env, start_new_session=True)
+                                    str(int(signal.SIGTERM)), *command], env=env, start_new_session=True,
+                                   stderr=subprocess.PIPE)
+        threading.Thread(target=relay_stderr, args=(dagster.stderr, sys.stderr.buffer), daemon=True,
+                         name="ddb-assets-dagster-stderr").start()
         while not stop and dagster.poll() is None and not _http_ok(f"{ui}/server_info"):
             time.sleep(0.5)
         if dagster.poll() is not None:
@@ -340,6 +344,30 @@ def run_dev(*, host: str = "127.0.0.1", port: int = 3000, emulator_port: int = 4
         lock.release()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def relay_stderr(source: IO[bytes], sink: IO[bytes]) -> None:
+    """Copy ``dagster dev``'s stderr (its services' too: they share it) line by line, with one
+    ``Aborted!`` at most: stopped while starting, each of dagster's click processes (dev, its
+    webserver, its daemon) says it, after a blank line of its own."""
+    aborted = False
+    blank = b""
+    for line in iter(source.readline, b""):
+        if not line.strip():
+            blank += line  # held until the next line tells whether it precedes an Aborted!
+            continue
+        if line.strip() == b"Aborted!":
+            if aborted:
+                blank = b""
+                continue
+            aborted = True
+            blank = blank[:blank.index(b"\n") + 1] if b"\n" in blank else blank  # the processes' blanks: one
+        sink.write(blank + line)
+        sink.flush()
+        blank = b""
+    if blank:
+        sink.write(blank)
+        sink.flush()
 
 
 def _stop(process: subprocess.Popen, log: Callable[[str], None]) -> None:
