@@ -38,6 +38,7 @@ def table_definitions(settings: Settings, table: TableSettings) -> dg.Definition
         asset_checks=checks,
         jobs=[reports_job, maintenance_job, *check_jobs],
         schedules=[*maintenance_schedules, *check_schedules],
-        sensors=[build_export_completion_sensor(names, raw_export), build_reports_sensor(names, reports_job),
+        sensors=[build_export_completion_sensor(names, raw_export),
+                 build_reports_sensor(names, reports_job, [r.key for r in reports]),
                  automation],
     )
