@@ -1201,12 +1201,12 @@ def history(
         return
     # Plain lines, not a table: snapshot and export ids stay whole in any terminal or pipe.
     console.print(f"{table}: {counted(len(entries), 'snapshot')}, oldest first", highlight=False, markup=False)
-    header = f"{'snapshot':<20} {'committed (UTC)':<24} {'action':<10} {'export':<24} {'rows':>12} {'files':>11}"
+    header = f"{'snapshot':<20} {'committed (UTC)':<24} {'action':<11} {'export':<24} {'rows':>12} {'files':>11}"
     console.print(header, highlight=False, markup=False, soft_wrap=True)
     for e in entries:
         files = f"+{e['files_added']}/-{e['files_removed']}"
         mark = "  current" if e["current"] else "  rolled back" if e["rolled_back"] else ""
-        console.print(f"{e['snapshot_id']:<20} {e['committed_at']:<24} {e['action']:<10} {e['export_id'] or '-':<24} "
+        console.print(f"{e['snapshot_id']:<20} {e['committed_at']:<24} {e['action']:<11} {e['export_id'] or '-':<24} "
                       f"{e['rows']:>12,} {files:>11}" + mark, highlight=False, markup=False, soft_wrap=True)
 
 

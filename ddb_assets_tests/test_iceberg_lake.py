@@ -401,6 +401,41 @@ def test_a_rebuild_keeps_the_table_options_not_given(tmp_path: Path) -> None:
     assert all(c["name"].startswith("item.") for c in meta["columns"])  # naming: still the table's
 
 
+def test_a_rebuild_in_two_snapshots_by_an_earlier_build_reads_as_one(tmp_path: Path) -> None:
+    """Earlier builds committed a rebuild as two snapshots (the old files out, then the new in):
+    history names the two steps, and a rollback to the first (an empty table) names the second."""
+    from ddb_assets.exports.storage import resolve
+    from ddb_assets.lake.record import SUMMARY_PREFIX
+    from ddb_assets.lake.tables import RollbackRefused, history, rollback
+
+    lake = tmp_path / "lake"
+    assert run_cli("convert", str(doctor.make_export(tmp_path / "export", items=40)), str(lake / "t"),
+                   "--workers", "1").returncode == 0
+    table = load_table(open_catalog(CatalogConfig(), resolve(lake)), "ddb_lake", "t")
+    summary = {k: v for k, v in table.current_snapshot().summary.additional_properties.items()
+               if k.startswith(SUMMARY_PREFIX)}
+    files = [task.file for task in table.scan().plan_files()]
+    transaction = table.transaction()  # what those builds committed: two snapshots, one commit
+    with transaction.update_snapshot(snapshot_properties={**summary, f"{SUMMARY_PREFIX}operation": "rebuild"}) \
+            .overwrite() as removing:
+        for data_file in files:
+            removing.delete_data_file(data_file)
+    with transaction.update_snapshot(snapshot_properties=summary).fast_append() as adding:
+        for data_file in files:
+            adding.append_data_file(data_file)
+    transaction.commit_transaction()
+    table.refresh()
+    entries = history(table)
+    assert [(e["action"], e["rows"]) for e in entries] == [("convert", 40), ("rebuild 1/2", 0), ("rebuild 2/2", 40)]
+    first, second = entries[1]["snapshot_id"], entries[2]["snapshot_id"]
+    with pytest.raises(RollbackRefused) as refused:
+        rollback(table, first)
+    assert str(refused.value) == (
+        f"table t: snapshot {first} is the first step of a rebuild (the old files removed, no rows yet; earlier "
+        f"versions made a rebuild in two snapshots): roll back to its second step, snapshot {second}, the rebuilt "
+        f"table")
+
+
 def test_a_rollback_to_before_a_rebuild_is_refused_in_one_line(tmp_path: Path) -> None:
     """A rebuild gives every column a new field id; a rollback moves only the snapshot pointer,
     so the older snapshot's files would read as nulls: refused, saying what to do instead."""

@@ -130,16 +130,19 @@ def history(table: Any) -> list[dict[str, Any]]:
     while snapshot is not None:
         chain.add(snapshot.snapshot_id)
         snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+    halves = two_step_rebuilds(table)
     out = []
     for snapshot in sorted(table.snapshots(), key=lambda s: (s.timestamp_ms, s.sequence_number or 0)):
         summary = _summary(snapshot)
+        step = "rebuild 1/2" if snapshot.snapshot_id in halves else \
+            "rebuild 2/2" if snapshot.snapshot_id in halves.values() else None
         out.append({
             "snapshot_id": snapshot.snapshot_id,
             "parent_id": snapshot.parent_snapshot_id,
             "committed_at": datetime.fromtimestamp(snapshot.timestamp_ms / 1000, timezone.utc)
             .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "operation": summary.get("operation", ""),
-            "action": action(summary),
+            "action": step or action(summary),
             "export_id": summary.get(f"{SUMMARY_PREFIX}export-id", ""),
             "export_type": summary.get(f"{SUMMARY_PREFIX}export-type", ""),
             "export_time": summary.get(f"{SUMMARY_PREFIX}export-time", ""),
@@ -157,6 +160,22 @@ def history(table: Any) -> list[dict[str, Any]]:
     return out
 
 
+def two_step_rebuilds(table: Any) -> dict[int, int]:
+    """Rebuilds that earlier builds of ddb-assets committed as two snapshots in one commit: the old
+    files out (``rebuild`` in its summary, no file added), then a child adding the new ones for the
+    same export. First step -> second step, by snapshot id."""
+    children: dict[int, Any] = {s.parent_snapshot_id: s for s in table.snapshots() if s.parent_snapshot_id}
+    out = {}
+    for snapshot in table.snapshots():
+        summary = _summary(snapshot)
+        child = children.get(snapshot.snapshot_id)
+        if summary.get(f"{SUMMARY_PREFIX}operation") == "rebuild" and not int(summary.get("added-data-files", 0)) \
+                and child is not None and _summary(child).get(f"{SUMMARY_PREFIX}export-id") == \
+                summary.get(f"{SUMMARY_PREFIX}export-id"):
+            out[snapshot.snapshot_id] = child.snapshot_id
+    return out
+
+
 class RollbackRefused(ValueError):
     """A rollback that would leave the table reading wrong values (the message says why and what to do)."""
 
@@ -170,6 +189,12 @@ def rollback(table: Any, snapshot_id: int) -> Any:
     snapshot = table.snapshot_by_id(snapshot_id)
     if snapshot is None:
         raise SnapshotNotFound(f"table {table.name()[-1]} has no snapshot {snapshot_id} (see `ddb-assets history`)")
+    second = two_step_rebuilds(table).get(snapshot_id)
+    if second is not None:
+        raise RollbackRefused(
+            f"table {table.name()[-1]}: snapshot {snapshot_id} is the first step of a rebuild (the old files "
+            f"removed, no rows yet; earlier versions made a rebuild in two snapshots): roll back to its second "
+            f"step, snapshot {second}, the rebuilt table")
     schemas = table.schemas()
     then = schemas.get(snapshot.schema_id) if snapshot.schema_id is not None else None
     now = {f.field_id: f.name for f in table.schema().fields}
