@@ -175,6 +175,11 @@ class PendingCatalog:
         return [] if catalog is None else catalog.list_namespaces(*args)
 
     def __getattr__(self, name: str) -> Any:
+        from pyiceberg.catalog.sql import SqlCatalog
+
+        # Probing for what a SqlCatalog lacks (load_table's getattr(c, "glue", None)) creates no file.
+        if name.startswith("__") or not (hasattr(SqlCatalog, name) or name in ("name", "properties", "engine")):
+            raise AttributeError(name)
         return getattr(self._opened(create=True), name)
 
 
