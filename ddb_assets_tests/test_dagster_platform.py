@@ -274,10 +274,20 @@ def test_reports_sensor_requests_one_run_per_publication(platform: dict[str, Any
     # without a cursor (`dev` afterwards) has nothing to do.
     first = _sensor_tick(p, name)
     assert not first.run_requests and "after the latest publication" in first.skip_message
-    # A publication after the reports: one run for it, however many partition events it made.
-    published = dg.materialize([_assets(p["defs"])[p["names"].parquet_key]], partition_key=run.partitions[0],
-                               instance=p["instance"], resources=p["defs"].resources)
-    tick = _sensor_tick(p, name, first.cursor)
+    parquet = _assets(p["defs"])[p["names"].parquet_key]
+    # Materialized again with nothing new: no snapshot, so nothing for the reports.
+    same = dg.materialize([parquet], partition_key=run.partitions[0], instance=p["instance"],
+                          resources=p["defs"].resources)
+    idle = _sensor_tick(p, name, first.cursor)
+    assert not idle.run_requests and idle.skip_message == (
+        f"run {same.run_id} found {p['names'].name} up to date: no new snapshot to report")
+    # A publication after the reports (converted again on purpose): one run for it, however many
+    # partition events it made.
+    node = "__".join(p["names"].parquet_key.path)
+    published = dg.materialize([parquet], partition_key=run.partitions[0], instance=p["instance"],
+                               resources=p["defs"].resources,
+                               run_config={"ops": {node: {"config": {"rebuild": True}}}})
+    tick = _sensor_tick(p, name, idle.cursor)
     assert [r.run_key for r in tick.run_requests] == [f"publication-{published.run_id}"]
     assert not _sensor_tick(p, name, tick.cursor).run_requests
 

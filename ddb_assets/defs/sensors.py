@@ -109,7 +109,8 @@ def build_reports_sensor(names: TableNames, reports_job: Any, report_keys: list[
         minimum_interval_seconds=names.settings.sensor_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING if local else dg.DefaultSensorStatus.STOPPED,
         description="Refreshes the report tables once per publication of the Parquet table (not one the "
-                    "reports were materialized after already).",
+                    "reports were materialized after already, nor a materialization that found the table up "
+                    "to date and made no snapshot).",
     )
     def reports_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry) -> Any:
         # A sensor's first tick (no cursor: a new Dagster home, or `dev` after `make demo`) sees
@@ -117,6 +118,10 @@ def build_reports_sensor(names: TableNames, reports_job: Any, report_keys: list[
         # no run then.
         if _reports_reflect_latest(context.instance, names.parquet_key, report_keys):
             return dg.SkipReason("every report was materialized after the latest publication")
+        # A materialization that found the table up to date made no snapshot: the reports show it already.
+        materialization = asset_event.asset_materialization
+        if materialization is not None and "up_to_date" in materialization.metadata:
+            return dg.SkipReason(f"run {asset_event.run_id} found {names.name} up to date: no new snapshot to report")
         # A backfill of N partitions in one run publishes once but records N materializations: keyed
         # by that run, they all map to a single report run.
         return dg.RunRequest(run_key=f"publication-{asset_event.run_id}",
