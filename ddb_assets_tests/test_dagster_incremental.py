@@ -336,3 +336,17 @@ def test_materializing_an_up_to_date_table_succeeds_and_commits_nothing(world: L
             assert checks["row_count_matches_export"].passed
             assert checks["row_count_matches_export"].metadata["table_rows"].value == 2
         assert p.rows() == [("r1", 2015, "changed"), ("r2", 2016, None)]
+
+        # A newer valid export older than the table's mark (the mark ran ahead of the clock): passed
+        # over, and the metadata says so, with both times.
+        later = f"{int(window.split('-')[0]) + 1:014d}-0000beef"
+        older = datetime.fromtimestamp(p.start + 30, timezone.utc).isoformat().replace("+00:00", "Z")
+        instance.add_dynamic_partitions(p.names.export_partitions.name, [later])
+        instance.report_runless_asset_event(dg.AssetMaterialization(
+            asset_key=p.names.raw_export_key, partition=later,
+            metadata={"valid": True, "export_type": "FULL_EXPORT", "export_time": older}))
+        run = p.lake_table()
+        assert run.success and _snapshot_ids(p) == merged
+        text = _parquet_event(run, p).metadata["up_to_date"].text
+        assert f"The newest validated export, {later} (changes up to {older}), was passed over: it is older than " \
+               f"the table's mark {mark}; exports are applied again once they are later than {mark}." in text

@@ -450,7 +450,8 @@ def test_an_export_that_fails_validation_is_never_converted(platform: dict[str, 
         set(names.value_partitions.get_partition_keys(dynamic_partitions_store=instance))
 
 
-def test_an_export_of_an_earlier_local_world_fails_with_what_to_do(platform: dict[str, Any], ddb: Any) -> None:
+def test_an_export_of_an_earlier_local_world_fails_with_what_to_do(platform: dict[str, Any], ddb: Any,
+                                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # make dev after make demo: the demo's export is the latest valid one, but its world is gone.
     p = platform
     names, instance, assets = p["names"], p["instance"], _assets(p["defs"])
@@ -465,4 +466,16 @@ def test_an_export_of_an_earlier_local_world_fails_with_what_to_do(platform: dic
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     message = failure.step_failure_data.error.message
-    assert f"export/{gone} is not known to DynamoDB" in message and "var/exports" in message
+    assert f"export/{gone} is not known to DynamoDB" in message and "earlier local world" in message
+    assert "kept a copy" not in message  # no copy of it in var/exports here
+
+    # The demo's copy, where the demo keeps it: named.
+    monkeypatch.chdir(tmp_path)
+    kept = tmp_path / "var" / "exports" / "ddb-exports" / "exports" / "reviews" / "AWSDynamoDB" / gone
+    kept.mkdir(parents=True)
+    result = dg.materialize([assets[names.raw_export_key], assets[names.parquet_key]], selection=[names.parquet_key],
+                            partition_key="2015", instance=instance, resources=p["defs"].resources,
+                            raise_on_error=False)
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert f"(the demo kept a copy in var/exports/ddb-exports/exports/reviews/AWSDynamoDB/{gone}/, for " \
+           f"`ddb-assets inspect` and `convert`)" in failure.step_failure_data.error.message

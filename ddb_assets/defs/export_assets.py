@@ -2,6 +2,7 @@
 
 
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -128,17 +129,29 @@ def locate_export(names: TableNames, dynamodb: DynamoDBResource, export_id: str)
             raise
         # Locally the usual case: the demo's local world (and its exports) ended with the demo.
         local = names.settings.profile == "local"
+        kept = kept_copy(export_id) if local else None
         raise dg.Failure(f"export {arn} is not known to DynamoDB"
                          + (f" at {dynamodb.endpoint_url}" if dynamodb.endpoint_url else "") + ": "
                          + ("an export made in an earlier local world (`make demo`, or a restarted `make dev`) "
-                            "went with it (the demo keeps a copy under var/exports, for `ddb-assets inspect` and "
-                            "`convert`). " if local else "")
+                            "went with it" if local else "")
+                         + (f" (the demo kept a copy in {kept}, for `ddb-assets inspect` and `convert`)" if kept
+                            else "")
+                         + (". " if local else "")
                          + "Start a new export; the export sensor validates it and the lake table converts it") \
             from None
     if description["ExportStatus"] != "COMPLETED":
         raise dg.Failure(f"export {arn} is {description['ExportStatus']}, not COMPLETED"
                          + (f": {description.get('FailureCode')}" if description.get("FailureCode") else ""))
     return f"s3://{description['S3Bucket']}/{description['ExportManifest']}", description
+
+
+def kept_copy(export_id: str, exports_root: str = "var/exports") -> str | None:
+    """The folder ``ddb-assets demo`` copied export ``export_id`` to (``<exports_root>/<bucket>/<key>``,
+    ending in ``AWSDynamoDB/<export id>``), if it is there; else None."""
+    import glob
+
+    found = sorted(glob.glob(os.path.join(exports_root, "**", "AWSDynamoDB", export_id), recursive=True))
+    return found[0] + os.sep if found else None
 
 
 @dataclass

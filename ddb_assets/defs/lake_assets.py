@@ -91,7 +91,8 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
                 # Nothing to do is a success, whatever partitions were asked for: they hold the
                 # newest state; converting the older full export into some of them would undo
                 # the windows' changes there (rebuild: true re-converts the whole table).
-                return _up_to_date(context, names, current, latest_full, dynamodb, query_engine, valid.describe())
+                return _up_to_date(context, names, current, latest_full, dynamodb, query_engine, valid.describe(),
+                                   validated)
             chain = [latest_full]
         if any(e.incremental for e in chain) and not whole:
             raise dg.Failure(f"incremental export(s) {', '.join(e.export_id for e in chain if e.incremental)} change "
@@ -213,10 +214,13 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
 
 def _up_to_date(context: dg.AssetExecutionContext, names: TableNames, table: Any,
                 latest_full: ValidatedExport | None, dynamodb: DynamoDBResource,
-                query_engine: QueryEngineResource, latest_valid: str) -> dg.MaterializeResult:
+                query_engine: QueryEngineResource, latest_valid: str,
+                validated: list[ValidatedExport]) -> dg.MaterializeResult:
     """A run with nothing to apply: the table is past the latest valid full export (windows merged
     on top of it, or a newer export committed outside this Dagster instance). Succeeds with no
-    snapshot; the checks are evaluated on the table as it is."""
+    snapshot; the checks are evaluated on the table as it is. ``validated``: this instance's valid
+    exports, oldest first (the newest one, when the table's mark is later than its time, is named
+    as passed over)."""
     mark, held = high_water_mark(table)
     summaries = list(lineage(table))
     base = next((s for s in reversed(summaries) if s.get(f"{SUMMARY_PREFIX}export-type", FULL) == FULL
@@ -228,9 +232,16 @@ def _up_to_date(context: dg.AssetExecutionContext, names: TableNames, table: Any
         holding = f"export {held}, newer than {latest_full.export_id}, the latest valid full export here"
     else:
         holding = f"export {held}; no full export here has passed validation"
+    newest = validated[-1] if validated else None
+    # The mark can be ahead of every export made now (`demo --incremental`'s clock runs ahead, or a
+    # clock was wrong): then the newest valid export is older than what the table holds.
+    passed_over = (f" The newest validated export, {newest.export_id} (changes up to {newest.mark}), was passed "
+                   f"over: it is older than the table's mark {mark}; exports are applied again once they are "
+                   f"later than {mark}." if newest is not None and newest.export_id != held and newest.mark and mark
+                   and instant(newest.mark) < instant(mark) else "")
     text = (f"{names.name} is up to date: it holds changes up to {mark} ({holding}); no export newer than that has "
-            f"passed validation, so nothing was converted and no snapshot was made. Run config rebuild: true "
-            f"converts the latest valid full export again and merges the windows after it.")
+            f"passed validation, so nothing was converted and no snapshot was made.{passed_over} Run config "
+            f"rebuild: true converts the latest valid full export again and merges the windows after it.")
     context.log.info(text)
     rows_now = partition_rows(table)
     for partition in context.partition_keys:
