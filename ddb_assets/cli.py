@@ -183,8 +183,8 @@ def demo(
     15-minute window (the local world's clock is driven) incremental_export, the export sensor,
     raw_export and parquet merging it, with the freshness check; then the reconciliation check
     (exit code 1 if the merged table and the fresh full export differ). Its clock runs ahead of real
-    time: the lake table's high-water mark is left ahead, and `demo` into the same lake refuses
-    until then."""
+    time: the Dagster home's exports and the lake table's high-water mark are left ahead, and `demo`
+    with the same home or lake refuses until then."""
     from ddb_assets.local.demo import DemoRefused, run_demo
 
     if windows is not None and not incremental:

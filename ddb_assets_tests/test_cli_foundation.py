@@ -196,10 +196,21 @@ def test_incremental_demo_runs_the_dagster_assets_and_reconciles_equal(tmp_path:
         [location] = re.findall(rf"ddb_lake\.{name}: (\S+\.metadata\.json)", result.stdout)
         assert Path(location).exists()
 
-    # The lake table's mark is ahead of real time now: `make demo`'s export, made now, could not
-    # replace it, and it says so in one line before exporting anything.
-    behind = run_cli("demo", "--items", "20", cwd=tmp_path, unset=user, timeout=120)
-    _one_line_error(behind, "ddb_lake.reviews in var/lake holds changes up to", "demo --incremental")
+    # The Dagster home's exports and the lake table's mark are ahead of real time now: `make demo`'s
+    # export, made now, could not replace them, and it says so in one line before exporting anything;
+    # another lake alone is no way out (the home's future export would be taken over the demo's).
+    last_end = re.findall(r"holds changes up to (\S+);", result.stdout)[-1]
+    for lake in ("var/lake", "var/lake2"):
+        behind = run_cli("demo", "--items", "20", "--lake", lake, cwd=tmp_path, unset=user, timeout=120)
+        _one_line_error(behind, "the Dagster home var/dagster holds validated export",
+                        f"with changes up to {last_end}, later than now", "demo --incremental",
+                        f"run the demo after {last_end}", "another --dagster-home and another --lake",
+                        f"remove var/dagster and {lake}")
+    assert not (tmp_path / "var" / "lake2" / "reviews").exists()
+    fresh_home = run_cli("demo", "--items", "20", "--dagster-home", "var/other", cwd=tmp_path, unset=user,
+                         timeout=120)
+    _one_line_error(fresh_home, f"ddb_lake.reviews in var/lake holds changes up to {last_end}, later than now",
+                    "remove var/other and var/lake")
 
     # While `ddb-assets dev` serves the Dagster home, the demo is refused in one line (exit code 1).
     from ddb_assets.local.dev import DevLock

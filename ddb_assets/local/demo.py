@@ -58,8 +58,8 @@ def _progress(console: Console) -> Progress:
 
 
 class DemoRefused(RuntimeError):
-    """The demo cannot run now: ``ddb-assets dev`` is serving the same Dagster home, or the lake
-    table holds changes later than now (left by ``demo --incremental``, whose clock runs ahead)."""
+    """The demo cannot run now: ``ddb-assets dev`` is serving the same Dagster home, or the home or
+    the lake table holds changes later than now (left by ``demo --incremental``, whose clock runs ahead)."""
 
 
 @contextmanager
@@ -91,7 +91,8 @@ def run_demo(console: Console, *, items: int = 3000, seed: int = 7, export_forma
     ``var/dagster``). Also writes the tables the AWS walkthrough's SQL names (``default.data``,
     ``default.ddbs3_parquetpartitioned__output_flat_partitioned``). Raises DemoRefused while
     ``ddb-assets dev`` serves the same home (its sensors would act on the demo's runs), and while
-    the lake table holds changes later than now (its export, made now, could not replace them).
+    the home or the lake table holds changes later than now (its export, made now, could not
+    replace them).
     """
     import dagster as dg
 
@@ -108,7 +109,7 @@ def run_demo(console: Console, *, items: int = 3000, seed: int = 7, export_forma
         with LocalWorld() as world:
             console.print(f"local AWS world at [bold]{world.endpoint}[/] (moto server with faithful exports)")
             settings = local_settings(world.endpoint, lake)
-            _refuse_a_lake_ahead(settings)
+            refuse_what_is_ahead(settings, home)
             load_sample_table(world, items, seed, console)
             if export_format != "DYNAMODB_JSON":
                 settings = settings.model_copy(update={"tables": [TableSettings(
@@ -145,7 +146,7 @@ def run_demo(console: Console, *, items: int = 3000, seed: int = 7, export_forma
         f"metadata: {lake_table.metadata_location}",
         f"the AWS walkthrough's tables: {NAMESPACE}.{RAW_TABLE} (the export's items) and {NAMESPACE}.{FLAT_TABLE}",
         f"  ddb-assets query '{RAW_QUERY}'",
-        "Dagster: the runs are in " + shown_path(str(home)) + "; `make dev` shows them (http://127.0.0.1:3000)",
+        dagster_runs_line(home, dagster_home),
     ):
         console.print(line, highlight=False, soft_wrap=True, markup=False)
     return {"export_id": run.export_id, "partitions": run.partitions, "lake": lake, "reports": reports,
@@ -153,23 +154,41 @@ def run_demo(console: Console, *, items: int = 3000, seed: int = 7, export_forma
             "walkthrough_queries": (RAW_QUERY, FLAT_QUERY)}
 
 
-def _refuse_a_lake_ahead(settings: Any) -> None:
-    """``demo --incremental`` leaves the lake table's high-water mark ahead of real time (its clock
-    runs ahead); a full export made now is older, and the lake table would refuse it after the export
-    and the validation had run. Say so first, in one line."""
+def refuse_what_is_ahead(settings: Any, home: Path) -> None:
+    """Raises DemoRefused, in one line, when the Dagster home ``home`` holds a validated export, or the
+    lake table a high-water mark, later than now. ``demo --incremental`` leaves both (its clock runs
+    ahead): the lake table orders exports by time, so it would take that export (from a world that
+    is gone) over this demo's export made now, or refuse this one after the export and the
+    validation had run. Checked before anything is loaded or exported."""
     import time
 
+    import dagster as dg
+
     from ddb_assets.definitions import build_resources
+    from ddb_assets.defs.export_assets import validated_exports
+    from ddb_assets.defs.names import TableNames
     from ddb_assets.lake.record import high_water_mark, instant
 
-    name = settings.tables[0].lake_name
-    table = build_resources(settings)["lake"].table(name)
+    names = TableNames(settings, settings.tables[0])
+    ahead: list[tuple[float, str, str]] = []  # (instant, the time as written, what holds it)
+    with dg.DagsterInstance.local_temp(str(home)) as instance:
+        for export in validated_exports(instance, names):
+            if export.mark and instant(export.mark) > time.time():
+                ahead.append((instant(export.mark), export.mark, f"the Dagster home {shown_path(str(home))} holds "
+                                                                 f"validated export {export.export_id}, with changes"))
+    table = build_resources(settings)["lake"].table(names.name)
     mark = high_water_mark(table)[0] if table is not None else None
     if mark and instant(mark) > time.time():
-        raise DemoRefused(f"{settings.catalog.namespace}.{name} in {shown_path(settings.lake_root)} holds changes up "
-                          f"to {mark}, later than now (`ddb-assets demo --incremental` left it: its clock runs "
-                          f"ahead), so this demo's export, made now, could not replace it: run the demo after "
-                          f"{mark}, or give it another --lake")
+        ahead.append((instant(mark), mark, f"{settings.catalog.namespace}.{names.name} in "
+                                           f"{shown_path(settings.lake_root)} holds changes"))
+    if not ahead:
+        return
+    # The latest; on a tie the home's export (listed first): it is what the lake table would take.
+    _, until, what = max(ahead, key=lambda a: a[0])
+    raise DemoRefused(f"{what} up to {until}, later than now (`ddb-assets demo --incremental` left it: its clock "
+                      f"runs ahead), so this demo's export, made now, could not replace it: run the demo after "
+                      f"{until}, give it another --dagster-home and another --lake, or remove "
+                      f"{shown_path(str(home))} and {shown_path(settings.lake_root)}")
 
 
 def keep_export(world: LocalWorld, export: DemoExport, exports_root: str) -> str:
@@ -183,6 +202,13 @@ def keep_export(world: LocalWorld, export: DemoExport, exports_root: str) -> str
         os.makedirs(os.path.dirname(path), exist_ok=True)
         s3.download_file(EXPORT_BUCKET, f"{folder}/{key}", path)
     return target + os.sep
+
+
+def dagster_runs_line(home: Path, dagster_home: str | None) -> str:
+    """Where the demo's runs are and how to see them: ``make dev`` serves the default home only."""
+    shown = shown_path(str(home))
+    how = f"`DAGSTER_HOME={shown} ddb-assets dev` shows them" if dagster_home else "`make dev` shows them"
+    return f"Dagster: the runs are in {shown}; {how} (http://127.0.0.1:3000)"
 
 
 def shown_path(path: str) -> str:

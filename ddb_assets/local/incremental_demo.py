@@ -63,7 +63,8 @@ def run_incremental_demo(log: Callable[[str], None], *, items: int = 3000, seed:
     import dagster as dg
 
     from ddb_assets.defs.incremental_checks import FRESHNESS, RECONCILIATION
-    from ddb_assets.local.demo import EXPORT_BUCKET, demo_dagster_home, load_sample_table, shown_path
+    from ddb_assets.local.demo import EXPORT_BUCKET, dagster_runs_line, demo_dagster_home, load_sample_table, \
+        shown_path
     from ddb_assets.local.pipeline import LocalDagster, local_settings
     from ddb_assets.local.world import LocalWorld
     from ddb_assets.settings import IncrementalSettings, TableSettings
@@ -172,9 +173,9 @@ def run_incremental_demo(log: Callable[[str], None], *, items: int = 3000, seed:
         tables[f"{base.catalog.namespace}.{CHECK_TABLE}"] = found["check_table"]
     for name, location in tables.items():
         log(f"{name}: {location}")
-    log(f"Dagster: the runs are in {shown_path(str(home))}; `make dev` shows them (http://127.0.0.1:3000)")
+    log(dagster_runs_line(home, dagster_home))
     log(f"the demo's clock ran ahead: {base.catalog.namespace}.{names.name} holds changes up to {_iso(last_end)}; "
-        f"`ddb-assets demo` into {shown_path(lake)} refuses until then")
+        f"`ddb-assets demo` with {shown_path(str(home))} or {shown_path(lake)} refuses until then")
     return {"equal": bool(check.passed), "reconciliation": found, "tables": tables, "windows": figures,
             "full_export": full_id, "dagster_home": str(home)}
 
