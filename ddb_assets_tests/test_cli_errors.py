@@ -231,7 +231,7 @@ def test_a_missing_bucket_is_named_before_the_export_is_read(aws_env: dict[str, 
     # One line, before the parse's progress (nothing read) and before the catalog file is made.
     assert result.stderr.splitlines() == [
         f"error: destination 's3://{bucket}/lake/reviews' cannot be written: the bucket does not exist: create it, "
-        f"or check the s3:// URI (NO_SUCH_BUCKET during CreateMultipartUpload)"]
+        f"or check the s3:// URI (NO_SUCH_BUCKET during PutObject)"]
     assert not catalog.exists()
 
 

@@ -170,25 +170,30 @@ def test_an_unreachable_destination_or_catalog_is_refused_before_the_export_is_r
     folder = doctor.make_export(tmp_path / "export", items=50)
     catalog = tmp_path / "catalog.db"
     port = free_port()  # nothing listens there: a wrong endpoint
+    # The user's retries (AWS_MAX_ATTEMPTS unset: ten) are not the probe's: it gives up after two.
     unreachable = run_cli("convert", str(folder), f"s3://{bucket}/lake/reviews", "--catalog", f"sqlite:///{catalog}",
-                          env={"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_MAX_ATTEMPTS": "1"})
+                          env={"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}, unset=("AWS_MAX_ATTEMPTS",))
     assert unreachable.returncode == 1 and not catalog.exists()
     assert unreachable.stderr.splitlines() == [
         f"error: destination 's3://{bucket}/lake/reviews' cannot be written: S3 does not answer: check "
-        f"AWS_ENDPOINT_URL (a local world must be running) and the network (NETWORK_CONNECTION during CreateMultipartUpload)"]
+        f"AWS_ENDPOINT_URL (a local world must be running) and the network (no answer from http://127.0.0.1:{port} "
+        f"during PutObject)"]
 
     # The catalog: a SQLite file in a folder that does not exist, a Glue endpoint that does not answer.
     nowhere = run_cli("convert", str(folder), f"s3://{bucket}/lake/reviews",
                       "--catalog", f"sqlite:///{tmp_path / 'nowhere' / 'catalog.db'}")
     assert nowhere.returncode == 1
     assert nowhere.stderr.splitlines() == [f"error: the catalog's folder {tmp_path / 'nowhere'} does not exist"]
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     glue = CatalogConfig("glue", properties={"glue.endpoint": f"http://127.0.0.1:{port}"})
     with pytest.raises(CatalogError) as caught:
         convert_export(folder, f"s3://{bucket}/lake/reviews", ConvertOptions(catalog=glue))
-    assert str(caught.value) == (
-        f"the Glue catalog at http://127.0.0.1:{port} refused or did not answer (Could not connect to the "
-        f"endpoint URL: \"http://127.0.0.1:{port}/\"): check AWS_ENDPOINT_URL, AWS_REGION and the credentials, "
-        f"or give another --catalog")
+    refused = (f"the Glue catalog at http://127.0.0.1:{port} refused or did not answer (Could not connect to the "
+               f"endpoint URL: \"http://127.0.0.1:{port}/\"): check AWS_ENDPOINT_URL_GLUE (else AWS_ENDPOINT_URL), "
+               f"AWS_REGION and the credentials, or give another --catalog")
+    assert str(caught.value) == refused
+    # Glue's own endpoint variable is Glue's, even with S3's endpoint (the bucket's world) set.
+    glue_only = run_cli("convert", str(folder), f"s3://{bucket}/lake/reviews", "--catalog", "glue",
+                        env={"AWS_ENDPOINT_URL_GLUE": f"http://127.0.0.1:{port}"}, unset=("AWS_MAX_ATTEMPTS",))
+    assert glue_only.stderr.splitlines() == [f"error: {refused}"]
     # Nothing was written: the probes were deleted, no data or metadata file is left.
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])] == []

@@ -192,9 +192,9 @@ def s3_filesystem(settings: S3Options | None = None) -> pafs.S3FileSystem:
     return pafs.S3FileSystem(**options)  # type: ignore[arg-type]
 
 
-def s3_client(settings: S3Options | None = None):  # type: ignore[no-untyped-def]
+def s3_client(settings: S3Options | None = None, override: Any = None):  # type: ignore[no-untyped-def]
     """A boto3 S3 client with the same settings as ``s3_filesystem`` (for what pyarrow cannot do:
-    conditional writes)."""
+    conditional writes); ``override``, a botocore ``Config``, wins over its settings (a probe's short timeouts)."""
     import boto3
     from botocore.config import Config
 
@@ -207,7 +207,7 @@ def s3_client(settings: S3Options | None = None):  # type: ignore[no-untyped-def
     if settings.endpoint_url:
         options["endpoint_url"] = settings.endpoint_url
         config = config.merge(Config(s3={"addressing_style": "path"}))
-    return boto3.client("s3", config=config, **options)
+    return boto3.client("s3", config=config.merge(override) if override is not None else config, **options)
 
 
 def s3_failure(exc: OSError) -> tuple[str, str] | None:
@@ -223,6 +223,23 @@ def s3_failure(exc: OSError) -> tuple[str, str] | None:
     code, operation = found["code"], found["operation"]
     hint = _S3_HINTS.get(code, found["message"].rstrip(". ") or code.lower().replace("_", " "))
     return uri, f"{hint} ({code} during {operation})"
+
+
+def s3_client_failure(exc: Exception, client: Any, operation: str) -> str | None:
+    """What went wrong and what to do, with the error code and operation, for one of boto3's S3
+    errors (``ClientError``, or no answer from ``client``'s endpoint during ``operation``), in
+    ``s3_failure``'s words, e.g. ``the bucket does not exist: create it, or check the s3:// URI
+    (NO_SUCH_BUCKET during PutObject)``; None for any other error."""
+    from botocore.exceptions import ClientError, ConnectionError as NoAnswer
+
+    if isinstance(exc, NoAnswer):
+        return f"{_S3_HINTS['NETWORK_CONNECTION']} (no answer from {client.meta.endpoint_url} during {operation})"
+    if not isinstance(exc, ClientError):
+        return None
+    error = exc.response.get("Error", {})
+    code = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", str(error.get("Code") or "error")).upper()
+    hint = _S3_HINTS.get(code, str(error.get("Message") or "").rstrip(". ") or code.lower().replace("_", " "))
+    return f"{hint} ({code} during {exc.operation_name})"
 
 
 def resolve(uri: str | os.PathLike[str], s3: S3Options | None = None) -> Location:

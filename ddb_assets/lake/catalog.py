@@ -120,15 +120,7 @@ def open_catalog(config: CatalogConfig, lake: Location | None, s3: S3Options | N
     if config.kind == "glue":
         from pyiceberg.catalog.glue import GlueCatalog
 
-        settings = (s3 or S3Options()).with_environment()
-        glue: dict[str, str] = {}
-        if settings.region:
-            glue["glue.region"] = settings.region
-        if settings.endpoint_url:
-            glue["glue.endpoint"] = settings.endpoint_url
-        if settings.access_key and settings.secret_key:
-            glue.update({"glue.access-key-id": settings.access_key, "glue.secret-access-key": settings.secret_key})
-        return GlueCatalog("ddb_assets", **{**glue, **properties})
+        return GlueCatalog("ddb_assets", **{**properties, **glue_properties(config, s3)})
     from pyiceberg.catalog.rest import RestCatalog
     from requests.exceptions import RequestException
 
@@ -181,6 +173,25 @@ class PendingCatalog:
         if name.startswith("__") or not (hasattr(SqlCatalog, name) or name in ("name", "properties", "engine")):
             raise AttributeError(name)
         return getattr(self._opened(create=True), name)
+
+
+def glue_properties(config: CatalogConfig, s3: S3Options | None) -> dict[str, str]:
+    """pyiceberg's ``glue.*`` properties: the region and credentials the rest of the code uses, and
+    the endpoint as botocore resolves one: ``AWS_ENDPOINT_URL_GLUE``, else the configured endpoint
+    (``s3.endpoint_url`` unless it is only ``AWS_ENDPOINT_URL_S3``'s), else ``AWS_ENDPOINT_URL``, else
+    AWS's; ``glue.endpoint`` in the catalog's properties wins."""
+    settings = (s3 or S3Options()).with_environment()
+    glue: dict[str, str] = {}
+    if settings.region:
+        glue["glue.region"] = settings.region
+    configured = s3.endpoint_url if s3 is not None and s3.endpoint_url != os.environ.get("AWS_ENDPOINT_URL_S3") \
+        else None
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_GLUE") or configured or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        glue["glue.endpoint"] = endpoint
+    if settings.access_key and settings.secret_key:
+        glue.update({"glue.access-key-id": settings.access_key, "glue.secret-access-key": settings.secret_key})
+    return {**glue, **{k: v for k, v in config.properties.items() if k.startswith("glue.")}}
 
 
 def _sql_catalog(factory: Any, properties: dict[str, str]) -> Any:
@@ -248,13 +259,21 @@ def _glue_refusal(catalog: Any, exc: Exception) -> CatalogError | None:
     client = getattr(catalog, "glue", None)
     if client is None or not isinstance(exc, (BotoCoreError, ClientError)):
         return None
+    return glue_refusal(client, exc)
+
+
+def glue_refusal(client: Any, exc: Exception) -> CatalogError:
+    """The one line for a Glue client's refusal or silence (``exc``: botocore's), naming its endpoint."""
+    from botocore.exceptions import ClientError
+
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         detail = f"{error.get('Code')}: {error.get('Message')}"
     else:
         detail = str(exc)
     return CatalogError(f"the Glue catalog at {client.meta.endpoint_url} refused or did not answer ({detail}): "
-                        f"check AWS_ENDPOINT_URL, AWS_REGION and the credentials, or give another --catalog")
+                        f"check AWS_ENDPOINT_URL_GLUE (else AWS_ENDPOINT_URL), AWS_REGION and the credentials, or give "
+                        f"another --catalog")
 
 
 def list_tables(catalog: Any, namespace: str) -> list[str]:

@@ -14,7 +14,11 @@ anything is read, naming the destination:
   that table's maintenance would remove the new table's files as orphans;
 - a place that cannot be written (``check_writable``): a bucket that does not exist, a wrong
   endpoint, credentials S3 refuses, a read-only folder. Found before the catalog is opened and
-  before the export is read, not after the whole export was parsed.
+  before the export is read, not after the whole export was parsed;
+- a Glue catalog that does not answer or refuses the caller (``check_catalog_reachable``).
+
+The probes (S3 and Glue) give up fast: a short connect timeout and at most two attempts, whatever
+the retries configured for the conversion's own requests (a dead endpoint is refused in seconds).
 """
 
 from __future__ import annotations
@@ -27,7 +31,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ddb_assets.exports.storage import Location, S3Options, resolve
-from ddb_assets.lake.catalog import CATALOG_FILE, CatalogConfig, CatalogError, default_sql_uri, open_catalog
+from ddb_assets.lake.catalog import CATALOG_FILE, CatalogConfig, CatalogError, default_sql_uri, glue_properties, \
+    glue_refusal, open_catalog
+
+PROBE_CONNECT_SECONDS = 3
+PROBE_READ_SECONDS = 10
+PROBE_ATTEMPTS = 2  # the first try and one retry
 
 
 class DestinationError(CatalogError):
@@ -57,6 +66,7 @@ def lake_target(dest: str | os.PathLike[str], table_name: str | None, catalog: C
     check_table_name(name)
     check_catalog_writable(catalog, location.parent())  # local and cheap: before any request
     check_writable(location, os.fspath(dest), s3)
+    check_catalog_reachable(catalog, s3)
     # A new SQLite catalog is created by the commit: a run failing before it leaves none behind.
     return LakeTarget(open_catalog(catalog, location.parent(), s3, lazy=True), catalog.namespace, name, location)
 
@@ -109,7 +119,7 @@ def _check_local_folder(path: str, text: str, catalog: CatalogConfig) -> None:
 
 def check_writable(location: Location, text: str, s3: S3Options | None = None) -> None:
     """Refuse (DestinationError, naming ``text`` and the cause) a table location the conversion
-    could not write. On S3 a tiny probe object is written under it and deleted: PutObject and
+    could not write. On S3 an empty probe object is written under it (one PutObject) and deleted: PutObject and
     DeleteObject are what the conversion and maintenance need there anyway, whereas a HEAD of the
     bucket needs s3:ListBucket and proves no write. Locally the nearest existing folder must be
     writable (nothing is created)."""
@@ -128,21 +138,58 @@ def check_writable(location: Location, text: str, s3: S3Options | None = None) -
         return
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from ddb_assets.exports.storage import s3_client, s3_failure
+    from ddb_assets.exports.storage import s3_client, s3_client_failure
 
     probe = location.join(f".ddb-assets-write-probe-{uuid.uuid4().hex}")
-    try:
-        probe.write_bytes(b"")
-    except OSError as exc:
-        failure = s3_failure(exc)
-        reason = failure[1] if failure else " ".join(str(exc).split())
-        raise DestinationError(f"destination {text!r} cannot be written: {reason}") from None
     bucket, _, key = probe.path.partition("/")
+    # boto3, not pyarrow: one plain PutObject (pyarrow's writes start a multipart upload), and
+    # pyarrow's delete_file leaves a folder marker object behind.
+    client = s3_client(s3, _probe_config(s3))
     try:
-        # boto3, not pyarrow: pyarrow's delete_file leaves a folder marker object behind.
-        s3_client(s3).delete_object(Bucket=bucket, Key=key)
+        client.put_object(Bucket=bucket, Key=key, Body=b"")
+    except (BotoCoreError, ClientError) as exc:
+        reason = s3_client_failure(exc, client, "PutObject") or " ".join(str(exc).split())
+        raise DestinationError(f"destination {text!r} cannot be written: {reason}") from None
+    try:
+        client.delete_object(Bucket=bucket, Key=key)
     except (BotoCoreError, ClientError):
         pass  # written but not deletable: an orphan the table's maintenance removes
+
+
+def check_catalog_reachable(catalog: CatalogConfig, s3: S3Options | None = None) -> None:
+    """Refuse (CatalogError, naming the endpoint) a Glue catalog that does not answer or refuses
+    the caller: one GetDatabase of the namespace (a missing database is fine: the conversion
+    creates it), with the probe's short timeouts. Other kinds answer for themselves (SQLite: local;
+    REST: on opening)."""
+    if catalog.kind != "glue":
+        return
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    glue = glue_properties(catalog, s3)
+    try:
+        client = boto3.Session(region_name=glue.get("glue.region"), profile_name=glue.get("glue.profile-name"),
+                               aws_access_key_id=glue.get("glue.access-key-id"),
+                               aws_secret_access_key=glue.get("glue.secret-access-key"),
+                               aws_session_token=glue.get("glue.session-token")) \
+            .client("glue", endpoint_url=glue.get("glue.endpoint"), config=_probe_config(s3))
+    except BotoCoreError:
+        return  # no region, an unknown profile: opening the catalog says so
+    try:
+        client.get_database(Name=catalog.namespace)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "EntityNotFoundException":
+            raise glue_refusal(client, exc) from None
+    except BotoCoreError as exc:
+        raise glue_refusal(client, exc) from None
+
+
+def _probe_config(s3: S3Options | None) -> Any:
+    from botocore.config import Config
+
+    attempts = min(PROBE_ATTEMPTS, (s3 or S3Options()).attempts())
+    return Config(connect_timeout=PROBE_CONNECT_SECONDS, read_timeout=PROBE_READ_SECONDS,
+                  retries={"mode": "standard", "total_max_attempts": attempts})
 
 
 def check_catalog_writable(catalog: CatalogConfig, lake: Location) -> None:
