@@ -555,7 +555,8 @@ QUERY_FORMAT_HELP = (
     "csv. A repeated column name gets _1, _2 in json.")
 
 CATALOG_HELP = ("Iceberg catalog: sql (the default: a SQLite file, catalog.db in the lake folder), "
-                "sqlite:///path/catalog.db (another SQLite file), glue (AWS Glue, what Athena reads) or "
+                "sqlite:///relative/catalog.db or sqlite:////absolute/catalog.db (another SQLite file, as "
+                "SQLAlchemy reads it: three slashes then the path), glue (AWS Glue, what Athena reads) or "
                 "rest:https://host/path (an Iceberg REST catalog).")
 LAKE_HELP = ("Lake root: a folder or s3:// (default: lake_root of the configuration; with --lake the "
              "configuration file is not read).")
@@ -959,7 +960,7 @@ def _lake(lake: Optional[str], catalog: Optional[str], namespace: Optional[str])
     Without, the configuration's lake_root and catalog (DDB_ASSETS_CONFIG, else the packaged local
     profile); --catalog and --namespace override its catalog."""
     from ddb_assets.exports.storage import resolve
-    from ddb_assets.lake.catalog import CATALOG_FILE, CatalogConfig, open_catalog
+    from ddb_assets.lake.catalog import CATALOG_FILE, CatalogConfig, open_catalog, relative_sqlite_hint
 
     given = lake is not None
     if lake is None:
@@ -992,7 +993,8 @@ def _lake(lake: Optional[str], catalog: Optional[str], namespace: Optional[str])
                        f"or give the catalog (--catalog)")
     if config.kind == "sql" and config.uri and config.uri.startswith("sqlite:///") and ":memory:" not in config.uri \
             and not os.path.isfile(config.uri[len("sqlite:///"):]):
-        raise CliError(f"the catalog {config.uri} does not exist (convert an export with this --catalog first)")
+        raise CliError(f"the catalog {config.uri} does not exist (convert an export with this --catalog first)"
+                       + relative_sqlite_hint(config.uri))
     return root, config, open_catalog(config, root)
 
 

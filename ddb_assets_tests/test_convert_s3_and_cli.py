@@ -183,7 +183,16 @@ def test_an_unreachable_destination_or_catalog_is_refused_before_the_export_is_r
     nowhere = run_cli("convert", str(folder), f"s3://{bucket}/lake/reviews",
                       "--catalog", f"sqlite:///{tmp_path / 'nowhere' / 'catalog.db'}")
     assert nowhere.returncode == 1
-    assert nowhere.stderr.splitlines() == [f"error: the catalog's folder {tmp_path / 'nowhere'} does not exist"]
+    assert nowhere.stderr.splitlines() == [f"error: the catalog's folder {tmp_path / 'nowhere'} does not exist: "
+                                           f"create it"]
+    # Three slashes then a path: relative, as SQLAlchemy reads it; the line says how to write an absolute one.
+    relative = run_cli("convert", str(folder), f"s3://{bucket}/lake/reviews", "--catalog",
+                       f"sqlite://{tmp_path / 'nowhere' / 'catalog.db'}", cwd=tmp_path)
+    shown = str(tmp_path / "nowhere").lstrip("/")
+    assert relative.stderr.splitlines() == [
+        f"error: the catalog's folder {shown} does not exist: create it (sqlite:///{shown}/catalog.db is relative "
+        f"to the current folder, as SQLAlchemy reads it; an absolute path takes four slashes: "
+        f"sqlite:////{shown}/catalog.db)"]
     glue = CatalogConfig("glue", properties={"glue.endpoint": f"http://127.0.0.1:{port}"})
     with pytest.raises(CatalogError) as caught:
         convert_export(folder, f"s3://{bucket}/lake/reviews", ConvertOptions(catalog=glue))

@@ -3,7 +3,8 @@
 - ``sql`` (the default): pyiceberg's ``SqlCatalog`` over a SQLite file. For a local lake it lives
   in the lake root, ``<lake>/catalog.db``, so a lake folder is self-contained: ``convert SRC lake/t``
   then ``query --lake lake`` needs no setup. An ``s3://`` lake has no local folder for it: give the
-  file (``--catalog sqlite:///path/catalog.db``, ``catalog.uri``) or use Glue.
+  file (``--catalog sqlite:///relative/catalog.db`` or ``sqlite:////absolute/catalog.db``, SQLAlchemy's
+  forms; ``catalog.uri``) or use Glue.
 - ``glue``: the AWS Glue Data Catalog (pyiceberg's ``GlueCatalog``), which Athena reads natively;
   the namespace is the Glue database.
 - ``rest``: any Iceberg REST catalog (S3 Tables, Polaris, Nessie, ...), ``uri`` its endpoint.
@@ -47,7 +48,7 @@ class CatalogConfig:
 
     @classmethod
     def parse(cls, text: str | None, namespace: str | None = None) -> "CatalogConfig":
-        """The CLI's ``--catalog``: ``sql`` (or empty: the default), ``sqlite:///path/catalog.db``
+        """The CLI's ``--catalog``: ``sql`` (or empty: the default), ``sqlite:///relative/catalog.db``
         (any SQLAlchemy URI), ``glue``, or ``rest:https://...``."""
         ns = {"namespace": namespace} if namespace else {}
         if not text or text == "sql":
@@ -60,7 +61,8 @@ class CatalogConfig:
             return cls("rest", uri=text[len("rest:"):], **ns)
         if "://" in text:
             return cls("sql", uri=text, **ns)
-        raise CatalogError(f"--catalog {text!r}: use sql, sqlite:///path/catalog.db, glue or rest:https://...")
+        raise CatalogError(f"--catalog {text!r}: use sql, sqlite:///relative/catalog.db, sqlite:////absolute/catalog.db, "
+                           f"glue or rest:https://...")
 
     def describe(self) -> str:
         return {"sql": f"sql ({self.uri})" if self.uri else "sql", "glue": "glue", "rest": f"rest ({self.uri})"}[self.kind]
@@ -69,8 +71,18 @@ class CatalogConfig:
 def default_sql_uri(lake: Location) -> str:
     if lake.scheme != "file":
         raise CatalogError(f"the lake {lake.uri} is on S3, where no SQLite catalog can live: choose one "
-                           f"(--catalog sqlite:///path/catalog.db, or --catalog glue; in YAML, catalog.kind/uri)")
+                           f"(--catalog sqlite:////absolute/path/catalog.db, or --catalog glue; in YAML, catalog.kind/uri)")
     return f"sqlite:///{os.path.join(lake.path, CATALOG_FILE)}"
+
+
+def relative_sqlite_hint(uri: str) -> str:
+    """For a ``sqlite:///`` URI whose path is relative (SQLAlchemy's reading: three slashes, then the
+    path as given), how to write an absolute one (four slashes); "" otherwise."""
+    path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else "/"
+    if path.startswith("/") or ":memory:" in path:
+        return ""
+    return (f" ({uri} is relative to the current folder, as SQLAlchemy reads it; an absolute path takes four "
+            f"slashes: sqlite:////{path})")
 
 
 def file_io_properties(s3: S3Options | None) -> dict[str, str]:
@@ -114,7 +126,8 @@ def open_catalog(config: CatalogConfig, lake: Location | None, s3: S3Options | N
                 if lake is not None and lake.scheme == "file" and os.path.abspath(folder) == lake.path:
                     os.makedirs(folder, exist_ok=True)
                 else:
-                    raise CatalogError(f"the catalog's folder {folder} does not exist")
+                    raise CatalogError(f"the catalog's folder {folder} does not exist: create it"
+                                       + relative_sqlite_hint(uri))
         warehouse = lake.uri if lake is not None else ""
         return _sql_catalog(SqlCatalog, {"uri": uri, "warehouse": warehouse, **properties})
     if config.kind == "glue":
