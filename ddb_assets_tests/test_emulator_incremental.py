@@ -573,3 +573,28 @@ def test_a_write_at_a_full_exports_exact_time_is_in_the_window_starting_there_on
     changes = read_incremental_export(s3, bucket, window["ExportManifest"]).changes()
     assert sorted((c.keys["pk"], c.old is not None, c.new is not None) for c in changes) == [
         ("at-t", False, True), ("before", True, False)]
+
+
+@pytest.mark.parametrize("statement, parameters", [
+    ("UPDATE \"{name}\" SET v = 5 WHERE pk = 'kept'", []),  # a number literal in SET
+    ("DELETE FROM \"{name}\" WHERE pk = ?", [{"S": "kept"}]),  # a parameter in DELETE
+])
+def test_a_partiql_statement_moto_cannot_run_is_a_validation_exception_not_retried(
+        ddb: Any, statement: str, parameters: list[dict[str, str]]) -> None:
+    """As DynamoDB answers a statement it cannot run: ValidationException (HTTP 400, which the SDKs
+    do not retry), naming the local world's limit; nothing is changed."""
+    name, _ = make_table(ddb, sort_key=False)
+    ddb.put_item(TableName=name, Item={"pk": {"S": "kept"}, "v": {"N": "1"}})
+    text = statement.format(name=name)
+    for call in (lambda: ddb.execute_statement(Statement=text, **({"Parameters": parameters} if parameters else {})),
+                 lambda: ddb.batch_execute_statement(Statements=[{"Statement": text, **(
+                     {"Parameters": parameters} if parameters else {})}])):
+        with pytest.raises(ClientError) as caught:
+            call()
+        error = caught.value.response
+        assert error["Error"]["Code"] == "ValidationException"
+        assert error["Error"]["Message"].startswith(
+            f"the local world's PartiQL (moto) does not support this statement: {text} (")
+        assert error["Error"]["Message"].endswith("); docs/local_world.md lists its limits")
+        assert (error["ResponseMetadata"]["HTTPStatusCode"], error["ResponseMetadata"]["RetryAttempts"]) == (400, 0)
+    assert ddb.get_item(TableName=name, Key={"pk": {"S": "kept"}})["Item"]["v"] == {"N": "1"}

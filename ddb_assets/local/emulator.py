@@ -25,9 +25,10 @@ import secrets
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterator
 
 from moto.core.exceptions import JsonRESTError
 from moto.dynamodb.exceptions import MockValidationException
@@ -259,11 +260,13 @@ def _wrap_partiql_writes() -> None:
     from moto.dynamodb.parsing import partiql
 
     original_query = partiql.query
+    original_metadata = partiql.get_query_metadata
     original_execute = DynamoDBBackend.execute_statement
 
     def query(statement: str, source_data: dict[str, list[Any]], parameters: list[dict[str, Any]]) -> Any:
         _refuse_out_of_range(parameters)
-        found, changes = original_query(statement, source_data, parameters)
+        with _partiql_limits(statement):
+            found, changes = original_query(statement, source_data, parameters)
         _refuse_out_of_range([after for updates in changes.values() for _, after in updates if after is not None])
         _PARTIQL_CHANGES.changes = changes
         return found, changes
@@ -280,8 +283,30 @@ def _wrap_partiql_writes() -> None:
                 _record(self.get_table(table_name), after if after is not None else before)
         return found
 
+    def get_query_metadata(statement: str) -> Any:  # BatchExecuteStatement's look at each statement
+        with _partiql_limits(statement):
+            return original_metadata(statement)
+
     partiql.query = query  # type: ignore[assignment]
+    partiql.get_query_metadata = get_query_metadata  # type: ignore[assignment]
     DynamoDBBackend.execute_statement = execute_statement  # type: ignore[method-assign]
+
+
+@contextmanager
+def _partiql_limits(statement: str) -> Iterator[None]:
+    """moto's PartiQL parser fails on what it does not support (a number in SET, ``?`` in a DELETE)
+    with an internal error: an HTTP 500 page, which the SDKs retry. DynamoDB answers a statement it
+    cannot run with a ValidationException (not retried): so does the local world, naming its limit."""
+    try:
+        yield
+    except JsonRESTError:
+        raise  # moto's own answers (no such table or index, a validation error): DynamoDB's
+    except Exception as exc:
+        detail = " ".join(str(exc).split())
+        raise _error("ValidationException", f"the local world's PartiQL (moto) does not support this statement: "
+                                            f"{' '.join(statement.split())} ({type(exc).__name__}"
+                                            f"{': ' + detail if detail else ''}); docs/local_world.md lists its "
+                                            f"limits") from None
 
 
 def _wrap_new_tables_with_items() -> None:
