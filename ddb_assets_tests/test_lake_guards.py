@@ -651,3 +651,18 @@ def test_after_a_rebuild_the_change_history_holds_each_window_once(tmp_path: Pat
     rows = catalog_table(dest.parent / "t_changes").scan().to_arrow().to_pylist()
     assert sorted((r["pk"], r["operation"], r["export_id"]) for r in rows) == \
         [("a", "INSERT", w1.name), ("b", "REMOVE", w1.name), ("c", "INSERT", w2.name)]
+
+
+def test_looking_up_a_table_in_a_new_lake_creates_no_catalog(tmp_path: Path) -> None:
+    # The Dagster resource's look-up (the demo's check before anything is exported, the sensors):
+    # a lake with no table yet stays untouched, and a later commit still makes the catalog.
+    from ddb_assets.aws.resources import LakeResource
+
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    resource = LakeResource(root=str(lake))
+    assert resource.table("reviews") is None
+    assert sorted(os.listdir(lake)) == []
+    export = full_export(tmp_path / "export", [item("a")])
+    convert_export(str(export), str(lake / "reviews"), ConvertOptions(catalog=CatalogConfig(), workers=1))
+    assert resource.table("reviews").scan().to_arrow().num_rows == 1

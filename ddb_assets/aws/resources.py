@@ -97,8 +97,10 @@ class LakeResource(dg.ConfigurableResource):
         return open_catalog(self.catalog_config(), self.location(), self.s3_options())
 
     def table(self, name: str) -> Any | None:
-        """The lake table ``name`` (a pyiceberg Table), or None if it has never been committed."""
-        return load_table(self.catalog(), self.namespace, name)
+        """The lake table ``name`` (a pyiceberg Table), or None if it has never been committed.
+        A look-up: a SQLite catalog file that does not exist yet is not created by it."""
+        return load_table(open_catalog(self.catalog_config(), self.location(), self.s3_options(), lazy=True),
+                          self.namespace, name)
 
 
 class QueryEngineResource(dg.ConfigurableResource):
