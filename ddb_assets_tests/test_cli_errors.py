@@ -165,8 +165,9 @@ cli.main()
 """
 
 
-@pytest.mark.parametrize("point", [("cli", "_summary_lines", "after"), ("convert", "keep_profile", "before")],
-                         ids=["after-the-summary", "while-finishing"])
+@pytest.mark.parametrize("point", [("cli", "_summary_lines", "after"), ("convert", "keep_profile", "before"),
+                                   ("convert", "commit_export", "before"), ("convert", "commit_export", "after")],
+                         ids=["after-the-summary", "while-finishing", "as-the-commit-starts", "as-the-commit-lands"])
 def test_an_interrupt_after_the_commit_exits_0_saying_it_is_committed(tmp_path: Path, export: Path,
                                                                       point: tuple[str, str, str]) -> None:
     import json
@@ -186,7 +187,8 @@ def test_an_interrupt_before_the_commit_exits_130_committing_nothing(tmp_path: P
     import sys
 
     lake = tmp_path / "lake"
-    result = subprocess.run([sys.executable, "-c", _INTERRUPTED_AT, "convert", "commit_export", "before", "convert",
+    # The last moment before the commit's critical section (the files are written, nothing committed).
+    result = subprocess.run([sys.executable, "-c", _INTERRUPTED_AT, "convert", "_read_and_write", "after", "convert",
                              str(export), str(lake / "t"), "--workers", "1"], capture_output=True, text=True,
                             timeout=180)
     assert result.returncode == 130 and "committed" not in result.stdout + result.stderr, result

@@ -192,7 +192,7 @@ def test_an_unreachable_destination_or_catalog_is_refused_before_the_export_is_r
     assert relative.stderr.splitlines() == [
         f"error: the catalog's folder {shown} does not exist: create it (sqlite:///{shown}/catalog.db is relative "
         f"to the current folder, as SQLAlchemy reads it; an absolute path takes four slashes: "
-        f"sqlite:////{shown}/catalog.db)"]
+        f"sqlite:///{tmp_path / shown / 'catalog.db'} is this one)"]
     glue = CatalogConfig("glue", properties={"glue.endpoint": f"http://127.0.0.1:{port}"})
     with pytest.raises(CatalogError) as caught:
         convert_export(folder, f"s3://{bucket}/lake/reviews", ConvertOptions(catalog=glue))

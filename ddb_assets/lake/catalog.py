@@ -82,7 +82,7 @@ def relative_sqlite_hint(uri: str) -> str:
     if path.startswith("/") or ":memory:" in path:
         return ""
     return (f" ({uri} is relative to the current folder, as SQLAlchemy reads it; an absolute path takes four "
-            f"slashes: sqlite:////{path})")
+            f"slashes: sqlite:///{os.path.abspath(path)} is this one)")
 
 
 def file_io_properties(s3: S3Options | None) -> dict[str, str]:

@@ -662,6 +662,7 @@ def _convert_export(source: str | os.PathLike[str] | Export, dest: str | os.Path
         converted.profile
     keys = converted.keys
     merged = None
+    notify("committing", {"files": len(written)})  # the CLI holds Ctrl-C back from here (cli_interrupts.py)
     try:
         if job.key_columns is not None:
             merged = merge_export(target.catalog, target.identifier, plan, written, _keys_or_empty(keys, job),

@@ -184,6 +184,7 @@ def commit_shards(converted: ShardConversion, export: Export, target: LakeTarget
     profile saved beside the table (the next export plans its one pass from it). Raises what
     ``commit_export`` raises; files of a commit that did not land are removed."""
     written = converted.written
+    notify("committing", {"files": len(written)})  # the CLI holds Ctrl-C back from here (cli_interrupts.py)
     try:
         commit = commit_export(target.catalog, target.identifier, target.location.uri, converted.plan, written,
                                export_record(export), only_partitions=options.only_partitions,
