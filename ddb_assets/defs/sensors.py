@@ -116,12 +116,12 @@ def build_reports_sensor(names: TableNames, reports_job: Any, report_keys: list[
         # A sensor's first tick (no cursor: a new Dagster home, or `dev` after `make demo`) sees
         # the latest publication, which the reports may reflect already (the demo's own run):
         # no run then.
-        if _reports_reflect_latest(context.instance, names.parquet_key, report_keys):
-            return dg.SkipReason("every report was materialized after the latest publication")
         # A materialization that found the table up to date made no snapshot: the reports show it already.
         materialization = asset_event.asset_materialization
         if materialization is not None and "up_to_date" in materialization.metadata:
             return dg.SkipReason(f"run {asset_event.run_id} found {names.name} up to date: no new snapshot to report")
+        if _reports_reflect_latest(context.instance, names.parquet_key, report_keys):
+            return dg.SkipReason("every report was materialized after the latest publication")
         # A backfill of N partitions in one run publishes once but records N materializations: keyed
         # by that run, they all map to a single report run.
         return dg.RunRequest(run_key=f"publication-{asset_event.run_id}",

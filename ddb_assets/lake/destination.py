@@ -94,10 +94,15 @@ def table_location(dest: str | os.PathLike[str], catalog: CatalogConfig = Catalo
     return location
 
 
+def _nearest_existing(path: str) -> str:
+    """``path`` itself if it exists, else its nearest parent that does (``/`` at worst)."""
+    while not os.path.exists(path) and path != os.path.dirname(path):
+        path = os.path.dirname(path)
+    return path
+
+
 def _check_local_folder(path: str, text: str, catalog: CatalogConfig) -> None:
-    existing = path
-    while not os.path.exists(existing) and existing != os.path.dirname(existing):
-        existing = os.path.dirname(existing)
+    existing = _nearest_existing(path)
     if not os.path.isdir(existing):  # what exists of the path is a file
         what = "a file" if existing == path else f"inside the file {existing}"
         raise DestinationError(f"destination {text!r} is {what}, not a folder: give a table folder (a new one, "
@@ -124,12 +129,7 @@ def check_writable(location: Location, text: str, s3: S3Options | None = None) -
     bucket needs s3:ListBucket and proves no write. Locally the nearest existing folder must be
     writable (nothing is created)."""
     if location.scheme == "file":
-        existing = location.path
-        while not os.path.exists(existing) and existing != os.path.dirname(existing):
-            existing = os.path.dirname(existing)
-        if not os.path.isdir(existing):
-            raise DestinationError(f"destination {text!r} cannot be written: {existing} is a file where a folder is "
-                                   f"needed: give a folder path, or move the file away")
+        existing = _nearest_existing(location.path)  # a folder: table_location refused a file in the way
         if not os.access(existing, os.W_OK | os.X_OK):
             why = "is on a read-only file system: give a destination on a writable volume" \
                 if os.statvfs(existing).f_flag & os.ST_RDONLY else \
