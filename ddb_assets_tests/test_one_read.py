@@ -189,10 +189,10 @@ def _window_export(p: Platform, key: str) -> tuple[str, str, set[str]]:
 
 
 def _table_with_one_window(world: LocalWorld, clock: WorldClock, tmp_path: Path,
-                           instance: dg.DagsterInstance) -> tuple[Platform, str]:
+                           instance: dg.DagsterInstance, history: bool = False) -> tuple[Platform, str]:
     """A lake table made from a full export of 300 reviews, and the key of the window after it,
     closed, holding updates (a partition move, a new attribute), deletes and inserts."""
-    p = Platform(world, clock, tmp_path, instance)
+    p = Platform(world, clock, tmp_path, instance, history=history)
     for i in range(300):
         p.put(f"r{i:03d}", 2015 + i % 3, stars={"N": str(i % 5)})
     clock.set(p.start, frozen=True)
@@ -249,6 +249,38 @@ def test_an_incremental_export_is_fetched_once_from_completed_to_merged(world: L
             with world.environment():
                 convert_export(f"s3://{description['S3Bucket']}/{description['ExportManifest']}", str(check), options)
         assert _rows(check) == _rows(p.lake) and len(_rows(p.lake)) == 310
+
+
+@pytest.mark.parametrize("kept_bytes, reads", [(None, 2), (0, 3)], ids=["changes-kept", "changes-read-again"])
+def test_the_change_history_fetches_a_window_once_more_when_its_changes_fit_in_memory(  # noqa: F811
+        world: LocalWorld, clock: WorldClock, tmp_path: Path, recorder: _Recorder, monkeypatch: pytest.MonkeyPatch,
+        kept_bytes: int | None, reads: int) -> None:
+    from ddb_assets.lake import change_history
+
+    if kept_bytes is not None:  # a window bigger than the history may hold: profiled, then read again
+        monkeypatch.setattr(change_history, "KEPT_BYTES", kept_bytes)
+    with dg.instance_for_test() as instance:
+        p, key = _table_with_one_window(world, clock, tmp_path, instance, history=True)
+        export_id, manifest, keys = _window_export(p, key)
+        lake = p.defs.resources["lake"]
+        recorder.start()
+        profile_export(manifest, ConvertOptions(workers=1, s3=lake.s3_options()))
+        once = recorder.gets(keys)
+
+        recorder.start()
+        assert export_id in p.sensor_tick_and_validate()
+        merged = p.lake_table()
+        assert merged.success
+        # Validated, staged and merged in one read; the history (old images) in one more, or two.
+        assert recorder.gets(keys) == {key_: count * reads for key_, count in once.items()}
+        [event] = merged.asset_materializations_for_node("__".join(p.names.parquet_key.path))[:1]
+        assert event.metadata["history_appended"].value == [{"export_id": export_id, "changes": 50}]
+        changes = lake.table(f"{p.names.name}_changes").scan().to_arrow().to_pylist()
+        operations = Counter(row["operation"] for row in changes)
+        assert operations == {"MODIFY": 20, "REMOVE": 10, "INSERT": 20}
+        moved = {row["review_id"]: (row["old_year"], row["new_year"], row["new_note"]) for row in changes
+                 if row["operation"] == "MODIFY"}
+        assert moved["r003"] == (2015, 2018, "moved 3") and moved["r057"] == (2015, 2018, "moved 57")
 
 
 def _rows(root: Path) -> list[dict[str, Any]]:

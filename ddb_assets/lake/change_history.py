@@ -32,7 +32,10 @@ table's snapshot recorded. Changes written before the table's mark when an expor
 overlapping window applied by write time) are skipped, as its merge skipped them. The export is read
 a second time for this (its old images are not part of the merge), in two passes: the profile of
 both images first, which plans the columns by the table's schema evolution policy (a new
-attribute appends ``new_``/``old_`` columns), then the rows; memory stays one piece of a data file.
+attribute appends ``new_``/``old_`` columns), then the rows. The rows pass uses the pieces the
+profile pass parsed when they fit in KEPT_BYTES (256 MiB of Arrow data: a window's export usually
+does; it is then fetched once more for the history, not twice), else reads the export again, so
+memory stays bounded.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
@@ -232,11 +235,7 @@ def _append(catalog: Any, identifier: tuple[str, str], main: Any, stored: TableS
     from ddb_assets.lake.convert import export_record
 
     dictionary_keys = stored.options.dictionary_keys
-    profile = Profile()
-    for piece in _pieces(export, piece_bytes, dictionary_keys):
-        profile.key_names = profile.key_names or piece.images.columns.key_names
-        for items in (piece.new, piece.old, piece.keys):
-            profile.merge(profile_items(items, 0))
+    profile, kept = _profile(export, piece_bytes, dictionary_keys)
     plan = plan_table(profile, stored.options, stored.partition, stored)
     keys = [_key_column(plan, attribute) for attribute in profile.key_names]
     wanted = _schema(plan, keys)
@@ -270,7 +269,7 @@ def _append(catalog: Any, identifier: tuple[str, str], main: Any, stored: TableS
         rows = 0
         try:
             skip_before = int(instant(mark) * 1_000_000) if mark else None
-            for piece in _pieces(export, piece_bytes, dictionary_keys):
+            for piece in kept if kept is not None else _pieces(export, piece_bytes, dictionary_keys):
                 table = _rows(piece, plan, keys, export, record.export_to_time, skip_before)
                 if table.num_rows:
                     writer.write(_conform(table, schema))
@@ -293,6 +292,32 @@ def _append(catalog: Any, identifier: tuple[str, str], main: Any, stored: TableS
         return load_table(catalog, *identifier), rows
     raise HistoryError(f"{identifier[1]} kept changing under this run; gave up after {COMMIT_ATTEMPTS} attempts "
                        f"(nothing was appended; run again)")
+
+
+# The parsed pieces of an export kept from the profile pass for the rows pass, up to this many
+# bytes of Arrow data: a window's export is usually far smaller (and then read once for the
+# history, not twice); a bigger one is read again rather than held, so memory stays bounded.
+KEPT_BYTES = 256 << 20
+
+
+def _profile(export: Export, piece_bytes: int, dictionary_keys: int) -> tuple[Profile, list["_Piece"] | None]:
+    """The profile of both images and the keys of ``export``'s changes, and its parsed pieces
+    when they fit in KEPT_BYTES (else None: the rows pass reads the export again)."""
+    profile = Profile()
+    kept: list[_Piece] | None = []
+    size = 0
+    for piece in _pieces(export, piece_bytes, dictionary_keys):
+        profile.key_names = profile.key_names or piece.images.columns.key_names
+        for items in (piece.new, piece.old, piece.keys):
+            profile.merge(profile_items(items, 0))
+        if kept is not None:
+            size += piece.new.nbytes + piece.old.nbytes + piece.keys.nbytes
+            if size > KEPT_BYTES:
+                kept = None
+            else:  # the images' item lines were for the parse; the rows need the change columns only
+                kept.append(_Piece(piece.new, piece.old, piece.keys,
+                                   replace(piece.images, new=b"", old=b"", keys=b"")))
+    return profile, kept
 
 
 @dataclass
