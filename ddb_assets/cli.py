@@ -164,7 +164,8 @@ def demo(
     lake: str = typer.Option("var/lake", metavar="DIR", help="Lake folder the demo publishes into (kept "
                                                              "afterwards)."),
     exports: str = typer.Option("var/exports", metavar="DIR", help="Folder the export is copied to, as "
-                                "<bucket>/<key> (kept afterwards: `inspect` and `convert` read it)."),
+                                "<bucket>/<key> (kept afterwards: `inspect` and `convert` read it; with "
+                                "--incremental, every export the demo made)."),
     dagster_home: Optional[str] = typer.Option(None, metavar="DIR", help="Dagster home for the runs (default: "
                                                "$DAGSTER_HOME, else var/dagster, the one `make dev` shows)."),
     incremental: bool = typer.Option(False, "--incremental", help="Instead: the table with incremental: set, "
@@ -198,7 +199,8 @@ def demo(
             outcome = run_incremental_demo(
                 lambda line: console.print(line, highlight=False, soft_wrap=True, markup=False), items=items,
                 seed=seed, windows=4 if windows is None else windows, export_format=export_format, lake_root=lake,
-                dagster_home=dagster_home, load=lambda world, n, s: load_sample_table(world, n, s, console))
+                dagster_home=dagster_home, load=lambda world, n, s: load_sample_table(world, n, s, console),
+                exports_root=exports)
         except DemoRefused as exc:
             raise CliError(str(exc)) from None
         if not outcome["equal"]:

@@ -142,6 +142,15 @@ def test_incremental_demo_runs_the_dagster_assets_and_reconciles_equal(tmp_path:
     assert [w[0] for w in windows] == ["1", "2"], result.stdout
     assert "new columns moderation__score, moderation__state" in result.stdout  # the later window's attribute
 
+    # Every export it made is kept (the world is gone): the full one and each window's read back.
+    [kept] = re.findall(r"exports kept in (\S+) \(the full export ", result.stdout)
+    assert kept == "var/exports/ddb-exports/exports/reviews/AWSDynamoDB/"
+    full_inspected = run_cli("inspect", f"{kept}{full}/", cwd=tmp_path, unset=user, timeout=120)
+    assert full_inspected.returncode == 0 and "200 items" in full_inspected.stdout, full_inspected.stdout
+    window_inspected = run_cli("inspect", f"{kept}{windows[-1][3]}/", cwd=tmp_path, unset=user, timeout=120)
+    assert window_inspected.returncode == 0, window_inspected.stderr
+    assert "INCREMENTAL_EXPORT" in window_inspected.stdout, window_inspected.stdout
+
     # What `make dev` shows afterwards: the Dagster home the demo used by default (var/dagster) holds,
     # per window, its incremental_export partition, one raw_export (validated) and one parquet run
     # merging it, with the figures printed; and the checks' evaluations.
@@ -197,20 +206,23 @@ def test_incremental_demo_runs_the_dagster_assets_and_reconciles_equal(tmp_path:
         assert Path(location).exists()
 
     # The Dagster home's exports and the lake table's mark are ahead of real time now: `make demo`'s
-    # export, made now, could not replace them, and it says so in one line before exporting anything;
+    # export, made now, could not replace them, and it says so in one line before making anything;
     # another lake alone is no way out (the home's future export would be taken over the demo's).
+    # The ways out name only what holds changes ahead.
     last_end = re.findall(r"holds changes up to (\S+);", result.stdout)[-1]
-    for lake in ("var/lake", "var/lake2"):
+    for lake, ways, remove in (("var/lake", "another --dagster-home and another --lake", "var/dagster and var/lake"),
+                               ("var/lake2", "another --dagster-home, or", "var/dagster")):
         behind = run_cli("demo", "--items", "20", "--lake", lake, cwd=tmp_path, unset=user, timeout=120)
         _one_line_error(behind, "the Dagster home var/dagster holds validated export",
                         f"with changes up to {last_end}, later than now", "demo --incremental",
-                        f"run the demo after {last_end}", "another --dagster-home and another --lake",
-                        f"remove var/dagster and {lake}")
-    assert not (tmp_path / "var" / "lake2" / "reviews").exists()
+                        f"run the demo after {last_end}", f"give it {ways}", f"remove {remove}")
+        assert behind.stderr.rstrip().endswith(f"remove {remove}")
+    assert not (tmp_path / "var" / "lake2").exists()
     fresh_home = run_cli("demo", "--items", "20", "--dagster-home", "var/other", cwd=tmp_path, unset=user,
                          timeout=120)
     _one_line_error(fresh_home, f"ddb_lake.reviews in var/lake holds changes up to {last_end}, later than now",
-                    "remove var/other and var/lake")
+                    "give it another --lake, or remove var/lake")
+    assert not (tmp_path / "var" / "other").exists()  # refused before the home was made
 
     # While `ddb-assets dev` serves the Dagster home, the demo is refused in one line (exit code 1).
     from ddb_assets.local.dev import DevLock

@@ -104,12 +104,16 @@ def run_demo(console: Console, *, items: int = 3000, seed: int = 7, export_forma
         write_walkthrough_tables
     from ddb_assets.settings import TableSettings
 
+    from ddb_assets.local.dev import default_dagster_home
+
     lake = os.path.abspath(lake_root)
+    # Before anything is started or made (no world, no home, no lake folder): the endpoint is not used.
+    refuse_what_is_ahead(local_settings("http://127.0.0.1:9", lake),
+                         Path(dagster_home).absolute() if dagster_home else default_dagster_home())
     with demo_dagster_home(dagster_home, "ddb-assets demo") as home:
         with LocalWorld() as world:
             console.print(f"local AWS world at [bold]{world.endpoint}[/] (moto server with faithful exports)")
             settings = local_settings(world.endpoint, lake)
-            refuse_what_is_ahead(settings, home)
             load_sample_table(world, items, seed, console)
             if export_format != "DYNAMODB_JSON":
                 settings = settings.model_copy(update={"tables": [TableSettings(
@@ -159,7 +163,9 @@ def refuse_what_is_ahead(settings: Any, home: Path) -> None:
     lake table a high-water mark, later than now. ``demo --incremental`` leaves both (its clock runs
     ahead): the lake table orders exports by time, so it would take that export (from a world that
     is gone) over this demo's export made now, or refuse this one after the export and the
-    validation had run. Checked before anything is loaded or exported."""
+    validation had run. Checked before anything is made: a home that does not exist is not created.
+    The ways out it names are for what holds changes ahead only (another --dagster-home for the
+    home, another --lake for the lake, or removing those)."""
     import time
 
     import dagster as dg
@@ -171,24 +177,30 @@ def refuse_what_is_ahead(settings: Any, home: Path) -> None:
 
     names = TableNames(settings, settings.tables[0])
     ahead: list[tuple[float, str, str]] = []  # (instant, the time as written, what holds it)
-    with dg.DagsterInstance.local_temp(str(home)) as instance:
-        for export in validated_exports(instance, names):
-            if export.mark and instant(export.mark) > time.time():
-                ahead.append((instant(export.mark), export.mark, f"the Dagster home {shown_path(str(home))} holds "
-                                                                 f"validated export {export.export_id}, with changes"))
+    holders: list[tuple[str, str]] = []  # (the option that avoids it, the folder that holds it)
+    if home.is_dir():
+        with dg.DagsterInstance.local_temp(str(home)) as instance:
+            for export in validated_exports(instance, names):
+                if export.mark and instant(export.mark) > time.time():
+                    ahead.append((instant(export.mark), export.mark, f"the Dagster home {shown_path(str(home))} "
+                                                                     f"holds validated export {export.export_id}, "
+                                                                     f"with changes"))
+        if ahead:
+            holders.append(("--dagster-home", shown_path(str(home))))
     table = build_resources(settings)["lake"].table(names.name)
     mark = high_water_mark(table)[0] if table is not None else None
     if mark and instant(mark) > time.time():
         ahead.append((instant(mark), mark, f"{settings.catalog.namespace}.{names.name} in "
                                            f"{shown_path(settings.lake_root)} holds changes"))
+        holders.append(("--lake", shown_path(settings.lake_root)))
     if not ahead:
         return
     # The latest; on a tie the home's export (listed first): it is what the lake table would take.
     _, until, what = max(ahead, key=lambda a: a[0])
     raise DemoRefused(f"{what} up to {until}, later than now (`ddb-assets demo --incremental` left it: its clock "
                       f"runs ahead), so this demo's export, made now, could not replace it: run the demo after "
-                      f"{until}, give it another --dagster-home and another --lake, or remove "
-                      f"{shown_path(str(home))} and {shown_path(settings.lake_root)}")
+                      f"{until}, give it {' and '.join(f'another {option}' for option, _ in holders)}, or remove "
+                      f"{' and '.join(folder for _, folder in holders)}")
 
 
 def keep_export(world: LocalWorld, export: DemoExport, exports_root: str) -> str:
@@ -202,6 +214,21 @@ def keep_export(world: LocalWorld, export: DemoExport, exports_root: str) -> str
         os.makedirs(os.path.dirname(path), exist_ok=True)
         s3.download_file(EXPORT_BUCKET, f"{folder}/{key}", path)
     return target + os.sep
+
+
+def keep_exports(world: LocalWorld, prefix: str, exports_root: str) -> str:
+    """Copy every object below ``prefix`` in the export bucket out of the local world to
+    ``<exports_root>/<bucket>/<key>`` (incremental exports share ``AWSDynamoDB/data/``, so their
+    folders alone are not enough); returns ``.../<prefix>/AWSDynamoDB/``, which holds each export's
+    folder (``inspect`` and ``convert`` read them)."""
+    s3 = world.client("s3")
+    root = os.path.join(os.path.abspath(exports_root), EXPORT_BUCKET)
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=EXPORT_BUCKET, Prefix=prefix.rstrip("/") + "/"):
+        for item in page.get("Contents", []):
+            path = os.path.join(root, *item["Key"].split("/"))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            s3.download_file(EXPORT_BUCKET, item["Key"], path)
+    return os.path.join(root, *prefix.strip("/").split("/"), "AWSDynamoDB") + os.sep
 
 
 def dagster_runs_line(home: Path, dagster_home: str | None) -> str:

@@ -54,17 +54,20 @@ class WindowChanges:
 def run_incremental_demo(log: Callable[[str], None], *, items: int = 3000, seed: int = 7, windows: int = 4,
                          changes_per_window: int = 60, export_format: str = "DYNAMODB_JSON",
                          lake_root: str = "var/lake", dagster_home: str | None = None,
-                         load: Callable[[Any, int, int], str] | None = None) -> dict[str, Any]:
+                         load: Callable[[Any, int, int], str] | None = None,
+                         exports_root: str = "var/exports") -> dict[str, Any]:
     """Run the incremental demo through Dagster; returns ``{"equal", "reconciliation" (the check's
     metadata values), "tables": {name: metadata_location}, "windows": [per-window figures, each
-    with its export id and the merge's run id], "full_export": export id, "dagster_home"}``. ``load(world, items,
-    seed)`` loads the sample table and returns its ARN (the CLI passes one that shows progress).
+    with its export id and the merge's run id], "full_export": export id, "dagster_home",
+    "exports_folder": the kept copies' AWSDynamoDB/ folder}``. ``load(world, items, seed)`` loads the
+    sample table and returns its ARN (the CLI passes one that shows progress). Every export the demo
+    made is copied to ``<exports_root>/<bucket>/<key>`` (the world dies with the demo).
     Raises DemoRefused while ``ddb-assets dev`` serves the Dagster home, ValueError for no windows."""
     import dagster as dg
 
     from ddb_assets.defs.incremental_checks import FRESHNESS, RECONCILIATION
-    from ddb_assets.local.demo import EXPORT_BUCKET, dagster_runs_line, demo_dagster_home, load_sample_table, \
-        shown_path
+    from ddb_assets.local.demo import EXPORT_BUCKET, dagster_runs_line, demo_dagster_home, keep_exports, \
+        load_sample_table, shown_path
     from ddb_assets.local.pipeline import LocalDagster, local_settings
     from ddb_assets.local.world import LocalWorld
     from ddb_assets.settings import IncrementalSettings, TableSettings
@@ -165,6 +168,8 @@ def run_incremental_demo(log: Callable[[str], None], *, items: int = 3000, seed:
             f"{base.catalog.namespace}.{CHECK_TABLE}"
             + (f", {found['full_export_rows']:,} items" if "full_export_rows" in found else "")
             + ", compared item by item")
+        # The world dies with the demo: its exports are kept, as the plain demo keeps its one.
+        kept = keep_exports(world, table.export_prefix, exports_root)
     log(("reconciliation: EQUAL. " if check.passed else "reconciliation: NOT EQUAL. ") + str(found["result"]))
     for example in found.get("examples") or []:
         log(f"  {example['problem']}: {example['key']}")
@@ -173,11 +178,13 @@ def run_incremental_demo(log: Callable[[str], None], *, items: int = 3000, seed:
         tables[f"{base.catalog.namespace}.{CHECK_TABLE}"] = found["check_table"]
     for name, location in tables.items():
         log(f"{name}: {location}")
+    log(f"exports kept in {shown_path(kept)} (the full export {full_id}/, each window's, and the reconciliation's; "
+        f"inspect one: ddb-assets inspect {shown_path(kept)}{full_id}/)")
     log(dagster_runs_line(home, dagster_home))
     log(f"the demo's clock ran ahead: {base.catalog.namespace}.{names.name} holds changes up to {_iso(last_end)}; "
         f"`ddb-assets demo` with {shown_path(str(home))} or {shown_path(lake)} refuses until then")
     return {"equal": bool(check.passed), "reconciliation": found, "tables": tables, "windows": figures,
-            "full_export": full_id, "dagster_home": str(home)}
+            "full_export": full_id, "dagster_home": str(home), "exports_folder": kept}
 
 
 def _first_window_start(dagster: Any) -> float:
