@@ -344,6 +344,56 @@ def test_the_maintain_command(tmp_path: Path) -> None:
     assert missing.returncode == 1 and "no table 'nope'" in missing.stderr and "reviews" in missing.stderr
 
 
+def test_maintain_refuses_a_table_whose_files_are_missing_and_changes_nothing(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    for number in range(2):
+        folder = doctor.make_export(tmp_path / f"export{number}", items=100, seed=number)
+        assert run_cli("convert", str(folder), str(lake / "reviews"), "--partition-by", "year").returncode == 0
+    catalog = open_catalog(CatalogConfig(), __import__("ddb_assets.exports.storage", fromlist=["resolve"]).resolve(lake))
+    table = load_table(catalog, "ddb_lake", "reviews")
+    first, second = [s.snapshot_id for s in sorted(table.snapshots(), key=lambda s: s.timestamp_ms)]
+    live = sorted(task.file.file_path for task in table.scan().plan_files())
+    gone = Path(live[1])
+    gone.unlink()  # by hand, or a bucket lifecycle rule
+    on_disk = sorted(str(p) for p in (lake / "reviews").rglob("*") if p.is_file())
+
+    refused = run_cli("maintain", "reviews", "--lake", str(lake), "--expire-after-days", "0", "--keep-snapshots", "1",
+                      "--grace-hours", "0")
+    assert refused.returncode == 1
+    [line] = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert line == (f"error: table reviews: 1 file that its current snapshot {second} lists is missing (first: "
+                    f"{gone}), so the table cannot be read; nothing was changed: restore it, or roll back to a "
+                    f"snapshot whose files exist (`ddb-assets history reviews`, then `ddb-assets rollback reviews "
+                    f"SNAPSHOT_ID`) and run maintenance again")
+    assert sorted(str(p) for p in (lake / "reviews").rglob("*") if p.is_file()) == on_disk  # nothing removed
+    table.refresh()
+    assert len(table.snapshots()) == 2
+
+    # The way out it names: back to the first export's snapshot, whose files exist; then maintenance runs.
+    assert run_cli("rollback", "reviews", str(first), "--lake", str(lake)).returncode == 0
+    result = run_cli("maintain", "reviews", "--lake", str(lake), "--grace-hours", "0")
+    assert result.returncode == 0, result.stderr
+    assert "0 snapshots expired" in result.stdout  # the newest (rolled back) is kept with the current one
+    assert len(read_rows(str(lake / "reviews"))[1]) == 100
+
+
+def test_missing_files_on_s3_are_found_by_one_listing(aws_env: dict[str, str], s3: Any, tmp_path: Path) -> None:
+    from ddb_assets.exports.storage import S3Options
+    from ddb_assets.lake.maintenance import missing_files
+
+    lake = unique("lake")
+    s3.create_bucket(Bucket=lake)
+    folder = doctor.make_export(tmp_path / "export", items=120, files=2, seed=3)
+    catalog = CatalogConfig(uri=f"sqlite:///{tmp_path / 'catalog.db'}")
+    table = convert_export(folder, f"s3://{lake}/reviews", ConvertOptions(workers=1, partition_by="year",
+                                                                            catalog=catalog)).commit.table
+    options = S3Options(endpoint_url=aws_env["AWS_ENDPOINT_URL"], region="us-east-1")
+    assert missing_files(table, options) == []
+    live = sorted(task.file.file_path for task in table.scan().plan_files())
+    s3.delete_object(Bucket=lake, Key=live[0][len(f"s3://{lake}/"):])
+    assert missing_files(table, options) == [live[0]]
+
+
 def test_tables_json_describes_each_table_for_other_tools(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
     result = run_cli("convert", str(doctor.make_export(tmp_path / "export", items=80)), str(lake / "reviews"),

@@ -2,7 +2,9 @@
 
 Commits never delete anything (lake/commit.py): superseded data files stay readable by the
 snapshots that reference them, and a failed or killed run leaves unreferenced files. This is where
-both go, on a schedule (the Dagster maintenance job) or by hand (``ddb-assets maintain``):
+both go, on a schedule (the Dagster maintenance job) or by hand (``ddb-assets maintain``). First
+it checks that every file the current snapshot lists exists (MissingFiles, nothing changed, if not:
+expiring or removing could take away the way back); then:
 
 1. **expire**: snapshots older than ``expire_after`` are dropped from the table's metadata, always
    keeping the newest ``keep_snapshots`` and the current one (pyiceberg's ExpireSnapshots);
@@ -58,12 +60,57 @@ class MaintenanceResult:
     seconds: float = 0.0
 
 
+class MissingFiles(LookupError):
+    """The table's current snapshot lists data or delete files that are gone (deleted by hand, by a
+    bucket lifecycle rule, or a copy that left them out): the table cannot be read, and maintenance
+    changes nothing then (expiring snapshots or removing files could take away the way back)."""
+
+
+def missing_files(table: Any, s3: S3Options | None = None) -> list[str]:
+    """The files (URIs, sorted) the current snapshot's live manifest entries list that do not
+    exist: the table's ``data/`` folder is listed once (a few requests on S3 for any number of
+    files); a file elsewhere is looked up alone."""
+    snapshot = table.current_snapshot()
+    if snapshot is None:
+        return []
+    listed = {_normal(entry.data_file.file_path) for manifest in snapshot.manifests(table.io)
+              for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True)}
+    root = resolve(table.location(), s3)
+    data = root.join("data")
+    inside = (f"s3://{data.path}" if root.scheme == "s3" else data.path).rstrip("/") + "/"
+    present = set()
+    for entry in data.fs.get_file_info(pafs.FileSelector(data.path, recursive=True, allow_not_found=True)):
+        if entry.type == pafs.FileType.File:
+            present.add(_normal(f"s3://{entry.path}" if root.scheme == "s3" else entry.path))
+    missing = []
+    for uri in sorted(listed):
+        if uri.startswith(inside):
+            if uri not in present:
+                missing.append(uri)
+        else:
+            location = resolve(uri, s3)
+            if location.fs.get_file_info(location.path).type == pafs.FileType.NotFound:
+                missing.append(uri)
+    return missing
+
+
 def maintain(table: Any, options: MaintenanceOptions = MaintenanceOptions(), s3: S3Options | None = None,
              progress: ProgressCallback = lambda message: None) -> MaintenanceResult:
     """Compact, then expire, then remove orphans (compaction first, so the files it replaces are
-    superseded in time to be collected once their snapshot expires)."""
+    superseded in time to be collected once their snapshot expires). Raises MissingFiles, before
+    changing anything, when the current snapshot lists files that are gone."""
     started = time.monotonic()
     result = MaintenanceResult()
+    missing = missing_files(table, s3)
+    if missing:
+        name = table.name()[-1]
+        snapshot = table.current_snapshot().snapshot_id
+        raise MissingFiles(f"table {name}: {counted(len(missing), 'file')} that its current snapshot {snapshot} lists "
+                           f"{'is' if len(missing) == 1 else 'are'} missing (first: {missing[0]}), so the table "
+                           f"cannot be read; nothing was changed: restore {'it' if len(missing) == 1 else 'them'}, "
+                           f"or roll back to a snapshot whose files exist (`ddb-assets history {name}`, then "
+                           f"`ddb-assets rollback {name} SNAPSHOT_ID`) and run maintenance again")
+    progress("every file the current snapshot lists is there")
     if options.compact:
         result.compacted, result.snapshot_id = compact_small_files(table, options.small_file_bytes, s3,
                                                                    dry_run=options.dry_run)
