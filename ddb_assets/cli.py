@@ -724,8 +724,11 @@ def _converted(result: Any, *, history: bool, runner: str, work_dir: Optional[st
     mark = ("high-water mark", f"{iso_millis(high_water_mark(commit.table)[0])} (the --from of the next "
                                f"incremental export)")
     if result.unchanged:
+        from ddb_assets.lake.guards import applying_snapshot
+
+        applied_by = applying_snapshot(commit.table, result.export.export_id) or commit.snapshot_id
         _summary_lines([("unchanged", f"{result.table}: export {result.export.export_id} was applied already "
-                                      f"(snapshot {commit.snapshot_id})"
+                                      f"(snapshot {applied_by})"
                                       + ("" if record.incremental else "; --rebuild converts it again")), mark,
                         *_history_lines(result)])
         _history_failed(result)

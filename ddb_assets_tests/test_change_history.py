@@ -246,3 +246,41 @@ def test_after_a_rollback_the_history_holds_each_application_the_table_holds_onc
     history = catalog.load_table(("ddb_lake", "t_changes"))
     first_snapshot = history.snapshots()[0].snapshot_id
     assert [r["export_id"] for r in history.scan(snapshot_id=first_snapshot).to_arrow().to_pylist()] == [one]
+
+
+def test_a_compaction_between_windows_appends_nothing_to_the_history(world: LocalWorld, clock: WorldClock,
+                                                                    tmp_path: Path) -> None:
+    """A compaction's snapshot carries the export record along: it applied nothing, so the history's
+    catch-up does not append that export a second time, and "applied already" names the merge."""
+    from ddb_assets.lake.catalog import load_table
+    from ddb_assets.lake.maintenance import MaintenanceOptions, maintain
+
+    chain = Chain(world, clock, tmp_path, "DYNAMODB_JSON", "NEW_AND_OLD_IMAGES")
+    for sk in range(4):
+        chain.put("a", sk, year={"N": "2015"}, v={"S": "x"})
+    chain.full()
+    start = chain.mark
+    exports, merged_by = [], []
+    for n in range(3):
+        clock.set(start + n * WINDOW + 10, frozen=True)
+        chain.put("a", n, year={"N": "2015"}, v={"S": f"v{n}"})
+        clock.set(start + (n + 1) * WINDOW + 1, frozen=True)
+        # The second window is merged with the history off (the catch-up appends it), by merge-on-read,
+        # then compacted: the compaction's snapshot records that export too.
+        result = chain.incremental(start + n * WINDOW, start + (n + 1) * WINDOW, history=n != 1,
+                                   merge_mode="merge-on-read" if n == 1 else None)
+        exports.append(result.export)
+        merged_by.append(result.commit.snapshot_id)
+        if n == 1:
+            table = load_table(open_catalog(CatalogConfig(), resolve(str(chain.lake))), "ddb_lake", "t")
+            assert maintain(table, MaintenanceOptions(small_file_bytes=1 << 30)).compacted
+    assert result.history.appended == [(exports[1].export_id, 1), (exports[2].export_id, 1)]
+    assert [(r["export_id"], r["old_v"], r["new_v"]) for r in history_rows(chain)] == [
+        (exports[0].export_id, "x", "v0"), (exports[1].export_id, "x", "v1"), (exports[2].export_id, "x", "v2")]
+    history = load_table(open_catalog(CatalogConfig(), resolve(str(chain.lake))), "ddb_lake", "t_changes")
+    assert len(history.snapshots()) == 3  # one per window, none for the compaction
+
+    again = run_cli("convert", exports[1].folder.uri, str(chain.lake / "t"), "--partition-by", "year",
+                    env=world.env())
+    assert again.returncode == 0, again.stderr
+    assert f"was applied already (snapshot {merged_by[1]})" in again.stdout

@@ -142,14 +142,15 @@ class _Application:
 def _applications(main: Any) -> list[_Application]:
     """The incremental exports the table's current chain applied, oldest first: since its latest
     whole-table replacement (lake/record.py; windows merged before a rebuild are not in it)."""
-    from ddb_assets.lake.record import state_snapshots
+    from ddb_assets.lake.record import applies_export, state_snapshots
 
     chain = list(state_snapshots(main))
     out: list[_Application] = []
     mark: str | None = None
     for snapshot in reversed(chain):
         summary = snapshot.summary.additional_properties if snapshot.summary else {}
-        if summary.get(f"{SUMMARY_PREFIX}export-type") == "INCREMENTAL_EXPORT":
+        # A compaction carries the export's record along: it applied nothing.
+        if summary.get(f"{SUMMARY_PREFIX}export-type") == "INCREMENTAL_EXPORT" and applies_export(summary):
             out.append(_Application(snapshot.snapshot_id, summary[f"{SUMMARY_PREFIX}export-id"],
                                     summary.get(f"{SUMMARY_PREFIX}source", ""),
                                     summary.get(f"{SUMMARY_PREFIX}export-from-time", ""),

@@ -212,6 +212,19 @@ def check_chain(table: Any, export: ExportRecord, allow_overlap: bool, *, ahead:
     return warnings
 
 
+def applying_snapshot(table: Any, export_id: str) -> int | None:
+    """The snapshot of the current lineage that applied ``export_id`` (not a compaction carrying
+    its record along), None when none did."""
+    from ddb_assets.lake.record import applies_export, state_snapshots
+
+    found = None
+    for snapshot in state_snapshots(table):  # newest first: the last one found applied it
+        summary = dict(snapshot.summary.additional_properties) if snapshot.summary else {}
+        if summary.get(f"{SUMMARY_PREFIX}export-id") == export_id and applies_export(summary):
+            found = snapshot.snapshot_id
+    return found
+
+
 def applied_already(table: Any, export_id: str) -> bool:
     """Does the current snapshot or one of its ancestors since the table's latest whole-table
     replacement (lake/record.py ``lineage``) record ``export_id``?"""

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from ddb_assets.exports.storage import S3Options, resolve
 from ddb_assets.lake.commit import SUMMARY_PREFIX, data_files_for, file_partition_name
 from ddb_assets.lake.file_stats import metrics_properties
+from ddb_assets.lake.record import COMPACT, OPERATION
 from ddb_assets.lake.schema import TableSchema
 from ddb_assets.wording import counted
 
@@ -260,7 +261,7 @@ def compact_small_files(table: Any, small_file_bytes: int, s3: S3Options | None 
         raise
     summary = {k: v for k, v in (snapshot.summary.additional_properties if snapshot.summary else {}).items()
                if k.startswith(SUMMARY_PREFIX)}  # the table still holds the same export
-    summary[f"{SUMMARY_PREFIX}operation"] = "compact"
+    summary[OPERATION] = COMPACT
     removed = [task.file for tasks in groups.values() for task in tasks]
     delete_files = {d for tasks in groups.values() for task in tasks for d in task.delete_files}
     transaction = table.transaction()

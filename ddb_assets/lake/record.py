@@ -86,6 +86,16 @@ def state_snapshots(table: Any) -> Iterator[Any]:
         snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
 
 
+OPERATION = f"{SUMMARY_PREFIX}operation"  # our snapshots' own kind: "rebuild", "compact" (else an export's)
+COMPACT = "compact"  # maintenance's compaction: carries the export record along, applies nothing
+
+
+def applies_export(summary: dict[str, str]) -> bool:
+    """Did the snapshot with this summary apply the export it records (a conversion or a merge),
+    rather than carry the record along (a compaction)?"""
+    return f"{SUMMARY_PREFIX}export-id" in summary and summary.get(OPERATION) != COMPACT
+
+
 def lineage(table: Any) -> Iterator[dict[str, str]]:
     """The summaries of the snapshots that make the table's current state (``state_snapshots``),
     newest first: what the chain of exports reads (applied exports, the high-water mark)."""
