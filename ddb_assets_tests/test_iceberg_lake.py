@@ -309,6 +309,24 @@ def test_maintenance_compacts_expires_and_removes_orphans(tmp_path: Path) -> Non
     assert len(rows) == 400
 
 
+def test_a_dry_run_names_the_orphans_the_run_removes(tmp_path: Path) -> None:
+    """A dry run expires nothing, yet counts the files of the snapshots it would expire as orphans."""
+    from ddb_assets.lake.maintenance import MaintenanceOptions, maintain
+
+    root = tmp_path / "lake" / "reviews"
+    for number in range(2):
+        folder = doctor.make_export(tmp_path / f"export{number}", items=200, files=2, seed=number)
+        convert_export(folder, root, ConvertOptions(workers=1, partition_by="year"))
+    table = load_table(open_catalog(CatalogConfig(), __import__("ddb_assets.exports.storage", fromlist=["resolve"])
+                                    .resolve(tmp_path / "lake")), "ddb_lake", "reviews")
+    options = dict(expire_after=timedelta(0), keep_snapshots=1, grace=timedelta(0), compact=False)
+    dry = maintain(table, MaintenanceOptions(**options, dry_run=True))
+    assert len(dry.expired_snapshots) == 1 and len(table.snapshots()) == 2
+    real = maintain(table, MaintenanceOptions(**options))
+    assert sorted(dry.orphans) == sorted(real.orphans) and dry.orphan_bytes == real.orphan_bytes
+    assert any("/data/" in uri for uri in real.orphans)  # the first export's data files
+
+
 def test_a_small_table_holds_one_file_per_partition(tmp_path: Path) -> None:
     """Each worker writes its own file per partition; small partitions are merged before the commit."""
     folder = doctor.make_export(tmp_path / "export", items=400, files=4, seed=4)

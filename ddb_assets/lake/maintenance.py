@@ -119,7 +119,10 @@ def maintain(table: Any, options: MaintenanceOptions = MaintenanceOptions(), s3:
     result.expired_snapshots = expire_snapshots(table, options.expire_after, options.keep_snapshots,
                                                 dry_run=options.dry_run)
     progress(f"expired {counted(len(result.expired_snapshots), 'snapshot')}")
-    result.orphans, result.orphan_bytes = remove_orphan_files(table, options.grace, s3, dry_run=options.dry_run)
+    # A dry run expired nothing: its orphans are counted as if it had (what the real run removes).
+    result.orphans, result.orphan_bytes = remove_orphan_files(
+        table, options.grace, s3, dry_run=options.dry_run,
+        expired=set(result.expired_snapshots) if options.dry_run else frozenset())
     progress(f"removed {counted(len(result.orphans), 'orphan file')}")
     result.seconds = time.monotonic() - started
     return result
@@ -141,12 +144,15 @@ def expire_snapshots(table: Any, older_than: timedelta, keep: int, *, dry_run: b
     return expired
 
 
-def referenced_files(table: Any) -> set[str]:
-    """Every file a snapshot or metadata file of the table still references (normalized URIs)."""
+def referenced_files(table: Any, expired: set[int] | frozenset[int] = frozenset()) -> set[str]:
+    """Every file a snapshot (but those in ``expired``) or metadata file of the table still
+    references (normalized URIs)."""
     metadata = table.metadata
     files = {table.metadata_location}
     files.update(entry.metadata_file for entry in metadata.metadata_log)
     for snapshot in table.snapshots():
+        if snapshot.snapshot_id in expired:
+            continue
         files.add(snapshot.manifest_list)
         for manifest in snapshot.manifests(table.io):
             files.add(manifest.manifest_path)
@@ -158,14 +164,15 @@ def referenced_files(table: Any) -> set[str]:
 
 
 def remove_orphan_files(table: Any, grace: timedelta, s3: S3Options | None = None, *,
-                        dry_run: bool = False) -> tuple[list[str], int]:
+                        dry_run: bool = False, expired: set[int] | frozenset[int] = frozenset()) -> tuple[list[str], int]:
     """Delete files under the table's ``data/`` and ``metadata/`` that nothing references and
-    that are older than ``grace``. Returns (file URIs, bytes)."""
+    that are older than ``grace``. Returns (file URIs, bytes). ``expired``: snapshots to count as
+    gone (a dry run's, which expired nothing)."""
     from ddb_assets.lake.staging import staged_paths
 
     root = resolve(table.location(), s3)
     # Files a validation staged for a commit still to come are not orphans (lake/staging.py).
-    referenced = referenced_files(table) | {_normal(p) for p in staged_paths(root)}
+    referenced = referenced_files(table, expired) | {_normal(p) for p in staged_paths(root)}
     cutoff = time.time() - grace.total_seconds()
     removed, size = [], 0
     for folder in ("data", "metadata"):
