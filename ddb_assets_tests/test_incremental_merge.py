@@ -350,11 +350,19 @@ def test_merge_on_read_gives_the_rows_copy_on_write_gives(world: LocalWorld, clo
     before = sorted(_same_rows_everywhere(table), key=lambda r: (r["pk"], r["sk"]))
     assert len(before) == 8
 
+    # `history` counts delete files with data files, as the convert's summary does.
+    from ddb_assets.lake.tables import history
+
+    merge_entry = history(table)[-1]
+    assert merge_entry["files_added"] == int(summary["added-data-files"]) + mor.merge.delete_files
+
     compacted, snapshot_id = compact_small_files(table, 32 << 20)
     table.refresh()
     assert snapshot_id == table.current_snapshot().snapshot_id and compacted
     summary = table.current_snapshot().summary
     assert int(summary["total-delete-files"]) == 0 and int(summary["total-position-deletes"]) == 0
+    assert history(table)[-1]["files_removed"] == int(summary["deleted-data-files"]) + int(summary["removed-delete-files"])
+    assert int(summary["removed-delete-files"]) > 0
     assert all(not task.delete_files for task in table.scan().plan_files())
     assert sorted(_same_rows_everywhere(table), key=lambda r: (r["pk"], r["sk"])) == before
     assert reconcile(table, check.commit.table, ["pk", "sk"]).equal

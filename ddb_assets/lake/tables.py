@@ -121,7 +121,8 @@ def history(table: Any) -> list[dict[str, Any]]:
     """Every snapshot still in the table's metadata, oldest first, with the export it applied:
     dicts of ``snapshot_id``, ``parent_id``, ``committed_at`` (ISO-8601, ms, UTC), ``operation``
     (Iceberg's), ``action`` (``action()``), the export's id, type, time and high-water mark, the
-    merge's upserts and deletes, ``partitions``, ``rows``, ``files_added``, ``files_removed``,
+    merge's upserts and deletes, ``partitions``, ``rows``, ``files_added``, ``files_removed`` (data
+    and delete files),
     ``current``, and ``rolled_back``: not the current snapshot nor one of its ancestors (a
     rollback moved the table back before it; its export may be applied again later)."""
     current = table.current_snapshot()
@@ -152,8 +153,10 @@ def history(table: Any) -> list[dict[str, Any]]:
             "deletes": int(summary.get(f"{SUMMARY_PREFIX}deletes", 0) or 0),
             "partitions": summary.get(f"{SUMMARY_PREFIX}partitions", ""),
             "rows": live_rows(summary),
-            "files_added": int(summary.get("added-data-files", 0)),
-            "files_removed": int(summary.get("deleted-data-files", 0)),
+            # Data and delete files (merge-on-read's position deletes; a compaction folding them),
+            # as the convert's summary counts them.
+            "files_added": int(summary.get("added-data-files", 0)) + int(summary.get("added-delete-files", 0)),
+            "files_removed": int(summary.get("deleted-data-files", 0)) + int(summary.get("removed-delete-files", 0)),
             "current": current is not None and snapshot.snapshot_id == current.snapshot_id,
             "rolled_back": snapshot.snapshot_id not in chain,
         })
