@@ -92,7 +92,8 @@ def resolve_snapshot(table: Any, as_of: str) -> Any:
         if entry.timestamp_ms <= millis:
             current = entry.snapshot_id
     if current is None:
-        raise NoSnapshotYet(f"table {table.name()[-1]} had no snapshot yet at {moment.isoformat()}")
+        # Said as `history` shows times (UTC, ms, Z): the precision the snapshot log is compared at.
+        raise NoSnapshotYet(f"table {table.name()[-1]} had no snapshot yet at {iso_millis(moment.isoformat())}")
     return table.snapshot_by_id(current)
 
 
