@@ -1282,9 +1282,18 @@ def main() -> None:
     other error the user can act on prints ``error: ...`` on one line, exit code 1: our own
     refusals, bad exports, AWS errors, and the environment's (a read-only or full disk, a missing
     bucket, a catalog file that is not one, a server that does not answer), naming the path or
-    URI. ``DDB_ASSETS_DEBUG=1`` also prints the traceback. Anything else is a bug: a traceback."""
+    URI. ``DDB_ASSETS_DEBUG=1`` also prints the traceback. Anything else is a bug: a traceback.
+    Ctrl-C prints ``interrupted`` (``interrupted: nothing was committed`` for a command that
+    commits), exit code 130; SIGTERM the same with ``terminated``, 143 (cli_interrupts.py)."""
+    from ddb_assets.cli_interrupts import interrupted_by, stop_on_signals
+
+    stop_on_signals()
     try:
         code = app(standalone_mode=False)
+        if code == 130:  # typer's answer to a KeyboardInterrupt in the command (no command returns 130)
+            _interrupted()
+    except KeyboardInterrupt:  # one that came outside the command (typer catches those inside)
+        _interrupted()
     except click_errors.NoArgsIsHelpError as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -1295,6 +1304,8 @@ def main() -> None:
     except typer.Abort as exc:  # end of input where some was needed (typer exits 130 on Ctrl-C itself)
         _error("aborted", exc)
     except Exception as exc:  # noqa: BLE001 - the user's and the environment's errors become one line; bugs stay tracebacks
+        if interrupted_by() is not None:  # what the interrupt broke (a worker it ended, a connection): no error
+            _interrupted()
         message = _one_line(exc)
         if message is None:
             raise
@@ -1355,6 +1366,15 @@ def _usage_error(exc: click_errors.UsageError) -> None:
         err_console.print(context.get_usage(), highlight=False, markup=False, soft_wrap=True)
         message += f" (see {context.command_path} --help)"
     _error(message, exc, code=exc.exit_code)
+
+
+def _interrupted() -> None:
+    """The one line of a command stopped by Ctrl-C or SIGTERM, and its exit code (130, 143)."""
+    from ddb_assets.cli_interrupts import stopped
+
+    line, code = stopped()
+    err_console.print(line, highlight=False, markup=False, soft_wrap=True)
+    sys.exit(code)
 
 
 def _error(message: str, exc: Optional[BaseException] = None, code: int = 1) -> None:

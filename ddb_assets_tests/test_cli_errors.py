@@ -191,8 +191,125 @@ def test_an_interrupt_before_the_commit_exits_130_committing_nothing(tmp_path: P
     result = subprocess.run([sys.executable, "-c", _INTERRUPTED_AT, "convert", "_read_and_write", "after", "convert",
                              str(export), str(lake / "t"), "--workers", "1"], capture_output=True, text=True,
                             timeout=180)
-    assert result.returncode == 130 and "committed" not in result.stdout + result.stderr, result
-    assert not lake.exists() or not any(lake.rglob("*.metadata.json"))
+    assert result.returncode == 130 and "committed " not in result.stdout, result
+    assert result.stderr.splitlines()[-1] == "interrupted: nothing was committed"
+    assert not lake.exists()  # the files the run wrote, and the folders it made, are gone
+
+
+# A real `ddb-assets convert` whose workers flush (and open their Parquet files) early and slowly,
+# so that a signal can reach it while files of the run are on disk.
+_SLOW_WRITER = """
+import sys, time
+import ddb_assets.cli as cli, ddb_assets.lake.writer as writer
+writer.ROW_GROUP_ROWS = 200
+flush = writer.PartitionedWriter._flush
+def slow_flush(self, target):
+    flush(self, target)
+    time.sleep(0.05)
+writer.PartitionedWriter._flush = slow_flush
+sys.argv = ["ddb-assets", *sys.argv[1:]]
+cli.main()
+"""
+
+
+@pytest.fixture(scope="module")
+def bigger_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ddb_assets.local.bulk_export import generate_folder_export
+
+    return generate_folder_export(tmp_path_factory.mktemp("bigger"), items=12_000, files=2, seed=5).parent
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _signalled_mid_write(export: Path, dest: Path, deliver: Any, *, ignore_sigint: bool = False,
+                         extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """Convert ``export`` into ``dest`` with two workers; once a Parquet file of the run is on
+    disk, ``deliver(process)``; the finished process."""
+    import signal
+    import sys
+
+    before = set(dest.rglob("*.parquet")) if dest.exists() else set()
+    process = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, "convert", str(export), str(dest), "--workers",
+                                "2", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True,
+                               preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint
+                               else None)
+    try:
+        deadline = time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline and \
+                not (set(dest.rglob("*.parquet")) - before if dest.exists() else set()):
+            time.sleep(0.02)
+        assert process.poll() is None, f"the conversion ended before its signal: {process.communicate()}"
+        deliver(process)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+@pytest.mark.parametrize("signal_name, to, code, line", [
+    ("SIGINT", "group", 130, "interrupted: nothing was committed"),  # Ctrl-C in a terminal
+    ("SIGINT", "parent", 130, "interrupted: nothing was committed"),  # kill -INT PID: the workers are ended
+    ("SIGTERM", "parent", 143, "terminated: nothing was committed"),  # kill PID, timeout, a supervisor
+    ("SIGTERM", "group", 143, "terminated: nothing was committed"),
+])
+def test_a_signal_mid_write_leaves_no_file_and_prints_one_line(tmp_path: Path, bigger_export: Path,
+                                                              signal_name: str, to: str, code: int, line: str) -> None:
+    import signal
+
+    number = getattr(signal, signal_name)
+    lake = tmp_path / "lake"
+    result = _signalled_mid_write(bigger_export, lake / "t", lambda p: os.killpg(p.pid, number) if to == "group"
+                                  else os.kill(p.pid, number))
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (code, line), result.stderr
+    assert "Traceback" not in result.stderr and "BrokenProcessPool" not in result.stderr
+    assert not lake.exists(), sorted(lake.rglob("*"))  # a new table: no file, no folder, no catalog left
+
+
+def test_an_interrupted_run_of_an_existing_table_leaves_its_files_as_they_were(tmp_path: Path,
+                                                                               bigger_export: Path) -> None:
+    import signal
+
+    lake = tmp_path / "lake"
+    assert run_cli("convert", str(bigger_export), str(lake / "t"), "--workers", "1").returncode == 0
+    files = {p: p.stat().st_size for p in lake.rglob("*") if p.is_file()}
+    result = _signalled_mid_write(bigger_export, lake / "t", lambda p: os.killpg(p.pid, signal.SIGINT),
+                                  extra=("--rebuild",))
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (130, "interrupted: nothing was committed")
+    assert {p: p.stat().st_size for p in lake.rglob("*") if p.is_file()} == files
+
+
+def test_ctrl_c_under_a_parent_that_ignores_it_changes_nothing(tmp_path: Path, bigger_export: Path) -> None:
+    """A process started ignoring SIGINT (nohup-like launchers, a script's background job) is not
+    interrupted by the group's SIGINT, and neither are its workers: the conversion commits."""
+    import signal
+
+    result = _signalled_mid_write(bigger_export, tmp_path / "lake" / "t", lambda p: os.killpg(p.pid, signal.SIGINT),
+                                  ignore_sigint=True)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^committed +ddb_lake.t snapshot \d+ \(new table\)$", result.stdout, re.M)
+
+
+def test_a_worker_killed_mid_write_is_one_line_and_leaves_no_file(tmp_path: Path, bigger_export: Path) -> None:
+    import signal
+
+    lake = tmp_path / "lake"
+
+    def kill_a_worker(process: subprocess.Popen[str]) -> None:
+        workers = [pid for pid in _children(process.pid) if b"resource_tracker" not in
+                   Path(f"/proc/{pid}/cmdline").read_bytes()]
+        os.kill(workers[0], signal.SIGKILL)  # as the OOM killer does
+
+    result = _signalled_mid_write(bigger_export, lake / "t", kill_a_worker)
+    _one_line(result, "error: a worker process ended abruptly (killed, perhaps by the system for want of memory); "
+                      "nothing was committed: run it again, with fewer --workers if memory is short")
+    assert not lake.exists(), sorted(lake.rglob("*"))
 
 
 @pytest.fixture
