@@ -443,8 +443,14 @@ def export(
                 shown.append(status)
                 console.print(f"{status} after {elapsed:.0f}s (waiting for COMPLETED)", highlight=False)
 
+        from ddb_assets.cli_interrupts import add_detail
+
         started_wait = time.monotonic()
-        done = wait_for_export(ddb, started["ExportArn"], on_poll=on_poll)
+        try:
+            done = wait_for_export(ddb, started["ExportArn"], on_poll=on_poll)
+        except KeyboardInterrupt:  # only the wait stops: DynamoDB has no way to cancel an export
+            add_detail(f"the export goes on in DynamoDB (it cannot be stopped): {started['ExportArn']}")
+            raise
         console.print(f"[green]COMPLETED[/] after {time.monotonic() - started_wait:.0f}s: {counted(done['ItemCount'], 'item')}, "
                       f"manifest s3://{bucket}/{done['ExportManifest']}", highlight=False)
 
@@ -704,10 +710,15 @@ def convert(
         if saved_for != export.export_id:
             raise CliError(f"{profile} is the profile of export {saved_for}, not of {export.export_id}")
     progress, on_event = _conversion_progress()
-    with AfterCommit(lambda line: err_console.print(line, highlight=False, markup=False, soft_wrap=True)) as after:
+    with AfterCommit(_say) as after:
         with progress:
             result = convert_export(export, dest, options, progress=after.watching(on_event), known=known)
         _converted(result, history=history, runner=runner, work_dir=work_dir)
+
+
+def _say(line: str) -> None:
+    """One line on stderr, as written (no markup)."""
+    err_console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def _converted(result: Any, *, history: bool, runner: str, work_dir: Optional[str]) -> None:
@@ -1224,9 +1235,16 @@ def rollback(
     namespace: Optional[str] = typer.Option(None, metavar="NAME", help=NAMESPACE_HELP),
 ) -> None:
     """Make an earlier snapshot current again (one commit; later snapshots stay until maintenance)."""
+    from ddb_assets.cli_interrupts import AfterCommit
     from ddb_assets.lake.tables import rollback as table_rollback
 
-    rolled = table_rollback(_table(lake, catalog, namespace, table), snapshot_id)
+    with AfterCommit(_say) as after:
+        rolled = table_rollback(_table(lake, catalog, namespace, table), snapshot_id,
+                                on_event=after.watching(lambda kind, info: None))
+        _rolled_back(table, rolled)
+
+
+def _rolled_back(table: str, rolled: Any) -> None:
     console.print(f"{table} is at snapshot {rolled.current_snapshot().snapshot_id} again "
                   f"(metadata {rolled.metadata_location})", highlight=False, soft_wrap=True, markup=False)
 
@@ -1255,6 +1273,7 @@ def maintain(
     runs and expired snapshots) and the scratch folders of conversions that were killed."""
     from datetime import timedelta
 
+    from ddb_assets.cli_interrupts import AfterCommit
     from ddb_assets.lake.maintenance import MaintenanceOptions, maintain as run_maintenance
     from ddb_assets.lake.scratch import remove_stale_scratch
 
@@ -1262,8 +1281,14 @@ def maintain(
                                  grace=timedelta(hours=grace_hours), small_file_bytes=int(small_file_mb * (1 << 20)),
                                  dry_run=dry_run)
     iceberg_table = _table(lake, catalog, namespace, table)
-    result = run_maintenance(iceberg_table, options)
-    scratch = remove_stale_scratch(work_dir, dry_run=dry_run)
+    with AfterCommit(_say) as after:  # its commits (compaction, expiry) are critical sections, as convert's
+        result = run_maintenance(iceberg_table, options, on_event=after.watching(lambda kind, info: None))
+        scratch = remove_stale_scratch(work_dir, dry_run=dry_run)
+        _maintained(iceberg_table, result, scratch, dry_run=dry_run, work_dir=work_dir)
+
+
+def _maintained(iceberg_table: Any, result: Any, scratch: list, *, dry_run: bool,  # type: ignore[type-arg]
+                work_dir: Optional[str]) -> None:
     would = "would be " if dry_run else ""
     _summary_lines([("table", f"{'.'.join(iceberg_table.name())} at {iceberg_table.location()}"),
                     ("compacted", f"{counted(len(result.compacted), 'partition')} {would}rewritten"

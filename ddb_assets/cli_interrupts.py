@@ -68,7 +68,7 @@ class AfterCommit:
     def __init__(self, say: Callable[[str], None]) -> None:
         self._say = say
         self.snapshot_id: Optional[int] = None
-        self.landed: Optional[str] = None  # what is committed, in words
+        self.landed: list[str] = []  # what is committed, in words: one entry per commit (maintain makes two)
         self.interrupted = False
         self._committing = False
         self._previous: dict[int, Any] = {}
@@ -82,7 +82,8 @@ class AfterCommit:
                 self._hold()
                 if info.get("snapshot_id") is not None:
                     self.snapshot_id = info["snapshot_id"]
-                self.landed = info.get("said") or f"snapshot {info['snapshot_id']} is committed"
+                self.landed.append(info.get("said") or f"snapshot {info['snapshot_id']} is committed")
+                self._committing = False
             on_event(kind, info)
         return watched
 
@@ -106,10 +107,10 @@ class AfterCommit:
         # Committed: the process is ending with exit code 0, and a late signal must not turn that
         # into 130. Not committed (the commit failed): the previous handlers again.
         for signum, previous in self._previous.items():
-            signal.signal(signum, signal.SIG_IGN if self.landed is not None else previous)
+            signal.signal(signum, signal.SIG_IGN if self.landed else previous)
         stopped = kind is not None and issubclass(kind, KeyboardInterrupt)
-        if self.landed is not None and (self.interrupted or stopped):
-            self._say(f"interrupted after the commit: {self.landed}")
+        if self.landed and (self.interrupted or stopped):
+            self._say(f"interrupted after the commit: {'; '.join(self.landed)}")
             return stopped  # an interrupt after the commit is no failure: exit code 0
         if stopped:
             add_detail("the commit was under way: whether it landed, `ddb-assets history` shows" if self._committing

@@ -540,3 +540,115 @@ def test_a_read_only_work_folder_is_named_as_the_work_folder(read_only: Path, tm
                       f"file system). A conversion keeps the parsed export there between its two stages: give a "
                       f"writable folder with room (convert --work-dir, or convert_work_dir in the settings)")
     assert not (tmp_path / "lake" / "reviews" / "metadata").exists()  # nothing committed
+
+
+# Any command, with a signal sent to itself (as a terminal or `kill` does) as a chosen function of a
+# module or class is called (before or after the call).
+_SIGNALLED_AT = """
+import importlib, os, signal, sys
+import ddb_assets.cli as cli
+module, name, when, signal_name = sys.argv[1:5]
+place = importlib.import_module(module)
+*owners, attribute = name.split(".")
+for owner in owners:
+    place = getattr(place, owner)
+real = getattr(place, attribute)
+number = getattr(signal, signal_name)
+def signalled(*args, **kwargs):
+    if when == "before":
+        os.kill(os.getpid(), number)
+    result = real(*args, **kwargs)
+    if when == "after":
+        os.kill(os.getpid(), number)
+    return result
+setattr(place, attribute, signalled)
+sys.argv = ["ddb-assets", *sys.argv[5:]]
+cli.main()
+"""
+
+
+@pytest.fixture(scope="module")
+def two_snapshots(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[int]]:
+    """A lake whose table t has two snapshots (two full exports), and their ids, oldest first."""
+    import json
+
+    tmp = tmp_path_factory.mktemp("two")
+    lake = tmp / "lake"
+    for number in range(2):
+        folder = doctor.make_export(tmp / f"export{number}", items=40, files=1, seed=number)
+        assert run_cli("convert", str(folder), str(lake / "t"), "--workers", "1").returncode == 0
+    return lake, [e["snapshot_id"] for e in json.loads(run_cli("history", "t", "--lake", str(lake), "--format",
+                                                                "json").stdout)]
+
+
+def _signalled(point: tuple[str, str, str], *args: str, signal_name: str = "SIGINT") -> subprocess.CompletedProcess[str]:
+    import sys
+
+    return subprocess.run([sys.executable, "-c", _SIGNALLED_AT, *point, signal_name, *args], capture_output=True,
+                          text=True, timeout=180)
+
+
+def _history(lake: Path) -> list[tuple[int, bool]]:
+    import json
+
+    return [(e["snapshot_id"], e["current"]) for e in
+            json.loads(run_cli("history", "t", "--lake", str(lake), "--format", "json").stdout)]
+
+
+@pytest.mark.parametrize("command, point, line", [
+    (["tables"], ("ddb_assets.lake.tables", "describe", "before"), "interrupted"),
+    (["history", "t"], ("ddb_assets.lake.tables", "history", "before"), "interrupted"),
+    (["query", "SELECT count(*) FROM t"], ("ddb_assets.query.duckdb_engine", "DuckDBEngine.register_catalog", "after"),
+     "interrupted"),
+    (["rollback", "t", "{first}"], ("ddb_assets.lake.tables", "two_step_rebuilds", "before"),
+     "interrupted: nothing was committed"),
+    (["maintain", "t", "--expire-after-days", "0", "--keep-snapshots", "1"],
+     ("ddb_assets.lake.maintenance", "compact_small_files", "before"), "interrupted: nothing was committed"),
+], ids=["tables", "history", "query", "rollback", "maintain"])
+def test_ctrl_c_in_any_command_is_one_line_and_exit_130(two_snapshots: tuple[Path, list[int]], command: list[str],
+                                                       point: tuple[str, str, str], line: str) -> None:
+    lake, snapshots = two_snapshots
+    before = _history(lake)
+    args = [a.format(first=snapshots[0]) for a in command]
+    result = _signalled(point, *args, "--lake", str(lake))
+    assert (result.returncode, result.stderr.splitlines()) == (130, [line]), result.stderr
+    assert _history(lake) == before  # nothing committed
+
+
+def test_sigterm_in_any_command_is_one_line_and_exit_143(two_snapshots: tuple[Path, list[int]]) -> None:
+    lake, _ = two_snapshots
+    result = _signalled(("ddb_assets.lake.tables", "history", "before"), "history", "t", "--lake", str(lake),
+                        signal_name="SIGTERM")
+    assert (result.returncode, result.stderr, result.stdout) == (143, "terminated\n", "")
+
+
+def test_ctrl_c_in_inspect_ends_its_workers_quietly(export: Path) -> None:
+    result = _signalled(("ddb_assets.lake.convert", "_start_stage_one", "after"), "inspect", str(export),
+                        "--workers", "2")
+    assert result.returncode == 130 and result.stderr.splitlines()[-1] == "interrupted", result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_interrupt_as_a_rollback_commits_lets_it_land(tmp_path: Path, two_snapshots: tuple[Path, list[int]]) -> None:
+    lake, snapshots = two_snapshots
+    copy = tmp_path / "lake"
+    shutil.copytree(lake, copy)  # the shared lake stays as it is
+    result = _signalled(("pyiceberg.table.update.snapshot", "ManageSnapshots.commit", "before"), "rollback", "t",
+                        str(snapshots[0]), "--lake", str(copy))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"t is at snapshot {snapshots[0]} again")
+    assert result.stderr.splitlines() == [f"interrupted after the commit: table t is at snapshot {snapshots[0]} again"]
+    assert (snapshots[0], True) in _history(copy)
+
+
+def test_an_interrupt_as_maintain_expires_lets_it_land_and_finish(tmp_path: Path,
+                                                                  two_snapshots: tuple[Path, list[int]]) -> None:
+    lake, snapshots = two_snapshots
+    copy = tmp_path / "lake"
+    shutil.copytree(lake, copy)
+    result = _signalled(("pyiceberg.table.update.snapshot", "ExpireSnapshots.commit", "before"), "maintain", "t",
+                        "--expire-after-days", "0", "--keep-snapshots", "1", "--lake", str(copy))
+    assert result.returncode == 0, result.stderr
+    assert "1 snapshot expired" in result.stdout and "orphans" in result.stdout  # it finished
+    assert result.stderr.splitlines() == ["interrupted after the commit: 1 snapshot expired"]
+    assert _history(copy) == [(snapshots[1], True)]
