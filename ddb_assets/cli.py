@@ -443,8 +443,14 @@ def export(
                 shown.append(status)
                 console.print(f"{status} after {elapsed:.0f}s (waiting for COMPLETED)", highlight=False)
 
+        from ddb_assets.cli_interrupts import add_detail
+
         started_wait = time.monotonic()
-        done = wait_for_export(ddb, started["ExportArn"], on_poll=on_poll)
+        try:
+            done = wait_for_export(ddb, started["ExportArn"], on_poll=on_poll)
+        except KeyboardInterrupt:  # only the wait stops: DynamoDB has no way to cancel an export
+            add_detail(f"the export goes on in DynamoDB (it cannot be stopped): {started['ExportArn']}")
+            raise
         console.print(f"[green]COMPLETED[/] after {time.monotonic() - started_wait:.0f}s: {counted(done['ItemCount'], 'item')}, "
                       f"manifest s3://{bucket}/{done['ExportManifest']}", highlight=False)
 
@@ -704,10 +710,15 @@ def convert(
         if saved_for != export.export_id:
             raise CliError(f"{profile} is the profile of export {saved_for}, not of {export.export_id}")
     progress, on_event = _conversion_progress()
-    with AfterCommit(lambda line: err_console.print(line, highlight=False, markup=False, soft_wrap=True)) as after:
+    with AfterCommit(_say) as after:
         with progress:
             result = convert_export(export, dest, options, progress=after.watching(on_event), known=known)
         _converted(result, history=history, runner=runner, work_dir=work_dir)
+
+
+def _say(line: str) -> None:
+    """One line on stderr, as written (no markup)."""
+    err_console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def _converted(result: Any, *, history: bool, runner: str, work_dir: Optional[str]) -> None:
@@ -1227,9 +1238,16 @@ def rollback(
     namespace: Optional[str] = typer.Option(None, metavar="NAME", help=NAMESPACE_HELP),
 ) -> None:
     """Make an earlier snapshot current again (one commit; later snapshots stay until maintenance)."""
+    from ddb_assets.cli_interrupts import AfterCommit
     from ddb_assets.lake.tables import rollback as table_rollback
 
-    rolled = table_rollback(_table(lake, catalog, namespace, table), snapshot_id)
+    with AfterCommit(_say) as after:
+        rolled = table_rollback(_table(lake, catalog, namespace, table), snapshot_id,
+                                on_event=after.watching(lambda kind, info: None))
+        _rolled_back(table, rolled)
+
+
+def _rolled_back(table: str, rolled: Any) -> None:
     console.print(f"{table} is at snapshot {rolled.current_snapshot().snapshot_id} again "
                   f"(metadata {rolled.metadata_location})", highlight=False, soft_wrap=True, markup=False)
 
@@ -1258,6 +1276,7 @@ def maintain(
     runs and expired snapshots) and the scratch folders of conversions that were killed."""
     from datetime import timedelta
 
+    from ddb_assets.cli_interrupts import AfterCommit
     from ddb_assets.lake.maintenance import MaintenanceOptions, maintain as run_maintenance
     from ddb_assets.lake.scratch import remove_stale_scratch
 
@@ -1265,8 +1284,14 @@ def maintain(
                                  grace=timedelta(hours=grace_hours), small_file_bytes=int(small_file_mb * (1 << 20)),
                                  dry_run=dry_run)
     iceberg_table = _table(lake, catalog, namespace, table)
-    result = run_maintenance(iceberg_table, options)
-    scratch = remove_stale_scratch(work_dir, dry_run=dry_run)
+    with AfterCommit(_say) as after:  # its commits (compaction, expiry) are critical sections, as convert's
+        result = run_maintenance(iceberg_table, options, on_event=after.watching(lambda kind, info: None))
+        scratch = remove_stale_scratch(work_dir, dry_run=dry_run)
+        _maintained(iceberg_table, result, scratch, dry_run=dry_run, work_dir=work_dir)
+
+
+def _maintained(iceberg_table: Any, result: Any, scratch: list, *, dry_run: bool,  # type: ignore[type-arg]
+                work_dir: Optional[str]) -> None:
     would = "would be " if dry_run else ""
     _summary_lines([("table", f"{'.'.join(iceberg_table.name())} at {iceberg_table.location()}"),
                     ("compacted", f"{counted(len(result.compacted), 'partition')} {would}rewritten"
@@ -1285,9 +1310,18 @@ def main() -> None:
     other error the user can act on prints ``error: ...`` on one line, exit code 1: our own
     refusals, bad exports, AWS errors, and the environment's (a read-only or full disk, a missing
     bucket, a catalog file that is not one, a server that does not answer), naming the path or
-    URI. ``DDB_ASSETS_DEBUG=1`` also prints the traceback. Anything else is a bug: a traceback."""
+    URI. ``DDB_ASSETS_DEBUG=1`` also prints the traceback. Anything else is a bug: a traceback.
+    Ctrl-C prints ``interrupted`` (``interrupted: nothing was committed`` for a command that
+    commits), exit code 130; SIGTERM the same with ``terminated``, 143 (cli_interrupts.py)."""
+    from ddb_assets.cli_interrupts import interrupted_by, stop_on_signals
+
+    stop_on_signals()
     try:
         code = app(standalone_mode=False)
+        if code == 130:  # typer's answer to a KeyboardInterrupt in the command (no command returns 130)
+            _interrupted()
+    except KeyboardInterrupt:  # one that came outside the command (typer catches those inside)
+        _interrupted()
     except click_errors.NoArgsIsHelpError as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -1298,6 +1332,8 @@ def main() -> None:
     except typer.Abort as exc:  # end of input where some was needed (typer exits 130 on Ctrl-C itself)
         _error("aborted", exc)
     except Exception as exc:  # noqa: BLE001 - the user's and the environment's errors become one line; bugs stay tracebacks
+        if interrupted_by() is not None:  # what the interrupt broke (a worker it ended, a connection): no error
+            _interrupted()
         message = _one_line(exc)
         if message is None:
             raise
@@ -1358,6 +1394,15 @@ def _usage_error(exc: click_errors.UsageError) -> None:
         err_console.print(context.get_usage(), highlight=False, markup=False, soft_wrap=True)
         message += f" (see {context.command_path} --help)"
     _error(message, exc, code=exc.exit_code)
+
+
+def _interrupted() -> None:
+    """The one line of a command stopped by Ctrl-C or SIGTERM, and its exit code (130, 143)."""
+    from ddb_assets.cli_interrupts import stopped
+
+    line, code = stopped()
+    err_console.print(line, highlight=False, markup=False, soft_wrap=True)
+    sys.exit(code)
 
 
 def _error(message: str, exc: Optional[BaseException] = None, code: int = 1) -> None:

@@ -49,7 +49,17 @@ def environment_message(exc: BaseException) -> Optional[str]:
         return _connection_message(exc)  # type: ignore[arg-type]
     if isinstance(exc, OSError):
         return _s3_message(exc) or _local_message(exc)
+    if _is_broken_pool(exc):
+        return ("a worker process ended abruptly (killed, perhaps by the system for want of memory); nothing "
+                "was committed: run it again, with fewer --workers if memory is short")
     return None
+
+
+def _is_broken_pool(exc: BaseException) -> bool:
+    """A pool worker that died (a signal, the OOM killer), not an error of its task."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    return isinstance(exc, BrokenProcessPool)
 
 
 def _s3_message(exc: OSError) -> Optional[str]:

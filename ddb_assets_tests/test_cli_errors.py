@@ -191,8 +191,125 @@ def test_an_interrupt_before_the_commit_exits_130_committing_nothing(tmp_path: P
     result = subprocess.run([sys.executable, "-c", _INTERRUPTED_AT, "convert", "_read_and_write", "after", "convert",
                              str(export), str(lake / "t"), "--workers", "1"], capture_output=True, text=True,
                             timeout=180)
-    assert result.returncode == 130 and "committed" not in result.stdout + result.stderr, result
-    assert not lake.exists() or not any(lake.rglob("*.metadata.json"))
+    assert result.returncode == 130 and "committed " not in result.stdout, result
+    assert result.stderr.splitlines()[-1] == "interrupted: nothing was committed"
+    assert not lake.exists()  # the files the run wrote, and the folders it made, are gone
+
+
+# A real `ddb-assets convert` whose workers flush (and open their Parquet files) early and slowly,
+# so that a signal can reach it while files of the run are on disk.
+_SLOW_WRITER = """
+import sys, time
+import ddb_assets.cli as cli, ddb_assets.lake.writer as writer
+writer.ROW_GROUP_ROWS = 200
+flush = writer.PartitionedWriter._flush
+def slow_flush(self, target):
+    flush(self, target)
+    time.sleep(0.05)
+writer.PartitionedWriter._flush = slow_flush
+sys.argv = ["ddb-assets", *sys.argv[1:]]
+cli.main()
+"""
+
+
+@pytest.fixture(scope="module")
+def bigger_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ddb_assets.local.bulk_export import generate_folder_export
+
+    return generate_folder_export(tmp_path_factory.mktemp("bigger"), items=12_000, files=2, seed=5).parent
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _signalled_mid_write(export: Path, dest: Path, deliver: Any, *, ignore_sigint: bool = False,
+                         extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """Convert ``export`` into ``dest`` with two workers; once a Parquet file of the run is on
+    disk, ``deliver(process)``; the finished process."""
+    import signal
+    import sys
+
+    before = set(dest.rglob("*.parquet")) if dest.exists() else set()
+    process = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, "convert", str(export), str(dest), "--workers",
+                                "2", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True,
+                               preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint
+                               else None)
+    try:
+        deadline = time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline and \
+                not (set(dest.rglob("*.parquet")) - before if dest.exists() else set()):
+            time.sleep(0.02)
+        assert process.poll() is None, f"the conversion ended before its signal: {process.communicate()}"
+        deliver(process)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+@pytest.mark.parametrize("signal_name, to, code, line", [
+    ("SIGINT", "group", 130, "interrupted: nothing was committed"),  # Ctrl-C in a terminal
+    ("SIGINT", "parent", 130, "interrupted: nothing was committed"),  # kill -INT PID: the workers are ended
+    ("SIGTERM", "parent", 143, "terminated: nothing was committed"),  # kill PID, timeout, a supervisor
+    ("SIGTERM", "group", 143, "terminated: nothing was committed"),
+])
+def test_a_signal_mid_write_leaves_no_file_and_prints_one_line(tmp_path: Path, bigger_export: Path,
+                                                              signal_name: str, to: str, code: int, line: str) -> None:
+    import signal
+
+    number = getattr(signal, signal_name)
+    lake = tmp_path / "lake"
+    result = _signalled_mid_write(bigger_export, lake / "t", lambda p: os.killpg(p.pid, number) if to == "group"
+                                  else os.kill(p.pid, number))
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (code, line), result.stderr
+    assert "Traceback" not in result.stderr and "BrokenProcessPool" not in result.stderr
+    assert not lake.exists(), sorted(lake.rglob("*"))  # a new table: no file, no folder, no catalog left
+
+
+def test_an_interrupted_run_of_an_existing_table_leaves_its_files_as_they_were(tmp_path: Path,
+                                                                               bigger_export: Path) -> None:
+    import signal
+
+    lake = tmp_path / "lake"
+    assert run_cli("convert", str(bigger_export), str(lake / "t"), "--workers", "1").returncode == 0
+    files = {p: p.stat().st_size for p in lake.rglob("*") if p.is_file()}
+    result = _signalled_mid_write(bigger_export, lake / "t", lambda p: os.killpg(p.pid, signal.SIGINT),
+                                  extra=("--rebuild",))
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (130, "interrupted: nothing was committed")
+    assert {p: p.stat().st_size for p in lake.rglob("*") if p.is_file()} == files
+
+
+def test_ctrl_c_under_a_parent_that_ignores_it_changes_nothing(tmp_path: Path, bigger_export: Path) -> None:
+    """A process started ignoring SIGINT (nohup-like launchers, a script's background job) is not
+    interrupted by the group's SIGINT, and neither are its workers: the conversion commits."""
+    import signal
+
+    result = _signalled_mid_write(bigger_export, tmp_path / "lake" / "t", lambda p: os.killpg(p.pid, signal.SIGINT),
+                                  ignore_sigint=True)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^committed +ddb_lake.t snapshot \d+ \(new table\)$", result.stdout, re.M)
+
+
+def test_a_worker_killed_mid_write_is_one_line_and_leaves_no_file(tmp_path: Path, bigger_export: Path) -> None:
+    import signal
+
+    lake = tmp_path / "lake"
+
+    def kill_a_worker(process: subprocess.Popen[str]) -> None:
+        workers = [pid for pid in _children(process.pid) if b"resource_tracker" not in
+                   Path(f"/proc/{pid}/cmdline").read_bytes()]
+        os.kill(workers[0], signal.SIGKILL)  # as the OOM killer does
+
+    result = _signalled_mid_write(bigger_export, lake / "t", kill_a_worker)
+    _one_line(result, "error: a worker process ended abruptly (killed, perhaps by the system for want of memory); "
+                      "nothing was committed: run it again, with fewer --workers if memory is short")
+    assert not lake.exists(), sorted(lake.rglob("*"))
 
 
 @pytest.fixture
@@ -423,3 +540,115 @@ def test_a_read_only_work_folder_is_named_as_the_work_folder(read_only: Path, tm
                       f"file system). A conversion keeps the parsed export there between its two stages: give a "
                       f"writable folder with room (convert --work-dir, or convert_work_dir in the settings)")
     assert not (tmp_path / "lake" / "reviews" / "metadata").exists()  # nothing committed
+
+
+# Any command, with a signal sent to itself (as a terminal or `kill` does) as a chosen function of a
+# module or class is called (before or after the call).
+_SIGNALLED_AT = """
+import importlib, os, signal, sys
+import ddb_assets.cli as cli
+module, name, when, signal_name = sys.argv[1:5]
+place = importlib.import_module(module)
+*owners, attribute = name.split(".")
+for owner in owners:
+    place = getattr(place, owner)
+real = getattr(place, attribute)
+number = getattr(signal, signal_name)
+def signalled(*args, **kwargs):
+    if when == "before":
+        os.kill(os.getpid(), number)
+    result = real(*args, **kwargs)
+    if when == "after":
+        os.kill(os.getpid(), number)
+    return result
+setattr(place, attribute, signalled)
+sys.argv = ["ddb-assets", *sys.argv[5:]]
+cli.main()
+"""
+
+
+@pytest.fixture(scope="module")
+def two_snapshots(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[int]]:
+    """A lake whose table t has two snapshots (two full exports), and their ids, oldest first."""
+    import json
+
+    tmp = tmp_path_factory.mktemp("two")
+    lake = tmp / "lake"
+    for number in range(2):
+        folder = doctor.make_export(tmp / f"export{number}", items=40, files=1, seed=number)
+        assert run_cli("convert", str(folder), str(lake / "t"), "--workers", "1").returncode == 0
+    return lake, [e["snapshot_id"] for e in json.loads(run_cli("history", "t", "--lake", str(lake), "--format",
+                                                                "json").stdout)]
+
+
+def _signalled(point: tuple[str, str, str], *args: str, signal_name: str = "SIGINT") -> subprocess.CompletedProcess[str]:
+    import sys
+
+    return subprocess.run([sys.executable, "-c", _SIGNALLED_AT, *point, signal_name, *args], capture_output=True,
+                          text=True, timeout=180)
+
+
+def _history(lake: Path) -> list[tuple[int, bool]]:
+    import json
+
+    return [(e["snapshot_id"], e["current"]) for e in
+            json.loads(run_cli("history", "t", "--lake", str(lake), "--format", "json").stdout)]
+
+
+@pytest.mark.parametrize("command, point, line", [
+    (["tables"], ("ddb_assets.lake.tables", "describe", "before"), "interrupted"),
+    (["history", "t"], ("ddb_assets.lake.tables", "history", "before"), "interrupted"),
+    (["query", "SELECT count(*) FROM t"], ("ddb_assets.query.duckdb_engine", "DuckDBEngine.register_catalog", "after"),
+     "interrupted"),
+    (["rollback", "t", "{first}"], ("ddb_assets.lake.tables", "two_step_rebuilds", "before"),
+     "interrupted: nothing was committed"),
+    (["maintain", "t", "--expire-after-days", "0", "--keep-snapshots", "1"],
+     ("ddb_assets.lake.maintenance", "compact_small_files", "before"), "interrupted: nothing was committed"),
+], ids=["tables", "history", "query", "rollback", "maintain"])
+def test_ctrl_c_in_any_command_is_one_line_and_exit_130(two_snapshots: tuple[Path, list[int]], command: list[str],
+                                                       point: tuple[str, str, str], line: str) -> None:
+    lake, snapshots = two_snapshots
+    before = _history(lake)
+    args = [a.format(first=snapshots[0]) for a in command]
+    result = _signalled(point, *args, "--lake", str(lake))
+    assert (result.returncode, result.stderr.splitlines()) == (130, [line]), result.stderr
+    assert _history(lake) == before  # nothing committed
+
+
+def test_sigterm_in_any_command_is_one_line_and_exit_143(two_snapshots: tuple[Path, list[int]]) -> None:
+    lake, _ = two_snapshots
+    result = _signalled(("ddb_assets.lake.tables", "history", "before"), "history", "t", "--lake", str(lake),
+                        signal_name="SIGTERM")
+    assert (result.returncode, result.stderr, result.stdout) == (143, "terminated\n", "")
+
+
+def test_ctrl_c_in_inspect_ends_its_workers_quietly(export: Path) -> None:
+    result = _signalled(("ddb_assets.lake.convert", "_start_stage_one", "after"), "inspect", str(export),
+                        "--workers", "2")
+    assert result.returncode == 130 and result.stderr.splitlines()[-1] == "interrupted", result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_interrupt_as_a_rollback_commits_lets_it_land(tmp_path: Path, two_snapshots: tuple[Path, list[int]]) -> None:
+    lake, snapshots = two_snapshots
+    copy = tmp_path / "lake"
+    shutil.copytree(lake, copy)  # the shared lake stays as it is
+    result = _signalled(("pyiceberg.table.update.snapshot", "ManageSnapshots.commit", "before"), "rollback", "t",
+                        str(snapshots[0]), "--lake", str(copy))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"t is at snapshot {snapshots[0]} again")
+    assert result.stderr.splitlines() == [f"interrupted after the commit: table t is at snapshot {snapshots[0]} again"]
+    assert (snapshots[0], True) in _history(copy)
+
+
+def test_an_interrupt_as_maintain_expires_lets_it_land_and_finish(tmp_path: Path,
+                                                                  two_snapshots: tuple[Path, list[int]]) -> None:
+    lake, snapshots = two_snapshots
+    copy = tmp_path / "lake"
+    shutil.copytree(lake, copy)
+    result = _signalled(("pyiceberg.table.update.snapshot", "ExpireSnapshots.commit", "before"), "maintain", "t",
+                        "--expire-after-days", "0", "--keep-snapshots", "1", "--lake", str(copy))
+    assert result.returncode == 0, result.stderr
+    assert "1 snapshot expired" in result.stdout and "orphans" in result.stdout  # it finished
+    assert result.stderr.splitlines() == ["interrupted after the commit: 1 snapshot expired"]
+    assert _history(copy) == [(snapshots[1], True)]

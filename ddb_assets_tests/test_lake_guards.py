@@ -21,7 +21,7 @@ from ddb_assets.lake.convert import ConvertOptions, convert_export, lake_target
 from ddb_assets.lake.destination import DestinationError, table_location
 from ddb_assets.lake.evolution import SchemaConflict
 from ddb_assets.lake.guards import ChainError, SourceTableMismatch, StaleExport, TableLocationConflict
-from ddb_assets.lake.record import SOURCE_TABLE_PROPERTY
+from ddb_assets.lake.record import SOURCE_TABLE_PROPERTY, iso_millis
 from ddb_assets.lake.schema import OptionError
 from ddb_assets.local.export_writer import (ExportRequest, FolderSink, IncrementalWindow, write_export,
                                             write_incremental_export)
@@ -418,11 +418,13 @@ def test_query_as_of_a_time_skips_and_names_the_tables_made_later(tmp_path: Path
                      "--format", "json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"n": 2}
-    assert result.stderr == f"note: table new left out: table new had no snapshot yet at {between}\n"
+    said = iso_millis(between)  # as `history` prints times: UTC, milliseconds, Z
+    assert said.endswith("Z") and said[:23] == between[:23]
+    assert result.stderr == f"note: table new left out: table new had no snapshot yet at {said}\n"
     # Asking for the table made later names why it is not there, in one line.
     missing = run_cli("query", "SELECT count(*) FROM new", "--lake", str(lake), "--as-of", between)
     assert missing.returncode == 1 and missing.stderr == (
-        f"error: table new had no snapshot yet at {between}: it is left out of this query\n")
+        f"error: table new had no snapshot yet at {said}: it is left out of this query\n")
     # A time that is not one still fails the whole query, as before.
     bad = run_cli("query", "SELECT 1", "--lake", str(lake), "--as-of", "yesterday")
     assert bad.returncode == 1 and "--as-of 'yesterday': give a snapshot id or an ISO-8601 time" in bad.stderr

@@ -23,6 +23,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -558,7 +559,7 @@ def _run_one_pass(pool: Executor, export: Export, job: _WriteJob, options: Conve
                                   "compressed": read.compressed, "readers": read.readers})
             notify("written", {"files": len(files), "rows": sum(f.rows for f in files)})
     except BaseException:
-        _discard(futures, written, options.s3, lambda result: result[0])
+        _discard(futures, written, options.s3, lambda result: result[0], pool)
         raise
     return reads, written, keys
 
@@ -654,15 +655,24 @@ def _convert_export(source: str | os.PathLike[str] | Export, dest: str | os.Path
 
         return convert_in_shards(export, target, table, stored, options, notify, known, started,
                                  guess=saved_guess(dest, export.export_id, options.s3) if known is None else None)
-    converted = _read_and_write(export, target, table, stored, options, notify, known,
-                                # An incremental export's lines are changes: planned from its own profile only.
-                                guess=saved_guess(dest, export.export_id, options.s3)
-                                if known is None and not export.summary.incremental else None)
-    plan, written, job, parsed, profile = converted.plan, converted.written, converted.job, converted.parsed, \
-        converted.profile
-    keys = converted.keys
-    merged = None
-    notify("committing", {"files": len(written)})  # the CLI holds Ctrl-C back from here (cli_interrupts.py)
+    runs: list[str] = []  # the run ids _read_and_write names its files with (a replanned read takes a second)
+    converted: _Converted | None = None
+    try:
+        converted = _read_and_write(export, target, table, stored, options, notify, known,
+                                    # An incremental export's lines are changes: planned from its own profile only.
+                                    guess=saved_guess(dest, export.export_id, options.s3)
+                                    if known is None and not export.summary.incremental else None, runs=runs)
+        plan, written, job, parsed, profile = converted.plan, converted.written, converted.job, converted.parsed, \
+            converted.profile
+        keys = converted.keys
+        merged = None
+        notify("committing", {"files": len(written)})  # the CLI holds Ctrl-C back from here (cli_interrupts.py)
+    except BaseException:
+        # Failed or interrupted before the commit (also just as the files came back): no snapshot
+        # will refer to them. _read_and_write removes its own on its failures; this is the rest.
+        for run in runs:
+            _remove_run(converted.written if converted is not None else [], target, run, options.s3)
+        raise
     try:
         if job.key_columns is not None:
             merged = merge_export(target.catalog, target.identifier, plan, written, _keys_or_empty(keys, job),
@@ -677,7 +687,7 @@ def _convert_export(source: str | os.PathLike[str] | Export, dest: str | os.Path
         if commit.unchanged:  # a concurrent run committed this export first: these files are not needed
             _remove_files(written, options.s3)
     except NOT_COMMITTED:
-        _remove_files(written, options.s3)
+        _remove_run(written, target, job.target.run, options.s3)  # a merge's own files too ("<run>-merge-...")
         raise
     # Any other failure leaves the files: the commit may have landed (an answer lost on the way).
     notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows, "files": commit.added})
@@ -737,19 +747,27 @@ class _Converted:
     path: str = ""  # how the export was read and why, in words (ConvertResult.path)
 
 
+def _run_id(runs: list[str]) -> str:
+    """A new run id (the time, then random: names sort by run), appended to ``runs``."""
+    runs.append(f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}")
+    return runs[-1]
+
+
 class _Misfit(Exception):
     """A speculative one pass met items its plan cannot hold (the message says which columns)."""
 
 
 def _read_and_write(export: Export, target: LakeTarget, table: Any, stored: TableSchema | None,
                     options: ConvertOptions, notify: ProgressCallback, known: Profile | None,
-                    guess: tuple[str, Profile] | None = None) -> _Converted:
+                    guess: tuple[str, Profile] | None = None, runs: list[str] | None = None) -> _Converted:
     """The local runner's read of ``export``: each data file fetched and decompressed once, then
     written as data files under the table's ``data/``. With ``known`` (this export's profile) in
     one pass; else, with ``guess`` (an earlier export's profile, by export id) and the table's
     stored schema, in one pass planned from both, which falls back to the two stages if the items
     need another plan (the export is then read a second time; the path says why); else in two
-    stages through the work folder. On any failure the files written are removed."""
+    stages through the work folder. On any failure the files written are removed. Each run id
+    taken (the files' names begin with it) is appended to ``runs``: files that come back as the
+    caller is interrupted are the caller's to remove (lake/leftovers.remove_run_files)."""
     workers = options.workers_for(export)
     if export.summary.incremental and stored is not None and not options.rebuild:
         # The maps the table holds as JSON text (dictionaries, deep maps) are carried as text from
@@ -761,7 +779,8 @@ def _read_and_write(export: Export, target: LakeTarget, table: Any, stored: Tabl
     cleaned = remove_stale_scratch(options.work_dir)
     if cleaned:
         notify("scratch_removed", {"folders": [c.path for c in cleaned], "bytes": sum(c.bytes for c in cleaned)})
-    run = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
+    runs = runs if runs is not None else []  # each run id, as it is taken: the caller's to clean up after
+    run = _run_id(runs)
     if known is not None:
         return _one_pass(export, target, table, stored, options, notify, known, workers, run, strict=True,
                          path="one pass: planned from this export's profile")
@@ -777,7 +796,7 @@ def _read_and_write(export: Export, target: LakeTarget, table: Any, stored: Tabl
         except _Misfit as misfit:
             why = f"two stages: {misfit}; the export was read again"
             notify("replanned", {"why": str(misfit)})
-            run = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
+            run = _run_id(runs)
     spill_dir = _make_scratch(options.work_dir)
     written: list[WrittenFile] = []
     try:
@@ -790,7 +809,7 @@ def _read_and_write(export: Export, target: LakeTarget, table: Any, stored: Tabl
             written, keys = _run_stage_two(pool, parsed, job, workers, notify)
         written = _finish_files(written, plan, job, export, options)
     except BaseException:
-        _remove_files(written, options.s3)  # best effort: what is left is an orphan for maintenance
+        _remove_run(written, target, run, options.s3)
         raise
     finally:
         shutil.rmtree(spill_dir, ignore_errors=True)
@@ -827,7 +846,7 @@ def _one_pass(export: Export, target: LakeTarget, table: Any, stored: TableSchem
                 plan.vanished, plan.variants = seen.vanished, seen.variants
         written = _finish_files(written, plan, job, export, options)
     except BaseException:
-        _remove_files(written, options.s3)  # best effort: what is left is an orphan for maintenance
+        _remove_run(written, target, run, options.s3)
         raise
     finally:
         _worker.release()  # workers=1 ran the files in this process
@@ -962,15 +981,19 @@ def _run_stage_two(pool: Executor, parsed: list[_Parsed], job: _WriteJob, worker
                 keys.append(group_keys)
             notify("written", {"files": len(files), "rows": sum(f.rows for f in files)})
     except BaseException:
-        _discard(futures, written, job.s3, lambda result: result[0])
+        _discard(futures, written, job.s3, lambda result: result[0], pool)
         raise
     return written, keys
 
 
 def _discard(futures: list[Future], written: list[WrittenFile], s3: S3Options | None,
-             files_of: Callable[[Any], list[WrittenFile]]) -> None:
+             files_of: Callable[[Any], list[WrittenFile]], pool: Executor | None = None) -> None:
     """After a worker failed: stop the others, and remove every file the run wrote (also those of
-    workers that finished after the failure)."""
+    workers that finished after the failure). Interrupted (Ctrl-C, SIGTERM, a Dagster run
+    terminated: not an Exception), the running workers are ended too, not waited for: their
+    shares could take minutes, and their files are found by the run id (_remove_run)."""
+    if pool is not None and not isinstance(sys.exc_info()[1], Exception):
+        _end_workers(pool)
     for future in futures:
         future.cancel()
     for future in futures:
@@ -983,11 +1006,38 @@ def _discard(futures: list[Future], written: list[WrittenFile], s3: S3Options | 
     _remove_files(written, s3)
 
 
+def _remove_run(written: list[WrittenFile], target: LakeTarget, run: str, s3: S3Options | None) -> None:
+    """Best effort, once the run's workers have ended: every file of ``run``, a run that will not
+    commit. Those handed back first; then any other whose name begins with the run id: a worker
+    stopped mid-file (Ctrl-C ends workers at once) never handed its files back."""
+    from ddb_assets.lake.leftovers import remove_run_files
+
+    _remove_files(written, s3)
+    try:
+        remove_run_files(resolve(target.location.join("data").uri, s3), run)
+    except (OSError, ValueError):
+        pass  # an orphan for maintenance
+
+
 def _remove_files(written: list[WrittenFile], s3: S3Options | None) -> None:
     """Best effort: the files of a run that will not commit. Anything left is an orphan that
     maintenance removes (no snapshot references it)."""
     remove_quietly((w.path for w in written), s3)
     written.clear()
+
+
+def _end_workers(pool: Executor) -> None:
+    """End a process pool's workers now (SIGTERM): their futures then fail (BrokenProcessPool)."""
+    end = getattr(pool, "terminate_workers", None)  # Python 3.14
+    if end is not None:
+        end()
+        return
+    # Before 3.14 the pool has no public way; its processes are in ``_processes`` (3.8 to 3.13).
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            process.terminate()
+        except (OSError, ValueError):
+            pass  # ended already
 
 
 def profile_export(source: str | os.PathLike[str] | Export, options: ConvertOptions = ConvertOptions(),
@@ -1007,7 +1057,7 @@ def profile_export(source: str | os.PathLike[str] | Export, options: ConvertOpti
 
 def _run_stage_one(pool: Executor, export: Export, spill_dir: str | None, options: ConvertOptions,
                    notify: ProgressCallback) -> list[_Parsed]:
-    return _finish_stage_one(_start_stage_one(pool, export, spill_dir, options), notify)
+    return _finish_stage_one(_start_stage_one(pool, export, spill_dir, options), notify, pool)
 
 
 def _start_stage_one(pool: Executor, export: Export, spill_dir: str | None, options: ConvertOptions) -> list[Future]:
@@ -1021,7 +1071,7 @@ def _start_stage_one(pool: Executor, export: Export, spill_dir: str | None, opti
             for index in order]
 
 
-def _finish_stage_one(futures: list[Future], notify: ProgressCallback) -> list[_Parsed]:
+def _finish_stage_one(futures: list[Future], notify: ProgressCallback, pool: Executor | None = None) -> list[_Parsed]:
     parsed = []
     try:
         for future in futures:
@@ -1030,6 +1080,8 @@ def _finish_stage_one(futures: list[Future], notify: ProgressCallback) -> list[_
             notify("parsed", {"index": result.index, "rows": result.rows, "bytes": result.uncompressed,
                               "compressed": result.compressed, "readers": result.readers})
     except BaseException:
+        if pool is not None and not isinstance(sys.exc_info()[1], Exception):
+            _end_workers(pool)  # interrupted: the files being read are not waited for (_discard)
         for future in futures:
             future.cancel()
         raise

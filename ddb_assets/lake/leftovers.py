@@ -1,10 +1,12 @@
-"""What a failed conversion leaves behind on local disk: none of the folders it made.
+"""What a failed or interrupted conversion leaves behind: none of its files, none of the folders it made.
 
-A conversion makes the table's folder (and the lake folder above it, for a first table) when it
-writes its first data file; one that fails removes its files (lake/convert.py), and here the
-folders it made that are empty now. A folder that held anything before the run, or holds anything
-now (another run's files, a commit that landed), stays: only empty folders are removed, and only
-those below the nearest one that existed when the run began.
+Every data file of a run begins with the run's id (lake/writer.py), so ``remove_run_files`` finds
+them all, also those of a worker that was killed before it could hand them back (Ctrl-C ends the
+workers at once). A conversion makes the table's folder (and the lake folder above it, for a first
+table) when it writes its first data file; here too the folders it made that are empty again. A
+folder that held anything before the run, or holds anything now (another run's files, a commit
+that landed), stays: only empty folders are removed, and only those below the nearest one that
+existed when the run began. What a hard kill (``kill -9``) leaves is an orphan for ``maintain``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from typing import Iterator
+
+import pyarrow.fs as pafs
+
+from ddb_assets.exports.storage import Location
 
 
 def local_path(dest: str | os.PathLike[str]) -> str | None:
@@ -56,3 +62,21 @@ def remove_empty_folders(path: str, stop: str | None) -> None:
         except OSError:
             return
         parent = os.path.dirname(parent)
+
+
+def remove_run_files(data: Location, run: str) -> int:
+    """Best effort: delete every data file of ``run`` (any shard, any attempt: their names begin
+    with the run id) under ``data``. Returns how many were deleted."""
+    try:
+        entries = data.fs.get_file_info(pafs.FileSelector(data.path, recursive=True, allow_not_found=True))
+    except OSError:
+        return 0
+    removed = 0
+    for entry in entries:
+        if entry.type == pafs.FileType.File and entry.base_name.startswith(f"{run}-"):
+            try:
+                data.fs.delete_file(entry.path)
+                removed += 1
+            except OSError:
+                pass  # an orphan for maintenance
+    return removed

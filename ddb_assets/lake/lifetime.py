@@ -77,9 +77,16 @@ def die_with_parent(parent: int | None, owner: int | None = None, signum: int = 
 def worker_start(parent: int | None, owner: int | None = None) -> None:
     """A pool worker's initializer: it ends with its parent (``die_with_parent``), and Ctrl-C (a
     terminal sends SIGINT to the whole process group) ends it quietly, exit code 130: the parent
-    reports the interruption once, not one KeyboardInterrupt traceback per worker."""
+    reports the interruption once, not one KeyboardInterrupt traceback per worker. A parent that
+    ignores SIGINT (started by ``nohup``-like launchers, or as a background job of a script) keeps
+    its workers ignoring it too: otherwise the group's SIGINT would end the workers under a parent
+    that goes on. SIGTERM ends a worker at once, whatever handler the parent had when it forked (the
+    command line's turns SIGTERM into an interruption of the parent: cli_interrupts.py)."""
     die_with_parent(parent, owner)
-    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def main(argv: list[str]) -> None:

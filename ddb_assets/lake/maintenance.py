@@ -39,6 +39,13 @@ from ddb_assets.lake.schema import TableSchema
 from ddb_assets.wording import counted
 
 ProgressCallback = Callable[[str], None]
+# ``committing`` just before each commit, ``committed`` once it landed (``snapshot_id`` if it made one,
+# ``said``: what landed, in words): the command line's critical section (cli_interrupts.py).
+CommitEvents = Callable[[str, dict], None]  # type: ignore[type-arg]
+
+
+def _no_events(kind: str, info: dict) -> None:  # type: ignore[type-arg]
+    pass
 
 
 @dataclass(frozen=True)
@@ -96,10 +103,11 @@ def missing_files(table: Any, s3: S3Options | None = None) -> list[str]:
 
 
 def maintain(table: Any, options: MaintenanceOptions = MaintenanceOptions(), s3: S3Options | None = None,
-             progress: ProgressCallback = lambda message: None) -> MaintenanceResult:
+             progress: ProgressCallback = lambda message: None, on_event: CommitEvents = _no_events) -> MaintenanceResult:
     """Compact, then expire, then remove orphans (compaction first, so the files it replaces are
     superseded in time to be collected once their snapshot expires). Raises MissingFiles, before
-    changing anything, when the current snapshot lists files that are gone."""
+    changing anything, when the current snapshot lists files that are gone. ``on_event`` hears of
+    each commit (CommitEvents)."""
     started = time.monotonic()
     result = MaintenanceResult()
     missing = missing_files(table, s3)
@@ -114,10 +122,10 @@ def maintain(table: Any, options: MaintenanceOptions = MaintenanceOptions(), s3:
     progress("every file the current snapshot lists is there")
     if options.compact:
         result.compacted, result.snapshot_id = compact_small_files(table, options.small_file_bytes, s3,
-                                                                   dry_run=options.dry_run)
+                                                                   dry_run=options.dry_run, on_event=on_event)
         progress(f"compacted {counted(len(result.compacted), 'partition')}")
     result.expired_snapshots = expire_snapshots(table, options.expire_after, options.keep_snapshots,
-                                                dry_run=options.dry_run)
+                                                dry_run=options.dry_run, on_event=on_event)
     progress(f"expired {counted(len(result.expired_snapshots), 'snapshot')}")
     # A dry run expired nothing: its orphans are counted as if it had (what the real run removes).
     result.orphans, result.orphan_bytes = remove_orphan_files(
@@ -128,7 +136,8 @@ def maintain(table: Any, options: MaintenanceOptions = MaintenanceOptions(), s3:
     return result
 
 
-def expire_snapshots(table: Any, older_than: timedelta, keep: int, *, dry_run: bool = False) -> list[int]:
+def expire_snapshots(table: Any, older_than: timedelta, keep: int, *, dry_run: bool = False,
+                     on_event: CommitEvents = _no_events) -> list[int]:
     """Drop snapshots older than ``older_than`` from the metadata, keeping the newest ``keep`` and
     the current one. Returns the ids expired."""
     cutoff = (datetime.now(timezone.utc) - older_than).timestamp() * 1000
@@ -139,7 +148,9 @@ def expire_snapshots(table: Any, older_than: timedelta, keep: int, *, dry_run: b
         kept.add(current.snapshot_id)
     expired = [s.snapshot_id for s in snapshots if s.timestamp_ms < cutoff and s.snapshot_id not in kept]
     if expired and not dry_run:
+        on_event("committing", {})
         table.maintenance.expire_snapshots().by_ids(expired).commit()
+        on_event("committed", {"said": f"{counted(len(expired), 'snapshot')} expired"})
         table.refresh()
     return expired
 
@@ -215,7 +226,8 @@ def _remove_empty_folders(path: str) -> None:
 
 
 def compact_small_files(table: Any, small_file_bytes: int, s3: S3Options | None = None, *,
-                        dry_run: bool = False) -> tuple[dict[str, tuple[int, int]], int | None]:
+                        dry_run: bool = False, on_event: CommitEvents = _no_events
+                        ) -> tuple[dict[str, tuple[int, int]], int | None]:
     """Rewrite, per partition, its small files (two or more under ``small_file_bytes``) and its
     files with position deletes as one file without the deleted rows, in one snapshot for the
     table that also drops the delete files folded. Returns ({partition: (files before, 1)},
@@ -287,9 +299,12 @@ def compact_small_files(table: Any, small_file_bytes: int, s3: S3Options | None 
                 producer.delete_data_file(data_file)
             for data_file in data_files_for(transaction, written):
                 producer.append_data_file(data_file)
+    on_event("committing", {})
     transaction.commit_transaction()
     table.refresh()
-    return plan, table.current_snapshot().snapshot_id
+    compacted = table.current_snapshot().snapshot_id
+    on_event("committed", {"snapshot_id": compacted, "said": f"the compaction is committed (snapshot {compacted})"})
+    return plan, compacted
 
 
 def read_as(path: str, schema: pa.Schema, s3: S3Options | None) -> pa.Table:

@@ -416,7 +416,7 @@ def _skip_changed(staged: StagedExport, skip_now: int | None, keys: pa.Table) ->
     def when(micros: int) -> str:
         from datetime import datetime, timezone
 
-        return datetime.fromtimestamp(micros / 1e6, timezone.utc).isoformat()
+        return datetime.fromtimestamp(micros / 1e6, timezone.utc).isoformat().replace("+00:00", "Z")
 
     if staged.skipped and (skip_now is None or skip_now < (staged.skip_before_micros or 0)):
         now = f"from {when(skip_now)}" if skip_now is not None else "all of them"

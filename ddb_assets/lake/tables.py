@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow as pa
 
@@ -92,7 +92,8 @@ def resolve_snapshot(table: Any, as_of: str) -> Any:
         if entry.timestamp_ms <= millis:
             current = entry.snapshot_id
     if current is None:
-        raise NoSnapshotYet(f"table {table.name()[-1]} had no snapshot yet at {moment.isoformat()}")
+        # Said as `history` shows times (UTC, ms, Z): the precision the snapshot log is compared at.
+        raise NoSnapshotYet(f"table {table.name()[-1]} had no snapshot yet at {iso_millis(moment.isoformat())}")
     return table.snapshot_by_id(current)
 
 
@@ -183,8 +184,10 @@ class RollbackRefused(ValueError):
     """A rollback that would leave the table reading wrong values (the message says why and what to do)."""
 
 
-def rollback(table: Any, snapshot_id: int) -> Any:
-    """Make ``snapshot_id`` (an ancestor of the current snapshot) current again; one commit.
+def rollback(table: Any, snapshot_id: int,
+             on_event: Callable[[str, dict], None] = lambda kind, info: None) -> Any:  # type: ignore[type-arg]
+    """Make ``snapshot_id`` (an ancestor of the current snapshot) current again; one commit, which
+    ``on_event`` hears of (``committing`` before it, ``committed`` with ``snapshot_id`` and ``said``).
 
     Raises SnapshotNotFound, and RollbackRefused for a snapshot from before a rebuild: a rollback
     moves the snapshot pointer only, and the rebuild's schema gave every column a new field id,
@@ -206,10 +209,13 @@ def rollback(table: Any, snapshot_id: int) -> Any:
             f"table {table.name()[-1]}: snapshot {snapshot_id} was committed before the table was rebuilt (its "
             f"columns have other field ids), so after a rollback its rows would read as nulls; convert the export "
             f"it holds again with --rebuild instead (`ddb-assets history` names it)")
+    on_event("committing", {})
     try:
         table.manage_snapshots().rollback_to_snapshot(snapshot_id).commit()
     except ValueError as exc:
         raise SnapshotNotFound(f"table {table.name()[-1]}: {exc}") from None
+    on_event("committed", {"snapshot_id": snapshot_id,
+                           "said": f"table {table.name()[-1]} is at snapshot {snapshot_id} again"})
     table.refresh()
     return table
 

@@ -35,6 +35,7 @@ from ddb_assets.lake.commit import NOT_COMMITTED, commit_export
 from ddb_assets.lake.convert import (ConvertOptions, ConvertResult, LakeTarget, _finish_files, _Misfit, _plan,
                                      _remove_files, _write_job, export_record, keep_profile)
 from ddb_assets.lake.evolution import TablePlan
+from ddb_assets.lake.leftovers import remove_run_files
 from ddb_assets.lake.schema import TableSchema
 from ddb_assets.lake.plan_checks import ProfileMismatch, check_profile, plan_misfits
 from ddb_assets.lake.profile import Profile
@@ -184,7 +185,12 @@ def commit_shards(converted: ShardConversion, export: Export, target: LakeTarget
     profile saved beside the table (the next export plans its one pass from it). Raises what
     ``commit_export`` raises; files of a commit that did not land are removed."""
     written = converted.written
-    notify("committing", {"files": len(written)})  # the CLI holds Ctrl-C back from here (cli_interrupts.py)
+    try:
+        notify("committing", {"files": len(written)})  # the CLI holds Ctrl-C back from here (cli_interrupts.py)
+    except BaseException:  # interrupted before the commit: no snapshot will refer to the files
+        _remove_files(written, options.s3)
+        remove_run_files(converted.data, converted.run)
+        raise
     try:
         commit = commit_export(target.catalog, target.identifier, target.location.uri, converted.plan, written,
                                export_record(export), only_partitions=options.only_partitions,
@@ -308,24 +314,6 @@ def _run(engine: Engine, specs: list[ShardSpec], options: ConvertOptions, notify
         if data is not None:
             notify("written", {"files": len(result.written), "rows": sum(w.rows for w in result.written)})
     return results
-
-
-def remove_run_files(data: Location, run: str) -> int:
-    """Best effort: delete every data file of ``run`` (any shard, any attempt: their names begin
-    with the run id) under ``data``. Returns how many were deleted."""
-    try:
-        entries = data.fs.get_file_info(pafs.FileSelector(data.path, recursive=True, allow_not_found=True))
-    except OSError:
-        return 0
-    removed = 0
-    for entry in entries:
-        if entry.type == pafs.FileType.File and entry.base_name.startswith(f"{run}-"):
-            try:
-                data.fs.delete_file(entry.path)
-                removed += 1
-            except OSError:
-                pass  # an orphan for maintenance
-    return removed
 
 
 __all__ = ["ShardConversion", "commit_shards", "convert_in_shards", "open_engine", "profile_in_shards", "read_in_shards", "remove_run_files",
