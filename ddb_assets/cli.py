@@ -1021,12 +1021,13 @@ def _engine_with_lake(lake: Optional[str], catalog: Optional[str], namespace: Op
     from ddb_assets.lake.catalog import list_tables, namespaces_named_in
     from ddb_assets.query.duckdb_engine import DuckDBEngine, NameCollision
 
+    if as_of is not None and as_of.strip().lstrip("-").isdigit() and only is None:  # before the lake is opened
+        raise click_errors.UsageError("--as-of SNAPSHOT_ID needs --table (snapshot ids are per table); a time "
+                                      "applies to all")
     root, config, iceberg = _lake(lake, catalog, namespace)
     names = list_tables(iceberg, config.namespace)
     if only is not None and only not in names:
         raise CliError(f"no table {only!r} in the lake at {root.uri} (found: {', '.join(names) or 'none'})")
-    if as_of is not None and as_of.strip().lstrip("-").isdigit() and only is None:
-        raise CliError("--as-of SNAPSHOT_ID needs --table (snapshot ids are per table); a time applies to all")
     engine = DuckDBEngine()
     engine.register_catalog(iceberg, config.namespace, only=only, schema=schema, as_of=as_of)
     if only is None and sql is not None:
@@ -1258,31 +1259,42 @@ def maintain(
     lake: Optional[str] = typer.Option(None, metavar="DIR", help=LAKE_HELP),
     catalog: Optional[str] = typer.Option(None, metavar="CATALOG", help=CATALOG_HELP),
     namespace: Optional[str] = typer.Option(None, metavar="NAME", help=NAMESPACE_HELP),
-    expire_after_days: float = typer.Option(7, min=0, max=36500, metavar="DAYS", help="Expire snapshots older than this "
-                                                                           "many days..."),
-    keep_snapshots: int = typer.Option(10, min=1, metavar="N", help="...keeping at least this many (the current "
-                                                                    "one always stays)."),
-    grace_hours: float = typer.Option(24, min=0, max=876000, metavar="HOURS", help="Remove unreferenced files older than this "
-                                                                       "many hours."),
-    small_file_mb: float = typer.Option(32, min=0, metavar="MB", help="Compact partitions holding several files "
-                                                                      "under this size, or files with position "
-                                                                      "deletes (merge-on-read; 0: no compaction)."),
+    expire_after_days: Optional[float] = typer.Option(
+        None, min=0, max=36500, metavar="DAYS", help="Expire snapshots older than this many days... (default: the "
+                                                     "configuration's maintenance.expire_after_days, 7)"),
+    keep_snapshots: Optional[int] = typer.Option(
+        None, min=1, metavar="N", help="...keeping at least this many; the current one always stays (default: "
+                                       "maintenance.keep_snapshots, 10)."),
+    grace_hours: Optional[float] = typer.Option(
+        None, min=0, max=876000, metavar="HOURS", help="Remove unreferenced files older than this many hours "
+                                                       "(default: maintenance.orphan_grace_hours, 24)."),
+    small_file_mb: Optional[float] = typer.Option(
+        None, min=0, metavar="MB", help="Compact partitions holding several files under this size, or files with "
+                                        "position deletes (merge-on-read; 0: no compaction; default: "
+                                        "maintenance.small_file_bytes, 32 MB)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be done; change nothing."),
     work_dir: Optional[str] = typer.Option(None, metavar="DIR", help="Where conversions keep their scratch "
                                            "(convert --work-dir; default TMPDIR): folders of runs no longer "
                                            "running are removed."),
 ) -> None:
     """Compact small files (folding position deletes), expire old snapshots, remove orphan files (of failed
-    runs and expired snapshots) and the scratch folders of conversions that were killed."""
+    runs and expired snapshots) and the scratch folders of conversions that were killed. Options not
+    given come from the configuration's maintenance: block (as the Dagster maintenance job runs it);
+    with --lake, where the configuration is not read, from its defaults."""
     from datetime import timedelta
 
     from ddb_assets.cli_interrupts import AfterCommit
     from ddb_assets.lake.maintenance import MaintenanceOptions, maintain as run_maintenance
     from ddb_assets.lake.scratch import remove_stale_scratch
+    from ddb_assets.settings import MaintenanceSettings, load_settings
 
-    options = MaintenanceOptions(expire_after=timedelta(days=expire_after_days), keep_snapshots=keep_snapshots,
-                                 grace=timedelta(hours=grace_hours), small_file_bytes=int(small_file_mb * (1 << 20)),
-                                 dry_run=dry_run)
+    configured = MaintenanceSettings() if lake is not None else load_settings().maintenance
+    options = MaintenanceOptions(
+        expire_after=timedelta(days=configured.expire_after_days if expire_after_days is None else expire_after_days),
+        keep_snapshots=configured.keep_snapshots if keep_snapshots is None else keep_snapshots,
+        grace=timedelta(hours=configured.orphan_grace_hours if grace_hours is None else grace_hours),
+        small_file_bytes=configured.small_file_bytes if small_file_mb is None else int(small_file_mb * (1 << 20)),
+        dry_run=dry_run)
     iceberg_table = _table(lake, catalog, namespace, table)
     with AfterCommit(_say) as after:  # its commits (compaction, expiry) are critical sections, as convert's
         result = run_maintenance(iceberg_table, options, on_event=after.watching(lambda kind, info: None))

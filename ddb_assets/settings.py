@@ -72,8 +72,8 @@ class CatalogSettings(_Strict):
 
 
 class MaintenanceSettings(_Strict):
-    expire_after_days: float = Field(7, gt=0, description="Maintenance expires snapshots older than this many days, "
-                                                                 "keeping at least keep_snapshots.")
+    expire_after_days: float = Field(7, ge=0, description="Maintenance expires snapshots older than this many days, "
+                                                                 "keeping at least keep_snapshots (0: all but those).")
     keep_snapshots: int = Field(10, ge=1, description="Snapshots always kept, however old.")
     orphan_grace_hours: float = Field(24, ge=0, description="Remove unreferenced files older than this (a run "
                                                             "still writing is younger).")

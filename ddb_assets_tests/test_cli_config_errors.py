@@ -119,3 +119,25 @@ def test_with_lake_the_configuration_file_is_not_read(tmp_path: Path, command: t
                              "query": "{\"answer\": 42}\n"}[command[0]]
     without = run_cli(*command, env={"DDB_ASSETS_CONFIG": str(broken)})  # and without --lake, it is read
     assert without.returncode == 1 and without.stderr.startswith(f"error: {broken}: not valid YAML")
+
+
+def test_maintain_takes_the_configurations_maintenance_settings(tmp_path: Path) -> None:
+    """`maintain` without --lake runs as the Dagster maintenance job does: the configuration's
+    maintenance: block is its defaults (an option given still wins)."""
+    from ddb_assets_tests import doctor
+
+    lake = tmp_path / "lake"
+    for number in range(3):
+        folder = doctor.make_export(tmp_path / f"export{number}", items=40, seed=number)
+        assert run_cli("convert", str(folder), str(lake / "reviews")).returncode == 0
+    path = tmp_path / "config.yaml"
+    path.write_text(VALID.format(lake=lake) + "maintenance:\n  expire_after_days: 0\n  keep_snapshots: 2\n"
+                                              "  orphan_grace_hours: 0\n")
+    env = {"DDB_ASSETS_CONFIG": str(path)}
+    dry = run_cli("maintain", "reviews", "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert "1 snapshot would be expired" in dry.stdout  # 3 snapshots, 2 kept
+    given = run_cli("maintain", "reviews", "--dry-run", "--keep-snapshots", "1", env=env)
+    assert "2 snapshots would be expired" in given.stdout
+    builtin = run_cli("maintain", "reviews", "--dry-run", "--lake", str(lake), env=env)  # not read with --lake
+    assert "0 snapshots would be expired" in builtin.stdout  # 7 days

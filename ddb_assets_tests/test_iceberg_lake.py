@@ -167,7 +167,7 @@ def test_history_time_travel_and_rollback_from_the_cli(tmp_path: Path) -> None:
     assert count("--table", "reviews", "--as-of", str(first)) == 300
     assert count("--as-of", between) == 300
     no_id = run_cli("query", "SELECT 1", "--lake", str(lake), "--as-of", str(first))
-    assert no_id.returncode == 1 and "--as-of SNAPSHOT_ID needs --table" in no_id.stderr
+    assert no_id.returncode == 2 and "--as-of SNAPSHOT_ID needs --table" in no_id.stderr  # a usage error
     unknown = run_cli("query", "SELECT 1", "--lake", str(lake), "--table", "reviews", "--as-of", "123")
     assert unknown.returncode == 1 and "no snapshot 123" in unknown.stderr
 
