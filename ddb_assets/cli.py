@@ -534,6 +534,8 @@ def _conversion_progress():  # type: ignore[no-untyped-def]
             # An incremental export's merge: the candidate files' key columns scanned, then (copy-on-
             # write) the files holding touched keys rewritten; thousands of files on a big table.
             name = f"merge {info['step']}"
+            if name not in tasks and not info["total"]:
+                return  # no file to read: no line
             if name not in tasks:
                 tasks[name] = progress.add_task("find touched rows" if info["step"] == "scan" else "rewrite files",
                                                 total=info["total"], detail="")

@@ -260,6 +260,23 @@ def test_the_cli_exports_a_window_and_merges_it(world: LocalWorld, clock: WorldC
     refused = run_cli("export", chain.name, "--bucket", chain.bucket, "--incremental", "--from", end, env=aws_env)
     assert refused.returncode == 2 and "error: --incremental needs --from and --to" in refused.stderr
 
+    # A window updating a: the merge's progress lines, the key scan and the rewrite, one file each.
+    clock.advance(30)
+    chain.put("a", 1, year={"N": "2015"}, v={"S": "second"})
+    later = datetime.fromisoformat(end).replace(tzinfo=timezone.utc).timestamp() + WINDOW
+    clock.set(later + 60, frozen=True)
+    window = run_cli("export", chain.name, "--bucket", chain.bucket, "--prefix", "cli-inc2", "--incremental",
+                     "--from", end, "--to", datetime.fromtimestamp(later, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+                     env=aws_env)
+    assert window.returncode == 0, window.stderr
+    merged = run_cli("convert", window.stdout.split("manifest ")[-1].strip(), str(tmp_path / "lake" / "t"),
+                     env=aws_env)
+    assert merged.returncode == 0, merged.stderr
+    [scan] = [line for line in merged.stderr.splitlines() if line.startswith("find touched rows")]
+    [rewrite] = [line for line in merged.stderr.splitlines() if line.startswith("rewrite files")]
+    assert " 1/1 touched keys in 1 file " in scan and " 1/1 " in rewrite, merged.stderr
+    assert [(i["pk"], i.get("v")) for i in chain.items("t")] == [("a", "second"), ("b", None)]
+
 
 def _same_rows_everywhere(table: Any) -> list[dict[str, Any]]:
     """The table's rows as pyiceberg reads them; asserting our DuckDB views and DuckDB's own
