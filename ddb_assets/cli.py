@@ -540,7 +540,8 @@ def _conversion_progress():  # type: ignore[no-untyped-def]
                 tasks[name] = progress.add_task("find touched rows" if info["step"] == "scan" else "rewrite files",
                                                 total=info["total"], detail="")
             detail = f"touched keys in {counted(info['affected'], 'file')}" if info["step"] == "scan" else ""
-            progress.update(tasks[name], completed=info["done"], detail=detail)
+            # total too: a commit retried after a conflict scans the table as it is then, from 0
+            progress.update(tasks[name], total=info["total"], completed=info["done"], detail=detail)
         elif kind == "committed" and "write" in tasks:
             # The files the snapshot added, as the summary counts them: the small files a partition's
             # workers wrote were merged into one before the commit.

@@ -78,7 +78,8 @@ def test_an_affected_file_keeps_its_touched_rows_not_all_its_keys(tmp_path: Path
         [DeletedRows(task.file, pa.array([0, 1, 2, 3, 4], pa.int64()))], "test", None))
     transaction.commit_transaction()
     touched = [("p3", 3), ("p1", 11), ("p7", 507), ("p9", 999), ("p0", 10), ("p5", 555), ("p6", 6)]
-    keys = pa.table({"pk": [k for k, _ in touched] + ["p1"], "sk": pa.array([s for _, s in touched] + [1001], pa.int64())})
+    keys = pa.table({"pk": [k for k, _ in touched] + ["p1"],
+                     "sk": pa.array([s for _, s in touched] + [1001], pa.int64())})  # and one no row holds
 
     [affected] = affected_files(table, keys, ["pk", "sk"], None)
 
@@ -88,3 +89,13 @@ def test_an_affected_file_keeps_its_touched_rows_not_all_its_keys(tmp_path: Path
     assert sorted(affected.touched_keys.column("sk").to_pylist()) == sorted(live)
     assert affected.hidden.to_pylist() == [0, 1, 2, 3, 4]
     assert len(affected.delete_files) == 1
+
+
+def test_a_resolver_shares_one_s3_filesystem_and_resolves_local_paths_as_resolve_does(tmp_path: Path) -> None:
+    from ddb_assets.exports.storage import resolve, resolver
+
+    locate = resolver()
+    first, second = locate("s3://lake/t/data/a.parquet"), locate("s3://lake/t/data/b.parquet/")
+    assert first.fs is second.fs and (first.path, second.path) == ("lake/t/data/a.parquet", "lake/t/data/b.parquet")
+    assert first.uri == resolve("s3://lake/t/data/a.parquet").uri
+    assert locate(str(tmp_path / "x.parquet")).path == resolve(str(tmp_path / "x.parquet")).path

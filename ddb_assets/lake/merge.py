@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ddb_assets.exports.changes import DELETE, UPSERT
-from ddb_assets.exports.storage import S3Options, resolve
+from ddb_assets.exports.storage import Location, S3Options, resolve, resolver
 from ddb_assets.lake.commit import (COMMIT_ATTEMPTS, CommitConflict, CommitResult, ExportRecord, _result,
                                     begin_transaction, data_files_for, replace_files, source_properties)
 from ddb_assets.lake.evolution import TablePlan
@@ -234,6 +234,7 @@ def affected_files(table: Any, keys: pa.Table, key_columns: list[str], s3: S3Opt
     tasks = _candidates(table, key_columns[0], first)
     matcher = KeyMatcher(keys, key_columns)
     cache: dict[str, pa.Table] = {}  # delete files by path: one applies to many data files
+    locate = resolver(s3)  # one S3 client for every file: connections are reused
     steps = _Steps(notify, "scan", len(tasks))
     out: list[Affected] = []
     with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="merge-keys") as pool:
@@ -241,14 +242,14 @@ def affected_files(table: Any, keys: pa.Table, key_columns: list[str], s3: S3Opt
         waiting = iter(tasks)
         try:
             for task in waiting:
-                pending.append(pool.submit(_scan, task, key_columns, matcher, s3, cache))
+                pending.append(pool.submit(_scan, task, key_columns, matcher, locate, s3, cache))
                 if len(pending) >= READ_AHEAD:
                     break
             while pending:
                 found = pending.popleft().result()
                 task = next(waiting, None)
                 if task is not None:
-                    pending.append(pool.submit(_scan, task, key_columns, matcher, s3, cache))
+                    pending.append(pool.submit(_scan, task, key_columns, matcher, locate, s3, cache))
                 if found is not None:
                     out.append(found)
                 steps.advance(len(out))
@@ -258,14 +259,14 @@ def affected_files(table: Any, keys: pa.Table, key_columns: list[str], s3: S3Opt
     return out
 
 
-def _scan(task: Any, key_columns: list[str], matcher: "KeyMatcher", s3: S3Options | None,
-          cache: dict[str, pa.Table]) -> Affected | None:
+def _scan(task: Any, key_columns: list[str], matcher: "KeyMatcher", locate: Callable[[str], Location],
+          s3: S3Options | None, cache: dict[str, pa.Table]) -> Affected | None:
     """One candidate's key columns read and matched: its Affected, or None when no live row of it
     holds a touched key. Runs on a pool thread (pyarrow reads and compute functions are thread
     safe; ``cache`` at worst reads a delete file twice)."""
     import pyarrow.parquet as pq
 
-    location = resolve(task.file.file_path, s3)
+    location = locate(task.file.file_path)
     with location.fs.open_input_file(location.path) as source:  # one file: no dataset discovery, no threads
         present = pq.ParquetFile(source).read(columns=key_columns, use_threads=False)
     hidden = pa.array([], pa.int64())
