@@ -64,7 +64,8 @@ MERGE_MODE_PROPERTY = "write.merge.mode"  # Iceberg's own property name (Spark r
 # Data files whose key columns are read at once. On S3 each read is mostly waiting (~50-100 ms to
 # the first byte): one at a time, 16,000 files take tens of minutes. pyarrow releases the GIL while
 # it fetches and decodes, so threads overlap the waits; each read decodes one or two columns, so
-# 16 of them keep a local disk or an S3 connection pool busy without crowding out the CPU.
+# 16 of them keep an S3 connection pool busy without crowding out the CPU (the matching, on the
+# merging thread, is the CPU part).
 READ_THREADS = 16
 # Files read ahead of the one being matched (results are taken in file order): memory holds at
 # most this many files' key columns, however many files the table has.
@@ -224,8 +225,8 @@ def affected_files(table: Any, keys: pa.Table, key_columns: list[str], s3: S3Opt
     order, found by statistics pruning on the first key column, then by reading key columns (rows
     that the scan task's delete files hide are left out: a key deleted before is not found again,
     and one upserted since is found in its newer file). The candidates' key columns are read by
-    READ_THREADS threads, at most READ_AHEAD files ahead of the one matched; ``notify`` gets the
-    ``merge`` scan events."""
+    READ_THREADS threads, at most READ_AHEAD files ahead of the one matched; the matching runs on
+    the calling thread, in file order; ``notify`` gets the ``merge`` scan events."""
     if keys.num_rows == 0 or table.current_snapshot() is None:
         return []
     first = sorted(keys.column(key_columns[0]).drop_null().unique().to_pylist())
@@ -238,37 +239,46 @@ def affected_files(table: Any, keys: pa.Table, key_columns: list[str], s3: S3Opt
     steps = _Steps(notify, "scan", len(tasks))
     out: list[Affected] = []
     with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="merge-keys") as pool:
-        pending: deque[Future] = deque()
+        pending: deque[tuple[Any, Future]] = deque()
         waiting = iter(tasks)
         try:
             for task in waiting:
-                pending.append(pool.submit(_scan, task, key_columns, matcher, locate, s3, cache))
+                pending.append((task, pool.submit(_read_keys, task.file, key_columns, locate)))
                 if len(pending) >= READ_AHEAD:
                     break
             while pending:
-                found = pending.popleft().result()
-                task = next(waiting, None)
-                if task is not None:
-                    pending.append(pool.submit(_scan, task, key_columns, matcher, locate, s3, cache))
+                task, read = pending.popleft()
+                following = next(waiting, None)
+                if following is not None:
+                    pending.append((following, pool.submit(_read_keys, following.file, key_columns, locate)))
+                found = _affected(task, read.result(), matcher, s3, cache)
                 if found is not None:
                     out.append(found)
                 steps.advance(len(out))
         finally:
-            for future in pending:  # a read failed (or Ctrl-C): the rest are not needed
+            for _, future in pending:  # a read failed (or Ctrl-C): the rest are not needed
                 future.cancel()
     return out
 
 
-def _scan(task: Any, key_columns: list[str], matcher: "KeyMatcher", locate: Callable[[str], Location],
-          s3: S3Options | None, cache: dict[str, pa.Table]) -> Affected | None:
-    """One candidate's key columns read and matched: its Affected, or None when no live row of it
-    holds a touched key. Runs on a pool thread (pyarrow reads and compute functions are thread
-    safe; ``cache`` at worst reads a delete file twice)."""
-    import pyarrow.parquet as pq
+def _read_keys(data_file: Any, key_columns: list[str], locate: Callable[[str], Location]) -> pa.Table:
+    """A data file's key columns, read on a pool thread (one fragment: no dataset discovery; the
+    file's size from the manifest: no request for it). Single threaded, into the system allocator:
+    pyarrow's default (mimalloc) keeps a heap per thread that touched it, about 8 MiB each, which
+    the merge's peak memory would carry for every read thread."""
+    import pyarrow.dataset as ds
 
-    location = locate(task.file.file_path)
-    with location.fs.open_input_file(location.path) as source:  # one file: no dataset discovery, no threads
-        present = pq.ParquetFile(source).read(columns=key_columns, use_threads=False)
+    location = locate(data_file.file_path)
+    fragment = ds.ParquetFileFormat().make_fragment(location.path, location.fs,
+                                                    file_size=data_file.file_size_in_bytes or None)
+    return fragment.to_table(columns=key_columns, use_threads=False, memory_pool=pa.system_memory_pool())
+
+
+def _affected(task: Any, present: pa.Table, matcher: "KeyMatcher", s3: S3Options | None,
+              cache: dict[str, pa.Table]) -> Affected | None:
+    """The Affected of a candidate whose key columns are ``present`` (its rows that delete files
+    hide left out: their positions read here, delete files kept in ``cache`` by path), or None
+    when no live row holds a touched key."""
     hidden = pa.array([], pa.int64())
     live_positions = None  # None: every row is live, a row's position is its index
     if task.delete_files:
