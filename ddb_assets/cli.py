@@ -530,6 +530,18 @@ def _conversion_progress():  # type: ignore[no-untyped-def]
             totals["rows"] += info["rows"]
             progress.advance(tasks["write"], info["files"])
             progress.update(tasks["write"], detail=counted(totals['rows'], 'row'))
+        elif kind == "merge":
+            # An incremental export's merge: the candidate files' key columns scanned, then (copy-on-
+            # write) the files holding touched keys rewritten; thousands of files on a big table.
+            name = f"merge {info['step']}"
+            if name not in tasks and not info["total"]:
+                return  # no file to read: no line
+            if name not in tasks:
+                tasks[name] = progress.add_task("find touched rows" if info["step"] == "scan" else "rewrite files",
+                                                total=info["total"], detail="")
+            detail = f"touched keys in {counted(info['affected'], 'file')}" if info["step"] == "scan" else ""
+            # total too: a commit retried after a conflict scans the table as it is then, from 0
+            progress.update(tasks[name], total=info["total"], completed=info["done"], detail=detail)
         elif kind == "committed" and "write" in tasks:
             # The files the snapshot added, as the summary counts them: the small files a partition's
             # workers wrote were merged into one before the commit.

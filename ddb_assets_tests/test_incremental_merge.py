@@ -260,6 +260,23 @@ def test_the_cli_exports_a_window_and_merges_it(world: LocalWorld, clock: WorldC
     refused = run_cli("export", chain.name, "--bucket", chain.bucket, "--incremental", "--from", end, env=aws_env)
     assert refused.returncode == 2 and "error: --incremental needs --from and --to" in refused.stderr
 
+    # A window updating a: the merge's progress lines, the key scan and the rewrite, one file each.
+    clock.advance(30)
+    chain.put("a", 1, year={"N": "2015"}, v={"S": "second"})
+    later = datetime.fromisoformat(end).replace(tzinfo=timezone.utc).timestamp() + WINDOW
+    clock.set(later + 60, frozen=True)
+    window = run_cli("export", chain.name, "--bucket", chain.bucket, "--prefix", "cli-inc2", "--incremental",
+                     "--from", end, "--to", datetime.fromtimestamp(later, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+                     env=aws_env)
+    assert window.returncode == 0, window.stderr
+    merged = run_cli("convert", window.stdout.split("manifest ")[-1].strip(), str(tmp_path / "lake" / "t"),
+                     env=aws_env)
+    assert merged.returncode == 0, merged.stderr
+    [scan] = [line for line in merged.stderr.splitlines() if line.startswith("find touched rows")]
+    [rewrite] = [line for line in merged.stderr.splitlines() if line.startswith("rewrite files")]
+    assert " 1/1 touched keys in 1 file " in scan and " 1/1 " in rewrite, merged.stderr
+    assert [(i["pk"], i.get("v")) for i in chain.items("t")] == [("a", "second"), ("b", None)]
+
 
 def _same_rows_everywhere(table: Any) -> list[dict[str, Any]]:
     """The table's rows as pyiceberg reads them; asserting our DuckDB views and DuckDB's own
@@ -513,3 +530,75 @@ def test_an_incremental_export_with_a_dictionary_map_is_read_by_arrow_rs(tmp_pat
     check = convert_export(str(bucket / fresh.folder), str(lake / "t_check"), options)
     reconciled = reconcile(merged.commit.table, check.commit.table, ["pk", "sk"])
     assert reconciled.equal, reconciled.describe()
+
+
+def test_a_merge_over_many_files_reads_them_in_parallel_and_gives_the_fresh_export(
+        world: LocalWorld, clock: WorldClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """60 data files (one per year), every one a candidate by its key bounds, 4 read at once and 5
+    ahead: two windows touching a few files (updates, deletes, a partition move, an insert; the
+    second window hits rows the first one's delete files hide) merge in both modes into tables
+    equal to a fresh full export, and each merge reports its scan over every candidate."""
+    from ddb_assets.lake import merge
+
+    monkeypatch.setattr(merge, "READ_THREADS", 4)
+    monkeypatch.setattr(merge, "READ_AHEAD", 5)  # fewer than the files: the window refills as it goes
+    chain = Chain(world, clock, tmp_path, "DYNAMODB_JSON", "NEW_AND_OLD_IMAGES")
+    for i in range(180):
+        chain.put(f"k{i:03d}", i, year={"N": str(1960 + i % 60)}, v={"S": f"first {i}"})
+    clock.advance(1)
+    moment = clock.now()
+    done = wait_done(chain.ddb, chain.ddb.export_table_to_point_in_time(
+        TableArn=chain.arn, S3Bucket=chain.bucket, S3Prefix="full", ExportTime=moment)["ExportDescription"]["ExportArn"])
+    for table in ("cow", "mor"):
+        assert len(chain.convert(chain._source(done), table).commit.table.scan().plan_files()) == 60
+
+    def merge_window(start: float, table: str, mode: str) -> tuple[Any, list[dict[str, Any]]]:
+        spec = {"ExportFromTime": start, "ExportToTime": start + WINDOW, "ExportViewType": "NEW_AND_OLD_IMAGES"}
+        exported = wait_done(chain.ddb, chain.ddb.export_table_to_point_in_time(
+            TableArn=chain.arn, S3Bucket=chain.bucket, S3Prefix=f"inc{start}-{table}", ExportType="INCREMENTAL_EXPORT",
+            IncrementalExportSpecification=spec)["ExportDescription"]["ExportArn"])
+        events: list[dict[str, Any]] = []
+        with world.environment():
+            result = convert_export(chain._source(exported), str(chain.lake / table), ConvertOptions(
+                workers=1, partition_by="year", catalog=CatalogConfig(), merge_mode=mode),
+                progress=lambda kind, info: events.append(info) if kind == "merge" else None)
+        return result, events
+
+    windows = [
+        # k005, k065, k125 share the file of 1965; k010 moves from 1970 to 1999; k030 goes
+        lambda: (chain.put("k005", 5, year={"N": "1965"}, v={"S": "second"}),
+                 chain.put("k065", 65, year={"N": "1965"}, v={"S": "second"}), chain.delete("k125", 125),
+                 chain.put("k010", 10, year={"N": "1999"}, v={"S": "moved"}), chain.delete("k030", 30),
+                 chain.put("new", 500, year={"N": "1961"})),
+        # the rows the first window replaced or deleted, touched again; an untouched file's row
+        lambda: (chain.put("k005", 5, year={"N": "1965"}, v={"S": "third"}), chain.delete("k065", 65),
+                 chain.put("k030", 30, year={"N": "1990"}, v={"S": "back"}), chain.delete("k044", 44)),
+    ]
+    start = moment
+    for window in windows:
+        clock.advance(30)
+        window()
+        clock.set(start + WINDOW + 1, frozen=True)
+        cow, cow_events = merge_window(start, "cow", "copy-on-write")
+        mor, mor_events = merge_window(start, "mor", "merge-on-read")
+        for result, events in ((cow, cow_events), (mor, mor_events)):
+            scans = [e for e in events if e["step"] == "scan"]
+            # Each candidate read once; in the first window every file is one (each file's keys span
+            # k0xx to k1xx); in the second the first's one-key upsert files (k010, "new") are pruned.
+            assert scans[0]["done"] == 0 and scans[-1]["done"] == scans[-1]["total"]
+            assert start > moment or scans[-1]["total"] == 60
+            touched = int(result.commit.table.current_snapshot().summary[
+                "ddb-assets.files-rewritten" if result is cow else "ddb-assets.files-with-new-deletes"])
+            assert scans[-1]["affected"] == touched
+        rewrites = [e for e in cow_events if e["step"] == "rewrite"]
+        assert rewrites[-1]["done"] == rewrites[-1]["total"] == cow.merge.files_rewritten
+        assert not [e for e in mor_events if e["step"] == "rewrite"] and mor.merge.files_rewritten == 0
+        assert (mor.merge.upserts, mor.merge.deletes) == (cow.merge.upserts, cow.merge.deletes)
+        assert mor.merge.deletes_missing == cow.merge.deletes_missing == 0
+        start += WINDOW
+    check = chain.full("check", at=start)
+    assert check.commit.rows == 180 + 1 - 3  # "new" in; k125, k065, k044 out
+    for merged in (cow, mor):
+        reconciled = reconcile(merged.commit.table, check.commit.table, ["pk", "sk"])
+        assert reconciled.equal, reconciled.describe()
+    assert chain.items("cow") == chain.items("mor") == chain.items("check")

@@ -3,6 +3,8 @@ each key column narrows the rows, the whole key decides."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
 
@@ -52,3 +54,48 @@ def test_one_key_column_and_keys_typed_unlike_the_file(matcher: type[KeyMatcher]
     keys = pa.table({"pk": ["a"], "sk": pa.array([1], pa.int32())})
     rows = pa.table({"pk": ["a", "a"], "sk": pa.array([1, 2], pa.int64())})
     assert matcher(keys, ["pk", "sk"]).touched(rows).to_pylist() == [True, False]
+
+
+def test_an_affected_file_keeps_its_touched_rows_not_all_its_keys(tmp_path: Path) -> None:
+    """A data file of 1,000 rows, 5 of them hidden by a position-delete file, and 7 change keys:
+    6 held by live rows, one by a hidden row, one by no row. The merge keeps the 6 rows' positions
+    and keys (and the 5 hidden positions a rewrite leaves out), not the file's 1,000 keys."""
+    from ddb_assets.exports.storage import resolve
+    from ddb_assets.lake.catalog import CatalogConfig, open_catalog
+    from ddb_assets.lake.merge import affected_files
+    from ddb_assets.lake.position_deletes import DeletedRows, write_delete_files
+    from ddb_assets.lake.row_delta import row_delta
+
+    catalog = open_catalog(CatalogConfig(), resolve(str(tmp_path / "lake")))
+    catalog.create_namespace("default")
+    rows = pa.table({"pk": [f"p{i % 10}" for i in range(1000)], "sk": pa.array(range(1000), pa.int64()),
+                     "v": [f"value {i}" for i in range(1000)]})
+    table = catalog.create_table(("default", "t"), schema=rows.schema, location=str(tmp_path / "lake" / "t"))
+    table.append(rows)
+    [task] = table.scan().plan_files()
+    transaction = table.transaction()
+    row_delta(transaction, {}, added_deletes=write_delete_files(
+        [DeletedRows(task.file, pa.array([0, 1, 2, 3, 4], pa.int64()))], "test", None))
+    transaction.commit_transaction()
+    touched = [("p3", 3), ("p1", 11), ("p7", 507), ("p9", 999), ("p0", 10), ("p5", 555), ("p6", 6)]
+    keys = pa.table({"pk": [k for k, _ in touched] + ["p1"],
+                     "sk": pa.array([s for _, s in touched] + [1001], pa.int64())})  # and one no row holds
+
+    [affected] = affected_files(table, keys, ["pk", "sk"], None)
+
+    live = [sk for _, sk in touched if sk > 4]  # row i holds sk i; rows 0-4 are hidden
+    assert affected.touched_positions.to_pylist() == sorted(live)
+    assert affected.touched_keys.num_rows == len(live) == 6
+    assert sorted(affected.touched_keys.column("sk").to_pylist()) == sorted(live)
+    assert affected.hidden.to_pylist() == [0, 1, 2, 3, 4]
+    assert len(affected.delete_files) == 1
+
+
+def test_a_resolver_shares_one_s3_filesystem_and_resolves_local_paths_as_resolve_does(tmp_path: Path) -> None:
+    from ddb_assets.exports.storage import resolve, resolver
+
+    locate = resolver()
+    first, second = locate("s3://lake/t/data/a.parquet"), locate("s3://lake/t/data/b.parquet/")
+    assert first.fs is second.fs and (first.path, second.path) == ("lake/t/data/a.parquet", "lake/t/data/b.parquet")
+    assert first.uri == resolve("s3://lake/t/data/a.parquet").uri
+    assert locate(str(tmp_path / "x.parquet")).path == resolve(str(tmp_path / "x.parquet")).path

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
@@ -251,6 +251,23 @@ def resolve(uri: str | os.PathLike[str], s3: S3Options | None = None) -> Locatio
         raise ValueError(f"unsupported location {text!r}: use a local path or s3://bucket/key")
     path = text[len("file://"):] if text.startswith("file://") else text
     return Location(pafs.LocalFileSystem(), os.path.abspath(path), "file")
+
+
+def resolver(s3: S3Options | None = None) -> Callable[[str], Location]:
+    """``resolve`` for many objects: one S3 filesystem for them all, safe to share between threads.
+    Each S3FileSystem is a client of its own (milliseconds to make, and its own connections: a TLS
+    handshake per object read)."""
+    shared: list[pafs.S3FileSystem] = []
+
+    def locate(uri: str) -> Location:
+        text = os.fspath(uri)
+        if not text.startswith("s3://"):
+            return resolve(text, s3)
+        if not shared:  # two threads may both make one: either serves
+            shared.append(s3_filesystem(s3))
+        return Location(shared[0], text[len("s3://"):].rstrip("/"), "s3")
+
+    return locate
 
 
 def remove_quietly(uris: Iterable[str], s3: S3Options | None = None) -> None:

@@ -678,7 +678,7 @@ def _convert_export(source: str | os.PathLike[str] | Export, dest: str | os.Path
             merged = merge_export(target.catalog, target.identifier, plan, written, _keys_or_empty(keys, job),
                                   export_record(export), job.target, location=target.location.uri,
                                   allow_overlap=options.allow_overlap, stored_at_plan=stored, s3=options.s3,
-                                  merge_mode=options.merge_mode)
+                                  merge_mode=options.merge_mode, progress=notify)
             commit = merged.commit or current_result(load_table(target.catalog, *target.identifier))
         else:
             commit = commit_export(target.catalog, target.identifier, target.location.uri, plan, written,

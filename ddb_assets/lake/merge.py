@@ -33,15 +33,17 @@ from __future__ import annotations
 
 import random
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ddb_assets.exports.changes import DELETE, UPSERT
-from ddb_assets.exports.storage import S3Options, resolve
+from ddb_assets.exports.storage import Location, S3Options, resolve, resolver
 from ddb_assets.lake.commit import (COMMIT_ATTEMPTS, CommitConflict, CommitResult, ExportRecord, _result,
                                     begin_transaction, data_files_for, replace_files, source_properties)
 from ddb_assets.lake.evolution import TablePlan
@@ -59,6 +61,18 @@ MERGE_ON_READ = "merge-on-read"
 MERGE_MODES = (COPY_ON_WRITE, MERGE_ON_READ)
 MERGE_MODE_PROPERTY = "write.merge.mode"  # Iceberg's own property name (Spark reads it too)
 
+# Data files whose key columns are read at once. On S3 each read is mostly waiting (~50-100 ms to
+# the first byte): one at a time, 16,000 files take tens of minutes. pyarrow releases the GIL while
+# it fetches and decodes, so threads overlap the waits; each read decodes one or two columns, so
+# 16 of them keep an S3 connection pool busy without crowding out the CPU (the matching, on the
+# merging thread, is the CPU part).
+READ_THREADS = 16
+# Files read ahead of the one being matched (results are taken in file order): memory holds at
+# most this many files' key columns, however many files the table has.
+READ_AHEAD = 2 * READ_THREADS
+
+ProgressCallback = Callable[[str, dict[str, Any]], None]
+
 
 def merge_mode_of(table: Any, requested: str | None) -> str:
     """The mode a merge into ``table`` uses: ``requested``, else the table's ``write.merge.mode``,
@@ -71,19 +85,18 @@ def merge_mode_of(table: Any, requested: str | None) -> str:
 
 @dataclass
 class Affected:
-    """A live data file holding touched keys: the key columns of its live rows (those no delete
-    file hides), their positions in the file, which of them are touched, and the delete files
-    that apply to it."""
+    """A live data file holding touched keys, reduced to what the rest of the merge needs: the
+    positions of its live rows (those no delete file hides) that hold a touched key, their key
+    columns, the positions its delete files hide (a copy-on-write rewrite leaves those rows out
+    too), and the delete files that apply to it. Its size grows with the touched and hidden rows,
+    never with the rows the file holds: with changes spread over a terabyte table every file is
+    affected, and its untouched keys must not stay in memory until the commit."""
 
     data_file: Any
-    keys: pa.Table
-    positions: pa.Array  # int64, of each row of ``keys``
-    touched: pa.Array  # bool, per row of ``keys``
+    touched_positions: pa.Array  # int64, ascending: rows of the file holding a touched key
+    touched_keys: pa.Table  # the key columns of those rows, in the same order
+    hidden: pa.Array = field(default_factory=lambda: pa.array([], pa.int64()))  # int64: rows delete files hide
     delete_files: frozenset = frozenset()
-
-    @property
-    def touched_keys(self) -> pa.Table:
-        return self.keys.filter(self.touched)
 
 
 @dataclass
@@ -103,12 +116,15 @@ class MergeResult:
 def merge_export(catalog: Any, identifier: tuple[str, str], plan: TablePlan, upserts: list[WrittenFile],
                  keys: pa.Table, export: ExportRecord, target: FileTarget, *, location: str,
                  allow_overlap: bool = False, stored_at_plan: TableSchema | None = None,
-                 s3: S3Options | None = None, merge_mode: str | None = None) -> MergeResult:
+                 s3: S3Options | None = None, merge_mode: str | None = None,
+                 progress: ProgressCallback | None = None) -> MergeResult:
     """Commit an incremental export's changes (``upserts``: its new images as data files; ``keys``:
     every change's key columns plus ``op`` and ``write_micros``) as one snapshot of ``identifier``
     (at ``location``). ``merge_mode``: copy-on-write or merge-on-read (None: the table's
     ``write.merge.mode``, else copy-on-write); one given is recorded in that property. The table
-    is checked again as it is at commit (lake/guards.py). Raises ChainError, StaleExport,
+    is checked again as it is at commit (lake/guards.py). ``progress(kind, info)`` gets ``merge``
+    events, ``{"step": "scan" | "rewrite", "done": files, "total": files, "affected": files}``
+    (about a hundred per step, on the calling thread). Raises ChainError, StaleExport,
     TableLocationConflict, SourceTableMismatch, CommitConflict, ValueError (an unknown mode)."""
     from pyiceberg.exceptions import CommitFailedException
 
@@ -116,6 +132,7 @@ def merge_export(catalog: Any, identifier: tuple[str, str], plan: TablePlan, ups
     from ddb_assets.lake.catalog import load_table
 
     key_columns = [name for name in keys.column_names if name not in ("op", "write_micros")]
+    notify = progress or (lambda kind, info: None)
     summary = export.summary(__version__, "merge")
     for attempt in range(COMMIT_ATTEMPTS):
         table = load_table(catalog, *identifier)
@@ -130,7 +147,7 @@ def merge_export(catalog: Any, identifier: tuple[str, str], plan: TablePlan, ups
         properties = {**source_properties(export), **({MERGE_MODE_PROPERTY: merge_mode} if merge_mode else {})}
         transaction, changed = begin_transaction(table, plan, False, stored_at_plan, properties)
         touched = keys.select(key_columns)
-        affected = affected_files(table, touched, key_columns, s3)
+        affected = affected_files(table, touched, key_columns, s3, notify)
         deletes = int(pc.sum(pc.equal(keys.column("op"), DELETE)).as_py() or 0)
         upserted = int(pc.sum(pc.equal(keys.column("op"), UPSERT)).as_py() or 0)
         held = [a.touched_keys for a in affected]
@@ -142,7 +159,8 @@ def merge_export(catalog: Any, identifier: tuple[str, str], plan: TablePlan, ups
         if mode == MERGE_ON_READ:
             new_files, written = _delete_rows(transaction, affected, upserts, run, target, summary, s3)
         else:
-            new_files, written = _copy_on_write(transaction, affected, upserts, run, plan, target, summary, s3)
+            new_files, written = _copy_on_write(transaction, affected, upserts, run, plan, target, summary, s3,
+                                                notify)
         try:
             transaction.commit_transaction()
         except CommitFailedException:
@@ -163,7 +181,7 @@ def _delete_rows(transaction: Any, affected: list[Affected], upserts: list[Writt
                  target: FileTarget, summary: dict[str, str], s3: S3Options | None) -> tuple[int, list[Any]]:
     """Merge-on-read: the touched rows' positions as delete files, staged with the upserts.
     Returns (delete files, the files written)."""
-    written = write_delete_files([DeletedRows(a.data_file, a.positions.filter(a.touched)) for a in affected],
+    written = write_delete_files([DeletedRows(a.data_file, a.touched_positions) for a in affected],
                                  run, s3, target.compression)
     summary[f"{SUMMARY_PREFIX}files-rewritten"] = "0"
     summary[f"{SUMMARY_PREFIX}files-with-new-deletes"] = str(len(affected))
@@ -173,11 +191,11 @@ def _delete_rows(transaction: Any, affected: list[Affected], upserts: list[Writt
 
 def _copy_on_write(transaction: Any, affected: list[Affected], upserts: list[WrittenFile], run: str,
                    plan: TablePlan, target: FileTarget, summary: dict[str, str],
-                   s3: S3Options | None) -> tuple[int, list[Any]]:
+                   s3: S3Options | None, notify: ProgressCallback) -> tuple[int, list[Any]]:
     """Copy-on-write: the affected files rewritten without their touched (and deleted) rows,
     staged with the upserts; delete files referencing them are rewritten without those rows.
     Returns (data files written, the files written)."""
-    rewritten = _rewrite(affected, plan, target, s3)
+    rewritten = _rewrite(affected, plan, target, s3, notify)
     summary[f"{SUMMARY_PREFIX}files-rewritten"] = str(len(affected))
     delete_files = {d for a in affected for d in a.delete_files}
     if not delete_files:
@@ -201,35 +219,99 @@ def _as_data_file(written: WrittenFile) -> Any:
     return SimpleNamespace(file_path=written.path)
 
 
-def affected_files(table: Any, keys: pa.Table, key_columns: list[str], s3: S3Options | None) -> list[Affected]:
-    """The current snapshot's data files holding at least one of ``keys`` in a live row, found by
-    statistics pruning on the first key column, then by reading key columns (rows that the scan
-    task's delete files hide are left out: a key deleted before is not found again, and one
-    upserted since is found in its newer file)."""
-    import pyarrow.parquet as pq
-
+def affected_files(table: Any, keys: pa.Table, key_columns: list[str], s3: S3Options | None,
+                   notify: ProgressCallback = lambda kind, info: None) -> list[Affected]:
+    """The current snapshot's data files holding at least one of ``keys`` in a live row, in scan
+    order, found by statistics pruning on the first key column, then by reading key columns (rows
+    that the scan task's delete files hide are left out: a key deleted before is not found again,
+    and one upserted since is found in its newer file). The candidates' key columns are read by
+    READ_THREADS threads, at most READ_AHEAD files ahead of the one matched; the matching runs on
+    the calling thread, in file order; ``notify`` gets the ``merge`` scan events."""
     if keys.num_rows == 0 or table.current_snapshot() is None:
         return []
     first = sorted(keys.column(key_columns[0]).drop_null().unique().to_pylist())
     if not first:
         return []
-    out = []
-    cache: dict[str, pa.Table] = {}
+    tasks = _candidates(table, key_columns[0], first)
     matcher = KeyMatcher(keys, key_columns)
-    for task in _candidates(table, key_columns[0], first):
-        location = resolve(task.file.file_path, s3)
-        with location.fs.open_input_file(location.path) as source:  # one file: no dataset discovery, no threads
-            present = pq.ParquetFile(source).read(columns=key_columns, use_threads=False)
-        positions = pa.array(np.arange(present.num_rows, dtype=np.int64))
-        if task.delete_files:
-            live = keep_mask(present.num_rows, deleted_positions(task.delete_files, task.file.file_path, s3, cache))
-            present, positions = present.filter(live), positions.filter(live)
-        if not present.num_rows:
-            continue
-        touched = matcher.touched(present)
-        if pc.any(touched).as_py():
-            out.append(Affected(task.file, present, positions, touched, frozenset(task.delete_files)))
+    cache: dict[str, pa.Table] = {}  # delete files by path: one applies to many data files
+    locate = resolver(s3)  # one S3 client for every file: connections are reused
+    steps = _Steps(notify, "scan", len(tasks))
+    out: list[Affected] = []
+    with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="merge-keys") as pool:
+        pending: deque[tuple[Any, Future]] = deque()
+        waiting = iter(tasks)
+        try:
+            for task in waiting:
+                pending.append((task, pool.submit(_read_keys, task.file, key_columns, locate)))
+                if len(pending) >= READ_AHEAD:
+                    break
+            while pending:
+                task, read = pending.popleft()
+                following = next(waiting, None)
+                if following is not None:
+                    pending.append((following, pool.submit(_read_keys, following.file, key_columns, locate)))
+                found = _affected(task, read.result(), matcher, s3, cache)
+                if found is not None:
+                    out.append(found)
+                steps.advance(len(out))
+        finally:
+            for _, future in pending:  # a read failed (or Ctrl-C): the rest are not needed
+                future.cancel()
     return out
+
+
+def _read_keys(data_file: Any, key_columns: list[str], locate: Callable[[str], Location]) -> pa.Table:
+    """A data file's key columns, read on a pool thread (one fragment: no dataset discovery; the
+    file's size from the manifest: no request for it). Single threaded, into the system allocator:
+    pyarrow's default (mimalloc) keeps a heap per thread that touched it, about 8 MiB each, which
+    the merge's peak memory would carry for every read thread."""
+    import pyarrow.dataset as ds
+
+    location = locate(data_file.file_path)
+    fragment = ds.ParquetFileFormat().make_fragment(location.path, location.fs,
+                                                    file_size=data_file.file_size_in_bytes or None)
+    return fragment.to_table(columns=key_columns, use_threads=False, memory_pool=pa.system_memory_pool())
+
+
+def _affected(task: Any, present: pa.Table, matcher: "KeyMatcher", s3: S3Options | None,
+              cache: dict[str, pa.Table]) -> Affected | None:
+    """The Affected of a candidate whose key columns are ``present`` (its rows that delete files
+    hide left out: their positions read here, delete files kept in ``cache`` by path), or None
+    when no live row holds a touched key."""
+    hidden = pa.array([], pa.int64())
+    live_positions = None  # None: every row is live, a row's position is its index
+    if task.delete_files:
+        hidden = deleted_positions(task.delete_files, task.file.file_path, s3, cache)
+        if len(hidden):
+            live = keep_mask(present.num_rows, hidden)
+            present, live_positions = present.filter(live), pc.indices_nonzero(live)
+    if not present.num_rows:
+        return None
+    at = pc.indices_nonzero(matcher.touched(present))
+    if not len(at):
+        return None
+    # take() copies: what is kept does not hold on to the buffers of the whole file's key columns.
+    positions = (at if live_positions is None else live_positions.take(at)).cast(pa.int64())
+    return Affected(task.file, positions, present.take(at), hidden, frozenset(task.delete_files))
+
+
+class _Steps:
+    """``merge`` progress events for one step over ``total`` files: the first, then one per
+    hundredth of the files (a Dagster run logs each), and the last."""
+
+    def __init__(self, notify: ProgressCallback, step: str, total: int):
+        self.notify, self.step, self.total, self.done, self.shown = notify, step, total, 0, -1
+        self._send(0)
+
+    def advance(self, affected: int) -> None:
+        self.done += 1
+        if self.done == self.total or self.done * 100 // self.total != self.shown * 100 // self.total:
+            self._send(affected)
+
+    def _send(self, affected: int) -> None:
+        self.shown = self.done
+        self.notify("merge", {"step": self.step, "done": self.done, "total": self.total, "affected": affected})
 
 
 def _candidates(table: Any, column: str, values: list[Any]) -> list[Any]:
@@ -311,9 +393,11 @@ def _matches(rows: pa.Table, keys: pa.Table, key_columns: list[str]) -> pa.Array
     return KeyMatcher(keys, key_columns).touched(rows)
 
 
-def _rewrite(affected: list[Affected], plan: TablePlan, target: FileTarget, s3: S3Options | None) -> list[WrittenFile]:
+def _rewrite(affected: list[Affected], plan: TablePlan, target: FileTarget, s3: S3Options | None,
+             notify: ProgressCallback = lambda kind, info: None) -> list[WrittenFile]:
     """Each affected file again, in the plan's schema, without its touched rows and without the
-    rows its delete files hid."""
+    rows its delete files hid. One file's rows in memory at a time (the writer flushes its
+    buffers by size); ``notify`` gets the ``merge`` rewrite events."""
     from ddb_assets.lake.maintenance import read_as
 
     if not affected:
@@ -323,12 +407,16 @@ def _rewrite(affected: list[Affected], plan: TablePlan, target: FileTarget, s3: 
                                 source_column=target.source_column, compression=target.compression,
                                 metrics=target.metrics)
     writer = PartitionedWriter(data, plan.arrow_schema, rewrite_target, worker=0)
+    steps = _Steps(notify, "rewrite", len(affected))
     try:
         for a in affected:
             rows = read_as(a.data_file.file_path, plan.arrow_schema, s3)
-            kept = rows.take(a.positions.filter(pc.invert(a.touched)))
+            gone = pa.concat_arrays([a.touched_positions, a.hidden.cast(pa.int64())])
+            kept = rows.filter(keep_mask(rows.num_rows, gone))
+            del rows
             if kept.num_rows:
                 writer.write(kept)
+            steps.advance(len(affected))
         return writer.close()
     except BaseException:
         writer.abort()

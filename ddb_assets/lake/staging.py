@@ -388,7 +388,8 @@ def _merge_staged(staged: StagedExport, export: Export, target: Any, table: Any,
     try:
         merged = merge_export(target.catalog, target.identifier, plan, staged.written, keys, export_record(export),
                               job.target, location=target.location.uri, allow_overlap=options.allow_overlap,
-                              stored_at_plan=then, s3=options.s3, merge_mode=options.merge_mode)
+                              stored_at_plan=then, s3=options.s3, merge_mode=options.merge_mode,
+                              progress=notify)
     except CommitConflict as exc:
         raise stale(str(exc)) from None
     except NOT_COMMITTED:
