@@ -602,3 +602,46 @@ def test_a_merge_over_many_files_reads_them_in_parallel_and_gives_the_fresh_expo
         reconciled = reconcile(merged.commit.table, check.commit.table, ["pk", "sk"])
         assert reconciled.equal, reconciled.describe()
     assert chain.items("cow") == chain.items("mor") == chain.items("check")
+
+
+@pytest.mark.parametrize("step", ["scan", "rewrite"])
+def test_a_merge_stopped_before_its_commit_leaves_no_file_and_no_snapshot(world: LocalWorld, clock: WorldClock,
+                                                                          tmp_path: Path, step: str) -> None:
+    """The merge's scan and rewrite commit nothing and may take long on a big table: Ctrl-C there
+    stops the run (the command line holds it back only from the merge's ``committing`` event), and
+    the run's files, upserts and rewritten ones alike, are removed."""
+    chain = Chain(world, clock, tmp_path, "DYNAMODB_JSON", "NEW_AND_OLD_IMAGES")
+    for sk in range(6):
+        chain.put("k", sk, year={"N": str(2015 + sk % 2)}, v={"S": "x"})
+    chain.full()
+    start = chain.mark
+    table_files = sorted(p for p in (chain.lake / "t" / "data").rglob("*") if p.is_file())
+    clock.set(start + 10, frozen=True)
+    chain.put("k", 1, year={"N": "2015"}, v={"S": "y"})
+    chain.put("new", 0, year={"N": "2017"})
+    clock.set(start + WINDOW + 1, frozen=True)
+    spec = {"ExportFromTime": start, "ExportToTime": start + WINDOW, "ExportViewType": chain.view}
+    done = wait_done(chain.ddb, chain.ddb.export_table_to_point_in_time(
+        TableArn=chain.arn, S3Bucket=chain.bucket, S3Prefix="incremental", ExportType="INCREMENTAL_EXPORT",
+        IncrementalExportSpecification=spec)["ExportDescription"]["ExportArn"])
+    events: list[str] = []
+
+    def progress(kind: str, info: dict[str, Any]) -> None:
+        events.append(kind if kind != "merge" else f"merge {info['step']}")
+        if kind == "merge" and info["step"] == step:
+            raise KeyboardInterrupt  # as Ctrl-C raises it in the main thread
+
+    before = chain.items("t")
+    with chain.world.environment(), pytest.raises(KeyboardInterrupt):
+        convert_export(chain._source(done), str(chain.lake / "t"), ConvertOptions(
+            workers=1, partition_by="year", catalog=CatalogConfig()), progress=progress)
+    assert "committing" not in events  # the merge had not reached its commit
+    assert sorted(p for p in (chain.lake / "t" / "data").rglob("*") if p.is_file()) == table_files
+    assert chain.items("t") == before
+    # And the run can be retried: the same export merges, its commit announced after the scan.
+    events.clear()
+    with chain.world.environment():
+        merged = convert_export(chain._source(done), str(chain.lake / "t"), ConvertOptions(
+            workers=1, partition_by="year", catalog=CatalogConfig()), progress=lambda kind, info: events.append(kind))
+    assert merged.merge.upserts == 2 and events.index("committing") > max(
+        i for i, kind in enumerate(events) if kind == "merge")

@@ -666,19 +666,27 @@ def _convert_export(source: str | os.PathLike[str] | Export, dest: str | os.Path
             converted.profile
         keys = converted.keys
         merged = None
-        notify("committing", {"files": len(written)})  # the CLI holds Ctrl-C back from here (cli_interrupts.py)
+        if job.key_columns is None:  # a merge says so itself, after its scan (which may take long)
+            notify("committing", {"files": len(written)})  # the CLI holds Ctrl-C back from here (cli_interrupts.py)
     except BaseException:
         # Failed or interrupted before the commit (also just as the files came back): no snapshot
         # will refer to them. _read_and_write removes its own on its failures; this is the rest.
         for run in runs:
             _remove_run(converted.written if converted is not None else [], target, run, options.s3)
         raise
+    committing: list[bool] = [job.key_columns is None]
+
+    def merge_progress(kind: str, info: dict[str, Any]) -> None:
+        if kind == "committing":
+            committing.append(True)
+        notify(kind, info)
+
     try:
         if job.key_columns is not None:
             merged = merge_export(target.catalog, target.identifier, plan, written, _keys_or_empty(keys, job),
                                   export_record(export), job.target, location=target.location.uri,
                                   allow_overlap=options.allow_overlap, stored_at_plan=stored, s3=options.s3,
-                                  merge_mode=options.merge_mode, progress=notify)
+                                  merge_mode=options.merge_mode, progress=merge_progress)
             commit = merged.commit or current_result(load_table(target.catalog, *target.identifier))
         else:
             commit = commit_export(target.catalog, target.identifier, target.location.uri, plan, written,
@@ -688,6 +696,10 @@ def _convert_export(source: str | os.PathLike[str] | Export, dest: str | os.Path
             _remove_files(written, options.s3)
     except NOT_COMMITTED:
         _remove_run(written, target, job.target.run, options.s3)  # a merge's own files too ("<run>-merge-...")
+        raise
+    except BaseException:
+        if not any(committing):  # stopped in the merge's scan or rewrite, before its commit began
+            _remove_run(written, target, job.target.run, options.s3)
         raise
     # Any other failure leaves the files: the commit may have landed (an answer lost on the way).
     notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows, "files": commit.added})

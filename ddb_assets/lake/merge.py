@@ -124,7 +124,8 @@ def merge_export(catalog: Any, identifier: tuple[str, str], plan: TablePlan, ups
     ``write.merge.mode``, else copy-on-write); one given is recorded in that property. The table
     is checked again as it is at commit (lake/guards.py). ``progress(kind, info)`` gets ``merge``
     events, ``{"step": "scan" | "rewrite", "done": files, "total": files, "affected": files}``
-    (about a hundred per step, on the calling thread). Raises ChainError, StaleExport,
+    (about a hundred per step, on the calling thread), then ``committing`` (``{"files": n}``) just
+    before each commit attempt. Raises ChainError, StaleExport,
     TableLocationConflict, SourceTableMismatch, CommitConflict, ValueError (an unknown mode)."""
     from pyiceberg.exceptions import CommitFailedException
 
@@ -161,6 +162,9 @@ def merge_export(catalog: Any, identifier: tuple[str, str], plan: TablePlan, ups
         else:
             new_files, written = _copy_on_write(transaction, affected, upserts, run, plan, target, summary, s3,
                                                 notify)
+        # From here the command line holds Ctrl-C back (cli_interrupts.py): not during the scan
+        # and the rewrite before, which on a big table take long and commit nothing.
+        notify("committing", {"files": len(upserts) + new_files})
         try:
             transaction.commit_transaction()
         except CommitFailedException:
