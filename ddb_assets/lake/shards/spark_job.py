@@ -9,8 +9,9 @@ writes its result document beside its spec and returns a small record naming it.
 records go to ``round-N.results.json``; a task that kept failing after Spark's retries is written
 there instead, with its shard and error, and the application goes on to the next round. A round
 ``{"keys": ...}`` is a key check of the files written (lake/shards/key_round.py), answered in
-``round-N.results.json`` too. A round ``{"stop": true}`` ends it, and so does the end of the process that started spark-submit (this
-script ends with its parent, and waits for a round at most IDLE_SECONDS).
+``round-N.results.json`` too. A round ``{"stop": true}`` ends it, and so does the end of the
+process that started spark-submit (this script ends with its parent, and waits for a round at
+most IDLE_SECONDS).
 """
 
 from __future__ import annotations
