@@ -31,7 +31,10 @@ from ddb_assets.exports.storage import S3Options
 from ddb_assets.lake.shards.rounds import RESULTS_FORMAT, results_of
 from ddb_assets.lake.shards.spec import ShardFailed
 
-FILES_PER_TASK = 8  # a file's key columns are a few MB: 8 files make a task of about a second
+# Files a reading task: a task (a Python worker's Arrow round trip) cost about 1 s of overhead on
+# local[2] here, against about 5 us a key read; a written file holds about 63,000 items at scale
+# (bench/README.md), so 32 files make a task of about 10 s, its overhead under a tenth of it.
+FILES_PER_TASK = 32
 
 
 def key_round(files: list[str], columns: list[str], s3: S3Options | None) -> dict[str, Any]:
@@ -110,7 +113,14 @@ def run_key_round(spark: Any, request: dict[str, Any]) -> dict[str, Any]:
         paths = spark.createDataFrame(context.parallelize([(uri,) for uri in files], partitions), "path string")
         keys = paths.mapInArrow(lambda batches: _read_keys(batches, columns, s3), from_arrow_schema(schema))
         names = [field.name for field in schema]
-        found = keys.groupBy(*names).count().where(F.col("count") > 1).limit(1).collect()
+        # As many groups as readers: each then holds a reader's share of the keys (a few million);
+        # Spark's default 200 made the grouping of 1,000,000 keys twice as slow on local[2].
+        shuffle = spark.conf.get("spark.sql.shuffle.partitions")
+        spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
+        try:
+            found = keys.groupBy(*names).count().where(F.col("count") > 1).limit(1).collect()
+        finally:
+            spark.conf.set("spark.sql.shuffle.partitions", shuffle)
     except Exception as error:  # noqa: BLE001 - reported through the results document
         return failed_document(failure_of(error, "the key check"))
     duplicate = None
