@@ -41,7 +41,9 @@ setup(
             "playwright>=1.50,<2",
         ],
         # The spark runner (convert --runner spark): spark-submit and pyspark; Spark needs a Java 17+ runtime.
-        "spark": ["pyspark>=3.5,<4.1"],
+        # Its sql extra brings pandas, which pyspark's mapInArrow (the key check's round) insists on;
+        # pandas 3 is newer than pyspark 4.0 is tested with.
+        "spark": ["pyspark[sql]>=3.5,<4.1", "pandas>=2,<3"],
     },
     entry_points={"console_scripts": ["ddb-assets=ddb_assets.cli:main"]},
 )

@@ -95,6 +95,13 @@ class _TimedEngine:
         self.spans.append({"what": "engine start", "at": started - self.origin, "seconds": now() - started})
         return self
 
+    def find_duplicate_key(self, files: list, columns: list) -> Any:
+        started = now()
+        found = self.engine.find_duplicate_key(files, columns)
+        self.spans.append({"what": "key check", "at": started - self.origin, "files": len(files),
+                           "seconds": now() - started})
+        return found
+
     def run(self, specs: list, options: Any = None) -> list:
         self.rounds += 1
         engine, span = self.engine, {"what": f"round {self.rounds}", "tasks": len(specs)}

@@ -14,13 +14,15 @@ import pytest
 
 from ddb_assets.defs.glue_pipes import pipes_glue_launcher
 from ddb_assets.lake.catalog import CatalogConfig
-from ddb_assets.lake.convert import ConvertOptions, convert_export, profile_export
+from ddb_assets.lake.catalog import load_table
+from ddb_assets.lake.convert import ConvertOptions, convert_export, lake_target, profile_export
+from ddb_assets.lake.unique_keys import DuplicateKey
 from ddb_assets.lake.shards.options import RunnerOptions
 from ddb_assets.lake.shards.glue import Boto3Launcher, job_run_params
 from ddb_assets_tests import doctor
 from ddb_assets_tests.cli_helpers import run_cli
 from ddb_assets_tests.conftest import unique
-from ddb_assets_tests.test_shards import _key_columns, _sorted_rows, needs_spark
+from ddb_assets_tests.test_shards import KEYS, _key_columns, _one_key_in_two_files, _sorted_rows, needs_spark
 
 
 @pytest.mark.fast
@@ -101,13 +103,14 @@ def test_the_glue_runner_converts_through_glue_job_runs_as_the_local_runner_does
     _, known = profile_export(folder, ConvertOptions(workers=1))
     runner = RunnerOptions(kind="glue", shards=2, staging=f"s3://{bucket}/staging", glue_job=job)
     events: list[tuple[str, dict]] = []
+    # With the key attributes, the key check is a job run of its own, on the files in the world's S3.
     glued = convert_export(source, f"s3://{bucket}/lake/reviews",
-                           ConvertOptions(partition_by="year", catalog=catalog, runner=runner), known=known,
-                           progress=lambda kind, info: events.append((kind, info)))
+                           ConvertOptions(partition_by="year", catalog=catalog, runner=runner, key_attributes=KEYS),
+                           known=known, progress=lambda kind, info: events.append((kind, info)))
 
-    # one job run, run for real, succeeded
+    # two job runs (the writing pass, the key check), run for real, succeeded
     runs = world.client("glue").get_job_runs(JobName=job)["JobRuns"]
-    assert len(runs) == 1 and runs[0]["JobRunState"] == "SUCCEEDED"
+    assert len(runs) == 2 and all(r["JobRunState"] == "SUCCEEDED" for r in runs)
     assert all(r["Arguments"]["--ddb_assets_round"].startswith(f"s3://{bucket}/staging/") for r in runs)
     assert all(r["Arguments"]["--additional-python-modules"] == wheel for r in runs)  # the job's defaults kept
     assert glued.shards == 2 and dict(events)["sharded"]["runner"] == "glue"
@@ -124,6 +127,32 @@ def test_the_glue_runner_converts_through_glue_job_runs_as_the_local_runner_does
     # the staging folder of a run that succeeded is removed (pyarrow keeps an empty marker of its parent)
     left = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="staging/").get("Contents", [])]
     assert [key for key in left if not key.endswith("/")] == []
+
+
+@needs_spark
+def test_the_glue_runner_refuses_a_key_held_in_two_shards_and_commits_nothing(
+        world: Any, aws_env: dict[str, str], s3: Any, bucket: str, packaged: tuple[str, str], tmp_path: Path) -> None:
+    script, wheel = packaged
+    job = _glue_job(world, bucket, script, wheel)
+    folder = doctor.make_export(tmp_path / "export", items=800, files=2, seed=17)
+    key = _one_key_in_two_files(folder)
+    source = _upload(s3, folder, bucket, "exports/twice")
+    _, known = profile_export(folder, ConvertOptions(workers=1))
+    catalog = CatalogConfig(uri=f"sqlite:///{tmp_path / 'catalog.db'}")
+    runner = RunnerOptions(kind="glue", shards=2, staging=f"s3://{bucket}/staging", glue_job=job)
+    with pytest.raises(DuplicateKey) as raised:
+        convert_export(source, f"s3://{bucket}/lake/twice",
+                       ConvertOptions(catalog=catalog, runner=runner, key_attributes=KEYS), known=known)
+    assert str(raised.value) == (
+        f"{source}: 2 items have the primary key product_id={key['product_id']['S']!r}, "
+        f"review_id={key['review_id']['S']!r}; a DynamoDB table holds one item per key (a damaged or assembled "
+        f"export?)")
+    runs = world.client("glue").get_job_runs(JobName=job)["JobRuns"]
+    assert len(runs) == 2 and all(r["JobRunState"] == "SUCCEEDED" for r in runs)  # the writing pass, the check
+    target = lake_target(f"s3://{bucket}/lake/twice", ConvertOptions(catalog=catalog))
+    assert load_table(target.catalog, *target.identifier) is None  # nothing committed
+    left = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="lake/twice/").get("Contents", [])]
+    assert [k for k in left if k.endswith(".parquet")] == []  # and the shards' files removed
 
 
 @needs_spark

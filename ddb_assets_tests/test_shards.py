@@ -24,6 +24,7 @@ from ddb_assets.lake.shards.options import RunnerOptions
 from ddb_assets.lake.shards.plan import plan_shards, shard_count
 from ddb_assets.lake.shards.spec import ShardFile, ShardResult, ShardSpec
 from ddb_assets.lake.shards.worker import run_shard
+from ddb_assets.lake.unique_keys import DuplicateKey
 from ddb_assets.lake.writer import FileTarget
 from ddb_assets.local.sample_data import PARTITION_KEY, SORT_KEY
 from ddb_assets_tests import doctor
@@ -155,6 +156,7 @@ def needs_spark(test):  # type: ignore[no-untyped-def]
 
 
 
+KEYS = (PARTITION_KEY, SORT_KEY)
 # No web UI: parallel test runs would race for its port 4040.
 SPARK = RunnerOptions(kind="spark", shards=3, spark_master="local[2]", spark_conf=(("spark.ui.enabled", "false"),))
 
@@ -172,9 +174,12 @@ def _key_columns(result) -> list[str]:  # type: ignore[no-untyped-def]
 def test_the_spark_runner_gives_the_table_the_local_runner_gives(tmp_path: Path) -> None:
     folder = doctor.make_export(tmp_path / "export", items=3000, files=5, seed=11)
     lake = tmp_path / "lake"
-    local = convert_export(folder, lake / "by_local", ConvertOptions(partition_by="year", workers=2))
+    local = convert_export(folder, lake / "by_local", ConvertOptions(partition_by="year", workers=2,
+                                                                      key_attributes=KEYS))
     events: list[str] = []
-    spark = convert_export(folder, lake / "by_spark", ConvertOptions(partition_by="year", runner=SPARK),
+    # With the key attributes the key check runs too, as a round of the Spark application.
+    spark = convert_export(folder, lake / "by_spark", ConvertOptions(partition_by="year", runner=SPARK,
+                                                                      key_attributes=KEYS),
                            progress=lambda kind, info: events.append(kind))
     assert spark.shards == 3 and events[:2] == ["opened", "sharded"] and events[-1] == "committed"
     # one piece a file, each its shard's first or after another's: counted across Spark
@@ -254,7 +259,7 @@ def test_the_round_results_name_each_tasks_result_file_and_hold_no_statistics(tm
     document = (run / "round-1.results.json").read_text()
     assert "statistics" not in document and "written" not in document and "profile" not in document
     records = json.loads(document)
-    assert records["format"] == "ddb_assets.shard-results/2"
+    assert records["format"] == "ddb_assets.shard-results/3"
     assert [r["shard"] for r in records["results"]] == [0, 1, 2]
     for record in records["results"]:
         assert set(record) == {"shard", "attempt", "result", "items", "rows", "files", "error"}
@@ -277,10 +282,10 @@ def test_round_results_of_another_version_or_missing_a_result_are_one_line(tmp_p
         round_results(old.read_bytes(), str(old))
     assert str(raised.value) == (
         f"{old}: the shard results are format ddb_assets.shard-results/1, this ddb-assets reads "
-        f"ddb_assets.shard-results/2: the job ran another version of the package (upload this one with "
+        f"ddb_assets.shard-results/3: the job ran another version of the package (upload this one with "
         f"`ddb-assets shard package`)")
     missing = str(tmp_path / "round-0" / "shard-00003.attempt-1.result.json")
-    new = json.dumps({"format": "ddb_assets.shard-results/2", "results": [
+    new = json.dumps({"format": "ddb_assets.shard-results/3", "results": [
         {"shard": 3, "attempt": 1, "result": missing, "items": 5, "rows": 5, "files": 1, "error": None}]})
     with pytest.raises(ShardFailed) as raised:
         round_results(new.encode(), str(old))
@@ -298,3 +303,162 @@ def test_a_cluster_master_without_a_staging_folder_its_executors_reach_is_refuse
         "results pass through it): an s3:// one, or one every machine shares (--staging; spark.staging in the "
         "settings)"], result.stderr
     assert not (tmp_path / "lake" / "t" / "metadata").exists()
+
+
+# -- the key check on the engine --------------------------------------------------------------------
+
+def _one_key_in_two_files(folder: Path) -> dict:
+    """The first item of the export's first data file takes the key of the first item of its
+    second: one key in two data files (so in two shards when each file is one). Returns that key
+    (attribute -> DynamoDB JSON value)."""
+    first, second = doctor.manifest_lines(folder)[:2]
+    item = json.loads(doctor.decompressed(folder, second).split(b"\n")[0])["Item"]
+    key = {name: item[name] for name in KEYS}
+
+    def take(lines: list[bytes]) -> None:
+        taken = json.loads(lines[0])
+        taken["Item"].update(key)
+        lines[0] = json.dumps(taken).encode()
+
+    doctor.edit_lines(folder, first, take)
+    return key
+
+
+@needs_spark
+def test_the_spark_runner_refuses_a_key_held_in_two_shards_as_the_local_runner_does_committing_nothing(
+        tmp_path: Path) -> None:
+    folder = doctor.make_export(tmp_path / "export", items=1200, files=4, seed=13)
+    key = _one_key_in_two_files(folder)
+    options = dict(partition_by="year", key_attributes=KEYS)
+    with pytest.raises(DuplicateKey) as by_local:
+        convert_export(folder, tmp_path / "lake" / "by_local", ConvertOptions(workers=1, **options))
+    staging = tmp_path / "staging"
+    runner = dataclasses.replace(SPARK, shards=4, staging=str(staging))  # one data file a shard
+    root = tmp_path / "lake" / "t"
+    with pytest.raises(DuplicateKey) as by_spark:
+        convert_export(folder, root, ConvertOptions(runner=runner, **options))
+    assert str(by_spark.value) == str(by_local.value) == (
+        f"{folder}: 2 items have the primary key product_id={key['product_id']['S']!r}, "
+        f"review_id={key['review_id']['S']!r}; a DynamoDB table holds one item per key (a damaged or assembled "
+        f"export?)")
+    # found by the Spark application (a new table: profile round 0, writing round 1, key round 2)
+    [run] = list(staging.iterdir())
+    request = json.loads((run / "round-2.json").read_bytes())["keys"]
+    assert request["columns"] == _key_columns_of(folder) and len(request["files"]) >= 4
+    answer = json.loads((run / "round-2.results.json").read_bytes())
+    assert answer["keys"]["duplicate"] == {"values": [["string", key["product_id"]["S"]],
+                                                      ["string", key["review_id"]["S"]]], "count": 2}
+    target = lake_target(root, ConvertOptions())
+    assert load_table(target.catalog, *target.identifier) is None  # nothing committed
+    assert list(root.rglob("*.parquet")) == []  # and no shard's files left behind
+
+
+def _key_columns_of(folder: Path) -> list[str]:
+    _, profile = profile_export(folder, ConvertOptions(workers=1))
+    plan = plan_table(profile)
+    return [next(c.name for c in plan.columns if c.path == (name,) and c.encoding == "scalar") for name in KEYS]
+
+
+@needs_spark
+def test_the_key_round_keeps_string_decimal_int_and_binary_keys_as_duckdb_sees_them(tmp_path: Path) -> None:
+    """Each key column type through Arrow, Spark and the results document, and back: the same
+    duplicate as the local check finds; a file that cannot be read fails the check naming it."""
+    from decimal import Decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ddb_assets.lake.shards.spark import SparkEngine
+    from ddb_assets.lake.shards.spec import ShardFailed
+    from ddb_assets.lake.unique_keys import duplicate_in_duckdb
+
+    schema = pa.schema([("pk", pa.string()), ("amount", pa.decimal128(38, 2)), ("n", pa.int64()),
+                        ("blob", pa.binary()), ("note", pa.string())])
+    files = []
+    for number in range(12):
+        rows = range(50)
+        table = pa.table({"pk": [f"p{number}-{i}" for i in rows], "amount": [Decimal(i) / 4 for i in rows],
+                          "n": [number * 1000 + i for i in rows], "blob": [bytes([number, i, 0]) for i in rows],
+                          "note": ["x"] * 50}, schema=schema)
+        files.append(str(tmp_path / f"part-{number:02d}.parquet"))
+        pq.write_table(table, files[-1])
+    twice = pa.table({"pk": ["p7-3"], "amount": [Decimal("0.75")], "n": [7003], "blob": [bytes([7, 3, 0])],
+                      "note": ["y"]}, schema=schema)
+    pq.write_table(twice, tmp_path / "twice.parquet")
+    columns = ["pk", "amount", "n", "blob"]
+    expected = (["p7-3", Decimal("0.75"), 7003, bytes([7, 3, 0])], 2)
+    assert duplicate_in_duckdb(files + [str(tmp_path / "twice.parquet")], columns) == expected
+    with SparkEngine(ConvertOptions(runner=SPARK), "keys") as engine:
+        assert engine.find_duplicate_key(files, columns) is None
+        found = engine.find_duplicate_key(files + [str(tmp_path / "twice.parquet")], columns)
+        assert found == expected and [type(v) for v in found[0]] == [str, Decimal, int, bytes]
+        assert str(found[0][1]) == "0.75"  # the scale kept, as DuckDB gives it (the message shows it)
+        gone = str(tmp_path / "gone.parquet")
+        with pytest.raises(ShardFailed) as raised:
+            engine.find_duplicate_key(files + [gone], columns)
+    assert str(raised.value).startswith(f"the key check of {gone} failed after Spark's retries: ")
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.fast
+def test_a_key_round_and_its_answer_survive_json(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    from ddb_assets.exports.storage import S3Options
+    from ddb_assets.lake.shards.key_round import decoded, duplicate_found, encoded, key_round
+    from ddb_assets.lake.shards.rounds import RESULTS_FORMAT, failed_document
+    from ddb_assets.lake.shards.spec import ShardFailed
+
+    s3 = S3Options(endpoint_url="http://127.0.0.1:5000", region="eu-west-1", access_key="k", secret_key="s",
+                   max_attempts=4)
+    request = json.loads(json.dumps(key_round(["s3://b/t/data/a.parquet"], ["pk", "sk"], s3)))
+    assert request == {"keys": {"files": ["s3://b/t/data/a.parquet"], "columns": ["pk", "sk"], "s3": {
+        "endpoint_url": "http://127.0.0.1:5000", "region": "eu-west-1", "max_attempts": 4}}}  # never the keys
+    values = ["a", Decimal("1.50"), -7, b"\x00\xff", None]
+    pairs = json.loads(json.dumps([encoded(v) for v in values]))
+    assert pairs == [["string", "a"], ["decimal", "1.50"], ["int", -7], ["binary", "AP8="], ["null", None]]
+    assert [decoded(p) for p in pairs] == values and str(decoded(pairs[1])) == "1.50"
+    answer = {"format": RESULTS_FORMAT, "keys": {"files": 3, "duplicate": {"values": pairs[:2], "count": 3}}}
+    assert duplicate_found(json.dumps(answer).encode(), "r.json") == (["a", Decimal("1.50")], 3)
+    answer["keys"]["duplicate"] = None
+    assert duplicate_found(json.dumps(answer).encode(), "r.json") is None
+    failed = failed_document({"where": "the key check of s3://b/a.parquet", "kind": "OSError", "message": "gone"})
+    with pytest.raises(ShardFailed) as raised:
+        duplicate_found(json.dumps(failed).encode(), "r.json", "its log: /tmp/x.log")
+    assert str(raised.value) == ("the key check of s3://b/a.parquet failed after Spark's retries: OSError: gone "
+                                 "(its log: /tmp/x.log)")
+    old = {"format": "ddb_assets.shard-results/2", "results": []}  # a job script of the previous version
+    with pytest.raises(ShardFailed) as raised:
+        duplicate_found(json.dumps(old).encode(), "r.json")
+    assert "format ddb_assets.shard-results/2, this ddb-assets reads ddb_assets.shard-results/3" in str(raised.value)
+
+
+@pytest.mark.fast
+def test_the_drivers_requests_run_side_by_side_in_order_and_the_first_error_is_raised() -> None:
+    import threading
+    import time
+
+    from ddb_assets.lake.shards.io_pool import in_parallel
+
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def slow(n: int) -> int:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05 if n % 2 else 0.01)  # later items may end first: the order is the items'
+        with lock:
+            running[0] -= 1
+        return n * n
+
+    assert in_parallel(slow, range(40), threads=8) == [n * n for n in range(40)]
+    assert 1 < most[0] <= 8
+
+    def fails(n: int) -> int:
+        if n in (5, 9):
+            raise OSError(f"item {n}")
+        return n
+
+    with pytest.raises(OSError, match="item 5"):
+        in_parallel(fails, range(20), threads=4)

@@ -69,7 +69,7 @@ from ddb_assets.lake.profile import Profile, profile_items
 from ddb_assets.lake.scratch import make_scratch, remove_stale_scratch
 from ddb_assets.lake.shards.options import RunnerOptions
 from ddb_assets.lake.schema import OptionError, SchemaOptions, TableSchema
-from ddb_assets.lake.unique_keys import check_unique_keys
+from ddb_assets.lake.unique_keys import DuplicateFinder, check_unique_keys
 from ddb_assets.lake.writer import (SMALL_PARTITION_BYTES, FileTarget, PartitionedWriter, WrittenFile,
                                     merge_small_files, parquet_options)
 
@@ -866,15 +866,15 @@ def _one_pass(export: Export, target: LakeTarget, table: Any, stored: TableSchem
 
 
 def _finish_files(written: list[WrittenFile], plan: TablePlan, job: _WriteJob, export: Export,
-                  options: ConvertOptions) -> list[WrittenFile]:
+                  options: ConvertOptions, find: DuplicateFinder | None = None) -> list[WrittenFile]:
     """A conversion's written files made ready to commit: small partitions' files merged, then
-    (a full export) each key checked to be there once."""
+    (a full export) each key checked to be there once: by ``find`` (an engine's), else here."""
     written = merge_small_files(written, resolve(job.target.data, options.s3), plan.arrow_schema, job.target,
                                 options.small_partition_bytes)
     if job.key_columns is None:  # a full export: each key once (an incremental one's Keys are its own)
         try:
             check_unique_keys(written, plan, options.key_attributes, export=export.folder.uri, s3=options.s3,
-                              work_dir=options.work_dir)
+                              work_dir=options.work_dir, find=find)
         except BaseException:
             _remove_files(written, options.s3)  # the merged files: the caller holds only the ones before
             raise

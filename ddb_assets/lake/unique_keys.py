@@ -6,13 +6,16 @@ with one key mean a damaged or hand-assembled export, and a table built from it 
 settings' ``key_attributes``, ``convert --key``); without them it does not run.
 
 It reads only the key columns of the files written (Parquet: a small fraction of their bytes) and
-groups them in DuckDB, which spills to disk beyond its memory limit, so it holds for any export
-size. Measured on 300,000 items (21 files): about 0.4 s, 2% of their 20 s conversion.
+groups them. On one machine (the ``local`` runner) DuckDB groups them, spilling to disk beyond its
+memory limit, so it holds for any export size: measured on 300,000 items (21 files), about 0.4 s,
+2% of their 20 s conversion, but about 21 minutes per TB of JSON, all keys through one machine.
+The Spark runners (spark, glue, emr_serverless) pass a ``find`` that groups them on the engine's
+executors instead (lake/shards/key_round.py): same check, same error.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ddb_assets.exports.errors import ExportFormatError
 from ddb_assets.exports.storage import S3Options, resolve
@@ -22,6 +25,11 @@ from ddb_assets.lake.writer import WrittenFile
 
 class DuplicateKey(ExportFormatError):
     """A full export holds two or more items with one primary key."""
+
+
+# (the written files' URIs, their key columns) -> (the values of a key held more than once, in
+# the columns' order, and how many items hold it), or None when each key is there once.
+DuplicateFinder = Callable[[list[str], list[str]], "tuple[list[Any], int] | None"]
 
 
 def key_columns(plan: TablePlan, key_attributes: Sequence[str]) -> list[str]:
@@ -53,17 +61,34 @@ def check_key_types(plan: TablePlan, key_attributes: Sequence[str], *, export: s
 
 
 def check_unique_keys(written: list[WrittenFile], plan: TablePlan, key_attributes: Sequence[str], *,
-                      export: str, s3: S3Options | None = None, work_dir: str | None = None) -> None:
+                      export: str, s3: S3Options | None = None, work_dir: str | None = None,
+                      find: DuplicateFinder | None = None) -> None:
     """Raise DuplicateKey (naming ``export``, the key's attributes and values, and how many items
-    hold it) when two rows of ``written`` share a primary key. ``work_dir``: where DuckDB may spill."""
-    import duckdb
-    import pyarrow.dataset as ds
-
+    hold it) when two rows of ``written`` share a primary key. ``find`` groups the keys (an
+    engine's, lake/shards/key_round.py); by default DuckDB here, spilling to ``work_dir``."""
     if not key_attributes or not written:
         return
     check_key_types(plan, key_attributes, export=export)
     columns = key_columns(plan, key_attributes)
-    locations = [resolve(f.path, s3) for f in written]
+    if find is None:
+        found = duplicate_in_duckdb([f.path for f in written], columns, s3=s3, work_dir=work_dir)
+    else:
+        found = find([f.path for f in written], columns)
+    if found is not None:
+        values, count = found
+        key = ", ".join(f"{attribute}={_shown(value)}" for attribute, value in zip(key_attributes, values))
+        raise DuplicateKey(export, f"{count} items have the primary key {key}; a DynamoDB table holds one item "
+                                   f"per key (a damaged or assembled export?)")
+
+
+def duplicate_in_duckdb(files: list[str], columns: list[str], *, s3: S3Options | None = None,
+                        work_dir: str | None = None) -> tuple[list[Any], int] | None:
+    """A DuplicateFinder on this machine: the key ``columns`` of ``files`` (Parquet URIs) grouped
+    in DuckDB (spilling to ``work_dir``)."""
+    import duckdb
+    import pyarrow.dataset as ds
+
+    locations = [resolve(uri, s3) for uri in files]
     dataset = ds.dataset([location.path for location in locations], format="parquet",
                          filesystem=locations[0].fs)
     connection = duckdb.connect()
@@ -76,11 +101,10 @@ def check_unique_keys(written: list[WrittenFile], plan: TablePlan, key_attribute
                                    f"HAVING count(*) > 1 LIMIT 1").fetchone()
     finally:
         connection.close()
-    if found is not None:
-        *values, count = found
-        key = ", ".join(f"{attribute}={_shown(value)}" for attribute, value in zip(key_attributes, values))
-        raise DuplicateKey(export, f"{count} items have the primary key {key}; a DynamoDB table holds one item "
-                                   f"per key (a damaged or assembled export?)")
+    if found is None:
+        return None
+    *values, count = found
+    return list(values), int(count)
 
 
 def _shown(value: Any) -> str:
@@ -91,4 +115,5 @@ def _shown(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-__all__ = ["DuplicateKey", "MixedKeyTypes", "check_key_types", "check_unique_keys", "key_columns"]
+__all__ = ["DuplicateFinder", "DuplicateKey", "MixedKeyTypes", "check_key_types", "check_unique_keys",
+           "duplicate_in_duckdb", "key_columns"]

@@ -44,7 +44,9 @@ from ddb_assets.lake.shards.spec import FileRead, ShardFile, ShardResult, ShardS
 from ddb_assets.lake.writer import WrittenFile
 
 ProgressCallback = Callable[[str, dict[str, Any]], None]
-Engine = Any  # a context manager whose run(specs) returns their ShardResults (lake/shards/spark.py)
+# A context manager whose run(specs) returns their ShardResults and whose find_duplicate_key is
+# the key check on the engine (lake/shards/spark.py, staged.py).
+Engine = Any
 MISMATCH = ProfileMismatch.__name__  # a writing shard's items the plan cannot hold (ShardError.kind)
 
 
@@ -170,7 +172,8 @@ def _write_pass(engine: Engine, base: list[ShardSpec], export: Export, target: L
             # The files hold the planned columns; what vanished is this export's own account.
             view = _plan(seen, options, stored)
             plan.vanished, plan.variants = view.vanished, view.variants
-        written = _finish_files(written, plan, job, export, options)
+        # The key check groups every written key: on the engine's executors, not through this process.
+        written = _finish_files(written, plan, job, export, options, find=engine.find_duplicate_key)
     except BaseException:
         _remove_files(written, options.s3)
         remove_run_files(data, run)

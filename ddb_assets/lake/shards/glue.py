@@ -8,7 +8,8 @@ it to its end: with boto3 (``StartJobRun``, then ``GetJobRun`` every few seconds
 with dagster-aws's ``PipesGlueClient`` inside Dagster (a ``glue_launcher`` the assets pass). The
 job maps the specs over Spark tasks (one per shard, retried by Spark), each writing its result
 beside its spec, and writes the records naming them beside the round file
-(lake/shards/rounds.py); the driver reads those results one by one and commits them (driver.py). The
+(lake/shards/rounds.py); the driver reads those results side by side and commits them (driver.py).
+With key attributes, one more job run checks each key is there once (lake/shards/key_round.py). The
 staging and the reading of results are the emr_serverless runner's too (lake/shards/staged.py).
 
 A job run that ends in any state but SUCCEEDED fails the conversion with Glue's ErrorMessage; a

@@ -11,7 +11,8 @@ and EMR Serverless as ``glue_job.py --ddb_assets_round s3://...`` (its entryPoin
 The round file lists shard spec URIs; each spec becomes one Spark task on an executor
 (lake/shards/spark_job.py's ``run_round``) that writes its result beside its spec, and the
 collected records naming those results go beside the round file, ``round-N.results.json``
-(lake/shards/rounds.py). Started by dagster-aws's
+(lake/shards/rounds.py). A round file of a key check (lake/shards/key_round.py) is run by the
+same function as the spark runner's (``answer_round``), its answer written there too. Started by dagster-aws's
 PipesGlueClient (``--dagster-pipes-context`` among the arguments), it reports each shard's
 outcome to the Dagster run through Pipes (dagster-pipes, S3 context and messages). Started by
 PipesEMRServerlessClient (``DAGSTER_PIPES_CONTEXT`` in the driver's environment, from
@@ -60,12 +61,34 @@ def _pipes(argv: list[str], stack: ExitStack) -> Any:
                                                   message_writer=PipesS3MessageWriter(s3)))
 
 
+def _asked(document: dict[str, Any], round_uri: str) -> str:
+    if "keys" in document:
+        return f"key check of {len(document['keys']['files'])} files from {round_uri}"
+    return f"{len(document.get('specs', []))} shard tasks from {round_uri}"
+
+
+def _report(pipes: Any, answer: dict[str, Any]) -> None:
+    """The round's outcome, to the Dagster run."""
+    if answer.get("failed"):
+        failed = answer["failed"]
+        pipes.log.error(f"{failed['where']}: {failed['kind']}: {failed['message']}")
+    elif "keys" in answer:
+        found = answer["keys"]["duplicate"]
+        pipes.log.info(f"key check of {answer['keys']['files']} files: "
+                       f"{'a key held ' + str(found['count']) + ' times' if found else 'each key once'}")
+    else:
+        rows = sum(record["rows"] for record in answer["results"])
+        items = sum(record["items"] for record in answer["results"])
+        pipes.log.info(f"{len(answer['results'])} shards done: {items:,} items read, {rows:,} rows written")
+        pipes.report_custom_message({"shards": len(answer["results"]), "items": items, "rows": rows})
+
+
 def main(argv: list[str]) -> int:
     import orjson
     from pyspark.sql import SparkSession
 
     from ddb_assets.exports.storage import resolve
-    from ddb_assets.lake.shards.spark_job import run_round
+    from ddb_assets.lake.shards.spark_job import answer_round
 
     round_uri = argument(argv, ROUND_ARGUMENT)
     if round_uri is None:
@@ -75,23 +98,16 @@ def main(argv: list[str]) -> int:
     with ExitStack() as stack:
         pipes = _pipes(argv, stack)
         request = resolve(round_uri)
-        uris = orjson.loads(request.read_bytes())["specs"]  # before Spark starts: a wrong round fails fast
+        document = orjson.loads(request.read_bytes())  # before Spark starts: a wrong round fails fast
         spark = SparkSession.builder.getOrCreate()
         try:
             if pipes is not None:
-                pipes.log.info(f"{len(uris)} shard tasks from {round_uri}")
-            answer = run_round(spark.sparkContext, uris)
+                pipes.log.info(_asked(document, round_uri))
+            answer = answer_round(spark, document)
             results = request.parent().join(request.name[:-len(".json")] + ".results.json")
             results.write_bytes(orjson.dumps(answer))
             if pipes is not None:
-                if answer.get("failed"):
-                    failed = answer["failed"]
-                    pipes.log.error(f"{failed['where']}: {failed['kind']}: {failed['message']}")
-                else:
-                    rows = sum(record["rows"] for record in answer["results"])
-                    items = sum(record["items"] for record in answer["results"])
-                    pipes.log.info(f"{len(answer['results'])} shards done: {items:,} items read, {rows:,} rows written")
-                    pipes.report_custom_message({"shards": len(answer["results"]), "items": items, "rows": rows})
+                _report(pipes, answer)
         finally:
             spark.stop()
     return 0

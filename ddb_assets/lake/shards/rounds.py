@@ -8,8 +8,11 @@ never overwrites another attempt's), and hands Spark only a **record**: its shar
 result's URI and the counts the progress line needs. Spark's ``collect()`` gathers the records
 into ``round-N.results.json``, so what passes through Spark's driver grows by about 200 bytes a
 shard, not by the files written (a 50 TB export writes about 760,000 files: 1.7 GB of results,
-past ``spark.driver.maxResultSize``). The driver (lake/shards/driver.py) reads the result
-documents one by one: one request each on S3.
+past ``spark.driver.maxResultSize``). The driver (lake/shards/driver.py) writes the specs and
+reads the result documents side by side (lake/shards/io_pool.py): one request each on S3.
+
+A round may also be a key check (lake/shards/key_round.py): its results document holds the
+duplicate key found, if any, instead of records.
 
 The results document carries a version: a driver and a job of different versions (a package not
 uploaded again after an upgrade) fail on it with one line saying so. A task that kept failing
@@ -24,11 +27,28 @@ from typing import Any
 
 import orjson
 
-from ddb_assets.exports.storage import S3Options, resolve
+from ddb_assets.exports.storage import Location, S3Options, resolve
+from ddb_assets.lake.shards.io_pool import in_parallel
 from ddb_assets.lake.shards.spec import ShardFailed, ShardResult, ShardSpec
 
 # 2: the results are records naming each task's own result document, not the documents themselves.
-RESULTS_FORMAT = "ddb_assets.shard-results/2"
+# 3: a round may be a key check (``{"keys": ...}``), answered with the duplicate key found.
+RESULTS_FORMAT = "ddb_assets.shard-results/3"
+
+
+def write_specs(folder: Location, number: int, specs: list[ShardSpec]) -> list[str]:
+    """Write round ``number``'s ``specs`` under ``folder`` (``round-<number>/shard-00007.json``),
+    side by side; their URIs, in the order of ``specs``. Raises the storage's OSError."""
+    round_folder = folder.join(f"round-{number}")
+    if round_folder.scheme == "file":
+        round_folder.fs.create_dir(round_folder.path, recursive=True)
+
+    def write(spec: ShardSpec) -> str:
+        location = round_folder.join(f"shard-{spec.shard:05d}.json")
+        location.write_bytes(spec.to_json())
+        return location.uri
+
+    return in_parallel(write, specs)
 
 
 def attempt_result_uri(spec_uri: str, attempt: int) -> str:
@@ -71,10 +91,32 @@ def failed_document(failure: dict[str, Any]) -> dict[str, Any]:
 
 def round_results(data: bytes, obj: str, s3: S3Options | None = None, log: str = "") -> list[ShardResult]:
     """The results of a round: the results document ``data`` (read from ``obj``), then each
-    shard's result document it names, read one by one (with ``s3``, the staging folder's
-    options). Raises ShardFailed, one line: a document of another version (naming both), a
-    shard that failed after the engine's retries (its error, its spec, and ``log``, where the
-    engine's own log is, if given), a result that cannot be read (its URI)."""
+    shard's result document it names, read side by side, in shard order (with ``s3``, the
+    staging folder's options). Raises ShardFailed, one line: a document of another version
+    (naming both), a shard that failed after the engine's retries (its error, its spec, and
+    ``log``, where the engine's own log is, if given), a result that cannot be read (its URI)."""
+    document = results_of(data, obj)
+    failed = document.get("failed")
+    if failed:
+        raise ShardFailed(f"{failed['where']} failed after Spark's retries: {failed['kind']}: "
+                          f"{failed['message']} (its spec: {failed.get('spec', '')}; run it alone with "
+                          f"`ddb-assets shard run --spec URI`{'; ' + log if log else ''})")
+
+    def read(record: dict[str, Any]) -> ShardResult:
+        uri = record["result"]
+        try:
+            return ShardResult.from_json(resolve(uri, s3).read_bytes(), obj=uri)
+        except FileNotFoundError:
+            raise ShardFailed(f"{uri}: shard {record['shard'] + 1}'s result is missing") from None
+        except (OSError, ValueError) as exc:  # UnreadableObject (an OSError) and from_json's name the object
+            raise ShardFailed(" ".join(str(exc).split())) from None
+
+    return in_parallel(read, document["results"])
+
+
+def results_of(data: bytes, obj: str) -> dict[str, Any]:
+    """The results document ``data`` (read from ``obj``) of any round, its version checked.
+    Raises ShardFailed, one line: not JSON, or a document of another version (naming both)."""
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -84,22 +126,8 @@ def round_results(data: bytes, obj: str, s3: S3Options | None = None, log: str =
         raise ShardFailed(f"{obj}: the shard results are format {found or 'unknown'}, this ddb-assets reads "
                           f"{RESULTS_FORMAT}: the job ran another version of the package (upload this one "
                           f"with `ddb-assets shard package`)")
-    failed = document.get("failed")
-    if failed:
-        raise ShardFailed(f"{failed['where']} failed after Spark's retries: {failed['kind']}: "
-                          f"{failed['message']} (its spec: {failed.get('spec', '')}; run it alone with "
-                          f"`ddb-assets shard run --spec URI`{'; ' + log if log else ''})")
-    results = []
-    for record in document["results"]:
-        uri = record["result"]
-        try:
-            results.append(ShardResult.from_json(resolve(uri, s3).read_bytes(), obj=uri))
-        except FileNotFoundError:
-            raise ShardFailed(f"{uri}: shard {record['shard'] + 1}'s result is missing") from None
-        except (OSError, ValueError) as exc:  # UnreadableObject (an OSError) and from_json's name the object
-            raise ShardFailed(" ".join(str(exc).split())) from None
-    return results
+    return document
 
 
-__all__ = ["RESULTS_FORMAT", "attempt_result_uri", "failed_document", "results_document", "round_results",
-           "run_task"]
+__all__ = ["RESULTS_FORMAT", "attempt_result_uri", "failed_document", "results_document", "results_of",
+           "round_results", "run_task", "write_specs"]

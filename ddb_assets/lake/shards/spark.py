@@ -7,7 +7,8 @@ then the write pass: starting an application costs seconds to minutes, and it st
 process opens the table). The passes go through a staging folder: this process writes a round of
 shard specs (``round-N.json``), the application runs one Spark task per shard, each writing its
 result beside its spec, and writes the collected records naming them (``round-N.results.json``:
-lake/shards/rounds.py); a ``stop`` round ends it. The executors need the package (and Python 3.11)
+lake/shards/rounds.py); with key attributes, a last round checks the written files hold each key
+once (lake/shards/key_round.py); a ``stop`` round ends it. The executors need the package (and Python 3.11)
 installed, and write to the staging folder: on a cluster it must be one they reach (``s3://``, or a
 folder every machine shares), not the default temporary folder of this machine.
 
@@ -34,7 +35,8 @@ from typing import Any
 import orjson
 
 from ddb_assets.exports.storage import Location, resolve
-from ddb_assets.lake.shards.rounds import round_results
+from ddb_assets.lake.shards.key_round import duplicate_found, key_round
+from ddb_assets.lake.shards.rounds import round_results, write_specs
 from ddb_assets.lake.shards.spec import ShardFailed, ShardResult, ShardSpec
 
 JOB_SCRIPT = Path(__file__).with_name("spark_job.py")
@@ -111,18 +113,23 @@ class SparkEngine:
     def run(self, specs: list[ShardSpec], options: Any = None) -> list[ShardResult]:
         """Run one pass's ``specs``; their results. Raises ShardFailed when a task kept failing
         (its shard and error) or the application ended (spark-submit's status and log tail)."""
+        uris = write_specs(self.folder, self.rounds, specs)
+        results = self._round({"specs": uris})
+        return round_results(self._wait_for(results), results.uri, self.s3, f"spark-submit's log: {self.log}")
+
+    def find_duplicate_key(self, files: list[str], columns: list[str]) -> tuple[list[Any], int] | None:
+        """The key check of ``files`` (the written files' URIs) on their key ``columns``, as a
+        round of the application (lake/shards/key_round.py): (a key's values, how many items hold
+        it) or None. Raises ShardFailed as ``run`` does."""
+        results = self._round(key_round(files, columns, self.s3))
+        return duplicate_found(self._wait_for(results), results.uri, f"spark-submit's log: {self.log}")
+
+    def _round(self, document: dict[str, Any]) -> Location:
+        """Publish the next round; where its results will be."""
         number = self.rounds
         self.rounds += 1
-        uris = []
-        for spec in specs:
-            location = self.folder.join(f"round-{number}", f"shard-{spec.shard:05d}.json")
-            if location.scheme == "file":
-                location.fs.create_dir(location.parent().path, recursive=True)
-            location.write_bytes(spec.to_json())
-            uris.append(location.uri)
-        results = self.folder.join(f"round-{number}.results.json")
-        self._publish(self.folder.join(f"round-{number}.json"), orjson.dumps({"specs": uris}))
-        return round_results(self._wait_for(results), results.uri, self.s3, f"spark-submit's log: {self.log}")
+        self._publish(self.folder.join(f"round-{number}.json"), orjson.dumps(document))
+        return self.folder.join(f"round-{number}.results.json")
 
     def _publish(self, location: Location, data: bytes) -> None:
         # Written under another name and renamed: the application never reads half a round.

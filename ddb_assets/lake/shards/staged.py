@@ -2,7 +2,8 @@
 pass's shard specs and a round file listing them are written to the ``s3://`` staging folder, the
 job run is started with the round file's URI and followed to its end, and the results are read
 back: the job's ``round-N.results.json`` beside the round file (lake/shards/glue_job.py) names
-the result each task wrote beside its spec, read one by one (lake/shards/rounds.py).
+the result each task wrote beside its spec, read side by side (lake/shards/rounds.py). With key
+attributes, one more job run checks the written files hold each key once (lake/shards/key_round.py).
 
 A job run that did not succeed fails the conversion with the service's own state and message; a
 shard that kept failing fails it with its error. The staging folder is removed after a conversion
@@ -17,7 +18,8 @@ from typing import Any
 import orjson
 
 from ddb_assets.exports.storage import Location, resolve
-from ddb_assets.lake.shards.rounds import round_results
+from ddb_assets.lake.shards.key_round import duplicate_found, key_round
+from ddb_assets.lake.shards.rounds import round_results, write_specs
 from ddb_assets.lake.shards.spec import ShardFailed, ShardResult, ShardSpec
 
 
@@ -44,23 +46,31 @@ class StagedEngine:
     def run(self, specs: list[ShardSpec], options: Any = None) -> list[ShardResult]:
         """Run one pass's ``specs`` as one job run; their results. Raises ShardFailed when the job
         run did not succeed (the service's state and message) or a task kept failing."""
+        uris = write_specs(self.folder, self.rounds, specs)
+        results = self._round({"specs": uris})
+        return round_results(results.read_bytes(), results.uri, self.s3)
+
+    def find_duplicate_key(self, files: list[str], columns: list[str]) -> tuple[list[Any], int] | None:
+        """The key check of ``files`` (the written files' URIs) on their key ``columns`` as one
+        job run (lake/shards/key_round.py): (a key's values, how many items hold it) or None.
+        Raises ShardFailed as ``run`` does."""
+        results = self._round(key_round(files, columns, self.s3))
+        return duplicate_found(results.read_bytes(), results.uri)
+
+    def _round(self, document: dict[str, Any]) -> Location:
+        """Write the next round file, run its job run to its end; where its results are."""
         number = self.rounds
         self.rounds += 1
-        uris = []
-        for spec in specs:
-            location = self.folder.join(f"round-{number}", f"shard-{spec.shard:05d}.json")
-            location.write_bytes(spec.to_json())
-            uris.append(location.uri)
         request = self.folder.join(f"round-{number}.json")
-        request.write_bytes(orjson.dumps({"specs": uris}))
+        request.write_bytes(orjson.dumps(document))
         name, failure = self.launch_round(request.uri)
         if failure is not None:
-            raise ShardFailed(f"{name} ended {failure} (its specs: {request.uri})")
+            raise ShardFailed(f"{name} ended {failure} (its round: {request.uri})")
         results = self.folder.join(f"round-{number}.results.json")
         if not results.exists():
             raise ShardFailed(f"{name} succeeded but wrote no {results.uri}: is the job's script the one "
                               f"`ddb-assets shard package` uploads?")
-        return round_results(results.read_bytes(), results.uri, self.s3)
+        return results
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
