@@ -246,3 +246,36 @@ def test_ctrl_c_ends_a_conversion_and_its_workers_quietly(export: tuple[Path, Pa
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
     time.sleep(0.5)
     assert not [pid for pid in workers if _alive(pid)]
+
+
+def _nap(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def test_an_interrupt_ends_the_pool_without_a_traceback_from_its_manager_thread() -> None:
+    """Interrupted, a conversion ends its pool's workers and cancels what has not started: the
+    pool's manager thread, failing every future of a broken pool, must find none cancelled under
+    it (before Python 3.12 it died on InvalidStateError, printing a traceback after the one line)."""
+    import threading
+    from concurrent.futures import ProcessPoolExecutor
+
+    from ddb_assets.lake.convert import _stop
+
+    died: list[BaseException] = []
+    previous = threading.excepthook
+    threading.excepthook = lambda args: died.append(args.exc_value)  # type: ignore[assignment]
+    try:
+        for _ in range(3):
+            pool = ProcessPoolExecutor(max_workers=2)
+            futures = [pool.submit(_nap, 30) for _ in range(6)]  # two running, four waiting
+            time.sleep(1.0)
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                _stop(futures, pool)
+            pool.shutdown(wait=True)
+            assert all(f.done() for f in futures)
+    finally:
+        threading.excepthook = previous
+    assert died == []

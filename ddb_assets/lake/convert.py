@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 import uuid
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, wait as wait_for
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, TypeVar
@@ -1004,10 +1004,7 @@ def _discard(futures: list[Future], written: list[WrittenFile], s3: S3Options | 
     workers that finished after the failure). Interrupted (Ctrl-C, SIGTERM, a Dagster run
     terminated: not an Exception), the running workers are ended too, not waited for: their
     shares could take minutes, and their files are found by the run id (_remove_run)."""
-    if pool is not None and not isinstance(sys.exc_info()[1], Exception):
-        _end_workers(pool)
-    for future in futures:
-        future.cancel()
+    _stop(futures, pool)
     for future in futures:
         if future.cancelled():
             continue
@@ -1092,12 +1089,22 @@ def _finish_stage_one(futures: list[Future], notify: ProgressCallback, pool: Exe
             notify("parsed", {"index": result.index, "rows": result.rows, "bytes": result.uncompressed,
                               "compressed": result.compressed, "readers": result.readers})
     except BaseException:
-        if pool is not None and not isinstance(sys.exc_info()[1], Exception):
-            _end_workers(pool)  # interrupted: the files being read are not waited for (_discard)
-        for future in futures:
-            future.cancel()
+        _stop(futures, pool)  # interrupted: the files being read are not waited for (_discard)
         raise
     return parsed
+
+
+def _stop(futures: list[Future], pool: Executor | None) -> None:
+    """In an ``except`` block: the futures not started are cancelled; interrupted (not an
+    Exception), the pool's running workers are ended first (_end_workers)."""
+    if pool is not None and not isinstance(sys.exc_info()[1], Exception):
+        _end_workers(pool)
+        # The pool's manager thread now fails every future it holds (BrokenProcessPool), within a
+        # moment: cancelling them first would race it (before Python 3.12 its thread then dies on
+        # InvalidStateError: a traceback on stderr after the one line).
+        wait_for(futures, timeout=30)
+    for future in futures:
+        future.cancel()
 
 
 def _balance(items: list[_T], workers: int, size: Callable[[_T], int]) -> list[list[_T]]:
