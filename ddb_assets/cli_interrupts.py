@@ -3,7 +3,7 @@
 ``stop_on_signals`` (called by main) makes SIGTERM stop a command as Ctrl-C does, by raising
 ``KeyboardInterrupt`` in the main thread: every cleanup on the way out runs (a conversion's files
 and the folders it made are removed, lake/leftovers.py), where the default action would end the
-process on the spot. A signal the process was started ignoring (``nohup``, a background job of a
+process on the spot. A signal the process was started ignoring (``trap '' INT``, a background job of a
 script) stays ignored. ``stopped`` then gives the one line and the exit code.
 
 A command that commits wraps itself in ``AfterCommit``. Before the commit an interrupt stops the
@@ -110,7 +110,8 @@ class AfterCommit:
             signal.signal(signum, signal.SIG_IGN if self.landed else previous)
         stopped = kind is not None and issubclass(kind, KeyboardInterrupt)
         if self.landed and (self.interrupted or stopped):
-            self._say(f"interrupted after the commit: {'; '.join(self.landed)}")
+            word = "terminated" if interrupted_by() == signal.SIGTERM else "interrupted"
+            self._say(f"{word} after the commit: {'; '.join(self.landed)}")
             return stopped  # an interrupt after the commit is no failure: exit code 0
         if stopped:
             add_detail("the commit was under way: whether it landed, `ddb-assets history` shows" if self._committing

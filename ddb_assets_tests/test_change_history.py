@@ -199,6 +199,13 @@ def test_convert_history_flag(world: LocalWorld, clock: WorldClock, tmp_path: Pa
     assert again.returncode == 0, again.stderr
     assert "ddb_lake.t_changes: holds this export already" in again.stdout
     assert [(r["pk"], r["operation"], r["new_v"]) for r in history_rows(chain)] == [("b", "INSERT", "b1")]
+    # A full export with --history: nothing to append, and it says so (not silence).
+    full_source = chain.full("u").export.folder.uri  # a full export (converted into another table)
+    into_new = run_cli("convert", full_source, str(chain.lake / "v"), "--history", env=aws_env)
+    assert into_new.returncode == 0, into_new.stderr
+    [line] = [line for line in into_new.stdout.splitlines() if line.startswith("history ")]
+    assert line.split(None, 1)[1] == ("ddb_lake.v_changes: a full export adds no changes (the history starts with "
+                                      "the next incremental export merged)")
 
 
 def test_after_a_rollback_the_history_holds_each_application_the_table_holds_once(

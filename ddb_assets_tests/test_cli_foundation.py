@@ -143,11 +143,14 @@ def test_incremental_demo_runs_the_dagster_assets_and_reconciles_equal(tmp_path:
     assert "new columns moderation__score, moderation__state" in result.stdout  # the later window's attribute
 
     # Every export it made is kept (the world is gone): the full one and each window's read back.
-    [kept] = re.findall(r"exports kept in (\S+) \(the full export ", result.stdout)
-    assert kept == "var/exports/ddb-exports/exports/reviews/AWSDynamoDB/"
-    full_inspected = run_cli("inspect", f"{kept}{full}/", cwd=tmp_path, unset=user, timeout=120)
+    [kept] = re.findall(r"exports kept in (\S+): the full export and each window's in AWSDynamoDB/<export id>/, "
+                        r"the reconciliation's below reconciliation/", result.stdout)
+    assert kept == "var/exports/ddb-exports/exports/reviews/"
+    assert len(list((tmp_path / kept / "reconciliation" / "AWSDynamoDB").glob("*/manifest-summary.json"))) == 1
+    full_inspected = run_cli("inspect", f"{kept}AWSDynamoDB/{full}/", cwd=tmp_path, unset=user, timeout=120)
     assert full_inspected.returncode == 0 and "200 items" in full_inspected.stdout, full_inspected.stdout
-    window_inspected = run_cli("inspect", f"{kept}{windows[-1][3]}/", cwd=tmp_path, unset=user, timeout=120)
+    window_inspected = run_cli("inspect", f"{kept}AWSDynamoDB/{windows[-1][3]}/", cwd=tmp_path, unset=user,
+                               timeout=120)
     assert window_inspected.returncode == 0, window_inspected.stderr
     assert "INCREMENTAL_EXPORT" in window_inspected.stdout, window_inspected.stdout
 

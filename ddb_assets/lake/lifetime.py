@@ -78,7 +78,7 @@ def worker_start(parent: int | None, owner: int | None = None) -> None:
     """A pool worker's initializer: it ends with its parent (``die_with_parent``), and Ctrl-C (a
     terminal sends SIGINT to the whole process group) ends it quietly, exit code 130: the parent
     reports the interruption once, not one KeyboardInterrupt traceback per worker. A parent that
-    ignores SIGINT (started by ``nohup``-like launchers, or as a background job of a script) keeps
+    ignores SIGINT (started under ``trap '' INT``, or as a background job of a script) keeps
     its workers ignoring it too: otherwise the group's SIGINT would end the workers under a parent
     that goes on. SIGTERM ends a worker at once, whatever handler the parent had when it forked (the
     command line's turns SIGTERM into an interruption of the parent: cli_interrupts.py)."""

@@ -219,8 +219,9 @@ def keep_export(world: LocalWorld, export: DemoExport, exports_root: str) -> str
 def keep_exports(world: LocalWorld, prefix: str, exports_root: str) -> str:
     """Copy every object below ``prefix`` in the export bucket out of the local world to
     ``<exports_root>/<bucket>/<key>`` (incremental exports share ``AWSDynamoDB/data/``, so their
-    folders alone are not enough); returns ``.../<prefix>/AWSDynamoDB/``, which holds each export's
-    folder (``inspect`` and ``convert`` read them)."""
+    folders alone are not enough); returns ``.../<prefix>/``, whose ``AWSDynamoDB/`` holds each
+    export's folder there (``inspect`` and ``convert`` read them), and whose subfolders hold the
+    exports made under a longer prefix (the reconciliation's)."""
     s3 = world.client("s3")
     root = os.path.join(os.path.abspath(exports_root), EXPORT_BUCKET)
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=EXPORT_BUCKET, Prefix=prefix.rstrip("/") + "/"):
@@ -228,7 +229,7 @@ def keep_exports(world: LocalWorld, prefix: str, exports_root: str) -> str:
             path = os.path.join(root, *item["Key"].split("/"))
             os.makedirs(os.path.dirname(path), exist_ok=True)
             s3.download_file(EXPORT_BUCKET, item["Key"], path)
-    return os.path.join(root, *prefix.strip("/").split("/"), "AWSDynamoDB") + os.sep
+    return os.path.join(root, *prefix.strip("/").split("/")) + os.sep
 
 
 def dagster_runs_line(home: Path, dagster_home: str | None) -> str:

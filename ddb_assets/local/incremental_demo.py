@@ -59,7 +59,7 @@ def run_incremental_demo(log: Callable[[str], None], *, items: int = 3000, seed:
     """Run the incremental demo through Dagster; returns ``{"equal", "reconciliation" (the check's
     metadata values), "tables": {name: metadata_location}, "windows": [per-window figures, each
     with its export id and the merge's run id], "full_export": export id, "dagster_home",
-    "exports_folder": the kept copies' AWSDynamoDB/ folder}``. ``load(world, items, seed)`` loads the
+    "exports_folder": the kept copies' folder (the export prefix)}``. ``load(world, items, seed)`` loads the
     sample table and returns its ARN (the CLI passes one that shows progress). Every export the demo
     made is copied to ``<exports_root>/<bucket>/<key>`` (the world dies with the demo).
     Raises DemoRefused while ``ddb-assets dev`` serves the Dagster home, ValueError for no windows."""
@@ -178,8 +178,9 @@ def run_incremental_demo(log: Callable[[str], None], *, items: int = 3000, seed:
         tables[f"{base.catalog.namespace}.{CHECK_TABLE}"] = found["check_table"]
     for name, location in tables.items():
         log(f"{name}: {location}")
-    log(f"exports kept in {shown_path(kept)} (the full export {full_id}/, each window's, and the reconciliation's; "
-        f"inspect one: ddb-assets inspect {shown_path(kept)}{full_id}/)")
+    log(f"exports kept in {shown_path(kept)}: the full export and each window's in AWSDynamoDB/<export id>/, the "
+        f"reconciliation's below reconciliation/ (inspect one: ddb-assets inspect "
+        f"{shown_path(kept)}AWSDynamoDB/{full_id}/)")
     log(dagster_runs_line(home, dagster_home))
     log(f"the demo's clock ran ahead: {base.catalog.namespace}.{names.name} holds changes up to {_iso(last_end)}; "
         f"`ddb-assets demo` with {shown_path(str(home))} or {shown_path(lake)} refuses until then")
