@@ -674,11 +674,11 @@ def _convert_export(source: str | os.PathLike[str] | Export, dest: str | os.Path
         for run in runs:
             _remove_run(converted.written if converted is not None else [], target, run, options.s3)
         raise
-    committing: list[bool] = [job.key_columns is None]
+    committing = job.key_columns is None  # a merge's commit begins with its own "committing" event
 
     def merge_progress(kind: str, info: dict[str, Any]) -> None:
-        if kind == "committing":
-            committing.append(True)
+        nonlocal committing
+        committing = committing or kind == "committing"
         notify(kind, info)
 
     try:
@@ -698,7 +698,7 @@ def _convert_export(source: str | os.PathLike[str] | Export, dest: str | os.Path
         _remove_run(written, target, job.target.run, options.s3)  # a merge's own files too ("<run>-merge-...")
         raise
     except BaseException:
-        if not any(committing):  # stopped in the merge's scan or rewrite, before its commit began
+        if not committing:  # stopped in the merge's scan or rewrite, before its commit began
             _remove_run(written, target, job.target.run, options.s3)
         raise
     # Any other failure leaves the files: the commit may have landed (an answer lost on the way).

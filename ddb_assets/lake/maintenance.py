@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ddb_assets.exports.storage import S3Options, resolve
+from ddb_assets.exports.storage import Location, S3Options, resolve
 from ddb_assets.lake.commit import SUMMARY_PREFIX, data_files_for, file_partition_name
 from ddb_assets.lake.file_stats import metrics_properties
 from ddb_assets.lake.record import COMPACT, OPERATION
@@ -86,10 +86,7 @@ def missing_files(table: Any, s3: S3Options | None = None) -> list[str]:
     root = resolve(table.location(), s3)
     data = root.join("data")
     inside = (f"s3://{data.path}" if root.scheme == "s3" else data.path).rstrip("/") + "/"
-    present = set()
-    for entry in data.fs.get_file_info(pafs.FileSelector(data.path, recursive=True, allow_not_found=True)):
-        if entry.type == pafs.FileType.File:
-            present.add(_normal(f"s3://{entry.path}" if root.scheme == "s3" else entry.path))
+    present = {_normal(uri) for uri, _ in _files_under(data)}
     missing = []
     for uri in sorted(listed):
         if uri.startswith(inside):
@@ -188,14 +185,7 @@ def remove_orphan_files(table: Any, grace: timedelta, s3: S3Options | None = Non
     removed, size = [], 0
     for folder in ("data", "metadata"):
         location = root.join(folder)
-        try:
-            entries = location.fs.get_file_info(pafs.FileSelector(location.path, recursive=True, allow_not_found=True))
-        except FileNotFoundError:
-            continue
-        for entry in entries:
-            if entry.type != pafs.FileType.File:
-                continue
-            uri = f"s3://{entry.path}" if root.scheme == "s3" else entry.path
+        for uri, entry in _files_under(location):
             if _normal(uri) in referenced:
                 continue
             modified = entry.mtime.timestamp() if entry.mtime is not None else 0.0
@@ -208,6 +198,17 @@ def remove_orphan_files(table: Any, grace: timedelta, s3: S3Options | None = Non
     if root.scheme == "file" and not dry_run:
         _remove_empty_folders(root.join("data").path)
     return removed, size
+
+
+def _files_under(location: Location) -> list[tuple[str, pafs.FileInfo]]:
+    """Every file below ``location`` (recursively; none when it does not exist): (its URI as
+    snapshots name it, ``s3://...`` or a local path; its FileInfo)."""
+    try:
+        entries = location.fs.get_file_info(pafs.FileSelector(location.path, recursive=True, allow_not_found=True))
+    except FileNotFoundError:
+        return []
+    return [(f"s3://{entry.path}" if location.scheme == "s3" else entry.path, entry)
+            for entry in entries if entry.type == pafs.FileType.File]
 
 
 def _normal(uri: str) -> str:
