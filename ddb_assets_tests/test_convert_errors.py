@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -513,15 +514,70 @@ def test_a_full_export_holding_a_key_twice_is_refused_naming_the_key(tmp_path: P
         keys.update({name: json.loads(lines[2])["Item"][name] for name in KEYS})
         item.update(keys)
 
-    _edit_item(folder, 4, twice)
+    entry = _edit_item(folder, 4, twice)
     with pytest.raises(DuplicateKey) as raised:
         convert_export(folder, root, ConvertOptions(workers=2, key_attributes=KEYS, **OPTIONS))
-    assert (f"2 items have the primary key product_id={keys['product_id']['S']!r}, "
-            f"review_id={keys['review_id']['S']!r}; a DynamoDB table holds one item per key") in str(raised.value)
+    # the item on line 5 took the key of the one on line 3, in the same data file
+    data = doctor.data_path(folder, entry)
+    assert str(raised.value) == (
+        f"{folder}: 2 items have the primary key product_id={keys['product_id']['S']!r}, "
+        f"review_id={keys['review_id']['S']!r}: {data} line 3 and {data} line 5; a DynamoDB table holds one item "
+        f"per key (a damaged or assembled export?)")
     _assert_untouched(root, before)
     # Without the key attributes nothing can tell: the export converts (documented, schema_rules.md).
     result = convert_export(folder, root, ConvertOptions(workers=2, **OPTIONS))
     assert result.commit.rows == 300
+
+
+def test_an_ion_export_holding_a_key_three_times_names_the_first_two_lines_whatever_the_numbers_notation(
+        tmp_path: Path, published: tuple[Path, dict]) -> None:
+    """The key (review_id, year) of the first file's line 2 is also on the second file's lines 1
+    and 4 (after a blank line), its year written 20.14d2 and 2014.0: the same number."""
+    root, before = published
+    folder = doctor.make_export(tmp_path / "bad", export_format="ION")
+    first, second = doctor.manifest_lines(folder)[:2]
+    line = doctor.decompressed(folder, first).split(b"\n")[1]
+    review, year = re.search(rb'review_id:"([^"]+)"', line)[1], re.search(rb"year:(\d+)\.", line)[1]
+
+    def take(lines: list[bytes]) -> None:
+        for number, notation in ((0, year[:2] + b"." + year[2:] + b"d2"), (2, year + b".0")):
+            lines[number] = re.sub(rb'review_id:"[^"]+"', b'review_id:"' + review + b'"', lines[number])
+            lines[number] = re.sub(rb"year:\d+\.", b"year:" + notation, lines[number])
+        lines.insert(2, b"")
+
+    doctor.edit_lines(folder, second, take)
+    with pytest.raises(DuplicateKey) as raised:
+        convert_export(folder, root, ConvertOptions(workers=2, key_attributes=("review_id", "year"), **OPTIONS))
+    assert str(raised.value) == (
+        f"{folder}: 3 items have the primary key review_id={review.decode()!r}, year={year.decode()}: "
+        f"{doctor.data_path(folder, first)} line 2, {doctor.data_path(folder, second)} line 1 and 1 more; "
+        f"a DynamoDB table holds one item per key (a damaged or assembled export?)")
+    _assert_untouched(root, before)
+
+
+def test_a_duplicate_whose_lines_cannot_be_found_is_refused_as_before(tmp_path: Path,
+                                                                       published: tuple[Path, dict]) -> None:
+    """One of the two items writes its key with JSON escapes (valid, but not the literal text the
+    search looks for): the error names the key without lines rather than one line or a wrong one."""
+    root, before = published
+    folder = doctor.make_export(tmp_path / "bad")
+    keys: dict = {}
+
+    def twice(lines: list[bytes]) -> None:
+        keys.update({name: json.loads(lines[2])["Item"][name] for name in KEYS})
+        item = json.loads(lines[4])["Item"]
+        item.update(keys)
+        escaped = "".join(f"\\u{ord(c):04x}" for c in keys["review_id"]["S"])
+        lines[4] = json.dumps({"Item": item}).replace(json.dumps(keys["review_id"]["S"]), f'"{escaped}"').encode()
+
+    doctor.edit_lines(folder, doctor.biggest_entry(folder), twice)
+    with pytest.raises(DuplicateKey) as raised:
+        convert_export(folder, root, ConvertOptions(workers=2, key_attributes=KEYS, **OPTIONS))
+    assert str(raised.value) == (
+        f"{folder}: 2 items have the primary key product_id={keys['product_id']['S']!r}, "
+        f"review_id={keys['review_id']['S']!r}; a DynamoDB table holds one item per key (a damaged or assembled "
+        f"export?)")
+    _assert_untouched(root, before)
 
 
 def test_a_key_attribute_of_two_types_is_refused_naming_it_not_as_a_duplicate(tmp_path: Path,

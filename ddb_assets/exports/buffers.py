@@ -93,6 +93,9 @@ class Text:
     def rfind(self, sub: bytes, start: int = 0, end: int | None = None) -> int:
         return self._data.rfind(sub, start, self.size if end is None else min(end, self.size))
 
+    def count(self, sub: bytes, start: int = 0, end: int | None = None) -> int:
+        return self._data.count(sub, start, self.size if end is None else min(end, self.size))
+
     def translate(self, table: bytes | None, delete: bytes) -> bytes:
         """``bytes.translate`` of the text (see ``translate_view``)."""
         return translate_view(self.view(), table, delete)

@@ -873,7 +873,7 @@ def _finish_files(written: list[WrittenFile], plan: TablePlan, job: _WriteJob, e
                                 options.small_partition_bytes)
     if job.key_columns is None:  # a full export: each key once (an incremental one's Keys are its own)
         try:
-            check_unique_keys(written, plan, options.key_attributes, export=export.folder.uri, s3=options.s3,
+            check_unique_keys(written, plan, options.key_attributes, export=export, s3=options.s3,
                               work_dir=options.work_dir, find=find)
         except BaseException:
             _remove_files(written, options.s3)  # the merged files: the caller holds only the ones before

@@ -11,6 +11,13 @@ memory limit, so it holds for any export size: measured on 300,000 items (21 fil
 2% of their 20 s conversion, but about 21 minutes per TB of JSON, all keys through one machine.
 The Spark runners (spark, glue, emr_serverless) pass a ``find`` that groups them on the engine's
 executors instead (lake/shards/key_round.py): same check, same error.
+
+The grouping sees Parquet rows, not the export's lines. When it finds a key twice, this process
+(the driver, on every runner) reads the export again to name the data files and lines of the first
+two items holding it (exports/key_lines.py: a substring search of each decompressed piece, only
+matching lines parsed, stopping at the second): a cost of the failure path only, never of a
+conversion that succeeds. When that search fails (storage unreachable, say) or finds fewer than
+two, the error says what it says without them: the duplicate is the news, never a second error.
 """
 
 from __future__ import annotations
@@ -18,8 +25,11 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from ddb_assets.exports.errors import ExportFormatError
+from ddb_assets.exports.key_lines import KeyValue, lines_holding_key
+from ddb_assets.exports.reader import Export
 from ddb_assets.exports.storage import S3Options, resolve
 from ddb_assets.lake.evolution import TablePlan
+from ddb_assets.lake.schema import Column
 from ddb_assets.lake.writer import WrittenFile
 
 
@@ -35,9 +45,13 @@ DuplicateFinder = Callable[[list[str], list[str]], "tuple[list[Any], int] | None
 def key_columns(plan: TablePlan, key_attributes: Sequence[str]) -> list[str]:
     """The plan's column of each key attribute (its bare value column, not a derived time column).
     A key attribute with no column is one no item held: the read refuses that before."""
+    return [column.name for column in _key_columns(plan, key_attributes)]
+
+
+def _key_columns(plan: TablePlan, key_attributes: Sequence[str]) -> list[Column]:
     columns = []
     for attribute in key_attributes:
-        match = [c.name for c in plan.columns if c.path == (attribute,) and c.encoding == "scalar"]
+        match = [c for c in plan.columns if c.path == (attribute,) and c.encoding == "scalar"]
         if not match:
             raise ValueError(f"the key attribute {attribute!r} has no column in the table")
         columns.append(match[0])
@@ -61,24 +75,45 @@ def check_key_types(plan: TablePlan, key_attributes: Sequence[str], *, export: s
 
 
 def check_unique_keys(written: list[WrittenFile], plan: TablePlan, key_attributes: Sequence[str], *,
-                      export: str, s3: S3Options | None = None, work_dir: str | None = None,
+                      export: Export, s3: S3Options | None = None, work_dir: str | None = None,
                       find: DuplicateFinder | None = None) -> None:
-    """Raise DuplicateKey (naming ``export``, the key's attributes and values, and how many items
-    hold it) when two rows of ``written`` share a primary key. ``find`` groups the keys (an
-    engine's, lake/shards/key_round.py); by default DuckDB here, spilling to ``work_dir``."""
+    """Raise DuplicateKey when two rows of ``written`` share a primary key: one line naming the
+    ``export`` (its folder), the key's attributes and values, how many items hold it and, when
+    the export can be read again, the data files and 1-based lines of the first two of them.
+    ``find`` groups the keys (an engine's, lake/shards/key_round.py); by default DuckDB here,
+    spilling to ``work_dir``."""
     if not key_attributes or not written:
         return
-    check_key_types(plan, key_attributes, export=export)
-    columns = key_columns(plan, key_attributes)
+    name = export.folder.uri
+    check_key_types(plan, key_attributes, export=name)
+    columns = _key_columns(plan, key_attributes)
+    names = [column.name for column in columns]
     if find is None:
-        found = duplicate_in_duckdb([f.path for f in written], columns, s3=s3, work_dir=work_dir)
+        found = duplicate_in_duckdb([f.path for f in written], names, s3=s3, work_dir=work_dir)
     else:
-        found = find([f.path for f in written], columns)
-    if found is not None:
-        values, count = found
-        key = ", ".join(f"{attribute}={_shown(value)}" for attribute, value in zip(key_attributes, values))
-        raise DuplicateKey(export, f"{count} items have the primary key {key}; a DynamoDB table holds one item "
-                                   f"per key (a damaged or assembled export?)")
+        found = find([f.path for f in written], names)
+    if found is None:
+        return
+    values, count = found
+    key = ", ".join(f"{attribute}={_shown(value)}" for attribute, value in zip(key_attributes, values))
+    where = _where(export, [KeyValue(attribute, column.descriptor, value)
+                            for attribute, column, value in zip(key_attributes, columns, values)], count)
+    raise DuplicateKey(name, f"{count} items have the primary key {key}{where}; a DynamoDB table holds one "
+                             f"item per key (a damaged or assembled export?)")
+
+
+def _where(export: Export, key: list[KeyValue], count: int) -> str:
+    """``: FILE line N and FILE line M`` for the first two items holding ``key`` (``, ... and K
+    more`` past two), or nothing when they cannot be found."""
+    try:
+        # Reads the export again: the failure path only (see the module's docstring).
+        found = lines_holding_key(export.files, key, wanted=2)
+    except Exception:  # noqa: BLE001 - the duplicate is the error to report, not the search's trouble
+        return ""
+    if len(found) < 2:
+        return ""
+    first, second = (f"{name} line {line}" for name, line in found)
+    return f": {first} and {second}" if count == 2 else f": {first}, {second} and {count - 2} more"
 
 
 def duplicate_in_duckdb(files: list[str], columns: list[str], *, s3: S3Options | None = None,
