@@ -92,6 +92,7 @@ class SparkEngine:
         self.process: subprocess.Popen | None = None
         self.rounds = 0
         self.ended = False  # spark-submit ended before a round's results: no spec is worth rerunning
+        self.key_round_failed = False  # the key check failed: a round with no spec to rerun
 
     def __enter__(self) -> "SparkEngine":
         if self.folder.scheme == "file":
@@ -121,8 +122,12 @@ class SparkEngine:
         """The key check of ``files`` (the written files' URIs) on their key ``columns``, as a
         round of the application (lake/shards/key_round.py): (a key's values, how many items hold
         it) or None. Raises ShardFailed as ``run`` does."""
-        results = self._round(key_round(files, columns, self.s3))
-        return duplicate_found(self._wait_for(results), results.uri, f"spark-submit's log: {self.log}")
+        try:
+            results = self._round(key_round(files, columns, self.s3))
+            return duplicate_found(self._wait_for(results), results.uri, f"spark-submit's log: {self.log}")
+        except BaseException:
+            self.key_round_failed = True
+            raise
 
     def _round(self, document: dict[str, Any]) -> Location:
         """Publish the next round; where its results will be."""
@@ -161,13 +166,20 @@ class SparkEngine:
         except (OSError, subprocess.TimeoutExpired):
             process.terminate()
             process.wait()
-        task_failed = kind is not None and issubclass(kind, ShardFailed) and not self.ended
-        # The temporary staging folder (specs, results, what Spark left in its working directory)
-        # stays only when a task kept failing: the error names its spec, to rerun with `ddb-assets
-        # shard run`. When spark-submit itself ended, the error gives the cause and names the log,
-        # which stays; bad input is reported with its object and line.
+        task_failed = kind is not None and issubclass(kind, ShardFailed) and not (self.ended or self.key_round_failed)
+        # The staging folder (specs, results, what Spark left in its working directory) stays only
+        # when a shard task kept failing: the error names its spec, to rerun with `ddb-assets shard
+        # run`. When spark-submit itself ended, the error gives the cause and names the log, which
+        # stays; bad input is reported with its object and line; a key round (its check failed, or
+        # a key held twice) has no spec to rerun. A configured staging folder keeps a successful
+        # run's folder (its specs and results, to look at); a failed run's goes, as its data files do.
         if self.temporary and not task_failed:
             shutil.rmtree(self.staging_root, ignore_errors=True)
+        elif not self.temporary and kind is not None and not task_failed:
+            try:
+                self.folder.fs.delete_dir(self.folder.path)
+            except OSError:
+                pass  # a few KB left in the staging folder; the conversion's own error stands
         if kind is None or not issubclass(kind, ShardFailed):
             self.log.unlink(missing_ok=True)
 
