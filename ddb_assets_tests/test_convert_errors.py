@@ -555,6 +555,35 @@ def test_an_ion_export_holding_a_key_three_times_names_the_first_two_lines_whate
     _assert_untouched(root, before)
 
 
+@pytest.mark.fast
+def test_the_lines_of_a_key_are_found_whatever_notation_its_number_and_binary_have(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    from ddb_assets.exports.key_lines import KeyValue, lines_holding_key
+    from ddb_assets.exports.reader import open_export
+
+    folder = doctor.make_export(tmp_path / "e", items=40, files=2)
+    first, second = doctor.manifest_lines(folder)[:2]
+    blob = bytes([0, 1, 2, 3])  # base64 AAECAw==: the last group may be written otherwise (AAECAx==)
+
+    def holding(*notations: tuple[int, str, str]):  # type: ignore[no-untyped-def]
+        def edit(lines: list[bytes]) -> None:
+            for number, year, written in notations:
+                item = json.loads(lines[number])
+                item["Item"].update(blob={"B": written}, year={"N": year})
+                lines[number] = json.dumps(item).encode()
+        return edit
+
+    doctor.edit_lines(folder, first, holding((1, "2014", "AAECAw=="), (3, "2015", "AAECAw==")))  # 3: another year
+    doctor.edit_lines(folder, second, holding((0, "2.014E3", "AAECAx=="), (5, "20140e-1", "AAECAw==")))
+    export = open_export(folder)
+    key = [KeyValue("blob", "B", blob), KeyValue("year", "N", 2014)]
+    names = [doctor.data_path(folder, entry).as_posix() for entry in (first, second)]
+    assert lines_holding_key(export.files, key, wanted=5) == [(names[0], 2), (names[1], 1), (names[1], 6)]
+    assert lines_holding_key(export.files, key) == [(names[0], 2), (names[1], 1)]  # two by default: it stops
+    assert lines_holding_key(export.files, [KeyValue("year", "N", Decimal("2015.00")), key[0]]) == [(names[0], 4)]
+
+
 def test_a_duplicate_whose_lines_cannot_be_found_is_refused_as_before(tmp_path: Path,
                                                                        published: tuple[Path, dict]) -> None:
     """One of the two items writes its key with JSON escapes (valid, but not the literal text the
