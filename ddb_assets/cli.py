@@ -543,11 +543,15 @@ def _conversion_progress():  # type: ignore[no-untyped-def]
             # total too: a commit retried after a conflict scans the table as it is then, from 0
             progress.update(tasks[name], total=info["total"], completed=info["done"], detail=detail)
         elif kind == "committed" and "write" in tasks:
-            # The files the snapshot added, as the summary counts them: the small files a partition's
-            # workers wrote were merged into one before the commit.
-            done = info.get("files", int(progress.tasks[tasks["write"]].completed))
+            # The data files the snapshot added, as the summary counts them: the small files a
+            # partition's workers wrote were merged into one before the commit. A merge-on-read
+            # merge also adds position-delete files, which hold no row: said apart.
+            deletes = info.get("delete_files", 0)
+            done = info.get("files", int(progress.tasks[tasks["write"]].completed) + deletes) - deletes
+            rows = counted(totals['rows'], 'row')
             progress.update(tasks["write"], total=done, completed=done,
-                            detail=f"{counted(totals['rows'], 'row')} in {counted(done, 'file')}")
+                            detail=f"{rows} in {counted(done, 'data file')}, {counted(deletes, 'position-delete file')}"
+                            if deletes else f"{rows} in {counted(done, 'file')}")
         progress.refresh()
 
     return progress, on_event
@@ -771,8 +775,10 @@ def _converted(result: Any, *, history: bool, runner: str, work_dir: Optional[st
     rows += [
             ("items", f"{sum(p['rows'] for p in partitions.values()):,} written; the table now holds {commit.rows:,}"),
             ("partitions", f"{len(partitions):,}" + (f" by {spec.text}" if spec else " (unpartitioned)")),
-            ("files", f"{commit.added:,} added, {commit.removed:,} replaced (kept for older snapshots until "
-                      f"maintenance)"),
+            ("files", f"{commit.added:,} added"
+                      + (f" ({counted(commit.added - commit.delete_files, 'data file')}, "
+                         f"{counted(commit.delete_files, 'position-delete file')})" if commit.delete_files else "")
+                      + f", {commit.removed:,} replaced (kept for older snapshots until maintenance)"),
             ("parquet bytes", f"{sum(p['bytes'] for p in partitions.values()):,}"),
             ("columns", f"{len(plan.columns)}" + (f" ({'; '.join(changes)})" if changes else "")),
             ("input", f"{mb:,.1f} MB uncompressed, {result.compressed_bytes / 1e6:,.1f} MB gzip"),

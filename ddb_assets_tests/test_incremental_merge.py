@@ -5,6 +5,7 @@ full export at the last window's end, value for value (both views, both formats)
 from __future__ import annotations
 
 import math
+import re
 import random
 from pathlib import Path
 from typing import Any, Iterator
@@ -276,6 +277,26 @@ def test_the_cli_exports_a_window_and_merges_it(world: LocalWorld, clock: WorldC
     [rewrite] = [line for line in merged.stderr.splitlines() if line.startswith("rewrite files")]
     assert " 1/1 touched keys in 1 file " in scan and " 1/1 " in rewrite, merged.stderr
     assert [(i["pk"], i.get("v")) for i in chain.items("t")] == [("a", "second"), ("b", None)]
+
+    # A window updating b, merged on read: the new row's data file and the old row's position-delete
+    # file, each named as what it is (the delete file holds no row).
+    clock.advance(30)
+    chain.put("b", 2, year={"N": "2016"}, v={"S": "second"})
+    last = later + WINDOW
+    clock.set(last + 60, frozen=True)
+    window = run_cli("export", chain.name, "--bucket", chain.bucket, "--prefix", "cli-inc3", "--incremental",
+                     "--from", datetime.fromtimestamp(later, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+                     "--to", datetime.fromtimestamp(last, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"), env=aws_env)
+    assert window.returncode == 0, window.stderr
+    merged = run_cli("convert", window.stdout.split("manifest ")[-1].strip(), str(tmp_path / "lake" / "t"),
+                     "--merge-mode", "merge-on-read", env=aws_env)
+    assert merged.returncode == 0, merged.stderr
+    [write] = [line for line in merged.stderr.splitlines() if line.startswith("write parquet")]
+    assert " 1/1 1 row in 1 data file, 1 position-delete file " in write, merged.stderr
+    assert "1 position-delete file written (merge-on-read)" in merged.stdout
+    assert re.search(r"^files +2 added \(1 data file, 1 position-delete file\), 0 replaced ", merged.stdout, re.M), \
+        merged.stdout
+    assert [(i["pk"], i.get("v")) for i in chain.items("t")] == [("a", "second"), ("b", "second")]
 
 
 def _same_rows_everywhere(table: Any) -> list[dict[str, Any]]:

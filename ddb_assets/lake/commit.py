@@ -55,12 +55,13 @@ class CommitResult:
     table: Any  # the pyiceberg Table after the commit
     snapshot_id: int
     metadata_location: str
-    added: int  # data files
+    added: int  # files: data files, and a merge-on-read merge's position-delete files (as `history` counts)
     removed: int  # data files no longer in the current snapshot (still in older ones)
     rows: int  # in the current snapshot
     created: bool
     schema_changes: list[str] = field(default_factory=list)
     unchanged: bool = False  # the table held the export already (a concurrent run committed it): nothing done
+    delete_files: int = 0  # of ``added``: position-delete files (a merge-on-read merge)
 
 
 def commit_export(catalog: Any, identifier: tuple[str, str], location: str, plan: TablePlan,
@@ -337,13 +338,13 @@ def _same_spec(mine: Any, theirs: Any) -> bool:
 
 
 def _result(table: Any, added: int, removed: int, created: bool, changes: list[str],
-            unchanged: bool = False) -> CommitResult:
+            unchanged: bool = False, delete_files: int = 0) -> CommitResult:
     from ddb_assets.lake.record import live_rows
 
     snapshot = table.current_snapshot()
     rows = live_rows(snapshot.summary.additional_properties) if snapshot and snapshot.summary else 0
     return CommitResult(table, snapshot.snapshot_id if snapshot else 0, table.metadata_location, added, removed, rows,
-                        created, changes, unchanged)
+                        created, changes, unchanged, delete_files)
 
 
 def current_result(table: Any) -> CommitResult:

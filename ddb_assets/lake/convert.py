@@ -702,7 +702,8 @@ def _convert_export(source: str | os.PathLike[str] | Export, dest: str | os.Path
             _remove_run(written, target, job.target.run, options.s3)
         raise
     # Any other failure leaves the files: the commit may have landed (an answer lost on the way).
-    notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows, "files": commit.added})
+    notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows, "files": commit.added,
+                         "delete_files": commit.delete_files})
     warnings = []
     if merged is None:
         warnings += [w for w in [keep_profile(dest, export.export_id, profile, options.s3)] if w]

@@ -173,7 +173,8 @@ def merge_export(catalog: Any, identifier: tuple[str, str], plan: TablePlan, ups
             continue
         table.refresh()
         rewritten = len(affected) if mode == COPY_ON_WRITE else 0
-        result = _result(table, len(upserts) + new_files, rewritten, False, plan.changes() if changed else [])
+        result = _result(table, len(upserts) + new_files, rewritten, False, plan.changes() if changed else [],
+                         delete_files=new_files if mode == MERGE_ON_READ else 0)
         return MergeResult(result, upserted, deletes, deletes - found, 0, rewritten,
                            delete_files=new_files if mode == MERGE_ON_READ else 0, merge_mode=mode,
                            warnings=warnings)

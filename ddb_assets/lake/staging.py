@@ -344,7 +344,8 @@ def commit_staged(staged: StagedExport, dest: str | os.PathLike[str], options: A
     if commit.unchanged:  # a concurrent run committed the export (perhaps from these very files)
         _discard_unreferenced(staged, commit.table, options.s3)
     _remove_record(staged, options.s3)
-    notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows, "files": commit.added})
+    notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows, "files": commit.added,
+                         "delete_files": commit.delete_files})
     return ConvertResult(commit, f"{target.namespace}.{target.name}", target.location.uri, staged.profile, plan,
                          export, written, staged.compressed, staged.uncompressed,
                          staged.seconds + time.monotonic() - started, staged.scratch_bytes, one_pass=staged.one_pass,
@@ -399,7 +400,8 @@ def _merge_staged(staged: StagedExport, export: Export, target: Any, table: Any,
     if commit.unchanged:  # a concurrent run applied the export (perhaps from these very files)
         _discard_unreferenced(staged, commit.table, options.s3)
     _remove_record(staged, options.s3)
-    notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows, "files": commit.added})
+    notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows, "files": commit.added,
+                         "delete_files": commit.delete_files})
     history, history_error = _history(target, export, options, notify)
     return ConvertResult(commit, f"{target.namespace}.{target.name}", target.location.uri, staged.profile, plan,
                          export, list(staged.written), staged.compressed, staged.uncompressed,

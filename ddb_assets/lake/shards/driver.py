@@ -203,7 +203,8 @@ def commit_shards(converted: ShardConversion, export: Export, target: LakeTarget
         remove_run_files(converted.data, converted.run)
         raise
     # Any other failure leaves the files: the commit may have landed (an answer lost on the way).
-    notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows, "files": commit.added})
+    notify("committed", {"snapshot_id": commit.snapshot_id, "rows": commit.rows, "files": commit.added,
+                         "delete_files": commit.delete_files})
     # The next export of the table is planned from this profile (one pass): as convert_export does.
     saved = keep_profile(target.location.uri, export.export_id, converted.profile, options.s3)
     reads = converted.reads
