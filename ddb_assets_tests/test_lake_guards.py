@@ -327,6 +327,43 @@ def test_the_cli_refuses_dot_destinations_the_lake_folder_and_folders_inside_a_t
     inside = run_cli("convert", str(export), "odd/t/data/x", cwd=work)
     assert inside.returncode == 1 and f"is inside the table folder {work / 'odd' / 't'}" in inside.stderr
     assert sorted(os.listdir(work / "odd")) == ["catalog.db", "t"] and not (work / "odd" / "t" / "data" / "x").exists()
+    # The same whatever catalog holds either table, and a new table's folder around another is
+    # refused too: its maintenance would remove that table's files (in its data/) as orphans.
+    one, two = (f"--catalog=sqlite:///{tmp_path / name}" for name in ("one.db", "two.db"))
+    inner = run_cli("convert", str(export), "odd/t/inner", two, cwd=work)
+    assert inner.returncode == 1 and inner.stderr == (
+        f"error: destination 'odd/t/inner' is inside the table folder {work / 'odd' / 't'}: give a folder of its own "
+        f"beside it ({work / 'odd'}/<table>)\n")
+    assert run_cli("convert", str(export), "other/u/data/x", one, cwd=work).returncode == 0
+    around = run_cli("convert", str(export), "other/u", two, cwd=work)
+    assert around.returncode == 1 and around.stderr == (
+        f"error: destination 'other/u' holds the table folder {work / 'other' / 'u' / 'data' / 'x'}: a table's folder "
+        f"holds no other table; give a folder of its own beside it ({work / 'other'}/<table>)\n")
+    assert sorted(os.listdir(work / "other" / "u")) == ["data"] and not (tmp_path / "two.db").exists()
+
+
+def test_on_s3_a_table_folder_inside_or_around_another_tables_is_refused_whatever_the_catalogs(
+        aws_env: dict[str, str], s3: Any, tmp_path: Path) -> None:
+    lake = f"lake-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=lake)
+    export = full_export(tmp_path / "export", [item("a")])
+    one, two = (f"--catalog=sqlite:///{tmp_path / name}" for name in ("one.db", "two.db"))
+    assert run_cli("convert", str(export), f"s3://{lake}/lake/t", one).returncode == 0
+    for dest in (f"s3://{lake}/lake/t/inner", f"s3://{lake}/lake/t/data/x/y"):
+        inside = run_cli("convert", str(export), dest, two)
+        assert inside.returncode == 1 and inside.stderr == (
+            f"error: destination {dest!r} is inside the table folder s3://{lake}/lake/t: give a folder of its own "
+            f"beside it (s3://{lake}/lake/<table>)\n")
+    assert run_cli("convert", str(export), f"s3://{lake}/other/u/data/x", one).returncode == 0
+    around = run_cli("convert", str(export), f"s3://{lake}/other/u", two)
+    assert around.returncode == 1 and around.stderr == (
+        f"error: destination 's3://{lake}/other/u' holds the table folder s3://{lake}/other/u/data/x: a table's "
+        f"folder holds no other table; give a folder of its own beside it (s3://{lake}/other/<table>)\n")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=lake)["Contents"]]
+    assert not [k for k in keys if k.startswith(("lake/t/inner", "lake/t/data/x", "other/u/metadata"))], keys
+    assert not (tmp_path / "two.db").exists()  # nothing written for the refused ones
+    # the tables themselves take their next exports as before
+    assert run_cli("convert", str(export), f"s3://{lake}/lake/t", one).returncode == 0
 
 
 def test_a_file_destination_is_named_as_given_and_a_failed_first_convert_leaves_nothing(tmp_path: Path) -> None:

@@ -11,7 +11,11 @@ anything is read, naming the destination:
 - a lake folder itself (one holding ``catalog.db``, or the folder of the ``sqlite:///`` catalog):
   the table's ``data/`` and ``metadata/`` would mix with other tables' folders;
 - a folder inside an existing table's folder (one with a ``metadata/`` of ``*.metadata.json``):
-  that table's maintenance would remove the new table's files as orphans;
+  that table's maintenance would remove the new table's files as orphans; and a new table's folder
+  around one (``lake/t`` when ``lake/t/data/x`` is a table, of another catalog say): the same, the
+  other way round. Checked on the folders themselves, whatever catalog holds the tables, locally
+  and on S3 (a listing of each parent's ``metadata/``, and of the destination when it is no table
+  yet: a new table's folder is normally empty);
 - a place that cannot be written (``check_writable``): a bucket that does not exist, a wrong
   endpoint, credentials S3 refuses, a read-only folder. Found before the catalog is opened and
   before the export is read, not after the whole export was parsed;
@@ -66,6 +70,7 @@ def lake_target(dest: str | os.PathLike[str], table_name: str | None, catalog: C
     check_table_name(name)
     check_catalog_writable(catalog, location.parent())  # local and cheap: before any request
     check_writable(location, os.fspath(dest), s3)
+    check_not_nested_s3(location, os.fspath(dest), s3)  # after the probe: a dead endpoint is refused fast
     check_catalog_reachable(catalog, s3)
     # A new SQLite catalog is created by the commit: a run failing before it leaves none behind.
     return LakeTarget(open_catalog(catalog, location.parent(), s3, lazy=True), catalog.namespace, name, location)
@@ -115,11 +120,71 @@ def _check_local_folder(path: str, text: str, catalog: CatalogConfig) -> None:
                                f"folder inside it ({os.path.join(path, '<table>')})")
     parent = os.path.dirname(path)
     while parent and parent != os.path.dirname(parent):
-        metadata = os.path.join(parent, "metadata")
-        if os.path.isdir(metadata) and any(n.endswith(".metadata.json") for n in os.listdir(metadata)):
-            raise DestinationError(f"destination {text!r} is inside the table folder {parent}: give a folder of its "
-                                   f"own beside it ({os.path.join(os.path.dirname(parent), '<table>')})")
+        if _is_local_table(parent):
+            raise _inside(text, parent, os.path.dirname(parent))
         parent = os.path.dirname(parent)
+    if os.path.isdir(path) and not _is_local_table(path):  # a new table's folder: none inside it
+        for directory, folders, _ in os.walk(path):
+            folders.sort()
+            if directory != path and _is_local_table(directory):
+                raise _around(text, directory, os.path.dirname(path))
+
+
+def _is_local_table(folder: str) -> bool:
+    """Whether ``folder`` is a table's folder: its ``metadata/`` holds a ``*.metadata.json``."""
+    metadata = os.path.join(folder, "metadata")
+    return os.path.isdir(metadata) and any(n.endswith(".metadata.json") for n in os.listdir(metadata))
+
+
+def _inside(text: str, table: str, beside: str) -> DestinationError:
+    return DestinationError(f"destination {text!r} is inside the table folder {table}: give a folder of its own "
+                            f"beside it ({beside.rstrip('/')}/<table>)")
+
+
+def _around(text: str, table: str, beside: str) -> DestinationError:
+    # That table's files would lie in this one's data/ or metadata/ (its maintenance would remove
+    # them as orphans) or beside them: a table's folder holds no other table.
+    return DestinationError(f"destination {text!r} holds the table folder {table}: a table's folder holds no other "
+                            f"table; give a folder of its own beside it ({beside.rstrip('/')}/<table>)")
+
+
+_METADATA_FILE = re.compile(r"(?P<table>.*)/metadata/[^/]+\.metadata\.json")
+
+
+def check_not_nested_s3(location: Location, text: str, s3: S3Options | None = None) -> None:
+    """On S3, refuse (DestinationError) a table location inside another table's folder or, for a
+    new table, around one, as ``table_location`` does locally: one listing of each parent's
+    ``metadata/`` and, when the location holds no table yet, one of the location (a few requests,
+    with the probe's short timeouts). A listing S3 refuses (no s3:ListBucket) checks nothing."""
+    if location.scheme != "s3":
+        return
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from ddb_assets.exports.storage import s3_client
+
+    bucket, _, key = location.path.partition("/")
+    client = s3_client(s3, _probe_config(s3))
+
+    def tables_under(prefix: str) -> Any:
+        """The table folders (keys) whose metadata files are under ``prefix``, as they are listed."""
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for entry in page.get("Contents", []):
+                found = _METADATA_FILE.fullmatch(entry["Key"])
+                if found:
+                    yield found["table"]
+
+    try:
+        parts = key.strip("/").split("/")
+        for end in range(len(parts) - 1, 0, -1):
+            parent = "/".join(parts[:end])
+            if any(table == parent for table in tables_under(f"{parent}/metadata/")):
+                raise _inside(text, f"s3://{bucket}/{parent}", f"s3://{bucket}/{'/'.join(parts[:end - 1])}"
+                              if end > 1 else f"s3://{bucket}")
+        if not any(table == key for table in tables_under(f"{key}/metadata/")):
+            for table in tables_under(f"{key}/"):
+                raise _around(text, f"s3://{bucket}/{table}", location.parent().uri)
+    except (BotoCoreError, ClientError):
+        return  # S3 refused the listing: nothing can be told (the conversion's own requests say more)
 
 
 def check_writable(location: Location, text: str, s3: S3Options | None = None) -> None:
