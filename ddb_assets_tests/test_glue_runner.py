@@ -143,10 +143,13 @@ def test_the_glue_runner_refuses_a_key_held_in_two_shards_and_commits_nothing(
     with pytest.raises(DuplicateKey) as raised:
         convert_export(source, f"s3://{bucket}/lake/twice",
                        ConvertOptions(catalog=catalog, runner=runner, key_attributes=KEYS), known=known)
+    # the driver names where the two items are, as the export's S3 objects: each data file's first line
+    first, second = (f"{source}/data/{doctor.data_path(folder, entry).name}"
+                     for entry in doctor.manifest_lines(folder)[:2])
     assert str(raised.value) == (
         f"{source}: 2 items have the primary key product_id={key['product_id']['S']!r}, "
-        f"review_id={key['review_id']['S']!r}; a DynamoDB table holds one item per key (a damaged or assembled "
-        f"export?)")
+        f"review_id={key['review_id']['S']!r}: {first} line 1 and {second} line 1; a DynamoDB table holds one "
+        f"item per key (a damaged or assembled export?)")
     runs = world.client("glue").get_job_runs(JobName=job)["JobRuns"]
     assert len(runs) == 2 and all(r["JobRunState"] == "SUCCEEDED" for r in runs)  # the writing pass, the check
     target = lake_target(f"s3://{bucket}/lake/twice", ConvertOptions(catalog=catalog))
