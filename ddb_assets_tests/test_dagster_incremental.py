@@ -45,7 +45,7 @@ def _iso(epoch: float) -> str:
 
 class Platform:
     def __init__(self, world: LocalWorld, clock: WorldClock, tmp: Path, instance: dg.DagsterInstance,
-                 history: bool = False, allow_overlap: bool = False):
+                 history: bool = False, allow_overlap: bool = False, merge_mode: str | None = None):
         self.world, self.clock, self.instance = world, clock, instance
         self.ddb = world.client("dynamodb")
         self.table, bucket = unique("reviews"), unique("exports")
@@ -56,7 +56,8 @@ class Platform:
         table = TableSettings(table=self.table, export_bucket=bucket, export_prefix=f"exports/{self.table}",
                               incremental=IncrementalSettings(window="15m", start=_iso(self.start),
                                                               future_windows=16,  # the clock runs ahead
-                                                              allow_overlap=allow_overlap),
+                                                              allow_overlap=allow_overlap,
+                                                              merge_mode=merge_mode),
                               history=history)
         self.settings = base.model_copy(update={"tables": [table]})
         self.names = TableNames(self.settings, table)
@@ -186,7 +187,7 @@ def test_windows_are_exported_validated_and_merged_in_order(world: LocalWorld, c
 def test_the_lake_table_keeps_the_change_history_of_its_windows(world: LocalWorld, clock: WorldClock,
                                                                tmp_path: Path) -> None:
     with dg.instance_for_test() as instance:
-        p = Platform(world, clock, tmp_path, instance, history=True)
+        p = Platform(world, clock, tmp_path, instance, history=True, merge_mode="merge-on-read")
         p.put("r1", 2015)
         p.put("r2", 2015)
         assert p.full_export().success
@@ -208,6 +209,12 @@ def test_the_lake_table_keeps_the_change_history_of_its_windows(world: LocalWorl
         assert merged.success
         [event] = merged.asset_materializations_for_node("__".join(p.names.parquet_key.path))[:1]
         assert event.metadata["history_appended"].value == [{"export_id": export_id, "changes": 2}]
+        # Merge-on-read: r1 moved to 2016 (one data file there) and r1's and r2's rows of 2015 hidden by one
+        # position-delete file; nothing rewritten.
+        [merge] = event.metadata["merged"].value
+        assert (merge["merge_mode"], merge["delete_files"], merge["files_rewritten"]) == ("merge-on-read", 1, 0)
+        assert (event.metadata["delete_files_added"].value, event.metadata["files_added"].value) == (1, 2)
+        assert p.rows() == [("r1", 2016, "moved")]
         lake = p.defs.resources["lake"]
         changes = lake.table(f"{p.names.name}_changes").scan().to_arrow().to_pylist()
         assert sorted((r["review_id"], r["operation"], r["old_year"], r["new_year"], r["new_note"], r["export_id"])

@@ -174,7 +174,8 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
                 "rows_per_partition": dg.MetadataValue.md(
                     "| partition | rows | bytes | files |\n|---|---|---|---|\n" + "\n".join(
                         f"| {v} | {p['rows']:,} | {p['bytes']:,} | {p['files']} |" for v, p in written.items())),
-                "files_added": commit.added,
+                "files_added": commit.added,  # data and position-delete files, as `ddb-assets history` counts
+                "delete_files_added": commit.delete_files,
                 "files_replaced": commit.removed,
                 "snapshot_id": str(commit.snapshot_id),
                 "metadata_location": commit.metadata_location,
@@ -184,7 +185,9 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
                 "high_water_mark": high_water_mark(table)[0] or "",
                 "merged": dg.MetadataValue.json([{"export_id": r.export.export_id, "upserts": r.merge.upserts,
                                                   "deletes": r.merge.deletes, "deletes_missing": r.merge.deletes_missing,
-                                                  "files_rewritten": r.merge.files_rewritten}
+                                                  "files_rewritten": r.merge.files_rewritten,
+                                                  "merge_mode": r.merge.merge_mode,
+                                                  "delete_files": r.merge.delete_files}
                                                  for r in results if r.merge is not None]),
                 "history_appended": dg.MetadataValue.json([{"export_id": export_id_, "changes": rows}
                                                             for r in results if r.history is not None
@@ -263,6 +266,7 @@ def _up_to_date(context: dg.AssetExecutionContext, names: TableNames, table: Any
             "up_to_date": text,
             "table_rows": commit.rows,
             "files_added": 0,
+            "delete_files_added": 0,
             "files_replaced": 0,
             "snapshot_id": str(commit.snapshot_id),
             "metadata_location": commit.metadata_location,
