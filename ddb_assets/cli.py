@@ -565,9 +565,53 @@ def _summary_lines(rows: list[tuple[str, str]]) -> None:
 
 
 def _catalog_config(catalog: Optional[str], namespace: Optional[str]):  # type: ignore[no-untyped-def]
-    from ddb_assets.lake.catalog import CatalogConfig
+    """``--catalog``'s CatalogConfig; a value it cannot be is a usage error (exit 2)."""
+    from ddb_assets.lake.catalog import CatalogConfig, CatalogError
 
-    return CatalogConfig.parse(catalog, namespace)
+    try:
+        return CatalogConfig.parse(catalog, namespace)
+    except CatalogError as exc:
+        raise click_errors.UsageError(str(exc)) from None
+
+
+@contextmanager
+def _options_checked() -> Iterator[None]:
+    """Around making ConvertOptions from the command line: the options it checks as it is made
+    (partitioning, naming, sizes), before anything is read, are usage errors there (exit 2, after
+    the usage line), as typer's own checks of the values are."""
+    from ddb_assets.lake.partitioning import PartitionError
+    from ddb_assets.lake.schema import OptionError
+
+    try:
+        yield
+    except OptionError as exc:
+        raise typer.BadParameter(exc.problem, param_hint=f"'--{exc.option.replace('_', '-')}'") from None
+    except PartitionError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("partition_by "), param_hint="'--partition-by'") from None
+
+
+def _as_of_value(value: Optional[str]) -> Optional[str]:
+    """``--as-of``'s callback: a snapshot id or an ISO-8601 time (as lake.tables.resolve_snapshot
+    reads it), else a usage error."""
+    text = (value or "").strip()
+    if value is None or text.lstrip("-").isdigit():
+        return value
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is neither a snapshot id nor an ISO-8601 time "
+                                 f"(2026-11-30T12:00:00Z, 2026-11-30)") from None
+    return value
+
+
+def _raw_values(values: list[str]) -> list[str]:
+    """``--raw``'s callback: each value NAME=SOURCE, else a usage error."""
+    for spec in values:
+        name, sep, source = spec.partition("=")
+        if not sep or not name or not source:
+            raise typer.BadParameter(f"{spec!r} is not NAME=SOURCE (a view name, then an export folder or "
+                                     f"manifest)")
+    return values
 
 
 QUERY_FORMATS = ("table", "vertical", "csv", "json")  # query.output.FORMATS (a test keeps them equal)
@@ -704,15 +748,16 @@ def convert(
                                           "--emr-entry-point": emr_entry_point, "--emr-py-files": emr_py_files})
     given = {"partition_by": partition_by, "naming": naming, "max_depth": max_depth, "dictionary_keys": dictionary_keys}
     defaults = {"partition_by": None, "naming": "snake", "max_depth": 3, "dictionary_keys": 64}
-    options = ConvertOptions(  # bad values fail here (OptionError), before the export is opened
-        **{key: (value or None if key == "partition_by" else value) if value is not None else defaults[key]
-           for key, value in given.items()},
-        workers=workers, work_dir=work_dir, compression=compression, json_reader=json_reader,
-        catalog=_catalog_config(catalog, namespace),
-        table_name=table_name, rebuild=rebuild, allow_overlap=allow_overlap, history=history,
-        runner=runner_options, key_attributes=tuple(key or ()),
-        merge_mode=merge_mode,
-        from_table=frozenset(key for key, value in given.items() if value is None))  # the table's own
+    with _options_checked():  # bad values fail here, before the export is opened
+        options = ConvertOptions(
+            **{key: (value or None if key == "partition_by" else value) if value is not None else defaults[key]
+               for key, value in given.items()},
+            workers=workers, work_dir=work_dir, compression=compression, json_reader=json_reader,
+            catalog=_catalog_config(catalog, namespace),
+            table_name=table_name, rebuild=rebuild, allow_overlap=allow_overlap, history=history,
+            runner=runner_options, key_attributes=tuple(key or ()),
+            merge_mode=merge_mode,
+            from_table=frozenset(key for key, value in given.items() if value is None))  # the table's own
     export, known = open_export(source), None
     if profile:
         try:
@@ -937,8 +982,9 @@ def inspect(
     from ddb_assets.lake.evolution import plan_table
     from ddb_assets.lake.report import attribute_rows
 
-    options = ConvertOptions(partition_by=partition_by or None, naming=naming, workers=workers,
-                             json_reader=json_reader)
+    with _options_checked():
+        options = ConvertOptions(partition_by=partition_by or None, naming=naming, workers=workers,
+                                 json_reader=json_reader)
     progress, on_event = _conversion_progress()
     readers = ReaderCounts()
 
@@ -997,12 +1043,14 @@ def _lake(lake: Optional[str], catalog: Optional[str], namespace: Optional[str])
     from ddb_assets.lake.catalog import CATALOG_FILE, CatalogConfig, open_catalog, relative_sqlite_hint
 
     given = lake is not None
+    configured = None  # the configuration file, when the catalog is the one it names
     if lake is None:
-        from ddb_assets.settings import load_settings
+        from ddb_assets.settings import config_path, load_settings
 
         settings = load_settings()  # a bad configuration is an error here, never a silent default
         lake = settings.lake_root
         config = _catalog_config(catalog, namespace) if catalog else settings.catalog.config()
+        configured = None if catalog else config_path()
         if namespace and not catalog:
             config = CatalogConfig(config.kind, config.uri, namespace, config.properties)
     else:
@@ -1027,6 +1075,10 @@ def _lake(lake: Optional[str], catalog: Optional[str], namespace: Optional[str])
                        f"or give the catalog (--catalog)")
     if config.kind == "sql" and config.uri and config.uri.startswith("sqlite:///") and ":memory:" not in config.uri \
             and not os.path.isfile(config.uri[len("sqlite:///"):]):
+        if configured is not None:  # the user gave no --catalog: the file and key that named it are at fault
+            raise CliError(f"{configured}: catalog.uri: the catalog {config.uri} does not exist (correct the "
+                           f"uri, or make the catalog: convert an export with --catalog {config.uri})"
+                           + relative_sqlite_hint(config.uri))
         raise CliError(f"the catalog {config.uri} does not exist (convert an export with this --catalog first)"
                        + relative_sqlite_hint(config.uri))
     return root, config, open_catalog(config, root)
@@ -1055,10 +1107,8 @@ def _engine_with_lake(lake: Optional[str], catalog: Optional[str], namespace: Op
         for other in namespaces_named_in(iceberg, sql):
             if other != (schema or "main"):
                 engine.register_catalog(iceberg, other, schema=other, as_of=as_of)
-    for spec in raw:
-        name, sep, source = spec.partition("=")
-        if not sep or not name or not source:
-            raise CliError(f"--raw takes NAME=SOURCE (an export folder or manifest), not {spec!r}")
+    for spec in raw:  # each NAME=SOURCE (the option's callback checked)
+        name, _, source = spec.partition("=")
         try:
             engine.register_raw_export(name, open_export(source), schema=schema)
         except NameCollision as exc:
@@ -1080,10 +1130,10 @@ def query(
     catalog: Optional[str] = typer.Option(None, metavar="CATALOG", help=CATALOG_HELP),
     namespace: Optional[str] = typer.Option(None, metavar="NAME", help=NAMESPACE_HELP),
     table: Optional[str] = typer.Option(None, "--table", metavar="NAME", help="Register only this lake table."),
-    as_of: Optional[str] = typer.Option(None, metavar="SNAPSHOT|TIME", help="Read the table(s) as of a snapshot "
+    as_of: Optional[str] = typer.Option(None, metavar="SNAPSHOT|TIME", callback=_as_of_value, help="Read the table(s) as of a snapshot "
                                         "id (with --table) or an ISO-8601 time (2026-11-30T12:00:00Z); at a time, tables made "
                                         "later are left out, named on stderr."),
-    raw: list[str] = typer.Option([], "--raw", metavar="NAME=SOURCE", help="Also register an export (its folder "
+    raw: list[str] = typer.Option([], "--raw", metavar="NAME=SOURCE", callback=_raw_values, help="Also register an export (its folder "
                                   "or manifest) as NAME: its items as one struct column `item` "
                                   "(item.customer_id.s). Repeatable."),
     schema: Optional[str] = typer.Option(None, metavar="NAME", help="Schema to register tables in, e.g. default "
@@ -1419,7 +1469,8 @@ def _usage_error(exc: click_errors.UsageError) -> None:
     # the rest of our lines: lower case, no final period.
     message = re.sub(r"^([A-Z])(?=[a-z ])", lambda m: m[1].lower(), message)
     message = re.sub(r"^(invalid value for '[^']+': )(?:Value error, )?([A-Z])(?=[a-z ])",
-                     lambda m: m[1] + m[2].lower(), message).rstrip(".")
+                     lambda m: m[1] + m[2].lower(), message)
+    message = re.sub(r"(?<!\.)\.$", "", message)  # a final period, not an ellipsis (rest:https://...)
     if context is not None:
         err_console.print(context.get_usage(), highlight=False, markup=False, soft_wrap=True)
         message += f" (see {context.command_path} --help)"

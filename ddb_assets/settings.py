@@ -245,7 +245,9 @@ class TableSettings(_Strict):
 
 class Settings(_Strict):
     profile: Literal["local", "aws"] = "local"
-    lake_root: str = Field(..., description="Where tables are published: a local folder or s3://bucket/prefix.")
+    lake_root: str = Field(..., min_length=1, description="Where tables are published: a local folder or "
+                                                          "s3://bucket/prefix (never empty: that would be the "
+                                                          "current folder).")
     aws: AwsSettings = Field(default_factory=AwsSettings)
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
     query_engine: DuckDBSettings | AthenaSettings = Field(default_factory=DuckDBSettings, discriminator="kind")
@@ -345,9 +347,15 @@ def default_config_path() -> Path:
     return Path(str(resources.files("ddb_assets") / "config" / "local.yaml"))
 
 
+def config_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The configuration file ``load_settings(path)`` reads: ``path``, else $DDB_ASSETS_CONFIG, else
+    the packaged local profile (as given: relative stays relative, as messages name it)."""
+    return Path(path or os.environ.get(CONFIG_ENV) or default_config_path())
+
+
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     """Load and validate a config file (default: $DDB_ASSETS_CONFIG, else the packaged local profile)."""
-    chosen = Path(path or os.environ.get(CONFIG_ENV) or default_config_path())
+    chosen = config_path(path)
     try:
         text = chosen.read_text(encoding="utf-8")
     except OSError as exc:
@@ -366,7 +374,10 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     if not isinstance(document, dict):
         raise ConfigError(f"{chosen}: the configuration is a mapping of keys (lake_root, tables, ...), "
                           f"not a {type(document).__name__}")
-    document = _expand(document, chosen.parent)
+    unset: list[str] = []
+    document = _expand(document, (), unset)
+    if unset:
+        raise ConfigError(f"{chosen}: " + "; ".join(unset))
     try:
         return Settings.model_validate(document)
     except ValidationError as exc:
@@ -411,15 +422,25 @@ def _known_keys(loc: tuple[Any, ...]) -> list[str]:
     return []
 
 
-def _expand(value: object, base: Path) -> object:
-    """``${VAR}`` and ``${VAR:-default}`` from the environment, in string values only."""
+def _expand(value: object, where: tuple[Any, ...], unset: list[str]) -> object:
+    """``${VAR}`` and ``${VAR:-default}`` from the environment, in string values only (``:-``: the
+    default also when VAR is empty, as the shell's). An unset VAR without a default expands to
+    nothing and is added to ``unset`` as ``key.path: ...``: the caller refuses the file, since an
+    empty value would quietly mean something else (an empty lake_root is the current folder)."""
     if isinstance(value, dict):
-        return {k: _expand(v, base) for k, v in value.items()}
+        return {k: _expand(v, (*where, k), unset) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, base) for v in value]
+        return [_expand(v, (*where, i), unset) for i, v in enumerate(value)]
     if isinstance(value, str):
         def substitute(match: re.Match[str]) -> str:
-            name, _, default = match.group(1).partition(":-")
-            return os.environ.get(name, default)
+            name, has_default, default = match.group(1).partition(":-")
+            if has_default:
+                return os.environ.get(name) or default
+            if name not in os.environ:
+                key = ".".join(str(p) for p in where) or "(top level)"
+                unset.append(f"{key}: the environment variable {name} is not set (in {match.group(0)}; set it, or "
+                             f"give a default: ${{{name}:-DEFAULT}})")
+                return ""
+            return os.environ[name]
         return re.sub(r"\$\{([^}]+)\}", substitute, value)
     return value

@@ -28,6 +28,10 @@ class NoSnapshotYet(SnapshotNotFound):
     """The table was made after the time asked for: it had no snapshot then."""
 
 
+class SnapshotsExpired(SnapshotNotFound):
+    """The table had a snapshot at the time asked for, but maintenance expired it since."""
+
+
 @dataclass
 class SnapshotView:
     """One snapshot of a table as a reader needs it."""
@@ -92,9 +96,40 @@ def resolve_snapshot(table: Any, as_of: str) -> Any:
         if entry.timestamp_ms <= millis:
             current = entry.snapshot_id
     if current is None:
-        # Said as `history` shows times (UTC, ms, Z): the precision the snapshot log is compared at.
-        raise NoSnapshotYet(f"table {table.name()[-1]} had no snapshot yet at {iso_millis(moment.isoformat())}")
+        raise _none_at(table, moment)
     return table.snapshot_by_id(current)
+
+
+def _none_at(table: Any, moment: datetime) -> SnapshotNotFound:
+    """Why no snapshot was current at ``moment``: the table had none yet (NoSnapshotYet), or the
+    one it had then was expired since (SnapshotsExpired: expiry drops a snapshot's entries from the
+    snapshot log too). Told apart by the table's metadata log: the metadata file current at
+    ``moment`` names the snapshot that was current then."""
+    millis = int(moment.timestamp() * 1000)
+    name = table.name()[-1]
+    # Said as `history` shows times (UTC, ms, Z): the precision the snapshot log is compared at.
+    when = iso_millis(moment.isoformat())
+    then = [entry for entry in table.metadata.metadata_log if entry.timestamp_ms <= millis]
+    current_then = _current_snapshot_in(table, then[-1].metadata_file) if then else None
+    if current_then is None or table.snapshot_by_id(current_then) is not None:
+        return NoSnapshotYet(f"table {name} had no snapshot yet at {when}")
+    oldest = min(table.snapshots(), key=lambda s: (s.timestamp_ms, s.sequence_number or 0), default=None)
+    left = (f"; the oldest snapshot still there is {oldest.snapshot_id}, committed at "
+            f"{iso_millis(datetime.fromtimestamp(oldest.timestamp_ms / 1000, timezone.utc).isoformat())}"
+            if oldest is not None else "")
+    return SnapshotsExpired(f"table {name} existed at {when}, but its snapshot of that time ({current_then}) was "
+                            f"expired by maintenance{left} (see `ddb-assets history`)")
+
+
+def _current_snapshot_in(table: Any, metadata_file: str) -> int | None:
+    """The current snapshot id an earlier metadata file of ``table`` records (None: none, or the
+    file cannot be read any more)."""
+    from pyiceberg.serializers import FromInputFile
+
+    try:
+        return FromInputFile.table_metadata(table.io.new_input(metadata_file)).current_snapshot_id
+    except (OSError, ValueError):
+        return None
 
 
 def _summary(snapshot: Any) -> dict[str, str]:

@@ -144,11 +144,12 @@ class DuckDBEngine:
     def register_catalog(self, catalog: Any, namespace: str, only: str | None = None, schema: str | None = None,
                          as_of: str | None = None) -> dict[str, SnapshotView]:
         """Every table of ``namespace`` (or just ``only``). A table that cannot be read is left out
-        and its reason kept in ``errors``, and one that had no snapshot yet at ``as_of`` (created
-        later) in ``left_out``: neither stops the others from being queried. With ``only``, that
-        table is the one asked for: its absence is an error (LookupError)."""
+        and its reason kept in ``errors``, and one that had no snapshot at ``as_of`` (created
+        later, or its snapshot of then expired since) in ``left_out``: neither stops the others
+        from being queried. With ``only``, that table is the one asked for: its absence is an error
+        (LookupError)."""
         from ddb_assets.lake.catalog import list_tables, load_table
-        from ddb_assets.lake.tables import NoSnapshotYet
+        from ddb_assets.lake.tables import NoSnapshotYet, SnapshotsExpired
 
         names = [only] if only is not None else list_tables(catalog, namespace)
         for name in names:
@@ -157,7 +158,7 @@ class DuckDBEngine:
                 if table is None:
                     raise LookupError(f"no table {name!r} in the catalog")
                 self.register_table(name, table, schema=schema, as_of=as_of)
-            except NoSnapshotYet as exc:
+            except (NoSnapshotYet, SnapshotsExpired) as exc:
                 if only is not None or as_of is None:
                     raise
                 self.left_out[name] = str(exc)
