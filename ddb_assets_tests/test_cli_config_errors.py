@@ -33,6 +33,9 @@ PROBLEMS = [
     ("invalid YAML", "lake_root: [\n",
      "not valid YAML at line 2, column 1: expected the node content, but found '<stream end>'"),
     ("not a mapping", "- a\n- b\n", "the configuration is a mapping of keys (lake_root, tables, ...), not a list"),
+    ("unset variable", VALID.replace("{lake}", "${{DDB_ASSETS_UNSET_FOR_TEST}}"),
+     "lake_root: the environment variable DDB_ASSETS_UNSET_FOR_TEST is not set (in ${DDB_ASSETS_UNSET_FOR_TEST}; set "
+     "it, or give a default: ${DDB_ASSETS_UNSET_FOR_TEST:-DEFAULT})"),
     ("missing file", None, "cannot read the configuration (named by DDB_ASSETS_CONFIG) (No such file or directory)"),
 ]
 
@@ -90,6 +93,20 @@ def test_a_lake_that_does_not_exist_is_an_error_and_nothing_is_created(tmp_path:
     result = run_cli(*command, "--lake", str(empty), "--catalog", catalog)
     assert result.stderr == f"error: the catalog {catalog} does not exist (convert an export with this --catalog first)\n"
     assert not missing.exists() and list(empty.iterdir()) == [] and not (tmp_path / "none.db").exists()
+
+
+def test_a_configured_catalog_that_does_not_exist_names_the_file_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "cat.yaml"
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    path.write_text(VALID.format(lake=lake) + "catalog: {kind: sql, uri: 'sqlite:////x/nowhere/catalog.db'}\n")
+    for command in (("tables",), ("query", "SELECT 1")):
+        result = run_cli(*command, env={"DDB_ASSETS_CONFIG": str(path)})
+        assert (result.returncode, result.stdout) == (1, "")
+        assert result.stderr == (f"error: {path}: catalog.uri: the catalog sqlite:////x/nowhere/catalog.db does not "
+                                 f"exist (correct the uri, or make the catalog: convert an export with --catalog "
+                                 f"sqlite:////x/nowhere/catalog.db)\n")
+    assert list(lake.iterdir()) == []
 
 
 def test_the_configured_lake_root_that_does_not_exist_is_named(tmp_path: Path) -> None:

@@ -354,19 +354,28 @@ def test_a_missing_bucket_is_named_before_the_export_is_read(aws_env: dict[str, 
     assert not catalog.exists()
 
 
-@pytest.mark.parametrize("catalog, expected", [
-    ("rest", "error: --catalog 'rest': a rest catalog needs its endpoint, as rest:https://host/path"),
-    ("rest:", "error: --catalog 'rest:': a rest catalog needs its endpoint, as rest:https://host/path"),
-    ("rest:http://127.0.0.1:{port}", "error: no Iceberg REST catalog answers at http://127.0.0.1:{port} (Connection "
-                                     "refused): start it, or check --catalog (catalog.uri in the configuration)"),
+@pytest.mark.parametrize("catalog, code, expected", [
+    # A --catalog that cannot be one is a usage error (the usage line, then this one).
+    ("rest", 2, "error: --catalog 'rest': a rest catalog needs its endpoint, as rest:https://host/path (see "
+                "ddb-assets {command} --help)"),
+    ("rest:", 2, "error: --catalog 'rest:': a rest catalog needs its endpoint, as rest:https://host/path (see "
+                 "ddb-assets {command} --help)"),
+    ("bogus", 2, "error: --catalog 'bogus': use sql, sqlite:///relative/catalog.db, sqlite:////absolute/catalog.db, "
+                 "glue or rest:https://... (see ddb-assets {command} --help)"),
+    ("rest:http://127.0.0.1:{port}", 1, "error: no Iceberg REST catalog answers at http://127.0.0.1:{port} "
+                                        "(Connection refused): start it, or check --catalog (catalog.uri in the "
+                                        "configuration)"),
 ])
-def test_a_rest_catalog_without_an_endpoint_or_a_server_is_one_line(tmp_path: Path, catalog: str,
+def test_a_rest_catalog_without_an_endpoint_or_a_server_is_one_line(tmp_path: Path, catalog: str, code: int,
                                                                     expected: str) -> None:
     port = free_port()
     for args in (["tables"], ["query", "SELECT 1"]):
         result = run_cli(*args, "--lake", str(tmp_path), "--catalog", catalog.format(port=port))
-        assert (result.returncode, result.stdout) == (1, "")
-        assert result.stderr == expected.format(port=port) + "\n"
+        assert (result.returncode, result.stdout) == (code, "")
+        lines = result.stderr.splitlines()
+        assert lines[-1] == expected.format(port=port, command=args[0])
+        assert len(lines) == code  # a usage error's usage line first
+        assert code == 1 or lines[0].startswith(f"Usage: ddb-assets {args[0]} [OPTIONS]")
 
 
 def test_an_incremental_export_without_its_table_is_one_line(tmp_path: Path) -> None:

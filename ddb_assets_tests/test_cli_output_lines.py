@@ -132,8 +132,8 @@ def test_export_prints_its_arn_whole_and_each_status_once(world: LocalWorld, ddb
 
 # Errors: one line, starting with "error:", the message as text (never rich markup), whatever it holds.
 ERRORS = [
-    ("markup-like text is printed as it is", ["query", "SELECT 1", "--lake", "{lake}", "--raw", "[red]x"],
-     "error: --raw takes NAME=SOURCE (an export folder or manifest), not '[red]x'"),
+    ("markup-like text is printed as it is", ["query", "SELECT 1", "--lake", "{lake}", "--table", "[red]x"],
+     "error: no table '[red]x' in the lake at {lake} (found: reviews)"),
     ("bracketed paths", ["inspect", "/no/[bold]such"],
      "error: /no/[bold]such/manifest-summary.json: missing: the export's manifest-summary.json was expected here"),
     ("an unknown table", ["history", "nope", "--lake", "{lake}"],
@@ -170,6 +170,26 @@ USAGE_ERRORS = [
      "Usage: ddb-assets query [OPTIONS] {{SQL}}", "error: no such option: --bogus (see ddb-assets query --help)"),
     ("SQL in two arguments", ["query", "SELECT", "1", "--lake", "{lake}"], "Usage: ddb-assets query [OPTIONS] {{SQL}}",
      'error: the SQL is 2 arguments; quote it as one (ddb-assets query "SELECT ...") (see ddb-assets query --help)'),
+    # Values only the command can judge are usage errors too, found before anything is read.
+    ("an --as-of that is no time", ["query", "SELECT 1", "--lake", "{lake}", "--as-of", "yesterday"],
+     "Usage: ddb-assets query [OPTIONS] {{SQL}}",
+     "error: invalid value for '--as-of': 'yesterday' is neither a snapshot id nor an ISO-8601 time "
+     "(2026-11-30T12:00:00Z, 2026-11-30) (see ddb-assets query --help)"),
+    ("a --raw without NAME=", ["query", "SELECT 1", "--lake", "{lake}", "--raw", "s3://b/[red]x/"],
+     "Usage: ddb-assets query [OPTIONS] {{SQL}}",
+     "error: invalid value for '--raw': 's3://b/[red]x/' is not NAME=SOURCE (a view name, then an export folder or "
+     "manifest) (see ddb-assets query --help)"),
+    ("a --catalog that is none", ["tables", "--lake", "{lake}", "--catalog", "bogus"], "Usage: ddb-assets tables [OPTIONS]",
+     "error: --catalog 'bogus': use sql, sqlite:///relative/catalog.db, sqlite:////absolute/catalog.db, glue or "
+     "rest:https://... (see ddb-assets tables --help)"),
+    ("a --partition-by that is none", ["convert", "/no/export", "{lake}/t", "--partition-by", "month(a"],
+     "Usage: ddb-assets convert [OPTIONS] {{SOURCE}} {{DEST}}",
+     "error: invalid value for '--partition-by': 'month(a': write ATTR, year|month|day|hour(ATTR[, UNIT]) or "
+     "bucket(N, ATTR) (see ddb-assets convert --help)"),
+    ("an inspect --partition-by out of range", ["inspect", "/no/export", "--partition-by", "bucket(0, a)"],
+     "Usage: ddb-assets inspect [OPTIONS] {{SOURCE}}",
+     "error: invalid value for '--partition-by': 'bucket(0, a)': N must be between 1 and 100000 (see ddb-assets "
+     "inspect --help)"),
 ]
 
 

@@ -462,9 +462,40 @@ def test_query_as_of_a_time_skips_and_names_the_tables_made_later(tmp_path: Path
     missing = run_cli("query", "SELECT count(*) FROM new", "--lake", str(lake), "--as-of", between)
     assert missing.returncode == 1 and missing.stderr == (
         f"error: table new had no snapshot yet at {said}: it is left out of this query\n")
-    # A time that is not one still fails the whole query, as before.
+    # A time that is not one is a usage error, found before the lake is opened.
     bad = run_cli("query", "SELECT 1", "--lake", str(lake), "--as-of", "yesterday")
-    assert bad.returncode == 1 and "--as-of 'yesterday': give a snapshot id or an ISO-8601 time" in bad.stderr
+    assert (bad.returncode, bad.stdout) == (2, "")
+    assert bad.stderr.splitlines()[-1] == ("error: invalid value for '--as-of': 'yesterday' is neither a snapshot id "
+                                           "nor an ISO-8601 time (2026-11-30T12:00:00Z, 2026-11-30) (see "
+                                           "ddb-assets query --help)")
+
+
+def test_query_as_of_a_time_whose_snapshot_was_expired_says_so(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    assert run_cli("convert", str(full_export(tmp_path / "e1", [item("a")])), str(lake / "t")).returncode == 0
+    between = datetime.now(timezone.utc).isoformat()
+    time.sleep(0.05)
+    later = full_export(tmp_path / "e2", [item("a"), item("b")], at=T0 + timedelta(hours=1))
+    assert run_cli("convert", str(later), str(lake / "t")).returncode == 0
+    first, second = [e["snapshot_id"] for e in
+                     json.loads(run_cli("history", "t", "--lake", str(lake), "--format", "json").stdout)]
+    # Before expiry, the time reads the first snapshot.
+    before = run_cli("query", "SELECT count(*) AS n FROM t", "--lake", str(lake), "--as-of", between, "--format", "json")
+    assert (before.returncode, json.loads(before.stdout)) == (0, {"n": 1}), before.stderr
+    maintained = run_cli("maintain", "t", "--lake", str(lake), "--expire-after-days", "0", "--keep-snapshots", "1")
+    assert maintained.returncode == 0, maintained.stderr
+    history = json.loads(run_cli("history", "t", "--lake", str(lake), "--format", "json").stdout)
+    assert [e["snapshot_id"] for e in history] == [second]
+    why = (f"table t existed at {iso_millis(between)}, but its snapshot of that time ({first}) was expired by "
+           f"maintenance; the oldest snapshot still there is {second}, committed at {history[0]['committed_at']} "
+           f"(see `ddb-assets history`)")
+    named = run_cli("query", "SELECT count(*) FROM t", "--lake", str(lake), "--table", "t", "--as-of", between)
+    assert (named.returncode, named.stdout, named.stderr) == (1, "", f"error: {why}\n")
+    unnamed = run_cli("query", "SELECT count(*) FROM t", "--lake", str(lake), "--as-of", between)
+    assert (unnamed.returncode, unnamed.stderr) == (1, f"error: {why}: it is left out of this query\n")
+    # A time before the table was made still says that.
+    made_later = run_cli("query", "SELECT 1", "--lake", str(lake), "--table", "t", "--as-of", "2020-01-01")
+    assert made_later.stderr == "error: table t had no snapshot yet at 2020-01-01T00:00:00.000Z\n"
 
 
 def test_a_table_missing_a_data_file_is_named_with_the_file_never_with_our_sql(tmp_path: Path) -> None:

@@ -74,6 +74,35 @@ def test_environment_variables_expand_in_values(tmp_path: Path, monkeypatch: pyt
     assert load_settings(path).lake_root == "/default"
     monkeypatch.setenv("MY_LAKE", "s3://bucket/lake")
     assert load_settings(path).lake_root == "s3://bucket/lake"
+    monkeypatch.setenv("MY_LAKE", "")  # as the shell's :-, an empty variable takes the default too
+    assert load_settings(path).lake_root == "/default"
+    monkeypatch.setenv("MY_BUCKET", "b-1")
+    path.write_text(VALID.replace("ddb-exports", "${MY_BUCKET}-x"))
+    assert load_settings(path).tables[0].export_bucket == "b-1-x"
+
+
+@pytest.mark.fast
+def test_an_unset_variable_without_a_default_is_an_error_naming_file_key_and_variable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # It used to expand to "": an empty lake_root, which is the current folder.
+    for name in ("NOPE", "NOPE_ENDPOINT", "NOPE_BUCKET"):
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / "c.yaml"
+    path.write_text(VALID.replace("./lake", "${NOPE}").replace("ddb-exports", "${NOPE_BUCKET:-fine}")
+                    + "aws:\n  endpoint_url: http://${NOPE_ENDPOINT}:4566\n")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path)
+    assert str(raised.value) == (
+        f"{path}: lake_root: the environment variable NOPE is not set (in ${{NOPE}}; set it, or give a default: "
+        f"${{NOPE:-DEFAULT}}); aws.endpoint_url: the environment variable NOPE_ENDPOINT is not set (in "
+        f"${{NOPE_ENDPOINT}}; set it, or give a default: ${{NOPE_ENDPOINT:-DEFAULT}})")
+    path.write_text(VALID.replace("ddb-exports", "${NOPE_BUCKET}"))
+    with pytest.raises(ConfigError, match=r": tables\.0\.export_bucket: the environment variable NOPE_BUCKET is "
+                                          r"not set"):
+        load_settings(path)
+    path.write_text(VALID.replace("./lake", '""'))  # an empty lake_root written out is refused too
+    with pytest.raises(ConfigError, match=r"c\.yaml: lake_root: String should have at least 1 character"):
+        load_settings(path)
 
 
 def test_dagster_definitions_validate_passes_without_warnings_from_our_code(tmp_path: Path) -> None:
