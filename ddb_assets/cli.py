@@ -1146,7 +1146,7 @@ def query(
     """Run SQL over the lake with the embedded DuckDB engine and print the result."""
     import duckdb
 
-    from ddb_assets.query.duckdb_engine import EmptyStatement, named_tables
+    from ddb_assets.query.duckdb_engine import EmptyStatement, failure_hint, named_tables
     from ddb_assets.query.output import render
 
     # Unknown options reach here as words (SQL may start with "-- a comment"): an option-like
@@ -1182,7 +1182,8 @@ def query(
                       for name in named_tables(sql, engine.left_out)]
             if broken or absent:
                 raise CliError("; ".join([*broken, *absent])) from None
-            raise CliError(f"query failed: {str(exc).splitlines()[0]}") from None
+            first = str(exc).splitlines()[0]
+            raise CliError(f"query failed: {first}{failure_hint(first, sql)}") from None
     finally:
         engine.close()
     # The tables left out are reported (stderr: the result on stdout stays clean).

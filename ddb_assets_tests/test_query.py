@@ -93,6 +93,23 @@ def test_query_and_tables_cli(lake: dict) -> None:
     assert bad.returncode == 1 and bad.stderr.strip().startswith("error: query failed")
 
 
+def test_a_decimal_sum_past_38_digits_fails_with_the_way_to_sum_it(lake: dict) -> None:
+    """The sample data holds prices of 20 integer digits (decimal(38,18)), as DynamoDB numbers may:
+    DuckDB's sum of them overflows its 128-bit integers. The error says why and what sums them."""
+    result = run_cli("query", "SELECT sum(price) FROM reviews", "--lake", str(lake["lake"]))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith("error: query failed: Out of Range Error: Overflow in HUGEINT addition: ")
+    assert result.stderr.endswith(" (a sum of decimal(38,s) values overflowed 38 digits: sum(CAST(price AS DOUBLE)) "
+                                  "sums approximately)\n")
+    approximate = run_cli("query", "SELECT sum(CAST(price AS DOUBLE)) AS s FROM reviews", "--lake", str(lake["lake"]),
+                          "--format", "json")
+    assert approximate.returncode == 0, approximate.stderr
+    assert json.loads(approximate.stdout)["s"] > 1e21
+    other = run_cli("query", "SELECT 1 / 'x'", "--lake", str(lake["lake"]))  # other errors get no such hint
+    assert other.returncode == 1 and "overflowed" not in other.stderr
+
+
 def test_bytes_scanned_shrink_with_partition_filters(lake: dict, tmp_path: Path) -> None:
     engine = DuckDBEngine()
     engine.register_table("reviews", lake["tables"]["reviews"])

@@ -251,6 +251,19 @@ class DuckDBEngine:
         self.connection.close()
 
 
+def failure_hint(message: str, sql: str) -> str:
+    """What to add after the first line of DuckDB's error ``message`` for ``sql`` when its cause is
+    not in it, as `` (...)``; "" for other errors. DuckDB sums decimal(38, s) columns (DynamoDB
+    numbers that need 38 digits) in 128-bit integers: a sum past 38 digits fails with "Overflow in
+    HUGEINT addition", whereas a sum in DOUBLE succeeds, approximately."""
+    if "Overflow in HUGEINT addition" not in message:
+        return ""
+    summed = {m.group(2).strip() for m in re.finditer(r"\b(sum|avg)\s*\(\s*([^()]+?)\s*\)", sql, re.IGNORECASE)}
+    column = summed.pop() if len(summed) == 1 else "the column"
+    return (f" (a sum of decimal(38,s) values overflowed 38 digits: sum(CAST({column} AS DOUBLE)) sums "
+            f"approximately)")
+
+
 def unreadable_reason(exc: BaseException) -> str:
     """Why a table could not be registered, in one line: our own message as it is, another
     error's type and first line (DuckDB's next lines quote the SQL of the view)."""
