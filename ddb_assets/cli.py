@@ -1311,13 +1311,20 @@ def rollback(
     from ddb_assets.cli_interrupts import AfterCommit
     from ddb_assets.lake.tables import rollback as table_rollback
 
+    iceberg_table = _table(lake, catalog, namespace, table)
+    current = iceberg_table.current_snapshot()
+    already = current is not None and current.snapshot_id == snapshot_id
     with AfterCommit(_say) as after:
-        rolled = table_rollback(_table(lake, catalog, namespace, table), snapshot_id,
-                                on_event=after.watching(lambda kind, info: None))
-        _rolled_back(table, rolled)
+        rolled = table_rollback(iceberg_table, snapshot_id, on_event=after.watching(lambda kind, info: None))
+        _rolled_back(table, rolled, already=already)
 
 
-def _rolled_back(table: str, rolled: Any) -> None:
+def _rolled_back(table: str, rolled: Any, *, already: bool = False) -> None:
+    if already:
+        console.print(f"{table} is at snapshot {rolled.current_snapshot().snapshot_id} already: nothing was "
+                      f"committed (metadata {rolled.metadata_location})", highlight=False, soft_wrap=True,
+                      markup=False)
+        return
     console.print(f"{table} is at snapshot {rolled.current_snapshot().snapshot_id} again "
                   f"(metadata {rolled.metadata_location})", highlight=False, soft_wrap=True, markup=False)
 

@@ -171,8 +171,15 @@ def test_history_time_travel_and_rollback_from_the_cli(tmp_path: Path) -> None:
     unknown = run_cli("query", "SELECT 1", "--lake", str(lake), "--table", "reviews", "--as-of", "123")
     assert unknown.returncode == 1 and "no snapshot 123" in unknown.stderr
 
+    metadata_files = sorted((lake / "reviews" / "metadata").glob("*.metadata.json"))
+    current = run_cli("rollback", "reviews", str(second), "--lake", str(lake))  # the current one: nothing to do
+    assert (current.returncode, current.stderr) == (0, ""), current.stderr
+    assert current.stdout.startswith(f"reviews is at snapshot {second} already: nothing was committed (metadata ")
+    assert sorted((lake / "reviews" / "metadata").glob("*.metadata.json")) == metadata_files
+
     rolled = run_cli("rollback", "reviews", str(first), "--lake", str(lake))
     assert rolled.returncode == 0, rolled.stderr
+    assert rolled.stdout.startswith(f"reviews is at snapshot {first} again (metadata ")
     assert count() == 300
     assert json.loads(run_cli("history", "reviews", "--lake", str(lake), "--format", "json").stdout)[0]["current"]
     assert second  # the rolled-back snapshot stays until maintenance expires it

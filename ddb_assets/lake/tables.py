@@ -226,10 +226,14 @@ def rollback(table: Any, snapshot_id: int,
 
     Raises SnapshotNotFound, and RollbackRefused for a snapshot from before a rebuild: a rollback
     moves the snapshot pointer only, and the rebuild's schema gave every column a new field id,
-    so the older snapshot's files would read as rows of nulls under it."""
+    so the older snapshot's files would read as rows of nulls under it. The current snapshot
+    itself is left as it is: nothing is committed (a commit would only add a metadata file)."""
     snapshot = table.snapshot_by_id(snapshot_id)
     if snapshot is None:
         raise SnapshotNotFound(f"table {table.name()[-1]} has no snapshot {snapshot_id} (see `ddb-assets history`)")
+    current = table.current_snapshot()
+    if current is not None and current.snapshot_id == snapshot_id:
+        return table
     second = two_step_rebuilds(table).get(snapshot_id)
     if second is not None:
         raise RollbackRefused(
