@@ -119,6 +119,27 @@ def test_a_second_dev_refuses_and_sigterm_stops_everything(tmp_path: Path) -> No
                 pass
 
 
+def test_a_dev_refused_for_a_busy_port_leaves_nothing_it_made(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        busy = server.getsockname()[1]
+        new_home, user_home = tmp_path / "new-home", tmp_path / "user-home"
+        user_home.mkdir()
+        (user_home / "notes.txt").write_text("mine")
+        for home in (new_home, user_home):
+            for ports in (("--port", str(busy), "--emulator-port", str(free_port())),
+                          ("--port", str(free_port()), "--emulator-port", str(busy))):
+                refused = run_cli("dev", *ports, "--sample-items", "0", "--dagster-home", str(home), cwd=tmp_path,
+                                  timeout=60)
+                _one_line_error(refused, f"port {busy}", "already in use by pid")
+        assert not new_home.exists()
+        assert sorted(p.name for p in user_home.iterdir()) == ["notes.txt"]  # no dagster.yaml, no lock file
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["user-home"]  # nor var/ in the working folder
+
+
 @pytest.mark.fast
 def test_a_port_just_released_is_free_and_a_listened_one_is_not() -> None:
     import socket

@@ -103,10 +103,7 @@ class DevLock:
             handle.close()
             if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise
-            holder = read_lock(home)
-            raise DevRefused(f"{holder.get('command', 'ddb-assets dev')} is already running on the Dagster home "
-                             f"{home}: {describe_holder(holder)}. Stop it first (Ctrl-C in its terminal, or kill "
-                             f"{holder.get('pid', '<pid>')}), or give this one another DAGSTER_HOME") from None
+            raise already_running(home, read_lock(home)) from None
         handle.seek(0)
         handle.truncate()
         handle.write(json.dumps(info))
@@ -115,6 +112,13 @@ class DevLock:
 
     def release(self) -> None:
         self.handle.close()  # closing the descriptor releases the flock
+
+
+def already_running(home: Path, holder: dict[str, Any]) -> DevRefused:
+    """The refusal of a second ``dev`` on ``home``, naming the process that holds it."""
+    return DevRefused(f"{holder.get('command', 'ddb-assets dev')} is already running on the Dagster home {home}: "
+                      f"{describe_holder(holder)}. Stop it first (Ctrl-C in its terminal, or kill "
+                      f"{holder.get('pid', '<pid>')}), or give this one another DAGSTER_HOME")
 
 
 def read_lock(home: Path) -> dict[str, Any]:
@@ -274,7 +278,15 @@ def run_dev(*, host: str = "127.0.0.1", port: int = 3000, emulator_port: int = 4
     from ddb_assets.local.demo import EXPORT_BUCKET, load_sample_table
     from ddb_assets.local.world import LocalWorld, PortInUseError
 
-    home = prepare_dagster_home(home or default_dagster_home())
+    # Everything that can refuse is asked before anything is made: a refused start leaves no home
+    # folder, dagster.yaml or lock file behind (lock_held makes none).
+    home = (home or default_dagster_home()).absolute()
+    holder = lock_held(home) if home.is_dir() else None
+    if holder is not None:
+        raise already_running(home, holder)
+    check_port(host, emulator_port, "the local AWS world")
+    check_port(host, port, "the Dagster UI")
+    home = prepare_dagster_home(home)
     lake_root = os.path.abspath(lake or os.environ.get("DDB_ASSETS_LAKE_ROOT") or "var/lake")
     endpoint = f"http://{host}:{emulator_port}"
     ui = f"http://{host}:{port}"
@@ -290,8 +302,6 @@ def run_dev(*, host: str = "127.0.0.1", port: int = 3000, emulator_port: int = 4
     world = None
     dagster = None
     try:
-        check_port(host, emulator_port, "the local AWS world")
-        check_port(host, port, "the Dagster UI")
         stale = cancel_orphaned_runs(home, "marked canceled by ddb-assets dev: the dev session running it had ended")
         if stale:
             log(f"{counted(len(stale), 'run')} left in progress by an earlier session marked canceled: {', '.join(stale)}")
