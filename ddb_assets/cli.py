@@ -1010,7 +1010,7 @@ def inspect(
                     ("s3", f"s3://{s.s3_bucket}/{s.s3_prefix or ''}"),
                     ("checksums", "md5 of every data file verified; " +
                      (", ".join(f"{c}.md5" for c in export.checksum_files_verified) or "no .md5 files") +
-                     " verified"), ("parse", readers.describe(json_reader))])
+                     " verified"), ("parse", readers.describe(json_reader, s.output_format))])
     plan = plan_table(profile, options.schema_options, options.partition)
     schema = Table(title=f"schema inferred from all {counted(profile.items, 'item')}")
     for column in ("attribute", "types (count)", "null %", "mixed", "columns"):

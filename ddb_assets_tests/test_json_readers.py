@@ -509,3 +509,30 @@ def test_pieces_that_keep_bringing_new_attributes_are_tried_less_and_less(monkey
     for _ in range(16):  # then pieces the schema covers: tried once the skips run out, and every time after
         _, known = parse_items(lines_of(reviews(20)), output_format="DYNAMODB_JSON", obj="f", known=known)
     assert tries[covered:] == [True] * 10
+
+
+def test_an_ion_exports_parse_line_says_how_ion_was_read(tmp_path: Path) -> None:
+    """ION pieces are decoded into DynamoDB JSON lines first: the summary says so, and which
+    reader parsed those lines, not an arrow-rs count as if the export were JSON."""
+    from ddb_assets_tests.cli_helpers import run_cli
+
+    folder = doctor.make_export(tmp_path / "ion", items=200, files=4, export_format="ION")
+    done = run_cli("convert", str(folder), str(tmp_path / "lake" / "t"), "--json-reader", "pyarrow")
+    assert done.returncode == 0, done.stderr[-2000:]
+    [line] = [line.split(None, 1)[1] for line in done.stdout.splitlines() if line.startswith("parse ")]
+    assert line == "ION: 4 pieces decoded by amazon-ion into DynamoDB JSON lines, parsed by pyarrow's reader"
+    inspected = run_cli("inspect", str(folder))
+    assert inspected.returncode == 0, inspected.stderr[-2000:]
+    [line] = [line.split(None, 1)[1] for line in inspected.stdout.splitlines() if line.startswith("parse ")]
+    assert re.fullmatch(r"ION: 4 pieces decoded by amazon-ion into DynamoDB JSON lines, parsed by "
+                        r"(arrow-rs|pyarrow's reader|arrow-rs \([1-3]\) and pyarrow's reader \([1-3]\))", line), line
+
+
+@pytest.mark.fast
+def test_reader_counts_describe_an_ion_export() -> None:
+    counts = json_reader.ReaderCounts(arrow_rs=1, pyarrow=3)
+    assert counts.describe("arrow-rs", "ION") == ("ION: 4 pieces decoded by amazon-ion into DynamoDB JSON lines, "
+                                                  "parsed by arrow-rs (1) and pyarrow's reader (3)")
+    assert json_reader.ReaderCounts(pyarrow=1).describe("pyarrow", "ION") == (
+        "ION: 1 piece decoded by amazon-ion into DynamoDB JSON lines, parsed by pyarrow's reader")
+    assert counts.describe("arrow-rs") == "arrow-rs: 1 of 4 pieces, 3 fell back to pyarrow's reader"

@@ -105,9 +105,17 @@ class ReaderCounts:
             summed.add(each)
         return summed
 
-    def describe(self, setting: str) -> str:
-        """One line, e.g. ``arrow-rs: 38 of 40 pieces, 2 fell back to pyarrow's reader``."""
+    def describe(self, setting: str, output_format: str = "DYNAMODB_JSON") -> str:
+        """One line, e.g. ``arrow-rs: 38 of 40 pieces, 2 fell back to pyarrow's reader``. An ION
+        export's pieces are Ion text that amazon-ion decodes into DynamoDB JSON lines first; the
+        line says so, and which JSON reader then parsed those, e.g. ``ION: 4 pieces decoded by
+        amazon-ion into DynamoDB JSON lines, parsed by pyarrow's reader``."""
         pieces = self.arrow_rs + self.pyarrow
+        if output_format == "ION":
+            by = [f"{reader} ({count})" if self.arrow_rs and self.pyarrow else reader
+                  for reader, count in (("arrow-rs", self.arrow_rs), ("pyarrow's reader", self.pyarrow)) if count]
+            return (f"ION: {pieces} piece{'s' * (pieces != 1)} decoded by amazon-ion into DynamoDB JSON lines"
+                    + (f", parsed by {' and '.join(by)}" if by else ""))
         if setting == "pyarrow":
             return f"pyarrow (setting): {pieces} piece{'s' * (pieces != 1)}"
         return f"arrow-rs: {self.arrow_rs} of {pieces} pieces, {self.pyarrow} fell back to pyarrow's reader"

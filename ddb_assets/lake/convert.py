@@ -195,8 +195,9 @@ class ConvertResult:
 
     @property
     def parse_path(self) -> str:
-        """Which JSON reader parsed the pieces, e.g. ``arrow-rs: 38 of 40 pieces, 2 fell back to pyarrow's reader``."""
-        return self.readers.describe(self.json_reader)
+        """Which JSON reader parsed the pieces, e.g. ``arrow-rs: 38 of 40 pieces, 2 fell back to pyarrow's reader``
+        (for an ION export, how its Ion text was read: ReaderCounts.describe)."""
+        return self.readers.describe(self.json_reader, self.export.summary.output_format)
 
     @property
     def unchanged(self) -> bool:
