@@ -1044,6 +1044,7 @@ def _lake(lake: Optional[str], catalog: Optional[str], namespace: Optional[str])
 
     given = lake is not None
     configured = None  # the configuration file, when the catalog is the one it names
+    lake_from = ""  # where the lake came from, when no --lake named it
     if lake is None:
         from ddb_assets.settings import config_path, load_settings
 
@@ -1051,6 +1052,7 @@ def _lake(lake: Optional[str], catalog: Optional[str], namespace: Optional[str])
         lake = settings.lake_root
         config = _catalog_config(catalog, namespace) if catalog else settings.catalog.config()
         configured = None if catalog else config_path()
+        lake_from = f"lake_root of {config_path()}"
         if namespace and not catalog:
             config = CatalogConfig(config.kind, config.uri, namespace, config.properties)
     else:
@@ -1061,16 +1063,19 @@ def _lake(lake: Optional[str], catalog: Optional[str], namespace: Optional[str])
     # knows where its tables are.
     if root.scheme == "file" and default_sql and not os.path.isdir(root.path):
         if os.path.exists(root.path):  # a file: converting "into it" cannot work, so no such advice
-            where = f"--lake {root.uri}" if given else f"the lake {root.uri} (lake_root of the configuration)"
+            where = f"--lake {root.uri}" if given else f"the lake {root.uri} ({lake_from})"
             raise CliError(f"{where} is a file, not a lake folder: give the folder that holds the lake's "
                            f"{CATALOG_FILE}")
         if given:
             raise CliError(f"--lake {root.uri} does not exist (convert an export into it first: ddb-assets convert "
                            f"SOURCE {root.uri}/TABLE)")
-        raise CliError(f"the lake {root.uri} (lake_root of the configuration) does not exist: give --lake, or "
-                       f"convert an export into it first")
+        raise CliError(f"the lake {root.uri} ({lake_from}) does not exist: give --lake, or convert an export "
+                       f"into it first")
     # These commands only read: opening a SQLite catalog that is not there would create an empty one.
     if default_sql and root.scheme == "file" and not os.path.isfile(os.path.join(root.path, CATALOG_FILE)):
+        if not given:  # the configuration named this folder: say which file, and the ways out it has
+            raise CliError(f"the lake {root.uri} ({lake_from}) has no catalog ({CATALOG_FILE}): convert an export "
+                           f"into it first, or give --lake, or --catalog")
         raise CliError(f"the lake {root.uri} has no catalog ({CATALOG_FILE}): convert an export into it first, "
                        f"or give the catalog (--catalog)")
     if config.kind == "sql" and config.uri and config.uri.startswith("sqlite:///") and ":memory:" not in config.uri \

@@ -114,8 +114,19 @@ def test_the_configured_lake_root_that_does_not_exist_is_named(tmp_path: Path) -
     path.write_text(VALID.format(lake=tmp_path / "lake"))
     result = run_cli("tables", env={"DDB_ASSETS_CONFIG": str(path)})
     assert (result.returncode, result.stdout) == (1, "")
-    assert result.stderr == (f"error: the lake {tmp_path / 'lake'} (lake_root of the configuration) does not exist: "
+    assert result.stderr == (f"error: the lake {tmp_path / 'lake'} (lake_root of {path}) does not exist: "
                              f"give --lake, or convert an export into it first\n")
+
+
+def test_the_configured_lake_root_without_a_catalog_is_named_with_its_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    (tmp_path / "lake").mkdir()
+    path.write_text(VALID.format(lake=tmp_path / "lake"))
+    result = run_cli("tables", env={"DDB_ASSETS_CONFIG": str(path)})
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (f"error: the lake {tmp_path / 'lake'} (lake_root of {path}) has no catalog (catalog.db): "
+                             f"convert an export into it first, or give --lake, or --catalog\n")
+    assert list((tmp_path / "lake").iterdir()) == []  # no empty catalog made
 
 
 @pytest.mark.parametrize("command", [("tables",), ("query", "SELECT 42 AS answer", "--format", "json")],
