@@ -1282,8 +1282,9 @@ def history(
                                help="table: one line per snapshot; json: a list of snapshots."),
 ) -> None:
     """The table's snapshots, oldest first: when, what made it (convert, rebuild, merge,
-    compaction, or another writer's operation), which export, rows, files added and removed; the
-    current one, and those a rollback left behind (rolled back), are marked."""
+    compaction; in a change history, history append or history rollback; or another writer's
+    operation), which export, rows, files added and removed; the current one, and those a rollback
+    left behind (rolled back), are marked."""
     import json
 
     from ddb_assets.lake.tables import history as table_history
@@ -1294,12 +1295,12 @@ def history(
         return
     # Plain lines, not a table: snapshot and export ids stay whole in any terminal or pipe.
     console.print(f"{table}: {counted(len(entries), 'snapshot')}, oldest first", highlight=False, markup=False)
-    header = f"{'snapshot':<20} {'committed (UTC)':<24} {'action':<11} {'export':<24} {'rows':>12} {'files':>11}"
+    header = f"{'snapshot':<20} {'committed (UTC)':<24} {'action':<16} {'export':<24} {'rows':>12} {'files':>11}"
     console.print(header, highlight=False, markup=False, soft_wrap=True)
     for e in entries:
         files = f"+{e['files_added']}/-{e['files_removed']}"
         mark = "  current" if e["current"] else "  rolled back" if e["rolled_back"] else ""
-        console.print(f"{e['snapshot_id']:<20} {e['committed_at']:<24} {e['action']:<11} {e['export_id'] or '-':<24} "
+        console.print(f"{e['snapshot_id']:<20} {e['committed_at']:<24} {e['action']:<16} {e['export_id'] or '-':<24} "
                       f"{e['rows']:>12,} {files:>11}" + mark, highlight=False, markup=False, soft_wrap=True)
 
 

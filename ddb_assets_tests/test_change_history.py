@@ -291,3 +291,82 @@ def test_a_compaction_between_windows_appends_nothing_to_the_history(world: Loca
                     env=world.env())
     assert again.returncode == 0, again.stderr
     assert f"was applied already (snapshot {merged_by[1]})" in again.stdout
+
+
+def _windows(chain: Chain, clock: WorldClock, numbers: range, per_window: int, *, history: bool = True) -> list[Any]:
+    """Windows ``numbers`` after the table's full export (window n: [mark + n WINDOW, mark + (n+1)
+    WINDOW)), each inserting ``per_window`` items (keys w<n>-<i>), merged with ``history`` on or off."""
+    start, results = chain.mark, []
+    for n in numbers:
+        clock.set(start + n * WINDOW + 10, frozen=True)
+        for i in range(per_window):
+            chain.put(f"w{n}-{i}", i, year={"N": str(2015 + i % 2)}, v={"S": f"v{n}"})
+        clock.set(start + (n + 1) * WINDOW + 1, frozen=True)
+        results.append(chain.incremental(start + n * WINDOW, start + (n + 1) * WINDOW, history=history))
+    return results
+
+
+def _history_exports(chain: Chain) -> dict[str, int]:
+    """Rows of the history's current snapshot per export, in write order."""
+    rows = history_rows(chain)
+    return {export_id: sum(1 for r in rows if r["export_id"] == export_id) for export_id in
+            dict.fromkeys(r["export_id"] for r in rows)}
+
+
+def _maintain_expiring_all_but_one(chain: Chain, world: LocalWorld) -> None:
+    maintained = run_cli("maintain", "t", "--lake", str(chain.lake), "--expire-after-days", "0", "--keep-snapshots",
+                         "1", "--grace-hours", "0", env=world.env())
+    assert maintained.returncode == 0, maintained.stderr
+
+
+def test_expiring_the_merges_under_a_compaction_keeps_their_history(world: LocalWorld, clock: WorldClock,
+                                                                   tmp_path: Path) -> None:
+    """A user's repro: W1 merged, W2 merged with the history on, then `maintain` compacts and expires
+    W2's merge; W3 with the history on. The table still holds W2 (its compaction records it): the
+    history keeps W2's rows and adds W3's, and its own snapshots say what they are."""
+    chain = Chain(world, clock, tmp_path, "DYNAMODB_JSON", "NEW_AND_OLD_IMAGES")
+    chain.put("a", 1, year={"N": "2015"}, v={"S": "a0"})
+    chain.full()
+    [_] = _windows(chain, clock, range(0, 1), 4, history=False)
+    [second] = _windows(chain, clock, range(1, 2), 5)
+    assert _history_exports(chain) == {second.export.export_id: 5}
+    _maintain_expiring_all_but_one(chain, world)
+    table = open_catalog(CatalogConfig(), resolve(str(chain.lake))).load_table(("ddb_lake", "t"))
+    [compaction] = table.snapshots()  # W2's merge (and everything under it) expired
+    assert compaction.summary.additional_properties["ddb-assets.export-id"] == second.export.export_id
+
+    [third] = _windows(chain, clock, range(2, 3), 3)
+    assert third.history_error is None and third.history.appended == [(third.export.export_id, 3)]
+    assert _history_exports(chain) == {second.export.export_id: 5, third.export.export_id: 3}
+
+    shown = run_cli("history", "t_changes", "--lake", str(chain.lake), env=world.env())
+    assert shown.returncode == 0, shown.stderr
+    actions = [line.split()[2:4] for line in shown.stdout.splitlines()[2:]]
+    assert actions == [["history", "append"], ["history", "append"]], shown.stdout
+
+
+def test_a_rollback_to_a_compaction_whose_merges_expired_drops_only_the_later_windows(
+        world: LocalWorld, clock: WorldClock, tmp_path: Path) -> None:
+    """W1 and W2 with the history on, compacted and expired, then W3; the table rolled back to the
+    compaction (its parents gone) and W3 applied again: the history holds W1 and W2 (the compaction
+    holds them) and W3 once, as applied again."""
+    from ddb_assets.lake.tables import rollback
+
+    chain = Chain(world, clock, tmp_path, "DYNAMODB_JSON", "NEW_AND_OLD_IMAGES")
+    chain.put("a", 1, year={"N": "2015"}, v={"S": "a0"})
+    chain.full()
+    first, second = _windows(chain, clock, range(0, 2), 2)
+    _maintain_expiring_all_but_one(chain, world)
+    catalog = open_catalog(CatalogConfig(), resolve(str(chain.lake)))
+    [compaction] = catalog.load_table(("ddb_lake", "t")).snapshots()
+    [third] = _windows(chain, clock, range(2, 3), 3)
+    one, two, three = (r.export.export_id for r in (first, second, third))
+    assert _history_exports(chain) == {one: 2, two: 2, three: 3}
+
+    rollback(catalog.load_table(("ddb_lake", "t")), compaction.snapshot_id)
+    again = chain.convert(third.export.folder.uri, "t", history=True)
+    assert again.merge is not None and again.history_error is None
+    assert again.history.appended == [(three, 3)]
+    assert _history_exports(chain) == {one: 2, two: 2, three: 3}
+    history = catalog.load_table(("ddb_lake", "t_changes"))
+    assert len(history.snapshots()) == 4  # W3's first application stays readable (time travel)

@@ -60,12 +60,14 @@ from ddb_assets.lake.evolution import TablePlan, plan_table
 from ddb_assets.lake.file_stats import metrics_properties
 from ddb_assets.lake.flatten import flatten_items
 from ddb_assets.lake.profile import Profile, profile_items
+from ddb_assets.lake.record import APPLIED_BY, COMPACT, OPERATION, applies_export, lineage, state_snapshots
 from ddb_assets.lake.schema import TableSchema
 from ddb_assets.lake.writer import FileTarget, PartitionedWriter
 
 SUFFIX = "_changes"
 NEW, OLD = "new_", "old_"
 HISTORY_OF = f"{SUMMARY_PREFIX}history-of"  # table property: which table this is the history of
+EMPTIED = f"{SUMMARY_PREFIX}emptied"  # history snapshot summary: rolled back past every export it recorded
 CHANGE_COLUMNS = ("operation", "write_time", "export_id", "export_arn", "export_to_time")
 TIME = pa.timestamp("us", tz="UTC")
 
@@ -103,11 +105,11 @@ def record_history(catalog: Any, identifier: tuple[str, str], export: Export, *,
     if history is not None and history.properties.get(HISTORY_OF) != name:
         raise HistoryError(f"table {history_name(name)} exists and is not the change history of {name}: rename one "
                            f"of them (--table-name) or turn the history off")
-    applications = _applications(main)
+    state = _table_state(main)
     if history is not None:
-        history = _follow_the_table(history, applications)
+        history = _follow_the_table(history, state)
     result = HistoryResult(history)
-    for application in _pending(history, applications, export):
+    for application in _pending(history, state.applications, export):
         export_id, source = application.export_id, application.source
         try:
             pending = export if export_id == export.export_id else open_export(source, s3)
@@ -124,9 +126,6 @@ def record_history(catalog: Any, identifier: tuple[str, str], export: Export, *,
     return result
 
 
-APPLIED_BY = f"{SUMMARY_PREFIX}applied-by-snapshot"  # history snapshot summary: the table's snapshot it records
-
-
 @dataclass(frozen=True)
 class _Application:
     """One incremental export as the table's current chain applied it."""
@@ -139,36 +138,81 @@ class _Application:
     mark_before: str | None  # the table's high-water mark before it (its merge skipped changes older)
 
 
-def _applications(main: Any) -> list[_Application]:
-    """The incremental exports the table's current chain applied, oldest first: since its latest
-    whole-table replacement (lake/record.py; windows merged before a rebuild are not in it)."""
-    from ddb_assets.lake.record import applies_export, state_snapshots
+@dataclass
+class _TableState:
+    """What the table's current state holds, as the history's snapshots are matched against it.
+    Read from the snapshots its metadata still has: once maintenance (or another engine) expired the
+    older part of the chain, a compaction's record (its export and APPLIED_BY, the snapshot that
+    applied it) says what the state under it held; expiring snapshots never un-applies an export."""
 
+    applications: list[_Application]  # the applications the chain still shows, oldest first
+    held: set[str]  # ids of the table's snapshots whose application the state holds
+    carried: set[str]  # export ids compactions carry without naming their merge (before APPLIED_BY)
+    cut_after: tuple[int, int] | None  # the chain's oldest snapshot, when its parent expired: its order
+    known: dict[str, tuple[int, int]]  # every snapshot in the metadata: id -> order (sequence number, ms)
+
+
+def _order(snapshot: Any) -> tuple[int, int]:
+    return snapshot.sequence_number or 0, snapshot.timestamp_ms
+
+
+def _table_state(main: Any) -> _TableState:
+    """The table's applications and what its state holds: since its latest whole-table replacement
+    (lake/record.py; windows merged before a rebuild are not in it), or since the oldest snapshot
+    maintenance left."""
     chain = list(state_snapshots(main))
-    out: list[_Application] = []
+    applications: list[_Application] = []
+    held: set[str] = set()
+    carried: set[str] = set()
     mark: str | None = None
     for snapshot in reversed(chain):
         summary = snapshot.summary.additional_properties if snapshot.summary else {}
-        # A compaction carries the export's record along: it applied nothing.
+        export_id = summary.get(f"{SUMMARY_PREFIX}export-id")
         if summary.get(f"{SUMMARY_PREFIX}export-type") == "INCREMENTAL_EXPORT" and applies_export(summary):
-            out.append(_Application(snapshot.snapshot_id, summary[f"{SUMMARY_PREFIX}export-id"],
-                                    summary.get(f"{SUMMARY_PREFIX}source", ""),
-                                    summary.get(f"{SUMMARY_PREFIX}export-from-time", ""),
-                                    summary.get(f"{SUMMARY_PREFIX}export-to-time", ""), mark))
+            applications.append(_Application(snapshot.snapshot_id, summary[f"{SUMMARY_PREFIX}export-id"],
+                                             summary.get(f"{SUMMARY_PREFIX}source", ""),
+                                             summary.get(f"{SUMMARY_PREFIX}export-from-time", ""),
+                                             summary.get(f"{SUMMARY_PREFIX}export-to-time", ""), mark))
+            held.add(str(snapshot.snapshot_id))
+        elif export_id and summary.get(OPERATION) == COMPACT:
+            # A compaction applied nothing: it holds what the snapshot it names applied (and, through
+            # it, every application before), also once that snapshot expired.
+            if summary.get(APPLIED_BY):
+                held.add(summary[APPLIED_BY])
+            else:
+                carried.add(export_id)
         mark = summary.get(f"{SUMMARY_PREFIX}high-water-mark") or summary.get(f"{SUMMARY_PREFIX}export-time") or mark
-    return out
+    oldest = chain[-1] if chain else None
+    cut = oldest is not None and oldest.parent_snapshot_id is not None and \
+        main.snapshot_by_id(oldest.parent_snapshot_id) is None
+    return _TableState(applications, held, carried, _order(oldest) if cut else None,
+                       {str(s.snapshot_id): _order(s) for s in main.snapshots()})
 
 
-def _holds(summary: dict[str, str], applications: list[_Application]) -> bool:
-    """Does a history snapshot (its summary) record an application of the table's current chain?
-    By the table's snapshot it names; one written before that was recorded, by its export id."""
+HELD, GONE, UNKNOWN = "held", "gone", "unknown"
+
+
+def _holds(summary: dict[str, str], state: _TableState) -> str:
+    """Does a history snapshot (its summary) record an application the table's state holds? By the
+    table's snapshot it names (one written before that was recorded, by its export id). HELD; GONE
+    when the table's chain shows it does not (a rollback, a rebuild); UNKNOWN when the part of the
+    chain that could hold it expired and nothing left says (then it is kept: a history row is
+    removed only when the table surely no longer holds its export)."""
     applied_by = summary.get(APPLIED_BY)
-    if applied_by:
-        return any(str(a.snapshot_id) == applied_by for a in applications)
-    return any(a.export_id == summary.get(f"{SUMMARY_PREFIX}export-id") for a in applications)
+    export_id = summary.get(f"{SUMMARY_PREFIX}export-id")
+    if applied_by in state.held or export_id in state.carried:
+        return HELD
+    if not applied_by and any(a.export_id == export_id for a in state.applications):
+        return HELD
+    if state.cut_after is None:
+        return GONE  # the whole chain is there, and it is not in it
+    order = state.known.get(applied_by or "")
+    if order is not None and order > state.cut_after:
+        return GONE  # committed after the chain's oldest snapshot left, yet not in the chain: rolled back
+    return UNKNOWN
 
 
-def _follow_the_table(history: Any, applications: list[_Application]) -> Any:
+def _follow_the_table(history: Any, state: _TableState) -> Any:
     """The history with its current snapshot following the table's chain: when the table was rolled
     back past applications the history records (or replaced since: a rebuild), the history is
     rolled back to its newest snapshot that records an application the table still holds (the
@@ -177,7 +221,7 @@ def _follow_the_table(history: Any, applications: list[_Application]) -> Any:
     snapshot = current
     while snapshot is not None:
         summary = snapshot.summary.additional_properties if snapshot.summary else {}
-        if f"{SUMMARY_PREFIX}export-id" in summary and _holds(summary, applications):
+        if f"{SUMMARY_PREFIX}export-id" in summary and _holds(summary, state) != GONE:
             break
         snapshot = history.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
     if current is None or (snapshot is not None and snapshot.snapshot_id == current.snapshot_id):
@@ -188,9 +232,8 @@ def _follow_the_table(history: Any, applications: list[_Application]) -> Any:
         from pyiceberg.expressions import AlwaysTrue
 
         # No application it records is held any more: a snapshot without rows, which records no export.
-        history.delete(AlwaysTrue(), snapshot_properties={f"{SUMMARY_PREFIX}emptied": "the table was rolled back "
-                                                                                    "or rebuilt past every export "
-                                                                                    "recorded"})
+        history.delete(AlwaysTrue(), snapshot_properties={EMPTIED: "the table was rolled back or rebuilt past "
+                                                                   "every export recorded"})
     history.refresh()
     return history
 
@@ -209,10 +252,14 @@ def _pending(history: Any, applications: list[_Application], export: Export) -> 
 
 
 def _recorded(history: Any, application: _Application) -> bool:
-    from ddb_assets.lake.record import lineage
+    """Does the history's current chain record ``application`` (by the table's snapshot that
+    applied it; one written before that was recorded, by its export id)?"""
+    def records(summary: dict[str, str]) -> bool:
+        if summary.get(APPLIED_BY):
+            return summary[APPLIED_BY] == str(application.snapshot_id)
+        return summary.get(f"{SUMMARY_PREFIX}export-id") == application.export_id
 
-    return any(f"{SUMMARY_PREFIX}export-id" in summary and _holds(summary, [application])
-               for summary in lineage(history))
+    return any(f"{SUMMARY_PREFIX}export-id" in summary and records(summary) for summary in lineage(history))
 
 
 def _history_began(history: Any) -> str | None:

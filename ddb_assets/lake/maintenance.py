@@ -7,7 +7,9 @@ it checks that every file the current snapshot lists exists (MissingFiles, nothi
 expiring or removing could take away the way back); then:
 
 1. **expire**: snapshots older than ``expire_after`` are dropped from the table's metadata, always
-   keeping the newest ``keep_snapshots`` and the current one (pyiceberg's ExpireSnapshots);
+   keeping the newest ``keep_snapshots``, the current one and the nearest one that records an
+   export (pyiceberg's ExpireSnapshots): what the table holds is read from the chain that remains
+   (a compaction carries the record of the state it compacted, lake/record.py ``carried_record``);
 2. **orphans**: files under the table's location that no remaining snapshot or metadata file
    references and that are older than ``grace`` (a run still writing has younger files) are
    deleted: the files superseded by expired snapshots, and those of failed runs;
@@ -32,9 +34,9 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ddb_assets.exports.storage import Location, S3Options, resolve
-from ddb_assets.lake.commit import SUMMARY_PREFIX, data_files_for, file_partition_name
+from ddb_assets.lake.commit import data_files_for, file_partition_name
 from ddb_assets.lake.file_stats import metrics_properties
-from ddb_assets.lake.record import COMPACT, OPERATION
+from ddb_assets.lake.record import COMPACT, OPERATION, carried_record, recording_snapshot
 from ddb_assets.lake.schema import TableSchema
 from ddb_assets.wording import counted
 
@@ -135,14 +137,20 @@ def maintain(table: Any, options: MaintenanceOptions = MaintenanceOptions(), s3:
 
 def expire_snapshots(table: Any, older_than: timedelta, keep: int, *, dry_run: bool = False,
                      on_event: CommitEvents = _no_events) -> list[int]:
-    """Drop snapshots older than ``older_than`` from the metadata, keeping the newest ``keep`` and
-    the current one. Returns the ids expired."""
+    """Drop snapshots older than ``older_than`` from the metadata, keeping the newest ``keep``, the
+    current one, and the nearest one recording an export (lake/record.py ``recording_snapshot``).
+    Returns the ids expired."""
     cutoff = (datetime.now(timezone.utc) - older_than).timestamp() * 1000
     current = table.current_snapshot()
     snapshots = sorted(table.snapshots(), key=lambda s: s.timestamp_ms)
     kept = {s.snapshot_id for s in snapshots[-keep:]} if keep > 0 else set()
     if current is not None:
         kept.add(current.snapshot_id)
+    # The nearest snapshot recording an export stays (under another writer's snapshot, say): without
+    # it the table would lose its high-water mark and the exports it holds.
+    recording = recording_snapshot(table)
+    if recording is not None:
+        kept.add(recording.snapshot_id)
     expired = [s.snapshot_id for s in snapshots if s.timestamp_ms < cutoff and s.snapshot_id not in kept]
     if expired and not dry_run:
         on_event("committing", {})
@@ -279,8 +287,9 @@ def compact_small_files(table: Any, small_file_bytes: int, s3: S3Options | None 
     except BaseException:
         writer.abort()
         raise
-    summary = {k: v for k, v in (snapshot.summary.additional_properties if snapshot.summary else {}).items()
-               if k.startswith(SUMMARY_PREFIX)}  # the table still holds the same export
+    # The table still holds the same exports: the record of the state it compacts is carried along,
+    # naming the snapshot that applied its export (what the change history matches once that one expires).
+    summary = carried_record(table)
     summary[OPERATION] = COMPACT
     removed = [task.file for tasks in groups.values() for task in tasks]
     delete_files = {d for tasks in groups.values() for task in tasks for d in task.delete_files}

@@ -96,6 +96,38 @@ def applies_export(summary: dict[str, str]) -> bool:
     return f"{SUMMARY_PREFIX}export-id" in summary and summary.get(OPERATION) != COMPACT
 
 
+# The snapshot that applied the export a snapshot records: on a compaction (it carries the record
+# of the state it compacted), and on a change history's snapshots (the table's snapshot they record).
+APPLIED_BY = f"{SUMMARY_PREFIX}applied-by-snapshot"
+
+
+def carried_record(table: Any) -> dict[str, str]:
+    """The ``ddb-assets.*`` summary entries a snapshot that applies nothing (a compaction) carries
+    along: those of the nearest snapshot of the current lineage that records an export (the current
+    one, or an ancestor under another writer's snapshot), with APPLIED_BY naming the snapshot that
+    applied that export, so the record outlives the expiry of the snapshots under it. {} when no
+    snapshot of the lineage records an export."""
+    for snapshot in state_snapshots(table):
+        summary = dict(snapshot.summary.additional_properties) if snapshot.summary else {}
+        if f"{SUMMARY_PREFIX}export-id" not in summary:
+            continue
+        carried = {key: value for key, value in summary.items() if key.startswith(SUMMARY_PREFIX)}
+        if applies_export(summary):  # (a compaction carries its own APPLIED_BY, if its version wrote one)
+            carried.setdefault(APPLIED_BY, str(snapshot.snapshot_id))
+        return carried
+    return {}
+
+
+def recording_snapshot(table: Any) -> Any | None:
+    """The nearest snapshot of the current lineage that records an export (None when none does):
+    the one maintenance never expires, so the table's record (its high-water mark, the exports it
+    holds) survives."""
+    for snapshot in state_snapshots(table):
+        if snapshot.summary and f"{SUMMARY_PREFIX}export-id" in snapshot.summary.additional_properties:
+            return snapshot
+    return None
+
+
 def lineage(table: Any) -> Iterator[dict[str, str]]:
     """The summaries of the snapshots that make the table's current state (``state_snapshots``),
     newest first: what the chain of exports reads (applied exports, the high-water mark)."""

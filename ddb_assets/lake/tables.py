@@ -141,13 +141,19 @@ def _summary(snapshot: Any) -> dict[str, str]:
 def action(summary: dict[str, str]) -> str:
     """What made a snapshot (its summary, with ``operation``): ``convert`` (a full export),
     ``rebuild``, ``merge`` (an incremental export), ``compaction`` (``maintain``: the same rows,
-    the export it names applied once), else the Iceberg operation of another writer's snapshot."""
+    the export it names applied once); in a change history (``<table>_changes``), ``history
+    append`` (one export's changes) and ``history rollback`` (emptied: the table was rolled back or
+    rebuilt past every export it recorded); else the Iceberg operation of another writer's snapshot."""
     get = lambda key: summary.get(f"{SUMMARY_PREFIX}{key}", "")  # noqa: E731
     own = get("operation")
     if own == "compact":
         return "compaction"
     if own == "rebuild":
         return "rebuild"
+    if get("emptied"):
+        return "history rollback"
+    if get("export-id") and get("partitions") == "history":
+        return "history append"
     if get("export-id"):
         return "merge" if get("export-type") == "INCREMENTAL_EXPORT" else "convert"
     return summary.get("operation", "")
