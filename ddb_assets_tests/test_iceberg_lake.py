@@ -316,6 +316,36 @@ def test_maintenance_compacts_expires_and_removes_orphans(tmp_path: Path) -> Non
     assert len(rows) == 400
 
 
+def test_maintenance_keeps_the_record_of_what_the_table_holds_under_another_writers_snapshot(
+        tmp_path: Path) -> None:
+    """Another writer's DELETE (no record of ours) on top: expiring keeps the snapshot that records
+    the export (else the table's high-water mark would be gone), and a compaction carries that
+    record along, naming the snapshot that applied it."""
+    from pyiceberg.expressions import EqualTo
+
+    from ddb_assets.exports.storage import resolve
+    from ddb_assets.lake.maintenance import MaintenanceOptions, maintain
+    from ddb_assets.lake.record import APPLIED_BY, high_water_mark
+
+    folder = doctor.make_export(tmp_path / "export", items=200, files=2, seed=3)
+    converted = convert_export(folder, tmp_path / "lake" / "reviews",  # two files a year: compactable
+                               ConvertOptions(workers=2, partition_by="year", small_partition_bytes=0))
+    table = load_table(open_catalog(CatalogConfig(), resolve(tmp_path / "lake")), "ddb_lake", "reviews")
+    mark = high_water_mark(table)
+    assert mark[1] == folder.name
+    table.delete(EqualTo("year", 2015))
+    table.refresh()
+    options = dict(expire_after=timedelta(0), keep_snapshots=1, grace=timedelta(0))
+    assert maintain(table, MaintenanceOptions(**options, compact=False)).expired_snapshots == []
+    assert high_water_mark(table) == mark
+    result = maintain(table, MaintenanceOptions(**options, small_file_bytes=1 << 30))
+    table.refresh()
+    assert result.compacted and [s.snapshot_id for s in table.snapshots()] == [result.snapshot_id]
+    assert high_water_mark(table) == mark
+    carried = table.current_snapshot().summary.additional_properties
+    assert carried[APPLIED_BY] == str(converted.commit.snapshot_id)
+
+
 def test_a_dry_run_names_the_orphans_the_run_removes(tmp_path: Path) -> None:
     """A dry run expires nothing, yet counts the files of the snapshots it would expire as orphans."""
     from ddb_assets.lake.maintenance import MaintenanceOptions, maintain
