@@ -25,7 +25,11 @@ in the table's current chain exactly once. **Idempotent**: an application the hi
 not appended again. **After a rollback** of the table, the next append first rolls the history back
 to its newest snapshot recording an application the table still holds (emptied when none is), so
 an export re-applied afterwards is appended again, once; the rolled-back rows stay readable in the
-history's earlier snapshots (time travel) until maintenance expires them. **Catching up**: when an
+history's earlier snapshots (time travel) until maintenance expires them. **Expiry un-applies
+nothing**: what the table holds is read from the snapshots its metadata still has, a compaction
+standing for the snapshot that applied the export it records (lake/record.py ``carried_record``);
+a history snapshot is dropped only when the table's chain shows its application gone, never
+because the part of the chain that held it expired. **Catching up**: when an
 append failed after its merge committed, the next run appends every application of the table's
 chain after the newest one the history records, oldest first, read again from the source the
 table's snapshot recorded. Changes written before the table's mark when an export was applied (an
