@@ -666,3 +666,46 @@ def test_a_merge_stopped_before_its_commit_leaves_no_file_and_no_snapshot(world:
             workers=1, partition_by="year", catalog=CatalogConfig()), progress=lambda kind, info: events.append(kind))
     assert merged.merge.upserts == 2 and events.index("committing") > max(
         i for i, kind in enumerate(events) if kind == "merge")
+
+
+def test_only_a_full_export_reports_vanished_attributes(world: LocalWorld, clock: WorldClock, tmp_path: Path,
+                                                        aws_env: dict[str, str]) -> None:
+    """An incremental export holds only the items that changed in its window (none in a quiet one):
+    it says nothing about which attributes the table has, so `convert` names none as vanished; a
+    full export lacking an attribute still does."""
+    from ddb_assets_tests.cli_helpers import run_cli
+
+    chain = Chain(world, clock, tmp_path, "DYNAMODB_JSON", "NEW_AND_OLD_IMAGES")
+    chain.put("a", 1, year={"N": "2015"}, v={"S": "a0"}, note={"S": "n"})
+    chain.put("b", 1, year={"N": "2016"}, v={"S": "b0"})
+    chain.full()
+    start = chain.mark
+
+    def convert(prefix: str, **spec: Any) -> list[str]:
+        done = wait_done(chain.ddb, chain.ddb.export_table_to_point_in_time(
+            TableArn=chain.arn, S3Bucket=chain.bucket, S3Prefix=prefix, **spec)["ExportDescription"]["ExportArn"])
+        converted = run_cli("convert", chain._source(done), str(chain.lake / "t"), env=aws_env)
+        assert converted.returncode == 0, converted.stderr
+        return converted.stdout.splitlines()
+
+    def window(n: int) -> list[str]:
+        return convert(f"window{n}", ExportType="INCREMENTAL_EXPORT", IncrementalExportSpecification={
+            "ExportFromTime": start + n * WINDOW, "ExportToTime": start + (n + 1) * WINDOW,
+            "ExportViewType": "NEW_AND_OLD_IMAGES"})
+
+    def vanished(lines: list[str]) -> list[str]:
+        return [line.split(None, 1)[1] for line in lines if line.startswith("vanished ")]
+
+    clock.set(start + WINDOW + 1, frozen=True)
+    quiet = window(0)
+    assert any("0 upserts, 0 deletes" in line for line in quiet) and vanished(quiet) == []
+    clock.set(start + WINDOW + 10, frozen=True)
+    chain.put("c", 2, year={"N": "2017"})  # neither v nor note: the window's one item lacks them
+    clock.set(start + 2 * WINDOW + 1, frozen=True)
+    small = window(1)
+    assert any("1 upsert, 0 deletes" in line for line in small) and vanished(small) == []
+
+    chain.delete("a", 1)  # the only item with a note
+    clock.advance(5)
+    full = convert("full-again", ExportTime=clock.now())
+    assert vanished(full) == ["note (kept as columns, null in this export's rows)"]

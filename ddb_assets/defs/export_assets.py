@@ -108,12 +108,19 @@ def attribute_types(profile: Profile) -> dict[str, list[str]]:
     return {path_text(path): sorted(stats.descriptors) for path, stats in profile.nodes.items()}
 
 
-def schema_drift(previous: dict[str, list[str]], current: dict[str, list[str]]) -> dict[str, Any]:
+def schema_drift(previous: dict[str, list[str]], current: dict[str, list[str]], *,
+                 incremental: bool = False) -> dict[str, Any]:
+    """{"new": [path], "vanished": [path], "retyped": {path: {"before", "after"}}} between two
+    attribute-type maps (``attribute_types``). ``incremental``: ``current`` is an incremental
+    export's, which holds only the items that changed in its window (none, in a quiet one): what it
+    lacks did not vanish, and an attribute is retyped only by a descriptor ``previous`` lacks."""
+    both = sorted(set(previous) & set(current))
+    changed = (lambda k: not set(current[k]) <= set(previous[k])) if incremental else \
+        (lambda k: previous[k] != current[k])
     return {
         "new": sorted(set(current) - set(previous)),
-        "vanished": sorted(set(previous) - set(current)),
-        "retyped": {k: {"before": previous[k], "after": current[k]}
-                    for k in sorted(set(previous) & set(current)) if previous[k] != current[k]},
+        "vanished": [] if incremental else sorted(set(previous) - set(current)),
+        "retyped": {k: {"before": previous[k], "after": current[k]} for k in both if changed(k)},
     }
 
 
@@ -238,7 +245,9 @@ def build_raw_export(names: TableNames) -> dg.AssetsDefinition:
                                               "an invalid export fails the run, automation does not convert it, "
                                               "and the lake table keeps the latest valid export).")
     drift = dg.AssetCheckSpec("schema_drift", asset=names.raw_export_key,
-                              description="Attributes new, vanished or retyped since the previous export (WARN).")
+                              description="Attributes new, vanished or retyped since the previous exports (the "
+                                          "latest full one and the windows since; WARN). An incremental export "
+                                          "holds only what changed: nothing vanishes in it.")
 
     @dg.asset(key=names.raw_export_key, partitions_def=names.export_partitions, deps=[names.pitr_export_key],
               kinds={"s3", "json"}, group_name=names.group, owners=names.table.owners, check_specs=[checksums, drift],
@@ -322,7 +331,7 @@ def build_raw_export(names: TableNames) -> dg.AssetsDefinition:
             dg.TableColumn(name=row.attribute, type=", ".join(f"{k} {v}" for k, v in row.types.items()),
                            description=f"null {100 * row.null_fraction:.1f}%" + ("; mixed types" if row.mixed else ""))
             for row in rows if row.depth == 0])
-        drift_result = _drift_check(previous, types)
+        drift_result = _drift_check(previous, types, export.summary.incremental)
         summary = export.summary
         return dg.MaterializeResult(
             metadata={
@@ -355,30 +364,50 @@ def build_raw_export(names: TableNames) -> dg.AssetsDefinition:
     return raw_export
 
 
+@dataclass(frozen=True)
+class _Baseline:
+    """What drift is measured against: the attribute types of the exports before this one, back to
+    and including the latest full export (windows hold only the items they changed: the full
+    export and the windows since together say which attributes the table has)."""
+
+    export_id: str  # the newest of them
+    types: dict[str, list[str]]
+
+
 def _previous_profiled(instance: dg.DagsterInstance, names: TableNames, export_id: str,
-                       newest_first: int = 50) -> Any:
-    """The materialization of the export before ``export_id`` (export ids sort by time) that
-    recorded attribute types, or None: what drift is measured against, however often (and in
+                       newest_first: int = 50) -> _Baseline | None:
+    """The baseline of the exports before ``export_id`` (export ids sort by time) that recorded
+    attribute types, or None when none did: what drift is measured against, however often (and in
     whatever order) exports are validated."""
     keys = sorted(k for k in names.export_partitions.get_partition_keys(dynamic_partitions_store=instance)
                   if k < export_id)
+    newest: str | None = None
+    types: dict[str, set[str]] = {}
     for key in reversed(keys[-newest_first:]):
         records = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=names.raw_export_key, asset_partitions=[key]), limit=1).records
         materialization = records[0].asset_materialization if records else None
-        if materialization is not None and materialization.metadata.get("attribute_types") is not None:
-            return materialization
-    return None
+        if materialization is None or materialization.metadata.get("attribute_types") is None:
+            continue
+        newest = newest or key
+        for path, descriptors in materialization.metadata["attribute_types"].value.items():
+            types.setdefault(path, set()).update(descriptors)
+        kind = materialization.metadata.get("export_type")
+        if kind is None or kind.value != "INCREMENTAL_EXPORT":
+            break  # a full export: the table's attributes then
+    if newest is None:
+        return None
+    return _Baseline(newest, {path: sorted(descriptors) for path, descriptors in types.items()})
 
 
-def _drift_check(previous: Any, types: dict[str, list[str]]) -> dg.AssetCheckResult:
+def _drift_check(previous: _Baseline | None, types: dict[str, list[str]], incremental: bool) -> dg.AssetCheckResult:
     if previous is None:
         return dg.AssetCheckResult(check_name="schema_drift", passed=True,
                                    metadata={"compared_with": "nothing (no earlier export profiled)"})
-    drift = schema_drift(previous.metadata["attribute_types"].value, types)
+    drift = schema_drift(previous.types, types, incremental=incremental)
     changed = bool(drift["new"] or drift["vanished"] or drift["retyped"])
     return dg.AssetCheckResult(check_name="schema_drift", passed=not changed, severity=dg.AssetCheckSeverity.WARN,
-                               metadata={"compared_with": previous.partition or "",
+                               metadata={"compared_with": previous.export_id,
                                          "details": dg.MetadataValue.json(drift)})
 
 

@@ -817,7 +817,7 @@ def _read_and_write(export: Export, target: LakeTarget, table: Any, stored: Tabl
         with _executor(workers) as pool:
             parsed = _run_stage_one(pool, export, spill_dir, options, notify)
             profile = Profile.merged(p.profile for p in sorted(parsed, key=lambda p: p.index))
-            plan = _plan(profile, options, stored)
+            plan = _plan(profile, options, stored, export)
             notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
             job = _write_job(plan, target, run, options, export, profile, table)
             written, keys = _run_stage_two(pool, parsed, job, workers, notify)
@@ -839,7 +839,7 @@ def _one_pass(export: Export, target: LakeTarget, table: Any, stored: TableSchem
     written: list[WrittenFile] = []
     try:
         with _executor(workers) as pool:
-            plan = _plan(planned_from, options, stored)
+            plan = _plan(planned_from, options, stored, export)
             notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
             job = _write_job(plan, target, run, options, export, planned_from, table)
             try:
@@ -849,7 +849,7 @@ def _one_pass(export: Export, target: LakeTarget, table: Any, stored: TableSchem
                     raise
                 raise _Misfit(f"its items do not fit the planned columns ({getattr(exc, 'detail', exc)})") from None
             profile = Profile.merged(p.profile for p in sorted(parsed, key=lambda p: p.index))
-            seen = _plan(profile, options, stored)
+            seen = _plan(profile, options, stored, export)
             if strict:
                 check_profile(seen, plan, export.export_id)
             else:
@@ -935,9 +935,11 @@ def _keys_or_empty(keys: list[pa.Table], job: _WriteJob) -> pa.Table:
     return pa.schema([*fields, pa.field("op", pa.int8()), pa.field("write_micros", pa.int64())]).empty_table()
 
 
-def _plan(profile: Profile, options: ConvertOptions, stored: TableSchema | None) -> TablePlan:
+def _plan(profile: Profile, options: ConvertOptions, stored: TableSchema | None, export: Export) -> TablePlan:
     plan = plan_table(profile, options.schema_options, options.partition, stored, rebuild=options.rebuild)
-    if profile.key_names:  # an incremental export holds only what changed: nothing vanished
+    # An incremental export holds only the items that changed (none, in a quiet window): it says
+    # nothing about which attributes the table's items have, so none vanished.
+    if export.summary.incremental:
         plan.vanished = []
     return plan
 

@@ -154,7 +154,7 @@ def _write_pass(engine: Engine, base: list[ShardSpec], export: Export, target: L
                 run: str, *, strict: bool, passes: int, path: str, report_reads: bool = True) -> ShardConversion:
     """Plan from ``planned_from``, then one round of writing shards. ``strict``: the items must
     need exactly that plan (ProfileMismatch); else they must fit it (_Misfit, its files removed)."""
-    plan = _plan(planned_from, options, stored)
+    plan = _plan(planned_from, options, stored, export)
     notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
     job = _write_job(plan, target, run, options, export, planned_from, table)
     writing = [replace(spec, schema=plan.schema, active=plan.active, target=job.target) for spec in base]
@@ -164,13 +164,13 @@ def _write_pass(engine: Engine, base: list[ShardSpec], export: Export, target: L
     seen = Profile.merged(r.profile for r in results)
     try:
         if strict:
-            check_profile(_plan(seen, options, stored), plan, export.export_id)
+            check_profile(_plan(seen, options, stored, export), plan, export.export_id)
         else:
-            misfits = plan_misfits(_plan(seen, options, stored), plan)
+            misfits = plan_misfits(_plan(seen, options, stored, export), plan)
             if misfits:
                 raise _Unfit(f"its items need columns the plan lacked ({'; '.join(misfits)})", seen)
             # The files hold the planned columns; what vanished is this export's own account.
-            view = _plan(seen, options, stored)
+            view = _plan(seen, options, stored, export)
             plan.vanished, plan.variants = view.vanished, view.variants
         # The key check groups every written key: on the engine's executors, not through this process.
         written = _finish_files(written, plan, job, export, options, find=engine.find_duplicate_key)
