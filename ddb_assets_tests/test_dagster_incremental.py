@@ -64,6 +64,7 @@ class Platform:
         self.defs = build_definitions(self.settings)
         self.assets = {a.key: a for a in self.defs.assets if isinstance(a, dg.AssetsDefinition)}
         self.lake = tmp / "lake" / self.names.name
+        self.validated: dict[str, dg.ExecuteInProcessResult] = {}  # export id -> its raw_export run
 
     def put(self, review: str, year: int, **values: Any) -> None:
         self.ddb.put_item(TableName=self.table, Item={"product_id": {"S": "p"}, "review_id": {"S": review},
@@ -91,7 +92,8 @@ class Platform:
             self.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
         ids = [r.partition_key for r in tick.run_requests]
         for export_id in ids:
-            assert self.materialize([self.names.raw_export_key], partition_key=export_id).success
+            self.validated[export_id] = self.materialize([self.names.raw_export_key], partition_key=export_id)
+            assert self.validated[export_id].success
         return ids
 
     def lake_table(self) -> dg.ExecuteInProcessResult:
@@ -222,6 +224,41 @@ def test_the_lake_table_keeps_the_change_history_of_its_windows(world: LocalWorl
                                             ("r2", "REMOVE", 2015, None, None, export_id)]
         assert [r["write_time"] for r in changes if r["review_id"] == "r1"] == \
             [datetime.fromtimestamp(round(moved * 1e6) / 1e6, timezone.utc)]
+
+
+def test_schema_drift_of_windows_reports_new_attributes_never_vanished_ones(world: LocalWorld, clock: WorldClock,
+                                                                          tmp_path: Path) -> None:
+    """A window holds only the items it changed (none in a quiet one): its schema_drift check and
+    its merge name no vanished attribute, and an attribute it adds is new against the full export
+    and the windows before it."""
+    with dg.instance_for_test() as instance:
+        p = Platform(world, clock, tmp_path, instance)
+        p.put("r1", 2015, note={"S": "n"}, stars={"N": "5"})
+        p.put("r2", 2015)
+        assert p.full_export().success
+        assert p.sensor_tick_and_validate()
+        assert p.lake_table().success
+        clock.advance(60)
+        p.put("r3", 2016)  # window 0: one item, without note or stars; window 1: quiet
+        clock.set(p.start + 2 * WINDOW + 60, frozen=True)
+        p.put("r4", 2017, brand={"S": "new"})  # window 2: a new attribute
+        clock.set(p.start + 3 * WINDOW + 1, frozen=True)
+        drifts = []
+        for i in range(3):
+            key = datetime.fromtimestamp(p.start + i * WINDOW, timezone.utc).strftime("%Y-%m-%dT%H:%M")
+            window = p.materialize([p.names.incremental_export_key], partition_key=key)
+            [started] = window.asset_materializations_for_node("__".join(p.names.incremental_export_key.path))
+            export_id = started.metadata["export_id"].value
+            assert export_id in p.sensor_tick_and_validate()
+            evaluations = p.validated[export_id].get_asset_check_evaluations()
+            drift = {c.check_name: c for c in evaluations}["schema_drift"]
+            drifts.append((drift.passed, drift.metadata["details"].value["new"],
+                           drift.metadata["details"].value["vanished"]))
+        assert drifts == [(True, [], []), (True, [], []), (False, ["brand"], [])]
+        merged = p.lake_table()
+        assert merged.success
+        events = merged.asset_materializations_for_node("__".join(p.names.parquet_key.path))
+        assert events and all(e.metadata["vanished_attributes"].value == [] for e in events)
 
 
 def test_a_rebuild_converts_the_latest_full_export_and_merges_its_windows_again(world: LocalWorld, clock: WorldClock,

@@ -327,7 +327,7 @@ def commit_staged(staged: StagedExport, dest: str | os.PathLike[str], options: A
         raise stale(f"{len(missing)} of its {len(staged.written)} data files are gone (e.g. {missing[0]})")
     if staged.incremental:
         return _merge_staged(staged, export, target, table, stored, options, notify, started, stale)
-    plan = _plan(staged.profile, options, staged.stored_at_plan)
+    plan = _plan(staged.profile, options, staged.stored_at_plan, export)
     only = options.only_partitions
     written = [w for w in staged.written if only is None or w.partition in only]
     others = [w for w in staged.written if only is not None and w.partition not in only]
@@ -374,7 +374,7 @@ def _merge_staged(staged: StagedExport, export: Export, target: Any, table: Any,
             stored.last_column_id != then.last_column_id:
         raise stale("the table's schema has changed since they were planned (an export applied meanwhile "
                     "evolved it)")
-    plan = _plan(staged.profile, options, then)
+    plan = _plan(staged.profile, options, then, export)
     run = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
     job = _write_job(plan, target, run, options, export, staged.profile, table)
     if job.key_columns != staged.key_columns:
