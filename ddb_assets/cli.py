@@ -1335,7 +1335,7 @@ def _rolled_back(table: str, rolled: Any, *, already: bool = False) -> None:
                   f"(metadata {rolled.metadata_location})", highlight=False, soft_wrap=True, markup=False)
 
 
-@app.command(short_help="Compact small files, expire old snapshots, remove orphan files.")
+@app.command(short_help="Compact small files, expire old snapshots, remove orphan files and stale uploads.")
 def maintain(
     table: str = typer.Argument(..., metavar="TABLE", help="Table name."),
     lake: Optional[str] = typer.Option(None, metavar="DIR", help=LAKE_HELP),
@@ -1348,8 +1348,9 @@ def maintain(
         None, min=1, metavar="N", help="...keeping at least this many; the current one always stays (default: "
                                        "maintenance.keep_snapshots, 10)."),
     grace_hours: Optional[float] = typer.Option(
-        None, min=0, max=876000, metavar="HOURS", help="Remove unreferenced files older than this many hours "
-                                                       "(default: maintenance.orphan_grace_hours, 24)."),
+        None, min=0, max=876000, metavar="HOURS", help="Remove unreferenced files, and abort incomplete "
+                                                       "multipart uploads, older than this many hours (default: "
+                                                       "maintenance.orphan_grace_hours, 24)."),
     small_file_mb: Optional[float] = typer.Option(
         None, min=0, metavar="MB", help="Compact partitions holding several files under this size, or files with "
                                         "position deletes (merge-on-read; 0: no compaction; default: "
@@ -1360,7 +1361,8 @@ def maintain(
                                            "running are removed."),
 ) -> None:
     """Compact small files (folding position deletes), expire old snapshots, remove orphan files (of failed
-    runs and expired snapshots) and the scratch folders of conversions that were killed. Options not
+    runs and expired snapshots), abort a table on S3's incomplete multipart uploads (of writers killed
+    mid-file) older than the grace period, and remove the scratch folders of conversions that were killed. Options not
     given come from the configuration's maintenance: block (as the Dagster maintenance job runs it);
     with --lake, where the configuration is not read, from its defaults."""
     from datetime import timedelta
@@ -1393,6 +1395,8 @@ def _maintained(iceberg_table: Any, result: Any, scratch: list, *, dry_run: bool
                                      f"{len(result.compacted)})" if result.compacted else "")),
                     ("expired", f"{counted(len(result.expired_snapshots), 'snapshot')} {would}expired"),
                     ("orphans", f"{counted(len(result.orphans), 'file')} {would}removed, {counted(result.orphan_bytes, 'byte')}"),
+                    *([("uploads", f"{counted(len(result.aborted_uploads), 'incomplete multipart upload')} "
+                                   f"{would}aborted")] if iceberg_table.location().startswith("s3://") else []),
                     ("scratch", f"{counted(len(scratch), 'folder')} of ended runs {would}removed, "
                                 f"{counted(sum(s.bytes for s in scratch), 'byte')} in {work_dir or tempfile.gettempdir()}"),
                     ("time", f"{result.seconds:.2f}s")])

@@ -75,7 +75,8 @@ class MaintenanceSettings(_Strict):
     expire_after_days: float = Field(7, ge=0, description="Maintenance expires snapshots older than this many days, "
                                                                  "keeping at least keep_snapshots (0: all but those).")
     keep_snapshots: int = Field(10, ge=1, description="Snapshots always kept, however old.")
-    orphan_grace_hours: float = Field(24, ge=0, description="Remove unreferenced files older than this (a run "
+    orphan_grace_hours: float = Field(24, ge=0, description="Remove unreferenced files, and abort "
+                                                            "incomplete multipart uploads, older than this (a run "
                                                             "still writing is younger).")
     small_file_bytes: int = Field(32 << 20, ge=0, description="Compact partitions holding several files smaller "
                                                               "than this, or files with position deletes "

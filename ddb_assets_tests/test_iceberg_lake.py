@@ -4,6 +4,7 @@ empty exports, maintenance, and the table description other tools read."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -447,6 +448,59 @@ def test_missing_files_on_s3_are_found_by_one_listing(aws_env: dict[str, str], s
     live = sorted(task.file.file_path for task in table.scan().plan_files())
     s3.delete_object(Bucket=lake, Key=live[0][len(f"s3://{lake}/"):])
     assert missing_files(table, options) == [live[0]]
+
+
+def test_maintain_aborts_a_tables_stale_incomplete_multipart_uploads_only(aws_env: dict[str, str], s3: Any,
+                                                                         tmp_path: Path) -> None:
+    """A writer killed mid-file leaves an incomplete multipart upload under the table's data/: no
+    listing of objects shows it, its parts are billed until aborted. Begun before the grace
+    period, maintain aborts it (a dry run counts it); a younger one, or one outside data/, stays."""
+    from ddb_assets.exports.storage import S3Options
+    from ddb_assets.lake.maintenance import MaintenanceOptions, maintain
+
+    lake = unique("lake")
+    s3.create_bucket(Bucket=lake)
+    folder = doctor.make_export(tmp_path / "export", items=60, files=1, seed=5)
+    catalog = CatalogConfig(uri=f"sqlite:///{tmp_path / 'catalog.db'}")
+    table = convert_export(folder, f"s3://{lake}/reviews", ConvertOptions(workers=1, catalog=catalog)).commit.table
+
+    def upload(key: str) -> str:
+        begun = s3.create_multipart_upload(Bucket=lake, Key=key)["UploadId"]
+        s3.upload_part(Bucket=lake, Key=key, UploadId=begun, PartNumber=1, Body=b"PAR1" + b"\0" * 1024)
+        return begun
+
+    def uploads() -> list[str]:
+        return sorted(u["Key"] for u in s3.list_multipart_uploads(Bucket=lake).get("Uploads", []))
+
+    killed = "reviews/data/20260101T000000-0123456789ab-00000.parquet"
+    elsewhere = "reviews-backup/data/other.parquet"  # another prefix that begins alike: not the table's
+    upload(killed), upload(elsewhere)
+    options = S3Options(endpoint_url=aws_env["AWS_ENDPOINT_URL"], region="us-east-1")
+    kept = maintain(table, MaintenanceOptions(grace=timedelta(hours=1), compact=False), options)
+    assert kept.aborted_uploads == [] and uploads() == sorted([killed, elsewhere])  # younger than the grace period
+    time.sleep(0.01)
+    dry = maintain(table, MaintenanceOptions(grace=timedelta(0), compact=False, dry_run=True), options)
+    assert dry.aborted_uploads == [f"s3://{lake}/{killed}"] and uploads() == sorted([killed, elsewhere])
+    real = maintain(table, MaintenanceOptions(grace=timedelta(0), compact=False), options)
+    assert real.aborted_uploads == [f"s3://{lake}/{killed}"] and uploads() == [elsewhere]
+    assert s3.list_multipart_uploads(Bucket=lake, Prefix="reviews/data/").get("Uploads", []) == []
+    assert table.scan().to_arrow().num_rows == 60  # the table's own files untouched
+
+
+def test_the_maintain_command_names_the_uploads_it_aborts(aws_env: dict[str, str], s3: Any, tmp_path: Path) -> None:
+    lake = unique("lake")
+    s3.create_bucket(Bucket=lake)
+    folder = doctor.make_export(tmp_path / "export", items=40, files=1, seed=6)
+    where = ["--lake", f"s3://{lake}", "--catalog", f"sqlite:///{tmp_path / 'catalog.db'}"]
+    converted = run_cli("convert", str(folder), f"s3://{lake}/t", *where[2:])
+    assert converted.returncode == 0, converted.stderr
+    s3.create_multipart_upload(Bucket=lake, Key="t/data/killed.parquet")
+    dry = run_cli("maintain", "t", *where, "--grace-hours", "0", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert re.search(r"^uploads +1 incomplete multipart upload would be aborted$", dry.stdout, re.M), dry.stdout
+    real = run_cli("maintain", "t", *where, "--grace-hours", "0")
+    assert re.search(r"^uploads +1 incomplete multipart upload aborted$", real.stdout, re.M), real.stdout
+    assert s3.list_multipart_uploads(Bucket=lake).get("Uploads", []) == []
 
 
 def test_tables_json_describes_each_table_for_other_tools(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Table maintenance as an op job on a schedule: compact small files, expire snapshots, remove orphans."""
+"""Table maintenance as an op job on a schedule: compact small files, expire snapshots, remove orphans
+(and abort stale incomplete multipart uploads)."""
 
 
 from datetime import timedelta
@@ -16,8 +17,9 @@ def build_maintenance(names: TableNames) -> tuple[dg.JobDefinition, list[dg.Sche
 
     @dg.op(name=f"{names.name}_maintain",
            description=f"Compact small files, expire snapshots older than {settings.expire_after_days:g} days "
-                       f"(keeping {settings.keep_snapshots}) and remove orphan files of `{names.name}`, and the "
-                       "scratch folders of conversions that were killed.")
+                       f"(keeping {settings.keep_snapshots}) and remove orphan files of `{names.name}` (on S3, its "
+                       "stale incomplete multipart uploads too), and the scratch folders of conversions that "
+                       "were killed.")
     def maintain_table(context: dg.OpExecutionContext, lake: LakeResource) -> None:
         # Scratch of conversions that were killed (the next conversion removes it too).
         for removed in remove_stale_scratch(names.settings.convert_work_dir):
@@ -35,6 +37,7 @@ def build_maintenance(names: TableNames) -> tuple[dg.JobDefinition, list[dg.Sche
             "maintenance/expired_snapshots": len(result.expired_snapshots),
             "maintenance/orphans_removed": len(result.orphans),
             "maintenance/orphan_bytes": result.orphan_bytes,
+            "maintenance/uploads_aborted": len(result.aborted_uploads),
             "maintenance/partitions_compacted": dg.MetadataValue.json(
                 {k: {"files_before": v[0], "files_after": v[1]} for k, v in result.compacted.items()}),
             "snapshot_id": str(table.current_snapshot().snapshot_id) if table.current_snapshot() else "",

@@ -12,7 +12,9 @@ expiring or removing could take away the way back); then:
    (a compaction carries the record of the state it compacted, lake/record.py ``carried_record``);
 2. **orphans**: files under the table's location that no remaining snapshot or metadata file
    references and that are older than ``grace`` (a run still writing has younger files) are
-   deleted: the files superseded by expired snapshots, and those of failed runs;
+   deleted: the files superseded by expired snapshots, and those of failed runs; on S3 also the
+   table's incomplete multipart uploads begun before the same cut-off (a writer killed mid-file
+   leaves one: no listing shows it, yet its parts are billed until it is aborted);
 3. **compact**: a partition holding several files smaller than ``small_file_bytes``, or data files
    that position-delete files apply to (merge-on-read merges), gets them rewritten as one file
    without the deleted rows, in one snapshot that replaces them and drops those delete files
@@ -65,6 +67,7 @@ class MaintenanceResult:
     expired_snapshots: list[int] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)  # removed (or, dry run, removable) file URIs
     orphan_bytes: int = 0
+    aborted_uploads: list[str] = field(default_factory=list)  # aborted (or, dry run, abortable) uploads' s3:// URIs
     compacted: dict[str, tuple[int, int]] = field(default_factory=dict)  # partition -> (files before, after)
     snapshot_id: int | None = None  # the compaction's snapshot, if any
     seconds: float = 0.0
@@ -76,10 +79,12 @@ class MissingFiles(LookupError):
     changes nothing then (expiring snapshots or removing files could take away the way back)."""
 
 
-def missing_files(table: Any, s3: S3Options | None = None) -> list[str]:
+def missing_files(table: Any, s3: S3Options | None = None,
+                  data_files: list[tuple[str, pafs.FileInfo]] | None = None) -> list[str]:
     """The files (URIs, sorted) the current snapshot's live manifest entries list that do not
     exist: the table's ``data/`` folder is listed once (a few requests on S3 for any number of
-    files); a file elsewhere is looked up alone."""
+    files; ``data_files``: that listing, taken already, as ``_files_under`` gives it); a file
+    elsewhere is looked up alone."""
     snapshot = table.current_snapshot()
     if snapshot is None:
         return []
@@ -88,7 +93,7 @@ def missing_files(table: Any, s3: S3Options | None = None) -> list[str]:
     root = resolve(table.location(), s3)
     data = root.join("data")
     inside = (f"s3://{data.path}" if root.scheme == "s3" else data.path).rstrip("/") + "/"
-    present = {_normal(uri) for uri, _ in _files_under(data)}
+    present = {_normal(uri) for uri, _ in (_files_under(data) if data_files is None else data_files)}
     missing = []
     for uri in sorted(listed):
         if uri.startswith(inside):
@@ -109,7 +114,11 @@ def maintain(table: Any, options: MaintenanceOptions = MaintenanceOptions(), s3:
     each commit (CommitEvents)."""
     started = time.monotonic()
     result = MaintenanceResult()
-    missing = missing_files(table, s3)
+    # One listing of data/ for both the check and the orphan sweep (on S3, a request per 1,000
+    # files). Files written after it are this run's compaction's (referenced) or a running
+    # writer's (younger than any cut-off that matters): never orphans the sweep could miss.
+    data_files = _files_under(resolve(table.location(), s3).join("data"))
+    missing = missing_files(table, s3, data_files)
     if missing:
         name = table.name()[-1]
         snapshot = table.current_snapshot().snapshot_id
@@ -129,8 +138,11 @@ def maintain(table: Any, options: MaintenanceOptions = MaintenanceOptions(), s3:
     # A dry run expired nothing: its orphans are counted as if it had (what the real run removes).
     result.orphans, result.orphan_bytes = remove_orphan_files(
         table, options.grace, s3, dry_run=options.dry_run,
-        expired=set(result.expired_snapshots) if options.dry_run else frozenset())
+        expired=set(result.expired_snapshots) if options.dry_run else frozenset(), data_files=data_files)
     progress(f"removed {counted(len(result.orphans), 'orphan file')}")
+    result.aborted_uploads = abort_stale_uploads(table.location(), options.grace, s3, dry_run=options.dry_run)
+    if result.aborted_uploads:
+        progress(f"aborted {counted(len(result.aborted_uploads), 'incomplete multipart upload')}")
     result.seconds = time.monotonic() - started
     return result
 
@@ -180,10 +192,12 @@ def referenced_files(table: Any, expired: set[int] | frozenset[int] = frozenset(
 
 
 def remove_orphan_files(table: Any, grace: timedelta, s3: S3Options | None = None, *,
-                        dry_run: bool = False, expired: set[int] | frozenset[int] = frozenset()) -> tuple[list[str], int]:
+                        dry_run: bool = False, expired: set[int] | frozenset[int] = frozenset(),
+                        data_files: list[tuple[str, pafs.FileInfo]] | None = None) -> tuple[list[str], int]:
     """Delete files under the table's ``data/`` and ``metadata/`` that nothing references and
     that are older than ``grace``. Returns (file URIs, bytes). ``expired``: snapshots to count as
-    gone (a dry run's, which expired nothing)."""
+    gone (a dry run's, which expired nothing). ``data_files``: the listing of ``data/``, taken
+    already (``_files_under``)."""
     from ddb_assets.lake.staging import staged_paths
 
     root = resolve(table.location(), s3)
@@ -193,7 +207,7 @@ def remove_orphan_files(table: Any, grace: timedelta, s3: S3Options | None = Non
     removed, size = [], 0
     for folder in ("data", "metadata"):
         location = root.join(folder)
-        for uri, entry in _files_under(location):
+        for uri, entry in (data_files if folder == "data" and data_files is not None else _files_under(location)):
             if _normal(uri) in referenced:
                 continue
             modified = entry.mtime.timestamp() if entry.mtime is not None else 0.0
@@ -206,6 +220,38 @@ def remove_orphan_files(table: Any, grace: timedelta, s3: S3Options | None = Non
     if root.scheme == "file" and not dry_run:
         _remove_empty_folders(root.join("data").path)
     return removed, size
+
+
+def abort_stale_uploads(location: str, grace: timedelta, s3: S3Options | None = None, *,
+                        dry_run: bool = False) -> list[str]:
+    """Abort the incomplete multipart uploads under the ``data/`` of the table at ``location``
+    (``s3://...``) begun more than ``grace`` ago: a writer killed mid-file (OOM, SIGKILL, a lost
+    spot instance or Spark executor) leaves its upload, which no listing of objects shows and
+    whose parts are billed until it is aborted. A younger one may be a running writer's: kept.
+    ``dry_run``: only named. Returns the ``s3://`` URIs of the objects they were uploading, in
+    key order (a key twice if it had two uploads); none for a local table. Needs
+    ``s3:ListBucketMultipartUploads`` and ``s3:AbortMultipartUpload``; raises botocore's
+    ClientError without them."""
+    from ddb_assets.exports.storage import s3_client
+
+    root = resolve(location, s3)
+    if root.scheme != "s3":
+        return []  # a local file is whole or gone: nothing to abort
+    bucket, _, key = root.join("data").path.partition("/")
+    prefix = key.rstrip("/") + "/"
+    cutoff = datetime.now(timezone.utc) - grace
+    client = s3_client(s3)
+    stale = [upload for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix)
+             for upload in page.get("Uploads", []) if upload["Initiated"] < cutoff]
+    aborted = []
+    for upload in stale:
+        if not dry_run:
+            try:
+                client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+            except client.exceptions.NoSuchUpload:
+                continue  # completed or aborted since the listing (another maintenance run)
+        aborted.append(f"s3://{bucket}/{upload['Key']}")
+    return aborted
 
 
 def _files_under(location: Location) -> list[tuple[str, pafs.FileInfo]]:

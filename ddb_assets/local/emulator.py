@@ -779,13 +779,47 @@ def _serve_clock() -> None:
     MotoAPIBackend.reset = reset  # type: ignore[method-assign]
 
 
+def _wrap_multipart_uploads() -> None:
+    """``ListMultipartUploads`` gives each upload's ``Initiated`` time, as S3 does (moto answers one
+    fixed date in 2010 for all): ``maintain`` aborts only uploads begun before its grace period,
+    never a running writer's. The wall clock, as moto's other S3 timestamps (local/clock.py)."""
+    from moto.s3.models import FakeMultipart
+    from moto.s3.responses import S3Response
+
+    original_init = FakeMultipart.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        self._ddb_assets_initiated = datetime.now(timezone.utc)
+
+    def list_multipart_uploads(self: Any) -> Any:
+        prefix = self.querystring.get("prefix", [""])[0] or ""
+        uploads = sorted((upload for upload in self.backend.list_multipart_uploads(self.bucket_name).values()
+                          if upload.key_name.startswith(prefix)), key=lambda upload: upload.key_name)
+        initiator = {"ID": f"arn:aws:iam::{self.current_account}:user/local", "DisplayName": "local"}
+        result = {"Bucket": self.bucket_name, "KeyMarker": "", "UploadIdMarker": "", "MaxUploads": 1000,
+                  "IsTruncated": False, "Uploads": [
+                      {"Key": upload.key_name, "UploadId": upload.id, "Initiator": initiator, "Owner": initiator,
+                       "StorageClass": "STANDARD",
+                       "Initiated": getattr(upload, "_ddb_assets_initiated", datetime.now(timezone.utc))
+                       .strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"}
+                      for upload in uploads]}
+        if prefix:
+            result["Prefix"] = prefix
+        self.data["Action"] = "ListMultipartUploads"
+        return self.serialized(ActionResult(result))
+
+    FakeMultipart.__init__ = init  # type: ignore[method-assign]
+    S3Response.list_multipart_uploads = list_multipart_uploads  # type: ignore[method-assign]
+
+
 _INSTALLED = threading.Lock()
 _installed = False
 
 
 def install() -> None:
     """Replace moto's export API with the faithful one, and close moto's other gaps (Athena runs
-    queries, Glue checks table versions and runs
+    queries, S3 dates multipart uploads, Glue checks table versions and runs
     the glue runner's job: local/glue_jobs.py; EMR Serverless runs the emr_serverless runner's:
     local/emr_serverless_jobs.py). Idempotent; call before serving requests."""
     global _installed
@@ -804,6 +838,7 @@ def install() -> None:
 
         AthenaResponse.get_query_results = _paged_query_results  # type: ignore[method-assign]
         _wrap_athena_execution()
+        _wrap_multipart_uploads()
         glue_versions.install()
         glue_jobs.install()
         emr_serverless_jobs.install()
