@@ -1396,10 +1396,13 @@ def _maintained(iceberg_table: Any, result: Any, scratch: list, *, dry_run: bool
                     ("expired", f"{counted(len(result.expired_snapshots), 'snapshot')} {would}expired"),
                     ("orphans", f"{counted(len(result.orphans), 'file')} {would}removed, {counted(result.orphan_bytes, 'byte')}"),
                     *([("uploads", f"{counted(len(result.aborted_uploads), 'incomplete multipart upload')} "
-                                   f"{would}aborted")] if iceberg_table.location().startswith("s3://") else []),
+                                   f"{would}aborted" + (" (not all: see the error)" if result.uploads_error else ""))]
+                      if iceberg_table.location().startswith("s3://") else []),
                     ("scratch", f"{counted(len(scratch), 'folder')} of ended runs {would}removed, "
                                 f"{counted(sum(s.bytes for s in scratch), 'byte')} in {work_dir or tempfile.gettempdir()}"),
                     ("time", f"{result.seconds:.2f}s")])
+    if result.uploads_error:  # the rest is done (and said above); the uploads are not: exit code 1
+        raise CliError(result.uploads_error)
 
 
 def main() -> None:

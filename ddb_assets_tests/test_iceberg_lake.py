@@ -487,6 +487,20 @@ def test_maintain_aborts_a_tables_stale_incomplete_multipart_uploads_only(aws_en
     assert table.scan().to_arrow().num_rows == 60  # the table's own files untouched
 
 
+def test_uploads_that_cannot_be_listed_are_one_line_naming_the_prefix_and_the_permissions(
+        aws_env: dict[str, str], tmp_path: Path) -> None:
+    from ddb_assets.lake.maintenance import UploadsNotAborted, abort_stale_uploads
+
+    bucket = unique("gone")
+    with pytest.raises(UploadsNotAborted) as raised:
+        abort_stale_uploads(f"s3://{bucket}/lake/t", timedelta(0))
+    assert str(raised.value) == (
+        f"the incomplete multipart uploads under s3://{bucket}/lake/t/data/ could not be listed: the bucket does "
+        f"not exist: create it, or check the s3:// URI (NO_SUCH_BUCKET during ListMultipartUploads); maintenance "
+        f"needs s3:ListBucketMultipartUploads and s3:AbortMultipartUpload on the lake bucket")
+    assert abort_stale_uploads(str(tmp_path / "lake" / "t"), timedelta(0)) == []  # a local table: nothing to abort
+
+
 def test_the_maintain_command_names_the_uploads_it_aborts(aws_env: dict[str, str], s3: Any, tmp_path: Path) -> None:
     lake = unique("lake")
     s3.create_bucket(Bucket=lake)

@@ -42,6 +42,8 @@ def build_maintenance(names: TableNames) -> tuple[dg.JobDefinition, list[dg.Sche
                 {k: {"files_before": v[0], "files_after": v[1]} for k, v in result.compacted.items()}),
             "snapshot_id": str(table.current_snapshot().snapshot_id) if table.current_snapshot() else "",
         }))
+        if result.uploads_error:  # the rest is done and recorded above; the run fails for what is not
+            raise dg.Failure(result.uploads_error)
 
     @dg.job(name=names.maintenance_job, description=f"Maintenance of the lake table `{names.name}`.")
     def maintenance_job() -> None:

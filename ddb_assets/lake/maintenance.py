@@ -68,6 +68,9 @@ class MaintenanceResult:
     orphans: list[str] = field(default_factory=list)  # removed (or, dry run, removable) file URIs
     orphan_bytes: int = 0
     aborted_uploads: list[str] = field(default_factory=list)  # aborted (or, dry run, abortable) uploads' s3:// URIs
+    # Why the uploads could not be listed or aborted (a missing permission), or None: the rest is done
+    # (commits landed) whatever this step's trouble, so it is said, not raised.
+    uploads_error: str | None = None
     compacted: dict[str, tuple[int, int]] = field(default_factory=dict)  # partition -> (files before, after)
     snapshot_id: int | None = None  # the compaction's snapshot, if any
     seconds: float = 0.0
@@ -77,6 +80,10 @@ class MissingFiles(LookupError):
     """The table's current snapshot lists data or delete files that are gone (deleted by hand, by a
     bucket lifecycle rule, or a copy that left them out): the table cannot be read, and maintenance
     changes nothing then (expiring snapshots or removing files could take away the way back)."""
+
+
+class UploadsNotAborted(RuntimeError):
+    """A table's incomplete multipart uploads could not be listed or aborted (``abort_stale_uploads``)."""
 
 
 def missing_files(table: Any, s3: S3Options | None = None,
@@ -140,7 +147,10 @@ def maintain(table: Any, options: MaintenanceOptions = MaintenanceOptions(), s3:
         table, options.grace, s3, dry_run=options.dry_run,
         expired=set(result.expired_snapshots) if options.dry_run else frozenset(), data_files=data_files)
     progress(f"removed {counted(len(result.orphans), 'orphan file')}")
-    result.aborted_uploads = abort_stale_uploads(table.location(), options.grace, s3, dry_run=options.dry_run)
+    try:
+        result.aborted_uploads = abort_stale_uploads(table.location(), options.grace, s3, dry_run=options.dry_run)
+    except UploadsNotAborted as exc:
+        result.uploads_error = str(exc)
     if result.aborted_uploads:
         progress(f"aborted {counted(len(result.aborted_uploads), 'incomplete multipart upload')}")
     result.seconds = time.monotonic() - started
@@ -230,9 +240,11 @@ def abort_stale_uploads(location: str, grace: timedelta, s3: S3Options | None = 
     whose parts are billed until it is aborted. A younger one may be a running writer's: kept.
     ``dry_run``: only named. Returns the ``s3://`` URIs of the objects they were uploading, in
     key order (a key twice if it had two uploads); none for a local table. Needs
-    ``s3:ListBucketMultipartUploads`` and ``s3:AbortMultipartUpload``; raises botocore's
-    ClientError without them."""
-    from ddb_assets.exports.storage import s3_client
+    ``s3:ListBucketMultipartUploads`` and ``s3:AbortMultipartUpload``: raises UploadsNotAborted
+    (what went wrong, the AWS error code and operation) without them, or when S3 cannot be reached."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from ddb_assets.exports.storage import s3_client, s3_client_failure
 
     root = resolve(location, s3)
     if root.scheme != "s3":
@@ -241,16 +253,27 @@ def abort_stale_uploads(location: str, grace: timedelta, s3: S3Options | None = 
     prefix = key.rstrip("/") + "/"
     cutoff = datetime.now(timezone.utc) - grace
     client = s3_client(s3)
-    stale = [upload for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix)
-             for upload in page.get("Uploads", []) if upload["Initiated"] < cutoff]
-    aborted = []
-    for upload in stale:
-        if not dry_run:
-            try:
-                client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-            except client.exceptions.NoSuchUpload:
-                continue  # completed or aborted since the listing (another maintenance run)
-        aborted.append(f"s3://{bucket}/{upload['Key']}")
+    aborted: list[str] = []
+    operation = "ListMultipartUploads"
+    try:
+        stale = [upload for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket,
+                                                                                          Prefix=prefix)
+                 for upload in page.get("Uploads", []) if upload["Initiated"] < cutoff]
+        operation = "AbortMultipartUpload"
+        for upload in stale:
+            if not dry_run:
+                try:
+                    client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                except client.exceptions.NoSuchUpload:
+                    continue  # completed or aborted since the listing (another maintenance run)
+            aborted.append(f"s3://{bucket}/{upload['Key']}")
+    except (BotoCoreError, ClientError) as exc:
+        reason = s3_client_failure(exc, client, operation) or " ".join(str(exc).split())
+        done = f" ({counted(len(aborted), 'upload')} aborted before)" if aborted else ""
+        raise UploadsNotAborted(f"the incomplete multipart uploads under s3://{bucket}/{prefix} could not be "
+                                f"{'listed' if operation == 'ListMultipartUploads' else 'aborted'}{done}: {reason}; "
+                                f"maintenance needs s3:ListBucketMultipartUploads and s3:AbortMultipartUpload "
+                                f"on the lake bucket") from None
     return aborted
 
 
