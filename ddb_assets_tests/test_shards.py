@@ -463,3 +463,31 @@ def test_the_drivers_requests_run_side_by_side_in_order_and_the_first_error_is_r
 
     with pytest.raises(OSError, match="item 5"):
         in_parallel(fails, range(20), threads=4)
+
+
+@needs_spark
+@pytest.mark.parametrize("point", [("ddb_assets.lake.shards.spark", "SparkEngine.__exit__", "before"),
+                                   ("ddb_assets.lake.shards.driver", "read_in_shards", "after")],
+                         ids=["as-the-engine-stops", "as-the-files-come-back"])
+def test_ctrl_c_between_the_write_pass_and_the_commit_leaves_nothing_and_the_table_as_it_was(
+        tmp_path: Path, point: tuple[str, str, str]) -> None:
+    """The shards wrote every file and no commit has begun: a real `ddb-assets convert --runner
+    spark` sent SIGINT there removes the run's files; the table keeps its snapshot and files."""
+    import subprocess
+    import sys
+
+    from ddb_assets_tests.test_cli_errors import _SIGNALLED_AT
+
+    lake = tmp_path / "lake"
+    first = doctor.make_export(tmp_path / "first", items=200, files=2, seed=1)
+    assert run_cli("convert", str(first), str(lake / "t"), "--workers", "1").returncode == 0
+    before = run_cli("history", "t", "--lake", str(lake), "--format", "json").stdout
+    files = sorted(p for p in (lake / "t" / "data").rglob("*") if p.is_file())
+    second = doctor.make_export(tmp_path / "second", items=300, files=3, seed=2)
+    result = subprocess.run([sys.executable, "-c", _SIGNALLED_AT, *point, "SIGINT", "convert", str(second),
+                             str(lake / "t"), "--runner", "spark", "--spark-master", "local[2]", "--shards", "2"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.splitlines()[-1] == "interrupted: nothing was committed"
+    assert sorted(p for p in (lake / "t" / "data").rglob("*") if p.is_file()) == files  # none of the run's
+    assert run_cli("history", "t", "--lake", str(lake), "--format", "json").stdout == before

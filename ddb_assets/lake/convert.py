@@ -63,6 +63,7 @@ from ddb_assets.lake.file_stats import metrics_properties
 from ddb_assets.lake.record import INCREMENTAL, high_water_mark, instant
 from ddb_assets.lake.flatten import ItemColumns, flatten_items, partition_names
 from ddb_assets.lake.lifetime import worker_start
+from ddb_assets.lake.leftovers import RunFiles
 from ddb_assets.lake.partitioning import PartitionBy
 from ddb_assets.lake.plan_checks import ProfileMismatch, check_profile, plan_misfits
 from ddb_assets.lake.profile import Profile, profile_items
@@ -656,7 +657,8 @@ def _convert_export(source: str | os.PathLike[str] | Export, dest: str | os.Path
 
         return convert_in_shards(export, target, table, stored, options, notify, known, started,
                                  guess=saved_guess(dest, export.export_id, options.s3) if known is None else None)
-    runs: list[str] = []  # the run ids _read_and_write names its files with (a replanned read takes a second)
+    # The run ids _read_and_write names its files with (a replanned read takes a second).
+    runs = _run_files(target, options.s3)
     converted: _Converted | None = None
     try:
         converted = _read_and_write(export, target, table, stored, options, notify, known,
@@ -671,9 +673,9 @@ def _convert_export(source: str | os.PathLike[str] | Export, dest: str | os.Path
             notify("committing", {"files": len(written)})  # the CLI holds Ctrl-C back from here (cli_interrupts.py)
     except BaseException:
         # Failed or interrupted before the commit (also just as the files came back): no snapshot
-        # will refer to them. _read_and_write removes its own on its failures; this is the rest.
-        for run in runs:
-            _remove_run(converted.written if converted is not None else [], target, run, options.s3)
+        # will refer to them. _read_and_write removes its own on its failures (not listed again
+        # here); this is the rest, in one listing of data/.
+        runs.remove(converted.written if converted is not None else [], options.s3)
         raise
     committing = job.key_columns is None  # a merge's commit begins with its own "committing" event
 
@@ -761,10 +763,14 @@ class _Converted:
     path: str = ""  # how the export was read and why, in words (ConvertResult.path)
 
 
-def _run_id(runs: list[str]) -> str:
-    """A new run id (the time, then random: names sort by run), appended to ``runs``."""
-    runs.append(f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}")
-    return runs[-1]
+def _run_id() -> str:
+    """A new run id (the time, then random: names sort by run)."""
+    return f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
+
+
+def _run_files(target: LakeTarget, s3: S3Options | None) -> RunFiles:
+    """The run ids of a conversion into ``target``, its files under the table's ``data/`` (none yet)."""
+    return RunFiles(resolve(target.location.join("data").uri, s3))
 
 
 class _Misfit(Exception):
@@ -773,15 +779,15 @@ class _Misfit(Exception):
 
 def _read_and_write(export: Export, target: LakeTarget, table: Any, stored: TableSchema | None,
                     options: ConvertOptions, notify: ProgressCallback, known: Profile | None,
-                    guess: tuple[str, Profile] | None = None, runs: list[str] | None = None) -> _Converted:
+                    guess: tuple[str, Profile] | None = None, runs: RunFiles | None = None) -> _Converted:
     """The local runner's read of ``export``: each data file fetched and decompressed once, then
     written as data files under the table's ``data/``. With ``known`` (this export's profile) in
     one pass; else, with ``guess`` (an earlier export's profile, by export id) and the table's
     stored schema, in one pass planned from both, which falls back to the two stages if the items
     need another plan (the export is then read a second time; the path says why); else in two
     stages through the work folder. On any failure the files written are removed. Each run id
-    taken (the files' names begin with it) is appended to ``runs``: files that come back as the
-    caller is interrupted are the caller's to remove (lake/leftovers.remove_run_files)."""
+    taken (the files' names begin with it) is taken in ``runs``: files that come back as the
+    caller is interrupted are the caller's to remove (lake/leftovers.RunFiles)."""
     workers = options.workers_for(export)
     if export.summary.incremental and stored is not None and not options.rebuild:
         # The maps the table holds as JSON text (dictionaries, deep maps) are carried as text from
@@ -793,10 +799,10 @@ def _read_and_write(export: Export, target: LakeTarget, table: Any, stored: Tabl
     cleaned = remove_stale_scratch(options.work_dir)
     if cleaned:
         notify("scratch_removed", {"folders": [c.path for c in cleaned], "bytes": sum(c.bytes for c in cleaned)})
-    runs = runs if runs is not None else []  # each run id, as it is taken: the caller's to clean up after
-    run = _run_id(runs)
+    runs = runs if runs is not None else _run_files(target, options.s3)  # the caller's to clean up after
+    run = runs.take(_run_id())
     if known is not None:
-        return _one_pass(export, target, table, stored, options, notify, known, workers, run, strict=True,
+        return _one_pass(export, target, table, stored, options, notify, known, workers, runs, run, strict=True,
                          path="one pass: planned from this export's profile")
     why = "two stages: an incremental export is planned from its own profile" if export.summary.incremental else \
         "two stages: a new table (no stored schema to plan from)" if stored is None else \
@@ -805,12 +811,12 @@ def _read_and_write(export: Export, target: LakeTarget, table: Any, stored: Tabl
     if guess is not None and stored is not None and not options.rebuild:
         source, profile = guess
         try:
-            return _one_pass(export, target, table, stored, options, notify, profile, workers, run, strict=False,
+            return _one_pass(export, target, table, stored, options, notify, profile, workers, runs, run, strict=False,
                              path=f"one pass: planned from the table's schema and {source}")
         except _Misfit as misfit:
             why = f"two stages: {misfit}; the export was read again"
             notify("replanned", {"why": str(misfit)})
-            run = _run_id(runs)
+            run = runs.take(_run_id())
     spill_dir = _make_scratch(options.work_dir)
     written: list[WrittenFile] = []
     try:
@@ -823,7 +829,7 @@ def _read_and_write(export: Export, target: LakeTarget, table: Any, stored: Tabl
             written, keys = _run_stage_two(pool, parsed, job, workers, notify)
         written = _finish_files(written, plan, job, export, options)
     except BaseException:
-        _remove_run(written, target, run, options.s3)
+        runs.remove(written, options.s3)
         raise
     finally:
         shutil.rmtree(spill_dir, ignore_errors=True)
@@ -832,10 +838,11 @@ def _read_and_write(export: Export, target: LakeTarget, table: Any, stored: Tabl
 
 
 def _one_pass(export: Export, target: LakeTarget, table: Any, stored: TableSchema | None, options: ConvertOptions,
-              notify: ProgressCallback, planned_from: Profile, workers: int, run: str, *, strict: bool,
-              path: str) -> _Converted:
-    """Plan from ``planned_from``, then read, check, profile and write in one pass. ``strict``: the
-    items must need exactly that plan (ProfileMismatch); else they must fit it (_Misfit)."""
+              notify: ProgressCallback, planned_from: Profile, workers: int, runs: RunFiles, run: str, *,
+              strict: bool, path: str) -> _Converted:
+    """Plan from ``planned_from``, then read, check, profile and write in one pass (``run``, taken
+    in ``runs``). ``strict``: the items must need exactly that plan (ProfileMismatch); else they
+    must fit it (_Misfit)."""
     written: list[WrittenFile] = []
     try:
         with _executor(workers) as pool:
@@ -860,7 +867,7 @@ def _one_pass(export: Export, target: LakeTarget, table: Any, stored: TableSchem
                 plan.vanished, plan.variants = seen.vanished, seen.variants
         written = _finish_files(written, plan, job, export, options)
     except BaseException:
-        _remove_run(written, target, run, options.s3)
+        runs.remove(written, options.s3)
         raise
     finally:
         _worker.release()  # workers=1 ran the files in this process

@@ -2,7 +2,10 @@
 
 Every data file of a run begins with the run's id (lake/writer.py), so ``remove_run_files`` finds
 them all, also those of a worker that was killed before it could hand them back (Ctrl-C ends the
-workers at once). A conversion makes the table's folder (and the lake folder above it, for a first
+workers at once). ``RunFiles`` keeps a conversion's run ids from the moment each is taken until
+their files are removed: a conversion interrupted anywhere before its commit (also between its
+write pass and its commit) removes them in one listing of the table's ``data/``, and a clean-up
+already done is not listed again. A conversion makes the table's folder (and the lake folder above it, for a first
 table) when it writes its first data file; here too the folders it made that are empty again. A
 folder that held anything before the run, or holds anything now (another run's files, a commit
 that landed), stays: only empty folders are removed, and only those below the nearest one that
@@ -13,11 +16,11 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterable, Iterator
 
 import pyarrow.fs as pafs
 
-from ddb_assets.exports.storage import Location
+from ddb_assets.exports.storage import Location, S3Options, remove_quietly
 
 
 def local_path(dest: str | os.PathLike[str]) -> str | None:
@@ -64,16 +67,49 @@ def remove_empty_folders(path: str, stop: str | None) -> None:
         parent = os.path.dirname(parent)
 
 
-def remove_run_files(data: Location, run: str) -> int:
-    """Best effort: delete every data file of ``run`` (any shard, any attempt: their names begin
-    with the run id) under ``data``. Returns how many were deleted."""
+class RunFiles:
+    """The runs of one conversion whose files are under the table's ``data/`` (the Location
+    ``data``) and not committed: each run id from the moment it is taken (``take``) until
+    ``remove`` has deleted its files or the commit has begun (the caller stops calling ``remove``)."""
+
+    def __init__(self, data: Location) -> None:
+        self.data = data
+        self.runs: list[str] = []  # taken, their files not removed yet
+
+    def take(self, run: str) -> str:
+        """Note ``run`` (before any file of it is written); returns it."""
+        self.runs.append(run)
+        return run
+
+    def remove(self, written: list[Any], s3: S3Options | None = None) -> int:
+        """Best effort, once the runs' writers have ended: delete the files handed back
+        (``written``: WrittenFile-likes with a ``path``; the list is emptied), then every other
+        file of the runs not removed yet, found by name in one listing of ``data`` (none when
+        there are none: a clean-up already done lists nothing again). Returns how many files the
+        listing found and deleted."""
+        remove_quietly((w.path for w in written), s3)
+        written.clear()
+        if not self.runs:
+            return 0
+        removed = remove_run_files(self.data, self.runs)
+        self.runs.clear()  # an interrupt before this line leaves them to the next remove
+        return removed
+
+
+def remove_run_files(data: Location, runs: str | Iterable[str]) -> int:
+    """Best effort: delete every data file of ``runs`` (a run id or several; any shard, any
+    attempt: their names begin with the run id) under ``data``, in one listing. Returns how many
+    were deleted."""
+    prefixes = tuple(f"{run}-" for run in ([runs] if isinstance(runs, str) else runs))
+    if not prefixes:
+        return 0
     try:
         entries = data.fs.get_file_info(pafs.FileSelector(data.path, recursive=True, allow_not_found=True))
     except OSError:
         return 0
     removed = 0
     for entry in entries:
-        if entry.type == pafs.FileType.File and entry.base_name.startswith(f"{run}-"):
+        if entry.type == pafs.FileType.File and entry.base_name.startswith(prefixes):
             try:
                 data.fs.delete_file(entry.path)
                 removed += 1

@@ -16,7 +16,8 @@ every item again and a profile that differs (the export changed in between) fail
 Any shard failure (bad input, or a task the engine gave up on after its retries) fails the run
 with that shard's error, and nothing is committed: the files the run wrote are removed (every
 attempt's: they are found by the run id in their names); what cannot be removed is an orphan that
-maintenance deletes.
+maintenance deletes. So are they when the run is interrupted before its commit begins, also after
+the write pass (while the engine stops, or just before the commit): lake/leftovers.py ``RunFiles``.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from ddb_assets.lake.commit import NOT_COMMITTED, commit_export
 from ddb_assets.lake.convert import (ConvertOptions, ConvertResult, LakeTarget, _finish_files, _Misfit, _plan,
                                      _remove_files, _write_job, export_record, keep_profile)
 from ddb_assets.lake.evolution import TablePlan
-from ddb_assets.lake.leftovers import remove_run_files
+from ddb_assets.lake.leftovers import RunFiles, remove_run_files
 from ddb_assets.lake.schema import TableSchema
 from ddb_assets.lake.plan_checks import ProfileMismatch, check_profile, plan_misfits
 from ddb_assets.lake.profile import Profile
@@ -76,14 +77,24 @@ def convert_in_shards(export: Export, target: LakeTarget, table: Any, stored: Ta
     ``convert_export`` raises; a shard's bad input as the same ExportFormatError (object and
     line), other shard failures as ShardFailed."""
     started = time.monotonic() if started is None else started
-    converted = read_in_shards(export, target, table, stored, options, notify, known, guess)
+    files = RunFiles(resolve(target.location.join("data").uri, options.s3))
+    converted: ShardConversion | None = None
+    try:
+        converted = read_in_shards(export, target, table, stored, options, notify, known, guess, files=files)
+        notify("committing", {"files": len(converted.written)})  # the CLI holds Ctrl-C back from here (cli_interrupts.py)
+    except BaseException:
+        # Failed or interrupted before the commit (also once the files came back: as the engine
+        # stopped, or just before the commit): no snapshot will refer to them. A clean-up done
+        # already inside is not repeated (one listing of data/ at most).
+        files.remove(converted.written if converted is not None else [], options.s3)
+        raise
     return commit_shards(converted, export, target, stored, options, notify, started)
 
 
 def read_in_shards(export: Export, target: LakeTarget, table: Any, stored: TableSchema | None,
                    options: ConvertOptions, notify: ProgressCallback, known: Profile | None = None,
                    guess: tuple[str, Profile] | None = None,
-                   profiled: Callable[[Profile], None] | None = None) -> ShardConversion:
+                   profiled: Callable[[Profile], None] | None = None, files: RunFiles | None = None) -> ShardConversion:
     """The read-and-write half of a sharded conversion: every data file read by a shard task on
     the engine ``options.runner`` names, checked, profiled and written as the table's data files
     under its ``data/``, nothing committed. The schema is planned from ``known`` (this export's
@@ -93,17 +104,33 @@ def read_in_shards(export: Export, target: LakeTarget, table: Any, stored: Table
     read again as a new table's is; else from a profile pass of read-only shards, then the
     writing pass. ``profiled`` is told the merged profile of a profile pass before the plan is
     made (the caller keeps it if planning fails). On any failure nothing of the run is left
-    behind (best effort: maintenance removes what is). Raises ExportFormatError (bad input:
-    object and line), ProfileMismatch, SchemaConflict, PartitionError, ShardFailed."""
-    run = _run_id()
+    behind (best effort: maintenance removes what is), also when interrupted as the engine stops.
+    ``files``: where each run id is noted as it is taken (a caller that may yet be interrupted
+    before its commit removes them: RunFiles). Raises ExportFormatError (bad input: object and
+    line), ProfileMismatch, SchemaConflict, PartitionError, ShardFailed."""
+    files = files if files is not None else RunFiles(resolve(target.location.join("data").uri, options.s3))
+    converted: ShardConversion | None = None
+    try:
+        converted = _read_in_shards(export, target, table, stored, options, notify, known, guess, profiled, files)
+        return converted
+    except BaseException:  # stopping the engine takes a while: the files are back by then
+        files.remove(converted.written if converted is not None else [], options.s3)
+        raise
+
+
+def _read_in_shards(export: Export, target: LakeTarget, table: Any, stored: TableSchema | None,
+                    options: ConvertOptions, notify: ProgressCallback, known: Profile | None,
+                    guess: tuple[str, Profile] | None, profiled: Callable[[Profile], None] | None,
+                    files: RunFiles) -> ShardConversion:
+    run = files.take(_run_id())
     # One engine (a Spark application takes seconds to minutes to come up) serves every pass.
     with open_engine(options, run) as engine:
         base = shard_specs(export, options, run)
         notify("sharded", {"runner": options.runner.kind, "shards": len(base), "run": run})
         where = f"{len(base)} shard tasks on the {options.runner.kind} runner"
         if known is not None:
-            return _write_pass(engine, base, export, target, table, stored, options, notify, known, run, strict=True,
-                               passes=1, path=f"one pass in {where}: planned from this export's profile")
+            return _write_pass(engine, base, export, target, table, stored, options, notify, known, files, run,
+                               strict=True, passes=1, path=f"one pass in {where}: planned from this export's profile")
         why = "a new table (no stored schema to plan from)" if stored is None else \
             "the table is rebuilt" if options.rebuild else \
             "no readable profile of an earlier export of this table is saved beside it"
@@ -111,29 +138,29 @@ def read_in_shards(export: Export, target: LakeTarget, table: Any, stored: Table
         if guess is not None and stored is not None and not options.rebuild:
             source, profile = guess
             try:
-                return _write_pass(engine, base, export, target, table, stored, options, notify, profile, run,
-                                   strict=False, passes=1,
+                return _write_pass(engine, base, export, target, table, stored, options, notify, profile, files,
+                                   run, strict=False, passes=1,
                                    path=f"one pass in {where}: planned from the table's schema and {source}")
             except _Misfit as misfit:
                 notify("replanned", {"why": str(misfit)})
-                run = _run_id()  # the misfit's files are gone; this run's own names never meet them
+                run = files.take(_run_id())  # the misfit's files are gone; this run's own names never meet them
                 base = [replace(spec, run=run) for spec in base]
                 if isinstance(misfit, _Unfit):
                     # Every item was read and profiled on the way: no profile pass is needed.
                     if profiled is not None:
                         profiled(misfit.seen)
                     return _write_pass(engine, base, export, target, table, stored, options, notify, misfit.seen,
-                                       run, strict=True, passes=2, report_reads=False,
+                                       files, run, strict=True, passes=2, report_reads=False,
                                        path=f"2 passes in {where}: {misfit}; the export was read again, planned "
                                             f"from the profile the first pass saw")
                 # A shard stopped at an item the plan cannot hold: the profile is not whole.
                 why, passes = f"{misfit}; the export was read twice more", 3
-        results = _run(engine, base, options, notify, None, run)
+        results = _run(engine, base, options, notify, None, run)  # read-only: no files
         known = Profile.merged(r.profile for r in results)
         if profiled is not None:
             profiled(known)
         reads = [read for r in results for read in r.reads]
-        converted = _write_pass(engine, base, export, target, table, stored, options, notify, known, run,
+        converted = _write_pass(engine, base, export, target, table, stored, options, notify, known, files, run,
                                 strict=True, passes=passes,
                                 path=f"{passes} passes in {where} (a profile pass, then the writing pass): {why}",
                                 report_reads=False)
@@ -151,18 +178,21 @@ class _Unfit(_Misfit):
 
 def _write_pass(engine: Engine, base: list[ShardSpec], export: Export, target: LakeTarget, table: Any,
                 stored: TableSchema | None, options: ConvertOptions, notify: ProgressCallback, planned_from: Profile,
-                run: str, *, strict: bool, passes: int, path: str, report_reads: bool = True) -> ShardConversion:
-    """Plan from ``planned_from``, then one round of writing shards. ``strict``: the items must
-    need exactly that plan (ProfileMismatch); else they must fit it (_Misfit, its files removed)."""
+                files: RunFiles, run: str, *, strict: bool, passes: int, path: str,
+                report_reads: bool = True) -> ShardConversion:
+    """Plan from ``planned_from``, then one round of writing shards (``run``, taken in ``files``).
+    ``strict``: the items must need exactly that plan (ProfileMismatch); else they must fit it
+    (_Misfit, its files removed)."""
     plan = _plan(planned_from, options, stored, export)
     notify("planned", {"columns": len(plan.columns), "variants": plan.variants})
     job = _write_job(plan, target, run, options, export, planned_from, table)
     writing = [replace(spec, schema=plan.schema, active=plan.active, target=job.target) for spec in base]
     data = resolve(job.target.data, options.s3)
-    results = _run(engine, writing, options, notify, data, run, report_reads=report_reads, speculative=not strict)
-    written = [w for r in results for w in r.written]
-    seen = Profile.merged(r.profile for r in results)
+    results = _run(engine, writing, options, notify, files, run, report_reads=report_reads, speculative=not strict)
+    written: list[WrittenFile] = []
     try:
+        written = [w for r in results for w in r.written]
+        seen = Profile.merged(r.profile for r in results)
         if strict:
             check_profile(_plan(seen, options, stored, export), plan, export.export_id)
         else:
@@ -175,8 +205,7 @@ def _write_pass(engine: Engine, base: list[ShardSpec], export: Export, target: L
         # The key check groups every written key: on the engine's executors, not through this process.
         written = _finish_files(written, plan, job, export, options, find=engine.find_duplicate_key)
     except BaseException:
-        _remove_files(written, options.s3)
-        remove_run_files(data, run)
+        files.remove(written, options.s3)
         raise
     return ShardConversion(run, plan, written, seen, [read for r in results for read in r.reads], len(base), passes,
                            path, data)
@@ -184,16 +213,11 @@ def _write_pass(engine: Engine, base: list[ShardSpec], export: Export, target: L
 
 def commit_shards(converted: ShardConversion, export: Export, target: LakeTarget, stored: TableSchema | None,
                   options: ConvertOptions, notify: ProgressCallback, started: float) -> ConvertResult:
-    """The commit half of ``convert_in_shards``: the shards' files as one snapshot, then the
-    profile saved beside the table (the next export plans its one pass from it). Raises what
-    ``commit_export`` raises; files of a commit that did not land are removed."""
+    """The commit half of ``convert_in_shards``, from its catalog commit on (the caller has said
+    ``committing``): the shards' files as one snapshot, then the profile saved beside the table
+    (the next export plans its one pass from it). Raises what ``commit_export`` raises; files of
+    a commit that did not land are removed."""
     written = converted.written
-    try:
-        notify("committing", {"files": len(written)})  # the CLI holds Ctrl-C back from here (cli_interrupts.py)
-    except BaseException:  # interrupted before the commit: no snapshot will refer to the files
-        _remove_files(written, options.s3)
-        remove_run_files(converted.data, converted.run)
-        raise
     try:
         commit = commit_export(target.catalog, target.identifier, target.location.uri, converted.plan, written,
                                export_record(export), only_partitions=options.only_partitions,
@@ -290,10 +314,11 @@ def _spec(export: Export, options: ConvertOptions, run: str, number: int, total:
 
 
 def _run(engine: Engine, specs: list[ShardSpec], options: ConvertOptions, notify: ProgressCallback,
-         data: Location | None, run: str, report_reads: bool = True, speculative: bool = False) -> list[ShardResult]:
+         files: RunFiles | None, run: str, report_reads: bool = True, speculative: bool = False) -> list[ShardResult]:
     """Run ``specs`` on ``engine``; any failed shard raises its error after every file of this
-    run is removed (``data``: the table's data folder, for writing shards). ``speculative``: items
-    that do not fit the specs' plan raise _Misfit (bad input in another shard comes first)."""
+    run is removed (``files``: where writing shards' run is taken; None for read-only shards).
+    ``speculative``: items that do not fit the specs' plan raise _Misfit (bad input in another
+    shard comes first)."""
     results: list[ShardResult] = []
     try:
         results = sorted(engine.run(specs), key=lambda r: r.shard)
@@ -306,16 +331,15 @@ def _run(engine: Engine, specs: list[ShardSpec], options: ConvertOptions, notify
                 raise _Misfit(f"its items do not fit the planned columns ({first.error.message})")
             raise first.error.exception(f"shard {first.shard + 1} of {len(specs)} (attempt {first.attempt})")
     except BaseException:
-        if data is not None:
-            _remove_files([w for r in results for w in r.written], options.s3)
-            remove_run_files(data, run)
+        if files is not None:
+            files.remove([w for r in results for w in r.written], options.s3)
         raise
     for result in results:
         if report_reads:
             for read in result.reads:
                 notify("parsed", {"index": read.index, "rows": read.items, "bytes": read.uncompressed,
                                   "compressed": read.compressed, "readers": read.readers})
-        if data is not None:
+        if files is not None:
             notify("written", {"files": len(result.written), "rows": sum(w.rows for w in result.written)})
     return results
 
