@@ -109,12 +109,12 @@ def read_in_shards(export: Export, target: LakeTarget, table: Any, stored: Table
     before its commit removes them: RunFiles). Raises ExportFormatError (bad input: object and
     line), ProfileMismatch, SchemaConflict, PartitionError, ShardFailed."""
     files = files if files is not None else RunFiles(resolve(target.location.join("data").uri, options.s3))
-    converted: ShardConversion | None = None
     try:
-        converted = _read_in_shards(export, target, table, stored, options, notify, known, guess, profiled, files)
-        return converted
-    except BaseException:  # stopping the engine takes a while: the files are back by then
-        files.remove(converted.written if converted is not None else [], options.s3)
+        return _read_in_shards(export, target, table, stored, options, notify, known, guess, profiled, files)
+    except BaseException:
+        # Stopping the engine takes a while (the files are written by then); the files of a pass
+        # that failed inside are gone already (not listed again).
+        files.remove([], options.s3)
         raise
 
 
