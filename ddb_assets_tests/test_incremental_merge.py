@@ -558,11 +558,13 @@ def test_a_merge_over_many_files_reads_them_in_parallel_and_gives_the_fresh_expo
     """60 data files (one per year), every one a candidate by its key bounds, 4 read at once and 5
     ahead: two windows touching a few files (updates, deletes, a partition move, an insert; the
     second window hits rows the first one's delete files hide) merge in both modes into tables
-    equal to a fresh full export, and each merge reports its scan over every candidate."""
-    from ddb_assets.lake import merge
+    equal to a fresh full export, and each merge reports its scan over every candidate. The
+    copy-on-write rewrite reads its files 2 ahead (fewer than it rewrites)."""
+    from ddb_assets.lake import merge, read_ahead
 
     monkeypatch.setattr(merge, "READ_THREADS", 4)
     monkeypatch.setattr(merge, "READ_AHEAD", 5)  # fewer than the files: the window refills as it goes
+    monkeypatch.setattr(read_ahead, "READ_AHEAD_FILES", 2)
     chain = Chain(world, clock, tmp_path, "DYNAMODB_JSON", "NEW_AND_OLD_IMAGES")
     for i in range(180):
         chain.put(f"k{i:03d}", i, year={"N": str(1960 + i % 60)}, v={"S": f"first {i}"})

@@ -311,6 +311,7 @@ def compact_small_files(table: Any, small_file_bytes: int, s3: S3Options | None 
     table that also drops the delete files folded. Returns ({partition: (files before, 1)},
     snapshot id or None)."""
     from ddb_assets.lake.position_deletes import deleted_positions, keep_mask, remove_files, without_files
+    from ddb_assets.lake.read_ahead import ReadAhead
     from ddb_assets.lake.row_delta import row_delta
     from ddb_assets.lake.writer import FileTarget, PartitionedWriter
 
@@ -342,16 +343,20 @@ def compact_small_files(table: Any, small_file_bytes: int, s3: S3Options | None 
                         metrics=metrics_properties(table.properties))
     arrow_schema = stored.arrow_schema
     writer = PartitionedWriter(resolve(target.data, s3), arrow_schema, target, worker=0)
-    cache: dict[str, pa.Table] = {}
+    cache: dict[str, pa.Table] = {}  # delete files by path: one applies to many data files
+    ordered = [task for tasks in groups.values() for task in tasks]
     try:
-        for tasks in groups.values():
-            for task in tasks:
-                rows = read_as(task.file.file_path, arrow_schema, s3)
+        # Data files are read ahead on threads (lake/read_ahead.py) while the one before is written;
+        # the deleted positions are looked up here, on this thread alone, so ``cache`` needs no lock.
+        with ReadAhead(ordered, lambda task: read_data_file(task.file, arrow_schema, s3),
+                       size=lambda task: task.file.file_size_in_bytes, thread_name_prefix="compact") as tables:
+            for task, rows in zip(ordered, tables):
                 if task.delete_files:
                     rows = rows.filter(keep_mask(rows.num_rows, deleted_positions(
                         task.delete_files, task.file.file_path, s3, cache)))
                 if rows.num_rows:
                     writer.write(rows)
+                del rows  # not held while the next file is waited for
         written = writer.close()
     except BaseException:
         writer.abort()
@@ -386,19 +391,38 @@ def compact_small_files(table: Any, small_file_bytes: int, s3: S3Options | None 
     return plan, compacted
 
 
-def read_as(path: str, schema: pa.Schema, s3: S3Options | None) -> pa.Table:
+def read_as(path: str, schema: pa.Schema, s3: S3Options | None, *, file_size: int | None = None,
+            memory_pool: pa.MemoryPool | None = None, use_threads: bool = True) -> pa.Table:
     """A data file in the table's current schema, matching columns by Iceberg field id (older
-    files lack newer columns: null; a widened decimal is cast up, exactly)."""
+    files lack newer columns: null; a widened decimal is cast up, exactly). ``file_size`` (bytes,
+    the manifest's): no request for it; ``memory_pool``: where the table's buffers come from
+    (pyarrow's default pool when None); ``use_threads``: decode columns on Arrow's CPU pool."""
+    import pyarrow.dataset as ds
+
     location = resolve(path, s3)
-    table = pq.read_table(location.path, filesystem=location.fs)
+    # One fragment, read as pq.read_table reads it (its options), but into ``memory_pool`` (read_table takes none).
+    fragment = ds.ParquetFileFormat(arrow_extensions_enabled=True).make_fragment(location.path, location.fs,
+                                                                          file_size=file_size or None)
+    table = fragment.to_table(use_threads=use_threads, memory_pool=memory_pool)
     by_id = {int(f.metadata[b"PARQUET:field_id"]): i for i, f in enumerate(table.schema)
              if f.metadata and b"PARQUET:field_id" in f.metadata}
     arrays = []
     for target in schema:
         field_id = int(target.metadata[b"PARQUET:field_id"])
         if field_id in by_id:
-            column = table.column(by_id[field_id]).combine_chunks()
-            arrays.append(column if column.type == target.type else pc.cast(column, target.type))
+            column = table.column(by_id[field_id]).combine_chunks(memory_pool=memory_pool)
+            arrays.append(column if column.type == target.type else pc.cast(column, target.type,
+                                                                            memory_pool=memory_pool))
         else:
-            arrays.append(pa.nulls(table.num_rows, target.type))
+            arrays.append(pa.nulls(table.num_rows, target.type, memory_pool=memory_pool))
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def read_data_file(data_file: Any, schema: pa.Schema, s3: S3Options | None) -> pa.Table:
+    """read_as for a read-ahead thread (lake/read_ahead.py): ``data_file`` (a manifest's DataFile)
+    in ``schema``, its size from the manifest, decoded on the calling thread only (the threads
+    reading ahead are the parallelism), into the system allocator: pyarrow's default (mimalloc)
+    keeps a heap per thread that allocated, about 8 MiB each, which a merge's peak memory would
+    carry for every read thread (as merge.py's key reads do)."""
+    return read_as(data_file.file_path, schema, s3, file_size=data_file.file_size_in_bytes,
+                   memory_pool=pa.system_memory_pool(), use_threads=False)

@@ -50,6 +50,7 @@ from ddb_assets.lake.evolution import TablePlan
 from ddb_assets.lake.guards import ChainError, applied_already, check_chain, check_identity
 from ddb_assets.lake.position_deletes import (DeletedRows, deleted_positions, keep_mask, remove_files, without_files,
                                              write_delete_files)
+from ddb_assets.lake.read_ahead import ReadAhead
 from ddb_assets.lake.record import SUMMARY_PREFIX
 from ddb_assets.lake.row_delta import row_delta
 from ddb_assets.lake.schema import TableSchema
@@ -401,10 +402,10 @@ def _matches(rows: pa.Table, keys: pa.Table, key_columns: list[str]) -> pa.Array
 def _rewrite(affected: list[Affected], plan: TablePlan, target: FileTarget, s3: S3Options | None,
              notify: ProgressCallback = lambda kind, info: None) -> list[WrittenFile]:
     """Each affected file again, in the plan's schema, without its touched rows and without the
-    rows its delete files hid. One file's rows in memory at a time (the writer flushes its
-    buffers by size); ``notify`` gets the ``merge`` rewrite events."""
-    from ddb_assets.lake.maintenance import read_as
-
+    rows its delete files hid. Files are read and filtered ahead on threads (lake/read_ahead.py:
+    READ_AHEAD_BYTES of Parquet at most) while the one before is written, and written in their
+    order; the writer flushes its buffers by size. ``notify`` gets the ``merge`` rewrite events,
+    one step per file in order."""
     if not affected:
         return []
     data = resolve(target.data, s3)
@@ -414,18 +415,28 @@ def _rewrite(affected: list[Affected], plan: TablePlan, target: FileTarget, s3: 
     writer = PartitionedWriter(data, plan.arrow_schema, rewrite_target, worker=0)
     steps = _Steps(notify, "rewrite", len(affected))
     try:
-        for a in affected:
-            rows = read_as(a.data_file.file_path, plan.arrow_schema, s3)
-            gone = pa.concat_arrays([a.touched_positions, a.hidden.cast(pa.int64())])
-            kept = rows.filter(keep_mask(rows.num_rows, gone))
-            del rows
-            if kept.num_rows:
-                writer.write(kept)
-            steps.advance(len(affected))
+        with ReadAhead(affected, lambda a: _kept_rows(a, plan.arrow_schema, s3),
+                       size=lambda a: a.data_file.file_size_in_bytes, thread_name_prefix="merge-rewrite") as kept_rows:
+            for kept in kept_rows:
+                if kept.num_rows:
+                    writer.write(kept)
+                del kept  # not held while the next file is waited for
+                steps.advance(len(affected))
         return writer.close()
     except BaseException:
         writer.abort()
         raise
+
+
+def _kept_rows(a: Affected, schema: pa.Schema, s3: S3Options | None) -> pa.Table:
+    """An affected file's rows in ``schema`` but its touched and hidden ones, on a read-ahead thread
+    (only the rows kept wait for the writer), allocated as read_data_file's are (the system allocator)."""
+    from ddb_assets.lake.maintenance import read_data_file
+
+    pool = pa.system_memory_pool()
+    rows = read_data_file(a.data_file, schema, s3)
+    gone = pa.concat_arrays([a.touched_positions, a.hidden.cast(pa.int64())], memory_pool=pool)
+    return pc.filter(rows, keep_mask(rows.num_rows, gone, memory_pool=pool), memory_pool=pool)
 
 
 def _present(held: pa.Table, keys: pa.Table, key_columns: list[str]) -> int:

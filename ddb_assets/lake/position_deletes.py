@@ -141,14 +141,15 @@ def read_delete_file(path: str, s3: S3Options | None, cache: dict[str, pa.Table]
     return table
 
 
-def keep_mask(rows: int, positions: pa.Array) -> pa.Array:
-    """A boolean mask of ``rows`` rows, false at ``positions``."""
+def keep_mask(rows: int, positions: pa.Array, memory_pool: pa.MemoryPool | None = None) -> pa.Array:
+    """A boolean mask of ``rows`` rows, false at ``positions`` (allocated from ``memory_pool``,
+    pyarrow's default when None)."""
     import numpy as np
 
     mask = np.ones(rows, dtype=bool)
     if len(positions):
         mask[positions.to_numpy(zero_copy_only=False)] = False
-    return pa.array(mask)
+    return pa.array(mask, memory_pool=memory_pool)
 
 
 def remove_files(files: Iterable[Any], s3: S3Options | None) -> None:
