@@ -308,8 +308,9 @@ def compact_small_files(table: Any, small_file_bytes: int, s3: S3Options | None 
                         ) -> tuple[dict[str, tuple[int, int]], int | None]:
     """Rewrite, per partition, its small files (two or more under ``small_file_bytes``) and its
     files with position deletes as one file without the deleted rows, in one snapshot for the
-    table that also drops the delete files folded. Returns ({partition: (files before, 1)},
-    snapshot id or None)."""
+    table that also drops the delete files folded (the files read ahead on threads while the one
+    before is written: lake/read_ahead.py). Returns ({partition: (files before, 1)}, snapshot id or
+    None)."""
     from ddb_assets.lake.position_deletes import deleted_positions, keep_mask, remove_files, without_files
     from ddb_assets.lake.read_ahead import ReadAhead
     from ddb_assets.lake.row_delta import row_delta
