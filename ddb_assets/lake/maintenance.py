@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ddb_assets.exports.storage import Location, S3Options, resolve
+from ddb_assets.exports.storage import Location, S3Options, resolve, resolver
 from ddb_assets.lake.commit import data_files_for, file_partition_name
 from ddb_assets.lake.file_stats import metrics_properties
 from ddb_assets.lake.record import COMPACT, OPERATION, carried_record, recording_snapshot
@@ -346,10 +346,11 @@ def compact_small_files(table: Any, small_file_bytes: int, s3: S3Options | None 
     writer = PartitionedWriter(resolve(target.data, s3), arrow_schema, target, worker=0)
     cache: dict[str, pa.Table] = {}  # delete files by path: one applies to many data files
     ordered = [task for tasks in groups.values() for task in tasks]
+    locate = resolver(s3)  # one S3 client for every file read: connections are reused
     try:
         # Data files are read ahead on threads (lake/read_ahead.py) while the one before is written;
         # the deleted positions are looked up here, on this thread alone, so ``cache`` needs no lock.
-        with ReadAhead(ordered, lambda task: read_data_file(task.file, arrow_schema, s3),
+        with ReadAhead(ordered, lambda task: read_data_file(task.file, arrow_schema, s3, locate),
                        size=lambda task: task.file.file_size_in_bytes, thread_name_prefix="compact") as tables:
             for task, rows in zip(ordered, tables):
                 if task.delete_files:
@@ -393,14 +394,16 @@ def compact_small_files(table: Any, small_file_bytes: int, s3: S3Options | None 
 
 
 def read_as(path: str, schema: pa.Schema, s3: S3Options | None, *, file_size: int | None = None,
-            memory_pool: pa.MemoryPool | None = None, use_threads: bool = True) -> pa.Table:
+            memory_pool: pa.MemoryPool | None = None, use_threads: bool = True,
+            locate: Callable[[str], Location] | None = None) -> pa.Table:
     """A data file in the table's current schema, matching columns by Iceberg field id (older
     files lack newer columns: null; a widened decimal is cast up, exactly). ``file_size`` (bytes,
     the manifest's): no request for it; ``memory_pool``: where the table's buffers come from
-    (pyarrow's default pool when None); ``use_threads``: decode columns on Arrow's CPU pool."""
+    (pyarrow's default pool when None); ``use_threads``: decode columns on Arrow's CPU pool;
+    ``locate``: a ``resolver(s3)`` shared by many reads (one S3 client: connections reused)."""
     import pyarrow.dataset as ds
 
-    location = resolve(path, s3)
+    location = (locate or (lambda uri: resolve(uri, s3)))(path)
     # One fragment, read as pq.read_table reads it (its options), but into ``memory_pool`` (read_table takes none).
     fragment = ds.ParquetFileFormat(arrow_extensions_enabled=True).make_fragment(location.path, location.fs,
                                                                           file_size=file_size or None)
@@ -419,11 +422,12 @@ def read_as(path: str, schema: pa.Schema, s3: S3Options | None, *, file_size: in
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def read_data_file(data_file: Any, schema: pa.Schema, s3: S3Options | None) -> pa.Table:
+def read_data_file(data_file: Any, schema: pa.Schema, s3: S3Options | None,
+                   locate: Callable[[str], Location] | None = None) -> pa.Table:
     """read_as for a read-ahead thread (lake/read_ahead.py): ``data_file`` (a manifest's DataFile)
     in ``schema``, its size from the manifest, decoded on the calling thread only (the threads
     reading ahead are the parallelism), into the system allocator: pyarrow's default (mimalloc)
     keeps a heap per thread that allocated, about 8 MiB each, which a merge's peak memory would
-    carry for every read thread (as merge.py's key reads do)."""
+    carry for every read thread (as merge.py's key reads do). ``locate``: as read_as's."""
     return read_as(data_file.file_path, schema, s3, file_size=data_file.file_size_in_bytes,
-                   memory_pool=pa.system_memory_pool(), use_threads=False)
+                   memory_pool=pa.system_memory_pool(), use_threads=False, locate=locate)

@@ -414,8 +414,9 @@ def _rewrite(affected: list[Affected], plan: TablePlan, target: FileTarget, s3: 
                                 metrics=target.metrics)
     writer = PartitionedWriter(data, plan.arrow_schema, rewrite_target, worker=0)
     steps = _Steps(notify, "rewrite", len(affected))
+    locate = resolver(s3)  # one S3 client for every file read: connections are reused
     try:
-        with ReadAhead(affected, lambda a: _kept_rows(a, plan.arrow_schema, s3),
+        with ReadAhead(affected, lambda a: _kept_rows(a, plan.arrow_schema, s3, locate),
                        size=lambda a: a.data_file.file_size_in_bytes, thread_name_prefix="merge-rewrite") as kept_rows:
             for kept in kept_rows:
                 if kept.num_rows:
@@ -428,13 +429,13 @@ def _rewrite(affected: list[Affected], plan: TablePlan, target: FileTarget, s3: 
         raise
 
 
-def _kept_rows(a: Affected, schema: pa.Schema, s3: S3Options | None) -> pa.Table:
+def _kept_rows(a: Affected, schema: pa.Schema, s3: S3Options | None, locate: Callable[[str], Location]) -> pa.Table:
     """An affected file's rows in ``schema`` but its touched and hidden ones, on a read-ahead thread
     (only the rows kept wait for the writer), allocated as read_data_file's are (the system allocator)."""
     from ddb_assets.lake.maintenance import read_data_file
 
     pool = pa.system_memory_pool()
-    rows = read_data_file(a.data_file, schema, s3)
+    rows = read_data_file(a.data_file, schema, s3, locate)
     gone = pa.concat_arrays([a.touched_positions, a.hidden.cast(pa.int64())], memory_pool=pool)
     return pc.filter(rows, keep_mask(rows.num_rows, gone, memory_pool=pool), memory_pool=pool)
 
