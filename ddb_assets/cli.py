@@ -1183,7 +1183,7 @@ def query(
             # exist: that cause is the one to give, not DuckDB's.
             broken = [f"table {name} could not be read: {engine.errors[name]}"
                       for name in named_tables(sql, engine.errors)]
-            absent = [f"{engine.left_out[name]}: it is left out of this query"
+            absent = [f"{engine.left_out[name]}: the SQL names it, so the query cannot run"
                       for name in named_tables(sql, engine.left_out)]
             if broken or absent:
                 raise CliError("; ".join([*broken, *absent])) from None

@@ -370,3 +370,29 @@ def test_a_rollback_to_a_compaction_whose_merges_expired_drops_only_the_later_wi
     assert _history_exports(chain) == {one: 2, two: 2, three: 3}
     history = catalog.load_table(("ddb_lake", "t_changes"))
     assert len(history.snapshots()) == 4  # W3's first application stays readable (time travel)
+
+
+def test_maintain_compacts_a_change_history_keeping_its_rows(world: LocalWorld, clock: WorldClock,
+                                                            tmp_path: Path) -> None:
+    """A history table has no column mapping (one Arrow schema, unpartitioned): `maintain` compacts
+    its one small file per window into one, every row kept, then expires and sweeps as for any table."""
+    chain = Chain(world, clock, tmp_path, "DYNAMODB_JSON", "NEW_AND_OLD_IMAGES")
+    chain.put("a", 1, year={"N": "2015"}, v={"S": "a0"})
+    chain.full()
+    first, second, third = _windows(chain, clock, range(0, 3), 3)
+    before = sorted((r["export_id"], r["pk"], r["sk"], r["operation"]) for r in history_rows(chain))
+    assert len(before) == 9
+    catalog = open_catalog(CatalogConfig(), resolve(str(chain.lake)))
+    files = catalog.load_table(("ddb_lake", "t_changes")).inspect.files().num_rows
+    assert files == 3
+
+    maintained = run_cli("maintain", "t_changes", "--lake", str(chain.lake), "--expire-after-days", "0",
+                         "--keep-snapshots", "1", "--grace-hours", "0", env=world.env())
+    assert maintained.returncode == 0, maintained.stderr
+    assert "compacted  1 partition rewritten (3 files into 1)" in maintained.stdout, maintained.stdout
+    history = catalog.load_table(("ddb_lake", "t_changes"))
+    assert history.inspect.files().num_rows == 1
+    assert sorted((r["export_id"], r["pk"], r["sk"], r["operation"]) for r in history_rows(chain)) == before
+    [fourth] = _windows(chain, clock, range(3, 4), 2)  # the history goes on after its compaction
+    assert fourth.history_error is None and fourth.history.appended == [(fourth.export.export_id, 2)]
+    assert len(history_rows(chain)) == 11

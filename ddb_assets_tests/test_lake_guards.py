@@ -461,7 +461,7 @@ def test_query_as_of_a_time_skips_and_names_the_tables_made_later(tmp_path: Path
     # Asking for the table made later names why it is not there, in one line.
     missing = run_cli("query", "SELECT count(*) FROM new", "--lake", str(lake), "--as-of", between)
     assert missing.returncode == 1 and missing.stderr == (
-        f"error: table new had no snapshot yet at {said}: it is left out of this query\n")
+        f"error: table new had no snapshot yet at {said}: the SQL names it, so the query cannot run\n")
     # A time that is not one is a usage error, found before the lake is opened.
     bad = run_cli("query", "SELECT 1", "--lake", str(lake), "--as-of", "yesterday")
     assert (bad.returncode, bad.stdout) == (2, "")
@@ -491,8 +491,12 @@ def test_query_as_of_a_time_whose_snapshot_was_expired_says_so(tmp_path: Path) -
            f"(see `ddb-assets history`)")
     named = run_cli("query", "SELECT count(*) FROM t", "--lake", str(lake), "--table", "t", "--as-of", between)
     assert (named.returncode, named.stdout, named.stderr) == (1, "", f"error: {why}\n")
+    by_id = run_cli("query", "SELECT count(*) FROM t", "--lake", str(lake), "--table", "t", "--as-of", str(first))
+    assert (by_id.returncode, by_id.stderr) == (1, f"error: table t has no snapshot {first}: not one of its snapshots, "
+                                                   f"or one that maintenance expired since (see `ddb-assets history` "
+                                                   f"for those kept)\n")
     unnamed = run_cli("query", "SELECT count(*) FROM t", "--lake", str(lake), "--as-of", between)
-    assert (unnamed.returncode, unnamed.stderr) == (1, f"error: {why}: it is left out of this query\n")
+    assert (unnamed.returncode, unnamed.stderr) == (1, f"error: {why}: the SQL names it, so the query cannot run\n")
     # A time before the table was made still says that.
     made_later = run_cli("query", "SELECT 1", "--lake", str(lake), "--table", "t", "--as-of", "2020-01-01")
     assert made_later.stderr == "error: table t had no snapshot yet at 2020-01-01T00:00:00.000Z\n"

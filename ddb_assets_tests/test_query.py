@@ -106,6 +106,9 @@ def test_a_decimal_sum_past_38_digits_fails_with_the_way_to_sum_it(lake: dict) -
                           "--format", "json")
     assert approximate.returncode == 0, approximate.stderr
     assert json.loads(approximate.stdout)["s"] > 1e21
+    average = run_cli("query", "SELECT AVG(r.price) FROM reviews r", "--lake", str(lake["lake"]))
+    assert average.returncode == 1 and average.stderr.endswith(
+        " (a sum of decimal(38,s) values overflowed 38 digits: avg(CAST(r.price AS DOUBLE)) averages approximately)\n")
     other = run_cli("query", "SELECT 1 / 'x'", "--lake", str(lake["lake"]))  # other errors get no such hint
     assert other.returncode == 1 and "overflowed" not in other.stderr
 

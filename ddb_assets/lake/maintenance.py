@@ -320,6 +320,16 @@ def compact_small_files(table: Any, small_file_bytes: int, s3: S3Options | None 
     if snapshot is None or small_file_bytes <= 0:
         return {}, None
     specs, iceberg_schema = table.specs(), table.schema()
+    try:
+        stored: TableSchema | None = TableSchema.from_iceberg(iceberg_schema, table.properties,
+                                                              table.metadata.last_column_id)
+    except ValueError:
+        # No column mapping: a change history (<table>_changes, one Arrow schema, unpartitioned) is
+        # compacted in its Iceberg schema; a partitioned table of another writer is left alone (its
+        # rows could not be routed to its partitions here).
+        stored = None
+        if table.spec().fields:
+            return {}, None
     small: dict[str, list[Any]] = {}
     with_deletes: dict[str, list[Any]] = {}
     for task in table.scan(snapshot_id=snapshot.snapshot_id).plan_files():
@@ -334,15 +344,15 @@ def compact_small_files(table: Any, small_file_bytes: int, s3: S3Options | None 
     plan = {name: (len(tasks), 1) for name, tasks in sorted(groups.items())}
     if not groups or dry_run:
         return plan, None
-    stored = TableSchema.from_iceberg(iceberg_schema, table.properties, table.metadata.last_column_id)
-    source = stored.partition_source()
+    source = stored.partition_source() if stored is not None else None
+    partitioned = stored is not None and source is not None and bool(table.spec().fields)
     target = FileTarget(data=f"{table.location().rstrip('/')}/data",
                         run=f"compact-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}",
-                        partition=stored.partition if source is not None and table.spec().fields else None,
-                        source_column=source.name if source is not None and table.spec().fields else None,
+                        partition=stored.partition if partitioned and stored is not None else None,
+                        source_column=source.name if partitioned and source is not None else None,
                         compression=table.properties.get("write.parquet.compression-codec", "zstd"),
                         metrics=metrics_properties(table.properties))
-    arrow_schema = stored.arrow_schema
+    arrow_schema = stored.arrow_schema if stored is not None else iceberg_schema.as_arrow()
     writer = PartitionedWriter(resolve(target.data, s3), arrow_schema, target, worker=0)
     cache: dict[str, pa.Table] = {}  # delete files by path: one applies to many data files
     ordered = [task for tasks in groups.values() for task in tasks]

@@ -81,7 +81,7 @@ def resolve_snapshot(table: Any, as_of: str) -> Any:
     if text.lstrip("-").isdigit():
         snapshot = table.snapshot_by_id(int(text))
         if snapshot is None:
-            raise SnapshotNotFound(f"table {table.name()[-1]} has no snapshot {text} (see `ddb-assets history`)")
+            raise _no_snapshot(table, text)
         return snapshot
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -98,6 +98,13 @@ def resolve_snapshot(table: Any, as_of: str) -> Any:
     if current is None:
         raise _none_at(table, moment)
     return table.snapshot_by_id(current)
+
+
+def _no_snapshot(table: Any, snapshot_id: object) -> SnapshotNotFound:
+    # An id the table does not hold was mistyped, or was one of its snapshots that maintenance
+    # expired since: telling them apart would mean reading every earlier metadata file.
+    return SnapshotNotFound(f"table {table.name()[-1]} has no snapshot {snapshot_id}: not one of its snapshots, or "
+                            f"one that maintenance expired since (see `ddb-assets history` for those kept)")
 
 
 def _none_at(table: Any, moment: datetime) -> SnapshotNotFound:
@@ -236,7 +243,7 @@ def rollback(table: Any, snapshot_id: int,
     itself is left as it is: nothing is committed (a commit would only add a metadata file)."""
     snapshot = table.snapshot_by_id(snapshot_id)
     if snapshot is None:
-        raise SnapshotNotFound(f"table {table.name()[-1]} has no snapshot {snapshot_id} (see `ddb-assets history`)")
+        raise _no_snapshot(table, snapshot_id)
     current = table.current_snapshot()
     if current is not None and current.snapshot_id == snapshot_id:
         return table

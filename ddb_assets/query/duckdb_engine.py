@@ -258,10 +258,11 @@ def failure_hint(message: str, sql: str) -> str:
     HUGEINT addition", whereas a sum in DOUBLE succeeds, approximately."""
     if "Overflow in HUGEINT addition" not in message:
         return ""
-    summed = {m.group(2).strip() for m in re.finditer(r"\b(sum|avg)\s*\(\s*([^()]+?)\s*\)", sql, re.IGNORECASE)}
-    column = summed.pop() if len(summed) == 1 else "the column"
-    return (f" (a sum of decimal(38,s) values overflowed 38 digits: sum(CAST({column} AS DOUBLE)) sums "
-            f"approximately)")
+    calls = {(m.group(1).lower(), m.group(2).strip())
+             for m in re.finditer(r"\b(sum|avg)\s*\(\s*([^()]+?)\s*\)", sql, re.IGNORECASE)}
+    function, column = calls.pop() if len(calls) == 1 else ("sum", "the column")
+    return (f" (a sum of decimal(38,s) values overflowed 38 digits: {function}(CAST({column} AS DOUBLE)) "
+            f"{'sums' if function == 'sum' else 'averages'} approximately)")
 
 
 def unreadable_reason(exc: BaseException) -> str:
