@@ -539,7 +539,8 @@ def _conversion_progress():  # type: ignore[no-untyped-def]
             if name not in tasks:
                 tasks[name] = progress.add_task("find touched rows" if info["step"] == "scan" else "rewrite files",
                                                 total=info["total"], detail="")
-            detail = f"touched keys in {counted(info['affected'], 'file')}" if info["step"] == "scan" else ""
+            detail = (f"files read, touched keys in {counted(info['affected'], 'file')}" if info["step"] == "scan"
+                      else "files")
             # total too: a commit retried after a conflict scans the table as it is then, from 0
             progress.update(tasks[name], total=info["total"], completed=info["done"], detail=detail)
         elif kind == "committed" and "write" in tasks:
@@ -1392,7 +1393,10 @@ def _maintained(iceberg_table: Any, result: Any, scratch: list, *, dry_run: bool
     _summary_lines([("table", f"{'.'.join(iceberg_table.name())} at {iceberg_table.location()}"),
                     ("compacted", f"{counted(len(result.compacted), 'partition')} {would}rewritten"
                                   + (f" ({counted(sum(b for b, _ in result.compacted.values()), 'file')} into "
-                                     f"{len(result.compacted)})" if result.compacted else "")),
+                                     f"{len(result.compacted)}"
+                                     + (f", {counted(result.folded_delete_files, 'position-delete file')} folded"
+                                        if result.folded_delete_files else "") + ")"
+                                     if result.compacted else "")),
                     ("expired", f"{counted(len(result.expired_snapshots), 'snapshot')} {would}expired"),
                     ("orphans", f"{counted(len(result.orphans), 'file')} {would}removed, {counted(result.orphan_bytes, 'byte')}"),
                     *([("uploads", f"{counted(len(result.aborted_uploads), 'incomplete multipart upload')} "

@@ -275,7 +275,7 @@ def test_the_cli_exports_a_window_and_merges_it(world: LocalWorld, clock: WorldC
     assert merged.returncode == 0, merged.stderr
     [scan] = [line for line in merged.stderr.splitlines() if line.startswith("find touched rows")]
     [rewrite] = [line for line in merged.stderr.splitlines() if line.startswith("rewrite files")]
-    assert " 1/1 touched keys in 1 file " in scan and " 1/1 " in rewrite, merged.stderr
+    assert " 1/1 files read, touched keys in 1 file " in scan and " 1/1 files" in rewrite, merged.stderr
     assert [(i["pk"], i.get("v")) for i in chain.items("t")] == [("a", "second"), ("b", None)]
 
     # A window updating b, merged on read: the new row's data file and the old row's position-delete
@@ -394,10 +394,13 @@ def test_merge_on_read_gives_the_rows_copy_on_write_gives(world: LocalWorld, clo
     merge_entry = history(table)[-1]
     assert merge_entry["files_added"] == int(summary["added-data-files"]) + mor.merge.delete_files
 
-    compacted, snapshot_id = compact_small_files(table, 32 << 20)
+    delete_files_before = int(table.current_snapshot().summary["total-delete-files"])
+    folded: set[str] = set()
+    compacted, snapshot_id = compact_small_files(table, 32 << 20, folded=folded)
     table.refresh()
     assert snapshot_id == table.current_snapshot().snapshot_id and compacted
     summary = table.current_snapshot().summary
+    assert len(folded) == delete_files_before == int(summary["removed-delete-files"])  # all applied, all dropped
     assert int(summary["total-delete-files"]) == 0 and int(summary["total-position-deletes"]) == 0
     assert history(table)[-1]["files_removed"] == int(summary["deleted-data-files"]) + int(summary["removed-delete-files"])
     assert int(summary["removed-delete-files"]) > 0

@@ -71,7 +71,8 @@ class MaintenanceResult:
     # Why the uploads could not be listed or aborted (a missing permission), or None: the rest is done
     # (commits landed) whatever this step's trouble, so it is said, not raised.
     uploads_error: str | None = None
-    compacted: dict[str, tuple[int, int]] = field(default_factory=dict)  # partition -> (files before, after)
+    compacted: dict[str, tuple[int, int]] = field(default_factory=dict)  # partition -> (data files before, after)
+    folded_delete_files: int = 0  # position-delete files the compaction applied (dry run: would apply)
     snapshot_id: int | None = None  # the compaction's snapshot, if any
     seconds: float = 0.0
 
@@ -136,8 +137,11 @@ def maintain(table: Any, options: MaintenanceOptions = MaintenanceOptions(), s3:
                            f"`ddb-assets rollback {name} SNAPSHOT_ID`) and run maintenance again")
     progress("every file the current snapshot lists is there")
     if options.compact:
+        folded: set[str] = set()
         result.compacted, result.snapshot_id = compact_small_files(table, options.small_file_bytes, s3,
-                                                                   dry_run=options.dry_run, on_event=on_event)
+                                                                   dry_run=options.dry_run, on_event=on_event,
+                                                                   folded=folded)
+        result.folded_delete_files = len(folded)
         progress(f"compacted {counted(len(result.compacted), 'partition')}")
     result.expired_snapshots = expire_snapshots(table, options.expire_after, options.keep_snapshots,
                                                 dry_run=options.dry_run, on_event=on_event)
@@ -304,13 +308,14 @@ def _remove_empty_folders(path: str) -> None:
 
 
 def compact_small_files(table: Any, small_file_bytes: int, s3: S3Options | None = None, *,
-                        dry_run: bool = False, on_event: CommitEvents = _no_events
-                        ) -> tuple[dict[str, tuple[int, int]], int | None]:
+                        dry_run: bool = False, on_event: CommitEvents = _no_events,
+                        folded: set[str] | None = None) -> tuple[dict[str, tuple[int, int]], int | None]:
     """Rewrite, per partition, its small files (two or more under ``small_file_bytes``) and its
     files with position deletes as one file without the deleted rows, in one snapshot for the
     table that also drops the delete files folded (the files read ahead on threads while the one
-    before is written: lake/read_ahead.py). Returns ({partition: (files before, 1)}, snapshot id or
-    None)."""
+    before is written: lake/read_ahead.py). Returns ({partition: (data files before, 1)}, snapshot
+    id or None); ``folded`` gets the paths of the position-delete files whose rows it applies (would
+    apply, dry run), which a summary counts apart from the data files."""
     from ddb_assets.lake.position_deletes import deleted_positions, keep_mask, remove_files, without_files
     from ddb_assets.lake.read_ahead import ReadAhead
     from ddb_assets.lake.row_delta import row_delta
@@ -342,6 +347,8 @@ def compact_small_files(table: Any, small_file_bytes: int, s3: S3Options | None 
     names = set(with_deletes) | {name for name, tasks in small.items() if len(tasks) > 1}
     groups = {name: [*with_deletes.get(name, []), *small.get(name, [])] for name in names}
     plan = {name: (len(tasks), 1) for name, tasks in sorted(groups.items())}
+    if folded is not None:
+        folded.update(d.file_path for tasks in groups.values() for task in tasks for d in task.delete_files)
     if not groups or dry_run:
         return plan, None
     source = stored.partition_source() if stored is not None else None
