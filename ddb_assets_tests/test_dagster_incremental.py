@@ -225,6 +225,28 @@ def test_the_lake_table_keeps_the_change_history_of_its_windows(world: LocalWorl
         assert [r["write_time"] for r in changes if r["review_id"] == "r1"] == \
             [datetime.fromtimestamp(round(moved * 1e6) / 1e6, timezone.utc)]
 
+        # A second window: the history holds a second small file. The maintenance job keeps both
+        # tables: the table's position-delete files folded by compaction, the history's two files
+        # compacted into one, every row of each kept.
+        clock.set(p.start + WINDOW + 60, frozen=True)
+        p.put("r3", 2017)
+        clock.set(p.start + 2 * WINDOW + 1, frozen=True)
+        second = datetime.fromtimestamp(p.start + WINDOW, timezone.utc).strftime("%Y-%m-%dT%H:%M")
+        assert p.materialize([p.names.incremental_export_key], partition_key=second).success
+        assert p.sensor_tick_and_validate()
+        assert p.lake_table().success
+        assert len(lake.table(f"{p.names.name}_changes").inspect.files()) == 2
+        maintained = p.defs.resolve_job_def(p.names.maintenance_job).execute_in_process(instance=instance)
+        assert maintained.success
+        [observed] = [e.event_specific_data.asset_observation for e in maintained.all_events  # type: ignore[union-attr]
+                      if e.event_type_value == "ASSET_OBSERVATION"]
+        assert observed.metadata["maintenance/position_delete_files_folded"].value == 1
+        assert [v["files_before"] for v in observed.metadata["maintenance/history/partitions_compacted"].value.values()] \
+            == [2]
+        assert len(lake.table(f"{p.names.name}_changes").inspect.files()) == 1
+        assert len(lake.table(f"{p.names.name}_changes").scan().to_arrow()) == 3
+        assert p.rows() == [("r1", 2016, "moved"), ("r3", 2017, None)]
+
 
 def test_schema_drift_of_windows_reports_new_attributes_never_vanished_ones(world: LocalWorld, clock: WorldClock,
                                                                           tmp_path: Path) -> None:
