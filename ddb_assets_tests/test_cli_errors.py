@@ -356,12 +356,13 @@ def test_a_missing_bucket_is_named_before_the_export_is_read(aws_env: dict[str, 
 
 @pytest.mark.parametrize("catalog, code, expected", [
     # A --catalog that cannot be one is a usage error (the usage line, then this one).
-    ("rest", 2, "error: --catalog 'rest': a rest catalog needs its endpoint, as rest:https://host/path (see "
-                "ddb-assets {command} --help)"),
-    ("rest:", 2, "error: --catalog 'rest:': a rest catalog needs its endpoint, as rest:https://host/path (see "
+    ("rest", 2, "error: invalid value for '--catalog': 'rest': a rest catalog needs its endpoint, as "
+                "rest:https://host/path (see ddb-assets {command} --help)"),
+    ("rest:", 2, "error: invalid value for '--catalog': 'rest:': a rest catalog needs its endpoint, as "
+                 "rest:https://host/path (see ddb-assets {command} --help)"),
+    ("bogus", 2, "error: invalid value for '--catalog': 'bogus' is not a catalog: use sql, "
+                 "sqlite:///relative/catalog.db, sqlite:////absolute/catalog.db, glue or rest:https://... (see "
                  "ddb-assets {command} --help)"),
-    ("bogus", 2, "error: --catalog 'bogus': use sql, sqlite:///relative/catalog.db, sqlite:////absolute/catalog.db, "
-                 "glue or rest:https://... (see ddb-assets {command} --help)"),
     ("rest:http://127.0.0.1:{port}", 1, "error: no Iceberg REST catalog answers at http://127.0.0.1:{port} "
                                         "(Connection refused): start it, or check --catalog (catalog.uri in the "
                                         "configuration)"),

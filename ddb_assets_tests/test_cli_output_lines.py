@@ -180,8 +180,8 @@ USAGE_ERRORS = [
      "error: invalid value for '--raw': 's3://b/[red]x/' is not NAME=SOURCE (a view name, then an export folder or "
      "manifest) (see ddb-assets query --help)"),
     ("a --catalog that is none", ["tables", "--lake", "{lake}", "--catalog", "bogus"], "Usage: ddb-assets tables [OPTIONS]",
-     "error: --catalog 'bogus': use sql, sqlite:///relative/catalog.db, sqlite:////absolute/catalog.db, glue or "
-     "rest:https://... (see ddb-assets tables --help)"),
+     "error: invalid value for '--catalog': 'bogus' is not a catalog: use sql, sqlite:///relative/catalog.db, "
+     "sqlite:////absolute/catalog.db, glue or rest:https://... (see ddb-assets tables --help)"),
     ("a --partition-by that is none", ["convert", "/no/export", "{lake}/t", "--partition-by", "month(a"],
      "Usage: ddb-assets convert [OPTIONS] {{SOURCE}} {{DEST}}",
      "error: invalid value for '--partition-by': 'month(a': write ATTR, year|month|day|hour(ATTR[, UNIT]) or "

@@ -56,13 +56,14 @@ class CatalogConfig:
         if text == "glue":
             return cls("glue", **ns)
         if text in ("rest", "rest:") or (text.startswith("rest:") and not text[len("rest:"):].strip()):
-            raise CatalogError(f"--catalog {text!r}: a rest catalog needs its endpoint, as rest:https://host/path")
+            raise CatalogError(f"invalid value for '--catalog': {text!r}: a rest catalog needs its endpoint, as "
+                               f"rest:https://host/path")
         if text.startswith("rest:"):
             return cls("rest", uri=text[len("rest:"):], **ns)
         if "://" in text:
             return cls("sql", uri=text, **ns)
-        raise CatalogError(f"--catalog {text!r}: use sql, sqlite:///relative/catalog.db, sqlite:////absolute/catalog.db, "
-                           f"glue or rest:https://...")
+        raise CatalogError(f"invalid value for '--catalog': {text!r} is not a catalog: use sql, "
+                           f"sqlite:///relative/catalog.db, sqlite:////absolute/catalog.db, glue or rest:https://...")
 
     def describe(self) -> str:
         return {"sql": f"sql ({self.uri})" if self.uri else "sql", "glue": "glue", "rest": f"rest ({self.uri})"}[self.kind]
