@@ -186,7 +186,8 @@ def test_incremental_demo_runs_the_dagster_assets_and_reconciles_equal(tmp_path:
             merges = [m for m in parquet if m["export_id"] == export_id]
             assert len({m["run_id"] for m in merges}) == 1  # one run, one event per year partition
             assert merges[0]["merged"] == [{"export_id": export_id, "upserts": int(upserts), "deletes": int(deletes),
-                                            "deletes_missing": 0, "files_rewritten": int(rewritten)}]
+                                            "deletes_missing": 0, "files_rewritten": int(rewritten),
+                                            "merge_mode": "copy-on-write", "delete_files": 0}]
             assert merges[0]["table_rows"] == int(rows.replace(",", ""))
             assert merges[0]["history_appended"] == [{"export_id": export_id, "changes": int(history)}]
         assert {m["export_id"] for m in parquet} == {full, *(w[3] for w in windows)}

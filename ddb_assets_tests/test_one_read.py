@@ -236,7 +236,8 @@ def test_an_incremental_export_is_fetched_once_from_completed_to_merged(world: L
         [event] = merged.asset_materializations_for_node("__".join(p.names.parquet_key.path))[:1]
         assert event.metadata["conversion"].value.startswith("read by raw_export, not here: its staged upserts")
         assert event.metadata["merged"].value == [{"export_id": export_id, "upserts": 40, "deletes": 10,
-                                                   "deletes_missing": 0, "files_rewritten": 2}]
+                                                   "deletes_missing": 0, "files_rewritten": 2,
+                                                   "merge_mode": "copy-on-write", "delete_files": 0}]
         assert not list((p.lake / "_staged").iterdir())  # record and change keys gone with the commit
 
         # The table convert_export makes of the same two exports, outside Dagster.
