@@ -349,7 +349,7 @@ def throughput(args: argparse.Namespace, work: Path) -> dict:
         run = f"throughput-{number}"
         spec = driver._spec(export, options, run, 0, 1, files)
         profiled, profile_wall, profile_cpu = _timed_shard(run_shard, spec)
-        plan = _plan(profiled.profile, options, None)
+        plan = _plan(profiled.profile, options, None, export)
         source = plan.schema.partition_source()
         data = work / f"throughput-lake-{number}" / "data"
         data.mkdir(parents=True)
