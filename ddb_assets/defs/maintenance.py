@@ -39,10 +39,11 @@ def build_maintenance(names: TableNames) -> tuple[dg.JobDefinition, list[dg.Sche
         errors = [result.uploads_error] if result.uploads_error else []
         # The change history (<table>_changes) gets one small file per window applied: it is kept
         # by the same policy, in the same run (its rows are never removed by maintenance).
-        history = lake.table(names.name + HISTORY_SUFFIX)
+        history_name = names.name + HISTORY_SUFFIX
+        history = lake.table(history_name)
         if history is not None:
             kept = maintain(history, options, lake.s3_options(),
-                            progress=lambda said: context.log.info(f"{names.name + HISTORY_SUFFIX}: {said}"))
+                            progress=lambda said: context.log.info(f"{history_name}: {said}"))
             metadata.update(_observed(kept, history, "maintenance/history"))
             errors += [kept.uploads_error] if kept.uploads_error else []
         context.log_event(dg.AssetObservation(asset_key=names.parquet_key, metadata=metadata))
