@@ -15,6 +15,7 @@ files never collide with another run's or another attempt's, and files no snapsh
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -261,12 +262,17 @@ class PartitionedWriter:
 # each worker writes its own file per partition, so a small table would otherwise hold one file
 # per partition and worker (5 rows per year in 2 files per year), which every scan pays for.
 SMALL_PARTITION_BYTES = 4 << 20
+MERGE_THREADS = 4  # pyarrow's read and write release the GIL; on S3 the threads also overlap requests
 
 
 def merge_small_files(written: list[WrittenFile], data: Location, schema: pa.Schema, target: FileTarget,
-                      threshold: int = SMALL_PARTITION_BYTES) -> list[WrittenFile]:
+                      threshold: int = SMALL_PARTITION_BYTES, threads: int = MERGE_THREADS) -> list[WrittenFile]:
     """``written`` with each partition's files merged into one where they are several and small
-    together (read back once, written once, the small ones deleted)."""
+    together (read back once, written once, the small ones deleted). The partitions are merged on
+    ``threads`` threads, each with its own writer: this runs after the workers, in the one process
+    that commits, so done one at a time it left every other core idle (about a second of wall time
+    on the benchmark's export, 12 of 21 partitions merged). On a failure every merged file written
+    is removed and the small ones are kept: the caller still holds them."""
     by_partition: dict[Any, list[WrittenFile]] = {}
     for w in written:
         by_partition.setdefault((w.partition, w.key), []).append(w)
@@ -275,24 +281,49 @@ def merge_small_files(written: list[WrittenFile], data: Location, schema: pa.Sch
     if not small:
         return written
     merged = [w for k, files in by_partition.items() if k not in small for w in files]
-    writer = PartitionedWriter(data, schema, target, worker=99_999, buffer_bytes=threshold * 2)
-    try:
-        for files in small.values():
-            for w in files:
-                source = _under(data, w.path)
-                writer.write(pq.read_table(source.path, filesystem=source.fs).cast(schema))
-        merged.extend(writer.close())
-    except BaseException:
-        writer.abort()
-        raise
-    for files in small.values():
-        for w in files:
-            location = _under(data, w.path)
-            try:
-                location.fs.delete_file(location.path)
-            except OSError:
-                pass  # an orphan for maintenance
+    groups = list(small.values())
+    shares = [groups[i::threads] for i in range(max(1, min(threads, len(groups))))]
+
+    def merge_share(share: list[list[WrittenFile]]) -> list[WrittenFile]:
+        # One writer per thread: its files are named by the same worker number, but each partition
+        # is merged by one thread only, and the files live in the partitions' own folders.
+        writer = PartitionedWriter(data, schema, target, worker=99_999, buffer_bytes=threshold * 2)
+        try:
+            for files in share:
+                for w in files:
+                    source = _under(data, w.path)
+                    writer.write(pq.read_table(source.path, filesystem=source.fs).cast(schema))
+            return writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+
+    if len(shares) == 1:
+        merged.extend(merge_share(shares[0]))
+    else:
+        with ThreadPoolExecutor(max_workers=len(shares), thread_name_prefix="merge-small") as pool:
+            futures = [pool.submit(merge_share, share) for share in shares]
+            wait(futures)
+        failed = [f.exception() for f in futures if f.exception() is not None]
+        if failed:
+            for f in futures:
+                if f.exception() is None:
+                    _delete_quietly(data, f.result())
+            raise failed[0]
+        for f in futures:
+            merged.extend(f.result())
+    for files in groups:
+        _delete_quietly(data, files)
     return merged
+
+
+def _delete_quietly(data: Location, files: list[WrittenFile]) -> None:
+    for w in files:
+        location = _under(data, w.path)
+        try:
+            location.fs.delete_file(location.path)
+        except OSError:
+            pass  # an orphan for maintenance
 
 
 def _under(data: Location, uri: str) -> Location:
