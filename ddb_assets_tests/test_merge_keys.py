@@ -56,6 +56,18 @@ def test_one_key_column_and_keys_typed_unlike_the_file(matcher: type[KeyMatcher]
     assert matcher(keys, ["pk", "sk"]).touched(rows).to_pylist() == [True, False]
 
 
+def test_files_matched_together_each_get_their_own_rows(matcher: type[KeyMatcher]) -> None:
+    """Several files' key columns looked up at once (one hash set for all): each file's answer is
+    its own rows', also where a file's key types differ from its neighbours' (matched apart)."""
+    keys = pa.table({"pk": ["a", "b", "c"], "sk": [1, 2, 3]})
+    files = [pa.table({"pk": ["a", "b"], "sk": [1, 1]}),
+             pa.table({"pk": ["c"], "sk": pa.array([3], pa.int32())}),  # another key type: its own lookup
+             pa.table({"pk": ["b", "c", "a", "x"], "sk": [2, 3, 9, 1], "v": ["1", "2", "3", "4"]}),
+             pa.table({"pk": pa.array([], pa.string()), "sk": pa.array([], pa.int64())})]
+    found = matcher(keys, ["pk", "sk"]).touched_many(files)
+    assert [mask.to_pylist() for mask in found] == [[True, False], [True], [True, True, False, False], []]
+
+
 def test_an_affected_file_keeps_its_touched_rows_not_all_its_keys(tmp_path: Path) -> None:
     """A data file of 1,000 rows, 5 of them hidden by a position-delete file, and 7 change keys:
     6 held by live rows, one by a hidden row, one by no row. The merge keeps the 6 rows' positions
@@ -89,6 +101,34 @@ def test_an_affected_file_keeps_its_touched_rows_not_all_its_keys(tmp_path: Path
     assert sorted(affected.touched_keys.column("sk").to_pylist()) == sorted(live)
     assert affected.hidden.to_pylist() == [0, 1, 2, 3, 4]
     assert len(affected.delete_files) == 1
+
+
+def test_a_scan_of_many_files_matches_them_in_batches_with_the_same_answer(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """40 data files (more than one batch of READ_AHEAD, and batches cut by MATCH_ROWS too): every
+    file holding a touched key is found, in scan order, with exactly its touched rows."""
+    from ddb_assets.exports.storage import resolve
+    from ddb_assets.lake import merge
+    from ddb_assets.lake.catalog import CatalogConfig, open_catalog
+
+    monkeypatch.setattr(merge, "MATCH_ROWS", 250)  # a batch ends after about 2 files of 100 rows
+    catalog = open_catalog(CatalogConfig(), resolve(str(tmp_path / "lake")))
+    catalog.create_namespace("default")
+    schema = pa.schema([pa.field("pk", pa.string(), nullable=False)])
+    table = catalog.create_table(("default", "t"), schema=schema, location=str(tmp_path / "lake" / "t"))
+    for f in range(40):
+        table.append(pa.table({"pk": [f"f{f:02d}-{i:03d}" for i in range(100)]}, schema=schema))
+    touched = {f: [i for i in range(100) if (i * 7 + f) % 23 == 0] for f in range(0, 40, 3)}
+    keys = pa.table({"pk": [f"f{f:02d}-{i:03d}" for f, rows in touched.items() for i in rows] + ["nowhere"]})
+
+    affected = merge.affected_files(table, keys, ["pk"], None)
+
+    found = {a.touched_keys.column("pk")[0].as_py()[:3]: a for a in affected}
+    assert sorted(found) == sorted(f"f{f:02d}" for f in touched)
+    for f, rows in touched.items():
+        assert found[f"f{f:02d}"].touched_positions.to_pylist() == rows
+    order = [task.file.file_path for task in merge._candidates(table, "pk", sorted(keys.column("pk").to_pylist()))]
+    assert [a.data_file.file_path for a in affected] == [p for p in order if p in {a.data_file.file_path for a in affected}]
 
 
 def test_a_resolver_shares_one_s3_filesystem_and_resolves_local_paths_as_resolve_does(tmp_path: Path) -> None:
