@@ -24,14 +24,16 @@ def build_export_completion_sensor(names: TableNames, raw_export: dg.AssetsDefin
                     "export is reported once with its failure code.",
     )
     def export_completion_sensor(context: dg.SensorEvaluationContext, dynamodb: DynamoDBResource) -> dg.SensorResult:
-        # The cursor holds every export id already handled (completed or failed), so restarts and
-        # repeated ticks never request the same export twice nor retry a failure forever.
-        handled: set[str] = set(json.loads(context.cursor)["handled"]) if context.cursor else set()
+        # The cursor says which export ids were handled already (completed or failed), so restarts
+        # and repeated ticks never request the same export twice nor retry a failure forever.
+        handled = HandledExports.from_cursor(context.cursor)
         table_arn = dynamodb.table_arn(names.table.table)
-        completed, failed, listed = [], [], set()
+        completed, failed, listed, in_flight = [], [], set(), []
         for summary in dynamodb.list_exports(table_arn):
             export_id = export_id_of(summary["ExportArn"])
             listed.add(export_id)
+            if summary["ExportStatus"] == "IN_PROGRESS":
+                in_flight.append(export_id)
             if export_id in handled:
                 continue
             if summary["ExportStatus"] == "COMPLETED":
@@ -48,9 +50,8 @@ def build_export_completion_sensor(names: TableNames, raw_export: dg.AssetsDefin
                 "export_arn": description["ExportArn"], "status": "FAILED",
                 "failure_code": str(description.get("FailureCode")),
                 "failure_message": str(description.get("FailureMessage"))}))
-        # ListExports forgets exports after 90 days: forget them here too, so the cursor stays small.
-        new_handled = (handled & listed) | set(completed) | {export_id_of(d["ExportArn"]) for d in failed}
-        cursor = json.dumps({"handled": sorted(new_handled)})
+        cursor = handled.after_tick(listed, set(completed) | {export_id_of(d["ExportArn"]) for d in failed},
+                                    in_flight).to_cursor()
         if not completed and not failed:
             return dg.SensorResult(skip_reason="no newly finished exports", cursor=cursor)
         return dg.SensorResult(
@@ -62,6 +63,66 @@ def build_export_completion_sensor(names: TableNames, raw_export: dg.AssetsDefin
 
     return export_completion_sensor
 
+
+# Exports started this long before the newest one listed are taken to be listed by now (ListExports
+# is eventually consistent: one started a moment before another may show up a moment after it).
+LISTING_MARGIN_MS = 3600 * 1000
+
+
+def _started_ms(export_id: str) -> int | None:
+    """The start time an export id begins with (``01715674542517-a4c123b1``: ms since the epoch),
+    None for an id of another shape."""
+    head = export_id.split("-", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+class HandledExports:
+    """Which exports the completion sensor has handled, as its cursor keeps them: every export
+    started before ``before`` (ms since the epoch) but those in ``waiting`` (still in flight when
+    ``before`` passed them), and the ids in ``ids``.
+
+    A tick lists every export of the table (ListExports keeps 90 days: at 15-minute windows about
+    8,600), so the exports started before the oldest one in flight, and more than LISTING_MARGIN_MS
+    before the newest one listed, are all finished and handled: the cursor keeps that instant
+    instead of their ids. Kept as ids, the cursor (stored with every tick) grew to about 250 KB. A
+    cursor of the older shape (``{"handled": [...]}``) is read as ids alone."""
+
+    def __init__(self, ids: set[str], before: int = 0, waiting: set[str] | None = None):
+        self.ids, self.before, self.waiting = ids, before, waiting or set()
+
+    @classmethod
+    def from_cursor(cls, cursor: str | None) -> "HandledExports":
+        if not cursor:
+            return cls(set())
+        document = json.loads(cursor)
+        return cls(set(document.get("handled", [])), int(document.get("started_before_ms", 0)),
+                   set(document.get("waiting", [])))
+
+    def to_cursor(self) -> str:
+        return json.dumps({"started_before_ms": self.before, "handled": sorted(self.ids),
+                           "waiting": sorted(self.waiting)})
+
+    def __contains__(self, export_id: str) -> bool:
+        if export_id in self.ids:
+            return True
+        started = _started_ms(export_id)
+        return started is not None and started < self.before and export_id not in self.waiting
+
+    def after_tick(self, listed: set[str], finished: set[str], in_flight: list[str]) -> "HandledExports":
+        """The handled exports after a tick that listed ``listed``, handled ``finished`` and saw
+        ``in_flight`` still running. Ids ListExports no longer lists (after 90 days) are dropped."""
+        ids = {i for i in listed if i in self} | finished
+        starts = [t for t in map(_started_ms, listed) if t is not None]
+        before = self.before
+        if starts:
+            # Never moved back: the ids it passed were dropped. An export in flight keeps it below
+            # its start; one found in flight below it anyway (listed late) waits by its id.
+            flying = [t for t in map(_started_ms, in_flight) if t is not None and t >= self.before]
+            before = max(before, min([max(starts) - LISTING_MARGIN_MS, *flying]))
+        waiting = {i for i in in_flight if (_started_ms(i) or before) < before}
+        # An id of another shape stays an id; one started before ``before`` is covered by it.
+        kept = {i for i in ids if _started_ms(i) is None or _started_ms(i) >= before}  # type: ignore[operator]
+        return HandledExports(kept, before, waiting)
 
 def _export_events(instance: dg.DagsterInstance, names: TableNames, dynamodb: DynamoDBResource, table_arn: str,
                    completed: list[str]) -> list[Any]:
