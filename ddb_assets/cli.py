@@ -853,8 +853,14 @@ def _history_lines(result: Any) -> list[tuple[str, str]]:
         return []
     appended = ", ".join(f"{rows:,} change{'' if rows == 1 else 's'} of export {export_id}"
                          for export_id, rows in result.history.appended)
-    return [("history", f"{result.table}_changes: " + (f"appended {appended}" if appended else
-                                                            "holds this export already"))]
+    if appended:
+        said = f"appended {appended}"
+    elif result.history.began_after:
+        said = (f"not appended: the history records the windows from {result.history.began_after} on (when it "
+                f"was turned on), and this one ends before that")
+    else:
+        said = "holds this export already"
+    return [("history", f"{result.table}_changes: {said}")]
 
 
 def _history_failed(result: Any) -> None:

@@ -396,3 +396,36 @@ def test_maintain_compacts_a_change_history_keeping_its_rows(world: LocalWorld, 
     [fourth] = _windows(chain, clock, range(3, 4), 2)  # the history goes on after its compaction
     assert fourth.history_error is None and fourth.history.appended == [(fourth.export.export_id, 2)]
     assert len(history_rows(chain)) == 11
+
+
+def test_a_window_before_the_history_began_is_not_appended_and_says_why(world: LocalWorld, clock: WorldClock,
+                                                                        tmp_path: Path) -> None:
+    """The history is turned on at the second window; the table is rolled back to its full export
+    and the first window applied again with the history on: not appended (the history records the
+    windows from its first one on), and the result says so instead of "holds this export already"."""
+    from ddb_assets.cli import _history_lines
+    from ddb_assets.lake.tables import rollback
+
+    chain = Chain(world, clock, tmp_path, "DYNAMODB_JSON", "NEW_AND_OLD_IMAGES")
+    chain.put("a", 1, year={"N": "2015"}, v={"S": "a0"})
+    full = chain.full()
+    start = chain.mark
+    clock.advance(5)
+    chain.put("a", 1, year={"N": "2015"}, v={"S": "a1"})
+    clock.set(start + WINDOW + 1, frozen=True)
+    chain.incremental(start, start + WINDOW)  # no history yet
+    clock.advance(5)
+    chain.put("b", 2, year={"N": "2016"}, v={"S": "b1"})
+    clock.set(start + 2 * WINDOW + 1, frozen=True)
+    second = chain.incremental(start + WINDOW, start + 2 * WINDOW, history=True)
+    assert [export_id for export_id, _ in second.history.appended] == [second.export.export_id]
+
+    catalog = open_catalog(CatalogConfig(), resolve(str(chain.lake)))
+    rollback(catalog.load_table(("ddb_lake", "t")), full.commit.snapshot_id)
+    again = chain.incremental(start, start + WINDOW, history=True)
+
+    assert again.merge.commit is not None and again.history.appended == []
+    assert again.history.began_after == second.export.summary.export_from_time
+    [(_, said)] = _history_lines(again)
+    assert said == (f"ddb_lake.t_changes: not appended: the history records the windows from "
+                    f"{second.export.summary.export_from_time} on (when it was turned on), and this one ends before that")

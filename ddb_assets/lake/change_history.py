@@ -84,6 +84,9 @@ class HistoryError(RuntimeError):
 class HistoryResult:
     table: Any  # the pyiceberg history table (None when nothing was to append and it does not exist)
     appended: list[tuple[str, int]] = field(default_factory=list)  # (export id, rows), oldest first
+    # When nothing was appended because the export's window ends before the history's first window
+    # began (the history records from when it was turned on): that first window's start.
+    began_after: str | None = None
 
     @property
     def rows(self) -> int:
@@ -127,6 +130,10 @@ def record_history(catalog: Any, identifier: tuple[str, str], export: Export, *,
         result.table = table
         if rows is not None:
             result.appended.append((export_id, rows))
+    if not result.appended and history is not None:
+        began, ends = _history_began(history), export.summary.export_to_time
+        if began and ends and instant(ends) <= instant(began):
+            result.began_after = began
     return result
 
 

@@ -193,7 +193,8 @@ def check_chain(table: Any, export: ExportRecord, allow_overlap: bool, *, ahead:
                          f"table made from a full export (convert the full export first)")
     start, end = export.export_from_time or "", export.export_to_time or ""
     if instant(end) <= instant(mark):
-        raise StaleExport(f"incremental export {export.export_id} ({start} to {end}) ends before the table's "
+        raise StaleExport(f"incremental export {export.export_id} ({start} to {end}) ends "
+                          f"{'at' if instant(end) == instant(mark) else 'before'} the table's "
                           f"high-water mark {mark} (export {held_id}): nothing in it is new")
     if instant(start) > instant(mark) and not ahead:
         raise ChainError(f"incremental export {export.export_id} starts at {start}, but the table holds changes "
