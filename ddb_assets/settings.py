@@ -354,6 +354,24 @@ def config_path(path: str | os.PathLike[str] | None = None) -> Path:
     return Path(path or os.environ.get(CONFIG_ENV) or default_config_path())
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping: it keeps the last one
+    silently, so ``namespace: a`` then ``namespace: b`` would read as b with no word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[tuple[str, str]] = set()
+        for key_node, _ in node.value:
+            # Keys written in this mapping (a merge key's ``<<: *anchor`` entries may be overridden).
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = (key_node.tag, key_node.value)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key_node.value!r} is given twice in one mapping", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     """Load and validate a config file (default: $DDB_ASSETS_CONFIG, else the packaged local profile)."""
     chosen = config_path(path)
@@ -365,7 +383,7 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     except UnicodeDecodeError:
         raise ConfigError(f"{chosen}: not UTF-8 text, so not a YAML configuration") from None
     try:
-        document = yaml.safe_load(text) or {}
+        document = yaml.load(text, Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as exc:
         # One line: PyYAML's message spans several, with a caret drawing of the spot.
         mark = getattr(exc, "problem_mark", None)

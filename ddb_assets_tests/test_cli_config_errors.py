@@ -33,6 +33,8 @@ PROBLEMS = [
     ("invalid YAML", "lake_root: [\n",
      "not valid YAML at line 2, column 1: expected the node content, but found '<stream end>'"),
     ("not a mapping", "- a\n- b\n", "the configuration is a mapping of keys (lake_root, tables, ...), not a list"),
+    ("a key given twice", VALID + "catalog:\n  namespace: ddb_lake\n  namespace: other\n",
+     "not valid YAML at line 7, column 3: the key 'namespace' is given twice in one mapping"),
     ("unset variable", VALID.replace("{lake}", "${{DDB_ASSETS_UNSET_FOR_TEST}}"),
      "lake_root: the environment variable DDB_ASSETS_UNSET_FOR_TEST is not set (in ${DDB_ASSETS_UNSET_FOR_TEST}; set "
      "it, or give a default: ${DDB_ASSETS_UNSET_FOR_TEST:-DEFAULT})"),
@@ -169,3 +171,15 @@ def test_maintain_takes_the_configurations_maintenance_settings(tmp_path: Path) 
     assert "2 snapshots would be expired" in given.stdout
     builtin = run_cli("maintain", "reviews", "--dry-run", "--lake", str(lake), env=env)  # not read with --lake
     assert "0 snapshots would be expired" in builtin.stdout  # 7 days
+
+
+@pytest.mark.fast
+def test_yaml_merge_keys_may_be_overridden(tmp_path: Path) -> None:
+    """A ``<<: *anchor`` merge then one of its keys written out is YAML's override, not a key given twice."""
+    config = tmp_path / "c.yaml"
+    config.write_text(f"lake_root: {tmp_path / 'lake'}\n"
+                      "tables:\n  - &first {table: orders, export_bucket: shared, partition_by: year}\n"
+                      "  - <<: *first\n    table: reviews\n    partition_by: month(created_at)\n")
+    tables = load_settings(config).tables
+    assert [(t.table, t.export_bucket, t.partition_by) for t in tables] == [
+        ("orders", "shared", "year"), ("reviews", "shared", "month(created_at)")]
