@@ -1152,7 +1152,7 @@ def query(
                                                                     "(for SQL written as \"default\".\"data\")."),
     output: str = typer.Option("table", "--format", metavar="[table|vertical|csv|json]",
                                callback=_one_of(*QUERY_FORMATS), help=QUERY_FORMAT_HELP),
-    limit: int = typer.Option(1000, min=0, metavar="N", help="Rows printed at most in table and vertical format "
+    limit: int = typer.Option(1000, min=1, metavar="N", help="Rows printed at most in table and vertical format "
                                                              "(csv and json print every row)."),
 ) -> None:
     """Run SQL over the lake with the embedded DuckDB engine and print the result."""
