@@ -209,6 +209,15 @@ def test_incremental_demo_runs_the_dagster_assets_and_reconciles_equal(tmp_path:
         [location] = re.findall(rf"ddb_lake\.{name}: (\S+\.metadata\.json)", result.stdout)
         assert Path(location).exists()
 
+    # The report tables were refreshed from the merged table: they count its reviews, not the
+    # sample's 200 (reviews_per_year sums to the table's rows).
+    assert re.search(r"5 report tables refreshed from the merged table \(\S+s; deployed, reviews_reports_sensor "
+                     r"requests them after each commit\)", result.stdout), result.stdout
+    per_year = run_cli("query", "SELECT sum(reviews) AS n FROM reviews_reviews_per_year", "--format", "json",
+                       cwd=tmp_path, unset=user, timeout=120)
+    assert per_year.returncode == 0, per_year.stderr
+    assert [int(json.loads(line)["n"]) for line in per_year.stdout.splitlines()] == [len(tables[0])]  # exact: text
+
     # The Dagster home's exports and the lake table's mark are ahead of real time now: `make demo`'s
     # export, made now, could not replace them, and it says so in one line before making anything;
     # another lake alone is no way out (the home's future export would be taken over the demo's).

@@ -68,7 +68,7 @@ def run_incremental_demo(log: Callable[[str], None], *, items: int = 3000, seed:
     from ddb_assets.defs.incremental_checks import FRESHNESS, RECONCILIATION
     from ddb_assets.local.demo import EXPORT_BUCKET, dagster_runs_line, demo_dagster_home, keep_exports, \
         load_sample_table, shown_path
-    from ddb_assets.local.pipeline import LocalDagster, local_settings
+    from ddb_assets.local.pipeline import LocalDagster, local_settings, refresh_reports
     from ddb_assets.local.world import LocalWorld
     from ddb_assets.settings import IncrementalSettings, TableSettings
 
@@ -158,6 +158,12 @@ def run_incremental_demo(log: Callable[[str], None], *, items: int = 3000, seed:
                             "freshness_passed": freshness.passed, "run_id": lake_run.run_id,
                             "seconds": round(seconds, 2)})
 
+        # The reports follow the merged table (deployed, the reports sensor requests one run per
+        # commit): refreshed once here, not left describing an earlier demo's table.
+        started = time.monotonic()
+        reports = refresh_reports(dagster)
+        log(f"{len(reports)} report tables refreshed from the merged table ({time.monotonic() - started:.1f}s; "
+            f"deployed, {names.name}_reports_sensor requests them after each commit)")
         started = time.monotonic()
         [check] = dagster.run_checks(f"{names.name}_reconcile_job")
         found = {k: v.value for k, v in check.metadata.items()}

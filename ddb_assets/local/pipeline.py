@@ -125,12 +125,26 @@ def run_pipeline(settings: Settings, instance: dg.DagsterInstance,
     log(f"materializing parquet: {len(partitions)} partitions in one run")
     dagster.lake_table()
 
-    report_keys = [k for k in dagster.assets if k.path[0] == names.name and k not in
-                   (names.pitr_export_key, names.incremental_export_key, names.raw_export_key,
-                    names.parquet_key)]
-    log(f"materializing {len(report_keys)} report tables")
-    dagster.materialize([names.parquet_key, *report_keys], selection=report_keys)
-    return PipelineRun(export_id, partitions, names, report_keys)
+    keys = report_keys(dagster)
+    log(f"materializing {len(keys)} report tables")
+    refresh_reports(dagster)
+    return PipelineRun(export_id, partitions, names, keys)
+
+
+def report_keys(dagster: LocalDagster) -> list[dg.AssetKey]:
+    """The table's report assets (every asset of the table but the export, validation and lake ones)."""
+    names = dagster.names
+    return [k for k in dagster.assets if k.path[0] == names.name and k not in
+            (names.pitr_export_key, names.incremental_export_key, names.raw_export_key, names.parquet_key)]
+
+
+def refresh_reports(dagster: LocalDagster) -> list[dg.AssetKey]:
+    """Materialize the report tables from the lake table as it is (what the reports sensor requests
+    after each commit); returns their keys."""
+    keys = report_keys(dagster)
+    if keys:
+        dagster.materialize([dagster.names.parquet_key, *keys], selection=keys)
+    return keys
 
 
 def node_name(key: dg.AssetKey) -> str:
