@@ -13,7 +13,9 @@ class FaultyProxy:
 
     ``outage(seconds)`` resets every open connection and every new one for that long (``inf``: for
     good); ``cut_after(n)`` lets ``n`` more response bytes through, then makes a 0.5 s outage, so a
-    transfer breaks midway. ``refused`` and ``cuts`` count what was done. Use as a context manager.
+    transfer breaks midway. ``refused`` and ``cuts`` count what was done. ``hold`` (seconds) delays
+    each response, as a distant endpoint would; ``most_in_flight`` is the most requests that were
+    waiting for their response at once (1: one after another). Use as a context manager.
     """
 
     def __init__(self, target: tuple[str, int]):
@@ -21,6 +23,9 @@ class FaultyProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self.listener.getsockname()[1])
         self.refused = 0
+        self.hold = 0.0
+        self.most_in_flight = 0
+        self._in_flight = 0
         self.cuts = 0
         self._down_until = 0.0
         self._cut_at: int | None = None
@@ -71,13 +76,24 @@ class FaultyProxy:
                 continue
             with self._lock:
                 self._live.update((client, upstream))
-            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
+            waiting = [False]  # a request sent on this connection, its response not begun
+            threading.Thread(target=self._pipe, args=(client, upstream, False, waiting), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, True, waiting), daemon=True).start()
 
-    def _pipe(self, source: socket.socket, sink: socket.socket, response: bool) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket, response: bool, waiting: list[bool]) -> None:
         try:
             while data := source.recv(65536):
                 cut = False
+                if not response and not waiting[0]:
+                    with self._lock:
+                        waiting[0] = True
+                        self._in_flight += 1
+                        self.most_in_flight = max(self.most_in_flight, self._in_flight)
+                if response and waiting[0]:
+                    time.sleep(self.hold)
+                    with self._lock:
+                        waiting[0] = False
+                        self._in_flight -= 1
                 if response:
                     with self._lock:
                         cut = self._cut_at is not None and self._forwarded + len(data) > self._cut_at

@@ -17,13 +17,18 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterable, TypeVar
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
 from ddb_assets.exports.errors import UnreadableObject
 
+# Requests about many objects (existence, deletion) go out on this many threads through one S3
+# client: the round trips overlap, on connections the client pools and reuses.
+OBJECT_THREADS = 16
+T = TypeVar("T")
 # 6 attempts wait 15 s on average (at most 31 s) for S3 to come back before giving up: a blip
 # is ridden out, an outage is reported within half a minute.
 S3_MAX_ATTEMPTS = 6
@@ -270,12 +275,48 @@ def resolver(s3: S3Options | None = None) -> Callable[[str], Location]:
     return locate
 
 
+def absent(uris: Iterable[str], s3: S3Options | None = None) -> list[str]:
+    """Those of ``uris`` (``s3://`` URIs or local paths) that name no object or file, in their
+    order. One S3 client for all, their HEAD requests on OBJECT_THREADS threads. Raises OSError
+    when one cannot be asked about (access denied, say)."""
+    locate = resolver(s3)
+    wanted = [(uri, locate(uri)) for uri in uris]
+    found = on_threads([location for _, location in wanted], Location.exists)
+    return [uri for (uri, _), exists in zip(wanted, found) if not exists]
+
+
 def remove_quietly(uris: Iterable[str], s3: S3Options | None = None) -> None:
     """Best effort: delete these objects or files (one that cannot be deleted is left: files no
-    snapshot references are orphans that maintenance removes)."""
+    snapshot references are orphans that maintenance removes). One S3 client for all, their
+    DELETE requests on OBJECT_THREADS threads."""
+    locate = resolver(s3)
+    locations = []
     for uri in uris:
         try:
-            location = resolve(uri, s3)
-            location.fs.delete_file(location.path)
+            locations.append(locate(uri))
         except (OSError, ValueError):
             pass
+    delete_quietly(locations)
+
+
+def delete_quietly(locations: Iterable[Location]) -> int:
+    """Best effort: delete these objects or files (on OBJECT_THREADS threads when on S3). Returns
+    how many were deleted."""
+    def delete(location: Location) -> bool:
+        try:
+            location.fs.delete_file(location.path)
+            return True
+        except OSError:
+            return False  # an orphan for maintenance
+
+    return sum(on_threads(list(locations), delete))
+
+
+def on_threads(locations: list[Location], work: Callable[[Location], T]) -> list[T]:
+    """``work`` of each of ``locations``, in their order: on OBJECT_THREADS threads when one is on
+    S3 (each a round trip there: thousands one after another take minutes), else on this thread.
+    The first exception ``work`` raises is raised here, once every call has ended."""
+    if len(locations) < 2 or all(location.scheme == "file" for location in locations):
+        return [work(location) for location in locations]
+    with ThreadPoolExecutor(min(OBJECT_THREADS, len(locations)), thread_name_prefix="s3-objects") as pool:
+        return list(pool.map(work, locations))

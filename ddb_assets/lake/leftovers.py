@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator
 
 import pyarrow.fs as pafs
 
-from ddb_assets.exports.storage import Location, S3Options, remove_quietly
+from ddb_assets.exports.storage import Location, S3Options, delete_quietly, remove_quietly
 
 
 def local_path(dest: str | os.PathLike[str]) -> str | None:
@@ -98,8 +98,8 @@ class RunFiles:
 
 def remove_run_files(data: Location, runs: str | Iterable[str]) -> int:
     """Best effort: delete every data file of ``runs`` (a run id or several; any shard, any
-    attempt: their names begin with the run id) under ``data``, in one listing. Returns how many
-    were deleted."""
+    attempt: their names begin with the run id) under ``data``, in one listing (the deletions on
+    threads on S3). Returns how many were deleted."""
     prefixes = tuple(f"{run}-" for run in ([runs] if isinstance(runs, str) else runs))
     if not prefixes:
         return 0
@@ -107,12 +107,5 @@ def remove_run_files(data: Location, runs: str | Iterable[str]) -> int:
         entries = data.fs.get_file_info(pafs.FileSelector(data.path, recursive=True, allow_not_found=True))
     except OSError:
         return 0
-    removed = 0
-    for entry in entries:
-        if entry.type == pafs.FileType.File and entry.base_name.startswith(prefixes):
-            try:
-                data.fs.delete_file(entry.path)
-                removed += 1
-            except OSError:
-                pass  # an orphan for maintenance
-    return removed
+    return delete_quietly([Location(data.fs, entry.path, data.scheme) for entry in entries
+                           if entry.type == pafs.FileType.File and entry.base_name.startswith(prefixes)])

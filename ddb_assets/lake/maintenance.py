@@ -316,7 +316,8 @@ def compact_small_files(table: Any, small_file_bytes: int, s3: S3Options | None 
     before is written: lake/read_ahead.py). Returns ({partition: (data files before, 1)}, snapshot
     id or None); ``folded`` gets the paths of the position-delete files whose rows it applies (would
     apply, dry run), which a summary counts apart from the data files."""
-    from ddb_assets.lake.position_deletes import deleted_positions, keep_mask, remove_files, without_files
+    from ddb_assets.lake.position_deletes import (PositionIndex, deleted_positions, keep_mask, remove_files,
+                                                  without_files)
     from ddb_assets.lake.read_ahead import ReadAhead
     from ddb_assets.lake.row_delta import row_delta
     from ddb_assets.lake.writer import FileTarget, PartitionedWriter
@@ -361,7 +362,7 @@ def compact_small_files(table: Any, small_file_bytes: int, s3: S3Options | None 
                         metrics=metrics_properties(table.properties))
     arrow_schema = stored.arrow_schema if stored is not None else iceberg_schema.as_arrow()
     writer = PartitionedWriter(resolve(target.data, s3), arrow_schema, target, worker=0)
-    cache: dict[str, pa.Table] = {}  # delete files by path: one applies to many data files
+    cache: dict[str, PositionIndex] = {}  # delete files by path, indexed once: one applies to many data files
     ordered = [task for tasks in groups.values() for task in tasks]
     locate = resolver(s3)  # one S3 client for every file read: connections are reused
     try:

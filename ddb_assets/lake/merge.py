@@ -48,8 +48,8 @@ from ddb_assets.lake.commit import (COMMIT_ATTEMPTS, CommitConflict, CommitResul
                                     begin_transaction, data_files_for, replace_files, source_properties)
 from ddb_assets.lake.evolution import TablePlan
 from ddb_assets.lake.guards import ChainError, applied_already, check_chain, check_identity
-from ddb_assets.lake.position_deletes import (DeletedRows, deleted_positions, keep_mask, remove_files, without_files,
-                                             write_delete_files)
+from ddb_assets.lake.position_deletes import (DeletedRows, PositionIndex, deleted_positions, keep_mask, remove_files,
+                                             without_files, write_delete_files)
 from ddb_assets.lake.read_ahead import ReadAhead
 from ddb_assets.lake.record import SUMMARY_PREFIX
 from ddb_assets.lake.row_delta import row_delta
@@ -245,7 +245,7 @@ def affected_files(table: Any, keys: pa.Table, key_columns: list[str], s3: S3Opt
         return []
     tasks = _candidates(table, key_columns[0], first)
     matcher = KeyMatcher(keys, key_columns)
-    cache: dict[str, pa.Table] = {}  # delete files by path: one applies to many data files
+    cache: dict[str, PositionIndex] = {}  # delete files by path, indexed once: one applies to many data files
     locate = resolver(s3)  # one S3 client for every file: connections are reused
     steps = _Steps(notify, "scan", len(tasks))
     out: list[Affected] = []
@@ -303,7 +303,7 @@ class _Live:
     hidden: pa.Array
 
 
-def _live_rows(task: Any, present: pa.Table, s3: S3Options | None, cache: dict[str, pa.Table]) -> _Live:
+def _live_rows(task: Any, present: pa.Table, s3: S3Options | None, cache: dict[str, PositionIndex]) -> _Live:
     """The live rows of a candidate whose key columns are ``present``: the rows its delete files
     hide left out (their positions read here, delete files kept in ``cache`` by path)."""
     hidden = pa.array([], pa.int64())

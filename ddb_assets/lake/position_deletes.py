@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -26,6 +27,10 @@ SCHEMA = pa.schema([
     pa.field("file_path", pa.string(), nullable=False, metadata={b"PARQUET:field_id": str(FILE_PATH_ID).encode()}),
     pa.field("pos", pa.int64(), nullable=False, metadata={b"PARQUET:field_id": str(POS_ID).encode()}),
 ])
+
+
+# {data file path: its deleted positions (int64, sorted)}: one delete file, indexed once.
+PositionIndex = dict[str, np.ndarray]
 
 
 @dataclass
@@ -117,35 +122,65 @@ def _write(table: pa.Table, partition: Any, spec_id: int, folder: str, name: str
 
 
 def deleted_positions(delete_files: Iterable[Any], data_path: str, s3: S3Options | None,
-                      cache: dict[str, pa.Table] | None = None) -> pa.Array:
+                      cache: dict[str, PositionIndex] | None = None) -> pa.Array:
     """The positions of ``data_path`` that ``delete_files`` (the scan task's, applying to it by
-    sequence number) hide: int64, sorted, unique. ``cache`` keeps read delete files by path."""
+    sequence number) hide: int64, sorted, unique. ``cache`` keeps each delete file read, indexed
+    by data file (``index_delete_file``), by its path: a delete file is read and indexed once,
+    and each lookup then costs the positions of ``data_path`` alone."""
     found = []
     for delete_file in delete_files:
-        table = read_delete_file(delete_file.file_path, s3, cache)
-        found.append(table.filter(pc.equal(table.column("file_path"), data_path)).column("pos").combine_chunks())
+        index = cache.get(delete_file.file_path) if cache is not None else None
+        if index is None:
+            index = index_delete_file(read_delete_file(delete_file.file_path, s3))
+            if cache is not None:
+                cache[delete_file.file_path] = index
+        positions = index.get(data_path)
+        if positions is not None:
+            found.append(positions)
     if not found:
         return pa.array([], pa.int64())
-    unique = pc.unique(pa.concat_arrays([pc.cast(a, pa.int64()) for a in found]))
-    return unique.take(pc.array_sort_indices(unique))
+    return pa.array(np.unique(np.concatenate(found)), pa.int64())
 
 
-def read_delete_file(path: str, s3: S3Options | None, cache: dict[str, pa.Table] | None = None) -> pa.Table:
-    """A position-delete file as (file_path, pos)."""
-    if cache is not None and path in cache:
-        return cache[path]
+def index_delete_file(table: pa.Table) -> PositionIndex:
+    """A delete file's rows (``file_path``, ``pos``; any order, ``file_path`` plain or dictionary
+    encoded) as {data file path: its positions (int64 numpy array, sorted)}. The arrays are views
+    of one array of every position: the index holds 8 bytes per row plus each path once (the rows'
+    own ``file_path`` values, a path per row, are not kept)."""
+    table = table.filter(pc.is_valid(table.column("file_path"))) if table.column("file_path").null_count else table
+    if table.num_rows == 0:
+        return {}
+    paths = table.column("file_path")
+    if not pa.types.is_dictionary(paths.type):
+        paths = pc.dictionary_encode(paths)
+    # One dictionary for every chunk (a Parquet reader gives one per row group), then one chunk.
+    paths = pa.chunked_array(paths.chunks, paths.type).unify_dictionaries().combine_chunks()
+    codes = paths.indices.to_numpy(zero_copy_only=False)
+    positions = pc.cast(table.column("pos"), pa.int64()).to_numpy()
+    order = np.lexsort((positions, codes))  # by data file, then position
+    positions, counts = positions[order], np.bincount(codes, minlength=len(paths.dictionary))
+    index: PositionIndex = {}
+    end = 0
+    for path, count in zip(paths.dictionary.to_pylist(), counts.tolist()):
+        start, end = end, end + count
+        if count:
+            # a path twice in the dictionary (not made by pyarrow's readers): its positions joined
+            index[path] = positions[start:end] if path not in index else np.sort(
+                np.concatenate([index[path], positions[start:end]]))
+    return index
+
+
+def read_delete_file(path: str, s3: S3Options | None) -> pa.Table:
+    """A position-delete file as (file_path, pos), ``file_path`` dictionary encoded (its values
+    repeat: one per data file it references)."""
     location = resolve(path, s3)
-    table = pq.read_table(location.path, filesystem=location.fs, columns=["file_path", "pos"])
-    if cache is not None:
-        cache[path] = table
-    return table
+    return pq.read_table(location.path, filesystem=location.fs, columns=["file_path", "pos"],
+                         read_dictionary=["file_path"])
 
 
 def keep_mask(rows: int, positions: pa.Array, memory_pool: pa.MemoryPool | None = None) -> pa.Array:
     """A boolean mask of ``rows`` rows, false at ``positions`` (allocated from ``memory_pool``,
     pyarrow's default when None)."""
-    import numpy as np
-
     mask = np.ones(rows, dtype=bool)
     if len(positions):
         mask[positions.to_numpy(zero_copy_only=False)] = False
@@ -156,5 +191,5 @@ def remove_files(files: Iterable[Any], s3: S3Options | None) -> None:
     """Best effort: delete files no snapshot references (what is left is an orphan for maintenance)."""
     remove_quietly((data_file.file_path for data_file in files), s3)
 
-__all__ = ["DeletedRows", "FILE_PATH_ID", "POS_ID", "SCHEMA", "deleted_positions", "keep_mask", "read_delete_file",
-           "remove_files", "without_files", "write_delete_files"]
+__all__ = ["DeletedRows", "FILE_PATH_ID", "POS_ID", "SCHEMA", "PositionIndex", "deleted_positions", "index_delete_file",
+           "keep_mask", "read_delete_file", "remove_files", "without_files", "write_delete_files"]

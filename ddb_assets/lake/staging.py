@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 
 from ddb_assets.exports.json_reader import ReaderCounts
 from ddb_assets.exports.reader import Export, open_export
-from ddb_assets.exports.storage import Location, S3Options, remove_quietly, resolve
+from ddb_assets.exports.storage import Location, S3Options, absent, remove_quietly, resolve
 from ddb_assets.lake.profile import Profile, profile_from_json, profile_to_json
 from ddb_assets.lake.record import INCREMENTAL
 from ddb_assets.lake.schema import TableSchema
@@ -322,7 +322,7 @@ def commit_staged(staged: StagedExport, dest: str | os.PathLike[str], options: A
                     "statistics the commit now takes)")
     if _options_of(options) != staged.options:
         raise stale(f"they were planned with {staged.options}, this run asks for {_options_of(options)}")
-    missing = [w.path for w in staged.written if not resolve(w.path, options.s3).exists()]
+    missing = absent([w.path for w in staged.written], options.s3)  # one client, HEADs overlapped
     if missing:
         raise stale(f"{len(missing)} of its {len(staged.written)} data files are gone (e.g. {missing[0]})")
     if staged.incremental:
