@@ -1391,6 +1391,10 @@ def maintain(
         result = run_maintenance(iceberg_table, options, on_event=after.watching(lambda kind, info: None))
         scratch = remove_stale_scratch(work_dir, dry_run=dry_run)
         _maintained(iceberg_table, result, scratch, dry_run=dry_run, work_dir=work_dir)
+    if options.grace < timedelta(hours=1) and not dry_run:
+        err_console.print(f"warning: a grace of {options.grace.total_seconds() / 3600:g} hours: files of a conversion "
+                          f"or merge still writing to {table} may be removed as orphans (its commit then fails); "
+                          f"keep it longer than your longest run", highlight=False, markup=False, soft_wrap=True)
 
 
 def _maintained(iceberg_table: Any, result: Any, scratch: list, *, dry_run: bool,  # type: ignore[type-arg]

@@ -396,6 +396,9 @@ def test_the_maintain_command(tmp_path: Path) -> None:
     # the files only the older one referenced go
     assert "0 partitions rewritten" in result.stdout and "1 snapshot expired" in result.stdout
     assert "orphans" in result.stdout and " 0 files removed" not in result.stdout
+    assert result.stderr == ("warning: a grace of 0 hours: files of a conversion or merge still writing to reviews "
+                             "may be removed as orphans (its commit then fails); keep it longer than your longest "
+                             "run\n")
     missing = run_cli("maintain", "nope", "--lake", str(lake))
     assert missing.returncode == 1 and "no table 'nope'" in missing.stderr and "reviews" in missing.stderr
 
@@ -632,3 +635,60 @@ def test_a_rollback_to_before_a_rebuild_is_refused_in_one_line(tmp_path: Path) -
     rolled = run_cli("rollback", "t", str(after), "--lake", str(lake))
     assert rolled.returncode == 0, rolled.stderr
     assert len(read_rows(str(lake / "t"))[1]) == 40
+
+
+def test_a_commit_landing_while_maintenance_runs_keeps_its_files_even_with_no_grace(tmp_path: Path) -> None:
+    """Maintenance loaded the table, then another run committed (a new export): the orphan sweep
+    reads the table as the catalog has it now, so the new snapshot's data and metadata files stay
+    and the table reads back whole."""
+    from ddb_assets.lake.maintenance import remove_orphan_files
+
+    root = tmp_path / "lake" / "reviews"
+    convert_export(doctor.make_export(tmp_path / "export0", items=100, files=2, seed=1), root,
+                   ConvertOptions(workers=1, partition_by="year"))
+    catalog = open_catalog(CatalogConfig(), __import__("ddb_assets.exports.storage", fromlist=["resolve"]).resolve(
+        tmp_path / "lake"))
+    loaded_before = load_table(catalog, "ddb_lake", "reviews")  # what maintenance read at its start
+    convert_export(doctor.make_export(tmp_path / "export1", items=150, files=2, seed=2), root,
+                   ConvertOptions(workers=1, partition_by="year"))  # lands meanwhile
+
+    removed, _ = remove_orphan_files(loaded_before, timedelta(0))
+
+    now = load_table(catalog, "ddb_lake", "reviews")
+    assert now.metadata_location not in removed and Path(now.metadata_location).exists()
+    assert now.scan().to_arrow().num_rows == 150
+    assert all(Path(task.file.file_path).exists() for task in now.scan().plan_files())
+    assert removed == []  # the first export's files are the older snapshot's: kept until it expires
+
+
+def test_a_compaction_that_loses_the_commit_race_says_so_and_leaves_no_file(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from ddb_assets.lake import maintenance
+    from ddb_assets.lake.commit import CommitConflict
+
+    root = tmp_path / "lake" / "reviews"
+    convert_export(doctor.make_export(tmp_path / "export0", items=300, files=3, seed=3), root,
+                   ConvertOptions(workers=2, partition_by="year", small_partition_bytes=0))
+    catalog = open_catalog(CatalogConfig(), __import__("ddb_assets.exports.storage", fromlist=["resolve"]).resolve(
+        tmp_path / "lake"))
+    table = load_table(catalog, "ddb_lake", "reviews")
+    files_before = {str(p) for p in (root / "data").rglob("*.parquet")}
+    snapshot_before = table.current_snapshot().snapshot_id
+
+    def another_writer_first() -> Any:  # as the compaction's commit begins, another run lands first
+        def on_event(kind: str, info: dict) -> None:
+            if kind == "committing":
+                convert_export(doctor.make_export(tmp_path / "export1", items=300, files=3, seed=4), root,
+                               ConvertOptions(workers=1, partition_by="year"))
+        return on_event
+
+    with pytest.raises(CommitConflict, match=r"^table reviews: another writer committed to it while maintenance "
+                                             r"compacted it \(.*\); nothing was committed and the compacted files "
+                                             r"were removed: run maintenance again$"):
+        maintenance.compact_small_files(table, 32 << 20, None, on_event=another_writer_first())
+
+    now = load_table(catalog, "ddb_lake", "reviews")
+    assert now.current_snapshot().snapshot_id != snapshot_before  # the other run's commit stands
+    assert not [p for p in (root / "data").rglob("*.parquet") if "compact" in p.name]
+    assert {task.file.file_path for task in now.scan().plan_files()} <= {str(p) for p in (root / "data").rglob("*.parquet")}
+    assert files_before <= {str(p) for p in (root / "data").rglob("*.parquet")}  # nothing of the table removed

@@ -23,6 +23,7 @@ expiring or removing could take away the way back); then:
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from types import SimpleNamespace
@@ -36,7 +37,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ddb_assets.exports.storage import Location, S3Options, resolve, resolver
-from ddb_assets.lake.commit import data_files_for, file_partition_name
+from ddb_assets.lake.commit import CommitConflict, data_files_for, file_partition_name
 from ddb_assets.lake.file_stats import metrics_properties
 from ddb_assets.lake.record import COMPACT, OPERATION, carried_record, recording_snapshot
 from ddb_assets.lake.schema import TableSchema
@@ -205,6 +206,21 @@ def referenced_files(table: Any, expired: set[int] | frozenset[int] = frozenset(
     return {_normal(f) for f in files}
 
 
+def _commit_failed() -> type:
+    from pyiceberg.exceptions import CommitFailedException
+
+    return CommitFailedException
+
+
+_METADATA_FILE = re.compile(r"/(\d+)-[^/]*\.metadata\.json$")
+
+
+def _metadata_version(uri: str) -> int | None:
+    """The version an Iceberg metadata file's name begins with (``00003-<uuid>.metadata.json``: 3)."""
+    found = _METADATA_FILE.search(uri)
+    return int(found.group(1)) if found else None
+
+
 def remove_orphan_files(table: Any, grace: timedelta, s3: S3Options | None = None, *,
                         dry_run: bool = False, expired: set[int] | frozenset[int] = frozenset(),
                         data_files: list[tuple[str, pafs.FileInfo]] | None = None) -> tuple[list[str], int]:
@@ -215,8 +231,13 @@ def remove_orphan_files(table: Any, grace: timedelta, s3: S3Options | None = Non
     from ddb_assets.lake.staging import staged_paths
 
     root = resolve(table.location(), s3)
+    # The table as the catalog has it now, not as this run loaded it: a commit that landed since
+    # (an export's merge while maintenance ran) references files the older metadata does not
+    # know, its metadata file among them, and a short grace would take them from under it.
+    table.refresh()
     # Files a validation staged for a commit still to come are not orphans (lake/staging.py).
     referenced = referenced_files(table, expired) | {_normal(p) for p in staged_paths(root)}
+    newest = _metadata_version(table.metadata_location)
     cutoff = time.time() - grace.total_seconds()
     removed, size = [], 0
     for folder in ("data", "metadata"):
@@ -224,6 +245,9 @@ def remove_orphan_files(table: Any, grace: timedelta, s3: S3Options | None = Non
         for uri, entry in (data_files if folder == "data" and data_files is not None else _files_under(location)):
             if _normal(uri) in referenced:
                 continue
+            version = _metadata_version(uri) if folder == "metadata" else None
+            if version is not None and newest is not None and version >= newest:
+                continue  # a commit landing now writes the next one: never an orphan while it is the newest
             modified = entry.mtime.timestamp() if entry.mtime is not None else 0.0
             if modified > cutoff:
                 continue  # perhaps a run still writing, or a commit in flight: not an orphan yet
@@ -388,6 +412,7 @@ def compact_small_files(table: Any, small_file_bytes: int, s3: S3Options | None 
     removed = [task.file for tasks in groups.values() for task in tasks]
     delete_files = {d for tasks in groups.values() for task in tasks for d in task.delete_files}
     transaction = table.transaction()
+    replacements: list[Any] = []
     if delete_files:
         try:
             gone, replacements = without_files(delete_files, {f.file_path for f in removed}, target.run, s3,
@@ -404,7 +429,16 @@ def compact_small_files(table: Any, small_file_bytes: int, s3: S3Options | None 
             for data_file in data_files_for(transaction, written):
                 producer.append_data_file(data_file)
     on_event("committing", {})
-    transaction.commit_transaction()
+    try:
+        transaction.commit_transaction()
+    except _commit_failed() as exc:
+        # Another writer (an export's merge, say) committed since this compaction read the table:
+        # what it compacted may be gone or changed, so nothing is committed over it.
+        ours = [SimpleNamespace(file_path=w.path) for w in written] + list(replacements if delete_files else [])
+        remove_files(ours, s3)
+        raise CommitConflict(f"table {table.name()[-1]}: another writer committed to it while maintenance compacted "
+                             f"it ({' '.join(str(exc).split())}); nothing was committed and the compacted files were "
+                             f"removed: run maintenance again") from None
     table.refresh()
     compacted = table.current_snapshot().snapshot_id
     on_event("committed", {"snapshot_id": compacted, "said": f"the compaction is committed (snapshot {compacted})"})
