@@ -1518,7 +1518,31 @@ def _interrupted() -> None:
 
     line, code = stopped()
     err_console.print(line, highlight=False, markup=False, soft_wrap=True)
+    _exit_without_stuck_threads(code)
     sys.exit(code)
+
+
+# How long an interrupted command waits for its other threads (S3 reads, deletes) to end.
+THREADS_GRACE_SECONDS = 2.0
+
+
+def _exit_without_stuck_threads(code: int) -> None:
+    """Exit now with ``code`` when threads other than this one are still running after
+    THREADS_GRACE_SECONDS: Python's exit would wait for each (a read stuck on an endpoint that
+    stopped answering, for minutes). What they leave is what an interrupted run leaves (files no
+    snapshot refers to, for maintenance); the line above is already printed."""
+    import os
+    import threading
+    import time
+
+    others = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
+    deadline = time.monotonic() + THREADS_GRACE_SECONDS
+    for thread in others:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(thread.is_alive() for thread in others):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _error(message: str, exc: Optional[BaseException] = None, code: int = 1) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, TypeVar
 from urllib.parse import urlparse
 
@@ -318,5 +317,7 @@ def on_threads(locations: list[Location], work: Callable[[Location], T]) -> list
     The first exception ``work`` raises is raised here, once every call has ended."""
     if len(locations) < 2 or all(location.scheme == "file" for location in locations):
         return [work(location) for location in locations]
-    with ThreadPoolExecutor(min(OBJECT_THREADS, len(locations)), thread_name_prefix="s3-objects") as pool:
+    from ddb_assets.exports.thread_pool import io_threads
+
+    with io_threads(min(OBJECT_THREADS, len(locations)), "s3-objects") as pool:
         return list(pool.map(work, locations))

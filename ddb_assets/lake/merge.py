@@ -34,7 +34,7 @@ from __future__ import annotations
 import random
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -44,6 +44,7 @@ import pyarrow.compute as pc
 
 from ddb_assets.exports.changes import DELETE, UPSERT
 from ddb_assets.exports.storage import Location, S3Options, resolve, resolver
+from ddb_assets.exports.thread_pool import io_threads
 from ddb_assets.lake.commit import (COMMIT_ATTEMPTS, CommitConflict, CommitResult, ExportRecord, _result,
                                     begin_transaction, data_files_for, replace_files, source_properties)
 from ddb_assets.lake.evolution import TablePlan
@@ -249,7 +250,7 @@ def affected_files(table: Any, keys: pa.Table, key_columns: list[str], s3: S3Opt
     locate = resolver(s3)  # one S3 client for every file: connections are reused
     steps = _Steps(notify, "scan", len(tasks))
     out: list[Affected] = []
-    with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="merge-keys") as pool:
+    with io_threads(READ_THREADS, "merge-keys") as pool:  # Ctrl-C is not held up by a stuck read
         pending: deque[tuple[Any, Future]] = deque()
         waiting = iter(tasks)
         try:
