@@ -692,3 +692,22 @@ def test_a_compaction_that_loses_the_commit_race_says_so_and_leaves_no_file(tmp_
     assert not [p for p in (root / "data").rglob("*.parquet") if "compact" in p.name]
     assert {task.file.file_path for task in now.scan().plan_files()} <= {str(p) for p in (root / "data").rglob("*.parquet")}
     assert files_before <= {str(p) for p in (root / "data").rglob("*.parquet")}  # nothing of the table removed
+
+
+@pytest.mark.parametrize("command", [("history", "reviews"), ("query", "SELECT count(*) FROM reviews"),
+                                     ("maintain", "reviews", "--dry-run")], ids=lambda c: c[0])
+def test_a_missing_current_metadata_file_is_one_line_naming_it(tmp_path: Path, command: tuple[str, ...]) -> None:
+    lake = tmp_path / "lake"
+    folder = doctor.make_export(tmp_path / "export", items=50)
+    assert run_cli("convert", str(folder), str(lake / "reviews")).returncode == 0
+    catalog = open_catalog(CatalogConfig(), __import__("ddb_assets.exports.storage", fromlist=["resolve"]).resolve(lake))
+    current = Path(load_table(catalog, "ddb_lake", "reviews").metadata_location)
+    current.unlink()
+
+    result = run_cli(*command, "--lake", str(lake))
+
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and \
+        "table ddb_lake.reviews: the metadata file the catalog points to is missing (" in lines[0]
+    assert str(current) in lines[0] and "previous_metadata_location" in lines[0]

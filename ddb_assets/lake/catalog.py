@@ -256,6 +256,14 @@ def load_table(catalog: Any, namespace: str, name: str) -> Any | None:
         return catalog.load_table((namespace, name))
     except (NoSuchTableError, NoSuchNamespaceError):
         return None
+    except FileNotFoundError as exc:
+        # The catalog's pointer outlived its metadata file (deleted by hand, by a lifecycle rule, by
+        # a sweep that raced a commit): every command on the table would fail on it.
+        detail = " ".join(str(exc).split())
+        raise CatalogError(f"table {namespace}.{name}: the metadata file the catalog points to is missing ({detail}), "
+                           f"so the table cannot be read: restore that file, or point the catalog at an earlier "
+                           f"metadata file of the table (its metadata/ folder; in Glue, the table's "
+                           f"previous_metadata_location parameter names the one before)") from None
     except Exception as exc:
         refusal = _glue_refusal(catalog, exc)
         if refusal is None:
