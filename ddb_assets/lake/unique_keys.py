@@ -6,9 +6,10 @@ with one key mean a damaged or hand-assembled export, and a table built from it 
 settings' ``key_attributes``, ``convert --key``); without them it does not run.
 
 It reads only the key columns of the files written (Parquet: a small fraction of their bytes; their
-sizes are the writer's, so S3 is not asked for them, a HEAD per file) and groups them. On one machine (the ``local`` runner) DuckDB groups them, spilling to disk beyond its
-memory limit, so it holds for any export size: measured on 300,000 items (21 files), about 0.4 s,
-2% of their 20 s conversion, but about 21 minutes per TB of JSON, all keys through one machine.
+sizes are the writer's, so S3 is not asked for them, a HEAD per file) and groups them. On one
+machine (the ``local`` runner) DuckDB groups them, spilling to disk beyond its memory limit, so it
+holds for any export size: measured on 300,000 items (21 files), about 0.4 s, 2% of their 20 s
+conversion, but about 21 minutes per TB of JSON, all keys through one machine.
 The Spark runners (spark, glue, emr_serverless) pass a ``find`` that groups them on the engine's
 executors instead (lake/shards/key_round.py): same check, same error.
 
