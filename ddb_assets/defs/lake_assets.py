@@ -298,7 +298,7 @@ def exports_to_apply(validated: list[ValidatedExport], table: Any, rebuild: bool
     (ChainError), which stops the chain there: later windows wait. ``rebuild``: the newest full
     export whatever the mark, then every incremental export after it, applied or not (the rebuild
     replaces the state that held them: lake/record.py ``lineage``)."""
-    from ddb_assets.lake.merge import applied_already
+    from ddb_assets.lake.guards import applied_exports
 
     mark = high_water_mark(table)[0] if table is not None and not rebuild else None
     newest_full = next((e for e in reversed(validated) if not e.incremental and e.export_time
@@ -308,8 +308,10 @@ def exports_to_apply(validated: list[ValidatedExport], table: Any, rebuild: bool
     if base is None:
         return chain
     incremental = [e for e in validated if e.incremental and e.export_to_time
-                   and instant(e.export_to_time) > instant(base)
-                   and (table is None or rebuild or not applied_already(table, e.export_id))]
+                   and instant(e.export_to_time) > instant(base)]
+    if incremental and table is not None and not rebuild:
+        applied = applied_exports(table)  # one walk of the table's chain for them all
+        incremental = [e for e in incremental if e.export_id not in applied]
     return chain + sorted(incremental, key=lambda e: (instant(e.export_from_time), e.export_id))
 
 

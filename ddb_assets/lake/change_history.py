@@ -64,7 +64,8 @@ from ddb_assets.lake.evolution import TablePlan, plan_table
 from ddb_assets.lake.file_stats import metrics_properties
 from ddb_assets.lake.flatten import flatten_items
 from ddb_assets.lake.profile import Profile, profile_items
-from ddb_assets.lake.record import APPLIED_BY, COMPACT, OPERATION, applies_export, lineage, state_snapshots
+from ddb_assets.lake.record import APPLIED_BY, COMPACT, OPERATION, ancestors, applies_export, lineage, \
+    state_snapshots
 from ddb_assets.lake.schema import TableSchema
 from ddb_assets.lake.writer import FileTarget, PartitionedWriter
 
@@ -229,12 +230,12 @@ def _follow_the_table(history: Any, state: _TableState) -> Any:
     rolled back to its newest snapshot that records an application the table still holds (the
     others stay readable as earlier snapshots), or emptied when it records none."""
     current = history.current_snapshot()
-    snapshot = current
-    while snapshot is not None:
-        summary = snapshot.summary.additional_properties if snapshot.summary else {}
+    snapshot = None
+    for candidate in ancestors(history):
+        summary = candidate.summary.additional_properties if candidate.summary else {}
         if f"{SUMMARY_PREFIX}export-id" in summary and _holds(summary, state) != GONE:
+            snapshot = candidate
             break
-        snapshot = history.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
     if current is None or (snapshot is not None and snapshot.snapshot_id == current.snapshot_id):
         return history
     if snapshot is not None:
@@ -255,22 +256,45 @@ def _pending(history: Any, applications: list[_Application], export: Export) -> 
     them, those whose window ends after the history's first window began)."""
     if history is None:
         return [a for a in applications if a.export_id == export.export_id][-1:]
-    held = [index for index, a in enumerate(applications) if _recorded(history, a)]
+    recorded = _Recorded.of(history)
+    held = [index for index, a in enumerate(applications) if recorded.records(a)]
     if held:
         return applications[held[-1] + 1:]
     began = _history_began(history)
     return [a for a in applications if began is None or (a.export_to_time and instant(a.export_to_time) > instant(began))]
 
 
+@dataclass(frozen=True)
+class _Recorded:
+    """The applications a history's current chain records: by the table's snapshot that applied
+    each (``snapshots``), or, for a history snapshot written before that was recorded, by its
+    export id (``exports``). Read in one walk of the chain, then asked once per application (a
+    walk per application grew with their number times the history's length)."""
+
+    snapshots: frozenset[str]
+    exports: frozenset[str]
+
+    @classmethod
+    def of(cls, history: Any) -> "_Recorded":
+        snapshots, exports = set(), set()
+        for summary in lineage(history):
+            export_id = summary.get(f"{SUMMARY_PREFIX}export-id")
+            if export_id is None:
+                continue
+            if summary.get(APPLIED_BY):
+                snapshots.add(summary[APPLIED_BY])
+            else:
+                exports.add(export_id)
+        return cls(frozenset(snapshots), frozenset(exports))
+
+    def records(self, application: _Application) -> bool:
+        return str(application.snapshot_id) in self.snapshots or application.export_id in self.exports
+
+
 def _recorded(history: Any, application: _Application) -> bool:
     """Does the history's current chain record ``application`` (by the table's snapshot that
     applied it; one written before that was recorded, by its export id)?"""
-    def records(summary: dict[str, str]) -> bool:
-        if summary.get(APPLIED_BY):
-            return summary[APPLIED_BY] == str(application.snapshot_id)
-        return summary.get(f"{SUMMARY_PREFIX}export-id") == application.export_id
-
-    return any(f"{SUMMARY_PREFIX}export-id" in summary and records(summary) for summary in lineage(history))
+    return _Recorded.of(history).records(application)
 
 
 def _history_began(history: Any) -> str | None:

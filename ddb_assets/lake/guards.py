@@ -230,3 +230,8 @@ def applied_already(table: Any, export_id: str) -> bool:
     """Does the current snapshot or one of its ancestors since the table's latest whole-table
     replacement (lake/record.py ``lineage``) record ``export_id``?"""
     return any(summary.get(f"{SUMMARY_PREFIX}export-id") == export_id for summary in lineage(table))
+
+
+def applied_exports(table: Any) -> set[str]:
+    """The export ids ``applied_already`` finds, read in one walk: to ask about many exports."""
+    return {export_id for export_id in (s.get(f"{SUMMARY_PREFIX}export-id") for s in lineage(table)) if export_id}

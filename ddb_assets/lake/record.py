@@ -74,16 +74,31 @@ def replaces_table(summary: dict[str, str]) -> bool:
     return bool(get("export-id")) and get("export-type") == FULL and get("partitions") == "all"
 
 
+def ancestors(table: Any) -> Iterator[Any]:
+    """The current snapshot and its ancestors, newest first, back to the first snapshot or to one
+    whose parent maintenance expired. Parents are looked up in an index of the table's snapshots
+    by id, made once per walk at its first step back (a walk that stops at the current snapshot
+    makes none): pyiceberg's ``snapshot_by_id`` scans the snapshot list, so a walk by it grows with
+    the square of the snapshots kept (a week of 15-minute windows: ~670)."""
+    snapshot = table.current_snapshot()
+    by_id: dict[int, Any] | None = None
+    while snapshot is not None:
+        yield snapshot
+        if not snapshot.parent_snapshot_id:
+            return
+        if by_id is None:
+            by_id = {s.snapshot_id: s for s in table.snapshots()}
+        snapshot = by_id.get(snapshot.parent_snapshot_id)
+
+
 def state_snapshots(table: Any) -> Iterator[Any]:
     """The current snapshot and its ancestors, newest first, back to the latest one that replaced
     the whole table (``replaces_table``; included), or to the first snapshot when none did. A
     rollback to a snapshot before a replacement walks that older lineage again."""
-    snapshot = table.current_snapshot()
-    while snapshot is not None:
+    for snapshot in ancestors(table):
         yield snapshot
         if snapshot.summary and replaces_table(snapshot.summary.additional_properties):
             return
-        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
 
 
 OPERATION = f"{SUMMARY_PREFIX}operation"  # our snapshots' own kind: "rebuild", "compact" (else an export's)

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from ddb_assets.lake.commit import file_partition_name
 from ddb_assets.lake.record import SUMMARY_PREFIX, high_water_mark, iso_millis, source_table_arn
-from ddb_assets.lake.record import live_rows
+from ddb_assets.lake.record import ancestors, live_rows
 from ddb_assets.lake.schema import Column, TableSchema, arrow_type
 
 
@@ -175,11 +175,7 @@ def history(table: Any) -> list[dict[str, Any]]:
     ``current``, and ``rolled_back``: not the current snapshot nor one of its ancestors (a
     rollback moved the table back before it; its export may be applied again later)."""
     current = table.current_snapshot()
-    chain = set()
-    snapshot = current
-    while snapshot is not None:
-        chain.add(snapshot.snapshot_id)
-        snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
+    chain = {snapshot.snapshot_id for snapshot in ancestors(table)}
     halves = two_step_rebuilds(table)
     out = []
     for snapshot in sorted(table.snapshots(), key=lambda s: (s.timestamp_ms, s.sequence_number or 0)):
