@@ -49,6 +49,7 @@ class Platform:
         self.world, self.clock, self.instance = world, clock, instance
         self.ddb = world.client("dynamodb")
         self.table, bucket = unique("reviews"), unique("exports")
+        self.bucket = bucket
         create_reviews_table(self.ddb, self.table)
         world.client("s3").create_bucket(Bucket=bucket)
         self.start = clock.now() + WINDOW  # the next window boundary: the writes before it are older
@@ -65,6 +66,7 @@ class Platform:
         self.assets = {a.key: a for a in self.defs.assets if isinstance(a, dg.AssetsDefinition)}
         self.lake = tmp / "lake" / self.names.name
         self.validated: dict[str, dg.ExecuteInProcessResult] = {}  # export id -> its raw_export run
+        self.doctor: tuple[bytes, bytes] | None = None  # (old, new): the newest export of the next tick, doctored
 
     def put(self, review: str, year: int, **values: Any) -> None:
         self.ddb.put_item(TableName=self.table, Item={"product_id": {"S": "p"}, "review_id": {"S": review},
@@ -91,10 +93,39 @@ class Platform:
         for request in tick.dynamic_partitions_requests:
             self.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
         ids = [r.partition_key for r in tick.run_requests]
+        doctored, self.doctor = self.doctor, None
+        if doctored is not None:  # the newest export (ids are in start-time order)
+            self._doctor_export(ids[-1], *doctored)
         for export_id in ids:
+            if export_id in self.validated:
+                continue  # validated at an earlier tick (this context keeps no cursor)
             self.validated[export_id] = self.materialize([self.names.raw_export_key], partition_key=export_id)
-            assert self.validated[export_id].success
+            assert self.validated[export_id].success == (doctored is None or export_id != ids[-1])
         return ids
+
+    def _doctor_export(self, export_id: str, old: bytes, new: bytes) -> None:
+        """``old`` replaced by ``new`` in the export's data files, its manifests' checksums kept
+        right: only its content is bad."""
+        import base64
+        import gzip
+        import hashlib
+        import json
+
+        s3 = self.world.client("s3")
+        arn = self.ddb.describe_table(TableName=self.table)["Table"]["TableArn"]
+        summary_key = self.ddb.describe_export(ExportArn=f"{arn}/export/{export_id}")["ExportDescription"]["ExportManifest"]
+        folder = summary_key.rsplit("/", 1)[0]
+        text = s3.get_object(Bucket=self.bucket, Key=f"{folder}/manifest-files.json")["Body"].read().decode()
+        lines = [json.loads(line) for line in text.splitlines() if line]
+        for entry in lines:
+            data = gzip.decompress(s3.get_object(Bucket=self.bucket, Key=entry["dataFileS3Key"])["Body"].read())
+            body = gzip.compress(data.replace(old, new))
+            s3.put_object(Bucket=self.bucket, Key=entry["dataFileS3Key"], Body=body)
+            entry["md5Checksum"] = base64.b64encode(hashlib.md5(body).digest()).decode()
+        files = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in lines).encode()
+        s3.put_object(Bucket=self.bucket, Key=f"{folder}/manifest-files.json", Body=files)
+        s3.put_object(Bucket=self.bucket, Key=f"{folder}/manifest-files.md5",
+                      Body=base64.b64encode(hashlib.md5(files).digest()))
 
     def lake_table(self) -> dg.ExecuteInProcessResult:
         partitions = self.names.value_partitions.get_partition_keys(dynamic_partitions_store=self.instance)
@@ -416,3 +447,38 @@ def test_materializing_an_up_to_date_table_succeeds_and_commits_nothing(world: L
         text = _parquet_event(run, p).metadata["up_to_date"].text
         assert f"The newest validated export, {later} (changes up to {older}), was passed over: it is older than " \
                f"the table's mark {mark}; exports are applied again once they are later than {mark}." in text
+
+
+def test_a_window_that_failed_validation_is_named_where_the_gap_is(world: LocalWorld, clock: WorldClock,
+                                                                  tmp_path: Path) -> None:
+    """Window 1's export holds a number that is not one (its checksums right): its validation fails;
+    window 2 cannot be applied for the gap, and the failure names window 1's export and why, not
+    only "missing"."""
+    with dg.instance_for_test() as instance:
+        p = Platform(world, clock, tmp_path, instance)
+        p.put("r1", 2015)
+        assert p.full_export().success
+        assert p.sensor_tick_and_validate()
+        assert p.lake_table().success
+        keys = [datetime.fromtimestamp(p.start + i * WINDOW, timezone.utc).strftime("%Y-%m-%dT%H:%M") for i in range(2)]
+        clock.advance(60)
+        p.put("r2", 2016)
+        clock.set(p.start + WINDOW + 60, frozen=True)
+        p.put("r3", 2017)
+        clock.set(p.start + 2 * WINDOW + 1, frozen=True)
+
+        assert p.materialize([p.names.incremental_export_key], partition_key=keys[0]).success
+        p.doctor = (b'{"N":"2016"}', b'{"N":"20x6"}')
+        bad = p.sensor_tick_and_validate()[-1]  # its raw_export fails
+        assert p.materialize([p.names.incremental_export_key], partition_key=keys[1]).success
+        assert p.sensor_tick_and_validate()
+
+        blocked = p.lake_table()
+        assert not blocked.success
+        [step] = [e for e in blocked.all_events if e.is_step_failure]
+        failure = step.event_specific_data.error.message  # type: ignore[union-attr]
+        assert "are missing" in failure
+        assert f"exported since the mark but invalid (fix or export the window again): {bad} (failed validation: " \
+            in failure
+        assert "N must hold a number, found '20x6'" in failure
+        assert p.rows() == [("r1", 2015, None)]  # nothing committed

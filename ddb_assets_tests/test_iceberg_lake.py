@@ -711,3 +711,32 @@ def test_a_missing_current_metadata_file_is_one_line_naming_it(tmp_path: Path, c
     assert lines[0].startswith("error: ") and \
         "table ddb_lake.reviews: the metadata file the catalog points to is missing (" in lines[0]
     assert str(current) in lines[0] and "previous_metadata_location" in lines[0]
+
+
+def test_maintain_on_s3_removes_empty_folder_markers_and_keeps_the_table(aws_env: dict[str, str], s3: Any,
+                                                                         tmp_path: Path) -> None:
+    """Folder markers pyarrow leaves on S3 for a folder it emptied (a killed run's orphans removed)
+    go with the sweep; folders holding the table's files stay whole."""
+    from ddb_assets.exports.storage import S3Options
+    from ddb_assets.lake.maintenance import MaintenanceOptions, maintain
+
+    lake = unique("lake")
+    s3.create_bucket(Bucket=lake)
+    folder = doctor.make_export(tmp_path / "export", items=60, files=1, seed=5)
+    catalog = CatalogConfig(uri=f"sqlite:///{tmp_path / 'catalog.db'}")
+    table = convert_export(folder, f"s3://{lake}/reviews", ConvertOptions(workers=1, catalog=catalog,
+                                                                           partition_by="year")).commit.table
+    s3.put_object(Bucket=lake, Key="reviews/data/year=1901/20260101T000000-0123456789ab-00000.parquet", Body=b"PAR1")
+    s3.put_object(Bucket=lake, Key="reviews/data/year=1902/", Body=b"")  # a marker left by an earlier clean-up
+    held = next(iter(table.scan().plan_files())).file.file_path.split(f"s3://{lake}/", 1)[1]
+    s3.put_object(Bucket=lake, Key=held.rsplit("/", 1)[0] + "/", Body=b"")  # beside the table's files
+    time.sleep(0.01)
+
+    maintain(table, MaintenanceOptions(grace=timedelta(0), compact=False),
+             S3Options(endpoint_url=aws_env["AWS_ENDPOINT_URL"], region="us-east-1"))
+
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=lake, Prefix="reviews/data/").get("Contents", [])]
+    assert [k for k in keys if k.endswith("/")] == [held.rsplit("/", 1)[0] + "/"]  # no marker of an empty folder
+    assert not [k for k in keys if "year=1901" in k or "year=1902" in k]
+    live = {task.file.file_path for task in table.scan().plan_files()}
+    assert live <= {f"s3://{lake}/{k}" for k in keys} and table.scan().to_arrow().num_rows == 60

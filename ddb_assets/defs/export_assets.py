@@ -218,6 +218,24 @@ def validated_exports(instance: dg.DagsterInstance, names: TableNames, newest_fi
     return out
 
 
+def failed_validations(instance: dg.DagsterInstance, names: TableNames, newest_first: int = 50) -> dict[str, str]:
+    """The raw_export partitions among the newest ``newest_first`` whose latest validation failed:
+    export id -> ``failed validation: <error>``."""
+    keys = sorted(names.export_partitions.get_partition_keys(dynamic_partitions_store=instance), reverse=True)
+    failed: dict[str, str] = {}
+    for export_id in keys[:newest_first]:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=names.raw_export_key, asset_partitions=[export_id]), limit=1).records
+        materialization = records[0].asset_materialization if records else None
+        if materialization is None:
+            continue
+        valid = materialization.metadata.get("valid")
+        if valid is None or valid.value is not True:
+            error = materialization.metadata.get("error")
+            failed[export_id] = f"failed validation: {error.value if error is not None else 'invalid'}"
+    return failed
+
+
 def latest_valid_export(instance: dg.DagsterInstance, names: TableNames, newest_first: int = 50) -> ValidExport:
     """The newest raw_export partition whose latest validation passed (metadata ``valid``), and the
     newer ones passed over (failed validation, or not validated yet). Export ids begin with the

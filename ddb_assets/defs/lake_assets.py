@@ -9,7 +9,8 @@ import dagster as dg
 from pydantic import Field
 
 from ddb_assets.aws.resources import DynamoDBResource, LakeResource, QueryEngineResource
-from ddb_assets.defs.export_assets import ValidatedExport, latest_valid_export, locate_export, validated_exports
+from ddb_assets.defs.export_assets import (ValidatedExport, failed_validations, latest_valid_export, locate_export,
+                                          validated_exports)
 from ddb_assets.defs.names import TableNames
 from ddb_assets.defs.runners import with_pipes_launchers
 from ddb_assets.lake.commit import current_result, high_water_mark, instant
@@ -136,6 +137,7 @@ def _parquet_asset(names: TableNames, row_count: dg.AssetCheckSpec, keys: dg.Ass
                 applied = [r.export.export_id for r in results]
                 raise dg.Failure(
                     f"export {export.export_id} could not be applied: {exc}"
+                    + _failed_in_the_gap(exc, failed_validations(context.instance, names), current)
                     + (f"; applied before it: {', '.join(applied)}" if applied else "")
                     + (f"; waiting behind it: {', '.join(blocked)}" if blocked else ""),
                     metadata={"failed_export": export.export_id, "applied": dg.MetadataValue.json(applied),
@@ -289,6 +291,25 @@ def _column_schema(planned: list[Column]) -> dg.TableSchema:
         dg.TableColumn(name=c.name, type=str(c.type_), description=f"from {c.attribute} ({c.descriptor}), field id "
                                                                    f"{c.field_id}")
         for c in planned])
+
+
+def _failed_in_the_gap(exc: Exception, failed: dict[str, str], table: Any) -> str:
+    """For a window refused for a gap: the exports started after the table's mark that failed
+    validation (the gap's window is most likely among them: exported, but invalid), so the
+    message leads to the bad file rather than to exporting the window again."""
+    from ddb_assets.lake.guards import ChainError
+
+    if not isinstance(exc, ChainError) or "are missing" not in str(exc) or table is None:
+        return ""
+    table.refresh()
+    mark = high_water_mark(table)[0]
+    if mark is None:
+        return ""
+    after = instant(mark) * 1000
+    since = [f"{export_id} ({why})" for export_id, why in sorted(failed.items())
+             if export_id.split("-", 1)[0].isdigit() and int(export_id.split("-", 1)[0]) > after]
+    return (f"; exported since the mark but invalid (fix or export the window again): {'; '.join(since)}"
+            if since else "")
 
 
 def exports_to_apply(validated: list[ValidatedExport], table: Any, rebuild: bool = False) -> list[ValidatedExport]:

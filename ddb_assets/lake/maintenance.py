@@ -263,6 +263,8 @@ def remove_orphan_files(table: Any, grace: timedelta, s3: S3Options | None = Non
             size += entry.size or 0
     if root.scheme == "file" and not dry_run:
         _remove_empty_folders(root.join("data").path)
+    elif root.scheme == "s3" and not dry_run:
+        _remove_empty_markers(root.join("data"), s3)
     return removed, size
 
 
@@ -335,6 +337,33 @@ def _remove_empty_folders(path: str) -> None:
                 os.rmdir(directory)  # succeeds only when empty
             except OSError:
                 pass
+
+
+def _remove_empty_markers(data: Location, s3: S3Options | None) -> int:
+    """Delete the zero-byte folder markers (``.../data/year=2009/``) left under ``data`` on S3 with
+    no file below them: pyarrow's S3 file system writes one for a folder it emptied by deleting a
+    file (a failed run's, an orphan's), so they would pile up with every clean-up. Listed and
+    deleted through boto3 (which sees every marker, and writes none back). Returns how many were
+    deleted (best effort: a refusal leaves them; they hold nothing)."""
+    from bisect import bisect_left
+
+    from ddb_assets.exports.storage import s3_client
+
+    bucket, _, key = data.path.partition("/")
+    prefix = key.rstrip("/") + "/"
+    client = s3_client(s3)
+    try:
+        keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+                for o in page.get("Contents", [])]
+        files = sorted(k for k in keys if not k.endswith("/"))
+        empty = [k for k in keys if k.endswith("/") and k != prefix
+                 and not (bisect_left(files, k) < len(files) and files[bisect_left(files, k)].startswith(k))]
+        for start in range(0, len(empty), 1000):  # DeleteObjects takes 1,000 keys at most
+            client.delete_objects(Bucket=bucket, Delete={"Quiet": True,
+                                                         "Objects": [{"Key": k} for k in empty[start:start + 1000]]})
+    except Exception:  # noqa: BLE001 - markers are cosmetic: the sweep's work is done
+        return 0
+    return len(empty)
 
 
 def compact_small_files(table: Any, small_file_bytes: int, s3: S3Options | None = None, *,
