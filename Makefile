@@ -1,7 +1,7 @@
 # Two commands on a fresh machine with python3 and make:
 #   make demo   - create .venv, install, run the whole pipeline on the local world
 #   make test   - install the dev and spark extras and run the whole test suite
-#   make test-fast - only the fast tier (pytest -m fast: in-memory Arrow and hypothesis, under 2 min)
+#   make test-fast - only the fast tier (pytest -m fast: in-memory Arrow and hypothesis, about 40 s)
 # The tests also read every table with a second Iceberg reader that shares no code with ours
 # (DuckDB's iceberg extension, from PyPI): it lives in its own venv, .venv-readers (make readers).
 PYTHON ?= python3
