@@ -196,21 +196,35 @@ class ValidatedExport:
         return self.export_to_time if self.incremental else self.export_time
 
 
+def _latest_validation(instance: dg.DagsterInstance, names: TableNames, export_id: str) -> Any:
+    """The latest raw_export materialization of ``export_id``'s partition (None: not validated yet)."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=names.raw_export_key, asset_partitions=[export_id]), limit=1).records
+    return records[0].asset_materialization if records else None
+
+
+def _passed(materialization: Any) -> bool:
+    valid = materialization.metadata.get("valid")
+    return valid is not None and valid.value is True
+
+
+def _failure(materialization: Any) -> str:
+    error = materialization.metadata.get("error")
+    return f"failed validation: {error.value if error is not None else 'invalid'}"
+
+
 def validated_exports(instance: dg.DagsterInstance, names: TableNames, newest_first: int = 500) -> list[ValidatedExport]:
     """The raw_export partitions whose latest validation passed, oldest first (export ids begin
     with the export's start time in milliseconds)."""
     keys = sorted(names.export_partitions.get_partition_keys(dynamic_partitions_store=instance))[-newest_first:]
     out = []
     for export_id in keys:
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=names.raw_export_key, asset_partitions=[export_id]), limit=1).records
-        materialization = records[0].asset_materialization if records else None
-        if materialization is None or materialization.metadata.get("valid") is None or \
-                materialization.metadata["valid"].value is not True:
+        materialization = _latest_validation(instance, names, export_id)
+        if materialization is None or not _passed(materialization):
             continue
 
         def text(key: str) -> str:
-            entry = materialization.metadata.get(key)  # type: ignore[union-attr]
+            entry = materialization.metadata.get(key)
             return str(entry.value) if entry is not None and entry.value is not None else ""
 
         out.append(ValidatedExport(export_id, text("export_type") or "FULL_EXPORT", text("export_time"),
@@ -224,15 +238,9 @@ def failed_validations(instance: dg.DagsterInstance, names: TableNames, newest_f
     keys = sorted(names.export_partitions.get_partition_keys(dynamic_partitions_store=instance), reverse=True)
     failed: dict[str, str] = {}
     for export_id in keys[:newest_first]:
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=names.raw_export_key, asset_partitions=[export_id]), limit=1).records
-        materialization = records[0].asset_materialization if records else None
-        if materialization is None:
-            continue
-        valid = materialization.metadata.get("valid")
-        if valid is None or valid.value is not True:
-            error = materialization.metadata.get("error")
-            failed[export_id] = f"failed validation: {error.value if error is not None else 'invalid'}"
+        materialization = _latest_validation(instance, names, export_id)
+        if materialization is not None and not _passed(materialization):
+            failed[export_id] = _failure(materialization)
     return failed
 
 
@@ -243,17 +251,13 @@ def latest_valid_export(instance: dg.DagsterInstance, names: TableNames, newest_
     keys = sorted(names.export_partitions.get_partition_keys(dynamic_partitions_store=instance), reverse=True)
     passed_over: dict[str, str] = {}
     for export_id in keys[:newest_first]:
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=names.raw_export_key, asset_partitions=[export_id]), limit=1).records
-        materialization = records[0].asset_materialization if records else None
+        materialization = _latest_validation(instance, names, export_id)
         if materialization is None:
             passed_over[export_id] = "not validated (yet)"
-            continue
-        valid = materialization.metadata.get("valid")
-        if valid is not None and valid.value is True:
+        elif _passed(materialization):
             return ValidExport(export_id, passed_over)
-        error = materialization.metadata.get("error")
-        passed_over[export_id] = f"failed validation: {error.value if error is not None else 'invalid'}"
+        else:
+            passed_over[export_id] = _failure(materialization)
     return ValidExport(None, passed_over)
 
 
