@@ -470,7 +470,12 @@ def _remove_record(staged: StagedExport, s3: S3Options | None) -> None:
         location = resolve(staged.record, s3)
         location.fs.delete_file(location.path)
     except (OSError, ValueError):
-        pass  # an unreadable or stale record costs a conversion, never a wrong commit
+        return  # an unreadable or stale record costs a conversion, never a wrong commit
+    if location.scheme == "file":  # the last record gone: no empty _staged/ left in the table's folder
+        try:
+            os.rmdir(os.path.dirname(location.path))
+        except OSError:
+            pass  # other records are still there
 
 
 def discard(staged: StagedExport, s3: S3Options | None) -> None:
