@@ -1245,7 +1245,9 @@ def tables(
         sys.stdout.write(json.dumps({"tables": described, "errors": errors}, indent=1) + "\n")
         return
     if not described and not errors:
-        console.print(f"no tables in {config.describe()} catalog namespace {config.namespace} (lake {root.uri})",
+        others = sorted(".".join(n) for n in _namespaces(iceberg) if ".".join(n) != config.namespace)
+        console.print(f"no tables in {config.describe()} catalog namespace {config.namespace} (lake {root.uri})"
+                      + (f"; the catalog's other namespaces: {', '.join(others)} (--namespace)" if others else ""),
                       highlight=False, soft_wrap=True)
     for entry in described:
         spec = ", ".join(f"{p['transform']}({p['source']})" + (f" of attribute {p['attribute']['text']}"
@@ -1417,6 +1419,14 @@ def _maintained(iceberg_table: Any, result: Any, scratch: list, *, dry_run: bool
                     ("time", f"{result.seconds:.2f}s")])
     if result.uploads_error:  # the rest is done (and said above); the uploads are not: exit code 1
         raise CliError(result.uploads_error)
+
+
+def _namespaces(iceberg: Any) -> list[tuple[str, ...]]:
+    """The catalog's namespaces (none when it cannot list them: a hint only)."""
+    try:
+        return [tuple(n) for n in iceberg.list_namespaces()]
+    except Exception:  # noqa: BLE001 - a catalog that cannot list namespaces only loses the hint
+        return []
 
 
 def main() -> None:

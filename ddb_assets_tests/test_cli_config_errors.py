@@ -183,3 +183,17 @@ def test_yaml_merge_keys_may_be_overridden(tmp_path: Path) -> None:
     tables = load_settings(config).tables
     assert [(t.table, t.export_bucket, t.partition_by) for t in tables] == [
         ("orders", "shared", "year"), ("reviews", "shared", "month(created_at)")]
+
+
+def test_a_namespace_without_tables_names_the_catalogs_others(tmp_path: Path) -> None:
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    catalog = SqlCatalog("ddb_assets", uri=f"sqlite:///{lake / 'catalog.db'}", warehouse=f"file://{lake}")
+    catalog.create_namespace("ddb_lake")
+    catalog.create_namespace("reports")
+    result = run_cli("tables", "--lake", str(lake), "--namespace", "ddb_lak")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (f"no tables in sql catalog namespace ddb_lak (lake {lake}); the catalog's other "
+                             f"namespaces: ddb_lake, reports (--namespace)\n")
