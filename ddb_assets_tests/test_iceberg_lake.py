@@ -740,3 +740,34 @@ def test_maintain_on_s3_removes_empty_folder_markers_and_keeps_the_table(aws_env
     assert not [k for k in keys if "year=1901" in k or "year=1902" in k]
     live = {task.file.file_path for task in table.scan().plan_files()}
     assert live <= {f"s3://{lake}/{k}" for k in keys} and table.scan().to_arrow().num_rows == 60
+
+
+def test_files_removed_before_the_commit_fail_it_and_nothing_is_committed(tmp_path: Path) -> None:
+    """A written file deleted before the commit (a maintenance run with too short a grace): the
+    conversion commits nothing, says which file and why, and leaves none of its files."""
+    from ddb_assets.lake.commit import FilesRemoved
+
+    root = tmp_path / "lake" / "reviews"
+    convert_export(doctor.make_export(tmp_path / "export0", items=80, seed=1), root,
+                   ConvertOptions(workers=1, partition_by="year"))
+    catalog = open_catalog(CatalogConfig(), __import__("ddb_assets.exports.storage", fromlist=["resolve"]).resolve(
+        tmp_path / "lake"))
+    before = load_table(catalog, "ddb_lake", "reviews").current_snapshot().snapshot_id
+    files_before = {str(p) for p in (root / "data").rglob("*.parquet")}
+    gone: list[Path] = []
+
+    def sweep_as_it_commits(kind: str, info: dict) -> None:
+        if kind == "committing":
+            new = sorted(p for p in (root / "data").rglob("*.parquet") if str(p) not in files_before)
+            gone.append(new[0])
+            new[0].unlink()
+
+    with pytest.raises(FilesRemoved) as raised:
+        convert_export(doctor.make_export(tmp_path / "export1", items=90, seed=2), root,
+                       ConvertOptions(workers=1, partition_by="year"), progress=sweep_as_it_commits)
+    assert str(raised.value).startswith("table reviews: 1 of the ")
+    assert f"files this run wrote was removed before its commit (first: {gone[0]})" in str(raised.value)
+    assert str(raised.value).endswith("Nothing was committed: run it again")
+    table = load_table(catalog, "ddb_lake", "reviews")
+    assert table.current_snapshot().snapshot_id == before and table.scan().to_arrow().num_rows == 80
+    assert {str(p) for p in (root / "data").rglob("*.parquet")} == files_before  # the run's other files removed

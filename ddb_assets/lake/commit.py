@@ -47,7 +47,27 @@ def _validation_exception() -> type:
 
 
 # Failures that guarantee the snapshot did not land: the run's files may be deleted at once.
+class FilesRemoved(CommitConflict):
+    """Files this run wrote were deleted before its commit (a maintenance run with a grace period
+    shorter than this run, a lifecycle rule): nothing is committed over them."""
+
+
 NOT_COMMITTED: tuple[type[BaseException], ...] = (CommitConflict, Refused, _validation_exception())
+
+
+def check_written(paths: list[str], s3: Any = None, *, table: str) -> None:
+    """Raise FilesRemoved when one of ``paths`` (the files a run wrote and is about to commit) no
+    longer exists: a snapshot listing a file that is gone cannot be read. One existence check per
+    file (HEADs on threads on S3, exports/storage.py ``absent``): seconds for thousands of files,
+    against a snapshot no engine could read."""
+    from ddb_assets.exports.storage import absent
+
+    missing = absent(paths, s3)
+    if missing:
+        raise FilesRemoved(f"table {table}: {len(missing)} of the {len(paths)} files this run wrote "
+                           f"{'was' if len(missing) == 1 else 'were'} removed before its commit (first: {missing[0]}); "
+                           f"a maintenance run with a grace period shorter than this run (--grace-hours, "
+                           f"orphan_grace_hours)? Nothing was committed: run it again")
 
 
 @dataclass

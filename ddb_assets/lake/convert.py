@@ -52,8 +52,8 @@ from ddb_assets.exports.errors import ChecksumMismatch, ExportFormatError, ItemC
 from ddb_assets.exports.reader import DataFile, Export, open_export
 from ddb_assets.exports.storage import S3Options, remove_quietly, resolve
 from ddb_assets.lake.catalog import CatalogConfig, load_table
-from ddb_assets.lake.commit import (NOT_COMMITTED, TABLE_PROPERTIES, CommitResult, ExportRecord, commit_export,
-                                   current_result)
+from ddb_assets.lake.commit import (NOT_COMMITTED, TABLE_PROPERTIES, CommitResult, ExportRecord, check_written,
+                                   commit_export, current_result)
 from ddb_assets.lake.destination import LakeTarget, lake_target as _lake_target
 from ddb_assets.lake.guards import Verdict, check_identity, check_location_free, check_state
 from ddb_assets.lake.merge import MergeResult, merge_export
@@ -692,6 +692,7 @@ def _convert_export(source: str | os.PathLike[str] | Export, dest: str | os.Path
                                   merge_mode=options.merge_mode, progress=merge_progress)
             commit = merged.commit or current_result(load_table(target.catalog, *target.identifier))
         else:
+            check_written([w.path for w in written], options.s3, table=target.name)
             commit = commit_export(target.catalog, target.identifier, target.location.uri, plan, written,
                                    export_record(export), only_partitions=options.only_partitions,
                                    rebuild=options.rebuild, stored_at_plan=stored)

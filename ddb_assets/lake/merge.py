@@ -46,7 +46,8 @@ from ddb_assets.exports.changes import DELETE, UPSERT
 from ddb_assets.exports.storage import Location, S3Options, resolve, resolver
 from ddb_assets.exports.thread_pool import io_threads
 from ddb_assets.lake.commit import (COMMIT_ATTEMPTS, CommitConflict, CommitResult, ExportRecord, _result,
-                                    begin_transaction, data_files_for, replace_files, source_properties)
+                                    begin_transaction, check_written, data_files_for, replace_files,
+                                    source_properties)
 from ddb_assets.lake.evolution import TablePlan
 from ddb_assets.lake.guards import ChainError, applied_already, check_chain, check_identity
 from ddb_assets.lake.position_deletes import (DeletedRows, PositionIndex, deleted_positions, keep_mask, remove_files,
@@ -168,6 +169,7 @@ def merge_export(catalog: Any, identifier: tuple[str, str], plan: TablePlan, ups
         else:
             new_files, written = _copy_on_write(transaction, affected, upserts, run, plan, target, summary, s3,
                                                 notify)
+        check_written([u.path for u in upserts] + [w.file_path for w in written], s3, table=identifier[-1])
         # From here the command line holds Ctrl-C back (cli_interrupts.py): not during the scan
         # and the rewrite before, which on a big table take long and commit nothing.
         notify("committing", {"files": len(upserts) + new_files})

@@ -32,7 +32,7 @@ import pyarrow.fs as pafs
 from ddb_assets.exports.json_reader import ReaderCounts
 from ddb_assets.exports.reader import Export, open_export
 from ddb_assets.exports.storage import Location, S3Options, resolve
-from ddb_assets.lake.commit import NOT_COMMITTED, commit_export
+from ddb_assets.lake.commit import NOT_COMMITTED, check_written, commit_export
 from ddb_assets.lake.convert import (ConvertOptions, ConvertResult, LakeTarget, _finish_files, _Misfit, _plan,
                                      _remove_files, _write_job, export_record, keep_profile)
 from ddb_assets.lake.evolution import TablePlan
@@ -219,6 +219,7 @@ def commit_shards(converted: ShardConversion, export: Export, target: LakeTarget
     a commit that did not land are removed."""
     written = converted.written
     try:
+        check_written([w.path for w in written], options.s3, table=target.name)
         commit = commit_export(target.catalog, target.identifier, target.location.uri, converted.plan, written,
                                export_record(export), only_partitions=options.only_partitions,
                                rebuild=options.rebuild, stored_at_plan=stored)
