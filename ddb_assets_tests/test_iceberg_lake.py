@@ -771,3 +771,30 @@ def test_files_removed_before_the_commit_fail_it_and_nothing_is_committed(tmp_pa
     table = load_table(catalog, "ddb_lake", "reviews")
     assert table.current_snapshot().snapshot_id == before and table.scan().to_arrow().num_rows == 80
     assert {str(p) for p in (root / "data").rglob("*.parquet")} == files_before  # the run's other files removed
+
+
+def test_the_sweep_keeps_metadata_written_since_the_current_metadata_file(tmp_path: Path) -> None:
+    """A commit in flight writes its manifests before the catalog points at them: files under
+    metadata/ newer than the current metadata file stay, even with no grace; older unreferenced
+    ones go."""
+    import os
+
+    from ddb_assets.lake.maintenance import remove_orphan_files
+
+    root = tmp_path / "lake" / "reviews"
+    convert_export(doctor.make_export(tmp_path / "export", items=50, seed=1), root, ConvertOptions(workers=1))
+    catalog = open_catalog(CatalogConfig(), __import__("ddb_assets.exports.storage", fromlist=["resolve"]).resolve(
+        tmp_path / "lake"))
+    table = load_table(catalog, "ddb_lake", "reviews")
+    current = Path(table.metadata_location)
+    in_flight = root / "metadata" / "0f0e0d0c-in-flight-m0.avro"
+    in_flight.write_bytes(b"Obj\x01")
+    os.utime(in_flight, (current.stat().st_mtime + 5, current.stat().st_mtime + 5))
+    left_over = root / "metadata" / "0a0b0c0d-left-over-m0.avro"
+    left_over.write_bytes(b"Obj\x01")
+    os.utime(left_over, (current.stat().st_mtime - 60, current.stat().st_mtime - 60))
+
+    removed, _ = remove_orphan_files(table, timedelta(0))
+
+    assert removed == [str(left_over)] and in_flight.exists() and not left_over.exists()
+    assert table.scan().to_arrow().num_rows == 50

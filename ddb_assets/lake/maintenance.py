@@ -200,16 +200,35 @@ def referenced_files(table: Any, expired: set[int] | frozenset[int] = frozenset(
         if snapshot.snapshot_id in expired:
             continue
         files.add(snapshot.manifest_list)
-        for manifest in snapshot.manifests(table.io):
+        try:
+            manifests = snapshot.manifests(table.io)
+        except FileNotFoundError:
+            raise _missing_metadata(table, snapshot, snapshot.manifest_list) from None
+        for manifest in manifests:
             if manifest.manifest_path in read:
                 continue
             read.add(manifest.manifest_path)
             files.add(manifest.manifest_path)
-            for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+            try:
+                entries = manifest.fetch_manifest_entry(table.io, discard_deleted=True)
+            except FileNotFoundError:
+                raise _missing_metadata(table, snapshot, manifest.manifest_path) from None
+            for entry in entries:
                 files.add(entry.data_file.file_path)
     for statistics in metadata.statistics:
         files.add(statistics.statistics_path)
     return {_normal(f) for f in files}
+
+
+def _missing_metadata(table: Any, snapshot: Any, path: str) -> MissingFiles:
+    name = table.name()[-1]
+    current = table.current_snapshot()
+    which = "its current snapshot" if current is not None and current.snapshot_id == snapshot.snapshot_id else \
+        f"its snapshot {snapshot.snapshot_id} (not the current one)"
+    return MissingFiles(f"table {name}: {which} lists {path}, which is missing, so maintenance cannot tell which "
+                        f"files the table still references and removed none: restore the file, or, for an older "
+                        f"snapshot, expire it with another engine (Spark's expire_snapshots) before maintenance runs "
+                        f"again")
 
 
 def _commit_failed() -> type:
@@ -244,6 +263,12 @@ def remove_orphan_files(table: Any, grace: timedelta, s3: S3Options | None = Non
     # Files a validation staged for a commit still to come are not orphans (lake/staging.py).
     referenced = referenced_files(table, expired) | {_normal(p) for p in staged_paths(root)}
     newest = _metadata_version(table.metadata_location)
+    # A commit in flight writes its manifests and manifest list before the catalog points at
+    # them: under metadata/, whatever was written since the current metadata file (this run's
+    # own expiry or compaction commit, or a later one) is such a commit's, never an orphan yet.
+    current = resolve(table.metadata_location, s3)
+    current_info = current.fs.get_file_info(current.path)
+    current_written = current_info.mtime.timestamp() if current_info.mtime is not None else None
     cutoff = time.time() - grace.total_seconds()
     removed, size = [], 0
     for folder in ("data", "metadata"):
@@ -257,6 +282,8 @@ def remove_orphan_files(table: Any, grace: timedelta, s3: S3Options | None = Non
             modified = entry.mtime.timestamp() if entry.mtime is not None else 0.0
             if modified > cutoff:
                 continue  # perhaps a run still writing, or a commit in flight: not an orphan yet
+            if folder == "metadata" and (current_written is None or modified >= current_written):
+                continue
             if not dry_run:
                 location.fs.delete_file(entry.path)
             removed.append(uri)
