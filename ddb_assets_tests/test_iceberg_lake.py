@@ -730,7 +730,9 @@ def test_maintain_on_s3_removes_empty_folder_markers_and_keeps_the_table(aws_env
     s3.put_object(Bucket=lake, Key="reviews/data/year=1902/", Body=b"")  # a marker left by an earlier clean-up
     held = next(iter(table.scan().plan_files())).file.file_path.split(f"s3://{lake}/", 1)[1]
     s3.put_object(Bucket=lake, Key=held.rsplit("/", 1)[0] + "/", Body=b"")  # beside the table's files
-    time.sleep(0.01)
+    time.sleep(1.1)  # S3 times objects to the second: the next commit's metadata file comes after them
+    table = convert_export(doctor.make_export(tmp_path / "export2", items=60, files=1, seed=5), f"s3://{lake}/reviews",
+                           ConvertOptions(workers=1, catalog=catalog, partition_by="year")).commit.table
 
     maintain(table, MaintenanceOptions(grace=timedelta(0), compact=False),
              S3Options(endpoint_url=aws_env["AWS_ENDPOINT_URL"], region="us-east-1"))
@@ -773,10 +775,10 @@ def test_files_removed_before_the_commit_fail_it_and_nothing_is_committed(tmp_pa
     assert {str(p) for p in (root / "data").rglob("*.parquet")} == files_before  # the run's other files removed
 
 
-def test_the_sweep_keeps_metadata_written_since_the_current_metadata_file(tmp_path: Path) -> None:
-    """A commit in flight writes its manifests before the catalog points at them: files under
-    metadata/ newer than the current metadata file stay, even with no grace; older unreferenced
-    ones go."""
+def test_the_sweep_keeps_files_written_since_the_current_metadata_file(tmp_path: Path) -> None:
+    """A commit in flight wrote its data files and writes its manifests before the catalog points
+    at them: unreferenced files newer than the current metadata file stay, even with no grace;
+    older ones (a run killed before the table's last commit) go."""
     import os
 
     from ddb_assets.lake.maintenance import remove_orphan_files
@@ -793,8 +795,15 @@ def test_the_sweep_keeps_metadata_written_since_the_current_metadata_file(tmp_pa
     left_over = root / "metadata" / "0a0b0c0d-left-over-m0.avro"
     left_over.write_bytes(b"Obj\x01")
     os.utime(left_over, (current.stat().st_mtime - 60, current.stat().st_mtime - 60))
+    fresh_data = root / "data" / "20261201T000000-0123456789ab-00000.parquet"  # a run about to commit
+    fresh_data.write_bytes(b"PAR1")
+    os.utime(fresh_data, (current.stat().st_mtime + 5, current.stat().st_mtime + 5))
+    killed = root / "data" / "20261130T000000-0123456789ab-00000.parquet"  # a run killed before the last commit
+    killed.write_bytes(b"PAR1")
+    os.utime(killed, (current.stat().st_mtime - 60, current.stat().st_mtime - 60))
 
     removed, _ = remove_orphan_files(table, timedelta(0))
 
-    assert removed == [str(left_over)] and in_flight.exists() and not left_over.exists()
+    assert sorted(removed) == sorted([str(left_over), str(killed)])
+    assert in_flight.exists() and fresh_data.exists() and not left_over.exists() and not killed.exists()
     assert table.scan().to_arrow().num_rows == 50

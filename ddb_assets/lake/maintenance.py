@@ -259,13 +259,18 @@ def remove_orphan_files(table: Any, grace: timedelta, s3: S3Options | None = Non
     # The table as the catalog has it now, not as this run loaded it: a commit that landed since
     # (an export's merge while maintenance ran) references files the older metadata does not
     # know, its metadata file among them, and a short grace would take them from under it.
-    table.refresh()
+    try:
+        table.refresh()
+    except NotImplementedError:
+        pass  # a static table, read from one metadata file: no catalog to ask
     # Files a validation staged for a commit still to come are not orphans (lake/staging.py).
     referenced = referenced_files(table, expired) | {_normal(p) for p in staged_paths(root)}
     newest = _metadata_version(table.metadata_location)
-    # A commit in flight writes its manifests and manifest list before the catalog points at
-    # them: under metadata/, whatever was written since the current metadata file (this run's
-    # own expiry or compaction commit, or a later one) is such a commit's, never an orphan yet.
+    # A commit in flight wrote its data files, then writes its manifests and manifest list, before
+    # the catalog points at them: whatever was written since the current metadata file (this
+    # run's own expiry or compaction commit, or a later one) may be such a commit's, never an
+    # orphan yet (the grace alone cannot tell: with none, a merge's fresh files were swept in the
+    # moment between its check of them and its commit).
     current = resolve(table.metadata_location, s3)
     current_info = current.fs.get_file_info(current.path)
     current_written = current_info.mtime.timestamp() if current_info.mtime is not None else None
@@ -282,7 +287,10 @@ def remove_orphan_files(table: Any, grace: timedelta, s3: S3Options | None = Non
             modified = entry.mtime.timestamp() if entry.mtime is not None else 0.0
             if modified > cutoff:
                 continue  # perhaps a run still writing, or a commit in flight: not an orphan yet
-            if folder == "metadata" and (current_written is None or modified >= current_written):
+            if current_written is None or modified >= current_written:
+                # Written since the table's last commit: a run about to commit (its data files, checked
+                # just before its commit, then its manifests), never an orphan yet. A killed run's
+                # files go once any later commit (this maintenance's own, the next export's) is made.
                 continue
             if not dry_run:
                 location.fs.delete_file(entry.path)
