@@ -119,10 +119,7 @@ def test_backfill_all_parquet_partitions_from_the_ui(dagster_dev: dict) -> None:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(f"{dagster_dev['url']}/assets/reviews/parquet", wait_until="networkidle")
             page.get_by_role("button", name="Materialize…").wait_for(timeout=60_000)
-            page.wait_for_timeout(1500)
-            if page.get_by_role("button", name="Skip").count():  # the first-visit community dialog
-                page.get_by_role("button", name="Skip").click()
-            page.get_by_role("button", name="Materialize…").click()
+            _click_past_dialogs(page, page.get_by_role("button", name="Materialize…"))
             page.get_by_role("button", name="All", exact=True).click()
             page.get_by_text(f"{len(partitions)} partitions selected").wait_for(timeout=30_000)
             page.get_by_role("button", name="Launch backfill").click()
@@ -152,3 +149,25 @@ def test_backfill_all_parquet_partitions_from_the_ui(dagster_dev: dict) -> None:
         assert event is not None and event.asset_materialization is not None
         conversion = event.asset_materialization.metadata["conversion"].value
         assert conversion.startswith("none: the table holds export "), conversion
+
+
+def _click_past_dialogs(page: Any, target: Any, attempts: int = 10) -> None:
+    """Click ``target`` once no dialog covers the page: Dagster's first-visit dialog (Skip) can
+    open a moment after the page looks ready, and its backdrop then takes the click."""
+    for _ in range(attempts):
+        page.wait_for_timeout(1000)
+        skip = page.get_by_role("button", name="Skip")
+        if skip.count():
+            skip.first.click()
+            continue
+        if page.locator(".bp5-overlay-backdrop").count():
+            page.keyboard.press("Escape")
+            continue
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        try:
+            target.click(timeout=5_000)
+            return
+        except PlaywrightTimeout:
+            continue  # a dialog opened just then: dismiss it and click again
+    target.click()  # one last try, failing with playwright's own account of what is in the way
