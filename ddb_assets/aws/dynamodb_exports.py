@@ -27,6 +27,13 @@ def export_id_of(export_arn: str) -> str:
     return export_arn.rsplit("/", 1)[-1]
 
 
+def export_started_ms(export_id: str) -> int | None:
+    """The start time an export id begins with (``01715674542517-a4c123b1``: ms since the epoch),
+    None for an id of another shape."""
+    head = export_id.split("-", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
 def table_arn_of(client: Any, table: str) -> str:
     """Accept a table name or ARN; return the ARN (raises the client's ResourceNotFoundException)."""
     if table.startswith("arn:"):

@@ -297,6 +297,7 @@ def _failed_in_the_gap(exc: Exception, failed: dict[str, str], table: Any) -> st
     """For a window refused for a gap: the exports started after the table's mark that failed
     validation (the gap's window is most likely among them: exported, but invalid), so the
     message leads to the bad file rather than to exporting the window again."""
+    from ddb_assets.aws.dynamodb_exports import export_started_ms
     from ddb_assets.lake.guards import ChainError
 
     if not isinstance(exc, ChainError) or "are missing" not in str(exc) or table is None:
@@ -307,7 +308,7 @@ def _failed_in_the_gap(exc: Exception, failed: dict[str, str], table: Any) -> st
         return ""
     after = instant(mark) * 1000
     since = [f"{export_id} ({why})" for export_id, why in sorted(failed.items())
-             if export_id.split("-", 1)[0].isdigit() and int(export_id.split("-", 1)[0]) > after]
+             if (export_started_ms(export_id) or 0) > after]
     return (f"; exported since the mark but invalid (fix or export the window again): {'; '.join(since)}"
             if since else "")
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import dagster as dg
 
-from ddb_assets.aws.dynamodb_exports import export_id_of
+from ddb_assets.aws.dynamodb_exports import export_id_of, export_started_ms
 from ddb_assets.aws.resources import DynamoDBResource
 from ddb_assets.defs.names import TableNames
 
@@ -69,13 +69,6 @@ def build_export_completion_sensor(names: TableNames, raw_export: dg.AssetsDefin
 LISTING_MARGIN_MS = 3600 * 1000
 
 
-def _started_ms(export_id: str) -> int | None:
-    """The start time an export id begins with (``01715674542517-a4c123b1``: ms since the epoch),
-    None for an id of another shape."""
-    head = export_id.split("-", 1)[0]
-    return int(head) if head.isdigit() else None
-
-
 class HandledExports:
     """Which exports the completion sensor has handled, as its cursor keeps them: every export
     started before ``before`` (ms since the epoch) but those in ``waiting`` (still in flight when
@@ -105,23 +98,23 @@ class HandledExports:
     def __contains__(self, export_id: str) -> bool:
         if export_id in self.ids:
             return True
-        started = _started_ms(export_id)
+        started = export_started_ms(export_id)
         return started is not None and started < self.before and export_id not in self.waiting
 
     def after_tick(self, listed: set[str], finished: set[str], in_flight: list[str]) -> "HandledExports":
         """The handled exports after a tick that listed ``listed``, handled ``finished`` and saw
         ``in_flight`` still running. Ids ListExports no longer lists (after 90 days) are dropped."""
         ids = {i for i in listed if i in self} | finished
-        starts = [t for t in map(_started_ms, listed) if t is not None]
+        starts = [t for t in map(export_started_ms, listed) if t is not None]
         before = self.before
         if starts:
             # Never moved back: the ids it passed were dropped. An export in flight keeps it below
             # its start; one found in flight below it anyway (listed late) waits by its id.
-            flying = [t for t in map(_started_ms, in_flight) if t is not None and t >= self.before]
+            flying = [t for t in map(export_started_ms, in_flight) if t is not None and t >= self.before]
             before = max(before, min([max(starts) - LISTING_MARGIN_MS, *flying]))
-        waiting = {i for i in in_flight if (_started_ms(i) or before) < before}
+        waiting = {i for i in in_flight if (export_started_ms(i) or before) < before}
         # An id of another shape stays an id; one started before ``before`` is covered by it.
-        kept = {i for i in ids if _started_ms(i) is None or _started_ms(i) >= before}  # type: ignore[operator]
+        kept = {i for i in ids if export_started_ms(i) is None or export_started_ms(i) >= before}  # type: ignore[operator]
         return HandledExports(kept, before, waiting)
 
 def _export_events(instance: dg.DagsterInstance, names: TableNames, dynamodb: DynamoDBResource, table_arn: str,

@@ -23,7 +23,6 @@ expiring or removing could take away the way back); then:
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from types import SimpleNamespace
@@ -237,15 +236,6 @@ def _commit_failed() -> type:
     return CommitFailedException
 
 
-_METADATA_FILE = re.compile(r"/(\d+)-[^/]*\.metadata\.json$")
-
-
-def _metadata_version(uri: str) -> int | None:
-    """The version an Iceberg metadata file's name begins with (``00003-<uuid>.metadata.json``: 3)."""
-    found = _METADATA_FILE.search(uri)
-    return int(found.group(1)) if found else None
-
-
 def remove_orphan_files(table: Any, grace: timedelta, s3: S3Options | None = None, *,
                         dry_run: bool = False, expired: set[int] | frozenset[int] = frozenset(),
                         data_files: list[tuple[str, pafs.FileInfo]] | None = None) -> tuple[list[str], int]:
@@ -265,7 +255,6 @@ def remove_orphan_files(table: Any, grace: timedelta, s3: S3Options | None = Non
         pass  # a static table, read from one metadata file: no catalog to ask
     # Files a validation staged for a commit still to come are not orphans (lake/staging.py).
     referenced = referenced_files(table, expired) | {_normal(p) for p in staged_paths(root)}
-    newest = _metadata_version(table.metadata_location)
     # A commit in flight wrote its data files, then writes its manifests and manifest list, before
     # the catalog points at them: whatever was written since the current metadata file (this
     # run's own expiry or compaction commit, or a later one) may be such a commit's, never an
@@ -281,9 +270,6 @@ def remove_orphan_files(table: Any, grace: timedelta, s3: S3Options | None = Non
         for uri, entry in (data_files if folder == "data" and data_files is not None else _files_under(location)):
             if _normal(uri) in referenced:
                 continue
-            version = _metadata_version(uri) if folder == "metadata" else None
-            if version is not None and newest is not None and version >= newest:
-                continue  # a commit landing now writes the next one: never an orphan while it is the newest
             modified = entry.mtime.timestamp() if entry.mtime is not None else 0.0
             if modified > cutoff:
                 continue  # perhaps a run still writing, or a commit in flight: not an orphan yet
